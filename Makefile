@@ -1,0 +1,48 @@
+# edgeqat — everyday commands. `make demo` on a fresh machine does everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help venv demo pipeline report ui test test-slow bench clean
+
+help:
+	@echo "make demo       create $(VENV), install, run the whole pipeline on the built-in digits, print the table"
+	@echo "make test       unit + integration tests (tiny models)"
+	@echo "make test-slow  tests of real-size models and the default-data pipeline"
+	@echo "make bench      benchmarks (writes bench/results.md)"
+
+$(BIN)/edgeqat: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $@
+
+venv: $(BIN)/edgeqat
+
+pipeline: venv
+	$(BIN)/dvc repro
+
+demo: pipeline
+	@$(BIN)/edgeqat report
+	@echo "MLflow run logged. To browse it:"
+	@$(BIN)/edgeqat ui
+
+report: venv
+	@$(BIN)/edgeqat report
+
+ui: venv
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+
+test: venv
+	$(BIN)/pytest -m "not slow" -q
+
+test-slow: venv
+	$(BIN)/pytest -m slow -q
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf data/prepared models metrics plots reports mlflow.db mlartifacts .pytest_cache

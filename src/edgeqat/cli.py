@@ -1,0 +1,171 @@
+"""The `edgeqat` command: thin adapter from argv (and DVC stages) to the step functions.
+
+Nothing heavy is imported at module level, so `edgeqat --help` stays fast; TensorFlow
+loads only inside the stages that need it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeqat.errors import EdgeqatError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="edgeqat: Keras image model -> validated int8 TensorFlow Lite, as a reproducible DVC/MLflow pipeline.",
+)
+stage = typer.Typer(no_args_is_help=True, help="Run one pipeline stage (what dvc.yaml calls).")
+app.add_typer(stage, name="stage")
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (one section per stage).")
+DataOpt = typer.Option(Path("data/prepared"), "--data", help="Prepared splits folder.")
+
+
+def _params(path: Path):
+    from edgeqat.config import load_params
+
+    return load_params(path)
+
+
+@stage.command("prepare")
+def stage_prepare(
+    params: Path = ParamsOpt,
+    out: Path = typer.Option(Path("data/prepared"), help="Output folder for the splits."),
+    metrics: Path = typer.Option(Path("metrics/prepare.json")),
+) -> None:
+    """Raw data -> resized, stratified, sharded train/val/test/calib splits."""
+    from edgeqat.steps.prepare import prepare
+
+    prepare(_params(params).prepare, out, metrics)
+
+
+@stage.command("train")
+def stage_train(
+    params: Path = ParamsOpt,
+    data: Path = DataOpt,
+    out: Path = typer.Option(Path("models/fp32.keras")),
+    metrics: Path = typer.Option(Path("metrics/train.json")),
+    history: Path = typer.Option(Path("plots/train_history.csv")),
+) -> None:
+    """FP32 baseline (or the user's pretrained model, train.from_model)."""
+    from edgeqat.steps.train import train
+
+    train(_params(params).train, data, out, metrics, history)
+
+
+@stage.command("qat")
+def stage_qat(
+    params: Path = ParamsOpt,
+    data: Path = DataOpt,
+    model: Path = typer.Option(Path("models/fp32.keras"), help="FP32 model to quantize."),
+    out: Path = typer.Option(Path("models/qat.h5")),
+    metrics: Path = typer.Option(Path("metrics/qat.json")),
+    history: Path = typer.Option(Path("plots/qat_history.csv")),
+) -> None:
+    """Quantization-aware fine-tuning of the FP32 model."""
+    from edgeqat.steps.qat import qat
+
+    qat(_params(params).qat, data, model, out, metrics, history)
+
+
+@stage.command("convert")
+def stage_convert(
+    params: Path = ParamsOpt,
+    data: Path = DataOpt,
+    fp32: Path = typer.Option(Path("models/fp32.keras")),
+    qat: Path = typer.Option(Path("models/qat.h5")),
+    out: Path = typer.Option(Path("models/tflite")),
+    metrics: Path = typer.Option(Path("metrics/convert.json")),
+) -> None:
+    """Keras models -> .tflite variants and model_card.json."""
+    from edgeqat.steps.convert import convert
+
+    convert(_params(params).convert, data, fp32, qat, out, metrics)
+
+
+@stage.command("evaluate")
+def stage_evaluate(
+    params: Path = ParamsOpt,
+    data: Path = DataOpt,
+    models: Path = typer.Option(Path("models/tflite"), help="Folder of .tflite files and their model card."),
+    fp32: Path = typer.Option(Path("models/fp32.keras")),
+    summary: Path = typer.Option(Path("reports/summary.json")),
+    report: Path = typer.Option(Path("reports/summary.md")),
+    confusion: Path = typer.Option(Path("plots/confusion.csv")),
+    metrics: Path = typer.Option(Path("metrics/evaluate.json")),
+) -> None:
+    """Accuracy, size and latency of every .tflite through LiteRT."""
+    from edgeqat.steps.evaluate import evaluate
+
+    evaluate(_params(params).evaluate, data, models, fp32, summary, report, confusion, metrics)
+
+
+@stage.command("track")
+def stage_track(
+    params: Path = ParamsOpt,
+    metrics_dir: Path = typer.Option(Path("metrics")),
+    plots_dir: Path = typer.Option(Path("plots")),
+    models: Path = typer.Option(Path("models")),
+    reports: Path = typer.Option(Path("reports")),
+    out: Path = typer.Option(Path("reports/mlflow_run.json"), help="Where to write the run id."),
+    tag: list[str] = typer.Option([], help="Extra run tag KEY=VALUE (repeatable)."),
+) -> None:
+    """Log the whole execution (params, every stage's metrics, curves, models, report) to MLflow."""
+    from edgeqat.steps.track import track
+
+    tags = {}
+    for t in tag:
+        if "=" not in t:
+            raise EdgeqatError(f"--tag {t!r}: expected KEY=VALUE")
+        k, v = t.split("=", 1)
+        tags[k] = v
+    p = _params(params)
+    track(p.track, p, metrics_dir, plots_dir, {"models": models, "reports": reports, "plots": plots_dir},
+          out, extra_tags=tags)
+
+
+@app.command("report")
+def report_cmd(summary: Path = typer.Option(Path("reports/summary.json"))) -> None:
+    """Print the comparison table of the last evaluation."""
+    from edgeqat.io import read_json
+    from edgeqat.report import summary_markdown
+
+    if not summary.is_file():
+        raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
+    typer.echo(summary_markdown(read_json(summary)))
+
+
+@app.command("check-params")
+def check_params(params: Path = ParamsOpt) -> None:
+    """Validate a parameters file without running anything."""
+    _params(params)
+    typer.echo(f"{params}: ok")
+
+
+@app.command("ui")
+def ui_hint() -> None:
+    """Say how to open the MLflow UI on the run store this project logs to."""
+    from edgeqat.tracking import tracking_uri
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:"):
+        typer.echo(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
+    else:
+        typer.echo(f"runs are logged to {uri}: open it in a browser")
+
+
+def main() -> None:
+    try:
+        app()
+    except EdgeqatError as err:
+        print(f"edgeqat: error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reading raw data sources and writing/reading the prepared, sharded splits."""

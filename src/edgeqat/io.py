@@ -1,0 +1,167 @@
+"""Atomic writes, checksums and the model card.
+
+Every output goes through :func:`atomic_path`: it is written under a temporary name in
+the destination folder and renamed into place only once complete, so an interrupted
+stage never leaves a half-written model for DVC to cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from edgeqat.errors import ModelError
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | Path, *, is_dir: bool = False, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling of ``dest``; rename it onto ``dest`` on success.
+
+    ``suffix`` keeps an extension some writers insist on (Keras wants ``.keras``).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the output should not be
+    target = tmp if is_dir else tmp / f"part{suffix}"
+    try:
+        yield target
+        if not target.exists():
+            raise RuntimeError(f"writer produced nothing for {dest}")
+        if dest.exists() and dest.is_dir() != target.is_dir():
+            _remove(dest)
+        if target.is_dir():
+            # os.replace cannot swap a non-empty dir onto another: move the old one aside first.
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            if dest.exists():
+                os.replace(dest, old)
+            os.replace(target, dest)
+            _remove(old)
+        else:
+            os.replace(target, dest)
+    finally:
+        _remove(tmp)
+
+
+def write_bytes(dest: str | Path, data: bytes) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
+def write_text(dest: str | Path, text: str) -> Path:
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+    return Path(dest)
+
+
+def write_json(dest: str | Path, obj: Any) -> Path:
+    return write_text(dest, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars and arrays, without importing numpy here
+    if hasattr(o, "item") and getattr(o, "shape", None) == ():
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not found") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- model card -----------------------------------------------------------------------
+# One model_card.json per folder of .tflite files: the fields every variant shares
+# (classes, input shape, normalisation) plus a `variants` map with each file's own I/O
+# dtype, quantization scale and zero point, size and checksum. An exported single model
+# carries the same structure with one variant.
+
+CARD_NAME = "model_card.json"
+
+
+def card_path_for(tflite: str | Path) -> Path:
+    return Path(tflite).with_name(CARD_NAME)
+
+
+def load_card(tflite: str | Path) -> dict[str, Any]:
+    """The card entry of one .tflite: shared fields merged with its variant's fields."""
+    tflite = Path(tflite)
+    path = card_path_for(tflite)
+    if not path.is_file():
+        raise ModelError(f"{tflite}: no {CARD_NAME} beside it (class names, input shape and normalisation live there)")
+    card = read_json(path)
+    variants = card.get("variants", {})
+    name = tflite.stem
+    if name not in variants:
+        raise ModelError(f"{path}: has no entry for variant {name!r} (has: {', '.join(sorted(variants)) or 'none'})")
+    merged = {k: v for k, v in card.items() if k != "variants"}
+    merged.update(variants[name])
+    merged["variant"] = name
+    return merged
+
+
+# --- progress -------------------------------------------------------------------------
+
+
+class Progress:
+    """Progress lines on stderr for long loops: at most one line every ``every`` seconds."""
+
+    def __init__(self, what: str, total: int | None = None, every: float = 5.0) -> None:
+        self.what, self.total, self.every = what, total, every
+        self.start = self.last = time.monotonic()
+        self.done = 0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self._print(now)
+
+    def close(self) -> None:
+        self._print(time.monotonic(), final=True)
+
+    def _print(self, now: float, final: bool = False) -> None:
+        of = f"/{self.total}" if self.total else ""
+        rate = self.done / max(now - self.start, 1e-9)
+        tail = "done" if final else f"{rate:.0f}/s"
+        print(f"[edgeqat] {self.what}: {self.done}{of} ({tail}, {now - self.start:.1f}s)", file=sys.stderr, flush=True)
+
+
+def log(msg: str) -> None:
+    print(f"[edgeqat] {msg}", file=sys.stderr, flush=True)

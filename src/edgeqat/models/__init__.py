@@ -1,0 +1,1 @@
+"""The model zoo and loading/saving of Keras models."""

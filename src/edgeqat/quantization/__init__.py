@@ -1,0 +1,1 @@
+"""TFLite conversion and running .tflite files through LiteRT."""

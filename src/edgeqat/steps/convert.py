@@ -1,0 +1,68 @@
+"""convert: FP32 and QAT Keras models -> .tflite variants + one model_card.json beside them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeqat.config import ConvertConfig
+from edgeqat.data.shards import load_meta, load_split_arrays
+from edgeqat.data.transform import normalize
+from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json
+from edgeqat.models.io import load_model
+from edgeqat.quantization.converter import convert_variant
+from edgeqat.quantization.runtime import is_integer_only, load_interpreter, tensor_summary
+
+
+def convert(
+    cfg: ConvertConfig,
+    prepared: str | Path,
+    fp32_model: str | Path,
+    qat_model: str | Path | None,
+    out_dir: str | Path,
+    metrics_path: str | Path | None = None,
+) -> dict[str, Any]:
+    prepared = Path(prepared)
+    meta = load_meta(prepared)
+    scheme = meta["normalization"]["scheme"]
+    fp32 = load_model(fp32_model)
+    qat = load_model(qat_model, quantized=True) if "qat_int8" in cfg.variants and qat_model else None
+    calib_x, _ = load_split_arrays(prepared / "calib")
+
+    def representative():
+        for img in calib_x:
+            yield [normalize(img[None], scheme)]
+
+    card: dict[str, Any] = {
+        "class_names": meta["class_names"],
+        "input_shape": meta["image_shape"],
+        "normalization": meta["normalization"],
+        "pixel_format": "uint8 pixels; model input = (pixel - mean) / std, then quantized with input scale/zero_point when the input is integer",
+        "data_sha256": meta["data_sha256"],
+        "fp32_model": Path(fp32_model).name,
+        "variants": {},
+    }
+    metrics: dict[str, Any] = {}
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        for variant in cfg.variants:
+            t0 = time.monotonic()
+            log(f"convert: {variant} ...")
+            blob = convert_variant(variant, fp32, qat, representative, cfg.io_dtype)
+            path = tmp / f"{variant}.tflite"
+            path.write_bytes(blob)
+            it = load_interpreter(blob)
+            card["variants"][variant] = {
+                "file": path.name,
+                "size_bytes": len(blob),
+                "sha256": sha256_file(path),
+                "integer_only": is_integer_only(blob),
+                "input": tensor_summary(it.get_input_details()[0]),
+                "output": tensor_summary(it.get_output_details()[0]),
+            }
+            metrics[variant] = {"size_bytes": len(blob), "seconds": round(time.monotonic() - t0, 2)}
+            log(f"convert: {variant}: {len(blob):,} bytes in {metrics[variant]['seconds']} s")
+        write_json(tmp / CARD_NAME, card)
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    return metrics

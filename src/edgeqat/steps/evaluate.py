@@ -1,0 +1,122 @@
+"""evaluate: every .tflite through LiteRT on the test split -> reports/summary.{json,md}.
+
+Accuracy is measured through the interpreter, not Keras, since the interpreter is what
+ships; agreement is top-1 agreement with the FP32 Keras model on the same images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeqat.config import EvaluateConfig
+from edgeqat.data.shards import iter_shards, load_meta
+from edgeqat.data.transform import normalize
+from edgeqat.errors import ModelError
+from edgeqat.io import CARD_NAME, Progress, log, read_json, write_json, write_text
+from edgeqat.quantization.runtime import TFLiteClassifier
+from edgeqat.report import summary_markdown
+
+
+def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str) -> np.ndarray:
+    from edgeqat.models.io import load_model
+
+    model = load_model(fp32_model)
+    preds = [np.argmax(model(normalize(x, scheme), training=False).numpy(), axis=-1) for x, _ in iter_shards(test_dir)]
+    return np.concatenate(preds)
+
+
+def evaluate_variant(path: Path, test_dir: Path, scheme: str, cfg: EvaluateConfig) -> dict[str, Any]:
+    clf = TFLiteClassifier(path, cfg.num_threads)
+    preds, labels, latencies = [], [], []
+    progress = Progress(f"evaluate: {path.stem}")
+    for x, y in iter_shards(test_dir):
+        xn = normalize(x, scheme)
+        for img, label in zip(xn, y):
+            preds.append(int(np.argmax(clf(img))))
+            labels.append(int(label))
+            progress.update()
+    # Latency: warm up, then time invoke() alone on real test images, cycling if needed.
+    first = next(iter_shards(test_dir))[0]
+    imgs = normalize(first, scheme)
+    for i in range(cfg.warmup_runs):
+        clf.timed_invoke(imgs[i % len(imgs)])
+    latencies = [clf.timed_invoke(imgs[i % len(imgs)]) for i in range(cfg.latency_runs)]
+    blob = path.read_bytes()
+    return {
+        "accuracy": float(np.mean(np.array(preds) == np.array(labels))),
+        "size_bytes": len(blob),
+        "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0)),
+        "latency_p50_ms": float(np.percentile(latencies, 50)),
+        "latency_p90_ms": float(np.percentile(latencies, 90)),
+        "_preds": np.array(preds),
+        "_labels": np.array(labels),
+    }
+
+
+def evaluate(
+    cfg: EvaluateConfig,
+    prepared: str | Path,
+    tflite_dir: str | Path,
+    fp32_model: str | Path,
+    summary_json: str | Path,
+    summary_md: str | Path | None = None,
+    confusion_csv: str | Path | None = None,
+    metrics_path: str | Path | None = None,
+) -> dict[str, Any]:
+    prepared, tflite_dir = Path(prepared), Path(tflite_dir)
+    meta = load_meta(prepared)
+    scheme = meta["normalization"]["scheme"]
+    card_file = tflite_dir / CARD_NAME
+    if not card_file.is_file():
+        raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the convert stage first")
+    card = read_json(card_file)
+    names = list(card["variants"])
+    for required in (cfg.reference, cfg.headline):
+        if required not in names:
+            raise ModelError(f"evaluate: variant {required!r} was not converted (have: {', '.join(names)})")
+    test_dir = prepared / "test"
+    keras_pred = _keras_predictions(fp32_model, test_dir, scheme)
+
+    variants: dict[str, dict[str, Any]] = {}
+    for name in names:
+        r = evaluate_variant(tflite_dir / card["variants"][name]["file"], test_dir, scheme, cfg)
+        r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
+        r["integer_only"] = bool(card["variants"][name]["integer_only"])
+        variants[name] = r
+        log(f"evaluate: {name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, p50 {r['latency_p50_ms']:.3f} ms")
+    ref = variants[cfg.reference]
+    for r in variants.values():
+        r["accuracy_delta"] = r["accuracy"] - ref["accuracy"]
+        r["size_ratio"] = r["size_bytes"] / ref["size_bytes"]
+        r["speedup"] = ref["latency_p50_ms"] / r["latency_p50_ms"] if r["latency_p50_ms"] > 0 else None
+
+    head = variants[cfg.headline]
+    if confusion_csv is not None:
+        cls = meta["class_names"]
+        rows = ["actual,predicted"] + [f"{cls[a]},{cls[p]}" for a, p in zip(head["_labels"], head["_preds"])]
+        write_text(confusion_csv, "\n".join(rows) + "\n")
+    for r in variants.values():
+        r.pop("_preds"), r.pop("_labels")
+
+    summary = {
+        "reference": cfg.reference,
+        "headline": cfg.headline,
+        "class_names": meta["class_names"],
+        "num_test": meta["sizes"]["test"],
+        "num_threads": cfg.num_threads,
+        "host": f"{platform.machine()} {platform.processor() or platform.system()}".strip(),
+        "data_sha256": meta["data_sha256"],
+        "variants": variants,
+    }
+    write_json(summary_json, summary)
+    if summary_md is not None:
+        write_text(summary_md, summary_markdown(summary))
+    metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    return metrics

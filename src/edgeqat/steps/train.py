@@ -1,0 +1,72 @@
+"""train: FP32 baseline from the zoo, or a user's pretrained model (``train.from_model``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeqat.config import TrainConfig
+from edgeqat.data.shards import load_meta, make_dataset
+from edgeqat.errors import ModelError
+from edgeqat.io import log, write_json, write_text
+from edgeqat.models.io import load_model, save_model
+from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
+
+
+def check_model_fits_data(model: Any, meta: dict, origin: str) -> None:
+    want_in, k = tuple(meta["image_shape"]), len(meta["class_names"])
+    got_in = tuple(model.input_shape[1:])
+    if got_in != want_in:
+        raise ModelError(f"{origin}: model input shape {got_in} does not match the prepared images {want_in} (prepare.image_size / prepare.channels)")
+    got_out = model.output_shape[-1]
+    if got_out != k:
+        raise ModelError(f"{origin}: model has {got_out} outputs but the data has {k} classes")
+
+
+def train(
+    cfg: TrainConfig,
+    prepared: str | Path,
+    model_out: str | Path,
+    metrics_path: str | Path | None = None,
+    history_path: str | Path | None = None,
+) -> dict[str, Any]:
+    from edgeqat.models.zoo import build_model
+    from edgeqat.tf_compat import set_determinism
+
+    t0 = time.monotonic()
+    set_determinism(cfg.seed)
+    meta = load_meta(prepared)
+    prepared = Path(prepared)
+    norm = meta["normalization"]["scheme"]
+    train_ds = make_dataset(prepared / "train", norm, cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed)
+    val_ds = make_dataset(prepared / "val", norm, cfg.batch_size)
+    test_ds = make_dataset(prepared / "test", norm, cfg.batch_size)
+
+    if cfg.from_model:
+        log(f"train: starting from the pretrained model {cfg.from_model} (no training)")
+        model = load_model(cfg.from_model)
+        check_model_fits_data(model, meta, cfg.from_model)
+        compile_classifier(model, cfg.learning_rate)
+        rows = [{"epoch": 0, "val_accuracy": accuracy(model, val_ds)}]
+    else:
+        shape = tuple(meta["image_shape"])
+        model = build_model(cfg.model, shape, len(meta["class_names"]), alpha=cfg.alpha, dropout=cfg.dropout, weights=cfg.weights)
+        log(f"train: {model.name} with {model.count_params():,} parameters on {meta['sizes']['train']} images")
+        compile_classifier(model, cfg.learning_rate)
+        rows = fit(model, train_ds, val_ds, cfg.epochs, cfg.early_stopping_patience, tag="train")
+
+    metrics = {
+        "val_accuracy": accuracy(model, val_ds),
+        "test_accuracy": accuracy(model, test_ds),
+        "epochs_run": len(rows) if not cfg.from_model else 0,
+        "parameters": int(model.count_params()),
+        "seconds": round(time.monotonic() - t0, 2),
+    }
+    save_model(model, model_out)
+    if history_path is not None:
+        write_text(history_path, history_csv(rows))
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    log(f"train: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
+    return metrics
