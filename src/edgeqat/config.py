@@ -32,7 +32,7 @@ class PrepareConfig(_Section):
     test_fraction: float = Field(0.2, gt=0, lt=1)
     calibration_size: int = Field(200, ge=1)
     shard_size: int = Field(1024, ge=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "PrepareConfig":
@@ -56,7 +56,7 @@ class TrainConfig(_Section):
     early_stopping_patience: int = Field(5, ge=0)
     dropout: float = Field(0.2, ge=0, lt=1)
     shuffle_buffer: int = Field(2048, ge=1)
-    seed: int = 42
+    seed: int = Field(42, ge=0)
 
 
 class QatConfig(_Section):
@@ -66,7 +66,7 @@ class QatConfig(_Section):
     # Optional on-site data to fine-tune on (any prepare source); null = the train split.
     finetune_source: Optional[Source] = None
     finetune_path: Optional[str] = None
-    seed: int = 42
+    seed: int = Field(42, ge=0)
 
     @model_validator(mode="after")
     def _source_needs_path(self) -> "QatConfig":
@@ -107,17 +107,34 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     track: TrackConfig = TrackConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section_means_defaults(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            return {k: ({} if v is None else v) for k, v in raw.items()}
+        return raw
+
+    @model_validator(mode="after")
+    def _evaluated_variants_are_converted(self) -> "Params":
+        for key in ("reference", "headline"):
+            name = getattr(self.evaluate, key)
+            if name not in self.convert.variants:
+                raise ValueError(
+                    f"evaluate.{key}: variant {name!r} is not in convert.variants {self.convert.variants}"
+                )
+        return self
+
 
 def _describe(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         got = e.get("input")
         shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {key}: {msg}{shown}")
+        lines.append(f"  {key}: {msg}{shown}" if key else f"  {msg}")
     return f"{source}: invalid parameters\n" + "\n".join(lines)
 
 

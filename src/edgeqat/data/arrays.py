@@ -56,6 +56,13 @@ class NpzSource(RecordSource):
         self._tmp = TempDir()
         self._fd = -1
         try:
+            self._open(path)
+        except Exception:
+            self.close()
+            raise
+
+    def _open(self, path: Path) -> None:
+        try:
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as err:
             raise DataError(f"{path}: not a readable .npz archive: {err}") from None

@@ -94,11 +94,11 @@ class IdxSource(RecordSource):
                 elif self.shape != (h, w):
                     raise DataError(f"{img}: images are {h}x{w}, earlier files are {self.shape[0]}x{self.shape[1]}")
                 self._parts.append((os.open(img_plain, os.O_RDONLY), ioff, n, str(img)))
+            self.labels = np.concatenate(labels)
+            self.class_names = check_labels(self.labels, None, self.origin)
         except Exception:
             self.close()
             raise
-        self.labels = np.concatenate(labels)
-        self.class_names = check_labels(self.labels, None, self.origin)
         self._starts = np.cumsum([0] + [p[2] for p in self._parts])
 
     def read(self, i: int) -> np.ndarray:

@@ -22,7 +22,8 @@ def save_model(model: Any, dest: str | Path) -> Path:
         raise ModelError(f"{dest}: model files must end in .keras or .h5")
     with atomic_path(dest, suffix=dest.suffix) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
-        model.save(tmp, include_optimizer=False)
+        # The optimizer state is not needed downstream; only HDF5 accepts the flag.
+        model.save(tmp, **({"include_optimizer": False} if dest.suffix == ".h5" else {}))
     return dest
 
 

@@ -1,0 +1,184 @@
+"""train -> qat -> convert -> evaluate on tiny data, in-process (one TensorFlow import)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeqat.config import ConvertConfig, EvaluateConfig, QatConfig, TrainConfig
+from edgeqat.errors import DataError, ModelError
+
+TINY_TRAIN = dict(model="dscnn", alpha=0.25, epochs=6, batch_size=8, learning_rate=0.01, early_stopping_patience=0)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, tiny_prepared):
+    from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.qat import qat
+    from edgeqat.steps.train import train
+
+    d = tmp_path_factory.mktemp("chain")
+    out = {"dir": d, "prepared": tiny_prepared}
+    out["train"] = train(TrainConfig(**TINY_TRAIN), tiny_prepared, d / "fp32.keras", d / "train.json", d / "train_history.csv")
+    out["qat"] = qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "qat.json", d / "qat_history.csv")
+    out["convert"] = convert(ConvertConfig(), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite", d / "convert.json")
+    out["evaluate"] = evaluate(
+        EvaluateConfig(latency_runs=5, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
+        d / "summary.json", d / "summary.md", d / "confusion.csv", d / "evaluate.json",
+    )
+    return out
+
+
+def test_train_writes_model_metrics_and_curves(chain):
+    d, m = chain["dir"], chain["train"]
+    assert (d / "fp32.keras").is_file()
+    assert m["epochs_run"] == 6 and 0.0 <= m["test_accuracy"] <= 1.0
+    assert json.loads((d / "train.json").read_text()) == m
+    rows = (d / "train_history.csv").read_text().splitlines()
+    assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 7
+
+
+def test_tiny_model_learns_the_synthetic_classes(chain):
+    # Four well-separated classes: far above the 0.25 of chance after QAT.
+    assert chain["qat"]["test_accuracy"] >= 0.6
+
+
+def test_convert_writes_every_variant_with_a_model_card(chain):
+    d = chain["dir"] / "tflite"
+    card = json.loads((d / "model_card.json").read_text())
+    assert card["class_names"] == ["tl", "tr", "bl", "br"]
+    assert card["input_shape"] == [16, 16, 1]
+    assert card["normalization"] == {"scheme": "zero_one", "mean": 0.0, "std": 255.0}
+    assert set(card["variants"]) == {"fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"}
+    for name, v in card["variants"].items():
+        blob = (d / f"{name}.tflite").read_bytes()
+        assert v["size_bytes"] == len(blob) and blob[4:8] == b"TFL3"
+    for name in ("ptq_int8", "qat_int8"):
+        v = card["variants"][name]
+        assert v["input"]["dtype"] == "int8" and v["output"]["dtype"] == "int8"
+        assert v["input"]["scale"] > 0 and v["integer_only"] is True
+    assert card["variants"]["fp32"]["input"]["dtype"] == "float32"
+    assert card["variants"]["fp32"]["integer_only"] is False
+    assert card["variants"]["qat_int8"]["size_bytes"] < card["variants"]["fp32"]["size_bytes"]
+    assert not [p for p in d.parent.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_evaluate_measures_every_variant_through_litert(chain):
+    d = chain["dir"]
+    summary = json.loads((d / "summary.json").read_text())
+    assert set(summary["variants"]) == {"fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"}
+    for v in summary["variants"].values():
+        assert 0.0 <= v["accuracy"] <= 1.0 and 0.0 <= v["agreement"] <= 1.0
+        assert v["gzip_bytes"] > 0 and v["latency_p50_ms"] > 0 and v["latency_p90_ms"] >= v["latency_p50_ms"]
+    assert summary["variants"]["fp32"]["size_ratio"] == 1.0
+    # The interpreter's FP32 predictions match Keras' on (nearly) every image.
+    assert summary["variants"]["fp32"]["agreement"] >= 0.95
+    confusion = (d / "confusion.csv").read_text().splitlines()
+    assert confusion[0] == "actual,predicted" and len(confusion) == 1 + summary["num_test"]
+    md = (d / "summary.md").read_text()
+    assert "| qat_int8 |" in md and "| fp32 |" in md
+
+
+def test_litert_accuracy_is_recomputed_not_copied(chain, tmp_path):
+    """Evaluating a card whose int8 model is swapped for another gives that model's accuracy."""
+    from edgeqat.quantization.runtime import TFLiteClassifier
+    from edgeqat.data.shards import load_split_arrays
+    from edgeqat.data.transform import normalize
+
+    x, y = load_split_arrays(chain["prepared"] / "test")
+    clf = TFLiteClassifier(chain["dir"] / "tflite" / "qat_int8.tflite")
+    acc = float(np.mean([np.argmax(clf(img)) == label for img, label in zip(normalize(x, "zero_one"), y)]))
+    assert acc == pytest.approx(json.loads((chain["dir"] / "summary.json").read_text())["variants"]["qat_int8"]["accuracy"])
+
+
+@pytest.mark.parametrize("io_dtype, expect", [("uint8", "uint8"), ("float32", "float32")])
+def test_io_dtype_sets_integer_model_io(chain, tmp_path, io_dtype, expect):
+    from edgeqat.steps.convert import convert
+
+    d = chain["dir"]
+    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras", d / "qat.h5", tmp_path / "t")
+    v = json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["qat_int8"]
+    assert v["input"]["dtype"] == expect and v["output"]["dtype"] == expect
+
+
+def test_training_is_deterministic(tiny_prepared, tmp_path):
+    from edgeqat.steps.train import train
+
+    cfg = TrainConfig(**{**TINY_TRAIN, "epochs": 1})
+    a = train(cfg, tiny_prepared, tmp_path / "a.keras")
+    b = train(cfg, tiny_prepared, tmp_path / "b.keras")
+    assert a["test_accuracy"] == b["test_accuracy"] and a["val_accuracy"] == b["val_accuracy"]
+    from edgeqat.models.io import load_model
+
+    wa, wb = load_model(tmp_path / "a.keras").get_weights(), load_model(tmp_path / "b.keras").get_weights()
+    assert all(np.array_equal(p, q) for p, q in zip(wa, wb))
+
+
+def test_from_model_skips_training(chain, tmp_path):
+    from edgeqat.steps.train import train
+
+    m = train(TrainConfig(from_model=str(chain["dir"] / "fp32.keras")), chain["prepared"], tmp_path / "fp32.keras",
+              history_path=tmp_path / "h.csv")
+    assert m["epochs_run"] == 0
+    assert m["test_accuracy"] == pytest.approx(chain["train"]["test_accuracy"])
+
+
+def test_from_model_with_wrong_input_shape_is_refused(tiny_prepared, tmp_path):
+    from edgeqat.models.io import save_model
+    from edgeqat.models.zoo import build_model
+    from edgeqat.steps.train import train
+
+    save_model(build_model("dscnn", (24, 24, 1), 4, alpha=0.25), tmp_path / "other.keras")
+    with pytest.raises(ModelError, match=r"other.keras.*input shape \(24, 24, 1\).*\(16, 16, 1\)"):
+        train(TrainConfig(from_model=str(tmp_path / "other.keras")), tiny_prepared, tmp_path / "out.keras")
+    assert not (tmp_path / "out.keras").exists()
+
+
+def test_missing_pretrained_model_is_named(tiny_prepared, tmp_path):
+    from edgeqat.steps.train import train
+
+    with pytest.raises(ModelError, match="nope.keras: model not found"):
+        train(TrainConfig(from_model=str(tmp_path / "nope.keras")), tiny_prepared, tmp_path / "out.keras")
+
+
+def test_qat_finetunes_on_separate_onsite_data(chain, tmp_path):
+    from conftest import synthetic_images
+    from edgeqat.steps.qat import qat
+
+    x, y = synthetic_images(40, size=20, seed=7)  # another size: resized on the fly
+    np.savez(tmp_path / "site.npz", x=x, y=y, class_names=np.array(["tl", "tr", "bl", "br"]))
+    m = qat(QatConfig(epochs=1, batch_size=16, finetune_source="npz", finetune_path=str(tmp_path / "site.npz")),
+            chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / "q.h5")
+    assert m["finetune_images"] == 40 and (tmp_path / "q.h5").is_file()
+
+
+def test_qat_finetune_with_unknown_classes_is_refused(chain, tmp_path):
+    from conftest import synthetic_images
+    from edgeqat.steps.qat import qat
+
+    x, y = synthetic_images(20, seed=3)
+    np.savez(tmp_path / "site.npz", x=x, y=y, class_names=np.array(["tl", "tr", "bl", "zz"]))
+    with pytest.raises(DataError, match=r"\['zz'\]"):
+        qat(QatConfig(epochs=1, finetune_source="npz", finetune_path=str(tmp_path / "site.npz")),
+            chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / "q.h5")
+
+
+def test_corrupt_tflite_is_reported(tmp_path):
+    from edgeqat.quantization.runtime import load_interpreter
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"definitely not a flatbuffer" * 10)
+    with pytest.raises(ModelError, match="bad.tflite: not a loadable TFLite model"):
+        load_interpreter(bad)
+
+
+def test_evaluate_without_model_card_says_so(tiny_prepared, tmp_path):
+    from edgeqat.steps.evaluate import evaluate
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no model_card.json"):
+        evaluate(EvaluateConfig(), tiny_prepared, tmp_path / "empty", tmp_path / "x.keras", tmp_path / "s.json")
