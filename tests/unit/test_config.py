@@ -201,3 +201,8 @@ def test_yaml_scalar_file_is_rejected_with_name(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_params(f)
     assert str(info.value).startswith(f"{f}: expected a mapping of sections, got str")
+
+
+def test_shipped_params_yaml_equals_the_code_defaults():
+    # One source of defaults: a user deleting a key gets what params.yaml shipped with.
+    assert load_params(SHIPPED) == Params()

@@ -1,0 +1,90 @@
+"""`dvc repro` of the real dvc.yaml in a scratch git repository, on tiny params."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from integration.conftest import BIN, REPO, make_pipeline_repo, run
+
+pytestmark = pytest.mark.integration
+
+
+def tiny_params(**overrides) -> str:
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["prepare"].update(image_size=8)
+    p["train"].update(alpha=0.25, epochs=2, batch_size=64, early_stopping_patience=0)
+    p["qat"].update(epochs=1)
+    p["evaluate"].update(latency_runs=5, warmup_runs=1)
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        p[section][key] = value
+    return yaml.safe_dump(p, sort_keys=False)
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([a-z_]+)'", output)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    return make_pipeline_repo(tmp_path_factory.mktemp("dvc") / "proj", tiny_params())
+
+
+def _runs(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("edgeqat")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
+    env = {"MLFLOW_TRACKING_URI": ""}
+    first = run([str(BIN / "dvc"), "repro"], repo, env)
+    assert stages_run(first.stdout) == ["prepare", "train", "qat", "convert", "evaluate", "track"]
+
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    for name in ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"):
+        v = summary["variants"][name]
+        assert {"accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms", "agreement"} <= set(v)
+        assert (repo / "models" / "tflite" / f"{name}.tflite").is_file()
+    assert (repo / "models" / "tflite" / "model_card.json").is_file()
+
+    second = run([str(BIN / "dvc"), "repro"], repo, env)
+    assert stages_run(second.stdout) == []
+    assert "up to date" in second.stdout
+
+    shown = run([str(BIN / "dvc"), "metrics", "show", "--json"], repo, env)
+    assert "qat_int8" in shown.stdout and "test_accuracy" in shown.stdout
+
+    (repo / "params.yaml").write_text(tiny_params(**{"qat.epochs": 2}))
+    third = run([str(BIN / "dvc"), "repro"], repo, env)
+    assert stages_run(third.stdout) == ["qat", "convert", "evaluate", "track"]
+    assert json.loads((repo / "metrics" / "qat.json").read_text())["epochs_run"] == 2
+
+    runs = _runs(repo)
+    assert len(runs) == 2, "one MLflow run per pipeline execution that changed something"
+    latest, earlier = runs[0], runs[1]
+    assert latest.data.params["qat.epochs"] == "2" and earlier.data.params["qat.epochs"] == "1"
+    # The new run carries every stage's metrics, although prepare and train were cached.
+    assert set(earlier.data.metrics) == set(latest.data.metrics)
+    for key in ("prepare.num_train", "train.test_accuracy", "qat.test_accuracy",
+                "convert.qat_int8.size_bytes", "evaluate.qat_int8.accuracy"):
+        assert key in latest.data.metrics
+    assert latest.data.metrics["prepare.num_train"] == earlier.data.metrics["prepare.num_train"]
+    assert latest.data.tags["data_sha256"] == json.loads((repo / "metrics" / "prepare.json").read_text())["data_sha256"]
+    assert re.fullmatch(r"[0-9a-f]{40}", latest.data.tags["git_commit"])
+
+
+def test_plots_render(repo):
+    if not (repo / "plots" / "train_history.csv").exists():
+        pytest.skip("needs the pipeline run of the previous test")
+    out = run([str(BIN / "dvc"), "plots", "show", "--json"], repo)
+    data = json.loads(out.stdout)
+    text = json.dumps(data)
+    assert "Accuracy per epoch" in text and "Confusion matrix" in text
