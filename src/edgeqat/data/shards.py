@@ -26,32 +26,38 @@ SPLITS = ("train", "val", "test", "calib")
 
 
 class ShardWriter:
+    """Fills one preallocated shard at a time: memory is one shard, whatever the data size."""
+
     def __init__(self, folder: Path, shard_size: int, digest: "hashlib._Hash") -> None:
         self.folder, self.shard_size, self.digest = folder, shard_size, digest
         folder.mkdir(parents=True, exist_ok=True)
-        self._x: list[np.ndarray] = []
-        self._y: list[int] = []
+        self._x: np.ndarray | None = None
+        self._y = np.zeros(shard_size, dtype=np.int64)
+        self._n = 0
         self.count = 0
         self._shards = 0
 
     def add(self, image: np.ndarray, label: int) -> None:
-        self._x.append(image)
-        self._y.append(label)
-        if len(self._x) >= self.shard_size:
+        if self._x is None:
+            self._x = np.empty((self.shard_size, *image.shape), dtype=np.uint8)
+        self._x[self._n] = image
+        self._y[self._n] = label
+        self._n += 1
+        if self._n >= self.shard_size:
             self.flush()
 
     def flush(self) -> None:
-        if not self._x:
+        if not self._n or self._x is None:
             return
-        x, y = np.stack(self._x), np.asarray(self._y, dtype=np.int64)
+        x, y = self._x[: self._n], self._y[: self._n]
         stem = self.folder / f"shard-{self._shards:05d}"
         np.save(f"{stem}.x.npy", x)
         np.save(f"{stem}.y.npy", y)
         self.digest.update(x.tobytes())
         self.digest.update(y.tobytes())
-        self.count += len(y)
+        self.count += self._n
         self._shards += 1
-        self._x, self._y = [], []
+        self._n = 0
 
 
 def shard_files(folder: str | Path) -> list[tuple[Path, Path]]:
