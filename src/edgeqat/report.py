@@ -15,6 +15,7 @@ COLUMNS = (
     ("latency_p50_ms", "p50 ms"),
     ("latency_p90_ms", "p90 ms"),
     ("speedup", "speed-up"),
+    ("weight_sparsity", "sparsity"),
     ("integer_only", "integer-only"),
 )
 
@@ -28,6 +29,8 @@ def _fmt(key: str, v: Any) -> str:
         return f"{int(v):,}"
     if key == "accuracy_delta":
         return f"{v:+.4f}"
+    if key == "weight_sparsity":
+        return f"{v:.0%}"
     if key in ("size_ratio", "speedup"):
         return f"{v:.2f}x"
     if key.startswith("latency"):
@@ -52,4 +55,50 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for name, row in summary.get("variants", {}).items():
         cells = [name if key == "variant" else _fmt(key, row.get(key)) for key, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
+    if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
+        lines += ["", "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."]
     return "\n".join(lines) + "\n"
+
+
+def pareto_front(summary: dict[str, Any]) -> list[str]:
+    """Variants no other variant beats on both accuracy (higher) and size (smaller)."""
+    vs = summary.get("variants", {})
+    front = []
+    for name, r in vs.items():
+        dominated = any(
+            o["accuracy"] >= r["accuracy"] and o["size_bytes"] <= r["size_bytes"]
+            and (o["accuracy"] > r["accuracy"] or o["size_bytes"] < r["size_bytes"])
+            for other, o in vs.items() if other != name
+        )
+        if not dominated:
+            front.append(name)
+    return sorted(front, key=lambda n: vs[n]["size_bytes"])
+
+
+def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
+    """Accuracy vs size PNG of every variant, the Pareto front joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgeqat.io import atomic_path
+
+    vs = summary.get("variants", {})
+    front = pareto_front(summary)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for name, r in vs.items():
+        ax.scatter(r["size_bytes"] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
+        ax.annotate(name, (r["size_bytes"] / 1024, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if len(front) > 1:
+        ax.plot([vs[n]["size_bytes"] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
+                color="tab:red", linewidth=1, zorder=2, label="Pareto front")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("size (KiB)")
+    ax.set_ylabel("accuracy (LiteRT, test split)")
+    ax.set_title("Accuracy vs size of every variant")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(dest, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -7,6 +7,13 @@
 | ptq_float16  | FP32 | float16 | float32     | float32 |
 | ptq_int8     | FP32 | int8    | int8 (calibrated on the calib split) | convert.io_dtype |
 | qat_int8     | QAT  | int8    | int8 (ranges learnt during QAT)      | convert.io_dtype |
+| ptq_int16x8  | FP32 | int8    | int16 (calibrated)                   | int16 (float32 if io_dtype is) |
+| mixed        | QAT with qat.keep_float layers float | int8 / float32 | int8 / float32 | float where a kept layer meets the model I/O |
+| pqat_int8    | pruned FP32 -> pruning-preserving QAT | int8, sparse | int8 | convert.io_dtype |
+| channel_pruned_qat_int8 | narrower FP32 -> QAT | int8 | int8  | convert.io_dtype |
+
+16x8 is post-training only: converting a QAT model to 16x8 fails in TF 2.21 ("not yet
+supported for op: 'DEQUANTIZE'"). ``per_channel=False`` gives one weight scale per tensor.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import numpy as np
 from edgeqat.errors import ModelError
 
 FLOAT_VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16")
-INT_VARIANTS = ("ptq_int8", "qat_int8")
+QAT_VARIANTS = ("qat_int8", "mixed", "pqat_int8", "channel_pruned_qat_int8")
+INT_VARIANTS = ("ptq_int8", "ptq_int16x8", *QAT_VARIANTS)
 
 
 def _io_type(tf: Any, io_dtype: str) -> Any:
@@ -31,28 +39,40 @@ def convert_variant(
     qat_model: Any | None,
     representative: Callable[[], Iterable[list[np.ndarray]]] | None,
     io_dtype: str = "int8",
+    *,
+    per_channel: bool = True,
 ) -> bytes:
+    """``qat_model`` is the quantize-wrapped model the variant converts (QAT, mixed, PQAT or
+    channel-pruned QAT); ``fp32_model`` serves the float and post-training variants."""
     from edgeqat.tf_compat import tf
 
-    model = qat_model if variant == "qat_int8" else fp32_model
+    model = qat_model if variant in QAT_VARIANTS else fp32_model
     if model is None:
-        raise ModelError(f"variant {variant!r} needs the QAT model")
+        raise ModelError(f"variant {variant!r} needs its quantization-aware model")
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "ptq_float16":
         conv.target_spec.supported_types = [tf.float16]
     if variant in INT_VARIANTS:
-        if variant == "ptq_int8":
+        if not per_channel:
+            conv._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's own switch
+        if variant in ("ptq_int8", "ptq_int16x8"):
             if representative is None:
-                raise ModelError("ptq_int8 needs representative (calibration) data")
+                raise ModelError(f"{variant} needs representative (calibration) data")
             conv.representative_dataset = representative
             # Integer-only kernels: fail loudly rather than silently fall back to float ops.
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+                if variant == "ptq_int16x8" else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            ]
         # A QAT model carries its own ranges; the converter insists on calibration data
         # when TFLITE_BUILTINS_INT8 is forced, so integer-only-ness is checked after
         # conversion instead (model card `integer_only`).
-        if io_dtype != "float32":
+        if variant == "ptq_int16x8":
+            if io_dtype != "float32":
+                conv.inference_input_type = conv.inference_output_type = tf.int16
+        elif io_dtype != "float32":
             conv.inference_input_type = _io_type(tf, io_dtype)
             conv.inference_output_type = _io_type(tf, io_dtype)
     try:

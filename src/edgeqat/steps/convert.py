@@ -12,6 +12,8 @@ from edgeqat.data.transform import normalize
 from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json
 from edgeqat.models.io import load_model
 from edgeqat.quantization.converter import convert_variant
+from edgeqat.errors import ModelError
+from edgeqat.quantization.inspect import weight_sparsity
 from edgeqat.quantization.runtime import is_integer_only, load_interpreter, tensor_summary
 
 
@@ -22,12 +24,25 @@ def convert(
     qat_model: str | Path | None,
     out_dir: str | Path,
     metrics_path: str | Path | None = None,
+    *,
+    mixed_model: str | Path | None = None,
+    pqat_model: str | Path | None = None,
+    channel_pruned_model: str | Path | None = None,
 ) -> dict[str, Any]:
+    """``mixed_model`` / ``pqat_model`` / ``channel_pruned_model`` (.h5 from the qat and
+    prune stages) are needed only for the variants of the same names."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
     fp32 = load_model(fp32_model)
     qat = load_model(qat_model, quantized=True) if "qat_int8" in cfg.variants and qat_model else None
+    sources = {"qat_int8": qat}
+    for variant, path, option in (("mixed", mixed_model, "--mixed"), ("pqat_int8", pqat_model, "--pqat"),
+                                  ("channel_pruned_qat_int8", channel_pruned_model, "--channel-pruned")):
+        if variant in cfg.variants:
+            if path is None:
+                raise ModelError(f"convert.variants: {variant!r} needs its model file ({option}); run the qat/prune stages")
+            sources[variant] = load_model(path, quantized=True)
     calib_x, _ = load_split_arrays(prepared / "calib")
 
     def representative():
@@ -48,7 +63,8 @@ def convert(
         for variant in cfg.variants:
             t0 = time.monotonic()
             log(f"convert: {variant} ...")
-            blob = convert_variant(variant, fp32, qat, representative, cfg.io_dtype)
+            blob = convert_variant(variant, fp32, sources.get(variant), representative, cfg.io_dtype,
+                                   per_channel=cfg.per_channel)
             path = tmp / f"{variant}.tflite"
             path.write_bytes(blob)
             it = load_interpreter(blob)
@@ -57,10 +73,13 @@ def convert(
                 "size_bytes": len(blob),
                 "sha256": sha256_file(path),
                 "integer_only": is_integer_only(blob),
+                "weight_sparsity": round(weight_sparsity(blob)["sparsity"], 6),
+                "per_channel": cfg.per_channel,
                 "input": tensor_summary(it.get_input_details()[0]),
                 "output": tensor_summary(it.get_output_details()[0]),
             }
-            metrics[variant] = {"size_bytes": len(blob), "seconds": round(time.monotonic() - t0, 2)}
+            metrics[variant] = {"size_bytes": len(blob), "seconds": round(time.monotonic() - t0, 2),
+                                "weight_sparsity": card["variants"][variant]["weight_sparsity"]}
             log(f"convert: {variant}: {len(blob):,} bytes in {metrics[variant]['seconds']} s")
         write_json(tmp / CARD_NAME, card)
     if metrics_path is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeqat.config import EvaluateConfig
+from edgeqat.config import VARIANTS, EvaluateConfig
 from edgeqat.data.shards import iter_shards, load_meta
 from edgeqat.data.transform import normalize
 from edgeqat.errors import ModelError
@@ -67,6 +67,7 @@ def evaluate(
     summary_md: str | Path | None = None,
     confusion_csv: str | Path | None = None,
     metrics_path: str | Path | None = None,
+    pareto_png: str | Path | None = None,
 ) -> dict[str, Any]:
     prepared, tflite_dir = Path(prepared), Path(tflite_dir)
     meta = load_meta(prepared)
@@ -75,7 +76,9 @@ def evaluate(
     if not card_file.is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the convert stage first")
     card = read_json(card_file)
-    names = list(card["variants"])
+    # The card is written with sorted keys: list the variants in the pipeline's order instead.
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    names = sorted(card["variants"], key=lambda n: (order.get(n, len(order)), n))
     for required in (cfg.reference, cfg.headline):
         if required not in names:
             raise ModelError(f"evaluate: variant {required!r} was not converted (have: {', '.join(names)})")
@@ -87,6 +90,7 @@ def evaluate(
         r = evaluate_variant(tflite_dir / card["variants"][name]["file"], test_dir, scheme, cfg)
         r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
         r["integer_only"] = bool(card["variants"][name]["integer_only"])
+        r["weight_sparsity"] = float(card["variants"][name].get("weight_sparsity", 0.0))
         variants[name] = r
         log(f"evaluate: {name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, p50 {r['latency_p50_ms']:.3f} ms")
     ref = variants[cfg.reference]
@@ -116,6 +120,10 @@ def evaluate(
     write_json(summary_json, summary)
     if summary_md is not None:
         write_text(summary_md, summary_markdown(summary))
+    if pareto_png is not None:
+        from edgeqat.report import pareto_plot
+
+        pareto_plot(summary, pareto_png)
     metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}
     if metrics_path is not None:
         write_json(metrics_path, metrics)

@@ -69,7 +69,14 @@ def qat(
     model_out: str | Path,
     metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
+    *,
+    mixed_out: str | Path | None = None,
+    sensitivity_json: str | Path | None = None,
+    sensitivity_md: str | Path | None = None,
 ) -> dict[str, Any]:
+    """Plain QAT -> ``model_out``. With ``mixed_out``, also the mixed-precision model
+    (``qat.keep_float``, or the fewest float layers meeting ``qat.max_accuracy_drop`` with
+    ``qat.auto_keep_float``); with ``sensitivity_json``, the per-layer sensitivity report."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
@@ -93,8 +100,16 @@ def qat(
             "test_accuracy": accuracy(model, test_ds),
             "epochs_run": len(rows),
             "finetune_images": count_records(train_dir),
-            "seconds": round(time.monotonic() - t0, 2),
         }
+        sens = None
+        if sensitivity_json is not None or (mixed_out is not None and cfg.auto_keep_float):
+            sens = _sensitivity(model, fp32_model, val_ds, sensitivity_json, sensitivity_md)
+            metrics["most_sensitive_layer"] = sens[0]["layer"] if sens else ""
+        if mixed_out is not None:
+            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds)
+            metrics["mixed"] = info
+            save_model(mixed, mixed_out)
+        metrics["seconds"] = round(time.monotonic() - t0, 2)
     save_model(model, model_out)
     if history_path is not None:
         write_text(history_path, history_csv(rows))
@@ -102,3 +117,69 @@ def qat(
         write_json(metrics_path, metrics)
     log(f"qat: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
     return metrics
+
+
+def _sensitivity(model: Any, fp32_model: str | Path, val_ds: Any, out_json: Any, out_md: Any) -> list[dict]:
+    from edgeqat.compression.sensitivity import layer_sensitivity, sensitivity_markdown
+
+    xs, n = [], 0
+    for x, _ in val_ds:
+        xs.append(x.numpy())
+        n += len(xs[-1])
+        if n >= 256:
+            break
+    rows = layer_sensitivity(load_model(fp32_model), model, np.concatenate(xs)[:256])
+    if rows:
+        log(f"qat: most quantization-sensitive layer: {rows[0]['layer']} (relative error {rows[0]['relative_error']:.3f})")
+    doc = {"method": "keras: QAT fake-quant vs FP32 float activations, each unit fed the FP32 input (isolated)",
+           "images": int(min(n, 256)), "layers": rows}
+    if out_json is not None:
+        write_json(out_json, doc)
+    if out_md is not None:
+        from edgeqat.compression.sensitivity import sensitivity_markdown
+
+        write_text(out_md, sensitivity_markdown(rows))
+    return rows
+
+
+def _train_mixed(cfg: QatConfig, fp32: Any, keep: list[str], train_ds: Any, val_ds: Any) -> tuple[Any, float]:
+    from edgeqat.compression.mixed import quantize_keep_float
+
+    model = quantize_keep_float(fp32, keep)
+    compile_classifier(model, cfg.learning_rate)
+    fit(model, train_ds, val_ds, cfg.epochs, 0, tag=f"qat mixed (float: {', '.join(keep) or 'none'})")
+    return model, accuracy(model, val_ds)
+
+
+def _mixed(cfg: QatConfig, fp32_model: str | Path, qat_model: Any, qat_metrics: dict, sens: list[dict] | None,
+           train_ds: Any, val_ds: Any, test_ds: Any) -> tuple[Any, dict]:
+    """The mixed-precision QAT model and what was kept float (and why)."""
+    from edgeqat.compression.mixed import closure, resolve_keep_float
+
+    fp32 = load_model(fp32_model)
+    fp32_val = accuracy(fp32, val_ds)
+    info: dict[str, Any] = {"fp32_val_accuracy": fp32_val}
+    if not cfg.auto_keep_float:
+        keep = resolve_keep_float(fp32, cfg.keep_float)
+        model, val = (qat_model, qat_metrics["val_accuracy"]) if not keep else _train_mixed(cfg, fp32, keep, train_ds, val_ds)
+    else:
+        keep, model, val = [], qat_model, qat_metrics["val_accuracy"]
+        trials = []
+        ranked = [r["layer"] for r in (sens or [])]
+        while fp32_val - val > cfg.max_accuracy_drop and len(trials) < 4:
+            nxt = next((n for n in ranked if n not in keep), None)
+            if nxt is None:
+                break
+            keep = [n for n in ranked if n in closure(fp32, nxt, set(keep))] + \
+                   sorted(closure(fp32, nxt, set(keep)) - set(ranked))
+            model, val = _train_mixed(cfg, fp32, keep, train_ds, val_ds)
+            trials.append({"keep_float": list(keep), "val_accuracy": val})
+            log(f"qat: auto_keep_float: float {keep} -> val accuracy {val:.4f} (FP32 {fp32_val:.4f})")
+        info["trials"] = len(trials)
+        info["met_max_accuracy_drop"] = fp32_val - val <= cfg.max_accuracy_drop
+        info["plain_val_accuracy"] = qat_metrics["val_accuracy"]
+    if not keep:
+        log("qat: mixed: no layer kept float -> the mixed model is the plain QAT model")
+    info.update({"keep_float_layers": ", ".join(keep), "num_float_layers": len(keep), "val_accuracy": val,
+                 "test_accuracy": accuracy(model, test_ds)})
+    return model, info

@@ -1,0 +1,2 @@
+"""Compression beyond plain QAT: magnitude pruning + pruning-preserving QAT, structured
+channel pruning, per-layer mixed precision and quantization sensitivity."""

@@ -1,0 +1,93 @@
+"""Magnitude pruning (polynomial schedule, optionally 2:4) and pruning-preserving QAT.
+
+tfmot cannot prune a quantize-wrapped model (``prune_low_magnitude`` rejects
+QuantizeWrapper layers), so pruning starts from the FP32 model: prune -> strip ->
+``quantize_apply`` with ``Default8BitPrunePreserveQuantizeScheme``, whose weight
+quantizers keep the zero mask fixed so the sparsity survives into int8.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from edgeqat.errors import ModelError
+
+
+def _epoch_logger(keras: Any, tag: str, epochs: int) -> Any:
+    class EpochLine(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            parts = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+            print(f"[edgeqat] {tag}: epoch {epoch + 1}/{epochs} {parts}", file=sys.stderr, flush=True)
+
+    return EpochLine()
+
+
+def magnitude_prune(
+    model: Any,
+    train_ds: Any,
+    val_ds: Any,
+    *,
+    target_sparsity: float,
+    epochs: int,
+    steps_per_epoch: int,
+    learning_rate: float,
+    m_by_n: tuple[int, int] | None = None,
+) -> tuple[Any, list[dict]]:
+    """Prune ``model`` to ``target_sparsity`` while fine-tuning; returns (stripped model, history rows).
+
+    The polynomial schedule ramps sparsity from 0 to the target over the first ~2/3 of
+    the steps and holds it for the rest, so the last epoch recovers accuracy at the final
+    sparsity.
+    """
+    from edgeqat.models.training import compile_classifier
+    from edgeqat.tf_compat import keras, tfmot
+
+    sp = tfmot.sparsity.keras
+    total = max(1, epochs * steps_per_epoch)
+    end = max(1, math.ceil(total * 2 / 3)) if epochs > 1 else total
+    schedule = sp.PolynomialDecay(0.0, float(target_sparsity), begin_step=0, end_step=end,
+                                  frequency=max(1, min(100, end // 10 or 1)))
+    kwargs: dict[str, Any] = {"pruning_schedule": schedule}
+    if m_by_n is not None:
+        kwargs["sparsity_m_by_n"] = m_by_n
+    try:
+        pruned = sp.prune_low_magnitude(model, **kwargs)
+    except (ValueError, RuntimeError) as err:
+        raise ModelError(f"tfmot cannot prune model {model.name!r}: {err}") from None
+    compile_classifier(pruned, learning_rate)
+    hist = pruned.fit(
+        train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+        callbacks=[sp.UpdatePruningStep(), _epoch_logger(keras, "prune", epochs)],
+    )
+    h = hist.history
+    rows = [{"epoch": e + 1, **{k: float(v[e]) for k, v in h.items()}} for e in range(len(h["loss"]))]
+    return sp.strip_pruning(pruned), rows
+
+
+def keras_sparsity(model: Any) -> float:
+    """Fraction of zeros over the kernels of a float (stripped) Keras model."""
+    zeros = total = 0
+    for w in model.weights:
+        if "kernel" in w.name:
+            a = w.numpy()
+            zeros += int(np.count_nonzero(a == 0))
+            total += a.size
+    return zeros / total if total else 0.0
+
+
+def prune_preserving_quantize(model: Any) -> Any:
+    """Wrap a stripped, pruned FP32 model for QAT that keeps its zeros at zero."""
+    from edgeqat.tf_compat import tfmot
+
+    q = tfmot.quantization.keras
+    try:
+        return q.quantize_apply(
+            q.quantize_annotate_model(model),
+            tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
+        )
+    except (ValueError, RuntimeError) as err:
+        raise ModelError(f"tfmot cannot apply pruning-preserving QAT to model {model.name!r}: {err}") from None

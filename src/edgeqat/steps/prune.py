@@ -1,0 +1,116 @@
+"""prune: two compressed quantization-aware models from the FP32 model.
+
+1. Magnitude pruning to ``prune.target_sparsity`` (polynomial schedule; ``m_by_n``: 2:4
+   sparsity), strip, then pruning-preserving QAT (``Default8BitPrunePreserveQuantizeScheme``)
+   so the zeros survive int8 -> ``pqat_out`` (the ``pqat_int8`` variant). Pruning starts
+   from FP32 because tfmot cannot prune a quantize-wrapped model.
+2. Structured channel pruning: drop ``prune.channel_fraction`` of the lowest-L1 filters of
+   every prunable convolution, rebuild a narrower model, fine-tune it, then QAT ->
+   ``channel_pruned_out`` (the ``channel_pruned_qat_int8`` variant).
+
+Both outputs are HDF5 (quantize-wrapped models do not reload from .keras files).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeqat.config import PruneConfig
+from edgeqat.data.shards import count_records, load_meta, make_dataset
+from edgeqat.io import log, write_json
+from edgeqat.models.io import load_model, save_model
+from edgeqat.models.training import accuracy, compile_classifier, fit
+
+
+def prune(
+    cfg: PruneConfig,
+    prepared: str | Path,
+    fp32_model: str | Path,
+    pqat_out: str | Path,
+    channel_pruned_out: str | Path,
+    metrics_path: str | Path | None = None,
+) -> dict[str, Any]:
+    from edgeqat.compression.channels import channel_prune
+    from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
+    from edgeqat.steps.qat import quantize
+    from edgeqat.tf_compat import set_determinism
+
+    t0 = time.monotonic()
+    set_determinism(cfg.seed)
+    prepared = Path(prepared)
+    meta = load_meta(prepared)
+    norm = meta["normalization"]["scheme"]
+    train_ds = make_dataset(prepared / "train", norm, cfg.batch_size, shuffle_buffer=2048, seed=cfg.seed)
+    val_ds = make_dataset(prepared / "val", norm, cfg.batch_size)
+    test_ds = make_dataset(prepared / "test", norm, cfg.batch_size)
+    steps = math.ceil(count_records(prepared / "train") / cfg.batch_size)
+
+    # 1. magnitude pruning -> pruning-preserving QAT
+    fp32 = load_model(fp32_model)
+    if cfg.target_sparsity > 0 or cfg.m_by_n:
+        what = "2:4 sparsity" if cfg.m_by_n else f"{cfg.target_sparsity:.0%} sparsity"
+        log(f"prune: magnitude pruning {fp32.name} to {what} over {cfg.epochs} epoch(s)")
+        pruned, _ = magnitude_prune(
+            fp32, train_ds, val_ds, target_sparsity=cfg.target_sparsity, epochs=cfg.epochs,
+            steps_per_epoch=steps, learning_rate=cfg.learning_rate, m_by_n=(2, 4) if cfg.m_by_n else None,
+        )
+    else:
+        log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
+        pruned = fp32
+    sparsity = keras_sparsity(pruned)
+    pqat = prune_preserving_quantize(pruned)
+    compile_classifier(pqat, cfg.qat_learning_rate)
+    fit(pqat, train_ds, val_ds, cfg.pqat_epochs, 0, tag="pqat")
+    pqat_metrics = {
+        "keras_sparsity": round(sparsity, 6),
+        "keras_sparsity_after_pqat": round(keras_sparsity_of_quantized(pqat), 6),
+        "val_accuracy": accuracy(pqat, val_ds),
+        "test_accuracy": accuracy(pqat, test_ds),
+    }
+    save_model(pqat, pqat_out)
+    log(f"prune: PQAT model at {sparsity:.1%} sparsity, test accuracy {pqat_metrics['test_accuracy']:.4f} -> {pqat_out}")
+
+    # 2. structured channel pruning -> fine-tune -> QAT
+    fp32 = load_model(fp32_model)
+    narrow, report = channel_prune(fp32, cfg.channel_fraction)
+    log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the filters of {len(report['pruned_layers'])} "
+        f"convolution(s): {report['params_before']:,} -> {report['params_after']:,} parameters")
+    compile_classifier(narrow, cfg.learning_rate)
+    fit(narrow, train_ds, val_ds, cfg.channel_epochs, 0, tag="channel-prune")
+    narrow_acc = accuracy(narrow, test_ds)
+    cq = quantize(narrow)
+    compile_classifier(cq, cfg.qat_learning_rate)
+    fit(cq, train_ds, val_ds, cfg.qat_epochs, 0, tag="channel-prune qat")
+    channel_metrics = {
+        "params_before": report["params_before"],
+        "params_after": report["params_after"],
+        "params_ratio": report["params_after"] / report["params_before"],
+        "layers_pruned": len(report["pruned_layers"]),
+        "filters": report["pruned_layers"],
+        "fp32_test_accuracy": narrow_acc,
+        "val_accuracy": accuracy(cq, val_ds),
+        "test_accuracy": accuracy(cq, test_ds),
+    }
+    save_model(cq, channel_pruned_out)
+    log(f"prune: channel-pruned QAT test accuracy {channel_metrics['test_accuracy']:.4f} -> {channel_pruned_out}")
+
+    metrics = {"pqat": pqat_metrics, "channel_pruned": channel_metrics, "seconds": round(time.monotonic() - t0, 2)}
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    return metrics
+
+
+def keras_sparsity_of_quantized(model: Any) -> float:
+    """Zeros over the kernels inside a quantize-wrapped model (after PQAT training)."""
+    import numpy as np
+
+    zeros = total = 0
+    for w in model.weights:
+        if w.name.endswith("kernel:0") or w.name.endswith("depthwise_kernel:0"):
+            a = w.numpy()
+            zeros += int(np.count_nonzero(a == 0))
+            total += a.size
+    return zeros / total if total else 0.0

@@ -1,0 +1,292 @@
+"""prune / mixed precision / 16x8 / channel pruning / sensitivity / comparison report, on a
+tiny model in one module-scoped chain. Each test pins a variant's defining property in
+the .tflite that ships, never a golden accuracy."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from edgeqat.config import ConvertConfig, EvaluateConfig, PruneConfig, QatConfig, parse_params
+from edgeqat.errors import ConfigError, ModelError
+
+# ptq_dynamic and ptq_float16 are covered by test_pipeline_steps.py; conversions dominate this module's time.
+ALL = ["fp32", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed", "pqat_int8", "channel_pruned_qat_int8"]
+TINY_PRUNE = dict(target_sparsity=0.5, epochs=2, pqat_epochs=1, channel_fraction=0.5, channel_epochs=1,
+                  qat_epochs=1, batch_size=16, learning_rate=0.005)
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory, tiny_prepared):
+    from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.prune import prune
+    from edgeqat.steps.qat import qat
+    from edgeqat.models.io import save_model
+
+    d = tmp_path_factory.mktemp("comp")
+    p = tiny_prepared
+    out = {"dir": d, "prepared": p}
+    # Untrained on purpose: every assertion is about the files' structure, and a 4-layer
+    # model keeps the seven conversions (the bulk of this module's time) short.
+    save_model(_tiny_model(), d / "fp32.keras")
+    out["qat"] = qat(QatConfig(epochs=1, batch_size=16, keep_float=["@last"]), p, d / "fp32.keras", d / "qat.h5",
+                     mixed_out=d / "mixed.h5", sensitivity_json=d / "sensitivity.json", sensitivity_md=d / "sensitivity.md")
+    out["prune"] = prune(PruneConfig(**TINY_PRUNE), p, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", d / "prune.json")
+    out["convert"] = convert(ConvertConfig(variants=ALL), p, d / "fp32.keras", d / "qat.h5", d / "tflite",
+                             mixed_model=d / "mixed.h5", pqat_model=d / "pqat.h5", channel_pruned_model=d / "cp.h5")
+    out["evaluate"] = evaluate(EvaluateConfig(latency_runs=5, warmup_runs=1), p, d / "tflite", d / "fp32.keras",
+                               d / "summary.json", d / "summary.md", pareto_png=d / "pareto.png")
+    out["card"] = json.loads((d / "tflite" / "model_card.json").read_text())
+    return out
+
+
+def _tiny_model():
+    """stem conv-BN-ReLU -> depthwise-separable block -> pooling -> dense: the DS-CNN's parts."""
+    from edgeqat.models.zoo import _conv_bn_relu, _ds_block
+    from edgeqat.tf_compat import keras, set_determinism
+
+    set_determinism(0)
+    inp = keras.Input((16, 16, 1), name="image")
+    x = _ds_block(keras, _conv_bn_relu(keras, inp, 16, 3, 1, "stem"), 32, 2, "block1")
+    out = keras.layers.Dense(4, name="logits")(keras.layers.GlobalAveragePooling2D(name="pool")(x))
+    return keras.Model(inp, out, name="tiny")
+
+
+def _ops(comp, variant):
+    from edgeqat.quantization.inspect import op_dtypes
+
+    return op_dtypes(comp["dir"] / "tflite" / f"{variant}.tflite")
+
+
+def test_pqat_sparsity_survives_into_the_tflite(comp):
+    from edgeqat.quantization.inspect import weight_sparsity
+
+    tfl = comp["dir"] / "tflite"
+    pq, q = weight_sparsity(tfl / "pqat_int8.tflite"), weight_sparsity(tfl / "qat_int8.tflite")
+    assert comp["card"]["variants"]["pqat_int8"]["weight_sparsity"] == pytest.approx(pq["sparsity"], abs=1e-6)
+    # pointwise convs and the head are pruned to 50 %; depthwise kernels are not prunable in tfmot
+    assert pq["sparsity"] > 0.35 and q["sparsity"] < 0.1
+    pointwise = [v for k, v in pq["per_tensor"].items() if "pw_conv" in k]
+    assert pointwise and min(pointwise) >= 0.45
+    gz = {v: len(gzip.compress((tfl / f"{v}.tflite").read_bytes(), 9)) for v in ("pqat_int8", "qat_int8")}
+    assert gz["pqat_int8"] < gz["qat_int8"]
+    # PQAT training kept the pruned zeros at zero
+    assert comp["prune"]["pqat"]["keras_sparsity_after_pqat"] == pytest.approx(comp["prune"]["pqat"]["keras_sparsity"], abs=0.01)
+
+
+def test_mixed_keeps_the_head_float_in_the_flatbuffer(comp):
+    head = [o for o in _ops(comp, "mixed") if o["op"] == "FULLY_CONNECTED"]
+    assert head and head[-1]["inputs"][:2] == ["float32", "float32"] and head[-1]["outputs"] == ["float32"]
+    int_head = [o for o in _ops(comp, "qat_int8") if o["op"] == "FULLY_CONNECTED"]
+    assert int_head[-1]["inputs"][:2] == ["int8", "int8"]
+    convs = [o for o in _ops(comp, "mixed") if o["op"] == "CONV_2D"]
+    assert convs and all(o["inputs"][:2] == ["int8", "int8"] for o in convs)
+    v = comp["card"]["variants"]
+    assert v["mixed"]["integer_only"] is False and v["qat_int8"]["integer_only"] is True
+    assert comp["qat"]["mixed"]["keep_float_layers"] == "logits"
+
+
+def test_int16x8_activations_are_int16(comp):
+    ops = [o for o in _ops(comp, "ptq_int16x8") if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert ops and all(o["inputs"][0] == "int16" and o["inputs"][1] == "int8" and o["outputs"] == ["int16"] for o in ops)
+    v = comp["card"]["variants"]["ptq_int16x8"]
+    assert v["input"]["dtype"] == "int16" and v["integer_only"] is True
+
+
+def test_channel_pruned_model_is_narrower_and_smaller(comp):
+    from edgeqat.quantization.inspect import filter_counts
+
+    tfl = comp["dir"] / "tflite"
+    cp, q = filter_counts(tfl / "channel_pruned_qat_int8.tflite"), filter_counts(tfl / "qat_int8.tflite")
+    assert len(cp) == len(q)
+    assert all(a <= b for a, b in zip(cp, q)) and sum(cp[:-1]) <= 0.6 * sum(q[:-1])
+    assert cp[-1] == q[-1] == 4  # the classifier keeps one output per class
+    v = comp["card"]["variants"]
+    assert v["channel_pruned_qat_int8"]["size_bytes"] < v["qat_int8"]["size_bytes"]
+    m = comp["prune"]["channel_pruned"]
+    assert m["params_after"] < m["params_before"] and m["filters"] == {"stem_conv": [16, 8], "block1_pw_conv": [32, 16]}
+
+
+def test_per_tensor_switch_gives_one_scale_per_weight_tensor(comp, tmp_path):
+    from edgeqat.quantization.runtime import load_interpreter
+    from edgeqat.steps.convert import convert
+
+    d = comp["dir"]
+    convert(ConvertConfig(variants=["ptq_int8"], per_channel=False), comp["prepared"], d / "fp32.keras", None, tmp_path / "t")
+
+    def scales(path):
+        it = load_interpreter(path)
+        t = {x["index"]: x for x in it.get_tensor_details()}
+        return [t[o["inputs"][1]]["quantization_parameters"]["scales"].size
+                for o in it._get_ops_details() if o["op_name"] == "CONV_2D"]
+
+    assert set(scales(tmp_path / "t" / "ptq_int8.tflite")) == {1}
+    assert max(scales(d / "tflite" / "ptq_int8.tflite")) > 1
+    assert json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["ptq_int8"]["per_channel"] is False
+
+
+def test_sensitivity_report_ranks_every_quantized_layer(comp):
+    doc = json.loads((comp["dir"] / "sensitivity.json").read_text())
+    assert "keras" in doc["method"] and "isolated" in doc["method"]
+    names = [r["layer"] for r in doc["layers"]]
+    assert sorted(names) == ["block1_dw", "block1_pw_conv", "logits", "stem_conv"]
+    errs = [r["relative_error"] for r in doc["layers"]]
+    assert errs == sorted(errs, reverse=True) and all(e >= 0 for e in errs)
+    assert "| layer |" in (comp["dir"] / "sensitivity.md").read_text()
+
+
+def test_summary_compares_every_variant(comp):
+    s = json.loads((comp["dir"] / "summary.json").read_text())
+    assert set(s["variants"]) == set(ALL)
+    for name, v in s["variants"].items():
+        assert {"accuracy", "accuracy_delta", "size_bytes", "gzip_bytes", "latency_p50_ms", "speedup",
+                "weight_sparsity", "integer_only"} <= set(v), name
+    assert s["variants"]["fp32"]["accuracy_delta"] == 0 and s["variants"]["pqat_int8"]["weight_sparsity"] > 0.35
+    md = (comp["dir"] / "summary.md").read_text()
+    assert "| sparsity |" in md and "Pareto front" in md
+    rows = [line.split(" | ")[0].lstrip("| ") for line in md.splitlines() if line.startswith("| ") and "|---" not in line]
+    assert rows[1:] == ALL  # the table lists variants in pipeline order, not the card's sorted keys
+    png = (comp["dir"] / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_pareto_front_keeps_only_undominated_variants():
+    from edgeqat.report import pareto_front
+
+    s = {"variants": {"a": {"accuracy": 0.9, "size_bytes": 100}, "b": {"accuracy": 0.95, "size_bytes": 400},
+                      "c": {"accuracy": 0.85, "size_bytes": 300}, "d": {"accuracy": 0.9, "size_bytes": 50}}}
+    assert pareto_front(s) == ["d", "b"]
+
+
+# --- bad input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, 1.5])
+def test_sparsity_outside_unit_interval_is_refused(value):
+    with pytest.raises(ConfigError, match=r"prune\.target_sparsity: must be in \[0, 1\).*got"):
+        parse_params({"prune": {"target_sparsity": value}})
+
+
+def test_keep_float_pattern_matching_nothing_is_named():
+    from edgeqat.compression.mixed import resolve_keep_float
+    from edgeqat.models.zoo import build_model
+
+    m = build_model("dscnn", (16, 16, 1), 4, alpha=0.25)
+    with pytest.raises(ConfigError, match=r"qat.keep_float: pattern 'nope\*' matches no layer"):
+        resolve_keep_float(m, ["@first", "nope*"])
+    with pytest.raises(ConfigError, match=r"'block3_pw_conv'.*between quantized layers"):
+        resolve_keep_float(m, ["block3_pw_conv"])
+    assert resolve_keep_float(m, ["@first", "logits"]) == ["stem_conv", "logits"]
+
+
+def test_channel_pruning_refuses_models_it_cannot_handle():
+    from edgeqat.compression.channels import channel_prune
+    from edgeqat.tf_compat import keras
+
+    L = keras.layers
+    inp = keras.Input((8, 8, 1))
+    flat = keras.Model(inp, L.Dense(2)(L.Flatten()(L.Conv2D(4, 3, name="c")(inp))), name="flatnet")
+    with pytest.raises(ModelError, match="cannot handle model 'flatnet': no Conv2D"):
+        channel_prune(flat, 0.3)
+    inner = keras.Sequential([L.Conv2D(4, 3, input_shape=(8, 8, 1)), L.Conv2D(4, 3)], name="inner")
+    outer = keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(inner(inp))), name="outer")
+    with pytest.raises(ModelError, match="layer 'inner' is a nested model"):
+        channel_prune(outer, 0.3)
+
+
+@pytest.mark.parametrize("name", ["dscnn", "resnet"])
+def test_channel_pruning_carries_the_surviving_weights(name):
+    """Filters zeroed in a fresh model (BN of a zero channel outputs zero) are exactly the
+    ones removed, so the narrower model computes the same function."""
+    from edgeqat.compression.channels import channel_prune, prunable_convs
+    from edgeqat.models.zoo import build_model
+
+    m = build_model(name, (16, 16, 1), 4, alpha=0.5)
+    targets = prunable_convs(m)
+    if name == "resnet":  # convolutions feeding residual adds keep their width
+        assert targets == ["res1_a_conv", "res2_a_conv", "res3_a_conv"]
+    for t in targets:
+        k = m.get_layer(t).kernel
+        a = k.numpy()
+        a[..., : int(round(a.shape[-1] * 0.3))] = 0
+        k.assign(a)
+    narrow, rep = channel_prune(m, 0.3)
+    for t in targets:
+        before, after = rep["pruned_layers"][t]
+        assert narrow.get_layer(t).filters == after < before
+    x = np.random.default_rng(0).random((4, 16, 16, 1)).astype("float32")
+    np.testing.assert_allclose(narrow(x).numpy(), m(x).numpy(), atol=1e-5)
+
+
+def _sensitive_model():
+    """Quadrant brightness -> a Dense whose per-tensor int8 weight scale is blown up by one
+    huge weight on an output the head ignores: quantized, its useful weights round to zero."""
+    from edgeqat.tf_compat import keras
+
+    L = keras.layers
+    inp = keras.Input((16, 16, 1), name="image")
+    h = L.Flatten(name="flat")(L.AveragePooling2D(8, name="pool")(inp))
+    h = L.Dense(8, name="sensitive")(h)
+    m = keras.Model(inp, L.Dense(4, name="head")(h), name="sensitive_net")
+    w = np.zeros((4, 8), "float32")
+    w[:4, :4] = np.eye(4)
+    w[0, 7] = 1000.0
+    m.get_layer("sensitive").set_weights([w, np.zeros(8, "float32")])
+    w2 = np.zeros((8, 4), "float32")
+    w2[:4, :4] = 10 * np.eye(4)
+    m.get_layer("head").set_weights([w2, np.zeros(4, "float32")])
+    return m
+
+
+def test_auto_keep_float_meets_the_drop_plain_int8_misses(tiny_prepared, tmp_path):
+    from edgeqat.models.io import save_model
+    from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.qat import qat
+
+    save_model(_sensitive_model(), tmp_path / "fp32.keras")
+    m = qat(QatConfig(epochs=1, batch_size=16, auto_keep_float=True, max_accuracy_drop=0.05), tiny_prepared,
+            tmp_path / "fp32.keras", tmp_path / "qat.h5", mixed_out=tmp_path / "mixed.h5",
+            sensitivity_json=tmp_path / "s.json")
+    mixed = m["mixed"]
+    assert mixed["fp32_val_accuracy"] - mixed["plain_val_accuracy"] > 0.05, "plain int8 should miss the target"
+    assert mixed["met_max_accuracy_drop"] and mixed["keep_float_layers"] == "sensitive"
+    assert m["most_sensitive_layer"] == "sensitive"
+    convert(ConvertConfig(variants=["fp32", "qat_int8", "mixed"]), tiny_prepared, tmp_path / "fp32.keras",
+            tmp_path / "qat.h5", tmp_path / "t", mixed_model=tmp_path / "mixed.h5")
+    s = evaluate(EvaluateConfig(latency_runs=2, warmup_runs=0, headline="mixed"), tiny_prepared, tmp_path / "t",
+                 tmp_path / "fp32.keras", tmp_path / "summary.json")
+    # through LiteRT too: the mixed model keeps the FP32 accuracy, plain int8 does not
+    assert s["fp32"]["accuracy"] - s["mixed"]["accuracy"] <= 0.05 < s["fp32"]["accuracy"] - s["qat_int8"]["accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, shape", [("mobilenetv2", (32, 32, 3)), ("dscnn", (32, 32, 3)), ("resnet", (32, 32, 3))])
+def test_channel_pruning_every_zoo_model_converts_smaller(name, shape):
+    """Every zoo model (MobileNetV2's inverted residuals included) is pruned exactly and its
+    QAT conversion is smaller than the unpruned one's."""
+    from edgeqat.compression.channels import channel_prune, prunable_convs
+    from edgeqat.models.zoo import build_model
+    from edgeqat.quantization.converter import convert_variant
+    from edgeqat.quantization.inspect import filter_counts
+    from edgeqat.steps.qat import quantize
+
+    m = build_model(name, shape, 10, alpha=0.35 if name == "mobilenetv2" else 1.0)
+    targets = prunable_convs(m)
+    assert targets
+    for t in targets:
+        k = m.get_layer(t).kernel
+        a = k.numpy()
+        a[..., : int(round(a.shape[-1] * 0.3))] = 0
+        k.assign(a)
+    narrow, rep = channel_prune(m, 0.3)
+    x = np.random.default_rng(0).random((2, *shape)).astype("float32")
+    np.testing.assert_allclose(narrow(x).numpy(), m(x).numpy(), atol=1e-4)
+    full = convert_variant("qat_int8", m, quantize(m), None, "int8")
+    small = convert_variant("channel_pruned_qat_int8", narrow, quantize(narrow), None, "int8")
+    assert len(small) < len(full)
+    assert sum(filter_counts(small)) < sum(filter_counts(full))
