@@ -1,0 +1,151 @@
+"""CLI commands of the model registry: `stage register`, promote, history, rollback, export, webhook.
+
+Kept apart from cli.py (which calls :func:`install`) so the registry's commands live in one
+place; like the rest of the CLI, nothing heavy is imported until a command runs. The
+tracking server is ``MLFLOW_TRACKING_URI`` (else the local SQLite store).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeqat.errors import EdgeqatError
+
+
+def _params(path: Path):
+    from edgeqat.config import load_params
+
+    return load_params(path)
+
+
+def _registry():
+    from edgeqat.registry import Registry
+
+    return Registry()
+
+
+def install(app: typer.Typer, stage: typer.Typer) -> None:
+    params_opt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (the register section).")
+
+    @stage.command("register")
+    def stage_register(
+        params: Path = params_opt,
+        models: Path = typer.Option(Path("models/tflite"), help="Folder of .tflite files and their model card."),
+        fp32: Path = typer.Option(Path("models/fp32.keras"), help="FP32 Keras model, logged beside the .tflite."),
+        summary: Path = typer.Option(Path("reports/summary.json")),
+        lock: Path = typer.Option(Path("dvc.lock"), help="dvc.lock, for the data checksums DVC recorded."),
+        out: Path = typer.Option(Path("reports/registered.json"), help="Where to write the version registered."),
+    ) -> None:
+        """Register the evaluated variant as a new MLflow model version (alias `challenger`)."""
+        from edgeqat.steps.register import register
+
+        p = _params(params)
+        register(p.register, p, models, fp32, summary, out, lock=lock)
+
+    @app.command("promote")
+    def promote_cmd(
+        version: str = typer.Argument(..., help="Model version number."),
+        alias: str = typer.Option("champion", help="Alias to move."),
+        force: bool = typer.Option(False, "--force", help="Promote although a gate fails (needs --reason)."),
+        reason: Optional[str] = typer.Option(None, help="Why: recorded in the promotion history."),
+        by: Optional[str] = typer.Option(None, help="Who (default: your user name)."),
+        params: Path = params_opt,
+    ) -> None:
+        """Move an alias (default `champion`) to VERSION after checking the gates."""
+        from edgeqat.promotion import promote
+
+        res = promote(_registry(), _params(params).register, version, alias, force=force, reason=reason, by=by)
+        if res["action"] == "unchanged":
+            typer.echo(f"{alias} is already version {version}")
+        else:
+            typer.echo(f"{alias} -> version {version} (was {res['previous'] or 'unset'})"
+                       + (f"; FORCED past: {'; '.join(res['reasons'])}" if res["reasons"] else ""))
+
+    @app.command("history")
+    def history_cmd(
+        alias: Optional[str] = typer.Option(None, help="Only this alias."),
+        params: Path = params_opt,
+    ) -> None:
+        """Every alias move (and refusal) recorded for the registered model."""
+        from edgeqat.promotion import format_history
+
+        typer.echo(format_history(_registry().history(_params(params).register.model_name), alias))
+
+    @app.command("rollback")
+    def rollback_cmd(
+        alias: str = typer.Option("champion"),
+        reason: Optional[str] = typer.Option(None),
+        by: Optional[str] = typer.Option(None),
+        params: Path = params_opt,
+    ) -> None:
+        """Move `champion` back to the version that held it before the current one."""
+        from edgeqat.promotion import rollback
+
+        res = rollback(_registry(), _params(params).register, alias, reason=reason, by=by)
+        typer.echo(f"{alias} -> version {res['version']} (was {res['previous']})")
+
+    @app.command("export")
+    def export_cmd(
+        out: Path = typer.Option(..., "--out", help="Folder to write the .tflite and model_card.json to."),
+        alias: str = typer.Option("champion", help="Alias to export."),
+        version: Optional[str] = typer.Option(None, help="A version number instead of an alias."),
+        params: Path = params_opt,
+    ) -> None:
+        """Download the promoted .tflite and its model card; verify the registered sha256."""
+        from edgeqat.promotion import export
+
+        res = export(_registry(), _params(params).register, out, alias=None if version else alias, version=version)
+        typer.echo(f"{res['file']} (version {res['version']}, sha256 {res['sha256']})")
+
+    webhook = typer.Typer(no_args_is_help=True, help="React to alias moves made in the MLflow UI.")
+    app.add_typer(webhook, name="webhook")
+
+    @webhook.command("serve")
+    def webhook_serve(
+        host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
+        port: int = typer.Option(8765),
+        deploy_dir: Optional[Path] = typer.Option(None, help="Export folder (default: register.deploy_dir)."),
+        alias: str = typer.Option("champion"),
+        params: Path = params_opt,
+    ) -> None:
+        """Receive MLflow's signed webhooks; gate, export or revert each move of `champion`."""
+        from edgeqat.io import log
+        from edgeqat.webhook import SECRET_ENV, Receiver, make_server
+
+        cfg = _params(params).register
+        secret = os.environ.get(SECRET_ENV, "")
+        if not secret:
+            raise EdgeqatError(f"webhook serve: set {SECRET_ENV} to the secret given to `edgeqat webhook install`")
+        receiver = Receiver(_registry(), cfg, deploy_dir or Path(cfg.deploy_dir), alias)
+        server = make_server(receiver, secret, host, port)
+        log(f"webhook: listening on http://{host}:{server.server_address[1]}/ for {cfg.model_name}@{alias}")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+
+    @webhook.command("install")
+    def webhook_install(
+        url: str = typer.Option("http://127.0.0.1:8765/", help="Where `edgeqat webhook serve` listens."),
+        name: str = typer.Option("edgeqat-champion"),
+        params: Path = params_opt,
+    ) -> None:
+        """Register the webhook (model_version_alias.created, HMAC-signed) with the tracking server."""
+        from edgeqat.webhook import EVENTS, SECRET_ENV
+
+        _params(params)
+        secret = os.environ.get(SECRET_ENV, "")
+        if len(secret) < 16:
+            raise EdgeqatError(f"webhook install: set {SECRET_ENV} to a secret of at least 16 characters")
+        reg = _registry()
+        if not reg.uri.startswith(("http://", "https://")):
+            raise EdgeqatError(f"webhook install: {reg.uri} is not a tracking server; webhooks need `mlflow server` "
+                               "(set MLFLOW_TRACKING_URI=http://...)")
+        res = reg.install_webhook(name, url, secret, EVENTS)
+        typer.echo(f"webhook {name} {res['action']} ({res['webhook_id']}): {', '.join(EVENTS)} -> {url}")

@@ -1,0 +1,233 @@
+"""Promotion: the gates a model version must pass, alias moves with their history, export.
+
+No MLflow here: everything goes through :class:`edgeqat.registry.Registry`. The gates
+read the tags the register step put on a version (accuracy, drop vs FP32, size, each
+device's verdict), so a version is judged on what was measured when it was built, with
+the thresholds of ``register`` in params.yaml at the time of the promotion.
+
+History actions that *move* an alias: ``register`` (challenger), ``auto``, ``promote``,
+``force``, ``ui`` (a move made outside edgeqat, seen by the webhook receiver),
+``rollback``, ``revert`` (the receiver undoing a move that failed a gate). Other actions
+are records only: ``refused``, ``rejected``, ``deployed``, and ``abandoned`` (a recorded move
+whose alias change MLflow then refused; it cancels that record).
+"""
+
+from __future__ import annotations
+
+import getpass
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgeqat.config import RegisterConfig
+from edgeqat.errors import EdgeqatError
+from edgeqat.io import CARD_NAME, log, read_json, sha256_file, write_bytes, write_json
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MOVES = {"register", "auto", "promote", "force", "ui", "rollback", "revert"}
+HIGHER_IS_BETTER = {"accuracy": True, "size_bytes": False, "gzip_bytes": False, "latency_p50_ms": False}
+
+
+class PromotionRefused(EdgeqatError):
+    """A gate failed; the message lists every reason."""
+
+
+def whoami() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# --- gates ----------------------------------------------------------------------------
+
+
+def _num(tags: dict[str, str], key: str) -> float | None:
+    try:
+        return float(tags[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def static_gates(tags: dict[str, str], cfg: RegisterConfig) -> list[str]:
+    """Reasons the version fails on its own (empty = passes): accuracy, drop vs FP32, size, devices."""
+    reasons = []
+    acc, drop, size = _num(tags, "accuracy"), _num(tags, "accuracy_drop"), _num(tags, "size_bytes")
+    if acc is None:
+        reasons.append("no accuracy tag: not registered by edgeqat")
+    elif acc < cfg.min_accuracy:
+        reasons.append(f"accuracy {acc:.4f} < register.min_accuracy {cfg.min_accuracy}")
+    if drop is not None and drop > cfg.max_accuracy_drop:
+        reasons.append(f"accuracy drop vs fp32 {drop:.4f} > register.max_accuracy_drop {cfg.max_accuracy_drop}")
+    if cfg.max_size_bytes is not None and size is not None and size > cfg.max_size_bytes:
+        reasons.append(f"size {int(size):,} bytes > register.max_size_bytes {cfg.max_size_bytes:,}")
+    validated = [d for d in tags.get("devices", "").split(",") if d]
+    required = validated if cfg.required_devices is None else cfg.required_devices
+    for dev in required:
+        passed = tags.get(f"device.{dev}.passed")
+        if passed is None:
+            reasons.append(f"required device {dev!r} was not validated")
+        elif passed != "true":
+            why = tags.get(f"device.{dev}.reasons", "")
+            reasons.append(f"device {dev!r} failed" + (f": {why}" if why else ""))
+    return reasons
+
+
+def compare(tags: dict[str, str], champion: dict[str, Any] | None, cfg: RegisterConfig, strict: bool) -> list[str]:
+    """Reasons the version does not beat (strict) or match the champion on ``promote_metric``."""
+    if champion is None:
+        return []
+    m = cfg.promote_metric
+    new, old = _num(tags, m), _num(champion["tags"], m)
+    if new is None or old is None:
+        return [] if old is None else [f"no {m} tag to compare with champion version {champion['version']}"]
+    higher = HIGHER_IS_BETTER[m]
+    worse = (new < old if higher else new > old) if not strict else (new <= old if higher else new >= old)
+    if worse:
+        word = ("does not beat" if strict else "is worse than")
+        return [f"{m} {new:g} {word} champion version {champion['version']}'s {old:g}"]
+    return []
+
+
+def gate_reasons(reg: Any, cfg: RegisterConfig, version: str, alias: str, against: str | None,
+                 strict: bool = False) -> list[str]:
+    v = reg.version(cfg.model_name, version)
+    reasons = static_gates(v["tags"], cfg)
+    if alias == CHAMPION and against and against != str(version):
+        reasons += compare(v["tags"], reg.version(cfg.model_name, against), cfg, strict)
+    return reasons
+
+
+# --- history --------------------------------------------------------------------------
+
+
+def moves(history: list[dict[str, Any]], alias: str) -> list[dict[str, Any]]:
+    undone = {h.get("undoes") for h in history if h.get("action") == "abandoned"}
+    return [h for h in history if h.get("alias") == alias and h.get("action") in MOVES and h.get("key") not in undone]
+
+
+def record_move(reg: Any, name: str, alias: str, version: str | None, event: dict[str, Any]) -> dict[str, Any]:
+    """Record the move, then make it (so a receiver seeing the alias event finds the record);
+    if MLflow refuses the alias change, the record is marked abandoned."""
+    entry = reg.record(name, {**event, "alias": alias, "version": version})
+    try:
+        reg.set_alias(name, alias, version)
+    except Exception:
+        reg.record(name, {"action": "abandoned", "alias": alias, "version": version, "undoes": entry["key"],
+                          "by": event.get("by"), "reason": "setting the alias failed"})
+        raise
+    return entry
+
+
+def champion_stack(history: list[dict[str, Any]], alias: str = CHAMPION) -> list[str]:
+    """The versions that held ``alias``, oldest first; a rollback pops the one it left."""
+    stack: list[str] = []
+    for h in moves(history, alias):
+        v = str(h["version"])
+        if h["action"] == "rollback":
+            if stack:
+                stack.pop()
+            if not stack or stack[-1] != v:
+                stack.append(v)
+        elif not stack or stack[-1] != v:
+            stack.append(v)
+    return stack
+
+
+def last_recorded(history: list[dict[str, Any]], alias: str) -> str | None:
+    m = moves(history, alias)
+    return str(m[-1]["version"]) if m else None
+
+
+def format_history(history: list[dict[str, Any]], alias: str | None = None) -> str:
+    rows = [h for h in history if alias is None or h.get("alias") == alias]
+    if not rows:
+        return "no alias moves recorded yet"
+    lines = ["at | alias | action | version | previous | by | reason"]
+    for h in rows:
+        why = h.get("reason") or "; ".join(h.get("reasons", []))
+        lines.append(" | ".join(str(x) for x in (h.get("at", "?"), h.get("alias", "-"), h.get("action", "?"),
+                                                 h.get("version", "-"), h.get("previous") or "-", h.get("by", "?"), why or "-")))
+    return "\n".join(lines)
+
+
+# --- moves ----------------------------------------------------------------------------
+
+
+def promote(reg: Any, cfg: RegisterConfig, version: str, alias: str = CHAMPION, *, force: bool = False,
+            reason: str | None = None, by: str | None = None) -> dict[str, Any]:
+    """Move ``alias`` to ``version`` if every gate passes (or ``force`` with a reason)."""
+    name, version, by = cfg.model_name, str(version), by or whoami()
+    if force and not (reason and reason.strip()):
+        raise EdgeqatError("--force needs --reason \"...\": a forced promotion records who and why")
+    if version not in reg.versions(name):
+        raise EdgeqatError(f"{name!r} has no version {version} (has: {', '.join(reg.versions(name)) or 'none'})")
+    current = reg.alias_version(name, alias)
+    if current == version:
+        return {"version": version, "alias": alias, "previous": current, "action": "unchanged", "reasons": []}
+    reasons = gate_reasons(reg, cfg, version, alias, current)
+    if reasons and not force:
+        reg.record(name, {"action": "refused", "alias": alias, "version": version, "previous": current,
+                          "by": by, "reasons": reasons, "reason": reason})
+        raise PromotionRefused(f"{name} version {version} cannot become {alias!r}:\n  " + "\n  ".join(reasons)
+                               + "\n(use --force --reason \"...\" to override; the override is recorded)")
+    action = "force" if reasons else "promote"
+    # Recorded before the alias moves, so the webhook receiver recognises the move as gated.
+    record_move(reg, name, alias, version, {"action": action, "previous": current, "by": by, "reason": reason, "reasons": reasons})
+    log(f"{alias}: {name} version {version} (was {current or 'unset'}){' FORCED: ' + reason if reasons else ''}")
+    return {"version": version, "alias": alias, "previous": current, "action": action, "reasons": reasons}
+
+
+def rollback(reg: Any, cfg: RegisterConfig, alias: str = CHAMPION, *, reason: str | None = None,
+             by: str | None = None) -> dict[str, Any]:
+    """Move ``alias`` back to the version that held it before the current one."""
+    name = cfg.model_name
+    current = reg.alias_version(name, alias)
+    stack = champion_stack(reg.history(name), alias)
+    if current is not None and stack and stack[-1] == current:
+        stack = stack[:-1]
+    if not stack:
+        raise EdgeqatError(f"{name!r}: no earlier {alias!r} recorded to roll back to (see `edgeqat history`)")
+    target = stack[-1]
+    record_move(reg, name, alias, target, {"action": "rollback", "previous": current, "by": by or whoami(),
+                                      "reason": reason or "rollback"})
+    log(f"{alias}: rolled back {name} to version {target} (was {current})")
+    return {"version": target, "previous": current, "alias": alias}
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+def export(reg: Any, cfg: RegisterConfig, out: str | Path, *, alias: str | None = CHAMPION,
+           version: str | None = None) -> dict[str, Any]:
+    """Download the .tflite and its single-variant model card; verify the sha256 registered."""
+    name, out = cfg.model_name, Path(out)
+    if version is None:
+        version = reg.alias_version(name, alias)
+        if version is None:
+            raise EdgeqatError(f"{name!r} has no alias {alias!r}: promote a version first (edgeqat promote VERSION)")
+    v = reg.version(name, version)
+    expected = v["tags"].get("sha256")
+    if not expected:
+        raise EdgeqatError(f"{name} version {version}: no sha256 tag (not registered by edgeqat)")
+    with tempfile.TemporaryDirectory() as tmp:
+        art_dir = reg.download(name, version, Path(tmp), "artifacts")
+        cards = list(art_dir.glob(f"**/{CARD_NAME}"))
+        if not cards:
+            raise EdgeqatError(f"{name} version {version}: no {CARD_NAME} in its artifacts")
+        card = read_json(cards[0])
+        (variant, entry), = card["variants"].items()
+        tflite = cards[0].parent / entry["file"]
+        got = sha256_file(tflite)
+        if got != expected or entry.get("sha256") != expected:
+            raise EdgeqatError(f"{name} version {version}: {entry['file']} sha256 {got} does not match the registered "
+                               f"{expected} (card says {entry.get('sha256')}); nothing exported")
+        # File by file (each atomic), never replacing the folder: it may hold other things.
+        write_bytes(out / entry["file"], tflite.read_bytes())
+        write_json(out / CARD_NAME, card)
+        write_json(out / "export.json", {"model_name": name, "version": str(version), "alias": alias,
+                                         "variant": variant, "file": entry["file"], "sha256": got,
+                                         "tracking_uri": reg.uri})
+    log(f"export: {name} version {version} ({variant}, sha256 {got[:12]}…) -> {out}")
+    return {"version": str(version), "file": str(out / entry["file"]), "sha256": got, "variant": variant}

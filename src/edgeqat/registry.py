@@ -1,0 +1,314 @@
+"""MLflow model registry service: the TFLite pyfunc model, versions, aliases, history, webhooks.
+
+With :mod:`edgeqat.tracking`, the only module that imports mlflow. Gate logic lives in
+:mod:`edgeqat.promotion` (no MLflow), which drives this service.
+
+MLflow has no TFLite flavour, so a ``.tflite`` is logged as a pyfunc model: a
+:class:`TFLiteModel` (``PythonModel``) wraps the LiteRT interpreter, the ``.tflite`` and
+its single-variant model card are the model's artifacts, and the ``edgeqat`` package
+itself travels as ``code_paths`` so the model loads (``mlflow.pyfunc.load_model`` or
+``mlflow models serve --env-manager local``) wherever mlflow, numpy, pandas and
+ai-edge-litert are installed; TensorFlow is never needed to predict.
+
+Promotion history: one registered-model tag per alias move, ``edgeqat.history.<utc>.<rand>``
+whose value is the JSON event. Tags live in the tracking server's database beside the
+aliases themselves (so they are as durable and as backed up as the registry), are shown
+in the UI, and an append is a single write of a fresh key: two writers can never lose
+each other's entries the way a read-modify-write JSON document would.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+
+from edgeqat.errors import EdgeqatError
+from edgeqat.io import CARD_NAME
+from edgeqat.tracking import _experiment_id, check_reachable, tracking_uri
+
+HISTORY_PREFIX = "edgeqat.history."
+PKG_DIR = Path(__file__).resolve().parent
+# What the pyfunc model needs of edgeqat to load and predict (no TensorFlow), shipped as code_paths.
+MODEL_CODE = ("__init__.py", "errors.py", "io.py", "tracking.py", "registry.py", "quantization/__init__.py",
+              "quantization/runtime.py")
+
+
+class RegistryError(EdgeqatError):
+    """The registry refused an operation or holds something unexpected."""
+
+
+# --- the pyfunc model -----------------------------------------------------------------
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class TFLiteModel(mlflow.pyfunc.PythonModel):
+    """Raw uint8 images (N, H, W[, C]) -> class index, class name, probability per image.
+
+    Normalisation, input quantization and class names come from the model card logged
+    with the ``.tflite``; the classifier head outputs logits, turned into probabilities
+    here with a softmax.
+    """
+
+    def load_context(self, context):
+        from edgeqat.io import load_card
+        from edgeqat.quantization.runtime import TFLiteClassifier
+
+        tflite = Path(context.artifacts["tflite"])
+        self.card = load_card(tflite)  # the card artifact lands beside it (artifacts/model_card.json)
+        self.clf = TFLiteClassifier(tflite)
+
+    def _images(self, model_input) -> np.ndarray:
+        if hasattr(model_input, "to_numpy"):  # a DataFrame of flattened pixels
+            model_input = model_input.to_numpy()
+        x = np.asarray(model_input)
+        shape = tuple(self.card["input_shape"])
+        if x.shape == shape or (shape[-1] == 1 and x.shape == shape[:-1]):
+            x = x[None]
+        if x.ndim == 2 and x.shape[1] == int(np.prod(shape)):
+            x = x.reshape((-1, *shape))
+        if x.ndim == len(shape) and shape[-1] == 1:
+            x = x[..., None]
+        if x.shape[1:] != shape:
+            raise ValueError(f"expected images of shape {list(shape)} (uint8 pixels), got {list(x.shape)}")
+        return x
+
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+
+        x = self._images(model_input)
+        norm = self.card["normalization"]
+        xn = (x.astype(np.float32) - float(norm["mean"])) / float(norm["std"])
+        probs = np.stack([_softmax(self.clf(img)) for img in xn]) if len(xn) else np.zeros((0, len(self.card["class_names"])))
+        idx = probs.argmax(axis=-1)
+        names = self.card["class_names"]
+        return pd.DataFrame({
+            "class_index": idx.astype(np.int64),
+            "class_name": [str(names[i]) for i in idx],
+            "probability": probs.max(axis=-1).astype(np.float64) if len(xn) else np.zeros(0),
+            "probabilities": [p.astype(np.float64) for p in probs],
+        })
+
+
+def single_variant_card(card: dict[str, Any], variant: str) -> dict[str, Any]:
+    if variant not in card.get("variants", {}):
+        raise RegistryError(f"model card has no variant {variant!r} (has: {', '.join(sorted(card.get('variants', {})))})")
+    return {**{k: v for k, v in card.items() if k != "variants"}, "variants": {variant: card["variants"][variant]}}
+
+
+def save_pyfunc(tflite: Path, card: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write the pyfunc model folder for ``tflite`` (card = its single-variant model card)."""
+    from importlib.metadata import version as dist_version
+
+    from mlflow.models import infer_signature
+
+    from edgeqat.io import write_json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / tflite.name).write_bytes(tflite.read_bytes())
+        write_json(tmp / CARD_NAME, card)
+        for rel in MODEL_CODE:
+            dest = tmp / "code" / "edgeqat" / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes((PKG_DIR / rel).read_bytes())
+        loaded = TFLiteModel()  # a loaded one (holds an interpreter) only to infer the signature
+
+        class _Ctx:
+            artifacts = {"tflite": str(tmp / tflite.name)}
+
+        loaded.load_context(_Ctx())
+        example = np.full((1, *card["input_shape"]), 128, dtype=np.uint8)
+        signature = infer_signature(example, loaded.predict(None, example))
+        reqs = [f"mlflow=={dist_version('mlflow')}", f"numpy=={dist_version('numpy')}",
+                f"pandas=={dist_version('pandas')}", f"ai-edge-litert=={dist_version('ai-edge-litert')}"]
+        mlflow.pyfunc.save_model(
+            path=str(out),
+            python_model=TFLiteModel(),
+            artifacts={"tflite": str(tmp / tflite.name), "model_card": str(tmp / CARD_NAME)},
+            code_paths=[str(tmp / "code" / "edgeqat")],
+            signature=signature,
+            input_example=example,
+            pip_requirements=reqs,  # explicit: skips MLflow's slow requirement inference
+        )
+    return {"signature": signature.to_dict()}
+
+
+# --- the registry ---------------------------------------------------------------------
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Registry:
+    """One registered model's versions, aliases and history on one tracking server."""
+
+    def __init__(self, uri: str | None = None, root: str | Path = ".") -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.root = Path(root)
+        self.uri = uri or tracking_uri(self.root)
+        check_reachable(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as err:
+            raise RegistryError(f"MLflow at {self.uri}: {what}: {err.message}") from None
+        except OSError as err:  # connection refused/reset mid-way
+            raise RegistryError(f"MLflow at {self.uri}: {what}: {err}") from None
+
+    # registration
+    def ensure_model(self, name: str, description: str = "") -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+            return
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"MLflow at {self.uri}: registered model {name!r}: {err.message}") from None
+        try:
+            self.client.create_registered_model(name, description=description or None)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":  # another run created it meanwhile
+                raise RegistryError(f"MLflow at {self.uri}: creating registered model {name!r}: {err.message}") from None
+
+    def log_model_run(
+        self, *, experiment: str, run_name: str, tflite: Path, card: dict[str, Any], fp32_model: Path | None,
+        params: dict[str, str], metrics: dict[str, float], tags: dict[str, str], extra_files: list[tuple[Path, str]],
+    ) -> dict[str, str]:
+        """One run holding the pyfunc model (``model/``), the FP32 Keras model (``fp32/``) and reports."""
+        from mlflow.entities import Metric, Param
+
+        exp_id = self._call("experiment", _experiment_id, self.client, experiment, self.uri, self.root)
+        run = self._call("create run", self.client.create_run, exp_id, tags=tags, run_name=run_name)
+        rid = run.info.run_id
+        try:
+            now = int(time.time() * 1000)
+            self.client.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())][:100],
+                                  metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())])
+            with tempfile.TemporaryDirectory() as tmp:
+                mdir = Path(tmp) / "model"
+                save_pyfunc(tflite, card, mdir)
+                self.client.log_artifacts(rid, str(mdir), "model")
+            if fp32_model is not None and Path(fp32_model).exists():
+                p = Path(fp32_model)
+                (self.client.log_artifacts if p.is_dir() else self.client.log_artifact)(rid, str(p), "fp32")
+            for path, dest in extra_files:
+                if path.is_file():
+                    self.client.log_artifact(rid, str(path), dest)
+            self.client.set_terminated(rid, "FINISHED")
+        except BaseException:
+            self.client.set_terminated(rid, "FAILED")
+            raise
+        return {"run_id": rid, "experiment_id": exp_id, "source": f"{run.info.artifact_uri}/model"}
+
+    def create_version(self, name: str, source: str, run_id: str, tags: dict[str, str], description: str) -> str:
+        mv = self._call(f"registering a version of {name!r}", self.client.create_model_version,
+                        name, source, run_id=run_id, tags=tags, description=description)
+        # SQL stores create versions READY; wait for any other store to finish.
+        for _ in range(60):
+            if mv.status == "READY":
+                break
+            time.sleep(0.5)
+            mv = self.client.get_model_version(name, mv.version)
+        return str(mv.version)
+
+    # reads
+    def version(self, name: str, version: str | int) -> dict[str, Any]:
+        mv = self._call(f"{name!r} version {version}", self.client.get_model_version, name, str(version))
+        return {"version": str(mv.version), "tags": dict(mv.tags), "description": mv.description or "",
+                "run_id": mv.run_id, "source": mv.source, "aliases": list(mv.aliases or [])}
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        rm = self._call(f"registered model {name!r}", self.client.get_registered_model, name)
+        v = (rm.aliases or {}).get(alias)
+        return None if v is None else str(v)
+
+    def all_versions(self, name: str) -> list[dict[str, Any]]:
+        found = self._call(f"versions of {name!r}", self.client.search_model_versions, f"name='{name}'")
+        return [{"version": str(m.version), "tags": dict(m.tags)} for m in found]
+
+    def versions(self, name: str) -> list[str]:
+        found = self._call(f"versions of {name!r}", self.client.search_model_versions, f"name='{name}'")
+        return sorted((str(m.version) for m in found), key=int)
+
+    # writes
+    def set_alias(self, name: str, alias: str, version: str | int) -> None:
+        self._call(f"setting alias {alias!r} on {name!r} version {version}",
+                   self.client.set_registered_model_alias, name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._call(f"deleting alias {alias!r} of {name!r}", self.client.delete_registered_model_alias, name, alias)
+
+    def tag_version(self, name: str, version: str | int, key: str, value: str) -> None:
+        self._call(f"tagging {name!r} version {version}", self.client.set_model_version_tag, name, str(version), key, value)
+
+    # history
+    def record(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        event = {"at": _now(), **event}
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        key = f"{HISTORY_PREFIX}{stamp}.{secrets.token_hex(4)}"
+        self._call(f"recording history on {name!r}", self.client.set_registered_model_tag,
+                   name, key, json.dumps(event, sort_keys=True))
+        return {**event, "key": key}
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        rm = self._call(f"registered model {name!r}", self.client.get_registered_model, name)
+        out = []
+        for key, value in sorted((rm.tags or {}).items()):
+            if key.startswith(HISTORY_PREFIX):
+                try:
+                    out.append({**json.loads(value), "key": key})
+                except json.JSONDecodeError:
+                    out.append({"key": key, "unreadable": value})
+        return out
+
+    # export
+    def download(self, name: str, version: str | int, dest: Path, subpath: str = "") -> Path:
+        """The version's pyfunc model folder (or ``subpath`` in it), downloaded under ``dest``."""
+        from mlflow.artifacts import download_artifacts
+
+        src = self._call(f"{name!r} version {version}", self.client.get_model_version_download_uri, name, str(version))
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(self._call(f"downloading {name!r} version {version}", download_artifacts,
+                               artifact_uri=f"{src.rstrip('/')}/{subpath}" if subpath else src,
+                               dst_path=str(dest), tracking_uri=self.uri))
+
+    # webhooks
+    def install_webhook(self, name: str, url: str, secret: str, events: list[str]) -> dict[str, str]:
+        """Create (or update, matched by name) a webhook; returns its id."""
+        for wh in self._call("listing webhooks", self.client.list_webhooks):
+            if wh.name == name:
+                wh = self._call("updating webhook", self.client.update_webhook, wh.webhook_id,
+                                url=url, events=events, secret=secret, status="ACTIVE")
+                return {"webhook_id": wh.webhook_id, "action": "updated"}
+        wh = self._call("creating webhook", self.client.create_webhook, name=name, url=url, events=events, secret=secret,
+                        description="edgeqat: re-check gates when the champion alias moves")
+        return {"webhook_id": wh.webhook_id, "action": "created"}
+
+
+def load_pyfunc(uri: str, tracking: str | None = None):
+    """``mlflow.pyfunc.load_model`` against a given tracking/registry URI."""
+    if tracking:
+        mlflow.set_tracking_uri(tracking)
+        mlflow.set_registry_uri(tracking)
+    return mlflow.pyfunc.load_model(uri)
+

@@ -1,0 +1,454 @@
+"""The model registry against a real `mlflow server` on 127.0.0.1, with webhooks on.
+
+One TensorFlow process (this one) builds a tiny .tflite + model card with the real steps;
+the server boots meanwhile. Its own server, not the shared `mlflow_server`: webhooks to a
+loopback receiver over http need MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS and
+MLFLOW_WEBHOOK_ALLOWED_SCHEMES, and MLFLOW_WEBHOOK_CACHE_TTL=1 so a webhook installed
+mid-test is used at once (the server caches the webhook list for 60 s by default).
+Tests run in file order and share the registered model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeqat.config import ConvertConfig, EvaluateConfig, Params, QatConfig, RegisterConfig, TrainConfig
+from edgeqat.errors import EdgeqatError
+from edgeqat.io import read_json, sha256_file
+from integration.conftest import BIN, free_port
+
+pytestmark = pytest.mark.integration
+
+NAME = "edgeqat-it"
+SECRET = "it-webhook-secret-0123456789"
+# The failing gate exercised here is a device verdict; the accuracy gates are unit-tested
+# (a 4-epoch model's QAT drop vs FP32 is not what these tests are about).
+CFG = RegisterConfig(model_name=NAME, experiment="it-registry", max_accuracy_drop=0.5)
+
+
+@pytest.fixture(scope="module")
+def server_proc(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-webhooks")
+    port = free_port()
+    log = open(root / "server.log", "w")
+    env = {**os.environ, "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+           "MLFLOW_WEBHOOK_CACHE_TTL": "1"}
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,  # own group: it forks workers
+    )
+    try:
+        yield {"proc": proc, "url": f"http://127.0.0.1:{port}", "log": root / "server.log"}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=3)  # mlflow 3.17's server takes ~30 s to stop on SIGTERM; a test store needs no grace
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_prepared, server_proc):
+    """fp32.keras, tflite/{fp32,qat_int8}.tflite + model card, summary.json: the real steps, tiny."""
+    from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.qat import qat
+    from edgeqat.steps.train import train
+
+    d = tmp_path_factory.mktemp("built")
+    train(TrainConfig(model="dscnn", alpha=0.25, epochs=4, batch_size=8, learning_rate=0.01, early_stopping_patience=0),
+          tiny_prepared, d / "fp32.keras")
+    qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5")
+    convert(ConvertConfig(variants=["fp32", "qat_int8"]), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite")
+    evaluate(EvaluateConfig(latency_runs=3, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
+             d / "summary.json", d / "summary.md", d / "confusion.csv")
+    summary = read_json(d / "summary.json")
+    good = {**summary, "devices": {"sim-m4": {"passed": True, "reasons": []}, "sim-pi": {"passed": True, "reasons": []}}}
+    bad = {**summary, "devices": {"sim-m4": {"passed": False, "reasons": ["arena 300 KB > 256 KB"]},
+                                  "sim-pi": {"passed": True, "reasons": []}}}
+    for name, s in (("good", good), ("bad", bad)):
+        (d / name).mkdir()
+        (d / name / "summary.json").write_text(json.dumps(s))
+        (d / name / "summary.md").write_text("table\n")
+    return {"dir": d, "prepared": tiny_prepared}
+
+
+@pytest.fixture(scope="module")
+def url(server_proc, built):
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{server_proc['url']}/health", timeout=2):
+                return server_proc["url"]
+        except OSError:
+            if server_proc["proc"].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start:\n{server_proc['log'].read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def _register(built, url, which: str, tmp: Path, cfg: RegisterConfig = CFG):
+    from edgeqat.steps.register import register
+
+    d = built["dir"]
+    return register(cfg, Params(), d / "tflite", d / "fp32.keras", d / which / "summary.json", tmp / "registered.json",
+                    uri=url, root=d, lock=None)
+
+
+@pytest.fixture(scope="module")
+def v_good(built, url, tmp_path_factory):
+    return _register(built, url, "good", tmp_path_factory.mktemp("reg-good"))
+
+
+@pytest.fixture(scope="module")
+def v_bad(built, url, tmp_path_factory):
+    return _register(built, url, "bad", tmp_path_factory.mktemp("reg-bad"))
+
+
+@pytest.fixture(scope="module")
+def reg(url):
+    from edgeqat.registry import Registry
+
+    return Registry(url)
+
+
+def cli(url: str, *args: str):
+    """The real `edgeqat` command line, in-process (no second interpreter to start)."""
+    from edgeqat.cli import app
+
+    params = Path(os.environ.get("EDGEQAT_IT_PARAMS", ""))
+    res = CliRunner().invoke(app, [*args, "--params", str(params)],
+                             env={"MLFLOW_TRACKING_URI": url, "EDGEQAT_WEBHOOK_SECRET": SECRET})
+    return res
+
+
+@pytest.fixture(scope="module", autouse=True)
+def it_params(tmp_path_factory):
+    import yaml
+
+    p = tmp_path_factory.mktemp("params") / "params.yaml"
+    p.write_text(yaml.safe_dump({"register": json.loads(CFG.model_dump_json())}))
+    os.environ["EDGEQAT_IT_PARAMS"] = str(p)
+    yield p
+    os.environ.pop("EDGEQAT_IT_PARAMS", None)
+
+
+def set_alias_rest(url: str, version: str, alias: str = "champion") -> None:
+    """What the MLflow UI does when someone sets an alias."""
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/registered-models/alias", method="POST",
+                                 data=json.dumps({"name": NAME, "alias": alias, "version": str(version)}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def wait_for(cond, timeout: float = 45.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# --- register --------------------------------------------------------------------------
+
+
+def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(built, url, v_good, reg):
+    from edgeqat.quantization.runtime import TFLiteClassifier
+    from edgeqat.data.shards import load_split_arrays
+    from edgeqat.registry import load_pyfunc
+
+    d = built["dir"]
+    assert v_good["gates_passed"] and v_good["challenger"]
+    v = reg.version(NAME, v_good["version"])
+    tags = v["tags"]
+    summary = read_json(d / "good" / "summary.json")
+    row = summary["variants"]["qat_int8"]
+    assert tags["sha256"] == sha256_file(d / "tflite" / "qat_int8.tflite")
+    assert tags["data_sha256"] == summary["data_sha256"] and len(tags["params_sha256"]) == 64
+    assert tags["git_commit"]  # "unknown" outside a git checkout, the commit inside one
+    assert float(tags["accuracy"]) == pytest.approx(row["accuracy"]) and int(tags["size_bytes"]) == row["size_bytes"]
+    assert float(tags["accuracy_drop"]) == pytest.approx(summary["variants"]["fp32"]["accuracy"] - row["accuracy"], abs=1e-6)
+    assert tags["device.sim-m4.passed"] == "true" and tags["device.sim-pi.passed"] == "true"
+    assert tags["gates.passed"] == "true"
+    assert "| qat_int8 |" in v["description"] and "| sim-m4 | yes |" in v["description"]
+    assert reg.alias_version(NAME, "challenger") == v_good["version"]
+    run = reg.client.get_run(v["run_id"])
+    assert {a.path for a in reg.client.list_artifacts(v["run_id"])} >= {"model", "fp32", "reports"}
+    assert run.data.metrics["accuracy"] == pytest.approx(row["accuracy"])
+
+    model = load_pyfunc(f"models:/{NAME}@challenger", url)
+    x, _ = load_split_arrays(built["prepared"] / "test")
+    out = model.predict(x[..., None] if x.ndim == 3 else x)
+    clf = TFLiteClassifier(d / "tflite" / "qat_int8.tflite")
+    card = read_json(d / "tflite" / "model_card.json")
+    logits = np.stack([clf((img.astype(np.float32) - card["normalization"]["mean"]) / card["normalization"]["std"]) for img in x])
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    assert list(out["class_index"]) == list(probs.argmax(-1))
+    assert list(out["class_name"]) == [card["class_names"][i] for i in probs.argmax(-1)]
+    np.testing.assert_allclose(np.stack(out["probabilities"]), probs, rtol=1e-6, atol=1e-7)
+    assert model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
+
+
+def test_a_version_failing_a_gate_is_registered_without_challenger(v_good, v_bad, reg):
+    assert not v_bad["gates_passed"] and not v_bad["challenger"]
+    tags = reg.version(NAME, v_bad["version"])["tags"]
+    assert tags["gates.passed"] == "false" and "device 'sim-m4' failed: arena 300 KB > 256 KB" in tags["gates.reasons"]
+    assert tags["device.sim-m4.reasons"] == "arena 300 KB > 256 KB"
+    assert reg.alias_version(NAME, "challenger") == v_good["version"]
+
+
+# --- champion, export, promote -----------------------------------------------------------
+
+
+def test_champion_set_through_rest_then_export_is_byte_identical(url, v_good, reg, tmp_path):
+    set_alias_rest(url, v_good["version"])
+    res = cli(url, "export", "--alias", "champion", "--out", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    exported = (tmp_path / "out" / "qat_int8.tflite").read_bytes()
+    registered = reg.download(NAME, v_good["version"], tmp_path / "dl", "artifacts/qat_int8.tflite")
+    assert exported == registered.read_bytes()
+    card = read_json(tmp_path / "out" / "model_card.json")
+    assert list(card["variants"]) == ["qat_int8"] and card["variants"]["qat_int8"]["sha256"] == v_good["sha256"]
+    assert read_json(tmp_path / "out" / "export.json")["version"] == v_good["version"]
+
+
+def test_export_refuses_a_file_whose_checksum_differs(url, v_good, reg, tmp_path):
+    reg.tag_version(NAME, v_good["version"], "sha256", "0" * 64)
+    try:
+        res = cli(url, "export", "--version", v_good["version"], "--out", str(tmp_path / "out"))
+        assert isinstance(res.exception, EdgeqatError) and "does not match the registered" in str(res.exception)
+        assert not (tmp_path / "out").exists()
+    finally:
+        reg.tag_version(NAME, v_good["version"], "sha256", v_good["sha256"])
+
+
+def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_bad, reg):
+    from edgeqat.promotion import PromotionRefused
+
+    assert reg.alias_version(NAME, "champion") == v_good["version"]
+    res = cli(url, "promote", v_bad["version"], "--alias", "champion")
+    assert isinstance(res.exception, PromotionRefused)
+    assert "device 'sim-m4' failed: arena 300 KB > 256 KB" in str(res.exception)
+    assert reg.alias_version(NAME, "champion") == v_good["version"]
+
+    res = cli(url, "promote", v_bad["version"], "--force")
+    assert isinstance(res.exception, EdgeqatError) and "--force needs --reason" in str(res.exception)
+
+    res = cli(url, "promote", v_bad["version"], "--force", "--reason", "field trial on m4 rev B", "--by", "alice")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert reg.alias_version(NAME, "champion") == v_bad["version"]
+
+    hist = cli(url, "history", "--alias", "champion")
+    assert hist.exit_code == 0
+    lines = hist.output.splitlines()
+    refused = [line for line in lines if f"| refused | {v_bad['version']} |" in line]
+    forced = [line for line in lines if f"| force | {v_bad['version']} | {v_good['version']} | alice | field trial on m4 rev B" in line]
+    assert refused and "arena 300 KB" in refused[0] and forced
+
+    res = cli(url, "promote", v_good["version"], "--reason", "back to the validated one")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert reg.alias_version(NAME, "champion") == v_good["version"]
+
+
+# --- concurrency ---------------------------------------------------------------------------
+
+
+def test_two_concurrent_registrations_leave_consistent_versions_and_aliases(built, url, v_good, v_bad, reg, tmp_path):
+    before = set(reg.versions(NAME))
+    barrier = threading.Barrier(2)
+    results, errors = [None, None], []
+
+    def one(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = _register(built, url, "good", tmp_path / f"r{i}")
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert not errors, errors
+    new = {r["version"] for r in results}
+    assert len(new) == 2 and not new & before
+    assert set(reg.versions(NAME)) == before | new
+    assert reg.alias_version(NAME, "challenger") == max(new, key=int)  # the newest passing version
+    assert reg.alias_version(NAME, "champion") == v_good["version"]     # untouched (auto_promote is off)
+    for r in results:
+        assert reg.version(NAME, r["version"])["run_id"] == r["run_id"]
+    recorded = {h["version"] for h in reg.history(NAME) if h.get("action") == "register"}
+    assert new <= recorded
+
+
+# --- the webhook receiver -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def receiver(url, reg, tmp_path_factory):
+    from edgeqat.webhook import Receiver, make_server
+
+    deploy = tmp_path_factory.mktemp("deploy") / "champion"
+    rcv = Receiver(reg, CFG, deploy)
+    server = make_server(rcv, SECRET, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    rurl = f"http://127.0.0.1:{server.server_address[1]}/"
+    res = cli(url, "webhook", "install", "--url", rurl)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    time.sleep(1.5)  # the server's webhook cache TTL (1 s here)
+    yield {"rcv": rcv, "deploy": deploy, "url": rurl}
+    server.shutdown()
+    server.server_close()
+
+
+def _actions(reg, version=None):
+    return [h["action"] for h in reg.history(NAME) if h.get("alias") == "champion" and (version is None or h["version"] == version)]
+
+
+def test_webhook_exports_a_champion_set_in_the_ui(url, reg, receiver, v_good):
+    target = reg.alias_version(NAME, "challenger")
+    assert target != v_good["version"] and reg.alias_version(NAME, "champion") == v_good["version"]
+    set_alias_rest(url, target)
+    wait_for(lambda: "deployed" in _actions(reg, target), what=f"the receiver to deploy version {target}")
+    exported = receiver["deploy"] / "qat_int8.tflite"
+    assert sha256_file(exported) == reg.version(NAME, target)["tags"]["sha256"]
+    assert read_json(receiver["deploy"] / "export.json")["version"] == target
+    ui = [h for h in reg.history(NAME) if h.get("action") == "ui" and h["version"] == target][-1]
+    assert ui["previous"] == v_good["version"] and "MLflow" in ui["by"]
+    assert reg.alias_version(NAME, "champion") == target
+    assert not receiver["rcv"].errors
+
+
+def test_webhook_reverts_a_ui_champion_that_fails_a_gate(url, reg, receiver, v_bad):
+    previous = reg.alias_version(NAME, "champion")
+    set_alias_rest(url, v_bad["version"])
+    wait_for(lambda: "revert" in _actions(reg, previous) and reg.alias_version(NAME, "champion") == previous,
+             what="the receiver to revert the champion")
+    tags = reg.version(NAME, v_bad["version"])["tags"]
+    assert "device 'sim-m4' failed" in tags["edgeqat.rejected"]
+    assert "rejected" in _actions(reg, v_bad["version"])
+    receiver["rcv"].drain()
+    assert read_json(receiver["deploy"] / "export.json")["version"] == previous  # never deployed v_bad
+    assert not receiver["rcv"].errors
+
+
+def test_a_request_with_a_bad_signature_changes_nothing(url, reg, receiver, v_bad):
+    from edgeqat.webhook import sign
+
+    before = (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver["deploy"] / "export.json").read_bytes())
+    body = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
+                       "data": {"name": NAME, "alias": "champion", "version": v_bad["version"]}}).encode()
+    ts = str(int(time.time()))
+    for headers in ({"X-MLflow-Signature": sign("not-the-secret", "x1", ts, body), "X-MLflow-Timestamp": ts, "X-MLflow-Delivery-Id": "x1"},
+                    {"X-MLflow-Timestamp": ts, "X-MLflow-Delivery-Id": "x2"}):
+        req = urllib.request.Request(receiver["url"], data=body, method="POST", headers={"Content-Type": "application/json", **headers})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 401
+    receiver["rcv"].drain()
+    time.sleep(0.5)
+    assert (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver["deploy"] / "export.json").read_bytes()) == before
+
+
+def test_rollback_restores_the_previous_champion(url, reg, receiver, v_good):
+    current = reg.alias_version(NAME, "champion")
+    assert current != v_good["version"]
+    res = cli(url, "rollback", "--reason", "field reports")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert reg.alias_version(NAME, "champion") == v_good["version"]
+    # The receiver sees the move, recognises it as edgeqat's own, and deploys it.
+    wait_for(lambda: read_json(receiver["deploy"] / "export.json")["version"] == v_good["version"],
+             what="the rolled-back version to be deployed")
+    hist = cli(url, "history")
+    assert f"| rollback | {v_good['version']} | {current} |" in hist.output and "field reports" in hist.output
+
+
+def test_auto_promote_moves_champion_only_for_a_version_passing_every_gate(built, url, reg, tmp_path):
+    cfg = RegisterConfig(**{**CFG.model_dump(), "model_name": f"{NAME}-auto", "auto_promote": True})
+    first = _register(built, url, "good", tmp_path / "a", cfg)
+    assert first["champion"] and reg.alias_version(cfg.model_name, "champion") == first["version"]
+    failing = _register(built, url, "bad", tmp_path / "b", cfg)
+    assert not failing["champion"] and reg.alias_version(cfg.model_name, "champion") == first["version"]
+    auto = [h for h in reg.history(cfg.model_name) if h.get("action") == "auto"]
+    assert [h["version"] for h in auto] == [first["version"]]
+
+
+# --- failure ----------------------------------------------------------------------------------
+
+
+def test_unreachable_mlflow_fails_clearly_and_leaves_local_outputs_intact(built, tmp_path):
+    d = built["dir"]
+    before = {p: sha256_file(p) for p in sorted(d.rglob("*")) if p.is_file()}
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(EdgeqatError, match=f"MLflow tracking server {dead} is unreachable"):
+        _register(built, dead, "good", tmp_path)
+    assert not (tmp_path / "registered.json").exists()
+    assert {p: sha256_file(p) for p in sorted(d.rglob("*")) if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_predicts_on_raw_images(url, v_good, built, tmp_path):
+    """`mlflow models serve --env-manager local` on the registered version, no environment rebuilt."""
+    from edgeqat.data.shards import load_split_arrays
+    from edgeqat.quantization.runtime import TFLiteClassifier
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MLFLOW_TRACKING_URI": url}
+    proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}/{v_good['version']}",
+                             "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        def up():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    return True
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                return False
+
+        wait_for(up, timeout=240, what="mlflow models serve")
+        x, _ = load_split_arrays(built["prepared"] / "test")
+        x = (x[..., None] if x.ndim == 3 else x)[:5]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", method="POST",
+                                     data=json.dumps({"inputs": x.tolist()}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            preds = json.loads(resp.read())["predictions"]
+        d = built["dir"]
+        card = read_json(d / "tflite" / "model_card.json")
+        clf = TFLiteClassifier(d / "tflite" / "qat_int8.tflite")
+        n = card["normalization"]
+        expect = [int(np.argmax(clf((img.astype(np.float32) - n["mean"]) / n["std"]))) for img in x]
+        assert [p["class_index"] for p in preds] == expect
+        assert all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in preds)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=20)
+        log.close()
