@@ -22,6 +22,10 @@ app = typer.Typer(
 stage = typer.Typer(no_args_is_help=True, help="Run one pipeline stage (what dvc.yaml calls).")
 app.add_typer(stage, name="stage")
 
+from edgeqat.pipeline_cli import app as _pipeline_app  # noqa: E402  (imports no kfp)
+
+app.add_typer(_pipeline_app, name="pipeline")
+
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (one section per stage).")
 DataOpt = typer.Option(Path("data/prepared"), "--data", help="Prepared splits folder.")
 
@@ -66,11 +70,30 @@ def stage_qat(
     out: Path = typer.Option(Path("models/qat.h5")),
     metrics: Path = typer.Option(Path("metrics/qat.json")),
     history: Path = typer.Option(Path("plots/qat_history.csv")),
+    mixed_out: Path = typer.Option(Path("models/mixed.h5"), help="Mixed-precision QAT model (qat.keep_float)."),
+    sensitivity: Path = typer.Option(Path("reports/sensitivity.json"), help="Per-layer quantization sensitivity."),
+    sensitivity_md: Path = typer.Option(Path("reports/sensitivity.md")),
 ) -> None:
-    """Quantization-aware fine-tuning of the FP32 model."""
+    """Quantization-aware fine-tuning of the FP32 model (plain and mixed precision)."""
     from edgeqat.steps.qat import qat
 
-    qat(_params(params).qat, data, model, out, metrics, history)
+    qat(_params(params).qat, data, model, out, metrics, history,
+        mixed_out=mixed_out, sensitivity_json=sensitivity, sensitivity_md=sensitivity_md)
+
+
+@stage.command("prune")
+def stage_prune(
+    params: Path = ParamsOpt,
+    data: Path = DataOpt,
+    model: Path = typer.Option(Path("models/fp32.keras"), help="FP32 model to prune."),
+    pqat_out: Path = typer.Option(Path("models/pqat.h5"), help="Pruned, pruning-preserving QAT model."),
+    channel_pruned_out: Path = typer.Option(Path("models/channel_pruned_qat.h5"), help="Channel-pruned QAT model."),
+    metrics: Path = typer.Option(Path("metrics/prune.json")),
+) -> None:
+    """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
+    from edgeqat.steps.prune import prune
+
+    prune(_params(params).prune, data, model, pqat_out, channel_pruned_out, metrics)
 
 
 @stage.command("convert")
@@ -81,11 +104,15 @@ def stage_convert(
     qat: Path = typer.Option(Path("models/qat.h5")),
     out: Path = typer.Option(Path("models/tflite")),
     metrics: Path = typer.Option(Path("metrics/convert.json")),
+    mixed: Path = typer.Option(Path("models/mixed.h5")),
+    pqat: Path = typer.Option(Path("models/pqat.h5")),
+    channel_pruned: Path = typer.Option(Path("models/channel_pruned_qat.h5")),
 ) -> None:
     """Keras models -> .tflite variants and model_card.json."""
     from edgeqat.steps.convert import convert
 
-    convert(_params(params).convert, data, fp32, qat, out, metrics)
+    convert(_params(params).convert, data, fp32, qat, out, metrics,
+            mixed_model=mixed, pqat_model=pqat, channel_pruned_model=channel_pruned)
 
 
 @stage.command("evaluate")
@@ -98,11 +125,12 @@ def stage_evaluate(
     report: Path = typer.Option(Path("reports/summary.md")),
     confusion: Path = typer.Option(Path("plots/confusion.csv")),
     metrics: Path = typer.Option(Path("metrics/evaluate.json")),
+    pareto: Path = typer.Option(Path("reports/pareto.png"), help="Accuracy-vs-size plot of every variant."),
 ) -> None:
     """Accuracy, size and latency of every .tflite through LiteRT."""
     from edgeqat.steps.evaluate import evaluate
 
-    evaluate(_params(params).evaluate, data, models, fp32, summary, report, confusion, metrics)
+    evaluate(_params(params).evaluate, data, models, fp32, summary, report, confusion, metrics, pareto_png=pareto)
 
 
 @stage.command("track")
@@ -157,6 +185,11 @@ def ui_hint() -> None:
         typer.echo(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
     else:
         typer.echo(f"runs are logged to {uri}: open it in a browser")
+
+
+from edgeqat.cli_registry import install as _install_registry_commands  # noqa: E402
+
+_install_registry_commands(app, stage)
 
 
 def main() -> None:

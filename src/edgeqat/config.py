@@ -6,11 +6,12 @@ dotted key at fault (``train.epochs``), before any work starts.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeqat.errors import ConfigError
 
@@ -67,6 +68,12 @@ class QatConfig(_Section):
     finetune_source: Optional[Source] = None
     finetune_path: Optional[str] = None
     seed: int = Field(42, ge=0)
+    # Mixed precision (the `mixed` variant): layer-name globs, or @first / @last, kept float.
+    keep_float: list[str] = Field(default_factory=lambda: ["@last"])
+    # Pick the fewest layers to keep float (most quantization-sensitive first) so the
+    # mixed model's val accuracy is within max_accuracy_drop of FP32.
+    auto_keep_float: bool = False
+    max_accuracy_drop: float = Field(0.01, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _source_needs_path(self) -> "QatConfig":
@@ -75,14 +82,40 @@ class QatConfig(_Section):
         return self
 
 
-VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8")
+class PruneConfig(_Section):
+    # Magnitude pruning (polynomial schedule) then pruning-preserving QAT -> pqat_int8.
+    target_sparsity: float = 0.5
+    m_by_n: bool = False  # 2:4 structured sparsity instead of the target_sparsity schedule
+    epochs: int = Field(2, ge=1)  # pruning fine-tune epochs
+    pqat_epochs: int = Field(1, ge=1)
+    # Structured channel pruning -> channel_pruned_qat_int8.
+    channel_fraction: float = Field(0.3, ge=0, lt=1)
+    channel_epochs: int = Field(2, ge=1)  # fine-tune of the narrower FP32 model
+    qat_epochs: int = Field(1, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, lt=1)
+    qat_learning_rate: float = Field(1e-4, gt=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = Field(42, ge=0)
+
+    @field_validator("target_sparsity")
+    @classmethod
+    def _sparsity_is_a_fraction(cls, v: float) -> float:
+        if not 0 <= v < 1:
+            raise ValueError("must be in [0, 1): the fraction of weights pruned to zero")
+        return v
+
+
+VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
+            "pqat_int8", "channel_pruned_qat_int8")
+Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
+                  "pqat_int8", "channel_pruned_qat_int8"]
 
 
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
-    variants: list[Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"]] = Field(
-        default_factory=lambda: list(VARIANTS), min_length=1
-    )
+    variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
+    # Per-channel weight scales (false: one scale per tensor, for older accelerators).
+    per_channel: bool = True
 
 
 class EvaluateConfig(_Section):
@@ -99,13 +132,36 @@ class TrackConfig(_Section):
     log_models: bool = True
 
 
+class RegisterConfig(_Section):
+    """The MLflow model registry: which variant is registered, and the promotion gates."""
+
+    model_name: str = Field("edgeqat-classifier", min_length=1)
+    variant: str = "qat_int8"
+    experiment: str = Field("edgeqat-registry", min_length=1)  # the runs holding registered models
+    auto_promote: bool = False
+    # Compared with the champion's: higher accuracy, or lower size/latency, is better.
+    promote_metric: Literal["accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms"] = "accuracy"
+    min_accuracy: float = Field(0.0, ge=0, le=1)
+    max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the fp32 reference, in absolute accuracy
+    max_size_bytes: Optional[int] = Field(None, ge=1)
+    required_devices: Optional[list[str]] = None  # null = every device in summary.json must pass
+    deploy_dir: str = "deploy"  # where `edgeqat webhook serve` exports each accepted champion
+
+
+# pydantic warns that the `register` section shadows ABCMeta.register (a class method of the
+# model's metaclass); instances still read the field, which is all edgeqat uses.
+warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
+
+
 class Params(_Section):
     prepare: PrepareConfig = PrepareConfig()
     train: TrainConfig = TrainConfig()
     qat: QatConfig = QatConfig()
+    prune: PruneConfig = PruneConfig()
     convert: ConvertConfig = ConvertConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     track: TrackConfig = TrackConfig()
+    register: RegisterConfig = RegisterConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -122,6 +178,10 @@ class Params(_Section):
                 raise ValueError(
                     f"evaluate.{key}: variant {name!r} is not in convert.variants {self.convert.variants}"
                 )
+        if self.register.variant not in self.convert.variants:
+            raise ValueError(
+                f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"
+            )
         return self
 
 

@@ -12,13 +12,18 @@ import yaml
 from integration.conftest import BIN, REPO, make_pipeline_repo, run
 
 pytestmark = pytest.mark.integration
+TINY_VARIANTS = ("fp32", "ptq_int8", "qat_int8", "pqat_int8", "channel_pruned_qat_int8")
 
 
 def tiny_params(**overrides) -> str:
     p = yaml.safe_load((REPO / "params.yaml").read_text())
     p["prepare"].update(image_size=8)
     p["train"].update(alpha=0.25, epochs=2, batch_size=64, early_stopping_patience=0)
-    p["qat"].update(epochs=1)
+    # keep_float [] makes `mixed` the plain QAT model (no extra training); one variant per
+    # producing stage keeps the conversions (~6 s each) few.
+    p["qat"].update(epochs=1, keep_float=[])
+    p["prune"].update(epochs=1, channel_epochs=1)
+    p["convert"].update(variants=list(TINY_VARIANTS))
     p["evaluate"].update(latency_runs=5, warmup_runs=1)
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
@@ -46,12 +51,15 @@ def _runs(repo: Path):
 def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
     env = {"MLFLOW_TRACKING_URI": ""}
     first = run([str(BIN / "dvc"), "repro"], repo, env)
-    assert stages_run(first.stdout) == ["prepare", "train", "qat", "convert", "evaluate", "track"]
+    ran = stages_run(first.stdout)  # track and register both follow evaluate, in either order; so do qat and prune
+    assert ran[:2] == ["prepare", "train"] and sorted(ran[2:4]) == ["prune", "qat"]
+    assert ran[4:6] == ["convert", "evaluate"] and sorted(ran[6:]) == ["register", "track"]
 
     summary = json.loads((repo / "reports" / "summary.json").read_text())
-    for name in ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"):
+    assert set(summary["variants"]) == set(TINY_VARIANTS)
+    for name in TINY_VARIANTS:
         v = summary["variants"][name]
-        assert {"accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms", "agreement"} <= set(v)
+        assert {"accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms", "agreement", "weight_sparsity"} <= set(v)
         assert (repo / "models" / "tflite" / f"{name}.tflite").is_file()
     assert (repo / "models" / "tflite" / "model_card.json").is_file()
 
@@ -64,8 +72,11 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
 
     (repo / "params.yaml").write_text(tiny_params(**{"qat.epochs": 2}))
     third = run([str(BIN / "dvc"), "repro"], repo, env)
-    assert stages_run(third.stdout) == ["qat", "convert", "evaluate", "track"]
+    ran = stages_run(third.stdout)
+    assert ran[:3] == ["qat", "convert", "evaluate"] and sorted(ran[3:]) == ["register", "track"]
     assert json.loads((repo / "metrics" / "qat.json").read_text())["epochs_run"] == 2
+    # The register stage added a second version of the model to the local registry.
+    assert json.loads((repo / "reports" / "registered.json").read_text())["version"] == "2"
 
     runs = _runs(repo)
     assert len(runs) == 2, "one MLflow run per pipeline execution that changed something"

@@ -142,7 +142,8 @@ def test_source_name_prefixes_message():
 
 
 def test_convert_defaults_list_every_variant():
-    assert ConvertConfig().variants == ["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"]
+    assert ConvertConfig().variants == ["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8",
+                                        "mixed", "pqat_int8", "channel_pruned_qat_int8"]
     # default_factory: not one list shared between instances
     assert ConvertConfig().variants is not ConvertConfig().variants
 

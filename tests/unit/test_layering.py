@@ -17,8 +17,9 @@ def test_only_tf_compat_imports_tensorflow_and_keras():
     assert _importers(r"^\s*(import|from)\s+(tensorflow|tf_keras|keras|tensorflow_model_optimization)\b") == {"tf_compat.py"}
 
 
-def test_only_the_tracking_service_imports_mlflow():
-    assert _importers(r"^\s*(import|from)\s+mlflow\b") == {"tracking.py"}
+def test_only_the_mlflow_services_import_mlflow():
+    # tracking.py (runs) and registry.py (model registry, aliases, history, webhooks)
+    assert _importers(r"^\s*(import|from)\s+mlflow\b") == {"tracking.py", "registry.py"}
 
 
 def test_steps_never_read_params_yaml():

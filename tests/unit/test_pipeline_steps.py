@@ -11,6 +11,7 @@ import pytest
 from edgeqat.config import ConvertConfig, EvaluateConfig, QatConfig, TrainConfig
 from edgeqat.errors import DataError, ModelError
 
+BASIC = ["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"]
 TINY_TRAIN = dict(model="dscnn", alpha=0.25, epochs=6, batch_size=8, learning_rate=0.01, early_stopping_patience=0)
 
 
@@ -25,7 +26,8 @@ def chain(tmp_path_factory, tiny_prepared):
     out = {"dir": d, "prepared": tiny_prepared}
     out["train"] = train(TrainConfig(**TINY_TRAIN), tiny_prepared, d / "fp32.keras", d / "train.json", d / "train_history.csv")
     out["qat"] = qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "qat.json", d / "qat_history.csv")
-    out["convert"] = convert(ConvertConfig(), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite", d / "convert.json")
+    # The variants converted from the FP32 and plain QAT models (tests/unit/test_compression.py covers the rest).
+    out["convert"] = convert(ConvertConfig(variants=BASIC), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite", d / "convert.json")
     out["evaluate"] = evaluate(
         EvaluateConfig(latency_runs=5, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
         d / "summary.json", d / "summary.md", d / "confusion.csv", d / "evaluate.json",

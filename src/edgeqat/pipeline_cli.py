@@ -1,0 +1,164 @@
+"""`edgeqat pipeline ...`: the Kubeflow Pipelines adapter (compile, local run, submit, schedule).
+
+kfp is imported inside the commands only (through ``edgeqat.pipelines.ops``), so
+``edgeqat --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeqat.errors import EdgeqatError
+
+app = typer.Typer(no_args_is_help=True, help="Kubeflow Pipelines: compile, run locally (kfp.local), submit, schedule.")
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="Parameters file; every key becomes a pipeline argument.")
+PackageOpt = typer.Option(None, "--package", help="A compiled pipeline YAML to use instead of compiling now.")
+ImageOpt = typer.Option(None, "--image", help="Component image (default: $EDGEQAT_IMAGE or edgeqat.components.DEFAULT_IMAGE).")
+ExperimentOpt = typer.Option("edgeqat", "--experiment", help="KFP experiment.")
+MlflowOpt = typer.Option(None, "--mlflow-uri", help="MLflow server the tasks log to (default: $MLFLOW_TRACKING_URI).")
+DataUriOpt = typer.Option(None, "--data-uri", help="Raw data URI (gs://, s3://, minio://) imported with dsl.importer for prepare.")
+ModelUriOpt = typer.Option(None, "--model-uri", help="Pretrained FP32 model URI imported with dsl.importer (skips training).")
+TagOpt = typer.Option([], "--tag", help="Extra MLflow run tag KEY=VALUE (repeatable).")
+OutOpt = typer.Option(None, "--out", help="Write the result (ids) as JSON here.")
+
+
+def _tags(items: list[str]) -> dict[str, str]:
+    tags = {}
+    for t in items:
+        if "=" not in t:
+            raise EdgeqatError(f"--tag {t!r}: expected KEY=VALUE")
+        k, v = t.split("=", 1)
+        tags[k] = v
+    return tags
+
+
+def _package(tmp: Path, package: Optional[Path], image: Optional[str], data_uri: Optional[str], model_uri: Optional[str]) -> Path:
+    from edgeqat.pipelines.ops import compile_pipeline
+
+    if package is not None:
+        if not package.is_file():
+            raise EdgeqatError(f"{package}: compiled pipeline not found (edgeqat pipeline compile)")
+        return package
+    return compile_pipeline(tmp / "edge_pipeline.yaml", image=image,
+                            data_from_uri=bool(data_uri), model_from_uri=bool(model_uri))
+
+
+def _finish(result: dict, out: Optional[Path]) -> None:
+    from edgeqat.pipelines.ops import save_result
+
+    save_result(out, result)
+    typer.echo(json.dumps(result, indent=2, sort_keys=True))
+
+
+@app.command("compile")
+def compile_cmd(
+    out: Path = typer.Option(Path("pipelines/edge_pipeline.yaml"), "--out", help="Where to write the pipeline YAML."),
+    image: Optional[str] = ImageOpt,
+    data_from_uri: bool = typer.Option(False, "--data-from-uri", help="Add a dsl.importer for the raw data (parameter data_uri)."),
+    model_from_uri: bool = typer.Option(False, "--model-from-uri", help="Add a dsl.importer for a pretrained model (parameter pretrained_model_uri)."),
+) -> None:
+    """Compile the pipeline (the default is what pipelines/edge_pipeline.yaml holds: commit it)."""
+    from edgeqat.pipelines.ops import compile_pipeline
+
+    path = compile_pipeline(out, image=image, data_from_uri=data_from_uri, model_from_uri=model_from_uri)
+    typer.echo(f"wrote {path}")
+
+
+@app.command("run")
+def run_cmd(
+    local: bool = typer.Option(False, "--local", help="Run through kfp.local on this machine (the only mode: use submit for a cluster)."),
+    params: Path = ParamsOpt,
+    package: Optional[Path] = PackageOpt,
+    pipeline_root: Path = typer.Option(Path("kfp_local"), "--pipeline-root", help="Where kfp.local writes task outputs."),
+    tag: list[str] = TagOpt,
+    out: Optional[Path] = OutOpt,
+) -> None:
+    """Run the whole pipeline locally (kfp.local SubprocessRunner), logging to the DVC path's MLflow store."""
+    import tempfile
+
+    from edgeqat.config import load_params
+    from edgeqat.pipelines.ops import run_local
+
+    if not local:
+        raise EdgeqatError("pipeline run: only --local is supported here; use `edgeqat pipeline submit --host URL` for a cluster")
+    p = load_params(params)
+    with tempfile.TemporaryDirectory(prefix="edgeqat-kfp-") as tmp:
+        pkg = _package(Path(tmp), package, None, None, None)
+        result = run_local(p, package=pkg, pipeline_root=pipeline_root, run_tags=_tags(tag))
+    _finish(result, out)
+
+
+def _request(params: Path, package: Optional[Path], image: Optional[str], experiment: str, name: str,
+             mlflow_uri: Optional[str], data_uri: Optional[str], model_uri: Optional[str], tag: list[str],
+             cron: Optional[str], tmp: Path, trigger: str):
+    from edgeqat.config import load_params
+    from edgeqat.pipelines.ops import run_request
+    from edgeqat.provenance import git_info
+
+    p = load_params(params)
+    pkg = _package(tmp, package, image, data_uri, model_uri)
+    tags = {**git_info("."), "trigger": trigger, **_tags(tag)}
+    return run_request(p, pkg, experiment=experiment, name=name,
+                       mlflow_tracking_uri=mlflow_uri if mlflow_uri is not None else os.environ.get("MLFLOW_TRACKING_URI", ""),
+                       run_tags=tags, data_uri=data_uri, pretrained_model_uri=model_uri, cron=cron)
+
+
+@app.command("submit")
+def submit_cmd(
+    host: str = typer.Option(..., "--host", help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline."),
+    params: Path = ParamsOpt,
+    package: Optional[Path] = PackageOpt,
+    image: Optional[str] = ImageOpt,
+    experiment: str = ExperimentOpt,
+    run_name: Optional[str] = typer.Option(None, "--run-name", help="Default: edgeqat-<git commit>."),
+    mlflow_uri: Optional[str] = MlflowOpt,
+    data_uri: Optional[str] = DataUriOpt,
+    model_uri: Optional[str] = ModelUriOpt,
+    tag: list[str] = TagOpt,
+    out: Optional[Path] = OutOpt,
+) -> None:
+    """Submit one run to a Kubeflow Pipelines cluster (auth: $KFP_BEARER_TOKEN or $KF_PIPELINES_SA_TOKEN_PATH)."""
+    import tempfile
+
+    from edgeqat.pipelines.ops import submit
+    from edgeqat.provenance import git_info
+
+    name = run_name or f"edgeqat-{git_info('.')['git_commit'][:8]}"
+    with tempfile.TemporaryDirectory(prefix="edgeqat-kfp-") as tmp:
+        req = _request(params, package, image, experiment, name, mlflow_uri, data_uri, model_uri, tag, None, Path(tmp),
+                       os.environ.get("EDGEQAT_TRIGGER", "manual"))
+        result = submit(host, req)
+    _finish(result, out)
+
+
+@app.command("schedule")
+def schedule_cmd(
+    host: str = typer.Option(..., "--host", help="KFP API endpoint."),
+    cron: str = typer.Option(..., "--cron", help="Standard 5-field cron, e.g. '0 3 * * 1' (Mondays 03:00)."),
+    params: Path = ParamsOpt,
+    package: Optional[Path] = PackageOpt,
+    image: Optional[str] = ImageOpt,
+    experiment: str = ExperimentOpt,
+    name: str = typer.Option("edgeqat-retrain", "--name", help="Recurring run name."),
+    mlflow_uri: Optional[str] = MlflowOpt,
+    data_uri: Optional[str] = DataUriOpt,
+    model_uri: Optional[str] = ModelUriOpt,
+    tag: list[str] = TagOpt,
+    out: Optional[Path] = OutOpt,
+) -> None:
+    """Create a KFP recurring run: scheduled retraining."""
+    import tempfile
+
+    from edgeqat.pipelines.ops import schedule
+
+    with tempfile.TemporaryDirectory(prefix="edgeqat-kfp-") as tmp:
+        req = _request(params, package, image, experiment, name, mlflow_uri, data_uri, model_uri, tag, cron, Path(tmp),
+                       "schedule")
+        result = schedule(host, req)
+    _finish(result, out)

@@ -1,0 +1,60 @@
+"""The committed, compiled pipeline end to end through kfp.local on tiny params, as a user
+runs it (`edgeqat pipeline run --local`), logging to the same MLflow store as `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from integration.conftest import BIN, REPO, run
+from integration.test_dvc_pipeline import tiny_params
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_local_run_of_the_compiled_pipeline(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    params = tmp_path / "params.yaml"
+    params.write_text(tiny_params())
+    p = yaml.safe_load(params.read_text())
+    t0 = time.monotonic()
+    proc = run([str(BIN / "edgeqat"), "pipeline", "run", "--local", "--params", str(params),
+                "--package", str(REPO / "pipelines" / "edge_pipeline.yaml"), "--pipeline-root", "kfp",
+                "--out", "kfp_run.json", "--tag", "purpose=test"], tmp_path, {"MLFLOW_TRACKING_URI": ""})
+    wall = time.monotonic() - t0
+    print(f"\nkfp.local pipeline wall time: {wall:.1f} s")
+    result = json.loads((tmp_path / "kfp_run.json").read_text())
+    assert json.loads(proc.stdout)["run_id"] == result["run_id"]
+
+    job = tmp_path / "kfp" / result["kfp_run_name"]
+    assert job.is_dir() and result["outputs"] == str(job)
+    tflite = job / "convert" / "tflite"
+    for variant in p["convert"]["variants"]:
+        assert (tflite / f"{variant}.tflite").stat().st_size > 0, variant
+    assert (tflite / "model_card.json").is_file()
+    summary = json.loads((job / "evaluate" / "summary").read_text())
+    assert set(summary["variants"]) == set(p["convert"]["variants"])
+    assert "| variant |" in (job / "evaluate" / "report").read_text()
+    executor_output = json.loads((job / "evaluate" / "executor_output.json").read_text())
+    matrix = json.dumps(executor_output)
+    assert "confusionMatrix" in matrix and "qat_int8.accuracy" in matrix
+    assert json.loads((job / "register" / "registered").read_text())["model_name"] == p["register"]["model_name"]
+
+    # One MLflow run, in the store `dvc repro` uses here (mlflow.db beside params), tagged with the KFP run.
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlrun = client.get_run(result["run_id"])
+    assert mlrun.info.experiment_id == client.get_experiment_by_name(p["track"]["experiment"]).experiment_id
+    tags = mlrun.data.tags
+    assert tags["kfp_run_id"] == result["kfp_run_id"] and tags["kfp_run_name"] == result["kfp_run_name"]
+    assert tags["orchestrator"] == "kubeflow" and tags["trigger"] == "local" and tags["purpose"] == "test"
+    assert tags["data_sha256"] == summary["data_sha256"]
+    assert mlrun.data.params["qat.epochs"] == "1" and mlrun.data.params["prepare.image_size"] == "8"
+    for key in ("prepare.num_train", "train.test_accuracy", "qat.test_accuracy", "prune.pqat.test_accuracy",
+                "convert.qat_int8.size_bytes", "evaluate.qat_int8.accuracy"):
+        assert key in mlrun.data.metrics, key
+    epochs = len(client.get_metric_history(result["run_id"], "train.curve.accuracy"))
+    assert epochs == json.loads((job / "train" / "metrics").read_text())["epochs_run"]

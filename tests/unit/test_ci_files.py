@@ -1,0 +1,68 @@
+"""The Dockerfile and the GitHub workflows pass their linters, and say what the README says."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+BIN = Path(sys.executable).parent
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+
+
+def _tool(name: str) -> str:
+    path = BIN / name if (BIN / name).exists() else shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: pip install -e '.[dev]' (it is in the dev extra)")
+    return str(path)
+
+
+def test_dockerfile_passes_hadolint():
+    proc = subprocess.run([_tool("hadolint"), "--no-color", str(REPO / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_installs_this_package_with_the_constraints():
+    text = (REPO / "Dockerfile").read_text()
+    assert "pip install --no-cache-dir -c constraints.txt ." in text
+    for folder in ("src", "components", "pipelines"):
+        assert f"COPY {folder} ./{folder}" in text
+
+
+def test_workflows_pass_the_github_workflow_schema():
+    assert {p.name for p in WORKFLOWS} >= {"tests.yml", "pipeline.yml", "retrain.yml"}
+    proc = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                           *map(str, WORKFLOWS)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _steps(workflow: str) -> str:
+    doc = yaml.safe_load((REPO / ".github" / "workflows" / workflow).read_text())
+    return "\n".join(step.get("run", "") for job in doc["jobs"].values() for step in job.get("steps", []))
+
+
+def test_workflows_run_the_documented_commands():
+    tests = yaml.safe_load((REPO / ".github/workflows/tests.yml").read_text())
+    assert {"push", "pull_request"} <= set(tests[True])  # YAML 1.1 reads the `on` key as True
+    assert "make test" in _steps("tests.yml")
+
+    pipeline = yaml.safe_load((REPO / ".github/workflows/pipeline.yml").read_text())
+    paths = pipeline[True]["push"]["paths"]
+    assert pipeline[True]["push"]["branches"] == ["main"]
+    assert {"params.yaml", "dvc.lock", "**.dvc"} <= set(paths) and any(p.startswith("src/") for p in paths)
+    run = _steps("pipeline.yml")
+    for cmd in ("dvc pull", "dvc repro", "dvc push", "dvc metrics diff", "edgeqat report",
+                "edgeqat pipeline compile", "edgeqat pipeline submit"):
+        assert cmd in run, cmd
+    jobs = pipeline["jobs"]
+    assert jobs["dvc"]["if"] != jobs["kubeflow"]["if"]  # exactly one of the two runs
+
+    retrain = yaml.safe_load((REPO / ".github/workflows/retrain.yml").read_text())
+    assert retrain[True]["schedule"][0]["cron"] == "0 3 * * 1"
+    assert "dvc repro" in _steps("retrain.yml")
