@@ -24,7 +24,8 @@ def test_qat_int8_keeps_fp32_accuracy_on_digits(tmp_path):
     prepare(p.prepare, tmp_path / "prepared")
     train(p.train, tmp_path / "prepared", tmp_path / "fp32.keras")
     qat(p.qat, tmp_path / "prepared", tmp_path / "fp32.keras", tmp_path / "qat.h5")
-    convert(p.convert, tmp_path / "prepared", tmp_path / "fp32.keras", tmp_path / "qat.h5", tmp_path / "tflite")
+    foundation = p.convert.model_copy(update={"variants": ["fp32", "ptq_int8", "qat_int8"]})
+    convert(foundation, tmp_path / "prepared", tmp_path / "fp32.keras", tmp_path / "qat.h5", tmp_path / "tflite")
     evaluate(p.evaluate, tmp_path / "prepared", tmp_path / "tflite", tmp_path / "fp32.keras", tmp_path / "summary.json")
     v = json.loads((tmp_path / "summary.json").read_text())["variants"]
     assert v["fp32"]["accuracy"] >= 0.9, "the baseline should learn the digits"
