@@ -146,15 +146,11 @@ def stage_track(
     """Log the whole execution (params, every stage's metrics, curves, models, report) to MLflow."""
     from edgeqat.steps.track import track
 
-    tags = {}
-    for t in tag:
-        if "=" not in t:
-            raise EdgeqatError(f"--tag {t!r}: expected KEY=VALUE")
-        k, v = t.split("=", 1)
-        tags[k] = v
+    from edgeqat.provenance import parse_tags
+
     p = _params(params)
     track(p.track, p, metrics_dir, plots_dir, {"models": models, "reports": reports, "plots": plots_dir},
-          out, extra_tags=tags)
+          out, extra_tags=parse_tags(tag))
 
 
 @app.command("report")

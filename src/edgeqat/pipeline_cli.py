@@ -29,13 +29,9 @@ OutOpt = typer.Option(None, "--out", help="Write the result (ids) as JSON here."
 
 
 def _tags(items: list[str]) -> dict[str, str]:
-    tags = {}
-    for t in items:
-        if "=" not in t:
-            raise EdgeqatError(f"--tag {t!r}: expected KEY=VALUE")
-        k, v = t.split("=", 1)
-        tags[k] = v
-    return tags
+    from edgeqat.provenance import parse_tags
+
+    return parse_tags(items)
 
 
 def _package(tmp: Path, package: Optional[Path], image: Optional[str], data_uri: Optional[str], model_uri: Optional[str]) -> Path:

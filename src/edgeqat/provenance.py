@@ -21,3 +21,16 @@ def git_info(cwd: str | Path = ".") -> dict[str, str]:
         return {"git_commit": "unknown"}
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
     return {"git_commit": commit, "git_dirty": "true" if status else "false"}
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    """`--tag KEY=VALUE` options (repeatable) -> a tag dict; a malformed one is named."""
+    from edgeqat.errors import EdgeqatError
+
+    tags = {}
+    for t in items:
+        if "=" not in t:
+            raise EdgeqatError(f"--tag {t!r}: expected KEY=VALUE")
+        k, v = t.split("=", 1)
+        tags[k] = v
+    return tags

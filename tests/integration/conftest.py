@@ -33,40 +33,53 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) 
     return proc
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real tracking server with a SQLite registry store, served on loopback only."""
-    root = tmp_path_factory.mktemp("mlflow-server")
+def start_mlflow_server(root: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `mlflow server` on a free loopback port, in its own process group (it forks workers)."""
     port = free_port()
     log = open(root / "server.log", "w")
     proc = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # own group: it forks workers
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})},
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    log.close()  # the child keeps its own descriptor
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server did not start:\n{(root / 'server.log').read_text()[-3000:]}")
-                time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=3)  # mlflow 3.17 takes ~30 s to stop gracefully; a test store needs no grace
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real tracking server with a SQLite registry store, served on loopback only."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    proc, url = start_mlflow_server(root)
+    try:
+        wait_until_up(proc, url, root / "server.log")
         yield url
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=3)  # mlflow 3.17 takes ~30 s to stop gracefully; nothing to flush here
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+        stop_process_group(proc)
 
 
 def make_pipeline_repo(dest: Path, params: str) -> Path:

@@ -55,3 +55,9 @@ def test_check_params_accepts_the_shipped_file():
 
     out = edgeqat("check-params", cwd=REPO)
     assert out.returncode == 0 and "ok" in out.stdout
+
+
+def test_malformed_tag_is_named(tmp_path):
+    (tmp_path / "params.yaml").write_text("")
+    out = edgeqat("stage", "track", "--params", "params.yaml", "--tag", "no-equals-sign", cwd=tmp_path)
+    assert out.returncode == 2 and "--tag 'no-equals-sign': expected KEY=VALUE" in out.stderr

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from edgeqat.config import ConvertConfig, EvaluateConfig, Params, QatConfig, RegisterConfig, TrainConfig
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import read_json, sha256_file
-from integration.conftest import BIN, free_port
+from integration.conftest import BIN, free_port, start_mlflow_server, stop_process_group, wait_until_up
 
 pytestmark = pytest.mark.integration
 
@@ -41,28 +41,13 @@ CFG = RegisterConfig(model_name=NAME, experiment="it-registry", max_accuracy_dro
 @pytest.fixture(scope="module")
 def server_proc(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow-webhooks")
-    port = free_port()
-    log = open(root / "server.log", "w")
-    env = {**os.environ, "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true", "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-           "MLFLOW_WEBHOOK_CACHE_TTL": "1"}
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,  # own group: it forks workers
-    )
+    proc, url = start_mlflow_server(root, {"MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+                                           "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+                                           "MLFLOW_WEBHOOK_CACHE_TTL": "1"})
     try:
-        yield {"proc": proc, "url": f"http://127.0.0.1:{port}", "log": root / "server.log"}
+        yield {"proc": proc, "url": url, "log": root / "server.log"}
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=3)  # mlflow 3.17's server takes ~30 s to stop on SIGTERM; a test store needs no grace
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +78,8 @@ def built(tmp_path_factory, tiny_prepared, server_proc):
 
 @pytest.fixture(scope="module")
 def url(server_proc, built):
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{server_proc['url']}/health", timeout=2):
-                return server_proc["url"]
-        except OSError:
-            if server_proc["proc"].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{server_proc['log'].read_text()[-3000:]}")
-            time.sleep(0.5)
+    wait_until_up(server_proc["proc"], server_proc["url"], server_proc["log"], timeout=180)
+    return server_proc["url"]
 
 
 def _register(built, url, which: str, tmp: Path, cfg: RegisterConfig = CFG):
