@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv demo pipeline report ui test test-slow bench clean
+.PHONY: help venv demo pipeline report ui test test-slow bench clean arm64
 
 help:
 	@echo "make demo       create $(VENV), install, run the whole pipeline on the built-in digits, print the table"
 	@echo "make test       unit + integration tests (tiny models)"
 	@echo "make test-slow  tests of real-size models and the default-data pipeline"
 	@echo "make bench      benchmarks (writes bench/results.md)"
+	@echo "make arm64      emulated aarch64 Python + LiteRT under QEMU, in .cache/arm64 (edgeqat.devices.qemu)"
 
 $(BIN)/edgeqat: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,9 @@ test-slow: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+arm64: venv
+	EDGEQAT_PIP=$(abspath $(BIN))/pip scripts/setup_arm64.sh
 
 clean:
 	rm -rf data/prepared models metrics plots reports mlflow.db mlartifacts .pytest_cache

@@ -14,6 +14,8 @@ def track(
     prune_metrics: Input[Metrics],
     convert_metrics: Input[Metrics],
     evaluate_metrics: Input[Metrics],
+    validate_metrics: Input[Metrics],
+    devices_report: Input[Artifact],
     train_history: Input[Dataset],
     qat_history: Input[Dataset],
     confusion: Input[Dataset],
@@ -38,6 +40,7 @@ def track(
     prune_config: dict,
     convert_config: dict,
     evaluate_config: dict,
+    validate_config: dict,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     kfp_run_name: str,
@@ -55,7 +58,7 @@ def track(
     cfg = section_config("track", locals())
     params = params_from_sections({
         "prepare": prepare_config, "train": train_config, "qat": qat_config, "prune": prune_config,
-        "convert": convert_config, "evaluate": evaluate_config, "track": section_values("track", cfg),
+        "convert": convert_config, "evaluate": evaluate_config, "validate": validate_config, "track": section_values("track", cfg),
     })
     with tempfile.TemporaryDirectory(prefix="edgeqat-track-") as tmp:
         ws = assemble_workspace(tmp, {
@@ -65,6 +68,8 @@ def track(
             "metrics/prune.json": prune_metrics.path,
             "metrics/convert.json": convert_metrics.path,
             "metrics/evaluate.json": evaluate_metrics.path,
+            "metrics/validate.json": validate_metrics.path,
+            "reports/devices.json": devices_report.path,
             "plots/train_history.csv": train_history.path,
             "plots/qat_history.csv": qat_history.path,
             "plots/confusion.csv": confusion.path,

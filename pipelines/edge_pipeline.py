@@ -1,5 +1,5 @@
 """The edgeqat pipeline as a KFP v2 DAG, the same stages as dvc.yaml:
-prepare -> train -> (qat, prune) -> convert -> evaluate -> track -> register.
+prepare -> train -> (qat, prune) -> convert -> evaluate -> validate -> track -> register.
 
 Pipeline parameters are generated from ``edgeqat.config.Params``, one per params.yaml key,
 named and encoded by ``edgeqat.kfp_params`` (``qat.epochs`` <-> ``qat__epochs``, null <->
@@ -15,9 +15,10 @@ paths mean nothing, so ``build_pipeline(data_from_uri=True, model_from_uri=True)
 variant). An importer cannot take an empty URI on a cluster, and kfp.local cannot run
 ``dsl.OneOf`` over artifacts, hence a variant per input rather than a runtime switch.
 
-The gate still to come: once the device-validation stage exists, its ``passed`` output
-feeds a ``dsl.If`` around ``register``; today register runs after track, as in dvc.yaml,
-and applies its own static gates (the ``challenger`` alias only when they pass).
+The gate: validate's ``passed`` output (every ``validate.required_devices`` passed) feeds a
+``dsl.If`` around ``register``, so a model that fails a required device is never
+registered. Unlike ``dvc repro``, where the failing validate stage stops the run, track
+still runs here and logs the verdicts to MLflow: a failed run stays visible.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from edgeqat.components.qat import qat
 from edgeqat.components.register import register
 from edgeqat.components.track import track
 from edgeqat.components.train import train
+from edgeqat.components.validate import validate
 from edgeqat.config import Params
 from edgeqat.kfp_params import PYTHON_TYPES, kinds, nest, to_pipeline_values
 
@@ -66,7 +68,7 @@ def _signature(data_from_uri: bool, model_from_uri: bool) -> inspect.Signature:
 
 # The component of each params section: its parameters are that section's keys.
 STAGES = {"prepare": prepare, "train": train, "qat": qat, "prune": prune, "convert": convert,
-          "evaluate": evaluate, "track": track, "register": register}
+          "evaluate": evaluate, "validate": validate, "track": track, "register": register}
 
 
 def component_keys(component: Any) -> set[str]:
@@ -112,29 +114,33 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False) ->
                        mixed_model=quant.outputs["mixed_model"], pqat_model=pruned.outputs["pqat_model"],
                        channel_pruned_model=pruned.outputs["channel_pruned_model"], **_section(p, "convert"))
         ev = evaluate(prepared=prepared, tflite=conv.outputs["tflite"], fp32_model=fp32_model, **_section(p, "evaluate"))
+        val = validate(prepared=prepared, tflite=conv.outputs["tflite"], fp32_model=fp32_model,
+                       evaluation=ev.outputs["summary"], **_section(p, "validate"))
         trk = track(
             prepare_metrics=prep.outputs["metrics"], train_metrics=fp32.outputs["metrics"],
             qat_metrics=quant.outputs["metrics"], prune_metrics=pruned.outputs["metrics"],
             convert_metrics=conv.outputs["metrics"], evaluate_metrics=ev.outputs["metrics"],
+            validate_metrics=val.outputs["metrics"], devices_report=val.outputs["devices_report"],
             train_history=fp32.outputs["history"], qat_history=quant.outputs["history"],
             confusion=ev.outputs["confusion"], fp32_model=fp32_model, qat_model=quant.outputs["qat_model"],
             mixed_model=quant.outputs["mixed_model"], pqat_model=pruned.outputs["pqat_model"],
             channel_pruned_model=pruned.outputs["channel_pruned_model"], tflite=conv.outputs["tflite"],
-            summary=ev.outputs["summary"], report=ev.outputs["report"], sensitivity=quant.outputs["sensitivity"],
+            summary=val.outputs["summary"], report=val.outputs["report"], sensitivity=quant.outputs["sensitivity"],
             sensitivity_report=quant.outputs["sensitivity_report"], pareto=ev.outputs["pareto"],
             prepare_config=prep.outputs["Output"], train_config=fp32.outputs["Output"],
             qat_config=quant.outputs["Output"], prune_config=pruned.outputs["Output"],
             convert_config=conv.outputs["Output"], evaluate_config=ev.outputs["Output"],
+            validate_config=val.outputs["config"],
             **_section(p, "track"), mlflow_tracking_uri=args["mlflow_tracking_uri"],
             kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             run_tags=args["run_tags"],
         )
         trk.set_caching_options(False)  # it writes to MLflow: never skip it
-        # Device validation's dsl.If gate goes around this task once that stage exists.
-        reg = register(tflite=conv.outputs["tflite"], fp32_model=fp32_model, summary=ev.outputs["summary"],
-                       all_params=trk.outputs["Output"], mlflow_tracking_uri=args["mlflow_tracking_uri"],
-                       **_section(p, "register"))
-        reg.set_caching_options(False)
+        with dsl.If(val.outputs["passed"] == True, name="required-devices-passed"):  # noqa: E712 (a KFP condition)
+            reg = register(tflite=conv.outputs["tflite"], fp32_model=fp32_model, summary=val.outputs["summary"],
+                           all_params=trk.outputs["Output"], mlflow_tracking_uri=args["mlflow_tracking_uri"],
+                           **_section(p, "register"))
+            reg.set_caching_options(False)
         return trk.outputs["run_info"]
 
     edgeqat.__signature__ = signature  # type: ignore[attr-defined]

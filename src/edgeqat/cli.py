@@ -55,11 +55,12 @@ def stage_train(
     out: Path = typer.Option(Path("models/fp32.keras")),
     metrics: Path = typer.Option(Path("metrics/train.json")),
     history: Path = typer.Option(Path("plots/train_history.csv")),
+    tensorboard: Optional[Path] = typer.Option(None, help="TensorBoard log folder (scalars per epoch)."),
 ) -> None:
     """FP32 baseline (or the user's pretrained model, train.from_model)."""
     from edgeqat.steps.train import train
 
-    train(_params(params).train, data, out, metrics, history)
+    train(_params(params).train, data, out, metrics, history, tensorboard_dir=tensorboard)
 
 
 @stage.command("qat")
@@ -73,12 +74,13 @@ def stage_qat(
     mixed_out: Path = typer.Option(Path("models/mixed.h5"), help="Mixed-precision QAT model (qat.keep_float)."),
     sensitivity: Path = typer.Option(Path("reports/sensitivity.json"), help="Per-layer quantization sensitivity."),
     sensitivity_md: Path = typer.Option(Path("reports/sensitivity.md")),
+    tensorboard: Optional[Path] = typer.Option(None, help="TensorBoard log folder (scalars and fake-quant ranges)."),
 ) -> None:
     """Quantization-aware fine-tuning of the FP32 model (plain and mixed precision)."""
     from edgeqat.steps.qat import qat
 
     qat(_params(params).qat, data, model, out, metrics, history,
-        mixed_out=mixed_out, sensitivity_json=sensitivity, sensitivity_md=sensitivity_md)
+        mixed_out=mixed_out, sensitivity_json=sensitivity, sensitivity_md=sensitivity_md, tensorboard_dir=tensorboard)
 
 
 @stage.command("prune")
@@ -89,11 +91,12 @@ def stage_prune(
     pqat_out: Path = typer.Option(Path("models/pqat.h5"), help="Pruned, pruning-preserving QAT model."),
     channel_pruned_out: Path = typer.Option(Path("models/channel_pruned_qat.h5"), help="Channel-pruned QAT model."),
     metrics: Path = typer.Option(Path("metrics/prune.json")),
+    history: Path = typer.Option(Path("plots/prune_history.csv"), help="Per pruning epoch: loss, accuracy, sparsity."),
 ) -> None:
     """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
     from edgeqat.steps.prune import prune
 
-    prune(_params(params).prune, data, model, pqat_out, channel_pruned_out, metrics)
+    prune(_params(params).prune, data, model, pqat_out, channel_pruned_out, metrics, history)
 
 
 @stage.command("convert")
@@ -121,8 +124,8 @@ def stage_evaluate(
     data: Path = DataOpt,
     models: Path = typer.Option(Path("models/tflite"), help="Folder of .tflite files and their model card."),
     fp32: Path = typer.Option(Path("models/fp32.keras")),
-    summary: Path = typer.Option(Path("reports/summary.json")),
-    report: Path = typer.Option(Path("reports/summary.md")),
+    summary: Path = typer.Option(Path("reports/evaluation.json"), help="The table before device validation."),
+    report: Path = typer.Option(Path("reports/evaluation.md")),
     confusion: Path = typer.Option(Path("plots/confusion.csv")),
     metrics: Path = typer.Option(Path("metrics/evaluate.json")),
     pareto: Path = typer.Option(Path("reports/pareto.png"), help="Accuracy-vs-size plot of every variant."),
@@ -142,6 +145,7 @@ def stage_track(
     reports: Path = typer.Option(Path("reports")),
     out: Path = typer.Option(Path("reports/mlflow_run.json"), help="Where to write the run id."),
     tag: list[str] = typer.Option([], help="Extra run tag KEY=VALUE (repeatable)."),
+    tensorboard: Path = typer.Option(Path("logs/tensorboard"), help="TensorBoard logs, logged when present."),
 ) -> None:
     """Log the whole execution (params, every stage's metrics, curves, models, report) to MLflow."""
     from edgeqat.steps.track import track
@@ -149,8 +153,10 @@ def stage_track(
     from edgeqat.provenance import parse_tags
 
     p = _params(params)
-    track(p.track, p, metrics_dir, plots_dir, {"models": models, "reports": reports, "plots": plots_dir},
-          out, extra_tags=parse_tags(tag))
+    artifacts = {"models": models, "reports": reports, "plots": plots_dir}
+    if tensorboard.is_dir():
+        artifacts["tensorboard"] = tensorboard
+    track(p.track, p, metrics_dir, plots_dir, artifacts, out, extra_tags=parse_tags(tag))
 
 
 @app.command("report")
@@ -186,6 +192,10 @@ def ui_hint() -> None:
 from edgeqat.cli_registry import install as _install_registry_commands  # noqa: E402
 
 _install_registry_commands(app, stage)
+
+from edgeqat.cli_devices import install as _install_device_commands  # noqa: E402
+
+_install_device_commands(app, stage)
 
 
 def main() -> None:

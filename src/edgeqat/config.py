@@ -127,6 +127,30 @@ class EvaluateConfig(_Section):
     headline: str = "qat_int8"
 
 
+SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3"]
+
+
+class ValidateConfig(_Section):
+    """Device-emulated validation: the registered variant on every listed device profile."""
+
+    model: str = "qat_int8"  # the variant the pipeline registers; its verdicts gate the registry
+    variants: list[str] = []  # more variants to validate (reported, never gating)
+    devices: list[str] = Field(default_factory=lambda: list(SHIPPED_DEVICES), min_length=1)
+    required_devices: list[str] = ["rpi4", "cortex_m7"]  # any of these failing fails the stage
+    profiles_dir: Optional[str] = None  # a folder of your own device profile YAMLs
+    max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # device accuracy vs the FP32 Keras model
+    latency_runs: int = Field(50, ge=1)
+    emulate: bool = True  # run ARM Linux profiles on aarch64 LiteRT under QEMU where available
+    emulate_samples: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _required_are_validated(self) -> "ValidateConfig":
+        missing = [d for d in self.required_devices if d not in self.devices]
+        if missing:
+            raise ValueError(f"validate.required_devices: {missing} not in validate.devices {self.devices}")
+        return self
+
+
 class TrackConfig(_Section):
     experiment: str = Field("edgeqat", min_length=1)
     log_models: bool = True
@@ -144,13 +168,16 @@ class RegisterConfig(_Section):
     min_accuracy: float = Field(0.0, ge=0, le=1)
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the fp32 reference, in absolute accuracy
     max_size_bytes: Optional[int] = Field(None, ge=1)
-    required_devices: Optional[list[str]] = None  # null = every device in summary.json must pass
+    # null = validate.required_devices (as recorded in summary.json); [] = no device gate
+    required_devices: Optional[list[str]] = None
     deploy_dir: str = "deploy"  # where `edgeqat webhook serve` exports each accepted champion
 
 
 # pydantic warns that the `register` section shadows ABCMeta.register (a class method of the
 # model's metaclass); instances still read the field, which is all edgeqat uses.
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
+# Likewise `validate` shadows BaseModel.validate (deprecated in pydantic 2); edgeqat never calls it.
+warnings.filterwarnings("ignore", message='Field name "validate" in "Params" shadows', category=UserWarning)
 
 
 class Params(_Section):
@@ -160,6 +187,7 @@ class Params(_Section):
     prune: PruneConfig = PruneConfig()
     convert: ConvertConfig = ConvertConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    validate: ValidateConfig = ValidateConfig()
     track: TrackConfig = TrackConfig()
     register: RegisterConfig = RegisterConfig()
 
@@ -178,6 +206,9 @@ class Params(_Section):
                 raise ValueError(
                     f"evaluate.{key}: variant {name!r} is not in convert.variants {self.convert.variants}"
                 )
+        for name in [self.validate.model, *self.validate.variants]:
+            if name not in self.convert.variants:
+                raise ValueError(f"validate: variant {name!r} is not in convert.variants {self.convert.variants}")
         if self.register.variant not in self.convert.variants:
             raise ValueError(
                 f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"

@@ -29,6 +29,16 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
+def maybe_atomic_dir(dest: str | Path | None) -> Iterator[Path | None]:
+    """:func:`atomic_path` for an optional output folder (None: yields None, writes nothing)."""
+    if dest is None:
+        yield None
+        return
+    with atomic_path(dest, is_dir=True) as tmp:
+        yield tmp
+
+
+@contextlib.contextmanager
 def atomic_path(dest: str | Path, *, is_dir: bool = False, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary sibling of ``dest``; rename it onto ``dest`` on success.
 

@@ -63,7 +63,12 @@ def static_gates(tags: dict[str, str], cfg: RegisterConfig) -> list[str]:
     if cfg.max_size_bytes is not None and size is not None and size > cfg.max_size_bytes:
         reasons.append(f"size {int(size):,} bytes > register.max_size_bytes {cfg.max_size_bytes:,}")
     validated = [d for d in tags.get("devices", "").split(",") if d]
-    required = validated if cfg.required_devices is None else cfg.required_devices
+    if cfg.required_devices is not None:
+        required = cfg.required_devices
+    elif "required_devices" in tags:  # the validate stage's own list (validate.required_devices)
+        required = [d for d in tags["required_devices"].split(",") if d]
+    else:
+        required = validated
     for dev in required:
         passed = tags.get(f"device.{dev}.passed")
         if passed is None:

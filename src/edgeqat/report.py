@@ -57,7 +57,37 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
         lines += ["", "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."]
+    if summary.get("devices"):
+        lines += ["", *device_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+def _size(v: Any) -> str:
+    return "–" if v is None else f"{int(v):,}"
+
+
+def device_table(summary: dict[str, Any]) -> list[str]:
+    """Per-device verdicts of the validated variant (the validate stage's part of the summary)."""
+    lines = [
+        f"## Devices: `{summary.get('validated_model', '?')}`",
+        "",
+        "Latency on the device is an *estimate* from the profile's speed model (published figures); "
+        "the TFLM arena is what TFLite Micro's allocator recorded with its reference kernels on this host.",
+        "",
+        "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | model bytes | QEMU aarch64 | reasons |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, d in summary["devices"].items():
+        emu = d.get("emulation") or {}
+        emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
+            if emu.get("ran") else ("–" if not emu else "skipped")
+        est = d.get("latency_ms_estimate")
+        lines.append("| " + " | ".join([
+            name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
+            _fmt("accuracy", d.get("accuracy")), "–" if est is None else f"{est:.2f}", _size(d.get("arena_bytes")),
+            _size(d.get("model_bytes")), emu_txt, "; ".join(d.get("reasons") or []) or "–",
+        ]) + " |")
+    return lines
 
 
 def pareto_front(summary: dict[str, Any]) -> list[str]:

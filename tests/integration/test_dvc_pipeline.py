@@ -25,6 +25,9 @@ def tiny_params(**overrides) -> str:
     p["prune"].update(epochs=1, channel_epochs=1)
     p["convert"].update(variants=list(TINY_VARIANTS))
     p["evaluate"].update(latency_runs=5, warmup_runs=1)
+    # Two epochs do not make an accurate model: gate on running and fitting, not accuracy.
+    p["validate"].update(devices=["rpi4", "coral_edgetpu", "cortex_m7"], max_accuracy_drop=1.0, latency_runs=5,
+                         emulate=False)
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
         p[section][key] = value
@@ -51,9 +54,9 @@ def _runs(repo: Path):
 def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
     env = {"MLFLOW_TRACKING_URI": ""}
     first = run([str(BIN / "dvc"), "repro"], repo, env)
-    ran = stages_run(first.stdout)  # track and register both follow evaluate, in either order; so do qat and prune
+    ran = stages_run(first.stdout)  # track and register both follow validate, in either order; so do qat and prune
     assert ran[:2] == ["prepare", "train"] and sorted(ran[2:4]) == ["prune", "qat"]
-    assert ran[4:6] == ["convert", "evaluate"] and sorted(ran[6:]) == ["register", "track"]
+    assert ran[4:7] == ["convert", "evaluate", "validate"] and sorted(ran[7:]) == ["register", "track"]
 
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert set(summary["variants"]) == set(TINY_VARIANTS)
@@ -62,6 +65,9 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
         assert {"accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms", "agreement", "weight_sparsity"} <= set(v)
         assert (repo / "models" / "tflite" / f"{name}.tflite").is_file()
     assert (repo / "models" / "tflite" / "model_card.json").is_file()
+    assert set(summary["devices"]) == {"rpi4", "coral_edgetpu", "cortex_m7"}
+    assert summary["devices"]["cortex_m7"]["passed"] and summary["devices"]["cortex_m7"]["arena_bytes"] > 0
+    assert (repo / "logs" / "tensorboard" / "qat" / "fake_quant").is_dir()
 
     second = run([str(BIN / "dvc"), "repro"], repo, env)
     assert stages_run(second.stdout) == []
@@ -73,7 +79,7 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
     (repo / "params.yaml").write_text(tiny_params(**{"qat.epochs": 2}))
     third = run([str(BIN / "dvc"), "repro"], repo, env)
     ran = stages_run(third.stdout)
-    assert ran[:3] == ["qat", "convert", "evaluate"] and sorted(ran[3:]) == ["register", "track"]
+    assert ran[:4] == ["qat", "convert", "evaluate", "validate"] and sorted(ran[4:]) == ["register", "track"]
     assert json.loads((repo / "metrics" / "qat.json").read_text())["epochs_run"] == 2
     # The register stage added a second version of the model to the local registry.
     assert json.loads((repo / "reports" / "registered.json").read_text())["version"] == "2"
@@ -90,6 +96,18 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
     assert latest.data.metrics["prepare.num_train"] == earlier.data.metrics["prepare.num_train"]
     assert latest.data.tags["data_sha256"] == json.loads((repo / "metrics" / "prepare.json").read_text())["data_sha256"]
     assert re.fullmatch(r"[0-9a-f]{40}", latest.data.tags["git_commit"])
+    assert "validate.cortex_m7.passed" in latest.data.metrics
+
+    # A required device that fails stops the pipeline at validate: nothing new is registered.
+    (repo / "params.yaml").write_text(tiny_params(**{"qat.epochs": 2, "validate.model": "fp32",
+                                                     "validate.required_devices": ["coral_edgetpu"]}))
+    fourth = run([str(BIN / "dvc"), "repro"], repo, env, check=False)
+    assert fourth.returncode != 0
+    assert stages_run(fourth.stdout) == ["validate"]
+    assert "validation failed on required device(s): coral_edgetpu" in fourth.stderr
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert summary["validation_passed"] is False and "float ops" in " ".join(summary["devices"]["coral_edgetpu"]["reasons"])
+    assert json.loads((repo / "reports" / "registered.json").read_text())["version"] == "2"
 
 
 def test_plots_render(repo):

@@ -42,6 +42,9 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     executor_output = json.loads((job / "evaluate" / "executor_output.json").read_text())
     matrix = json.dumps(executor_output)
     assert "confusionMatrix" in matrix and "qat_int8.accuracy" in matrix
+    validated = json.loads((job / "validate" / "summary").read_text())
+    assert set(validated["devices"]) == set(p["validate"]["devices"]) and validated["validation_passed"] is True
+    # register ran inside the dsl.If gate on validate's `passed` output
     assert json.loads((job / "register" / "registered").read_text())["model_name"] == p["register"]["model_name"]
 
     # One MLflow run, in the store `dvc repro` uses here (mlflow.db beside params), tagged with the KFP run.
@@ -54,7 +57,7 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     assert tags["data_sha256"] == summary["data_sha256"]
     assert mlrun.data.params["qat.epochs"] == "1" and mlrun.data.params["prepare.image_size"] == "8"
     for key in ("prepare.num_train", "train.test_accuracy", "qat.test_accuracy", "prune.pqat.test_accuracy",
-                "convert.qat_int8.size_bytes", "evaluate.qat_int8.accuracy"):
+                "convert.qat_int8.size_bytes", "evaluate.qat_int8.accuracy", "validate.cortex_m7.passed"):
         assert key in mlrun.data.metrics, key
     epochs = len(client.get_metric_history(result["run_id"], "train.curve.accuracy"))
     assert epochs == json.loads((job / "train" / "metrics").read_text())["epochs_run"]

@@ -35,7 +35,8 @@ def comp(tmp_path_factory, tiny_prepared):
     save_model(_tiny_model(), d / "fp32.keras")
     out["qat"] = qat(QatConfig(epochs=1, batch_size=16, keep_float=["@last"]), p, d / "fp32.keras", d / "qat.h5",
                      mixed_out=d / "mixed.h5", sensitivity_json=d / "sensitivity.json", sensitivity_md=d / "sensitivity.md")
-    out["prune"] = prune(PruneConfig(**TINY_PRUNE), p, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", d / "prune.json")
+    out["prune"] = prune(PruneConfig(**TINY_PRUNE), p, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", d / "prune.json",
+                         d / "prune_history.csv")
     out["convert"] = convert(ConvertConfig(variants=ALL), p, d / "fp32.keras", d / "qat.h5", d / "tflite",
                              mixed_model=d / "mixed.h5", pqat_model=d / "pqat.h5", channel_pruned_model=d / "cp.h5")
     out["evaluate"] = evaluate(EvaluateConfig(latency_runs=5, warmup_runs=1), p, d / "tflite", d / "fp32.keras",
@@ -290,3 +291,30 @@ def test_channel_pruning_every_zoo_model_converts_smaller(name, shape):
     small = convert_variant("channel_pruned_qat_int8", narrow, quantize(narrow), None, "int8")
     assert len(small) < len(full)
     assert sum(filter_counts(small)) < sum(filter_counts(full))
+
+
+def test_prune_history_records_the_sparsity_reached_per_epoch(comp):
+    import csv
+
+    rows = list(csv.DictReader((comp["dir"] / "prune_history.csv").open()))
+    assert rows and list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "sparsity"]
+    assert len(rows) == TINY_PRUNE["epochs"]
+    assert float(rows[-1]["sparsity"]) == pytest.approx(comp["prune"]["pqat"]["keras_sparsity"], abs=0.02)
+
+
+def test_two_of_four_sparsity_holds_in_every_group_of_input_channels(tiny_prepared):
+    from edgeqat.compression.pruning import magnitude_prune
+    from edgeqat.data.shards import make_dataset
+
+    ds = make_dataset(tiny_prepared / "train", "zero_one", 16)
+    pruned, _ = magnitude_prune(_tiny_model(), ds, ds, target_sparsity=0.5, epochs=1, steps_per_epoch=4,
+                                learning_rate=0.01, m_by_n=(2, 4))
+    checked = 0
+    for w in pruned.weights:
+        a = w.numpy()
+        if "kernel" not in w.name or a.ndim not in (2, 4) or a.shape[-2] % 4 or "depthwise" in w.name:
+            continue
+        groups = np.moveaxis(a, -2, -1).reshape(-1, 4)  # consecutive input channels, per output and tap
+        assert np.all((groups == 0).sum(axis=1) >= 2), w.name
+        checked += 1
+    assert checked >= 2

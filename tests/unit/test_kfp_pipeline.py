@@ -125,7 +125,7 @@ def test_each_component_takes_exactly_its_section():
 
     extras = {
         "track": {"prepare_config", "train_config", "qat_config", "prune_config", "convert_config",
-                  "evaluate_config", "mlflow_tracking_uri", "kfp_run_id", "kfp_run_name", "run_tags"},
+                  "evaluate_config", "validate_config", "mlflow_tracking_uri", "kfp_run_id", "kfp_run_name", "run_tags"},
         "register": {"all_params", "mlflow_tracking_uri"},
     }
     assert unwired_keys() == []

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeqat.config import ConvertConfig, EvaluateConfig, QatConfig, TrainConfig
+from edgeqat.config import ConvertConfig, EvaluateConfig, QatConfig, TrainConfig, ValidateConfig
 from edgeqat.errors import DataError, ModelError
 
 BASIC = ["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"]
@@ -21,17 +21,24 @@ def chain(tmp_path_factory, tiny_prepared):
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.qat import qat
     from edgeqat.steps.train import train
+    from edgeqat.steps.validate import validate
 
     d = tmp_path_factory.mktemp("chain")
     out = {"dir": d, "prepared": tiny_prepared}
     out["train"] = train(TrainConfig(**TINY_TRAIN), tiny_prepared, d / "fp32.keras", d / "train.json", d / "train_history.csv")
-    out["qat"] = qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "qat.json", d / "qat_history.csv")
+    out["qat"] = qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "qat.json",
+                     d / "qat_history.csv", tensorboard_dir=d / "tb_qat")
     # The variants converted from the FP32 and plain QAT models (tests/unit/test_compression.py covers the rest).
     out["convert"] = convert(ConvertConfig(variants=BASIC), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite", d / "convert.json")
     out["evaluate"] = evaluate(
         EvaluateConfig(latency_runs=5, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
-        d / "summary.json", d / "summary.md", d / "confusion.csv", d / "evaluate.json",
+        d / "evaluation.json", d / "evaluation.md", d / "confusion.csv", d / "evaluate.json",
     )
+    out["validate"] = validate(
+        ValidateConfig(devices=["cortex_m7", "coral_edgetpu", "rpi4"], required_devices=["cortex_m7"], latency_runs=3,
+                       emulate=False),
+        tiny_prepared, d / "tflite", d / "fp32.keras", d / "evaluation.json", d / "summary.json", d / "summary.md",
+        d / "devices.json", d / "validate.json")
     return out
 
 
@@ -184,3 +191,41 @@ def test_evaluate_without_model_card_says_so(tiny_prepared, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="no model_card.json"):
         evaluate(EvaluateConfig(), tiny_prepared, tmp_path / "empty", tmp_path / "x.keras", tmp_path / "s.json")
+
+
+def test_qat_writes_tensorboard_scalars_and_fake_quant_ranges(chain):
+    from edgeqat.tf_compat import tf
+
+    tags = set()
+    for f in (chain["dir"] / "tb_qat").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            tags |= {v.tag for v in event.summary.value}
+    assert {"epoch_loss", "epoch_accuracy"} <= tags
+    ranges = [t for t in tags if t.startswith("fake_quant/")]
+    assert any(t.endswith("_min") for t in ranges) and any(t.endswith("_max") for t in ranges), sorted(tags)
+
+
+def test_validate_adds_device_verdicts_to_the_summary(chain):
+    d, m = chain["dir"], chain["validate"]
+    s = json.loads((d / "summary.json").read_text())
+    ev = json.loads((d / "evaluation.json").read_text())
+    assert s["variants"] == ev["variants"]  # the evaluate table, unchanged
+    assert set(s["devices"]) == {"cortex_m7", "coral_edgetpu", "rpi4"}
+    m7 = s["devices"]["cortex_m7"]
+    assert m7["required"] is True and m7["passed"] is True and m7["arena_bytes"] > 0
+    assert m7["accuracy"] == pytest.approx(ev["variants"]["qat_int8"]["accuracy"])
+    assert m["passed"] is True and s["validation_passed"] is True
+    md = (d / "summary.md").read_text()
+    assert "## Devices: `qat_int8`" in md and "| cortex_m7 | yes | PASS |" in md
+
+
+def test_validate_fails_when_a_required_device_fails(chain, tmp_path):
+    from edgeqat.steps.validate import validate
+
+    d = chain["dir"]
+    m = validate(ValidateConfig(model="fp32", devices=["coral_edgetpu"], required_devices=["coral_edgetpu"],
+                                latency_runs=2, emulate=False),
+                 chain["prepared"], d / "tflite", d / "fp32.keras", d / "evaluation.json", tmp_path / "summary.json")
+    assert m["passed"] is False and m["failed_required"] == ["coral_edgetpu"]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert "float ops" in " ".join(s["devices"]["coral_edgetpu"]["reasons"])

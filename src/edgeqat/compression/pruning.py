@@ -20,6 +20,8 @@ from edgeqat.errors import ModelError
 def _epoch_logger(keras: Any, tag: str, epochs: int) -> Any:
     class EpochLine(keras.callbacks.Callback):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if logs is not None:  # the schedule's progress, into the history (prune_history.csv)
+                logs["sparsity"] = keras_sparsity(self.model)
             parts = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
             print(f"[edgeqat] {tag}: epoch {epoch + 1}/{epochs} {parts}", file=sys.stderr, flush=True)
 

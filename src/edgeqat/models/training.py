@@ -26,11 +26,19 @@ def compile_classifier(model: Any, learning_rate: float) -> None:
     )
 
 
-def fit(model: Any, train_ds: Any, val_ds: Any, epochs: int, patience: int = 0, tag: str = "train") -> list[dict]:
-    """Fit with per-epoch progress on stderr; returns one history row per epoch run."""
+def fit(model: Any, train_ds: Any, val_ds: Any, epochs: int, patience: int = 0, tag: str = "train",
+        log_dir: Any = None) -> list[dict]:
+    """Fit with per-epoch progress on stderr; returns one history row per epoch run.
+
+    ``log_dir``: TensorBoard event files there (loss/accuracy scalars per epoch, and for a
+    quantization-aware model the fake-quant ranges of every layer, ``fake_quant/...``)."""
     from edgeqat.tf_compat import keras
 
     callbacks = []
+    if log_dir is not None:
+        callbacks += [keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0, write_graph=False,
+                                                  update_freq="epoch", profile_batch=0),
+                      _FakeQuantRanges(keras, log_dir)]
     if patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
@@ -54,6 +62,39 @@ def _EpochLine(keras: Any, tag: str, epochs: int) -> Any:
     return EpochLine()
 
 
+def fake_quant_ranges(model: Any) -> dict[str, float]:
+    """Every min/max variable of the quantize wrappers (weights and activation ranges), by name."""
+    out = {}
+    for layer in model.layers:
+        for w in getattr(layer, "weights", []):
+            name = w.name.split(":")[0]
+            if name.endswith(("_min", "_max")) and w.shape.rank == 0:
+                out[f"{layer.name}/{name.split('/')[-1]}"] = float(w.numpy())
+    return out
+
+
+def _FakeQuantRanges(keras: Any, log_dir: Any) -> Any:
+    from edgeqat.tf_compat import tf
+
+    class FakeQuantRanges(keras.callbacks.Callback):
+        """The ranges QAT learns, per layer and epoch: where quantization clips (seen in TensorBoard)."""
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.writer = tf.summary.create_file_writer(str(log_dir) + "/fake_quant")
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            ranges = fake_quant_ranges(self.model)
+            with self.writer.as_default():
+                for name, value in ranges.items():
+                    tf.summary.scalar(f"fake_quant/{name}", value, step=epoch + 1)
+            self.writer.flush()
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.writer.close()
+
+    return FakeQuantRanges()
+
+
 def predict_logits(model: Any, ds: Any) -> tuple[np.ndarray, np.ndarray]:
     """(outputs, labels) over a whole dataset, batch by batch."""
     outs, labels = [], []
@@ -68,8 +109,8 @@ def accuracy(model: Any, ds: Any) -> float:
     return float(np.mean(np.argmax(out, axis=-1) == y))
 
 
-def history_csv(rows: list[dict]) -> str:
-    lines = [",".join(HISTORY_COLUMNS)]
+def history_csv(rows: list[dict], columns: tuple[str, ...] = HISTORY_COLUMNS) -> str:
+    lines = [",".join(columns)]
     for r in rows:
-        lines.append(",".join("" if r.get(c) is None else f"{r[c]:.6g}" if c != "epoch" else str(r[c]) for c in HISTORY_COLUMNS))
+        lines.append(",".join("" if r.get(c) is None else f"{r[c]:.6g}" if c != "epoch" else str(r[c]) for c in columns))
     return "\n".join(lines) + "\n"

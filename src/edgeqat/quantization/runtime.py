@@ -26,15 +26,26 @@ def interpreter_class() -> Any:
     return Interpreter
 
 
-def load_interpreter(model: str | Path | bytes, num_threads: int = 1) -> Any:
+def _resolver(xnnpack: bool) -> dict[str, Any]:
+    if xnnpack:
+        return {}
+    try:
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        from tflite_runtime.interpreter import OpResolverType
+    # LiteRT's own kernels only: what a device without the XNNPACK delegate runs.
+    return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+
+
+def load_interpreter(model: str | Path | bytes, num_threads: int = 1, xnnpack: bool = True) -> Any:
     Interpreter = interpreter_class()
     try:
         if isinstance(model, (bytes, bytearray)):
-            it = Interpreter(model_content=bytes(model), num_threads=num_threads)
+            it = Interpreter(model_content=bytes(model), num_threads=num_threads, **_resolver(xnnpack))
         else:
             if not Path(model).is_file():
                 raise ModelError(f"{model}: .tflite file not found")
-            it = Interpreter(model_path=str(model), num_threads=num_threads)
+            it = Interpreter(model_path=str(model), num_threads=num_threads, **_resolver(xnnpack))
         it.allocate_tensors()
     except ModelError:
         raise
@@ -63,8 +74,8 @@ def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
 class TFLiteClassifier:
     """One interpreter, fed one normalised image at a time (the batch-1 edge case)."""
 
-    def __init__(self, model: str | Path | bytes, num_threads: int = 1) -> None:
-        self.it = load_interpreter(model, num_threads)
+    def __init__(self, model: str | Path | bytes, num_threads: int = 1, xnnpack: bool = True) -> None:
+        self.it = load_interpreter(model, num_threads, xnnpack)
         self.inp = self.it.get_input_details()[0]
         self.out = self.it.get_output_details()[0]
 

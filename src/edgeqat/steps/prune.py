@@ -20,9 +20,9 @@ from typing import Any
 
 from edgeqat.config import PruneConfig
 from edgeqat.data.shards import count_records, load_meta, make_dataset
-from edgeqat.io import log, write_json
+from edgeqat.io import log, write_json, write_text
 from edgeqat.models.io import load_model, save_model
-from edgeqat.models.training import accuracy, compile_classifier, fit
+from edgeqat.models.training import HISTORY_COLUMNS, accuracy, compile_classifier, fit, history_csv
 
 
 def prune(
@@ -32,6 +32,7 @@ def prune(
     pqat_out: str | Path,
     channel_pruned_out: str | Path,
     metrics_path: str | Path | None = None,
+    history_path: str | Path | None = None,
 ) -> dict[str, Any]:
     from edgeqat.compression.channels import channel_prune
     from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
@@ -53,13 +54,13 @@ def prune(
     if cfg.target_sparsity > 0 or cfg.m_by_n:
         what = "2:4 sparsity" if cfg.m_by_n else f"{cfg.target_sparsity:.0%} sparsity"
         log(f"prune: magnitude pruning {fp32.name} to {what} over {cfg.epochs} epoch(s)")
-        pruned, _ = magnitude_prune(
+        pruned, rows = magnitude_prune(
             fp32, train_ds, val_ds, target_sparsity=cfg.target_sparsity, epochs=cfg.epochs,
             steps_per_epoch=steps, learning_rate=cfg.learning_rate, m_by_n=(2, 4) if cfg.m_by_n else None,
         )
     else:
         log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
-        pruned = fp32
+        pruned, rows = fp32, []
     sparsity = keras_sparsity(pruned)
     pqat = prune_preserving_quantize(pruned)
     compile_classifier(pqat, cfg.qat_learning_rate)
@@ -100,6 +101,8 @@ def prune(
     metrics = {"pqat": pqat_metrics, "channel_pruned": channel_metrics, "seconds": round(time.monotonic() - t0, 2)}
     if metrics_path is not None:
         write_json(metrics_path, metrics)
+    if history_path is not None:  # per pruning epoch, with the sparsity the schedule reached
+        write_text(history_path, history_csv(rows, HISTORY_COLUMNS + ("sparsity",)))
     return metrics
 
 

@@ -20,7 +20,7 @@ from edgeqat.data.shards import count_records, load_meta, make_dataset
 from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
 from edgeqat.errors import DataError, ModelError
-from edgeqat.io import log, write_json, write_text
+from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
 from edgeqat.models.io import load_model, save_model
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
 
@@ -73,6 +73,7 @@ def qat(
     mixed_out: str | Path | None = None,
     sensitivity_json: str | Path | None = None,
     sensitivity_md: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Plain QAT -> ``model_out``. With ``mixed_out``, also the mixed-precision model
     (``qat.keep_float``, or the fewest float layers meeting ``qat.max_accuracy_drop`` with
@@ -94,7 +95,8 @@ def qat(
 
         model = quantize(load_model(fp32_model))
         compile_classifier(model, cfg.learning_rate)
-        rows = fit(model, train_ds, val_ds, cfg.epochs, 0, tag="qat")
+        with maybe_atomic_dir(tensorboard_dir) as tb:
+            rows = fit(model, train_ds, val_ds, cfg.epochs, 0, tag="qat", log_dir=tb)
         metrics = {
             "val_accuracy": accuracy(model, val_ds),
             "test_accuracy": accuracy(model, test_ds),

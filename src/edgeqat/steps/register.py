@@ -76,6 +76,8 @@ def version_tags(cfg: RegisterConfig, params: Params, summary: dict[str, Any], e
     devices = summary.get("devices") or {}
     if devices:
         tags["devices"] = ",".join(sorted(devices))
+    if "required_devices" in summary:  # what the validate stage gated on
+        tags["required_devices"] = ",".join(summary["required_devices"])
     for dev, verdict in sorted(devices.items()):
         tags[f"device.{dev}.passed"] = _fmt(bool(verdict.get("passed")))
         reasons = verdict.get("reasons") or []

@@ -9,7 +9,7 @@ from typing import Any
 from edgeqat.config import TrainConfig
 from edgeqat.data.shards import load_meta, make_dataset
 from edgeqat.errors import ModelError
-from edgeqat.io import log, write_json, write_text
+from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
 from edgeqat.models.io import load_model, save_model
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
 
@@ -30,6 +30,8 @@ def train(
     model_out: str | Path,
     metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
+    *,
+    tensorboard_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     from edgeqat.models.zoo import build_model
     from edgeqat.tf_compat import set_determinism
@@ -49,12 +51,16 @@ def train(
         check_model_fits_data(model, meta, cfg.from_model)
         compile_classifier(model, cfg.learning_rate)
         rows = [{"epoch": 0, "val_accuracy": accuracy(model, val_ds)}]
+        if tensorboard_dir is not None:  # the stage's output folder exists either way
+            with maybe_atomic_dir(tensorboard_dir) as tb:
+                (tb / "README.txt").write_text(f"no training: started from {cfg.from_model}\n")
     else:
         shape = tuple(meta["image_shape"])
         model = build_model(cfg.model, shape, len(meta["class_names"]), alpha=cfg.alpha, dropout=cfg.dropout, weights=cfg.weights)
         log(f"train: {model.name} with {model.count_params():,} parameters on {meta['sizes']['train']} images")
         compile_classifier(model, cfg.learning_rate)
-        rows = fit(model, train_ds, val_ds, cfg.epochs, cfg.early_stopping_patience, tag="train")
+        with maybe_atomic_dir(tensorboard_dir) as tb:
+            rows = fit(model, train_ds, val_ds, cfg.epochs, cfg.early_stopping_patience, tag="train", log_dir=tb)
 
     metrics = {
         "val_accuracy": accuracy(model, val_ds),

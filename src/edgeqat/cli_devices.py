@@ -1,0 +1,112 @@
+"""CLI commands of device validation: `devices`, `validate MODEL --device ...`, `stage validate`.
+
+Kept apart from cli.py (which calls :func:`install`); nothing heavy loads until a command runs.
+Exit status: 0 when every device passes, 1 when a device fails, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeqat.errors import EdgeqatError
+
+
+def _fmt_bytes(v: Optional[int]) -> str:
+    if v is None:
+        return "–"
+    return f"{v / 2**20:.0f} MiB" if v >= 2**20 else f"{v / 1024:.0f} KiB"
+
+
+def _verdict_text(model: str, verdicts: list[dict]) -> str:
+    lines = [f"{model}:"]
+    for v in verdicts:
+        est = v.get("latency_ms_estimate")
+        est_txt = "–" if est is None else f"{est:.2f} ms (estimate, {v['latency_estimate']['kernel_library']})"
+        lines.append(f"  {v['device']:<18} {'PASS' if v['passed'] else 'FAIL'}  latency {est_txt}"
+                     + (f", arena {v['arena_bytes']:,} B (TFLM reference kernels)" if v.get("arena_bytes") else "")
+                     + (f", accuracy {v['accuracy']:.4f}" if "accuracy" in v else ""))
+        for r in v["reasons"]:
+            lines.append(f"      - {r}")
+        emu = v.get("emulation")
+        if emu:
+            lines.append("      qemu-aarch64: " + (("outputs bit-exact with x86" if emu.get("bit_exact") else
+                                                    f"outputs differ (max |diff| {emu.get('max_abs_diff')})")
+                                                   if emu.get("ran") else f"skipped: {emu.get('why')}"))
+    return "\n".join(lines)
+
+
+def install(app: typer.Typer, stage: typer.Typer) -> None:
+    @app.command("devices")
+    def devices_cmd(
+        profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir", help="Also list your own profile YAMLs."),
+        as_json: bool = typer.Option(False, "--json", help="Full profiles as JSON."),
+    ) -> None:
+        """List the device profiles (shipped ones and yours)."""
+        from edgeqat.devices.profiles import available_profiles
+
+        profs = available_profiles(profiles_dir)
+        if as_json:
+            typer.echo(json.dumps({n: p.model_dump() for n, p in profs.items()}, indent=2))
+            return
+        for n, p in profs.items():
+            typer.echo(f"{n:<18} {p.device_class:<10} {p.runtime:<7} {p.speed_model.kernel_library:<10} "
+                       f"RAM {_fmt_bytes(p.ram_bytes or p.sram_bytes):>8}  flash {_fmt_bytes(p.flash_bytes):>8}  "
+                       f"{'int8-only ' if p.int8_only else ''}{p.title}")
+
+    @app.command("validate")
+    def validate_cmd(
+        model: Path = typer.Argument(..., help="A .tflite file."),
+        device: list[str] = typer.Option(..., "--device", "-d", help="Profile name or YAML file (repeatable)."),
+        profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir", help="A folder of your own profiles."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Prepared splits (data/prepared): adds accuracy."),
+        reference: Optional[Path] = typer.Option(None, "--reference", help="FP32 Keras model: adds top-1 agreement."),
+        latency_runs: int = typer.Option(50, min=1),
+        emulate: bool = typer.Option(True, help="Run ARM Linux profiles under QEMU where available."),
+        as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
+    ) -> None:
+        """Check one .tflite against device profiles: ops, memory, accuracy, latency; exit 1 if any fails."""
+        from edgeqat.devices.profiles import resolve_profiles
+        from edgeqat.devices.validate import check_tflite_file, validate_on_device
+
+        check_tflite_file(model)
+        profs = resolve_profiles(device, extra_dir=profiles_dir)
+        ev = None
+        if data is not None:
+            from edgeqat.steps.validate import load_eval_data
+
+            ev = load_eval_data(data, reference)
+        elif reference is not None:
+            raise EdgeqatError("--reference needs --data (the images to compare on)")
+        verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate) for p in profs]
+        if as_json:
+            typer.echo(json.dumps({"model": str(model), "devices": {v["device"]: v for v in verdicts}}, indent=2, default=str))
+        else:
+            typer.echo(_verdict_text(str(model), verdicts))
+        if not all(v["passed"] for v in verdicts):
+            raise typer.Exit(1)
+
+    @stage.command("validate")
+    def stage_validate(
+        params: Path = typer.Option(Path("params.yaml"), "--params"),
+        data: Path = typer.Option(Path("data/prepared"), "--data"),
+        models: Path = typer.Option(Path("models/tflite")),
+        fp32: Path = typer.Option(Path("models/fp32.keras")),
+        evaluation: Path = typer.Option(Path("reports/evaluation.json"), help="The evaluate stage's table."),
+        summary: Path = typer.Option(Path("reports/summary.json")),
+        report: Path = typer.Option(Path("reports/summary.md")),
+        devices_out: Path = typer.Option(Path("reports/devices.json"), "--devices-out"),
+        metrics: Path = typer.Option(Path("metrics/validate.json")),
+    ) -> None:
+        """Every listed device profile -> verdicts in the summary; exit 1 if a required device fails."""
+        from edgeqat.config import load_params
+        from edgeqat.steps.validate import validate
+
+        m = validate(load_params(params).validate, data, models, fp32, evaluation, summary, report, devices_out, metrics)
+        if not m["passed"]:
+            typer.echo(f"edgeqat: validation failed on required device(s): {', '.join(m['failed_required'])} "
+                       f"(reasons in {report}); nothing downstream runs", err=True)
+            raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Target device profiles and emulated validation."""

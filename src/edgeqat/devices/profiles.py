@@ -1,0 +1,137 @@
+"""Target device profiles: what a device runs, what it can hold, and how fast it is.
+
+Shipped profiles live in ``edgeqat/devices/profiles/*.yaml``; users add their own files
+(``--profile FILE`` or ``validate.profiles_dir``). A profile is validated field by field,
+and an error names the file and the dotted field at fault.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgeqat.errors import ConfigError
+
+DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu"]
+
+
+class SpeedModel(BaseModel):
+    """Latency estimate = overhead + dense MACs / dense rate + depthwise MACs / depthwise rate.
+
+    The rates are fitted (``edgeqat.devices.speed``) on published figures measured with the
+    same runtime, kernel library, dtype and thread count (``rows`` of published_latency.csv).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kernel_library: str = Field(min_length=1)
+    runtime: str = Field(min_length=1)
+    dtype: Literal["int8", "fp32"] = "int8"
+    threads: int = Field(1, ge=1)
+    rows: list[str] = Field(min_length=1)
+    scale: float = Field(1.0, gt=0)  # proxy rows: multiply their latency by this (e.g. clock ratio)
+    notes: str = ""
+
+
+class DeviceProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    title: str
+    device_class: DeviceClass
+    runtime: Literal["litert", "tflm"]
+    threads: int = Field(1, ge=1)
+    xnnpack: bool = True
+    ram_bytes: Optional[int] = Field(None, ge=1)
+    flash_bytes: Optional[int] = Field(None, ge=1)
+    sram_bytes: Optional[int] = Field(None, ge=1)
+    int8_only: bool = False
+    # "builtin": any LiteRT builtin op; "tflm": what TensorFlow Lite Micro runs; or a list of op names
+    supported_ops: Union[Literal["builtin", "tflm"], list[str]] = "builtin"
+    latency_budget_ms: Optional[float] = Field(None, gt=0)
+    emulation: Optional[Literal["qemu-aarch64"]] = None
+    qemu_cpu: str = "cortex-a72"
+    speed_model: SpeedModel  # for int8 models (what edgeqat ships)
+    speed_model_fp32: Optional[SpeedModel] = None  # for float models, where figures exist
+
+    def speed_model_for(self, dtype: str) -> Optional[SpeedModel]:
+        """The speed model fitted on figures of the model's compute dtype (``int8`` or ``fp32``)."""
+        for sm in (self.speed_model, self.speed_model_fp32):
+            if sm is not None and sm.dtype == dtype:
+                return sm
+        return None
+    sources: list[str] = Field(min_length=1)
+    notes: str = ""
+
+    @field_validator("supported_ops")
+    @classmethod
+    def _upper(cls, v: Union[str, list[str]]) -> Union[str, list[str]]:
+        return v if isinstance(v, str) else [op.strip().upper() for op in v]
+
+    @property
+    def arena_budget(self) -> Optional[int]:
+        """Bytes a TFLM tensor arena may use (SRAM), for microcontroller profiles."""
+        return self.sram_bytes
+
+
+def _describe(err: ValidationError, where: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{where}: {key}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_profile_file(path: str | Path) -> DeviceProfile:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: device profile not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a device profile must be a mapping of fields")
+    try:
+        return DeviceProfile.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, str(path))) from None
+
+
+def shipped_profile_files() -> list[Path]:
+    folder = resources.files("edgeqat.devices") / "profiles"
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith((".yaml", ".yml")))
+
+
+def available_profiles(extra_dir: str | Path | None = None) -> dict[str, DeviceProfile]:
+    """Shipped profiles, then user files from ``extra_dir`` (a user file overrides a shipped name)."""
+    files = shipped_profile_files()
+    if extra_dir is not None:
+        d = Path(extra_dir)
+        if not d.is_dir():
+            raise ConfigError(f"{d}: device profile folder not found")
+        files += sorted(p for p in d.iterdir() if p.suffix in (".yaml", ".yml"))
+    out: dict[str, DeviceProfile] = {}
+    for f in files:
+        prof = load_profile_file(f)
+        out[prof.name] = prof
+    return out
+
+
+def resolve_profiles(names: list[str], extra_files: list[str | Path] = (), extra_dir: str | Path | None = None) -> list[DeviceProfile]:
+    """Profiles by name (or YAML path); an unknown name lists the valid ones."""
+    known = available_profiles(extra_dir)
+    for f in extra_files:
+        prof = load_profile_file(f)
+        known[prof.name] = prof
+    picked = []
+    for name in names:
+        if name.endswith((".yaml", ".yml")) or "/" in name:
+            picked.append(load_profile_file(name))
+        elif name in known:
+            picked.append(known[name])
+        else:
+            raise ConfigError(f"unknown device {name!r}; valid names: {', '.join(sorted(known))}")
+    return picked

@@ -1,0 +1,194 @@
+"""One model on one device profile: does it run, fit, stay accurate and meet the budget?
+
+For each profile the model runs on that device's runtime -- LiteRT with the profile's
+threads and XNNPACK setting, or TensorFlow Lite Micro with the arena it really needs --
+and, for ARM Linux profiles that ask for it, on the aarch64 build of LiteRT under QEMU.
+The verdict lists every reason it fails; host-measured latency is reported but never
+gated on (an x86 host is not the device): the gate uses the profile's estimate.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from edgeqat.devices.profiles import DeviceProfile
+from edgeqat.devices.speed import estimate_latency
+from edgeqat.devices.workload import Workload, analyze
+from edgeqat.errors import ModelError
+from edgeqat.io import log
+
+
+@dataclass
+class EvalData:
+    """Normalised test images, their labels, and the reference model's top-1 on them."""
+
+    images: np.ndarray
+    labels: Optional[np.ndarray] = None
+    reference_preds: Optional[np.ndarray] = None
+
+
+def check_tflite_file(path: str | Path) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: .tflite file not found")
+    blob = p.read_bytes()
+    if len(blob) < 8 or blob[4:8] != b"TFL3":
+        raise ModelError(f"{p}: not a TFLite flatbuffer (no 'TFL3' file identifier; corrupt or another format)")
+    return blob
+
+
+def tflm_op_names() -> set[str]:
+    text = (resources.files("edgeqat.devices") / "data" / "tflm_ops.txt").read_text()
+    return {ln.strip().upper() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")}
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    if not ms:
+        return {}
+    return {f"p{q}": float(np.percentile(ms, q)) for q in (50, 90, 99)}
+
+
+def _run_litert(path: Path, prof: DeviceProfile, data: Optional[EvalData], latency_runs: int) -> dict[str, Any]:
+    from edgeqat.quantization.runtime import TFLiteClassifier
+
+    before = _rss_bytes()
+    clf = TFLiteClassifier(path, num_threads=prof.threads, xnnpack=prof.xnnpack)
+    images = data.images if data is not None else np.zeros((1, *clf.inp["shape"][1:]), np.float32)
+    outputs = np.stack([clf(x) for x in images])
+    mem = max(_rss_bytes() - before, 0)  # host RSS growth: interpreter, arena and weights
+    for i in range(min(5, latency_runs)):
+        clf.timed_invoke(images[i % len(images)])
+    ms = [clf.timed_invoke(images[i % len(images)]) for i in range(latency_runs)]
+    return {"outputs": outputs, "latency_ms": ms, "memory_bytes": mem}
+
+
+def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[EvalData] = None, *,
+                       latency_runs: int = 50, max_accuracy_drop: Optional[float] = None,
+                       emulate: bool = True, emulate_samples: int = 16) -> dict[str, Any]:
+    path = Path(model)
+    blob = check_tflite_file(path)
+    work: Workload = analyze(blob)
+    reasons: list[str] = []
+    notes: list[str] = []
+    v: dict[str, Any] = {"device": prof.name, "title": prof.title, "runtime": prof.runtime, "threads": prof.threads,
+                         "model": str(path), "model_bytes": len(blob), "workload": work.as_dict()}
+
+    # Ops: the profile's op set, and integer-only targets reject every float op.
+    if isinstance(prof.supported_ops, list):
+        bad = sorted(op for op in work.ops if op not in set(prof.supported_ops))
+        if bad:
+            reasons.append(f"unsupported ops on {prof.name}: {', '.join(bad)}")
+    if prof.int8_only and work.float_ops:
+        reasons.append(f"{prof.name} runs integer ops only; float ops: {', '.join(sorted(set(work.float_ops)))}")
+
+    # Flash/storage for the model itself.
+    if prof.flash_bytes is not None and len(blob) > prof.flash_bytes:
+        reasons.append(f"model {len(blob):,} bytes > flash {prof.flash_bytes:,} bytes")
+
+    # Run it on the device's runtime.
+    outputs = None
+    if prof.runtime == "tflm":
+        from edgeqat.devices.tflm import run_tflm
+
+        run = run_tflm(path, data.images if data is not None else None, timed_runs=min(latency_runs, 20))
+        v["arena_bytes"] = run.arena_bytes
+        v["arena_label"] = ("recorded by TFLM's allocator with its reference kernels (host build); "
+                            f"{prof.speed_model.kernel_library} builds differ by their scratch buffers: an estimate there")
+        if not run.loaded:
+            # Name the ops: from TFLM's own message, else from its registered-op list.
+            lacking = run.unsupported_ops or sorted(op for op in work.ops if op not in tflm_op_names())
+            if lacking:
+                reasons.append(f"ops TFLite Micro lacks: {', '.join(lacking)}")
+            reasons.append(f"TFLite Micro could not run it: {run.error}")
+        else:
+            outputs = run.outputs
+            v["host_latency_ms"] = {**_percentiles(run.latency_ms), "runtime": "tflm reference kernels, x86 host"}
+            if prof.sram_bytes is not None and run.arena_bytes is not None and run.arena_bytes > prof.sram_bytes:
+                reasons.append(f"arena needs {run.arena_bytes:,} bytes > SRAM {prof.sram_bytes:,} bytes available")
+    else:
+        try:
+            r = _run_litert(path, prof, data, latency_runs)
+        except (ModelError, RuntimeError, ValueError) as err:
+            reasons.append(f"LiteRT could not run it: {err}")
+        else:
+            outputs = r["outputs"]
+            v["interpreter_bytes"] = r["memory_bytes"]
+            v["host_latency_ms"] = {**_percentiles(r["latency_ms"]),
+                                    "runtime": f"litert, {prof.threads} thread(s), xnnpack {'on' if prof.xnnpack else 'off'}, x86 host"}
+            need = len(blob) + r["memory_bytes"]
+            if prof.ram_bytes is not None and need > prof.ram_bytes:
+                reasons.append(f"model + interpreter {need:,} bytes > RAM {prof.ram_bytes:,} bytes")
+
+    # Accuracy through that runtime, and agreement with the reference model.
+    if outputs is not None and data is not None:
+        preds = np.argmax(outputs, axis=-1)
+        if data.labels is not None:
+            v["accuracy"] = float(np.mean(preds == data.labels))
+        if data.reference_preds is not None:
+            v["agreement"] = float(np.mean(preds == data.reference_preds))
+            if data.labels is not None:
+                ref_acc = float(np.mean(data.reference_preds == data.labels))
+                v["reference_accuracy"] = ref_acc
+                drop = ref_acc - v.get("accuracy", ref_acc)
+                if max_accuracy_drop is not None and drop > max_accuracy_drop:
+                    reasons.append(f"accuracy {v['accuracy']:.4f} is {drop:.4f} below the reference "
+                                   f"{ref_acc:.4f} (> validate.max_accuracy_drop {max_accuracy_drop})")
+
+    # Latency on the target: an estimate from the profile's speed model.
+    est = estimate_latency(prof, work)
+    v["latency_estimate"] = est
+    v["latency_ms_estimate"] = est.get("latency_ms_estimate")
+    if est.get("note"):
+        notes.append(est["note"])
+    if prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
+            and v["latency_ms_estimate"] > prof.latency_budget_ms:
+        reasons.append(f"estimated latency {v['latency_ms_estimate']:.1f} ms > budget {prof.latency_budget_ms:g} ms")
+
+    # Emulated ARM: the aarch64 LiteRT build on QEMU, compared with the x86 run.
+    if prof.emulation == "qemu-aarch64" and outputs is not None:
+        v["emulation"] = _emulate(path, prof, data, outputs, emulate, emulate_samples)
+
+    v["notes"] = notes
+    v["reasons"] = reasons
+    v["passed"] = not reasons
+    log(f"validate: {path.name} on {prof.name}: {'PASS' if v['passed'] else 'FAIL'}"
+        + ("" if v["passed"] else " (" + "; ".join(reasons) + ")"))
+    return v
+
+
+def _emulate(path: Path, prof: DeviceProfile, data: Optional[EvalData], x86_out: np.ndarray,
+             emulate: bool, n: int) -> dict[str, Any]:
+    if not emulate:
+        return {"ran": False, "why": "emulation off (validate.emulate: false)"}
+    from edgeqat.devices import qemu
+
+    why = qemu.qemu_available()
+    if why is not None:
+        return {"ran": False, "why": why}
+    from edgeqat.quantization.runtime import TFLiteClassifier, quantize_input
+
+    clf = TFLiteClassifier(path, num_threads=1)
+    images = data.images[:n] if data is not None else np.zeros((1, *clf.inp["shape"][1:]), np.float32)
+    raw = np.stack([quantize_input(x[None], clf.inp)[0] for x in images])
+    # Compare raw output tensors: bit-exactness is a property of the integer outputs.
+    x86_raw = []
+    for x in raw:
+        clf.it.set_tensor(clf.inp["index"], x[None])
+        clf.it.invoke()
+        x86_raw.append(clf.it.get_tensor(clf.out["index"])[0].copy())
+    res = qemu.run_on_qemu(path, raw, cpu=prof.qemu_cpu, threads=1)
+    cmp = qemu.compare_outputs(np.stack(x86_raw), res.outputs.reshape(len(raw), -1))
+    return {"ran": True, "cpu": res.cpu, "machine": res.machine, "samples": len(raw), **cmp,
+            "emulated_latency_ms_p50": float(np.median(res.latency_ms)) if res.latency_ms else None,
+            "note": "QEMU latency is not device latency"}

@@ -1,0 +1,112 @@
+"""validate: the converted models on every device profile -> reports/summary.{json,md} with verdicts.
+
+Reads the evaluate stage's table (``reports/evaluation.json``), runs ``validate.model``
+(the variant the pipeline registers) and any ``validate.variants`` on each profile in
+``validate.devices``, and writes the table again with ``devices.<profile>`` verdicts for
+``validate.model`` (and a ``device_matrix`` for every validated variant). The returned
+metrics say whether every ``validate.required_devices`` passed; the CLI/DVC adapter turns a
+failure into a non-zero exit after the reports are written, so nothing downstream (track,
+register) runs on a model that does not fit its targets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeqat.config import ValidateConfig
+from edgeqat.data.shards import iter_shards, load_meta
+from edgeqat.data.transform import normalize
+from edgeqat.devices.profiles import resolve_profiles
+from edgeqat.devices.validate import EvalData, validate_on_device
+from edgeqat.errors import ModelError
+from edgeqat.io import CARD_NAME, log, read_json, write_json, write_text
+from edgeqat.report import summary_markdown
+
+
+def load_eval_data(prepared: str | Path, fp32_model: str | Path | None) -> EvalData:
+    """The test split, normalised as the model card says, and the Keras reference's top-1 on it."""
+    prepared = Path(prepared)
+    meta = load_meta(prepared)
+    scheme = meta["normalization"]["scheme"]
+    xs, ys = [], []
+    for x, y in iter_shards(prepared / "test"):
+        xs.append(normalize(x, scheme))
+        ys.append(y)
+    images, labels = np.concatenate(xs), np.concatenate(ys)
+    ref = None
+    if fp32_model is not None:
+        from edgeqat.models.io import load_model
+
+        model = load_model(fp32_model)
+        ref = np.concatenate([np.argmax(model(images[i:i + 256], training=False).numpy(), axis=-1)
+                              for i in range(0, len(images), 256)])
+    return EvalData(images=images.astype(np.float32), labels=labels.astype(np.int64), reference_preds=ref)
+
+
+def _slim(v: dict[str, Any]) -> dict[str, Any]:
+    """The fields summary.json keeps per device (devices.json keeps everything)."""
+    keys = ("passed", "reasons", "title", "runtime", "latency_ms_estimate", "arena_bytes", "model_bytes",
+            "interpreter_bytes", "accuracy", "agreement", "notes")
+    out = {k: v[k] for k in keys if k in v}
+    if "host_latency_ms" in v:
+        out["host_latency_p50_ms"] = v["host_latency_ms"].get("p50")
+    if "emulation" in v:
+        e = v["emulation"]
+        out["emulation"] = {k: e[k] for k in ("ran", "why", "bit_exact", "top1_agreement", "cpu") if k in e}
+    return out
+
+
+def validate(
+    cfg: ValidateConfig,
+    prepared: str | Path,
+    tflite_dir: str | Path,
+    fp32_model: str | Path | None,
+    evaluation_json: str | Path,
+    summary_json: str | Path,
+    summary_md: str | Path | None = None,
+    devices_json: str | Path | None = None,
+    metrics_path: str | Path | None = None,
+) -> dict[str, Any]:
+    tflite_dir = Path(tflite_dir)
+    card_file = tflite_dir / CARD_NAME
+    if not card_file.is_file():
+        raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the convert stage first")
+    card = read_json(card_file)
+    names = [cfg.model] + [v for v in cfg.variants if v != cfg.model]
+    for name in names:
+        if name not in card["variants"]:
+            raise ModelError(f"validate: variant {name!r} was not converted (have: {', '.join(sorted(card['variants']))})")
+    profiles = resolve_profiles(cfg.devices, extra_dir=cfg.profiles_dir)
+    data = load_eval_data(prepared, fp32_model)
+    full: dict[str, dict[str, Any]] = {}
+    for name in names:
+        path = tflite_dir / card["variants"][name]["file"]
+        full[name] = {}
+        for prof in profiles:
+            log(f"validate: {name} on {prof.name} ({prof.title})")
+            full[name][prof.name] = validate_on_device(
+                path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
+                emulate=cfg.emulate, emulate_samples=cfg.emulate_samples)
+    summary = read_json(evaluation_json)
+    summary["validated_model"] = cfg.model
+    summary["required_devices"] = list(cfg.required_devices)
+    summary["devices"] = {d: {**_slim(v), "required": d in cfg.required_devices} for d, v in full[cfg.model].items()}
+    summary["device_matrix"] = {n: {d: bool(v["passed"]) for d, v in per.items()} for n, per in full.items()}
+    failed = [d for d in cfg.required_devices if not full[cfg.model][d]["passed"]]
+    summary["validation_passed"] = not failed
+    write_json(summary_json, summary)
+    if summary_md is not None:
+        write_text(summary_md, summary_markdown(summary))
+    if devices_json is not None:
+        write_json(devices_json, full)
+    metrics: dict[str, Any] = {"passed": not failed, "failed_required": failed,
+                               "devices_passed": sum(v["passed"] for v in full[cfg.model].values()),
+                               "devices": len(profiles)}
+    for d, v in full[cfg.model].items():
+        metrics[d] = {k: v[k] for k in ("passed", "latency_ms_estimate", "arena_bytes", "accuracy") if v.get(k) is not None}
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    return metrics

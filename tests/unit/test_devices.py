@@ -1,0 +1,162 @@
+"""Device validation on real runtimes (LiteRT, TFLite Micro) with tiny models built here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeqat.devices.profiles import DeviceProfile, available_profiles, load_profile_file, resolve_profiles
+from edgeqat.devices.validate import EvalData, validate_on_device
+from edgeqat.errors import ConfigError, ModelError
+
+
+def _convert(model, int8: bool, shape) -> bytes:
+    from edgeqat.tf_compat import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if int8:
+        rng = np.random.default_rng(0)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(8))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _small(keras, activation="relu"):
+    L = keras.layers
+    inp = keras.Input((16, 16, 1))
+    x = L.Conv2D(8, 3, strides=2, activation=activation)(inp)
+    x = L.DepthwiseConv2D(3, activation="relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, L.Dense(4)(x))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from edgeqat.tf_compat import keras
+
+    d = tmp_path_factory.mktemp("devmodels")
+    L = keras.layers
+    small = _small(keras)
+    inp = keras.Input((160, 160, 3))  # two 160x160x32 int8 activations live at once: > 1 MB
+    x = L.Conv2D(32, 3, padding="same", activation="relu")(inp)
+    x = L.Conv2D(32, 3, padding="same", activation="relu")(x)
+    big = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+    out = {
+        "int8": _convert(small, True, (16, 16, 1)),
+        "fp32": _convert(small, False, (16, 16, 1)),
+        "gelu": _convert(_small(keras, "gelu"), False, (16, 16, 1)),
+        "big": _convert(big, True, (160, 160, 3)),
+    }
+    paths = {}
+    for k, blob in out.items():
+        paths[k] = d / f"{k}.tflite"
+        paths[k].write_bytes(blob)
+    return paths
+
+
+def _profile(name):
+    return resolve_profiles([name])[0]
+
+
+def test_shipped_profiles_load_and_cite_sources():
+    profs = available_profiles()
+    assert {"rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3"} <= set(profs)
+    for p in profs.values():
+        assert all(s.startswith("http") for s in p.sources), p.name
+    assert {p.device_class for p in profs.values()} >= {"arm_linux", "phone", "x86", "edge_tpu", "mcu"}
+
+
+def test_int8_model_passes_cortex_m7_with_tflm_arena(models):
+    v = validate_on_device(models["int8"], _profile("cortex_m7"), EvalData(np.random.default_rng(1).random((6, 16, 16, 1), dtype=np.float32)))
+    assert v["passed"], v["reasons"]
+    assert 0 < v["arena_bytes"] < 1024 * 1024
+    assert "reference kernels" in v["arena_label"]
+    assert v["latency_ms_estimate"] > 0 and v["latency_estimate"]["label"] == "estimate"
+
+
+def test_arena_over_sram_fails_naming_needed_and_available(models):
+    v = validate_on_device(models["big"], _profile("cortex_m7"), latency_runs=2)
+    assert not v["passed"]
+    arena = v["arena_bytes"]
+    assert arena > 1024 * 1024
+    assert any(f"arena needs {arena:,} bytes > SRAM 1,048,576 bytes" in r for r in v["reasons"]), v["reasons"]
+
+
+def test_float_model_fails_edge_tpu_naming_its_ops(models):
+    v = validate_on_device(models["fp32"], _profile("coral_edgetpu"), latency_runs=2)
+    assert not v["passed"]
+    text = " ".join(v["reasons"])
+    assert "float ops" in text and "CONV_2D" in text and "DEPTHWISE_CONV_2D" in text
+
+
+def test_op_tflm_lacks_is_named(models):
+    v = validate_on_device(models["gelu"], _profile("esp32s3"), latency_runs=2)
+    assert not v["passed"]
+    assert any("ops TFLite Micro lacks: GELU" in r for r in v["reasons"]), v["reasons"]
+
+
+def test_litert_profile_measures_and_agrees(models):
+    rng = np.random.default_rng(2)
+    images = rng.random((8, 16, 16, 1), dtype=np.float32)
+    from edgeqat.quantization.runtime import TFLiteClassifier
+
+    ref = np.array([np.argmax(TFLiteClassifier(models["int8"])(x)) for x in images])
+    data = EvalData(images, labels=ref, reference_preds=ref)
+    v = validate_on_device(models["int8"], _profile("rpi4"), data, latency_runs=5, emulate=False)
+    assert v["agreement"] == 1.0 and v["accuracy"] == 1.0
+    assert v["host_latency_ms"]["p50"] > 0 and "4 thread" in v["host_latency_ms"]["runtime"]
+    assert v["emulation"] == {"ran": False, "why": "emulation off (validate.emulate: false)"}
+
+
+def test_unknown_device_lists_valid_names():
+    with pytest.raises(ConfigError, match=r"unknown device 'pi5'; valid names: .*cortex_m7.*rpi4"):
+        resolve_profiles(["pi5"])
+
+
+def test_malformed_profile_names_the_field(tmp_path):
+    raw = load_profile_file(_shipped("rpi4")).model_dump()
+    raw["speed_model"]["threads"] = 0
+    raw["runtime"] = "onnx"
+    f = tmp_path / "bad.yaml"
+    import yaml
+
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_profile_file(f)
+    assert f"{f}: runtime:" in str(e.value) and f"{f}: speed_model.threads:" in str(e.value)
+
+
+def _shipped(name):
+    from edgeqat.devices.profiles import shipped_profile_files
+
+    return next(p for p in shipped_profile_files() if p.stem == name)
+
+
+def test_corrupt_file_is_named(tmp_path):
+    bad = tmp_path / "model.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="model.tflite: not a TFLite flatbuffer"):
+        validate_on_device(bad, _profile("rpi4"))
+
+
+def test_user_profile_overrides_and_cli_json(models, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeqat.cli import app
+
+    raw = load_profile_file(_shipped("cortex_m7")).model_dump()
+    raw.update(name="tiny_mcu", title="an MCU with 1 KB SRAM", sram_bytes=1024)
+    prof = tmp_path / "tiny_mcu.yaml"
+    import yaml
+
+    prof.write_text(yaml.safe_dump(raw))
+    r = CliRunner().invoke(app, ["validate", str(models["int8"]), "--device", "cortex_m7", "--device", str(prof), "--json"])
+    assert r.exit_code == 1, r.output
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert out["devices"]["cortex_m7"]["passed"] is True
+    assert out["devices"]["tiny_mcu"]["passed"] is False
+    assert "> SRAM 1,024 bytes" in " ".join(out["devices"]["tiny_mcu"]["reasons"])
