@@ -347,7 +347,8 @@ def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:
         lines.append(f"- mixed: kept float: {mixed.get('keep_float_layers') or '(none)'}")
     if m["qat"].get("most_sensitive_layer"):
         lines.append(f"- most quantization-sensitive layer (Keras fake-quant vs float): {m['qat']['most_sensitive_layer']}")
-    lines += ["", "Wall time per step (s): " + ", ".join(f"{k} {v:.0f}" for k, v in res["times"].items())
+    steps = ("prepare", "train", "qat", "prune", "convert", "evaluate")
+    lines += ["", "Wall time per step (s): " + ", ".join(f"{k} {res['times'][k]:.0f}" for k in steps if k in res["times"])
               + f"; total {sum(res['times'].values()):.0f}"]
     conv = m["convert"]
     lines += ["", "Conversion time per variant (s): " + ", ".join(f"{k} {conv[k]['seconds']:.0f}" for k in s["variants"] if k in conv), ""]
@@ -372,7 +373,7 @@ def _hand_md(hand: dict[str, Any], chain: dict[str, Any] | None) -> list[str]:
     for name, r in rows.items():
         lines.append("| " + " | ".join(name if k == "variant" else _fmt(k, r.get(k)) for k, _ in cols) + " |")
     lines += ["", "(edgeqat rows repeated from the table above, their Δ / ratios vs edgeqat's FP32.)", "",
-              "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in hand["times"].items())
+              "Wall time (s): " + ", ".join(f"{k} {hand['times'][k]:.0f}" for k in ("train", "qat", "convert_fp32", "convert_qat_int8", "evaluate") if k in hand["times"])
               + f"; total {sum(hand['times'].values()):.0f}", ""]
     if chain:
         h, e = hand["rows"]["handwritten_qat_int8"], chain["summary"]["variants"]["qat_int8"]
@@ -381,11 +382,38 @@ def _hand_md(hand: dict[str, Any], chain: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def latency_recheck(rounds: int = 2) -> list[str]:
+    """Re-time the (b) files behind the latency checks, back to back (the machine is shared)."""
+    from edgeqat.config import EvaluateConfig
+    from edgeqat.steps.evaluate import evaluate_variant
+
+    files = {"edgeqat fp32": CASES_DIR / "b" / "tflite" / "fp32.tflite",
+             "handwritten fp32": CASES_DIR / "b_handwritten" / "fp32.tflite",
+             "edgeqat qat_int8": CASES_DIR / "b" / "tflite" / "qat_int8.tflite",
+             "edgeqat channel_pruned_qat_int8": CASES_DIR / "b" / "tflite" / "channel_pruned_qat_int8.tflite"}
+    files = {k: v for k, v in files.items() if v.is_file()}
+    test = CASES_DIR / "b" / "prepared" / "test"
+    if not files or not test.is_dir():
+        return []
+    p50 = {k: [] for k in files}
+    for _ in range(rounds):
+        for k, path in files.items():
+            p50[k].append(evaluate_variant(path, test, "zero_one", EvaluateConfig())["latency_p50_ms"])
+    lines = [f"Latency re-check of (b), {rounds} back-to-back rounds at report time (p50 ms, 200 runs each): "
+             + "; ".join(f"{k} " + " / ".join(f"{x:.3f}" for x in v) for k, v in p50.items()) + "."]
+    if "edgeqat qat_int8" in p50 and "edgeqat channel_pruned_qat_int8" in p50:
+        ratios = [c / q for c, q in zip(p50["edgeqat channel_pruned_qat_int8"], p50["edgeqat qat_int8"])]
+        lines[0] += " channel_pruned / qat_int8 p50: " + " / ".join(f"{r:.3f}×" for r in ratios) + "."
+    return lines + [""]
+
+
 def write_report(out: Path, results: dict[str, Any], started: str) -> None:
+    starts = [r["started"] for r in results.values() if r.get("started")] or [started]
+    commits = sorted({r.get("commit") or commit() for r in results.values()}) or [commit()]
     lines = ["# edgeqat compression benchmark (issue 3)", "",
-             f"- date: {started} (finished {dt.datetime.now().astimezone().isoformat(timespec='seconds')})",
+             f"- date: {min(starts)} (report written {dt.datetime.now().astimezone().isoformat(timespec='seconds')})",
              f"- machine: {machine()}",
-             f"- commit: {commit()}",
+             f"- commit: {', '.join(commits)}",
              "- how: `python bench/compression.py --case both`: prepare → train → qat (+ mixed, sensitivity) → prune "
              "(PQAT + channel pruning) → convert (every variant) → evaluate, called in-process; latency is "
              "`invoke()` p50 at 1 thread on this machine, which was shared with another job (latencies are noisy).", ""]
@@ -394,6 +422,7 @@ def write_report(out: Path, results: dict[str, Any], started: str) -> None:
         chk = acceptance(rb["summary"])
         lines += _table("## Issue-3 acceptance on (b) (MobileNetV2 α=1.0, 28×28 IDX → 32×32)", chk)
         lines += [f"{sum(ok for *_, ok in chk)}/{len(chk)} PASS.", ""]
+        lines += latency_recheck()
     if "a" in results:
         lines += _case_md("a", "default data: digits 16×16, DS-CNN (`Params()` defaults)", results["a"])
         lines += _table("Same checks on (a), for information:", acceptance(results["a"]["summary"]))
@@ -434,6 +463,7 @@ def main() -> int:
             say(f"case {key}: reusing {cached}")
             continue
         t = time.monotonic()
+        case_start = dt.datetime.now().astimezone().isoformat(timespec="seconds")
         if key == "a":
             res = run_chain(Params(), work)
         else:
@@ -454,6 +484,7 @@ def main() -> int:
                 traceback.print_exc()
                 res["handwritten_error"] = f"{type(err).__name__}: {err}"
         res["wall_s"] = round(time.monotonic() - t, 1)
+        res["started"], res["commit"] = case_start, commit()
         from edgeqat.io import write_json
 
         write_json(cached, res)

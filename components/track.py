@@ -16,6 +16,8 @@ def track(
     evaluate_metrics: Input[Metrics],
     validate_metrics: Input[Metrics],
     devices_report: Input[Artifact],
+    recommend_metrics: Input[Metrics],
+    recommendation: Input[Artifact],
     train_history: Input[Dataset],
     qat_history: Input[Dataset],
     confusion: Input[Dataset],
@@ -41,6 +43,7 @@ def track(
     convert_config: dict,
     evaluate_config: dict,
     validate_config: dict,
+    recommend_config: dict,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
     kfp_run_name: str,
@@ -58,7 +61,8 @@ def track(
     cfg = section_config("track", locals())
     params = params_from_sections({
         "prepare": prepare_config, "train": train_config, "qat": qat_config, "prune": prune_config,
-        "convert": convert_config, "evaluate": evaluate_config, "validate": validate_config, "track": section_values("track", cfg),
+        "convert": convert_config, "evaluate": evaluate_config, "validate": validate_config,
+        "recommend": recommend_config, "track": section_values("track", cfg),
     })
     with tempfile.TemporaryDirectory(prefix="edgeqat-track-") as tmp:
         ws = assemble_workspace(tmp, {
@@ -70,6 +74,8 @@ def track(
             "metrics/evaluate.json": evaluate_metrics.path,
             "metrics/validate.json": validate_metrics.path,
             "reports/devices.json": devices_report.path,
+            "metrics/recommend.json": recommend_metrics.path,
+            "reports/recommendation": recommendation.path,
             "plots/train_history.csv": train_history.path,
             "plots/qat_history.csv": qat_history.path,
             "plots/confusion.csv": confusion.path,

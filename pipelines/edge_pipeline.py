@@ -1,5 +1,5 @@
 """The edgeqat pipeline as a KFP v2 DAG, the same stages as dvc.yaml:
-prepare -> train -> (qat, prune) -> convert -> evaluate -> validate -> track -> register.
+prepare -> train -> (qat, prune) -> convert -> evaluate -> validate -> recommend -> track -> register.
 
 Pipeline parameters are generated from ``edgeqat.config.Params``, one per params.yaml key,
 named and encoded by ``edgeqat.kfp_params`` (``qat.epochs`` <-> ``qat__epochs``, null <->
@@ -34,6 +34,7 @@ from edgeqat.components.evaluate import evaluate
 from edgeqat.components.prepare import prepare
 from edgeqat.components.prune import prune
 from edgeqat.components.qat import qat
+from edgeqat.components.recommend import recommend
 from edgeqat.components.register import register
 from edgeqat.components.track import track
 from edgeqat.components.train import train
@@ -68,7 +69,7 @@ def _signature(data_from_uri: bool, model_from_uri: bool) -> inspect.Signature:
 
 # The component of each params section: its parameters are that section's keys.
 STAGES = {"prepare": prepare, "train": train, "qat": qat, "prune": prune, "convert": convert,
-          "evaluate": evaluate, "validate": validate, "track": track, "register": register}
+          "evaluate": evaluate, "validate": validate, "recommend": recommend, "track": track, "register": register}
 
 
 def component_keys(component: Any) -> set[str]:
@@ -116,11 +117,16 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False) ->
         ev = evaluate(prepared=prepared, tflite=conv.outputs["tflite"], fp32_model=fp32_model, **_section(p, "evaluate"))
         val = validate(prepared=prepared, tflite=conv.outputs["tflite"], fp32_model=fp32_model,
                        evaluation=ev.outputs["summary"], **_section(p, "validate"))
+        rec = recommend(prepared=prepared, tflite=conv.outputs["tflite"], fp32_model=fp32_model,
+                        qat_model=quant.outputs["qat_model"], prune_config=pruned.outputs["Output"],
+                        **_section(p, "recommend"))
+        rec.after(val)  # as in dvc.yaml: recommend only once the registered model was validated
         trk = track(
             prepare_metrics=prep.outputs["metrics"], train_metrics=fp32.outputs["metrics"],
             qat_metrics=quant.outputs["metrics"], prune_metrics=pruned.outputs["metrics"],
             convert_metrics=conv.outputs["metrics"], evaluate_metrics=ev.outputs["metrics"],
             validate_metrics=val.outputs["metrics"], devices_report=val.outputs["devices_report"],
+            recommend_metrics=rec.outputs["metrics"], recommendation=rec.outputs["report"],
             train_history=fp32.outputs["history"], qat_history=quant.outputs["history"],
             confusion=ev.outputs["confusion"], fp32_model=fp32_model, qat_model=quant.outputs["qat_model"],
             mixed_model=quant.outputs["mixed_model"], pqat_model=pruned.outputs["pqat_model"],
@@ -130,7 +136,7 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False) ->
             prepare_config=prep.outputs["Output"], train_config=fp32.outputs["Output"],
             qat_config=quant.outputs["Output"], prune_config=pruned.outputs["Output"],
             convert_config=conv.outputs["Output"], evaluate_config=ev.outputs["Output"],
-            validate_config=val.outputs["config"],
+            validate_config=val.outputs["config"], recommend_config=rec.outputs["Output"],
             **_section(p, "track"), mlflow_tracking_uri=args["mlflow_tracking_uri"],
             kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             run_tags=args["run_tags"],
@@ -138,6 +144,7 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False) ->
         trk.set_caching_options(False)  # it writes to MLflow: never skip it
         with dsl.If(val.outputs["passed"] == True, name="required-devices-passed"):  # noqa: E712 (a KFP condition)
             reg = register(tflite=conv.outputs["tflite"], fp32_model=fp32_model, summary=val.outputs["summary"],
+                           recommended=rec.outputs["recommended"], recommendation=rec.outputs["report"],
                            all_params=trk.outputs["Output"], mlflow_tracking_uri=args["mlflow_tracking_uri"],
                            **_section(p, "register"))
             reg.set_caching_options(False)

@@ -45,3 +45,12 @@ def tiny_prepared(tmp_path_factory, tiny_npz) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "data"
     prepare(PrepareConfig(source="npz", path=str(tiny_npz), image_size=16, calibration_size=16, shard_size=32), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def comp(tmp_path_factory, tiny_prepared):
+    """fp32/qat/mixed/pqat/channel-pruned models and their .tflite variants of a tiny untrained
+    model (tests/compressed_chain.py), shared by the compression and recommendation tests."""
+    from compressed_chain import build_comp
+
+    return build_comp(tmp_path_factory, tiny_prepared)

@@ -197,6 +197,10 @@ from edgeqat.cli_devices import install as _install_device_commands  # noqa: E40
 
 _install_device_commands(app, stage)
 
+from edgeqat.cli_recommend import install as _install_recommend_commands  # noqa: E402
+
+_install_recommend_commands(app, stage)
+
 
 def main() -> None:
     try:

@@ -39,12 +39,19 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         summary: Path = typer.Option(Path("reports/summary.json")),
         lock: Path = typer.Option(Path("dvc.lock"), help="dvc.lock, for the data checksums DVC recorded."),
         out: Path = typer.Option(Path("reports/registered.json"), help="Where to write the version registered."),
+        recommended: Path = typer.Option(Path("models/recommended"), help="recommend's chosen model per device."),
+        recommendation: Path = typer.Option(Path("reports/recommendation/recommendation.json")),
     ) -> None:
-        """Register the evaluated variant as a new MLflow model version (alias `challenger`)."""
-        from edgeqat.steps.register import register
+        """Register the evaluated variant as a new MLflow model version (alias `challenger`), and with
+        recommend.enabled each device's recommended model as `<model_name>-<device>`."""
+        from edgeqat.io import read_json, write_json
+        from edgeqat.steps.register import register, register_recommended
 
         p = _params(params)
         register(p.register, p, models, fp32, summary, out, lock=lock)
+        per_device = register_recommended(p.register, p, models, recommended, recommendation)
+        if per_device:
+            write_json(out, {**read_json(out), "recommended": per_device})
 
     @app.command("promote")
     def promote_cmd(

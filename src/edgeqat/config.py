@@ -151,6 +151,26 @@ class ValidateConfig(_Section):
         return self
 
 
+class RecommendConfig(_Section):
+    """Per-device strategy search (edgeqat recommend; the recommend stage when enabled)."""
+
+    enabled: bool = False
+    devices: list[str] = ["cortex_m7", "coral_edgetpu", "rpi4"]
+    budget_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the FP32 Keras model, on the test split
+    max_minutes: float = Field(20.0, gt=0)  # bound on the whole search (fine-tunes included)
+    sparsities: list[float] = [0.5, 0.75]  # PQAT candidates (the prune stage's own sparsity is reused)
+    channel_fractions: list[float] = [0.3, 0.5, 0.7]  # channel-pruning candidates
+    latency_runs: int = Field(20, ge=1)
+
+    @field_validator("sparsities", "channel_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not 0 <= x < 1]
+        if bad:
+            raise ValueError(f"values must be in [0, 1), got {bad}")
+        return v
+
+
 class TrackConfig(_Section):
     experiment: str = Field("edgeqat", min_length=1)
     log_models: bool = True
@@ -188,6 +208,7 @@ class Params(_Section):
     convert: ConvertConfig = ConvertConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     validate: ValidateConfig = ValidateConfig()
+    recommend: RecommendConfig = RecommendConfig()
     track: TrackConfig = TrackConfig()
     register: RegisterConfig = RegisterConfig()
 

@@ -40,6 +40,14 @@ def _fmt(key: str, v: Any) -> str:
     return str(v)
 
 
+def ordered_variants(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The variants in the pipeline's order (summary.json stores them with sorted keys)."""
+    from edgeqat.config import VARIANTS
+
+    order = {name: i for i, name in enumerate(VARIANTS)}
+    return sorted(summary.get("variants", {}).items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     ref = summary.get("reference", "fp32")
     lines = [
@@ -52,7 +60,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "| " + " | ".join(title for _, title in COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
     ]
-    for name, row in summary.get("variants", {}).items():
+    for name, row in ordered_variants(summary):
         cells = [name if key == "variant" else _fmt(key, row.get(key)) for key, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):

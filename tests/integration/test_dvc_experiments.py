@@ -24,8 +24,8 @@ def test_exp_run_switches_to_idx_files(tmp_path):
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline"], repo)
 
     out = run([str(BIN / "dvc"), "exp", "run", "-S", "prepare.source=idx", "-S", "prepare.path=data/site-idx"], repo)
-    assert set(stages_run(out.stdout)) == {"prepare", "train", "qat", "prune", "convert", "evaluate", "validate", "track",
-                                            "register"}
+    assert set(stages_run(out.stdout)) == {"prepare", "train", "qat", "prune", "convert", "evaluate", "validate",
+                                            "recommend", "track", "register"}
     meta = json.loads((repo / "data" / "prepared" / "meta.json").read_text())
     assert meta["class_names"] == ["0", "1", "2"] and sum(meta["sizes"][s] for s in ("train", "val", "test")) == 120
     shown = run([str(BIN / "dvc"), "exp", "show", "--json"], repo)

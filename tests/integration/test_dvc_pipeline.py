@@ -54,9 +54,9 @@ def _runs(repo: Path):
 def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
     env = {"MLFLOW_TRACKING_URI": ""}
     first = run([str(BIN / "dvc"), "repro"], repo, env)
-    ran = stages_run(first.stdout)  # track and register both follow validate, in either order; so do qat and prune
+    ran = stages_run(first.stdout)  # recommend, track, register follow validate in any order; qat and prune too
     assert ran[:2] == ["prepare", "train"] and sorted(ran[2:4]) == ["prune", "qat"]
-    assert ran[4:7] == ["convert", "evaluate", "validate"] and sorted(ran[7:]) == ["register", "track"]
+    assert ran[4:8] == ["convert", "evaluate", "validate", "recommend"] and sorted(ran[8:]) == ["register", "track"]
 
     summary = json.loads((repo / "reports" / "summary.json").read_text())
     assert set(summary["variants"]) == set(TINY_VARIANTS)
@@ -79,7 +79,7 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_changed(repo):
     (repo / "params.yaml").write_text(tiny_params(**{"qat.epochs": 2}))
     third = run([str(BIN / "dvc"), "repro"], repo, env)
     ran = stages_run(third.stdout)
-    assert ran[:4] == ["qat", "convert", "evaluate", "validate"] and sorted(ran[4:]) == ["register", "track"]
+    assert ran[:5] == ["qat", "convert", "evaluate", "validate", "recommend"] and sorted(ran[5:]) == ["register", "track"]
     assert json.loads((repo / "metrics" / "qat.json").read_text())["epochs_run"] == 2
     # The register stage added a second version of the model to the local registry.
     assert json.loads((repo / "reports" / "registered.json").read_text())["version"] == "2"

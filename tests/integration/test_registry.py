@@ -430,3 +430,31 @@ def test_mlflow_models_serve_predicts_on_raw_images(url, v_good, built, tmp_path
             pass
         proc.wait(timeout=20)
         log.close()
+
+
+def test_recommended_models_register_per_device_and_a_miss_registers_nothing(built, url, tmp_path):
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from edgeqat.steps.register import register_recommended
+
+    d = built["dir"]
+    rec = tmp_path / "recommended"
+    rec.mkdir()
+    shutil.copy(d / "tflite" / "qat_int8.tflite", rec / "sim-m7.tflite")
+    report = {"enabled": True, "devices": {
+        "sim-m7": {"chosen": "qat_int8", "reason": "QAT int8: fits 150 KiB in 2048 KiB flash.",
+                   "candidates": [{"candidate": "qat_int8", "integer_only": True, "accuracy": 0.9, "size_bytes": 1,
+                                   "arena_bytes": 1000, "latency_ms_estimate": 2.0}]},
+        "sim-tiny": {"chosen": None, "reason": "no model fits sim-tiny: the closest, qat_int8, misses flash by 90%.",
+                     "candidates": []}}}
+    (tmp_path / "recommendation.json").write_text(json.dumps(report))
+    out = register_recommended(CFG, Params(), d / "tflite", rec, tmp_path / "recommendation.json", uri=url, root=d)
+    assert out["sim-tiny"] is None
+    assert out["sim-m7"]["model_name"] == f"{CFG.model_name}-sim-m7"
+    client = MlflowClient(tracking_uri=url)
+    names = {m.name for m in client.search_registered_models()}
+    assert f"{CFG.model_name}-sim-m7" in names and f"{CFG.model_name}-sim-tiny" not in names
+    v = client.get_model_version_by_alias(f"{CFG.model_name}-sim-m7", "challenger")
+    assert v.version == out["sim-m7"]["version"] and v.tags["strategy"] == "qat_int8" and v.tags["device"] == "sim-m7"

@@ -125,8 +125,9 @@ def test_each_component_takes_exactly_its_section():
 
     extras = {
         "track": {"prepare_config", "train_config", "qat_config", "prune_config", "convert_config",
-                  "evaluate_config", "validate_config", "mlflow_tracking_uri", "kfp_run_id", "kfp_run_name", "run_tags"},
+                  "evaluate_config", "validate_config", "recommend_config", "mlflow_tracking_uri", "kfp_run_id", "kfp_run_name", "run_tags"},
         "register": {"all_params", "mlflow_tracking_uri"},
+        "recommend": {"prune_config"},
     }
     assert unwired_keys() == []
     for name, component in STAGES.items():

@@ -42,3 +42,13 @@ def test_mobilenetv2_builds_and_quantizes():
     m = build_model("mobilenetv2", (32, 32, 3), 10, alpha=0.35)
     assert m.output_shape == (None, 10)
     quantize(m)
+
+
+def test_mobilenetv2_from_scratch_uses_fast_batchnorm_statistics():
+    # Keras' default 0.999 left MobileNetV2 at chance on digits at 32x32 (bench/compression_results.md).
+    from edgeqat.models.zoo import build_model
+    from edgeqat.tf_compat import keras
+
+    model = build_model("mobilenetv2", (32, 32, 1), 10, alpha=0.35)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert bns and all(layer.momentum == 0.9 for layer in bns)

@@ -189,6 +189,11 @@ def estimate_latency(profile: DeviceProfile, work: Workload) -> dict[str, Any]:
     base = {"kernel_library": sm.kernel_library, "runtime": sm.runtime, "dtype": sm.dtype, "threads": sm.threads,
             "label": "estimate"}
     fit = fit_speed_model(sm)
+    smallest = min(sum(v for k, v in reference_workloads()[published_rows()[r]["model"]].items() if k != "other")
+                   for r in fit.calibration)
+    if work.total_macs < smallest / 10:
+        base["note"] = (f"{work.total_macs / 1e6:.2g} M MACs is far below the smallest calibration model "
+                        f"({smallest / 1e6:.3g} M): the estimate extrapolates and ignores fixed per-inference costs")
     return {**base, "latency_ms_estimate": fit.predict(work.macs),
             "fit": {"overhead_ms": fit.overhead_ms, "ms_per_mmac": fit.ms_per_mmac, "calibration_rows": list(fit.calibration)}}
 

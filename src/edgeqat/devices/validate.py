@@ -81,6 +81,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     work: Workload = analyze(blob)
     reasons: list[str] = []
     notes: list[str] = []
+    misses: dict[str, dict[str, float]] = {}  # budget -> {needed, available}: how far from fitting
     v: dict[str, Any] = {"device": prof.name, "title": prof.title, "runtime": prof.runtime, "threads": prof.threads,
                          "model": str(path), "model_bytes": len(blob), "workload": work.as_dict()}
 
@@ -91,10 +92,13 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
             reasons.append(f"unsupported ops on {prof.name}: {', '.join(bad)}")
     if prof.int8_only and work.float_ops:
         reasons.append(f"{prof.name} runs integer ops only; float ops: {', '.join(sorted(set(work.float_ops)))}")
+    if prof.int8_only and work.int16_ops:
+        reasons.append(f"{prof.name} runs int8 ops only; int16 ops: {', '.join(sorted(set(work.int16_ops)))}")
 
     # Flash/storage for the model itself.
     if prof.flash_bytes is not None and len(blob) > prof.flash_bytes:
         reasons.append(f"model {len(blob):,} bytes > flash {prof.flash_bytes:,} bytes")
+        misses["flash"] = {"needed": len(blob), "available": prof.flash_bytes}
 
     # Run it on the device's runtime.
     outputs = None
@@ -116,6 +120,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
             v["host_latency_ms"] = {**_percentiles(run.latency_ms), "runtime": "tflm reference kernels, x86 host"}
             if prof.sram_bytes is not None and run.arena_bytes is not None and run.arena_bytes > prof.sram_bytes:
                 reasons.append(f"arena needs {run.arena_bytes:,} bytes > SRAM {prof.sram_bytes:,} bytes available")
+                misses["sram"] = {"needed": run.arena_bytes, "available": prof.sram_bytes}
     else:
         try:
             r = _run_litert(path, prof, data, latency_runs)
@@ -129,6 +134,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
             need = len(blob) + r["memory_bytes"]
             if prof.ram_bytes is not None and need > prof.ram_bytes:
                 reasons.append(f"model + interpreter {need:,} bytes > RAM {prof.ram_bytes:,} bytes")
+                misses["ram"] = {"needed": need, "available": prof.ram_bytes}
 
     # Accuracy through that runtime, and agreement with the reference model.
     if outputs is not None and data is not None:
@@ -144,6 +150,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
                 if max_accuracy_drop is not None and drop > max_accuracy_drop:
                     reasons.append(f"accuracy {v['accuracy']:.4f} is {drop:.4f} below the reference "
                                    f"{ref_acc:.4f} (> validate.max_accuracy_drop {max_accuracy_drop})")
+                    misses["accuracy_drop"] = {"needed": drop, "available": max_accuracy_drop}
 
     # Latency on the target: an estimate from the profile's speed model.
     est = estimate_latency(prof, work)
@@ -154,6 +161,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     if prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
             and v["latency_ms_estimate"] > prof.latency_budget_ms:
         reasons.append(f"estimated latency {v['latency_ms_estimate']:.1f} ms > budget {prof.latency_budget_ms:g} ms")
+        misses["latency"] = {"needed": v["latency_ms_estimate"], "available": prof.latency_budget_ms}
 
     # Emulated ARM: the aarch64 LiteRT build on QEMU, compared with the x86 run.
     if prof.emulation == "qemu-aarch64" and outputs is not None:
@@ -161,6 +169,9 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
 
     v["notes"] = notes
     v["reasons"] = reasons
+    # Budgets missed by a margin; any other reason (an op, a failed run) is not a matter of degree.
+    v["misses"] = misses
+    v["hard_failure"] = len(reasons) > len(misses)
     v["passed"] = not reasons
     log(f"validate: {path.name} on {prof.name}: {'PASS' if v['passed'] else 'FAIL'}"
         + ("" if v["passed"] else " (" + "; ".join(reasons) + ")"))

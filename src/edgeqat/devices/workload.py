@@ -26,6 +26,7 @@ class Workload:
     ops: Counter = field(default_factory=Counter)  # op name -> count
     macs: dict[str, int] = field(default_factory=lambda: {"dense": 0, "depthwise": 0, "fc": 0, "other": 0})
     float_ops: list[str] = field(default_factory=list)  # ops computing in float (not just edge I/O)
+    int16_ops: list[str] = field(default_factory=list)  # ops with int16 tensors (16x8 quantization)
     compute_dtype: str = "int8"  # int8 | int16 | fp32: the dtype the heavy ops compute in
 
     @property
@@ -34,7 +35,8 @@ class Workload:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ops": dict(sorted(self.ops.items())), "macs": dict(self.macs), "total_macs": self.total_macs,
-                "float_ops": sorted(set(self.float_ops)), "compute_dtype": self.compute_dtype}
+                "float_ops": sorted(set(self.float_ops)), "int16_ops": sorted(set(self.int16_ops)),
+                "compute_dtype": self.compute_dtype}
 
 
 _DENSE = ("CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
@@ -87,6 +89,8 @@ def analyze(model: str | Path | bytes) -> Workload:
             heavy_dtypes[act] += 1
         if name not in _EDGE_OPS and dtypes & {"float32", "float16"}:
             w.float_ops.append(name)
+        if name not in _EDGE_OPS and "int16" in dtypes:
+            w.int16_ops.append(name)
     if heavy_dtypes:
         top = heavy_dtypes.most_common(1)[0][0]
         w.compute_dtype = {"float32": "fp32", "float16": "fp32"}.get(top, top)

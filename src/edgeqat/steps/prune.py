@@ -25,6 +25,75 @@ from edgeqat.models.io import load_model, save_model
 from edgeqat.models.training import HISTORY_COLUMNS, accuracy, compile_classifier, fit, history_csv
 
 
+def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any], list[dict]]:
+    """Magnitude pruning to ``cfg.target_sparsity`` (or 2:4), then pruning-preserving QAT."""
+    from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
+
+    fp32 = load_model(fp32_model)
+    rows: list[dict] = []
+    if cfg.target_sparsity > 0 or cfg.m_by_n:
+        what = "2:4 sparsity" if cfg.m_by_n else f"{cfg.target_sparsity:.0%} sparsity"
+        log(f"prune: magnitude pruning {fp32.name} to {what} over {cfg.epochs} epoch(s)")
+        pruned, rows = magnitude_prune(
+            fp32, data.train, data.val, target_sparsity=cfg.target_sparsity, epochs=cfg.epochs,
+            steps_per_epoch=data.steps, learning_rate=cfg.learning_rate, m_by_n=(2, 4) if cfg.m_by_n else None,
+        )
+    else:
+        log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
+        pruned = fp32
+    sparsity = keras_sparsity(pruned)
+    pqat = prune_preserving_quantize(pruned)
+    compile_classifier(pqat, cfg.qat_learning_rate)
+    fit(pqat, data.train, data.val, cfg.pqat_epochs, 0, tag="pqat")
+    metrics = {
+        "keras_sparsity": round(sparsity, 6),
+        "keras_sparsity_after_pqat": round(keras_sparsity_of_quantized(pqat), 6),
+        "val_accuracy": accuracy(pqat, data.val),
+        "test_accuracy": accuracy(pqat, data.test),
+    }
+    return pqat, metrics, rows
+
+
+def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
+    """Drop ``cfg.channel_fraction`` of the filters, fine-tune the narrower model, then QAT."""
+    from edgeqat.compression.channels import channel_prune
+    from edgeqat.steps.qat import quantize
+
+    fp32 = load_model(fp32_model)
+    narrow, report = channel_prune(fp32, cfg.channel_fraction)
+    log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the filters of {len(report['pruned_layers'])} "
+        f"convolution(s): {report['params_before']:,} -> {report['params_after']:,} parameters")
+    compile_classifier(narrow, cfg.learning_rate)
+    fit(narrow, data.train, data.val, cfg.channel_epochs, 0, tag="channel-prune")
+    narrow_acc = accuracy(narrow, data.test)
+    cq = quantize(narrow)
+    compile_classifier(cq, cfg.qat_learning_rate)
+    fit(cq, data.train, data.val, cfg.qat_epochs, 0, tag="channel-prune qat")
+    metrics = {
+        "params_before": report["params_before"],
+        "params_after": report["params_after"],
+        "params_ratio": report["params_after"] / report["params_before"],
+        "layers_pruned": len(report["pruned_layers"]),
+        "filters": report["pruned_layers"],
+        "fp32_test_accuracy": narrow_acc,
+        "val_accuracy": accuracy(cq, data.val),
+        "test_accuracy": accuracy(cq, data.test),
+    }
+    return cq, metrics
+
+
+class PruneData:
+    """The train/val/test datasets the pruning fine-tunes read (built once, shared)."""
+
+    def __init__(self, prepared: str | Path, batch_size: int, seed: int) -> None:
+        prepared = Path(prepared)
+        norm = load_meta(prepared)["normalization"]["scheme"]
+        self.train = make_dataset(prepared / "train", norm, batch_size, shuffle_buffer=2048, seed=seed)
+        self.val = make_dataset(prepared / "val", norm, batch_size)
+        self.test = make_dataset(prepared / "test", norm, batch_size)
+        self.steps = math.ceil(count_records(prepared / "train") / batch_size)
+
+
 def prune(
     cfg: PruneConfig,
     prepared: str | Path,
@@ -34,67 +103,20 @@ def prune(
     metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    from edgeqat.compression.channels import channel_prune
-    from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
-    from edgeqat.steps.qat import quantize
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
     set_determinism(cfg.seed)
-    prepared = Path(prepared)
-    meta = load_meta(prepared)
-    norm = meta["normalization"]["scheme"]
-    train_ds = make_dataset(prepared / "train", norm, cfg.batch_size, shuffle_buffer=2048, seed=cfg.seed)
-    val_ds = make_dataset(prepared / "val", norm, cfg.batch_size)
-    test_ds = make_dataset(prepared / "test", norm, cfg.batch_size)
-    steps = math.ceil(count_records(prepared / "train") / cfg.batch_size)
+    data = PruneData(prepared, cfg.batch_size, cfg.seed)
 
     # 1. magnitude pruning -> pruning-preserving QAT
-    fp32 = load_model(fp32_model)
-    if cfg.target_sparsity > 0 or cfg.m_by_n:
-        what = "2:4 sparsity" if cfg.m_by_n else f"{cfg.target_sparsity:.0%} sparsity"
-        log(f"prune: magnitude pruning {fp32.name} to {what} over {cfg.epochs} epoch(s)")
-        pruned, rows = magnitude_prune(
-            fp32, train_ds, val_ds, target_sparsity=cfg.target_sparsity, epochs=cfg.epochs,
-            steps_per_epoch=steps, learning_rate=cfg.learning_rate, m_by_n=(2, 4) if cfg.m_by_n else None,
-        )
-    else:
-        log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
-        pruned, rows = fp32, []
-    sparsity = keras_sparsity(pruned)
-    pqat = prune_preserving_quantize(pruned)
-    compile_classifier(pqat, cfg.qat_learning_rate)
-    fit(pqat, train_ds, val_ds, cfg.pqat_epochs, 0, tag="pqat")
-    pqat_metrics = {
-        "keras_sparsity": round(sparsity, 6),
-        "keras_sparsity_after_pqat": round(keras_sparsity_of_quantized(pqat), 6),
-        "val_accuracy": accuracy(pqat, val_ds),
-        "test_accuracy": accuracy(pqat, test_ds),
-    }
+    pqat, pqat_metrics, rows = train_pqat(cfg, fp32_model, data)
     save_model(pqat, pqat_out)
-    log(f"prune: PQAT model at {sparsity:.1%} sparsity, test accuracy {pqat_metrics['test_accuracy']:.4f} -> {pqat_out}")
+    log(f"prune: PQAT model at {pqat_metrics['keras_sparsity']:.1%} sparsity, test accuracy "
+        f"{pqat_metrics['test_accuracy']:.4f} -> {pqat_out}")
 
     # 2. structured channel pruning -> fine-tune -> QAT
-    fp32 = load_model(fp32_model)
-    narrow, report = channel_prune(fp32, cfg.channel_fraction)
-    log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the filters of {len(report['pruned_layers'])} "
-        f"convolution(s): {report['params_before']:,} -> {report['params_after']:,} parameters")
-    compile_classifier(narrow, cfg.learning_rate)
-    fit(narrow, train_ds, val_ds, cfg.channel_epochs, 0, tag="channel-prune")
-    narrow_acc = accuracy(narrow, test_ds)
-    cq = quantize(narrow)
-    compile_classifier(cq, cfg.qat_learning_rate)
-    fit(cq, train_ds, val_ds, cfg.qat_epochs, 0, tag="channel-prune qat")
-    channel_metrics = {
-        "params_before": report["params_before"],
-        "params_after": report["params_after"],
-        "params_ratio": report["params_after"] / report["params_before"],
-        "layers_pruned": len(report["pruned_layers"]),
-        "filters": report["pruned_layers"],
-        "fp32_test_accuracy": narrow_acc,
-        "val_accuracy": accuracy(cq, val_ds),
-        "test_accuracy": accuracy(cq, test_ds),
-    }
+    cq, channel_metrics = train_channel_pruned(cfg, fp32_model, data)
     save_model(cq, channel_pruned_out)
     log(f"prune: channel-pruned QAT test accuracy {channel_metrics['test_accuracy']:.4f} -> {channel_pruned_out}")
 

@@ -194,3 +194,63 @@ def register(
     if out_json is not None:
         write_json(out_json, result)
     return result
+
+
+def register_recommended(
+    cfg: RegisterConfig,
+    params: Params,
+    models_dir: str | Path,
+    recommended_dir: str | Path,
+    recommendation_json: str | Path,
+    *,
+    uri: str | None = None,
+    root: str | Path = ".",
+) -> dict[str, Any]:
+    """Each device's recommended model (``edgeqat recommend``) -> a version of its own registered
+    model, ``<register.model_name>-<device>``, alias ``challenger``. One registered model per
+    device because promotion is per device: the Cortex-M7 champion and the Pi 4 champion are
+    different files with different lifecycles. A device where nothing fits registers nothing."""
+    from edgeqat.promotion import CHALLENGER, record_move, whoami
+    from edgeqat.quantization.runtime import load_interpreter, tensor_summary
+    from edgeqat.registry import Registry
+
+    report = read_json(recommendation_json) if Path(recommendation_json).is_file() else {}
+    if not report.get("enabled"):
+        return {}
+    base = read_json(Path(models_dir) / CARD_NAME)
+    reg = Registry(uri, root)
+    out: dict[str, Any] = {}
+    for device, r in report["devices"].items():
+        if not r.get("chosen"):
+            log(f"register: {device}: nothing registered ({r['reason']})")
+            out[device] = None
+            continue
+        tflite = Path(recommended_dir) / f"{device}.tflite"
+        if not tflite.is_file():
+            raise ModelError(f"{tflite}: not found (listed in {recommendation_json}); re-run the recommend stage")
+        row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+        it = load_interpreter(tflite)
+        entry = {"file": tflite.name, "size_bytes": tflite.stat().st_size, "sha256": sha256_file(tflite),
+                 "integer_only": bool(row["integer_only"]), "input": tensor_summary(it.get_input_details()[0]),
+                 "output": tensor_summary(it.get_output_details()[0])}
+        # The pyfunc finds its card entry by the file's stem: key it by device, the strategy beside it.
+        card = {**{k: v for k, v in base.items() if k != "variants"},
+                "variants": {device: {**entry, "strategy": r["chosen"]}}}
+        name = f"{cfg.model_name}-{device}"
+        reg.ensure_model(name, f"edgeqat: the model recommended for device profile {device!r}")
+        tags = {**git_info(Path(root)), "edgeqat_version": __version__, "params_sha256": params_sha256(params),
+                "device": device, "strategy": r["chosen"], "reason": r["reason"][:4000], "sha256": entry["sha256"],
+                "integer_only": _fmt(entry["integer_only"]), "gates.passed": "true", "edgeqat.model_name": name}
+        metrics = {k: float(row[k]) for k in ("accuracy", "size_bytes", "arena_bytes", "latency_ms_estimate")
+                   if row.get(k) is not None}
+        run = reg.log_model_run(experiment=cfg.experiment, run_name=f"{name}-{r['chosen']}", tflite=tflite, card=card,
+                                fp32_model=None, params={"device": device, "strategy": r["chosen"]}, metrics=metrics,
+                                tags=tags, extra_files=[(Path(recommendation_json), "reports")])
+        version = reg.create_version(name, run["source"], run["run_id"], {**tags, "mlflow_run_id": run["run_id"]},
+                                     f"Recommended for `{device}`: {r['reason']}")
+        previous = reg.alias_version(name, CHALLENGER)
+        record_move(reg, name, CHALLENGER, version, {"action": "register", "previous": previous,
+                                                    "by": f"register step ({whoami()})"})
+        log(f"register: {name} version {version} ({r['chosen']}) is the challenger for {device}")
+        out[device] = {"model_name": name, "version": version}
+    return out

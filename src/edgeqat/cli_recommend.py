@@ -1,0 +1,60 @@
+"""CLI of the per-device recommendation: `recommend --device ...` and `stage recommend` (dvc.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def install(app: typer.Typer, stage: typer.Typer) -> None:
+    @app.command("recommend")
+    def recommend_cmd(
+        device: list[str] = typer.Option(..., "--device", "-d", help="Profile name or YAML file (repeatable)."),
+        budget_accuracy_drop: Optional[float] = typer.Option(None, help="Max accuracy loss vs FP32 (default: params)."),
+        max_minutes: Optional[float] = typer.Option(None, help="Bound on the whole search (default: params)."),
+        params: Path = typer.Option(Path("params.yaml"), "--params"),
+        data: Path = typer.Option(Path("data/prepared"), "--data"),
+        models: Path = typer.Option(Path("models/tflite"), help="The converted variants and their model card."),
+        fp32: Path = typer.Option(Path("models/fp32.keras")),
+        qat: Path = typer.Option(Path("models/qat.h5")),
+        out: Path = typer.Option(Path("models/recommended"), help="Chosen .tflite per device + recommended.json."),
+        report: Path = typer.Option(Path("reports/recommendation"), help="Folder for recommendation.{json,md} and plots."),
+        profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir"),
+    ) -> None:
+        """Search the compression strategies for each device; exit 1 when a device gets no model."""
+        from edgeqat.config import load_params
+        from edgeqat.steps.recommend import recommend
+
+        p = load_params(params)
+        cfg = p.recommend.model_copy(update={k: v for k, v in (("budget_accuracy_drop", budget_accuracy_drop),
+                                                                ("max_minutes", max_minutes)) if v is not None})
+        m = recommend(cfg, p.prune, data, models, fp32, qat if qat.is_file() else None, report, out,
+                      devices=device, profiles_dir=profiles_dir, force=True)
+        from edgeqat.io import read_json
+
+        for dev, r in read_json(report / "recommendation.json")["devices"].items():
+            typer.echo(f"{dev}: {r['chosen'] or 'NO MODEL FITS'} -- {r['reason']}")
+        if m["devices_with_a_model"] < len(device):
+            raise typer.Exit(1)
+
+    @stage.command("recommend")
+    def stage_recommend(
+        params: Path = typer.Option(Path("params.yaml"), "--params"),
+        data: Path = typer.Option(Path("data/prepared"), "--data"),
+        models: Path = typer.Option(Path("models/tflite")),
+        fp32: Path = typer.Option(Path("models/fp32.keras")),
+        qat: Path = typer.Option(Path("models/qat.h5")),
+        out: Path = typer.Option(Path("models/recommended")),
+        report: Path = typer.Option(Path("reports/recommendation")),
+        metrics: Path = typer.Option(Path("metrics/recommend.json")),
+    ) -> None:
+        """recommend.enabled: a model per device of recommend.devices (else a one-line report)."""
+        from edgeqat.config import load_params
+        from edgeqat.io import write_json
+        from edgeqat.steps.recommend import recommend
+
+        p = load_params(params)
+        m = recommend(p.recommend, p.prune, data, models, fp32, qat, report, out, profiles_dir=p.validate.profiles_dir)
+        write_json(metrics, m)

@@ -1,0 +1,1 @@
+"""Per-device strategy recommendation: search the compression strategies under each device's budgets."""

@@ -1,0 +1,153 @@
+"""Search the candidates for one device: cheapest first, rule out what cannot fit before making
+it, stay inside a time budget, pick the most accurate candidate that meets every budget.
+
+Order: candidates already on disk, then conversions, then fine-tunes (pruning), so the
+expensive ones run only when needed and within ``max_minutes``. Before a candidate is made
+it is skipped, with the reason, when
+- the device runs integer ops only and the candidate is not integer-only;
+- even its optimistic size bound exceeds the device's flash;
+- making it would not finish inside the time left (its cost estimated from the last
+  fine-tune of this search, or the prune stage's own time).
+The choice: passes every budget of the device (ops, flash, SRAM arena, RAM, latency
+estimate) and loses at most ``budget_accuracy_drop`` vs the FP32 Keras model; an
+integer-only model whenever one passes; the most accurate, ties broken by size, then
+latency estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from edgeqat.devices.profiles import DeviceProfile
+from edgeqat.devices.validate import EvalData, validate_on_device
+from edgeqat.io import log
+from edgeqat.recommend.candidates import Candidate
+
+COST_ORDER = {"ready": 0, "convert": 1, "train": 2}
+
+
+@dataclass
+class Clock:
+    """One time budget shared by every device of a run; fine-tunes are made once and reused."""
+
+    max_seconds: float
+    start: float = field(default_factory=time.monotonic)
+    train_seconds: Optional[float] = None  # the last fine-tune's cost, to forecast the next
+
+    def left(self) -> float:
+        return self.max_seconds - (time.monotonic() - self.start)
+
+
+def _row(c: Candidate, v: dict[str, Any]) -> dict[str, Any]:
+    return {"candidate": c.name, "strategy": c.description, "verdict": "pass" if v["passed"] else "fail",
+            "accuracy": v.get("accuracy"), "accuracy_drop": v.get("accuracy_drop"), "size_bytes": v["model_bytes"],
+            "arena_bytes": v.get("arena_bytes"), "latency_ms_estimate": v.get("latency_ms_estimate"),
+            "integer_only": not v["workload"]["float_ops"], "reasons": v["reasons"], "misses": v.get("misses", {}),
+            "hard_failure": v.get("hard_failure", False)}
+
+
+def _precheck(c: Candidate, prof: DeviceProfile, clock: Clock) -> Optional[str]:
+    if prof.int8_only and c.integer_only is False:
+        return f"{prof.name} runs integer ops only and {c.name} keeps float ops"
+    lo = c.size_bounds[0]
+    if prof.flash_bytes is not None and lo is not None and lo > prof.flash_bytes and c.path is None:
+        return f"even at best {lo:,} bytes > flash {prof.flash_bytes:,} bytes"
+    if c.path is None and c.cost == "train" and clock.train_seconds is not None and clock.train_seconds > clock.left():
+        return f"needs ~{clock.train_seconds:.0f} s of fine-tuning, {max(clock.left(), 0):.0f} s left of recommend.max_minutes"
+    if c.path is None and clock.left() <= 0:
+        return "recommend.max_minutes used up"
+    return None
+
+
+def _budget_text(prof: DeviceProfile, row: dict[str, Any]) -> str:
+    parts = []
+    if prof.flash_bytes:
+        parts.append(f"{row['size_bytes'] / 1024:.0f} KiB in {prof.flash_bytes / 1024:.0f} KiB flash")
+    if prof.sram_bytes and row.get("arena_bytes"):
+        parts.append(f"a {row['arena_bytes'] / 1024:.0f} KiB arena in {prof.sram_bytes / 1024:.0f} KiB SRAM")
+    if prof.latency_budget_ms and row.get("latency_ms_estimate") is not None:
+        parts.append(f"~{row['latency_ms_estimate']:.2g} ms estimated of a {prof.latency_budget_ms:g} ms budget")
+    return ", ".join(parts) or "every budget"
+
+
+def nearest_miss(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The failing candidate closest to passing: only budget misses (no op or run failure),
+    ranked by its worst relative excess over a budget."""
+    best = None
+    for r in rows:
+        if r["verdict"] == "pass" or r["hard_failure"] or not r["misses"]:
+            continue
+        worst = max(((m["needed"] - m["available"]) / m["available"] if m["available"] else float("inf"), k)
+                    for k, m in r["misses"].items())
+        if best is None or worst[0] < best["excess"]:
+            m = r["misses"][worst[1]]
+            best = {"candidate": r["candidate"], "budget": worst[1], "excess": worst[0],
+                    "needed": m["needed"], "available": m["available"]}
+    return best
+
+
+def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data: EvalData, *,
+                         budget_accuracy_drop: float, clock: Clock, latency_runs: int = 20,
+                         cache: Optional[dict] = None) -> dict[str, Any]:
+    t0 = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for c in sorted(candidates, key=lambda c: COST_ORDER[c.cost]):
+        why = _precheck(c, prof, clock)
+        if why is not None:
+            log(f"recommend: {prof.name}: skip {c.name}: {why}")
+            skipped.append({"candidate": c.name, "why": why})
+            continue
+        if c.path is None:
+            log(f"recommend: {prof.name}: making {c.name} ({c.description})")
+            t = time.monotonic()
+            c.materialize()
+            if c.cost == "train":
+                clock.train_seconds = time.monotonic() - t
+        log(f"recommend: {prof.name}: trying {c.name}")
+        key = (c.name, prof.name)
+        if cache is not None and key in cache:
+            v = cache[key]
+        else:
+            v = validate_on_device(c.path, prof, data, latency_runs=latency_runs, max_accuracy_drop=budget_accuracy_drop,
+                                   emulate=False)
+            if cache is not None:
+                cache[key] = v
+        row = _row(c, v)
+        if v.get("reference_accuracy") is not None and v.get("accuracy") is not None:
+            row["accuracy_drop"] = v["reference_accuracy"] - v["accuracy"]
+        rows.append(row)
+    passing = [r for r in rows if r["verdict"] == "pass"]
+    # Integer-only first (what edgeqat is for: smaller and faster on every target; a float model
+    # is chosen only when no integer one passes), then most accurate, then smaller, then faster.
+    passing.sort(key=lambda r: (not r["integer_only"], -(r["accuracy"] or 0), r["size_bytes"],
+                                r["latency_ms_estimate"] if r["latency_ms_estimate"] is not None else float("inf")))
+    out: dict[str, Any] = {"device": prof.name, "title": prof.title, "candidates": rows, "skipped": skipped,
+                           "seconds": round(time.monotonic() - t0, 1)}
+    if passing:
+        best = passing[0]
+        out["chosen"] = best["candidate"]
+        drop = best.get("accuracy_drop")
+        reason = f"{best['strategy']}: fits {_budget_text(prof, best)}" + \
+            (f" with {drop * 100:.1f} pt accuracy loss" if drop is not None else "")
+        # Say why the baseline (plain QAT) lost when it did, else the most accurate option that failed.
+        qat = next((r for r in rows if r["candidate"] == "qat_int8" and r["verdict"] == "fail"), None)
+        better = [r for r in rows if r["verdict"] == "fail" and (r["accuracy"] or 0) >= (best["accuracy"] or 0)]
+        lost = qat or (better[0] if better else None)
+        if lost is not None:
+            reason += f"; {'plain QAT int8' if lost is qat else lost['strategy']} did not ({lost['reasons'][0]})"
+        out["reason"] = reason + "."
+    else:
+        out["chosen"] = None
+        miss = nearest_miss(rows)
+        out["nearest_miss"] = miss
+        if miss is not None:
+            out["reason"] = (f"no model fits {prof.name}: the closest, {miss['candidate']}, misses {miss['budget']} by "
+                             f"{miss['excess']:.0%} ({miss['needed']:,.4g} needed, {miss['available']:,.4g} available).")
+        else:
+            out["reason"] = f"no model fits {prof.name}: every candidate tried failed on ops or could not run" + \
+                (f" ({rows[0]['reasons'][0]})" if rows and rows[0]["reasons"] else "") + "."
+    log(f"recommend: {prof.name}: {out['reason']}")
+    return out

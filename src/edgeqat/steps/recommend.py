@@ -1,0 +1,142 @@
+"""recommend: for each device, the best deployable model among the compression strategies.
+
+Starts from the pipeline's outputs (the converted variants, the FP32 and QAT models) and
+makes more candidates only where they could help (``edgeqat.recommend``). Writes, per
+device, the chosen ``.tflite`` (``<models_out>/<device>.tflite``) and its entry in
+``<models_out>/recommended.json``; and in ``report_dir`` (``reports/recommendation/``) the
+full candidate tables, reasons and skips (``recommendation.{json,md}``) and an
+accuracy-vs-size plot per device (``<device>.png``). A device where nothing fits gets no
+model, and the report names the nearest miss.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from edgeqat.config import PruneConfig, RecommendConfig
+from edgeqat.devices.profiles import resolve_profiles
+from edgeqat.errors import ModelError
+from edgeqat.io import CARD_NAME, atomic_path, log, read_json, write_json, write_text
+from edgeqat.recommend.candidates import Sources, existing, generated
+from edgeqat.recommend.search import Clock, recommend_for_device
+
+
+def recommendation_markdown(report: dict[str, Any]) -> str:
+    if not report.get("enabled", True):
+        return "# Recommendation\n\nDisabled (`recommend.enabled: false`); run `edgeqat recommend --device ...`.\n"
+    lines = ["# Recommendation per device", "",
+             f"Accuracy budget: at most {report['budget_accuracy_drop']:.3f} below the FP32 Keras model; "
+             f"search bounded by {report['max_minutes']:g} min (took {report['seconds']:.0f} s).", ""]
+    for dev, r in report["devices"].items():
+        lines += [f"## {dev} — {r['title']}", "", f"**{r['chosen'] or 'no model fits'}** — {r['reason']}", "",
+                  "| candidate | verdict | accuracy | drop | size bytes | arena bytes | est. latency ms | reasons |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for c in r["candidates"]:
+            fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+            lines.append(f"| {c['candidate']} | {c['verdict']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['accuracy_drop'], '+.4f')} | "
+                         f"{c['size_bytes']:,} | {fmt(c['arena_bytes'], ',')} | {fmt(c['latency_ms_estimate'], '.2f')} | "
+                         f"{'; '.join(c['reasons']) or '–'} |")
+        if r["skipped"]:
+            lines += ["", "Skipped without making or running them:"]
+            lines += [f"- {s['candidate']}: {s['why']}" for s in r["skipped"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plot(dev: str, r: dict[str, Any], dest: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for c in r["candidates"]:
+        if c["accuracy"] is None:
+            continue
+        ok = c["verdict"] == "pass"
+        ax.scatter(c["size_bytes"] / 1024, c["accuracy"], marker="o" if ok else "x",
+                   color="tab:red" if c["candidate"] == r["chosen"] else ("tab:green" if ok else "tab:gray"), zorder=3)
+        ax.annotate(c["candidate"], (c["size_bytes"] / 1024, c["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("size (KiB)")
+    ax.set_ylabel("accuracy on the device's runtime")
+    ax.set_title(f"{dev}: candidates (o passes, x fails; red = chosen)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(dest, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _write_reports(report_dir: str | Path, report: dict[str, Any]) -> None:
+    with atomic_path(report_dir, is_dir=True) as tmp:
+        write_json(tmp / "recommendation.json", report)
+        write_text(tmp / "recommendation.md", recommendation_markdown(report))
+        for dev, r in report["devices"].items():
+            _plot(dev, r, tmp / f"{dev}.png")
+
+
+def recommend(
+    cfg: RecommendConfig,
+    prune_cfg: PruneConfig,
+    prepared: str | Path,
+    tflite_dir: str | Path,
+    fp32_model: str | Path,
+    qat_model: Optional[str | Path],
+    report_dir: str | Path,
+    models_out: Optional[str | Path] = None,
+    *,
+    devices: Optional[list[str]] = None,
+    profiles_dir: Optional[str | Path] = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """``force``: run even when ``recommend.enabled`` is false (the CLI command)."""
+    if not (cfg.enabled or force):
+        _write_reports(report_dir, {"enabled": False, "devices": {}})
+        if models_out is not None:
+            with atomic_path(models_out, is_dir=True) as tmp:
+                write_json(tmp / "recommended.json", {})
+        return {"enabled": False}
+    tflite_dir = Path(tflite_dir)
+    if not (tflite_dir / CARD_NAME).is_file():
+        raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the pipeline first (dvc repro)")
+    profiles = resolve_profiles(devices or cfg.devices, extra_dir=profiles_dir)
+    from edgeqat.steps.validate import load_eval_data
+
+    t0 = time.monotonic()
+    data = load_eval_data(prepared, fp32_model)
+    clock = Clock(cfg.max_minutes * 60)
+    target = atomic_path(models_out, is_dir=True) if models_out is not None else tempfile.TemporaryDirectory()
+    with target as out_dir:
+        out_dir = Path(out_dir)
+        work = out_dir / ".candidates"
+        work.mkdir()
+        src = Sources(Path(prepared), tflite_dir, Path(fp32_model), Path(qat_model) if qat_model else None, work, prune_cfg)
+        ready = {c.name: c for c in existing(src)}
+        candidates = list(ready.values()) + generated(src, cfg.sparsities, cfg.channel_fractions, ready)
+        log(f"recommend: {len(candidates)} candidate strategies for {', '.join(p.name for p in profiles)} "
+            f"(at most {cfg.max_minutes:g} min)")
+        cache: dict = {}
+        results = {p.name: recommend_for_device(p, candidates, data, budget_accuracy_drop=cfg.budget_accuracy_drop,
+                                                clock=clock, latency_runs=cfg.latency_runs, cache=cache)
+                   for p in profiles}
+        chosen_cards = {}
+        by_name = {c.name: c for c in candidates}
+        for dev, r in results.items():
+            if r["chosen"]:
+                shutil.copy(by_name[r["chosen"]].path, out_dir / f"{dev}.tflite")
+                row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+                chosen_cards[dev] = {"file": f"{dev}.tflite", "strategy": r["chosen"], "reason": r["reason"],
+                                     **{k: row[k] for k in ("accuracy", "size_bytes", "arena_bytes", "latency_ms_estimate")}}
+        shutil.rmtree(work)
+        if models_out is not None:
+            write_json(out_dir / "recommended.json", chosen_cards)
+    report = {"enabled": True, "budget_accuracy_drop": cfg.budget_accuracy_drop, "max_minutes": cfg.max_minutes,
+              "seconds": round(time.monotonic() - t0, 1), "within_budget": time.monotonic() - t0 <= cfg.max_minutes * 60 + 60,
+              "devices": results}
+    _write_reports(report_dir, report)
+    return {"enabled": True, "seconds": report["seconds"], "devices_with_a_model": sum(bool(r["chosen"]) for r in results.values()),
+            **{dev: {"found": bool(r["chosen"])} for dev, r in results.items()}}

@@ -1,0 +1,100 @@
+"""Per-device recommendation on the tiny compressed chain (the `comp` fixture): real candidates,
+real runtimes, budgets set around the chain's own sizes so each case is decided by a budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from edgeqat.config import PruneConfig, RecommendConfig
+from edgeqat.devices.profiles import load_profile_file, shipped_profile_files
+
+from compressed_chain import TINY_PRUNE
+
+
+def _profile(tmp_path, base, **changes):
+    raw = load_profile_file(next(p for p in shipped_profile_files() if p.stem == base)).model_dump()
+    raw.update(changes)
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def _run(comp, tmp_path, devices, **cfg):
+    from edgeqat.steps.recommend import recommend
+
+    d = comp["dir"]
+    # The untrained tiny model's accuracy is noise: these tests are about device budgets.
+    c = RecommendConfig(**{"enabled": True, "budget_accuracy_drop": 1.0, "sparsities": [], "channel_fractions": [0.7],
+                           "latency_runs": 3, **cfg})
+    m = recommend(c, PruneConfig(**TINY_PRUNE), comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5",
+                  tmp_path / "report", tmp_path / "recommended", devices=devices)
+    return m, json.loads((tmp_path / "report" / "recommendation.json").read_text())
+
+
+def test_flash_budget_plain_qat_exceeds_gets_a_narrower_integer_model(comp, tmp_path):
+    qat_size = comp["card"]["variants"]["qat_int8"]["size_bytes"]
+    narrow = comp["card"]["variants"]["channel_pruned_qat_int8"]["size_bytes"]
+    assert narrow < qat_size
+    mcu = _profile(tmp_path, "cortex_m7", name="small_flash_mcu", flash_bytes=(narrow + qat_size) // 2)
+    m, rep = _run(comp, tmp_path, [mcu, "coral_edgetpu", "rpi4"])
+    r = rep["devices"]["small_flash_mcu"]
+    assert r["chosen"] is not None and r["chosen"].startswith("channel_pruned_qat_int8")
+    row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+    assert row["integer_only"] and row["size_bytes"] <= (narrow + qat_size) // 2
+    assert "flash" in r["reason"] and "plain QAT int8 did not (model" in r["reason"]
+    skipped = {s["candidate"]: s["why"] for s in r["skipped"]}
+    assert "keeps float ops" in skipped["fp32"]  # ruled out before running anything
+    assert (tmp_path / "recommended" / "small_flash_mcu.tflite").is_file()
+    assert (tmp_path / "report" / "small_flash_mcu.png").is_file()
+
+    tpu = rep["devices"]["coral_edgetpu"]
+    chosen = next(c for c in tpu["candidates"] if c["candidate"] == tpu["chosen"])
+    assert chosen["integer_only"] and not any(c["candidate"] == "fp32" for c in tpu["candidates"])
+
+    arm = rep["devices"]["rpi4"]
+    integer_passing = [c for c in arm["candidates"] if c["verdict"] == "pass" and c["integer_only"]]
+    best = max(c["accuracy"] for c in integer_passing)
+    chosen = next(c for c in arm["candidates"] if c["candidate"] == arm["chosen"])
+    assert chosen["integer_only"] and chosen["accuracy"] == best
+    md = (tmp_path / "report" / "recommendation.md").read_text()
+    assert "## small_flash_mcu" in md and "Skipped without making or running them" in md
+
+
+def test_time_budget_skips_fine_tunes_and_says_so(comp, tmp_path):
+    m, rep = _run(comp, tmp_path, ["rpi4"], max_minutes=1e-4)
+    r = rep["devices"]["rpi4"]
+    why = {s["candidate"]: s["why"] for s in r["skipped"]}
+    assert "max_minutes" in why["channel_pruned_qat_int8@0.7"]
+    assert rep["seconds"] < 300 and r["chosen"] is not None  # what was on disk still counts
+
+
+def test_nothing_fits_names_the_nearest_miss_and_writes_no_model(comp, tmp_path):
+    smallest = min(v["size_bytes"] for v in comp["card"]["variants"].values())
+    tiny = _profile(tmp_path, "cortex_m7", name="too_small", flash_bytes=smallest // 2)
+    m, rep = _run(comp, tmp_path, [tiny], channel_fractions=[])
+    r = rep["devices"]["too_small"]
+    assert r["chosen"] is None and r["reason"].startswith("no model fits too_small")
+    assert r["nearest_miss"]["budget"] == "flash" and r["nearest_miss"]["available"] == smallest // 2
+    assert m["devices_with_a_model"] == 0
+    assert not (tmp_path / "recommended" / "too_small.tflite").exists()
+    assert json.loads((tmp_path / "recommended" / "recommended.json").read_text()) == {}
+
+
+def test_disabled_writes_a_one_line_report(tmp_path):
+    from edgeqat.steps.recommend import recommend
+
+    m = recommend(RecommendConfig(), PruneConfig(), tmp_path, tmp_path, tmp_path, None, tmp_path / "r", tmp_path / "m")
+    assert m == {"enabled": False}
+    assert "Disabled" in (tmp_path / "r" / "recommendation.md").read_text()
+
+
+@pytest.mark.parametrize("value", [[1.0], [-0.1]])
+def test_fractions_outside_unit_interval_are_refused(value):
+    from edgeqat.config import parse_params
+    from edgeqat.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="recommend.channel_fractions"):
+        parse_params({"recommend": {"channel_fractions": value}})
