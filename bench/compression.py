@@ -46,7 +46,7 @@ CASES_DIR = WORK / "compression"
 # Keras' MobileNetV2 has BatchNormalization momentum 0.999: trained from scratch on ~1.2k images
 # (19 steps an epoch) its moving statistics stay near their initial values, and the model in
 # inference mode sits at chance (val accuracy 0.10 after 5 epochs at batch 16, 365 steps). The
-# bench sets momentum 0.9 on the zoo's MobileNetV2 (and the hand-written one), see bn_momentum_patch.
+# zoo's MobileNetV2 uses 0.9 when it is not loading weights; the hand-written script does the same.
 BN_MOMENTUM = 0.9
 CASE_B = {
     "prepare": {"source": "idx", "path": str(IDX_DIR), "image_size": 32, "channels": 1},
@@ -110,24 +110,6 @@ def _set_bn_momentum(model: Any, momentum: float) -> int:
             layer.momentum = momentum
             n += 1
     return n
-
-
-def bn_momentum_patch(momentum: float = BN_MOMENTUM) -> None:
-    """Wrap edgeqat.models.zoo.build_mobilenetv2 (bench-side only) so its BatchNormalization
-    layers use ``momentum``; the value is saved in the model, so qat/prune/convert keep it."""
-    import edgeqat.models.zoo as zoo
-
-    if getattr(zoo.build_mobilenetv2, "_bench_patched", False):
-        return
-    orig = zoo.build_mobilenetv2
-
-    def build(*args: Any, **kwargs: Any) -> Any:
-        model = orig(*args, **kwargs)
-        say(f"bench patch: BatchNormalization momentum {momentum} on {_set_bn_momentum(model, momentum)} layers of {model.name}")
-        return model
-
-    build._bench_patched = True  # type: ignore[attr-defined]
-    zoo.build_mobilenetv2 = build
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,9 +411,9 @@ def write_report(out: Path, results: dict[str, Any], started: str) -> None:
     if "b" in results:
         rb = results["b"]
         lines += _case_md("b", "28×28 IDX (scikit-learn digits upscaled 8×8 → 28×28, bilinear) resized to 32×32, MobileNetV2 α=1.0", rb)
-        lines += [f"- bench-side workaround: BatchNormalization momentum {BN_MOMENTUM} on the zoo's MobileNetV2 (Keras' "
-                  "default 0.999 leaves the moving statistics near their initial values after a few hundred steps on "
-                  "this small data set, and the model sits at chance accuracy in inference mode); same in the hand-written script.", ""]
+        lines += [f"- BatchNormalization momentum {BN_MOMENTUM} in MobileNetV2 (the zoo's default from scratch; Keras' "
+                  "0.999 leaves the moving statistics near their initial values after a few hundred steps on this small "
+                  "data set, and the model sits at chance accuracy in inference mode); same in the hand-written script.", ""]
         if rb.get("idx"):
             lines += [f"IDX data: {rb['idx']['images']} images {rb['idx']['shape'][0]}×{rb['idx']['shape'][1]}, files "
                       + ", ".join(rb["idx"]["files"]) + f" (bench/work/idx/)", ""]
@@ -470,7 +452,6 @@ def main() -> int:
             idx = write_idx_digits()
             say(f"case b: IDX files {idx['files']} in {IDX_DIR}")
             params = parse_params(CASE_B, "bench case b")
-            bn_momentum_patch()
             res = run_chain(params, work)
             res["idx"] = idx
             try:

@@ -127,7 +127,7 @@ class EvaluateConfig(_Section):
     headline: str = "qat_int8"
 
 
-SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3"]
+SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4", "esp32s3"]
 
 
 class ValidateConfig(_Section):
@@ -155,7 +155,7 @@ class RecommendConfig(_Section):
     """Per-device strategy search (edgeqat recommend; the recommend stage when enabled)."""
 
     enabled: bool = False
-    devices: list[str] = ["cortex_m7", "coral_edgetpu", "rpi4"]
+    devices: list[str] = ["cortex_m4", "coral_edgetpu", "rpi4"]
     budget_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the FP32 Keras model, on the test split
     max_minutes: float = Field(20.0, gt=0)  # bound on the whole search (fine-tunes included)
     sparsities: list[float] = [0.5, 0.75]  # PQAT candidates (the prune stage's own sparsity is reused)

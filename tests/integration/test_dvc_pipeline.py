@@ -11,7 +11,9 @@ import yaml
 
 from integration.conftest import BIN, REPO, make_pipeline_repo, run
 
-pytestmark = pytest.mark.integration
+# Eleven stages, four `dvc repro` runs, one process per stage: ~8 minutes on 2 cores, so it
+# runs in the slow tier (make test-slow) to keep `make test` within its time budget.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TINY_VARIANTS = ("fp32", "ptq_int8", "qat_int8", "pqat_int8", "channel_pruned_qat_int8")
 
 
