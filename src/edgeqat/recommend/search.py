@@ -106,6 +106,15 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
             c.materialize()
             if c.cost == "train":
                 clock.train_seconds = time.monotonic() - t
+        size = c.path.stat().st_size
+        if prof.flash_bytes is not None and size > prof.flash_bytes:  # known to fail: no need to run it
+            reason = f"model {size:,} bytes > flash {prof.flash_bytes:,} bytes"
+            log(f"recommend: {prof.name}: {c.name} fails without running: {reason}")
+            rows.append({"candidate": c.name, "strategy": c.description, "verdict": "fail", "accuracy": None,
+                         "accuracy_drop": None, "size_bytes": size, "arena_bytes": None, "latency_ms_estimate": None,
+                         "integer_only": bool(c.integer_only), "reasons": [reason], "hard_failure": False,
+                         "misses": {"flash": {"needed": size, "available": prof.flash_bytes}}})
+            continue
         log(f"recommend: {prof.name}: trying {c.name}")
         key = (c.name, prof.name)
         if cache is not None and key in cache:
