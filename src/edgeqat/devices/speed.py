@@ -128,14 +128,9 @@ def op_class_weights(rows: dict | None = None, work: dict | None = None,
     return best
 
 
-_WEIGHTS_CACHE: dict[tuple, dict[str, float]] = {}
-
-
-def _weights(rows: dict, work: dict, device_class: str) -> dict[str, float]:
-    key = (id(rows), id(work), device_class)
-    if key not in _WEIGHTS_CACHE:
-        _WEIGHTS_CACHE[key] = op_class_weights(rows, work, device_class)
-    return _WEIGHTS_CACHE[key]
+@lru_cache(maxsize=None)
+def _shipped_weights(device_class: str) -> dict[str, float]:
+    return op_class_weights(None, None, device_class)
 
 
 def fit_speed_model(sm: SpeedModel, rows: dict | None = None, work: dict | None = None,
@@ -143,6 +138,7 @@ def fit_speed_model(sm: SpeedModel, rows: dict | None = None, work: dict | None 
     """One rate per device (least relative squared error over its calibration rows) applied
     to the model's effective MACs: dense + w_dw * depthwise + w_fc * fc + w_other * other,
     the weights shared by the devices of its class (:func:`op_class_weights`)."""
+    shipped = rows is None and work is None
     rows = published_rows() if rows is None else rows
     work = reference_workloads() if work is None else work
     unknown = [r for r in sm.rows if r not in rows]
@@ -155,7 +151,8 @@ def fit_speed_model(sm: SpeedModel, rows: dict | None = None, work: dict | None 
         raise ConfigError(f"speed_model.rows: no calibration row with a known workload among {sm.rows}")
     keys = {_key(r) for r in calib}
     held = [r for r in rows.values() if r["split"] == "heldout" and _key(r) in keys and _features(r, work) is not None]
-    wts = weights if weights is not None else _weights(rows, work, calib[0]["device_class"])
+    cls = calib[0]["device_class"]
+    wts = weights if weights is not None else (_shipped_weights(cls) if shipped else op_class_weights(rows, work, cls))
     X = np.array([_features(r, work) for r in calib], dtype=float)
     y = np.array([r["latency_ms"] * sm.scale for r in calib], dtype=float)
     rate = _rate(X @ np.array([wts[c] for c in CLASSES]), y)
@@ -165,9 +162,9 @@ def fit_speed_model(sm: SpeedModel, rows: dict | None = None, work: dict | None 
 
 def heldout_errors(sm: SpeedModel, rows: dict | None = None, work: dict | None = None) -> list[dict[str, Any]]:
     """Relative error of the fitted estimate on every held-out row of the same kind."""
+    fit = fit_speed_model(sm, rows, work)
     rows = published_rows() if rows is None else rows
     work = reference_workloads() if work is None else work
-    fit = fit_speed_model(sm, rows, work)
     out = []
     for rid in fit.heldout:
         r = rows[rid]
@@ -202,6 +199,7 @@ def heldout_report(rows: dict | None = None, work: dict | None = None) -> dict[s
     """The estimator checked on data it never saw: for every like-with-like group of the table
     (one device, runtime, kernel library, dtype, thread count) fit on its calibration rows, predict
     its held-out rows, and summarise the relative errors per device class."""
+    given = (rows, work)
     rows = published_rows() if rows is None else rows
     work = reference_workloads() if work is None else work
     groups: dict[tuple, list[dict]] = {}
@@ -214,7 +212,7 @@ def heldout_report(rows: dict | None = None, work: dict | None = None) -> dict[s
         if not calib or not any(r["split"] == "heldout" for r in members):
             continue
         sm = SpeedModel(kernel_library=key[2], runtime=key[1], dtype=key[3], threads=max(key[4], 1), rows=calib)
-        for e in heldout_errors(sm, rows, work):
+        for e in heldout_errors(sm, *given):
             points.append({**e, "device_class": rows[e["id"]]["device_class"], "calibration_rows": len(calib)})
     by_class: dict[str, dict[str, Any]] = {}
     for cls in sorted({p["device_class"] for p in points}):
