@@ -42,7 +42,7 @@ def track(
     prune_config: dict,
     convert_config: dict,
     evaluate_config: dict,
-    validate_config: dict,
+    validate_config: Input[Artifact],
     recommend_config: dict,
     mlflow_tracking_uri: str,
     kfp_run_id: str,
@@ -55,13 +55,14 @@ def track(
 
     from edgeqat.kfp_io import (CHANNEL_PRUNED_FILE, FP32_FILE, MIXED_FILE, PQAT_FILE, QAT_FILE, assemble_workspace,
                                 log_metrics)
+    from edgeqat.io import read_json
     from edgeqat.kfp_params import params_from_sections, section_config, section_values, sections_values
     from edgeqat.steps.track import track as step
 
     cfg = section_config("track", locals())
     params = params_from_sections({
         "prepare": prepare_config, "train": train_config, "qat": qat_config, "prune": prune_config,
-        "convert": convert_config, "evaluate": evaluate_config, "validate": validate_config,
+        "convert": convert_config, "evaluate": evaluate_config, "validate": read_json(validate_config.path),
         "recommend": recommend_config, "track": section_values("track", cfg),
     })
     with tempfile.TemporaryDirectory(prefix="edgeqat-track-") as tmp:

@@ -1,7 +1,5 @@
 """validate: the registered variant on every device profile -> summary with verdicts, and the gate."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -17,6 +15,7 @@ def validate(
     summary: Output[Artifact],
     report: Output[Markdown],
     devices_report: Output[Artifact],
+    section: Output[Artifact],
     metrics: Output[Metrics],
     model: str,
     variants: list,
@@ -27,10 +26,15 @@ def validate(
     latency_runs: int,
     emulate: bool,
     emulate_samples: int,
-) -> NamedTuple("ValidateOutputs", [("passed", bool), ("config", dict)]):
-    """edgeqat.steps.validate; ``passed`` feeds the pipeline's dsl.If around register."""
+) -> bool:
+    """edgeqat.steps.validate; the returned ``passed`` feeds the pipeline's dsl.If around register.
+
+    The section it ran with goes to ``section`` (JSON) rather than a second return value:
+    kfp.local 2.17 skips a dsl.If branch whose condition reads a NamedTuple field (checked
+    here), while a single bool output works."""
     import os
 
+    from edgeqat.io import write_json
     from edgeqat.kfp_io import FP32_FILE, log_metrics
     from edgeqat.kfp_params import section_config, section_values
     from edgeqat.steps.validate import validate as step
@@ -39,4 +43,5 @@ def validate(
     result = step(cfg, prepared.path, tflite.path, os.path.join(fp32_model.path, FP32_FILE), evaluation.path,
                   summary.path, report.path, devices_report.path, metrics.path)
     log_metrics(metrics, result)
-    return bool(result["passed"]), section_values("validate", cfg)  # KFP maps a tuple onto the NamedTuple
+    write_json(section.path, section_values("validate", cfg))
+    return bool(result["passed"])

@@ -136,13 +136,13 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False) ->
             prepare_config=prep.outputs["Output"], train_config=fp32.outputs["Output"],
             qat_config=quant.outputs["Output"], prune_config=pruned.outputs["Output"],
             convert_config=conv.outputs["Output"], evaluate_config=ev.outputs["Output"],
-            validate_config=val.outputs["config"], recommend_config=rec.outputs["Output"],
+            validate_config=val.outputs["section"], recommend_config=rec.outputs["Output"],
             **_section(p, "track"), mlflow_tracking_uri=args["mlflow_tracking_uri"],
             kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             run_tags=args["run_tags"],
         )
         trk.set_caching_options(False)  # it writes to MLflow: never skip it
-        with dsl.If(val.outputs["passed"] == True, name="required-devices-passed"):  # noqa: E712 (a KFP condition)
+        with dsl.If(val.outputs["Output"] == True, name="required-devices-passed"):  # noqa: E712 (a KFP condition)
             reg = register(tflite=conv.outputs["tflite"], fp32_model=fp32_model, summary=val.outputs["summary"],
                            recommended=rec.outputs["recommended"], recommendation=rec.outputs["report"],
                            all_params=trk.outputs["Output"], mlflow_tracking_uri=args["mlflow_tracking_uri"],

@@ -139,8 +139,10 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
         best = passing[0]
         out["chosen"] = best["candidate"]
         drop = best.get("accuracy_drop")
-        reason = f"{best['strategy']}: fits {_budget_text(prof, best)}" + \
-            (f" with {drop * 100:.1f} pt accuracy loss" if drop is not None else "")
+        reason = f"{best['strategy']}: fits {_budget_text(prof, best)}"
+        if drop is not None:
+            reason += f" with {drop * 100:.1f} pt accuracy loss" if drop >= 0 else \
+                f" at {-drop * 100:.1f} pt above the FP32 model's accuracy"
         # Say why the baseline (plain QAT) lost when it did, else the most accurate option that failed.
         qat = next((r for r in rows if r["candidate"] == "qat_int8" and r["verdict"] == "fail"), None)
         better = [r for r in rows if r["verdict"] == "fail" and (r["accuracy"] or 0) >= (best["accuracy"] or 0)]
