@@ -98,3 +98,11 @@ def test_fractions_outside_unit_interval_are_refused(value):
 
     with pytest.raises(ConfigError, match="recommend.channel_fractions"):
         parse_params({"recommend": {"channel_fractions": value}})
+
+
+def test_combined_channel_and_magnitude_pruning_is_a_candidate(comp, tmp_path):
+    m, rep = _run(comp, tmp_path, ["rpi4"], sparsities=[0.5], channel_fractions=[0.7])
+    rows = {c["candidate"]: c for c in rep["devices"]["rpi4"]["candidates"]}
+    combo, narrow = rows["channel_pruned+pqat@0.7/0.5"], rows["channel_pruned_qat_int8@0.7"]
+    assert combo["size_bytes"] == pytest.approx(narrow["size_bytes"], rel=0.02)  # zeros are stored: same raw size
+    assert combo["integer_only"] and combo["weight_sparsity"] > 0.3 and narrow["weight_sparsity"] < 0.1

@@ -79,7 +79,7 @@ def _convert_qat_model(model: Any, src: Sources, out: Path, io_dtype: str = "int
 
 
 def generated(src: Sources, sparsities: list[float], fractions: list[float], ready: dict[str, Candidate]) -> list[Candidate]:
-    """PQAT at each sparsity, channel pruning at each fraction, and QAT with uint8 I/O."""
+    """PQAT at each sparsity, channel pruning at each fraction, both combined, and QAT with uint8 I/O."""
     qat = ready.get("qat_int8")
     qat_size = qat.size_bounds[0] if qat else None
     out: list[Candidate] = []
@@ -123,6 +123,25 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         bounds = (int(qat_size * (1 - f) ** 2), qat_size) if qat_size else (None, None)
         out.append(Candidate(f"channel_pruned_qat_int8@{f:g}", f"QAT int8 of a model with {f:.0%} of its filters pruned",
                              "train", True, bounds, make=make_channel))
+    # Combined: channel pruning, then magnitude pruning + PQAT of the narrower model, at the
+    # smallest sparsity (zeros shrink the compressed size only: the raw size is the narrow one's).
+    s_min = min((s for s in sparsities if s > 0), default=None)
+    for f in fractions if s_min is not None else []:
+        cfg = src.prune.model_copy(update={"channel_fraction": f, "target_sparsity": s_min, "m_by_n": False})
+
+        def make_combo(cfg=cfg, f=f, s=s_min) -> Path:
+            from edgeqat.models.io import save_model
+            from edgeqat.steps.prune import train_narrow, train_pqat
+
+            narrow, _ = train_narrow(cfg, src.fp32_model, data())
+            narrow_path = save_model(narrow, src.workdir / f"narrow_{int(f * 100)}.keras")
+            model, _, _ = train_pqat(cfg, narrow_path, data())
+            return _convert_qat_model(model, src, src.workdir / f"channel_{int(f * 100)}_pqat_{int(s * 100)}.tflite")
+
+        bounds = (int(qat_size * (1 - f) ** 2), qat_size) if qat_size else (None, None)
+        out.append(Candidate(f"channel_pruned+pqat@{f:g}/{s_min:g}",
+                             f"QAT int8 of a model with {f:.0%} of its filters pruned and then {s_min:.0%} of its weights (PQAT)",
+                             "train", True, bounds, make=make_combo))
     if src.qat_model is not None and qat is not None:
         def make_uint8() -> Path:
             from edgeqat.models.io import load_model

@@ -41,8 +41,11 @@ class Clock:
 
 
 def _row(c: Candidate, v: dict[str, Any]) -> dict[str, Any]:
+    from edgeqat.quantization.inspect import weight_sparsity
+
     return {"candidate": c.name, "strategy": c.description, "verdict": "pass" if v["passed"] else "fail",
             "accuracy": v.get("accuracy"), "accuracy_drop": v.get("accuracy_drop"), "size_bytes": v["model_bytes"],
+            "weight_sparsity": round(weight_sparsity(c.path)["sparsity"], 4),
             "arena_bytes": v.get("arena_bytes"), "latency_ms_estimate": v.get("latency_ms_estimate"),
             "integer_only": not v["workload"]["float_ops"], "reasons": v["reasons"], "misses": v.get("misses", {}),
             "hard_failure": v.get("hard_failure", False)}

@@ -54,10 +54,9 @@ def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> t
     return pqat, metrics, rows
 
 
-def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
-    """Drop ``cfg.channel_fraction`` of the filters, fine-tune the narrower model, then QAT."""
+def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
+    """Drop ``cfg.channel_fraction`` of the filters and fine-tune the narrower FP32 model."""
     from edgeqat.compression.channels import channel_prune
-    from edgeqat.steps.qat import quantize
 
     fp32 = load_model(fp32_model)
     narrow, report = channel_prune(fp32, cfg.channel_fraction)
@@ -65,6 +64,14 @@ def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneD
         f"convolution(s): {report['params_before']:,} -> {report['params_after']:,} parameters")
     compile_classifier(narrow, cfg.learning_rate)
     fit(narrow, data.train, data.val, cfg.channel_epochs, 0, tag="channel-prune")
+    return narrow, report
+
+
+def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
+    """The narrower model of :func:`train_narrow`, then QAT."""
+    from edgeqat.steps.qat import quantize
+
+    narrow, report = train_narrow(cfg, fp32_model, data)
     narrow_acc = accuracy(narrow, data.test)
     cq = quantize(narrow)
     compile_classifier(cq, cfg.qat_learning_rate)
