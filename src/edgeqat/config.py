@@ -237,7 +237,8 @@ class Params(_Section):
         return self
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def describe_validation_error(err: ValidationError, source: str, what: str = "parameters") -> str:
+    """A pydantic error as one line per dotted key at fault, under the file it came from."""
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"])
@@ -247,7 +248,7 @@ def _describe(err: ValidationError, source: str) -> str:
         got = e.get("input")
         shown = "" if e["type"] in ("extra_forbidden", "missing") or isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"  {key}: {msg}{shown}" if key else f"  {msg}")
-    return f"{source}: invalid parameters\n" + "\n".join(lines)
+    return f"{source}: invalid {what}\n" + "\n".join(lines)
 
 
 def parse_params(raw: Any, source: str = "params") -> Params:
@@ -259,7 +260,7 @@ def parse_params(raw: Any, source: str = "params") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
+        raise ConfigError(describe_validation_error(err, source)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

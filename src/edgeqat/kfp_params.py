@@ -27,7 +27,7 @@ from typing import Any, Iterable, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from edgeqat.config import Params, _describe, parse_params
+from edgeqat.config import Params, describe_validation_error, parse_params
 from edgeqat.errors import ConfigError
 
 SEP = "__"
@@ -169,7 +169,7 @@ def section_config(section: str, values: Mapping[str, Any], **overrides: Any) ->
     try:
         return model.model_validate(decoded)
     except ValidationError as err:
-        msg = _describe(err, f"{section} component").replace("\n  ", f"\n  {section}.")
+        msg = describe_validation_error(err, f"{section} component").replace("\n  ", f"\n  {section}.")
         raise ConfigError(msg) from None
 
 

@@ -14,6 +14,7 @@ from typing import Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edgeqat.config import describe_validation_error
 from edgeqat.errors import ConfigError
 
 DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu"]
@@ -76,14 +77,6 @@ class DeviceProfile(BaseModel):
         return self.sram_bytes
 
 
-def _describe(err: ValidationError, where: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{where}: {key}: {e['msg']}")
-    return "\n".join(lines)
-
-
 def load_profile_file(path: str | Path) -> DeviceProfile:
     path = Path(path)
     if not path.is_file():
@@ -97,7 +90,7 @@ def load_profile_file(path: str | Path) -> DeviceProfile:
     try:
         return DeviceProfile.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_describe(err, str(path))) from None
+        raise ConfigError(describe_validation_error(err, str(path), "device profile")) from None
 
 
 def shipped_profile_files() -> list[Path]:
