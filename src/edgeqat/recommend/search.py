@@ -6,8 +6,8 @@ expensive ones run only when needed and within ``max_minutes``. Before a candida
 it is skipped, with the reason, when
 - the device runs integer ops only and the candidate is not integer-only;
 - even its optimistic size bound exceeds the device's flash;
-- making it would not finish inside the time left (its cost estimated from the last
-  fine-tune of this search, or the prune stage's own time).
+- making it would not finish inside the time left (its cost forecast from the last
+  fine-tune of this search; the first fine-tune starts whenever any time is left).
 The choice: passes every budget of the device (ops, flash, SRAM arena, RAM, latency
 estimate) and loses at most ``budget_accuracy_drop`` vs the FP32 Keras model; an
 integer-only model whenever one passes; the most accurate, ties broken by size, then
