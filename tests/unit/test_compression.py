@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeqat.config import ConvertConfig, EvaluateConfig, PruneConfig, QatConfig, parse_params
+from edgeqat.config import ConvertConfig, EvaluateConfig, QatConfig, parse_params
 from edgeqat.errors import ConfigError, ModelError
 
 from compressed_chain import ALL, TINY_PRUNE, tiny_model  # noqa: F401  (the `comp` fixture: tests/conftest.py)

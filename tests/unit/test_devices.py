@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeqat.devices.profiles import DeviceProfile, available_profiles, load_profile_file, resolve_profiles
+from edgeqat.devices.profiles import available_profiles, load_profile_file, resolve_profiles
 from edgeqat.devices.validate import EvalData, validate_on_device
 from edgeqat.errors import ConfigError, ModelError
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from edgeqat.config import PruneConfig, RecommendConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import ModelError
-from edgeqat.io import CARD_NAME, atomic_path, log, read_json, write_json, write_text
+from edgeqat.io import CARD_NAME, atomic_path, log, write_json, write_text
 from edgeqat.recommend.candidates import Sources, existing, generated
 from edgeqat.recommend.search import Clock, recommend_for_device
 
