@@ -42,15 +42,15 @@ def estimator_section() -> list[str]:
               f"{sum(r['split'] == 'calibration' for r in rows.values())}, held-out rows: "
               f"{sum(r['split'] == 'heldout' for r in rows.values())} (rows whose model has no reference workload are skipped)."]
     lines += ["", "### Fits used by the shipped profiles", "",
-              "| profile | dtype | kernel library | calibration rows | overhead ms | ms per M MACs: dense / depthwise / fc |",
-              "|---|---|---|---|---|---|"]
+              "| profile | dtype | kernel library | calibration rows | ms per M MACs: dense / depthwise / fc |",
+              "|---|---|---|---|---|"]
     for name, prof in available_profiles().items():
         for sm in (prof.speed_model, prof.speed_model_fp32):
             if sm is None:
                 continue
             f = fit_speed_model(sm)
             r = f.ms_per_mmac
-            lines.append(f"| {name} | {sm.dtype} | {sm.kernel_library} | {', '.join(f.calibration)} | {f.overhead_ms:.3f} | "
+            lines.append(f"| {name} | {sm.dtype} | {sm.kernel_library} | {', '.join(f.calibration)} | "
                          f"{r['dense']:.4g} / {r['depthwise']:.4g} / {r['fc']:.4g} |")
     return lines
 

@@ -263,12 +263,16 @@ def parse_params(raw: Any, source: str = "params") -> Params:
         raise ConfigError(describe_validation_error(err, source)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+def read_yaml_file(path: Path, what: str) -> Any:
+    """The parsed YAML of ``path``; a missing file or bad YAML is a ConfigError naming it."""
     if not path.is_file():
-        raise ConfigError(f"{path}: parameters file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_params(raw, str(path))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    return parse_params(read_yaml_file(path, "parameters file"), str(path))

@@ -11,19 +11,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgeqat.config import describe_validation_error
+from edgeqat.config import describe_validation_error, read_yaml_file
 from edgeqat.errors import ConfigError
 
 DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu"]
 
 
 class SpeedModel(BaseModel):
-    """Latency estimate = overhead + dense MACs / dense rate + depthwise MACs / depthwise rate.
+    """Latency estimate = rate x (dense MACs + weighted depthwise, fully-connected and other work).
 
-    The rates are fitted (``edgeqat.devices.speed``) on published figures measured with the
+    The rate is fitted (``edgeqat.devices.speed``) on published figures measured with the
     same runtime, kernel library, dtype and thread count (``rows`` of published_latency.csv).
     """
 
@@ -71,20 +70,10 @@ class DeviceProfile(BaseModel):
     def _upper(cls, v: Union[str, list[str]]) -> Union[str, list[str]]:
         return v if isinstance(v, str) else [op.strip().upper() for op in v]
 
-    @property
-    def arena_budget(self) -> Optional[int]:
-        """Bytes a TFLM tensor arena may use (SRAM), for microcontroller profiles."""
-        return self.sram_bytes
-
 
 def load_profile_file(path: str | Path) -> DeviceProfile:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: device profile not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    raw = read_yaml_file(path, "device profile")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a device profile must be a mapping of fields")
     try:

@@ -76,10 +76,9 @@ class Fit:
     calibration: tuple[str, ...]
     heldout: tuple[str, ...]
     skipped: tuple[str, ...]  # listed rows whose model has no reference workload
-    overhead_ms: float = 0.0
 
     def predict(self, macs: dict[str, float]) -> float:
-        return self.overhead_ms + sum(macs.get(c, 0) * self.ms_per_mmac[c] for c in CLASSES) / 1e6
+        return sum(macs.get(c, 0) * self.ms_per_mmac[c] for c in CLASSES) / 1e6
 
 
 def _features(row: dict, work: dict[str, dict[str, int]]) -> list[float] | None:
@@ -192,7 +191,7 @@ def estimate_latency(profile: DeviceProfile, work: Workload) -> dict[str, Any]:
         base["note"] = (f"{work.total_macs / 1e6:.2g} M MACs is far below the smallest calibration model "
                         f"({smallest / 1e6:.3g} M): the estimate extrapolates and ignores fixed per-inference costs")
     return {**base, "latency_ms_estimate": fit.predict(work.macs),
-            "fit": {"overhead_ms": fit.overhead_ms, "ms_per_mmac": fit.ms_per_mmac, "calibration_rows": list(fit.calibration)}}
+            "fit": {"ms_per_mmac": fit.ms_per_mmac, "calibration_rows": list(fit.calibration)}}
 
 
 def heldout_report(rows: dict | None = None, work: dict | None = None) -> dict[str, Any]:

@@ -32,7 +32,6 @@ PROBE_ARENA_BYTES = 64 * 1024 * 1024
 _ARENA = re.compile(r"Arena allocation total (\d+) bytes")
 _MISSING = re.compile(r"Requested: (\d+), available (\d+), missing: (\d+)")
 _NO_OP = re.compile(r"(?:Didn't find op for builtin opcode|Failed to get registration from op code)\s*'?([A-Z0-9_]+)'?")
-_FAILED_NODE = re.compile(r"Node (\w+) \(number \d+\) failed to (?:prepare|invoke)")
 
 
 @contextmanager
@@ -136,6 +135,3 @@ def run_tflm(model: str | Path, images: np.ndarray | None = None, arena_size: in
             run.latency_ms.append((time.perf_counter() - t) * 1000.0)
     return run
 
-
-def failed_nodes(error: str | None) -> list[str]:
-    return sorted(set(_FAILED_NODE.findall(error or "")))
