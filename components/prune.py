@@ -14,6 +14,7 @@ def prune(
     channel_pruned_model: Output[Model],
     metrics: Output[Metrics],
     target_sparsity: float,
+    sparsity_scope: str,
     m_by_n: bool,
     epochs: int,
     pqat_epochs: int,

@@ -85,6 +85,10 @@ class QatConfig(_Section):
 class PruneConfig(_Section):
     # Magnitude pruning (polynomial schedule) then pruning-preserving QAT -> pqat_int8.
     target_sparsity: float = 0.5
+    # model: target_sparsity of all the model's kernel weights end up zero (tfmot cannot prune
+    # depthwise kernels, so the layers it does prune go a little further); layer: every layer
+    # tfmot prunes reaches target_sparsity (tfmot's own meaning).
+    sparsity_scope: Literal["model", "layer"] = "model"
     m_by_n: bool = False  # 2:4 structured sparsity instead of the target_sparsity schedule
     epochs: int = Field(2, ge=1)  # pruning fine-tune epochs
     pqat_epochs: int = Field(1, ge=1)

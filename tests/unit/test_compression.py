@@ -28,10 +28,12 @@ def test_pqat_sparsity_survives_into_the_tflite(comp):
     tfl = comp["dir"] / "tflite"
     pq, q = weight_sparsity(tfl / "pqat_int8.tflite"), weight_sparsity(tfl / "qat_int8.tflite")
     assert comp["card"]["variants"]["pqat_int8"]["weight_sparsity"] == pytest.approx(pq["sparsity"], abs=1e-6)
-    # pointwise convs and the head are pruned to 50 %; depthwise kernels are not prunable in tfmot
-    assert pq["sparsity"] > 0.35 and q["sparsity"] < 0.1
+    # sparsity_scope "model": 50 % of all kernel weights are zero; tfmot cannot prune the
+    # depthwise kernel, so the stem, the pointwise conv and the head go further than 50 %
+    assert comp["prune"]["pqat"]["keras_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert pq["sparsity"] > 0.45 and q["sparsity"] < 0.1
     pointwise = [v for k, v in pq["per_tensor"].items() if "pw_conv" in k]
-    assert pointwise and min(pointwise) >= 0.45
+    assert pointwise and min(pointwise) > 0.55
     gz = {v: len(gzip.compress((tfl / f"{v}.tflite").read_bytes(), 9)) for v in ("pqat_int8", "qat_int8")}
     assert gz["pqat_int8"] < gz["qat_int8"]
     # PQAT training kept the pruned zeros at zero
@@ -114,6 +116,17 @@ def test_summary_compares_every_variant(comp):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_model_scope_sparsity_reaches_the_target_over_every_kernel():
+    from edgeqat.compression.pruning import layer_target
+
+    assert layer_target(0.5, 1000, 800) == pytest.approx(0.625)
+    assert layer_target(0.5, 1000, 1000) == 0.5
+    with pytest.raises(ModelError, match=r"target_sparsity 0.9 .* needs 112.5% .*sparsity_scope: layer"):
+        layer_target(0.9, 1000, 800)
+    with pytest.raises(ModelError, match="no prunable weights"):
+        layer_target(0.5, 1000, 0)
+
+
 def test_pareto_front_keeps_only_undominated_variants():
     from edgeqat.report import pareto_front
 
@@ -158,6 +171,24 @@ def test_channel_pruning_refuses_models_it_cannot_handle():
         channel_prune(outer, 0.3)
 
 
+def test_channel_groups_tied_to_the_input_or_a_concatenate_keep_their_width():
+    from edgeqat.compression.channels import channel_prune, prunable_convs
+    from edgeqat.tf_compat import keras
+
+    L = keras.layers
+    inp = keras.Input((8, 8, 4))
+    res = L.Add(name="res")([inp, L.Conv2D(4, 3, padding="same", name="onto_input")(inp)])
+    a, b = L.Conv2D(6, 3, padding="same", name="a")(res), L.Conv2D(6, 1, name="b")(res)
+    cat = L.Concatenate(name="cat")([a, L.ReLU(name="b_relu")(b)])
+    c = L.Conv2D(8, 3, padding="same", name="c")(cat)
+    d = L.Conv2D(8, 1, name="d")(L.BatchNormalization(name="c_bn")(c))
+    m = keras.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling2D(name="pool")(d)), name="tied")
+    assert prunable_convs(m) == ["c", "d"]
+    narrow, rep = channel_prune(m, 0.5)
+    assert rep["pruned_layers"] == {"c": [8, 4], "d": [8, 4]}
+    assert narrow.get_layer("head").get_weights()[0].shape == (4, 3)
+
+
 @pytest.mark.parametrize("name", ["dscnn", "resnet"])
 def test_channel_pruning_carries_the_surviving_weights(name):
     """Filters zeroed in a fresh model (BN of a zero channel outputs zero) are exactly the
@@ -167,8 +198,8 @@ def test_channel_pruning_carries_the_surviving_weights(name):
 
     m = build_model(name, (16, 16, 1), 4, alpha=0.5)
     targets = prunable_convs(m)
-    if name == "resnet":  # convolutions feeding residual adds keep their width
-        assert targets == ["res1_a_conv", "res2_a_conv", "res3_a_conv"]
+    if name == "resnet":  # residual streams are pruned as groups, across their adds
+        assert len(targets) == len([l for l in m.layers if type(l).__name__ == "Conv2D"])
     for t in targets:
         k = m.get_layer(t).kernel
         a = k.numpy()
@@ -178,8 +209,13 @@ def test_channel_pruning_carries_the_surviving_weights(name):
     for t in targets:
         before, after = rep["pruned_layers"][t]
         assert narrow.get_layer(t).filters == after < before
+    if name == "resnet":
+        assert rep["residual_groups"] == 3
+        for add in ("res1_add", "res2_add", "res3_add"):
+            assert narrow.get_layer(add).output_shape[-1] < m.get_layer(add).output_shape[-1]
     x = np.random.default_rng(0).random((4, 16, 16, 1)).astype("float32")
-    np.testing.assert_allclose(narrow(x).numpy(), m(x).numpy(), atol=1e-5)
+    want = m(x).numpy()
+    np.testing.assert_allclose(narrow(x).numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
 def _sensitive_model():
@@ -245,7 +281,8 @@ def test_channel_pruning_every_zoo_model_converts_smaller(name, shape):
         k.assign(a)
     narrow, rep = channel_prune(m, 0.3)
     x = np.random.default_rng(0).random((2, *shape)).astype("float32")
-    np.testing.assert_allclose(narrow(x).numpy(), m(x).numpy(), atol=1e-4)
+    want = m(x).numpy()  # fresh deep models output tiny logits: compare relative to their size
+    np.testing.assert_allclose(narrow(x).numpy(), want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
     full = convert_variant("qat_int8", m, quantize(m), None, "int8")
     small = convert_variant("channel_pruned_qat_int8", narrow, quantize(narrow), None, "int8")
     assert len(small) < len(full)

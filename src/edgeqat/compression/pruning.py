@@ -38,12 +38,14 @@ def magnitude_prune(
     steps_per_epoch: int,
     learning_rate: float,
     m_by_n: tuple[int, int] | None = None,
+    scope: str = "model",
 ) -> tuple[Any, list[dict]]:
     """Prune ``model`` to ``target_sparsity`` while fine-tuning; returns (stripped model, history rows).
 
     The polynomial schedule ramps sparsity from 0 to the target over the first ~2/3 of
     the steps and holds it for the rest, so the last epoch recovers accuracy at the final
-    sparsity.
+    sparsity. ``scope`` "model": the target is the fraction of all kernel weights (see
+    :func:`layer_target`); "layer": of each layer tfmot prunes.
     """
     from edgeqat.models.training import compile_classifier
     from edgeqat.tf_compat import keras, tfmot
@@ -51,15 +53,25 @@ def magnitude_prune(
     sp = tfmot.sparsity.keras
     total = max(1, epochs * steps_per_epoch)
     end = max(1, math.ceil(total * 2 / 3)) if epochs > 1 else total
-    schedule = sp.PolynomialDecay(0.0, float(target_sparsity), begin_step=0, end_step=end,
-                                  frequency=max(1, min(100, end // 10 or 1)))
-    kwargs: dict[str, Any] = {"pruning_schedule": schedule}
-    if m_by_n is not None:
-        kwargs["sparsity_m_by_n"] = m_by_n
-    try:
-        pruned = sp.prune_low_magnitude(model, **kwargs)
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"tfmot cannot prune model {model.name!r}: {err}") from None
+
+    def wrap(sparsity: float) -> Any:
+        schedule = sp.PolynomialDecay(0.0, float(sparsity), begin_step=0, end_step=end,
+                                      frequency=max(1, min(100, end // 10 or 1)))
+        kwargs: dict[str, Any] = {"pruning_schedule": schedule}
+        if m_by_n is not None:
+            kwargs["sparsity_m_by_n"] = m_by_n
+        try:
+            return sp.prune_low_magnitude(model, **kwargs)
+        except (ValueError, RuntimeError) as err:
+            raise ModelError(f"tfmot cannot prune model {model.name!r}: {err}") from None
+
+    pruned = wrap(target_sparsity)
+    if scope == "model" and m_by_n is None and target_sparsity > 0:
+        per_layer = layer_target(target_sparsity, kernel_size(model), prunable_size(pruned))
+        if per_layer != target_sparsity:
+            print(f"[edgeqat] prune: {target_sparsity:.1%} of all kernel weights = {per_layer:.1%} of the "
+                  "weights of the layers tfmot prunes", file=sys.stderr, flush=True)
+            pruned = wrap(per_layer)
     compile_classifier(pruned, learning_rate)
     hist = pruned.fit(
         train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
@@ -68,6 +80,31 @@ def magnitude_prune(
     h = hist.history
     rows = [{"epoch": e + 1, **{k: float(v[e]) for k, v in h.items()}} for e in range(len(h["loss"]))]
     return sp.strip_pruning(pruned), rows
+
+
+def kernel_size(model: Any) -> int:
+    """Number of kernel weights (conv, depthwise, dense), the denominator of the sparsity."""
+    return sum(int(np.prod(w.shape)) for w in model.weights if "kernel" in w.name)
+
+
+def prunable_size(pruned: Any) -> int:
+    """Number of weights tfmot's wrappers in ``pruned`` mask (it leaves depthwise kernels alone)."""
+    return sum(int(np.prod(w.shape)) for l in pruned.layers for w, _, _ in getattr(l, "pruning_vars", []))
+
+
+def layer_target(target: float, total: int, prunable: int) -> float:
+    """The per-layer sparsity that makes ``target`` of all ``total`` kernel weights zero when
+    only ``prunable`` of them can be pruned; refused when that is not possible."""
+    if prunable <= 0:
+        raise ModelError("tfmot finds no prunable weights in this model (no Conv2D or Dense kernel)")
+    per_layer = target * total / prunable
+    if per_layer >= 1:
+        raise ModelError(
+            f"prune.target_sparsity {target} of all kernel weights needs {per_layer:.1%} of the prunable "
+            f"ones ({prunable:,} of {total:,}; tfmot cannot prune depthwise kernels): lower "
+            "prune.target_sparsity or set prune.sparsity_scope: layer"
+        )
+    return per_layer
 
 
 def keras_sparsity(model: Any) -> float:

@@ -37,6 +37,7 @@ def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> t
         pruned, rows = magnitude_prune(
             fp32, data.train, data.val, target_sparsity=cfg.target_sparsity, epochs=cfg.epochs,
             steps_per_epoch=data.steps, learning_rate=cfg.learning_rate, m_by_n=(2, 4) if cfg.m_by_n else None,
+            scope=cfg.sparsity_scope,
         )
     else:
         log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
