@@ -289,7 +289,7 @@ def _settings(res: dict[str, Any]) -> list[str]:
         f"- prepare: {pick('prepare', ['source', 'path', 'image_size', 'channels', 'normalize', 'val_fraction', 'test_fraction', 'calibration_size'])}",
         f"- train: {pick('train', ['model', 'alpha', 'epochs', 'early_stopping_patience', 'batch_size', 'learning_rate', 'dropout'])}",
         f"- qat: {pick('qat', ['epochs', 'learning_rate', 'batch_size', 'keep_float', 'auto_keep_float'])}",
-        f"- prune: {pick('prune', ['target_sparsity', 'm_by_n', 'epochs', 'pqat_epochs', 'channel_fraction', 'channel_epochs', 'qat_epochs', 'learning_rate', 'qat_learning_rate'])}",
+        f"- prune: {pick('prune', ['target_sparsity', 'sparsity_scope', 'm_by_n', 'epochs', 'pqat_epochs', 'channel_fraction', 'channel_epochs', 'qat_epochs', 'learning_rate', 'qat_learning_rate'])}",
         f"- convert: {pick('convert', ['io_dtype', 'per_channel'])}; variants: {', '.join(p['convert']['variants'])}",
         f"- evaluate: {pick('evaluate', ['num_threads', 'latency_runs', 'warmup_runs'])}",
     ]
@@ -319,10 +319,12 @@ def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:
     sp = s["variants"].get("pqat_int8", {}).get("weight_sparsity")
     lines += ["Compression details:", ""]
     if sp is not None:
-        lines.append(f"- pruning: Keras sparsity after magnitude pruning {pq['keras_sparsity']:.1%}, after PQAT "
+        lines.append(f"- pruning: Keras sparsity after magnitude pruning {pq['keras_sparsity']:.1%} of all kernels "
+                     f"({pq.get('keras_sparsity_without_depthwise', float('nan')):.1%} of the conv/dense kernels tfmot prunes), after PQAT "
                      f"{pq['keras_sparsity_after_pqat']:.1%}; **weight sparsity present in pqat_int8.tflite: {sp:.1%}** "
                      f"(qat_int8.tflite: {s['variants']['qat_int8']['weight_sparsity']:.1%})")
-    lines.append(f"- channel pruning: {cp['layers_pruned']} convolution(s) narrowed, parameters {cp['params_before']:,} → "
+    lines.append(f"- channel pruning: {cp['layers_pruned']} convolution(s) narrowed in {cp.get('channel_groups', '?')} channel "
+                 f"group(s), {cp.get('residual_groups', '?')} of them residual streams; parameters {cp['params_before']:,} → "
                  f"{cp['params_after']:,} ({cp['params_ratio']:.2f}×); narrow FP32 Keras test accuracy {cp['fp32_test_accuracy']:.4f}")
     mixed = m["qat"].get("mixed", {})
     if mixed:

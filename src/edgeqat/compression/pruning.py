@@ -107,11 +107,12 @@ def layer_target(target: float, total: int, prunable: int) -> float:
     return per_layer
 
 
-def keras_sparsity(model: Any) -> float:
-    """Fraction of zeros over the kernels of a float (stripped) Keras model."""
+def keras_sparsity(model: Any, *, depthwise: bool = True) -> float:
+    """Fraction of zeros over the kernels of a float (stripped) Keras model (``depthwise``
+    False: over the conv and dense kernels only, the ones tfmot prunes)."""
     zeros = total = 0
     for w in model.weights:
-        if "kernel" in w.name:
+        if "kernel" in w.name and (depthwise or "depthwise" not in w.name):
             a = w.numpy()
             zeros += int(np.count_nonzero(a == 0))
             total += a.size

@@ -47,7 +47,9 @@ def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> t
     compile_classifier(pqat, cfg.qat_learning_rate)
     fit(pqat, data.train, data.val, cfg.pqat_epochs, 0, tag="pqat")
     metrics = {
+        "sparsity_scope": cfg.sparsity_scope,
         "keras_sparsity": round(sparsity, 6),
+        "keras_sparsity_without_depthwise": round(keras_sparsity(pruned, depthwise=False), 6),
         "keras_sparsity_after_pqat": round(keras_sparsity_of_quantized(pqat), 6),
         "val_accuracy": accuracy(pqat, data.val),
         "test_accuracy": accuracy(pqat, data.test),
@@ -61,8 +63,9 @@ def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") ->
 
     fp32 = load_model(fp32_model)
     narrow, report = channel_prune(fp32, cfg.channel_fraction)
-    log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the filters of {len(report['pruned_layers'])} "
-        f"convolution(s): {report['params_before']:,} -> {report['params_after']:,} parameters")
+    log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the channels of {report['channel_groups']} "
+        f"group(s) ({report['residual_groups']} spanning residual merges; {len(report['pruned_layers'])} convolutions): "
+        f"{report['params_before']:,} -> {report['params_after']:,} parameters")
     compile_classifier(narrow, cfg.learning_rate)
     fit(narrow, data.train, data.val, cfg.channel_epochs, 0, tag="channel-prune")
     return narrow, report
@@ -82,6 +85,8 @@ def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneD
         "params_after": report["params_after"],
         "params_ratio": report["params_after"] / report["params_before"],
         "layers_pruned": len(report["pruned_layers"]),
+        "channel_groups": report["channel_groups"],
+        "residual_groups": report["residual_groups"],
         "filters": report["pruned_layers"],
         "fp32_test_accuracy": narrow_acc,
         "val_accuracy": accuracy(cq, data.val),
