@@ -20,6 +20,7 @@ def prune(
     pqat_epochs: int,
     channel_fraction: float,
     channel_epochs: int,
+    channel_distillation: float,
     qat_epochs: int,
     learning_rate: float,
     qat_learning_rate: float,

@@ -95,6 +95,8 @@ class PruneConfig(_Section):
     # Structured channel pruning -> channel_pruned_qat_int8.
     channel_fraction: float = Field(0.3, ge=0, lt=1)
     channel_epochs: int = Field(2, ge=1)  # fine-tune of the narrower FP32 model
+    # Weight of the FP32 model's soft labels in that fine-tune (knowledge distillation); 0: labels only.
+    channel_distillation: float = Field(0.7, ge=0, le=1)
     qat_epochs: int = Field(1, ge=1)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     qat_learning_rate: float = Field(1e-4, gt=0, lt=1)

@@ -314,3 +314,37 @@ def test_two_of_four_sparsity_holds_in_every_group_of_input_channels(tiny_prepar
         assert np.all((groups == 0).sum(axis=1) >= 2), w.name
         checked += 1
     assert checked >= 2
+
+
+def test_distillation_pulls_the_student_toward_the_teacher(tiny_prepared):
+    """With the labels' weight at zero, the student learns only from the teacher: its
+    predictions come to agree with the teacher's, not with the labels."""
+    from edgeqat.compression.distill import distiller
+    from edgeqat.data.shards import load_meta, make_dataset
+    from edgeqat.models.training import compile_classifier, fit
+    from edgeqat.tf_compat import keras
+
+    teacher = tiny_model()
+    # a teacher that ignores its input and always says class 3
+    w, b = teacher.get_layer("logits").get_weights()
+    b[:] = 0
+    b[3] = 10.0
+    teacher.get_layer("logits").set_weights([np.zeros_like(w), b])
+    student = keras.models.clone_model(tiny_model())
+    norm = load_meta(tiny_prepared)["normalization"]["scheme"]
+    ds = make_dataset(tiny_prepared / "train", norm, 16)
+    trainer = distiller(student, teacher, alpha=1.0)
+    compile_classifier(trainer, 0.01)
+    rows = fit(trainer, ds, ds, 3, 0, tag="distill-test")
+    assert len(rows) == 3 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    x = np.concatenate([xb.numpy() for xb, _ in ds])
+    assert np.mean(np.argmax(student.predict(x, verbose=0), -1) == 3) > 0.9
+
+
+def test_distillation_weight_outside_unit_interval_is_refused():
+    from edgeqat.compression.distill import distiller
+
+    with pytest.raises(ConfigError, match=r"channel_distillation must be in \[0, 1\] \(got 1.5\)"):
+        distiller(tiny_model(), tiny_model(), 1.5)
+    with pytest.raises(ConfigError, match="channel_distillation"):
+        parse_params({"prune": {"channel_distillation": -0.1}})

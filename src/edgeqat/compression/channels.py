@@ -122,6 +122,19 @@ class _Groups:
         return {r: convs for r, convs in self.members.items() if r not in self.fixed}
 
 
+def _filter_importance(conv: Any, consumers: dict[str, list[Any]]) -> np.ndarray:
+    """L1 norm of each filter, scaled by the BatchNormalization right after it (if any):
+    the size of the channel the next layers see, not of the raw kernel."""
+    n = int(conv.filters)
+    l1 = np.abs(conv.kernel.numpy()).reshape(-1, n).sum(axis=0)
+    after = consumers.get(conv.name, [])
+    if len(after) == 1 and type(after[0]).__name__ == "BatchNormalization":
+        bn = after[0]
+        gamma = bn.gamma.numpy() if bn.scale else np.ones(n, "float32")
+        l1 = l1 * np.abs(gamma) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    return l1
+
+
 def prunable_convs(model: Any) -> list[str]:
     """Names of the Conv2D layers whose filters can be removed (see the module docstring)."""
     groups = _Groups(model).prunable()
@@ -137,6 +150,10 @@ def channel_prune(model: Any, fraction: float) -> tuple[Any, dict[str, Any]]:
         raise ModelError(f"prune.channel_fraction must be in [0, 1) (got {fraction})")
     groups = _Groups(model)
     prunable = groups.prunable()
+    consumers: dict[str, list[Any]] = {}
+    for l in model.layers:
+        for i in _inbound(l):
+            consumers.setdefault(i.name, []).append(l)
     if not prunable:
         raise ModelError(
             f"channel pruning cannot handle model {model.name!r}: no Conv2D whose output reaches only "
@@ -147,7 +164,7 @@ def channel_prune(model: Any, fraction: float) -> tuple[Any, dict[str, Any]]:
     for root, convs in prunable.items():
         n = int(convs[0].filters)
         n_keep = max(1, int(round(n * (1 - fraction))))
-        l1 = sum(np.abs(c.kernel.numpy()).reshape(-1, n).sum(axis=0) for c in convs)
+        l1 = sum(_filter_importance(c, consumers) for c in convs)
         keep[root] = np.sort(np.argsort(-l1, kind="stable")[:n_keep])
 
     def out_keep(layer: Any) -> np.ndarray | None:

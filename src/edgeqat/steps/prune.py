@@ -5,7 +5,7 @@
    so the zeros survive int8 -> ``pqat_out`` (the ``pqat_int8`` variant). Pruning starts
    from FP32 because tfmot cannot prune a quantize-wrapped model.
 2. Structured channel pruning: drop ``prune.channel_fraction`` of the lowest-L1 filters of
-   every prunable convolution, rebuild a narrower model, fine-tune it, then QAT ->
+   every prunable channel group (residual streams included), rebuild a narrower model, fine-tune it, then QAT ->
    ``channel_pruned_out`` (the ``channel_pruned_qat_int8`` variant).
 
 Both outputs are HDF5 (quantize-wrapped models do not reload from .keras files).
@@ -66,8 +66,16 @@ def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") ->
     log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the channels of {report['channel_groups']} "
         f"group(s) ({report['residual_groups']} spanning residual merges; {len(report['pruned_layers'])} convolutions): "
         f"{report['params_before']:,} -> {report['params_after']:,} parameters")
-    compile_classifier(narrow, cfg.learning_rate)
-    fit(narrow, data.train, data.val, cfg.channel_epochs, 0, tag="channel-prune")
+    if cfg.channel_distillation > 0:
+        from edgeqat.compression.distill import distiller
+
+        log(f"prune: fine-tuning the narrower model with distillation from {fp32.name} "
+            f"(teacher weight {cfg.channel_distillation})")
+        trainer = distiller(narrow, fp32, cfg.channel_distillation)
+    else:
+        trainer = narrow
+    compile_classifier(trainer, cfg.learning_rate)
+    fit(trainer, data.train, data.val, cfg.channel_epochs, 0, tag="channel-prune")
     return narrow, report
 
 
