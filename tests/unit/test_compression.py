@@ -189,6 +189,25 @@ def test_channel_groups_tied_to_the_input_or_a_concatenate_keep_their_width():
     assert narrow.get_layer("head").get_weights()[0].shape == (4, 3)
 
 
+def test_channel_importance_counts_the_batchnorm_scale():
+    """A filter with a large kernel whose BatchNorm scales it to nothing goes first."""
+    from edgeqat.compression.channels import channel_prune
+    from edgeqat.tf_compat import keras
+
+    L = keras.layers
+    inp = keras.Input((8, 8, 1))
+    x = L.BatchNormalization(name="bn")(L.Conv2D(4, 3, padding="same", name="c")(inp))
+    m = keras.Model(inp, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(L.Conv2D(4, 1, name="d")(x))))
+    kernel, bias = m.get_layer("c").get_weights()
+    kernel[:] = np.array([4.0, 1.0, 2.0, 3.0])  # by L1 alone, filter 1 is the weakest
+    m.get_layer("c").set_weights([kernel, bias])
+    gamma, beta, mean, var = m.get_layer("bn").get_weights()
+    gamma[:] = [0.01, 1.0, 1.0, 1.0]  # but BN shrinks filter 0 400-fold
+    m.get_layer("bn").set_weights([gamma, beta, mean, var])
+    narrow, _ = channel_prune(m, 0.25)
+    np.testing.assert_allclose(narrow.get_layer("c").get_weights()[0][0, 0, 0], [1.0, 2.0, 3.0])
+
+
 @pytest.mark.parametrize("name", ["dscnn", "resnet"])
 def test_channel_pruning_carries_the_surviving_weights(name):
     """Filters zeroed in a fresh model (BN of a zero channel outputs zero) are exactly the

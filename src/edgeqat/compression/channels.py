@@ -1,5 +1,5 @@
-"""Structured channel pruning: drop the lowest-L1 filters of convolutions and rebuild a
-narrower Keras model that carries the surviving weights.
+"""Structured channel pruning: drop the least important filters of convolutions and rebuild
+a narrower Keras model that carries the surviving weights.
 
 The model's tensors are sorted into *channel groups*: a Conv2D starts a group; channel-wise
 layers (BatchNormalization, ReLU, DepthwiseConv2D, padding, pooling, dropout) pass their
@@ -9,9 +9,10 @@ channels. A group is pruned when every tensor in it was made by a Conv2D (not th
 input, a Dense, a Concatenate or an unknown layer) and every reader of it is a Conv2D or
 Dense (whose input rows are sliced to match), a channel-wise layer or a merge; a group that
 reaches a model output, a Flatten, a Concatenate or any other layer keeps its width. Within
-a group a channel's importance is the sum of the L1 norms of its filters over the group's
-convolutions. Sequential and Functional models are both rebuilt with ``clone_model``;
-nested models and shared layers are refused.
+a group a channel's importance is the sum over the group's convolutions of its filter's L1
+norm, scaled by the BatchNormalization that follows (see :func:`_filter_importance`).
+Sequential and Functional models are both rebuilt with ``clone_model``; nested models and
+shared layers are refused.
 """
 
 from __future__ import annotations
