@@ -16,7 +16,8 @@ def outputs_logits(model: Any) -> bool:
     return getattr(act, "__name__", "") != "softmax"
 
 
-def compile_classifier(model: Any, learning_rate: float) -> None:
+def compile_classifier(model: Any, learning_rate: Any) -> None:
+    """Adam + sparse cross-entropy; ``learning_rate`` a float or a Keras schedule."""
     from edgeqat.tf_compat import keras
 
     model.compile(
