@@ -4,8 +4,9 @@
    sparsity), strip, then pruning-preserving QAT (``Default8BitPrunePreserveQuantizeScheme``)
    so the zeros survive int8 -> ``pqat_out`` (the ``pqat_int8`` variant). Pruning starts
    from FP32 because tfmot cannot prune a quantize-wrapped model.
-2. Structured channel pruning: drop ``prune.channel_fraction`` of the lowest-L1 filters of
-   every prunable channel group (residual streams included), rebuild a narrower model, fine-tune it, then QAT ->
+2. Structured channel pruning: drop ``prune.channel_fraction`` of the least important
+   channels of every prunable channel group (residual streams included), rebuild a
+   narrower model, fine-tune it (distilling from the FP32 model), then QAT ->
    ``channel_pruned_out`` (the ``channel_pruned_qat_int8`` variant).
 
 Both outputs are HDF5 (quantize-wrapped models do not reload from .keras files).
