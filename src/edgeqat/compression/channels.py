@@ -69,6 +69,8 @@ def _check_graph(model: Any) -> None:
 
 def _channels(layer: Any) -> int | None:
     shape = layer.output_shape
+    if isinstance(shape, list) and len(shape) == 1:  # an InputLayer reports [shape]
+        shape = shape[0]
     return shape[-1] if isinstance(shape, tuple) else None
 
 
