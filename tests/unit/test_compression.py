@@ -340,7 +340,7 @@ def test_distillation_pulls_the_student_toward_the_teacher(tiny_prepared):
     predictions come to agree with the teacher's, not with the labels."""
     from edgeqat.compression.distill import distiller
     from edgeqat.data.shards import load_meta, make_dataset
-    from edgeqat.models.training import compile_classifier, fit
+    from edgeqat.models.training import fit
     from edgeqat.tf_compat import keras
 
     teacher = tiny_model()
@@ -352,18 +352,28 @@ def test_distillation_pulls_the_student_toward_the_teacher(tiny_prepared):
     student = keras.models.clone_model(tiny_model())
     norm = load_meta(tiny_prepared)["normalization"]["scheme"]
     ds = make_dataset(tiny_prepared / "train", norm, 16)
-    trainer = distiller(student, teacher, alpha=1.0)
-    compile_classifier(trainer, 0.01)
+    trainer = distiller(student, teacher, alpha=1.0, learning_rate=0.01)
     rows = fit(trainer, ds, ds, 3, 0, tag="distill-test")
     assert len(rows) == 3 and {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
     x = np.concatenate([xb.numpy() for xb, _ in ds])
     assert np.mean(np.argmax(student.predict(x, verbose=0), -1) == 3) > 0.9
 
 
+def test_distiller_of_a_softmax_headed_student_scores_probabilities():
+    """The wrapper has no head of its own: its loss must follow the student's softmax."""
+    from edgeqat.compression.distill import distiller
+    from edgeqat.tf_compat import keras
+
+    m = tiny_model()
+    soft = keras.Model(m.input, keras.layers.Dense(4, activation="softmax", name="probs")(m.layers[-2].output))
+    assert distiller(soft, soft, 0.5, 0.01).loss.get_config()["from_logits"] is False
+    assert distiller(m, m, 0.5, 0.01).loss.get_config()["from_logits"] is True
+
+
 def test_distillation_weight_outside_unit_interval_is_refused():
     from edgeqat.compression.distill import distiller
 
     with pytest.raises(ConfigError, match=r"channel_distillation must be in \[0, 1\] \(got 1.5\)"):
-        distiller(tiny_model(), tiny_model(), 1.5)
+        distiller(tiny_model(), tiny_model(), 1.5, 0.01)
     with pytest.raises(ConfigError, match="channel_distillation"):
         parse_params({"prune": {"channel_distillation": -0.1}})

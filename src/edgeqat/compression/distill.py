@@ -17,11 +17,11 @@ from edgeqat.errors import ConfigError
 TEMPERATURE = 4.0  # Hinton et al.'s range is 2-20; 4 is the common choice for 10 classes
 
 
-def distiller(student: Any, teacher: Any, alpha: float, temperature: float = TEMPERATURE) -> Any:
-    """A Keras model whose ``fit`` trains ``student`` toward labels and ``teacher``; compile
-    it with :func:`edgeqat.models.training.compile_classifier` (its loss is the hard-label
-    term, its validation metrics are the student's own)."""
-    from edgeqat.models.training import outputs_logits
+def distiller(student: Any, teacher: Any, alpha: float, learning_rate: Any,
+              temperature: float = TEMPERATURE) -> Any:
+    """A compiled Keras model whose ``fit`` trains ``student`` toward labels and ``teacher``
+    (its loss is the hard-label term, its validation metrics are the student's own)."""
+    from edgeqat.models.training import compile_classifier, outputs_logits
     from edgeqat.tf_compat import keras, tf
 
     if not 0 <= alpha <= 1:
@@ -55,4 +55,7 @@ def distiller(student: Any, teacher: Any, alpha: float, temperature: float = TEM
             # "loss" is the hard-label term's running mean, comparable with val_loss
             return {m.name: m.result() for m in self.metrics}
 
-    return Distiller()
+    trainer = Distiller()
+    # the wrapper has no head of its own: the student's tells whether outputs are logits
+    compile_classifier(trainer, learning_rate, from_logits=student_logits)
+    return trainer

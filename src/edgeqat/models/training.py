@@ -16,13 +16,16 @@ def outputs_logits(model: Any) -> bool:
     return getattr(act, "__name__", "") != "softmax"
 
 
-def compile_classifier(model: Any, learning_rate: Any) -> None:
-    """Adam + sparse cross-entropy; ``learning_rate`` a float or a Keras schedule."""
+def compile_classifier(model: Any, learning_rate: Any, from_logits: bool | None = None) -> None:
+    """Adam + sparse cross-entropy; ``learning_rate`` a float or a Keras schedule;
+    ``from_logits`` None: read from the model's last layer."""
     from edgeqat.tf_compat import keras
 
+    if from_logits is None:
+        from_logits = outputs_logits(model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=outputs_logits(model)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
         metrics=["accuracy"],
     )
 
