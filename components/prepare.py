@@ -19,6 +19,7 @@ def prepare(
     normalize: str,
     val_fraction: float,
     test_fraction: float,
+    test_split: str,
     calibration_size: int,
     shard_size: int,
     seed: int,

@@ -17,6 +17,8 @@ from edgeqat.errors import EdgeqatError
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    # Unexpected errors are one line + a log file (edgeqat.failure); --verbose shows them.
+    pretty_exceptions_enable=False,
     help="edgeqat: Keras image model -> validated int8 TensorFlow Lite, as a reproducible DVC/MLflow pipeline.",
 )
 stage = typer.Typer(no_args_is_help=True, help="Run one pipeline stage (what dvc.yaml calls).")
@@ -28,6 +30,13 @@ app.add_typer(_pipeline_app, name="pipeline")
 
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (one section per stage).")
 DataOpt = typer.Option(Path("data/prepared"), "--data", help="Prepared splits folder.")
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", help="On an unexpected error, print the full traceback too."),
+) -> None:
+    """Options for every command (read by main() before the command runs)."""
 
 
 def _params(path: Path):
@@ -203,11 +212,21 @@ _install_recommend_commands(app, stage)
 
 
 def main() -> None:
+    argv = sys.argv[1:]
     try:
         app()
     except EdgeqatError as err:
         print(f"edgeqat: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - the last resort: one line and a log, never a raw dump
+        from edgeqat import failure
+
+        if failure.verbose(argv):
+            import traceback
+
+            traceback.print_exc()
+        print(failure.report(typer.main.get_command(app), argv, err), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

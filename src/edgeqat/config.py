@@ -28,9 +28,13 @@ class PrepareConfig(_Section):
     path: str = "data/raw"
     image_size: int = Field(16, ge=8, le=1024)
     channels: Literal[1, 3] = 1
-    normalize: Literal["zero_one", "minus_one_one"] = "zero_one"
+    # raw: pixels 0..255 as floats, for a model that rescales inside (a Rescaling layer)
+    normalize: Literal["zero_one", "minus_one_one", "raw"] = "zero_one"
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    # auto: a source's own test files (IDX t10k-*, a folder's test/) are the test split;
+    # pooled: every file is pooled and re-split by test_fraction
+    test_split: Literal["auto", "pooled"] = "auto"
     calibration_size: int = Field(200, ge=1)
     shard_size: int = Field(1024, ge=1)
     seed: int = Field(42, ge=0)

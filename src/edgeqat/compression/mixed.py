@@ -117,28 +117,9 @@ def _check_at_an_end(model: Any, keep: list[str]) -> None:
 
 def quantize_keep_float(model: Any, keep: list[str]) -> Any:
     """QAT-wrap every layer except the units of ``keep`` (and the input layer)."""
-    from edgeqat.tf_compat import keras, tfmot
+    from edgeqat.compression.annotate import quantize
 
-    q = tfmot.quantization.keras
-    if not keep:
-        try:
-            return q.quantize_model(model)
-        except (ValueError, RuntimeError) as err:
-            raise ModelError(f"tfmot cannot quantize model {model.name!r}: {err}") from None
-    floating = float_layers(model, keep)
-
-    def annotate(layer: Any) -> Any:
-        clone = layer.__class__.from_config(layer.get_config())
-        if layer.name in floating or type(layer).__name__ == "InputLayer":
-            return clone
-        return q.quantize_annotate_layer(clone)
-
-    try:
-        annotated = keras.models.clone_model(model, clone_function=annotate)
-        annotated.set_weights(model.get_weights())
-        return q.quantize_apply(annotated)
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"tfmot cannot quantize model {model.name!r} keeping {sorted(floating)} in float: {err}") from None
+    return quantize(model, float_layers(model, keep) if keep else ())[0]
 
 
 def _layer_reach(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:

@@ -62,8 +62,24 @@ def magnitude_prune(
             kwargs["sparsity_m_by_n"] = m_by_n
         try:
             return sp.prune_low_magnitude(model, **kwargs)
+        except ValueError:
+            pass  # a layer tfmot's prune registry lacks (Rescaling, Normalization, ...)
+        skipped: list[str] = []
+
+        def per_layer(layer: Any) -> Any:
+            try:
+                return sp.prune_low_magnitude(layer, **kwargs)
+            except ValueError:  # kept dense, as it is (its weights are shared, as tfmot's own wrappers do)
+                skipped.append(layer.name)
+                return layer
+
+        try:
+            wrapped = keras.models.clone_model(model, clone_function=per_layer)
         except (ValueError, RuntimeError) as err:
             raise ModelError(f"tfmot cannot prune model {model.name!r}: {err}") from None
+        if skipped and sparsity == target_sparsity:
+            print(f"[edgeqat] prune: tfmot cannot prune {', '.join(skipped)}: kept dense", file=sys.stderr, flush=True)
+        return wrapped
 
     pruned = wrap(target_sparsity)
     if scope == "model" and m_by_n is None and target_sparsity > 0:
@@ -121,13 +137,8 @@ def keras_sparsity(model: Any, *, depthwise: bool = True) -> float:
 
 def prune_preserving_quantize(model: Any) -> Any:
     """Wrap a stripped, pruned FP32 model for QAT that keeps its zeros at zero."""
+    from edgeqat.compression.annotate import quantize
     from edgeqat.tf_compat import tfmot
 
-    q = tfmot.quantization.keras
-    try:
-        return q.quantize_apply(
-            q.quantize_annotate_model(model),
-            tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme(),
-        )
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"tfmot cannot apply pruning-preserving QAT to model {model.name!r}: {err}") from None
+    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    return quantize(model, scheme=scheme, what="apply pruning-preserving QAT to")[0]

@@ -30,6 +30,12 @@ class RecordSource(ABC):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def parts(self) -> list[tuple[str, int, int, bool]]:
+        """Contiguous record ranges by the file or folder they come from:
+        ``(name, start, stop, is_designated_test)``. A source whose files include an
+        official test split (IDX ``t10k-*``, a folder's ``test/``) flags those ranges."""
+        return [(Path(self.origin).name, 0, len(self), False)]
+
     def close(self) -> None:
         """Release temporary files; safe to call twice."""
 

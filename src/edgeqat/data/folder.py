@@ -26,27 +26,60 @@ def decode_image(path: Path) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def _class_dirs(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
+
+
+def _images(cls: Path) -> list[Path]:
+    return sorted(p for p in cls.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def designated_test_dir(root: Path) -> Path | None:
+    """``root/test`` when it holds class subfolders (an official test split), else None:
+    a ``test`` folder of images is simply a class named "test"."""
+    test = root / "test"
+    return test if test.is_dir() and _class_dirs(test) else None
+
+
 class FolderSource(RecordSource):
+    """Classes are the subfolders of ``root`` or, when ``root/test/<class>/`` exists (the
+    test split the data came with), of ``root/train/`` (or of ``root`` minus ``test/``)."""
+
     def __init__(self, path: str | Path) -> None:
         root = Path(path)
         if not root.is_dir():
             raise DataError(f"{root}: folder not found (prepare.path for source 'folder')")
         self.origin = str(root)
-        classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        test_root = designated_test_dir(root)
+        train_root = root / "train" if test_root is not None and (root / "train").is_dir() else root
+        classes = _class_dirs(train_root, skip=("test",) if test_root is not None else ())
         if not classes:
-            raise DataError(f"{root}: no class subfolders (expected one subfolder of images per class)")
+            raise DataError(f"{train_root}: no class subfolders (expected one subfolder of images per class)")
+        names = [c.name for c in classes]
         self.files: list[Path] = []
         labels: list[int] = []
         for k, cls in enumerate(classes):
-            files = sorted(
-                p for p in cls.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )
+            files = _images(cls)
             if not files:
                 raise DataError(f"{cls}: class folder is empty (no .png/.jpg/.jpeg images)")
             self.files += files
             labels += [k] * len(files)
+        self._parts = [(train_root.name, 0, len(self.files), False)]
+        if test_root is not None:
+            unknown = [c.name for c in _class_dirs(test_root) if c.name not in names]
+            if unknown:
+                raise DataError(f"{test_root}: class folder(s) {unknown} are not among the training classes {names}")
+            start = len(self.files)
+            for cls in _class_dirs(test_root):
+                files = _images(cls)
+                self.files += files
+                labels += [names.index(cls.name)] * len(files)
+            self._parts.append(("test", start, len(self.files), True))
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.class_names = check_labels(self.labels, [c.name for c in classes], self.origin)
+        self.class_names = check_labels(self.labels, names, self.origin)
+
+    def parts(self) -> list[tuple[str, int, int, bool]]:
+        return list(self._parts)
 
     def read(self, i: int) -> np.ndarray:
         return decode_image(self.files[i])

@@ -68,6 +68,11 @@ def _pairs(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def is_test_file(name: str) -> bool:
+    """MNIST's official test files are ``t10k-*``; other IDX sets name theirs ``test-*``."""
+    return name.startswith(("t10k", "test"))
+
+
 class IdxSource(RecordSource):
     def __init__(self, path: str | Path) -> None:
         root = Path(path)
@@ -100,6 +105,10 @@ class IdxSource(RecordSource):
             self.close()
             raise
         self._starts = np.cumsum([0] + [p[2] for p in self._parts])
+
+    def parts(self) -> list[tuple[str, int, int, bool]]:
+        return [(Path(shown).name, int(self._starts[k]), int(self._starts[k + 1]), is_test_file(Path(shown).name))
+                for k, (_, _, _, shown) in enumerate(self._parts)]
 
     def read(self, i: int) -> np.ndarray:
         k = int(np.searchsorted(self._starts, i, side="right") - 1)

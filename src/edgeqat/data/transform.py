@@ -13,6 +13,7 @@ from PIL import Image
 NORMALIZATION = {
     "zero_one": {"mean": 0.0, "std": 255.0},
     "minus_one_one": {"mean": 127.5, "std": 127.5},
+    "raw": {"mean": 0.0, "std": 1.0},
 }
 
 

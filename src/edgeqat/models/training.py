@@ -12,8 +12,10 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 def outputs_logits(model: Any) -> bool:
     """False when the model ends in a softmax (a user's pretrained model may)."""
-    act = getattr(model.layers[-1], "activation", None)
-    return getattr(act, "__name__", "") != "softmax"
+    last = model.layers[-1]
+    if type(last).__name__ == "Softmax":
+        return False
+    return getattr(getattr(last, "activation", None), "__name__", "") != "softmax"
 
 
 def compile_classifier(model: Any, learning_rate: Any, from_logits: bool | None = None) -> None:

@@ -54,12 +54,18 @@ def _prepare_finetune(cfg: QatConfig, meta: dict, workdir: Path) -> Path:
 
 
 def quantize(model: Any) -> Any:
-    from edgeqat.tf_compat import tfmot
+    """tfmot's default 8-bit QAT wrapping, with edgeqat.compression.annotate's fallbacks
+    for layers tfmot has no config for (named in the log)."""
+    from edgeqat.compression.annotate import quantize as annotate_quantize
 
-    try:
-        return tfmot.quantization.keras.quantize_model(model)
-    except (ValueError, RuntimeError) as err:
-        raise ModelError(f"tfmot cannot quantize model {model.name!r}: {err}") from None
+    wrapped, report = annotate_quantize(model)
+    if report["as_depthwise"]:
+        log(f"qat: {', '.join(report['as_depthwise'])}: per-channel affine preprocessing, quantized as a 1x1 "
+            "depthwise convolution (same maths; tfmot has no config for it)")
+    if report["output_only"]:
+        log(f"qat: tfmot has no quantization config for {', '.join(report['output_only'])}: their maths stays float "
+            "with fake-quantized outputs; the converter may keep them as float ops (validate names them)")
+    return wrapped
 
 
 def qat(

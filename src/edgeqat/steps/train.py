@@ -10,6 +10,7 @@ from edgeqat.config import TrainConfig
 from edgeqat.data.shards import load_meta, make_dataset
 from edgeqat.errors import ModelError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
+from edgeqat.models.graph import flatten
 from edgeqat.models.io import load_model, save_model
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
 
@@ -47,7 +48,7 @@ def train(
 
     if cfg.from_model:
         log(f"train: starting from the pretrained model {cfg.from_model} (no training)")
-        model = load_model(cfg.from_model)
+        model = flatten(load_model(cfg.from_model), cfg.from_model)
         check_model_fits_data(model, meta, cfg.from_model)
         compile_classifier(model, cfg.learning_rate)
         rows = [{"epoch": 0, "val_accuracy": accuracy(model, val_ds)}]
