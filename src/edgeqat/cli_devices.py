@@ -66,6 +66,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         reference: Optional[Path] = typer.Option(None, "--reference", help="FP32 Keras model: adds top-1 agreement."),
         latency_runs: int = typer.Option(50, min=1),
         emulate: bool = typer.Option(True, help="Run ARM Linux profiles under QEMU where available."),
+        parity_samples: int = typer.Option(256, min=1, help="Images TFLM runs (bit-exact with LiteRT) per MCU profile."),
         as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
     ) -> None:
         """Check one .tflite against device profiles: ops, memory, accuracy, latency; exit 1 if any fails."""
@@ -81,7 +82,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
             ev = load_eval_data(data, reference)
         elif reference is not None:
             raise EdgeqatError("--reference needs --data (the images to compare on)")
-        verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate) for p in profs]
+        verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate,
+                                       parity_samples=parity_samples) for p in profs]
         if as_json:
             typer.echo(json.dumps({"model": str(model), "devices": {v["device"]: v for v in verdicts}}, indent=2, default=str))
         else:

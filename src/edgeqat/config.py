@@ -148,6 +148,9 @@ class ValidateConfig(_Section):
     latency_runs: int = Field(50, ge=1)
     emulate: bool = True  # run ARM Linux profiles on aarch64 LiteRT under QEMU where available
     emulate_samples: int = Field(16, ge=1)
+    # Images TFLM runs per microcontroller profile; its outputs must equal LiteRT's bit for bit
+    # there, and accuracy on the whole split comes from LiteRT once per model.
+    parity_samples: int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _required_are_validated(self) -> "ValidateConfig":

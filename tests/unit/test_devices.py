@@ -45,7 +45,19 @@ def models(tmp_path_factory):
     x = L.Conv2D(32, 3, padding="same", activation="relu")(inp)
     x = L.Conv2D(32, 3, padding="same", activation="relu")(x)
     big = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+    # Logits of ~1e-9: the softmax input scale is so small that TFLM's Prepare fails a
+    # TFLITE_CHECK (QuantizeMultiplierGreaterThanOne) and aborts the process: a real SIGABRT.
+    inp = keras.Input((8, 8, 1))
+    x = L.Dense(4, kernel_initializer=keras.initializers.Constant(1e-9), bias_initializer="zeros")(L.Flatten()(inp))
+    aborts = keras.Model(inp, L.Softmax()(x))
+    # ~260 KB of int8 weights (> cortex_m4's 160 KB flash), with the same aborting softmax behind them.
+    inp = keras.Input((16, 16, 1))
+    x = L.Dense(1024, activation="relu")(L.Flatten()(inp))
+    x = L.Dense(4, kernel_initializer=keras.initializers.Constant(1e-9), bias_initializer="zeros")(x)
+    oversized = keras.Model(inp, L.Softmax()(x))
     out = {
+        "aborts": _convert(aborts, True, (8, 8, 1)),
+        "oversized": _convert(oversized, True, (16, 16, 1)),
         "int8": _convert(small, True, (16, 16, 1)),
         "fp32": _convert(small, False, (16, 16, 1)),
         "gelu": _convert(_small(keras, "gelu"), False, (16, 16, 1)),
@@ -78,12 +90,63 @@ def test_int8_model_passes_cortex_m7_with_tflm_arena(models):
     assert v["latency_ms_estimate"] > 0 and v["latency_estimate"]["label"] == "estimate"
 
 
-def test_arena_over_sram_fails_naming_needed_and_available(models):
+def test_arena_over_sram_fails_fast_naming_needed_and_available(models):
     v = validate_on_device(models["big"], _profile("cortex_m7"), latency_runs=2)
     assert not v["passed"]
-    arena = v["arena_bytes"]
-    assert arena > 1024 * 1024
-    assert any(f"arena needs {arena:,} bytes > SRAM 1,048,576 bytes" in r for r in v["reasons"]), v["reasons"]
+    # Two 160x160x32 int8 activations around the second conv: the arena can be no smaller.
+    assert v["arena_lower_bound_bytes"] == 2 * 160 * 160 * 32
+    assert any("arena needs at least 1,638,400 bytes (CONV_2D's input + output activations) > SRAM 1,048,576 bytes"
+               in r for r in v["reasons"]), v["reasons"]
+    assert v["misses"]["sram"] == {"needed": 1638400, "available": 1048576}
+    assert v["tflm"]["ran"] is False and "arena_bytes" not in v
+
+
+def test_tflm_abort_is_a_fail_verdict_not_a_dead_process(models):
+    v = validate_on_device(models["aborts"], _profile("cortex_m7"), latency_runs=2)
+    assert not v["passed"] and v["hard_failure"]
+    assert v["tflm"] == {"ran": True, "loaded": False, "crashed": "SIGABRT"}
+    text = " ".join(v["reasons"])
+    assert "TFLite Micro crashed: the process died on SIGABRT" in text and "last native output" in text, text
+
+
+def test_cli_validate_survives_tflm_abort(models):
+    from typer.testing import CliRunner
+
+    from edgeqat.cli import app
+
+    r = CliRunner().invoke(app, ["validate", str(models["aborts"]), "--device", "cortex_m7", "--device", "rpi4",
+                                 "--no-emulate", "--latency-runs", "2"])
+    assert r.exit_code == 1, r.output
+    assert "cortex_m7          FAIL" in r.output and "SIGABRT" in r.output
+    assert "rpi4" in r.output  # the next device was still validated
+
+
+def test_oversized_model_fails_flash_without_starting_tflm(models):
+    size = models["oversized"].stat().st_size
+    assert size > 163840
+    v = validate_on_device(models["oversized"], _profile("cortex_m4"), latency_runs=2)
+    assert not v["passed"]
+    assert f"model {size:,} bytes > flash 163,840 bytes" in v["reasons"]
+    assert v["misses"]["flash"] == {"needed": size, "available": 163840}
+    # Its softmax aborts TFLM (see test above): no SIGABRT here means TFLM never ran.
+    assert v["tflm"]["ran"] is False and not any("TFLite Micro" in r for r in v["reasons"]), v["reasons"]
+
+
+def test_tflm_parity_on_a_bounded_sample_and_accuracy_from_litert(models):
+    from edgeqat.quantization.runtime import TFLiteClassifier
+
+    images = np.random.default_rng(3).random((40, 16, 16, 1), dtype=np.float32)
+    litert = np.array([np.argmax(TFLiteClassifier(models["int8"], xnnpack=False)(x)) for x in images])
+    labels = litert.copy()
+    labels[:10] = (labels[:10] + 1) % 4  # 30 of 40 right
+    data = EvalData(images, labels=labels)
+    v = validate_on_device(models["int8"], _profile("cortex_m7"), data, latency_runs=2, parity_samples=8)
+    assert v["passed"], v["reasons"]
+    assert v["parity"]["samples"] == 8 and v["parity"]["bit_exact"] is True
+    assert v["accuracy"] == 0.75  # over all 40 images, not the 8 TFLM ran
+    assert len(data.cache) == 1
+    v2 = validate_on_device(models["int8"], _profile("esp32s3"), data, latency_runs=2, parity_samples=8)
+    assert v2["accuracy"] == 0.75 and len(data.cache) == 1  # LiteRT ran once for both profiles
 
 
 def test_float_model_fails_edge_tpu_naming_its_ops(models):

@@ -89,7 +89,8 @@ def validate(
             log(f"validate: {name} on {prof.name} ({prof.title})")
             full[name][prof.name] = validate_on_device(
                 path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
-                emulate=cfg.emulate, emulate_samples=cfg.emulate_samples)
+                emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
+                parity_samples=cfg.parity_samples)
     summary = read_json(evaluation_json)
     summary["validated_model"] = cfg.model
     summary["required_devices"] = list(cfg.required_devices)
