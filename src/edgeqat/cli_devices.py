@@ -25,10 +25,16 @@ def _verdict_text(model: str, verdicts: list[dict]) -> str:
     lines = [f"{model}:"]
     for v in verdicts:
         est = v.get("latency_ms_estimate")
-        est_txt = "–" if est is None else f"{est:.2f} ms (estimate, {v['latency_estimate']['kernel_library']})"
+        le = v.get("latency_estimate") or {}
+        est_txt = "–" if est is None else f"{est:.3g} ms ({le.get('label', 'estimate')}, {le.get('kernel_library')})"
         lines.append(f"  {v['device']:<18} {'PASS' if v['passed'] else 'FAIL'}  latency {est_txt}"
                      + (f", arena {v['arena_bytes']:,} B (TFLM reference kernels)" if v.get("arena_bytes") else "")
                      + (f", accuracy {v['accuracy']:.4f}" if "accuracy" in v else ""))
+        vela = v.get("vela")
+        if vela and vela.get("ran"):
+            lines.append(f"      vela {vela['version']}: {vela['cycles']:,} cycles, SRAM {vela['sram_bytes']:,} B, "
+                         f"flash {vela['flash_bytes']:,} B, NPU ops {vela['npu_ops']}, CPU ops {vela['cpu_ops']}"
+                         + (f" ({', '.join(vela['cpu_op_names'])})" if vela["cpu_op_names"] else ""))
         for r in v["reasons"]:
             lines.append(f"      - {r}")
         emu = v.get("emulation")
@@ -53,7 +59,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
             typer.echo(json.dumps({n: p.model_dump() for n, p in profs.items()}, indent=2))
             return
         for n, p in profs.items():
-            typer.echo(f"{n:<18} {p.device_class:<10} {p.runtime:<7} {p.speed_model.kernel_library:<10} "
+            kernels = p.speed_model.kernel_library if p.speed_model else "Vela"
+            typer.echo(f"{n:<18} {p.device_class:<10} {p.runtime:<7} {kernels:<10} "
                        f"RAM {_fmt_bytes(p.ram_bytes or p.sram_bytes):>8}  flash {_fmt_bytes(p.flash_bytes):>8}  "
                        f"{'int8-only ' if p.int8_only else ''}{p.title}")
 

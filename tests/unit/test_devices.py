@@ -36,7 +36,7 @@ def _small(keras, activation="relu"):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from edgeqat.tf_compat import keras
+    from edgeqat.tf_compat import keras, tf
 
     d = tmp_path_factory.mktemp("devmodels")
     L = keras.layers
@@ -55,7 +55,13 @@ def models(tmp_path_factory):
     x = L.Dense(1024, activation="relu")(L.Flatten()(inp))
     x = L.Dense(4, kernel_initializer=keras.initializers.Constant(1e-9), bias_initializer="zeros")(x)
     oversized = keras.Model(inp, L.Softmax()(x))
+    # DEPTH_TO_SPACE: an int8 op Ethos-U55 lacks, so Vela leaves it to the CPU.
+    inp = keras.Input((16, 16, 1))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)
+    d2s = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
     out = {
+        "d2s": _convert(d2s, True, (16, 16, 1)),
         "aborts": _convert(aborts, True, (8, 8, 1)),
         "oversized": _convert(oversized, True, (16, 16, 1)),
         "int8": _convert(small, True, (16, 16, 1)),
@@ -76,10 +82,13 @@ def _profile(name):
 
 def test_shipped_profiles_load_and_cite_sources():
     profs = available_profiles()
-    assert {"rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3"} <= set(profs)
+    assert {"rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3",
+            "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"} <= set(profs)
     for p in profs.values():
         assert all(s.startswith("http") for s in p.sources), p.name
-    assert {p.device_class for p in profs.values()} >= {"arm_linux", "phone", "x86", "edge_tpu", "mcu"}
+    assert {p.device_class for p in profs.values()} >= {"arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu"}
+    for p in (p for p in profs.values() if p.runtime == "vela"):
+        assert p.vela.accelerator_config and p.vela.system_config and p.vela.memory_mode, p.name
 
 
 def test_int8_model_passes_cortex_m7_with_tflm_arena(models):
@@ -224,3 +233,35 @@ def test_user_profile_overrides_and_cli_json(models, tmp_path):
     assert out["devices"]["cortex_m7"]["passed"] is True
     assert out["devices"]["tiny_mcu"]["passed"] is False
     assert "> SRAM 1,024 bytes" in " ".join(out["devices"]["tiny_mcu"]["reasons"])
+
+
+def test_ethos_u_profile_reports_vela_figures(models):
+    from typer.testing import CliRunner
+
+    from edgeqat.cli import app
+
+    r = CliRunner().invoke(app, ["validate", str(models["int8"]), "--device", "ethos_u55_128", "--json"])
+    assert r.exit_code == 0, r.output
+    v = json.loads(r.stdout[r.stdout.index("{"):])["devices"]["ethos_u55_128"]
+    vela = v["vela"]
+    assert vela["ran"] and vela["version"] == "5.2.0"
+    assert vela["config"]["accelerator_config"] == "ethos-u55-128" and vela["config"]["memory_mode"] == "Shared_Sram"
+    assert vela["cycles"] > 0 and 0 < vela["inference_ms"] < 1 and vela["sram_bytes"] > 0 and vela["flash_bytes"] > 0
+    assert vela["npu_ops"] > 0 and vela["cpu_ops"] == 0 and vela["tflite_ops_on_cpu"] == 0
+    assert {"Original Operator", "Target", "Op Cycles"} <= set(vela["per_layer"][0])
+    assert v["latency_ms_estimate"] == vela["inference_ms"]
+    assert v["latency_estimate"]["source"] == "vendor performance model (vela)"
+
+
+def test_cpu_fallback_op_is_named_and_fails_a_no_fallback_profile(models, tmp_path):
+    v = validate_on_device(models["d2s"], _profile("ethos_u55_128"))
+    assert not v["passed"]
+    assert v["vela"]["cpu_op_names"] == ["DEPTH_TO_SPACE"] and v["vela"]["tflite_ops_on_cpu"] == 1
+    assert any("fall back to the CPU (DEPTH_TO_SPACE); ethos_u55_128 allows 0" in r for r in v["reasons"]), v["reasons"]
+    import yaml
+
+    raw = load_profile_file(_shipped("ethos_u55_128")).model_dump()
+    raw["name"], raw["vela"]["max_cpu_ops"] = "u55_one_fallback", v["vela"]["cpu_ops"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    v2 = validate_on_device(models["d2s"], load_profile_file(tmp_path / "p.yaml"))
+    assert v2["passed"], v2["reasons"]

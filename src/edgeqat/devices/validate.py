@@ -162,6 +162,47 @@ def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
     return ref_out
 
 
+def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, data: Optional[EvalData],
+                 v: dict, reasons: list[str], misses: dict, notes: list[str]) -> Optional[np.ndarray]:
+    """Vela's compile and performance model against the profile's budgets; accuracy from
+    LiteRT on the host (the NPU is not emulated; it runs the same int8 arithmetic)."""
+    from edgeqat.devices.vela import compile_model
+
+    cfg = prof.vela
+    res = compile_model(path, cfg, dict(work.ops))
+    v["vela"] = res.as_dict()
+    src = "vendor performance model (vela)"
+    v["latency_estimate"] = {"label": src, "source": src, "kernel_library": f"Ethos-U ({cfg.accelerator_config}, Vela)",
+                             "runtime": "ethos-u", "latency_ms_estimate": res.inference_ms}
+    v["latency_ms_estimate"] = res.inference_ms
+    if not res.ran:
+        reasons.append(f"{prof.name}: no Vela figures: {res.error}")
+        return None
+    v["sram_bytes_used"], v["flash_bytes_used"] = res.sram_bytes, res.flash_bytes
+    if res.cpu_ops > cfg.max_cpu_ops:
+        reasons.append(f"{res.cpu_ops} operator(s) fall back to the CPU ({', '.join(res.cpu_op_names) or 'unnamed'}); "
+                       f"{prof.name} allows {cfg.max_cpu_ops}")
+        misses["cpu_ops"] = {"needed": res.cpu_ops, "available": cfg.max_cpu_ops}
+    if prof.sram_bytes is not None and res.sram_bytes > prof.sram_bytes:
+        reasons.append(f"Vela's plan needs {res.sram_bytes:,} bytes of SRAM > {prof.sram_bytes:,} bytes available")
+        misses["sram"] = {"needed": res.sram_bytes, "available": prof.sram_bytes}
+    if prof.flash_bytes is not None and res.flash_bytes > prof.flash_bytes and "flash" not in misses:
+        reasons.append(f"Vela's plan puts {res.flash_bytes:,} bytes in flash > {prof.flash_bytes:,} bytes available")
+        misses["flash"] = {"needed": res.flash_bytes, "available": prof.flash_bytes}
+    if prof.ram_bytes is not None and res.dram_bytes > prof.ram_bytes:
+        reasons.append(f"Vela's plan puts {res.dram_bytes:,} bytes in DRAM > {prof.ram_bytes:,} bytes available")
+        misses["ram"] = {"needed": res.dram_bytes, "available": prof.ram_bytes}
+    if prof.latency_budget_ms is not None and res.inference_ms > prof.latency_budget_ms:
+        reasons.append(f"Vela's estimated latency {res.inference_ms:.3f} ms > budget {prof.latency_budget_ms:g} ms")
+        misses["latency"] = {"needed": res.inference_ms, "available": prof.latency_budget_ms}
+    if res.cpu_ops:
+        notes.append("CPU-fallback operators run on the Cortex-M host; Vela's cycles cover the NPU part only")
+    if data is None:
+        return None
+    v["accuracy_source"] = f"LiteRT on all {len(data.images)} images (the NPU is not emulated)"
+    return _litert_reference(path, blob, data)[1]
+
+
 def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[EvalData] = None, *,
                        latency_runs: int = 50, max_accuracy_drop: Optional[float] = None,
                        emulate: bool = True, emulate_samples: int = 16, parity_samples: int = 256,
@@ -195,6 +236,8 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     if prof.runtime == "tflm":
         outputs = _run_on_tflm(path, blob, prof, work, data, latency_runs, parity_samples, tflm_timeout_s,
                                v, reasons, misses, notes)
+    elif prof.runtime == "vela":
+        outputs = _run_on_vela(path, blob, prof, work, data, v, reasons, misses, notes)
     else:
         try:
             r = _run_litert(path, prof, data, latency_runs)
@@ -226,13 +269,14 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
                                    f"{ref_acc:.4f} (> validate.max_accuracy_drop {max_accuracy_drop})")
                     misses["accuracy_drop"] = {"needed": drop, "available": max_accuracy_drop}
 
-    # Latency on the target: an estimate from the profile's speed model.
-    est = estimate_latency(prof, work)
-    v["latency_estimate"] = est
-    v["latency_ms_estimate"] = est.get("latency_ms_estimate")
-    if est.get("note"):
-        notes.append(est["note"])
-    if prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
+    # Latency on the target: an estimate from the profile's speed model (Ethos-U: Vela's figure, above).
+    if prof.runtime != "vela":
+        est = estimate_latency(prof, work)
+        v["latency_estimate"] = est
+        v["latency_ms_estimate"] = est.get("latency_ms_estimate")
+        if est.get("note"):
+            notes.append(est["note"])
+    if prof.runtime != "vela" and prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
             and v["latency_ms_estimate"] > prof.latency_budget_ms:
         reasons.append(f"estimated latency {v['latency_ms_estimate']:.1f} ms > budget {prof.latency_budget_ms:g} ms")
         misses["latency"] = {"needed": v["latency_ms_estimate"], "available": prof.latency_budget_ms}
