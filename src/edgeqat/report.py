@@ -74,6 +74,13 @@ def _size(v: Any) -> str:
     return "–" if v is None else f"{int(v):,}"
 
 
+def _qemu_skipped(why: str) -> str:
+    """The cell of a QEMU run that did not happen: the one command that enables it, when that is the fix."""
+    if "make arm64" in why:
+        return "skipped: run `make arm64` to enable"
+    return f"skipped ({why})" if why else "skipped"
+
+
 def device_table(summary: dict[str, Any]) -> list[str]:
     """Per-device verdicts of the validated variant (the validate stage's part of the summary)."""
     lines = [
@@ -88,7 +95,7 @@ def device_table(summary: dict[str, Any]) -> list[str]:
     for name, d in summary["devices"].items():
         emu = d.get("emulation") or {}
         emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
-            if emu.get("ran") else ("–" if not emu else "skipped")
+            if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
         est = d.get("latency_ms_estimate")
         lines.append("| " + " | ".join([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),

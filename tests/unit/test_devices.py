@@ -265,3 +265,16 @@ def test_cpu_fallback_op_is_named_and_fails_a_no_fallback_profile(models, tmp_pa
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
     v2 = validate_on_device(models["d2s"], load_profile_file(tmp_path / "p.yaml"))
     assert v2["passed"], v2["reasons"]
+
+
+def test_qemu_cell_names_the_command_that_enables_it():
+    from edgeqat.devices.qemu import qemu_available
+    from edgeqat.report import device_table
+
+    why = qemu_available("/nonexistent-arm64-root")
+    assert why is not None and "make arm64" in why
+    rows = device_table({"validated_model": "qat_int8", "devices": {
+        "rpi4": {"passed": True, "runtime": "litert", "emulation": {"ran": False, "why": why}},
+        "j1900": {"passed": True, "runtime": "litert", "emulation": {"ran": False, "why": "emulation off (validate.emulate: false)"}}}})
+    assert "| skipped: run `make arm64` to enable |" in rows[-2]
+    assert "skipped (emulation off (validate.emulate: false))" in rows[-1]
