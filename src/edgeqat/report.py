@@ -74,6 +74,17 @@ def _size(v: Any) -> str:
     return "–" if v is None else f"{int(v):,}"
 
 
+def _latency_cell(est: Any, d: dict[str, Any]) -> str:
+    if est is None:
+        return "–"
+    txt = f"{est:.3g}"
+    if "vela" in str(d.get("latency_source", "")):
+        txt += " (vela)"
+    elif d.get("latency_extrapolated"):
+        txt += " (extrapolated)"
+    return txt
+
+
 def _qemu_skipped(why: str) -> str:
     """The cell of a QEMU run that did not happen: the one command that enables it, when that is the fix."""
     if "make arm64" in why:
@@ -86,8 +97,10 @@ def device_table(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"## Devices: `{summary.get('validated_model', '?')}`",
         "",
-        "Latency on the device is an *estimate* from the profile's speed model (published figures); "
-        "the TFLM arena is what TFLite Micro's allocator recorded with its reference kernels on this host.",
+        "Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
+        "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x outside "
+        "the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded with its "
+        "reference kernels on this host.",
         "",
         "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | model bytes | QEMU aarch64 | reasons |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -99,7 +112,7 @@ def device_table(summary: dict[str, Any]) -> list[str]:
         est = d.get("latency_ms_estimate")
         lines.append("| " + " | ".join([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
-            _fmt("accuracy", d.get("accuracy")), "–" if est is None else f"{est:.2f}", _size(d.get("arena_bytes")),
+            _fmt("accuracy", d.get("accuracy")), _latency_cell(est, d), _size(d.get("arena_bytes")),
             _size(d.get("model_bytes")), emu_txt, "; ".join(d.get("reasons") or []) or "–",
         ]) + " |")
     return lines

@@ -39,6 +39,7 @@ def models(tmp_path_factory):
     from edgeqat.tf_compat import keras, tf
 
     d = tmp_path_factory.mktemp("devmodels")
+    keras.utils.set_random_seed(0)  # the same weights every run
     L = keras.layers
     small = _small(keras)
     inp = keras.Input((160, 160, 3))  # two 160x160x32 int8 activations live at once: > 1 MB
@@ -151,7 +152,9 @@ def test_tflm_parity_on_a_bounded_sample_and_accuracy_from_litert(models):
     data = EvalData(images, labels=labels)
     v = validate_on_device(models["int8"], _profile("cortex_m7"), data, latency_runs=2, parity_samples=8)
     assert v["passed"], v["reasons"]
-    assert v["parity"]["samples"] == 8 and v["parity"]["bit_exact"] is True
+    par = v["parity"]
+    # Bit for bit, or TFLM's FULLY_CONNECTED rounding one unit off without changing a top-1.
+    assert par["samples"] == 8 and par["max_abs_diff"] <= 1 and par["top1_mismatched"] == 0, par
     assert v["accuracy"] == 0.75  # over all 40 images, not the 8 TFLM ran
     assert len(data.cache) == 1
     v2 = validate_on_device(models["int8"], _profile("esp32s3"), data, latency_runs=2, parity_samples=8)
@@ -278,3 +281,24 @@ def test_qemu_cell_names_the_command_that_enables_it():
         "j1900": {"passed": True, "runtime": "litert", "emulation": {"ran": False, "why": "emulation off (validate.emulate: false)"}}}})
     assert "| skipped: run `make arm64` to enable |" in rows[-2]
     assert "skipped (emulation off (validate.emulate: false))" in rows[-1]
+
+
+def test_every_latency_says_its_source_and_estimates_flag_extrapolation(models):
+    from edgeqat.devices.speed import estimate_latency
+    from edgeqat.devices.workload import analyze
+
+    m7 = _profile("cortex_m7")
+    # ~0.27 M MACs: inside 10x of the MCU calibration models (0.26 M to 7.5 M MACs)
+    near = estimate_latency(m7, analyze(models["oversized"]))
+    assert near["source"] == "estimate from published figures" and near["extrapolated"] is False
+    band = near["error_band"]
+    assert band["heldout_points"] >= 1 and 0 < band["median_rel_error"] <= band["max_rel_error"]
+    # 5,560 MACs on an Edge TPU fitted on 569 M+ MAC models: flagged
+    v = validate_on_device(models["int8"], _profile("coral_edgetpu"), latency_runs=2)
+    assert v["latency_extrapolated"] is True and v["latency_source"] == "estimate from published figures"
+    assert "extrapolated" in " ".join(v["notes"])
+    assert v["host_latency_ms"]["source"].startswith("measured")
+    from edgeqat.report import device_table
+
+    rows = device_table({"devices": {"coral_edgetpu": {**v, "required": False}}})
+    assert " (extrapolated) |" in rows[-1]

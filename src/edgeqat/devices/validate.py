@@ -132,7 +132,8 @@ def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
                 reasons.append(f"ops TFLite Micro lacks: {', '.join(lacking)}")
         reasons.append(f"TFLite Micro could not run it: {run.error}")
         return None
-    v["host_latency_ms"] = {**_percentiles(run.latency_ms), "runtime": "tflm reference kernels, x86 host"}
+    v["host_latency_ms"] = {**_percentiles(run.latency_ms), "runtime": "tflm reference kernels, x86 host",
+                            "source": "measured (on this host, not the device)"}
     if prof.sram_bytes is not None and run.arena_bytes is not None and run.arena_bytes > prof.sram_bytes:
         reasons.append(f"arena needs {run.arena_bytes:,} bytes > SRAM {prof.sram_bytes:,} bytes available")
         misses["sram"] = {"needed": run.arena_bytes, "available": prof.sram_bytes}
@@ -175,6 +176,7 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
     v["latency_estimate"] = {"label": src, "source": src, "kernel_library": f"Ethos-U ({cfg.accelerator_config}, Vela)",
                              "runtime": "ethos-u", "latency_ms_estimate": res.inference_ms}
     v["latency_ms_estimate"] = res.inference_ms
+    v["latency_source"], v["latency_extrapolated"] = src, False
     if not res.ran:
         reasons.append(f"{prof.name}: no Vela figures: {res.error}")
         return None
@@ -246,7 +248,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
         else:
             outputs = r["outputs"]
             v["interpreter_bytes"] = r["memory_bytes"]
-            v["host_latency_ms"] = {**_percentiles(r["latency_ms"]),
+            v["host_latency_ms"] = {**_percentiles(r["latency_ms"]), "source": "measured (on this host, not the device)",
                                     "runtime": f"litert, {prof.threads} thread(s), xnnpack {'on' if prof.xnnpack else 'off'}, x86 host"}
             need = len(blob) + r["memory_bytes"]
             if prof.ram_bytes is not None and need > prof.ram_bytes:
@@ -274,6 +276,8 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
         est = estimate_latency(prof, work)
         v["latency_estimate"] = est
         v["latency_ms_estimate"] = est.get("latency_ms_estimate")
+        v["latency_source"] = est.get("source", "estimate from published figures")
+        v["latency_extrapolated"] = bool(est.get("extrapolated"))
         if est.get("note"):
             notes.append(est["note"])
     if prof.runtime != "vela" and prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
