@@ -78,7 +78,8 @@ def verdict_section(tflite: Path, data: Path, fp32: Path, variant: str) -> list[
         lines.append("| " + " | ".join([
             name, "PASS" if v["passed"] else "FAIL", v["runtime"], f"{v.get('accuracy', float('nan')):.4f}",
             f"{v.get('agreement', float('nan')):.4f}",
-            "–" if est is None else f"{est:.3g} ({v['latency_estimate']['label']}, {v['latency_estimate']['kernel_library']})",
+            "–" if est is None else (f"{est:.3g} ({v['latency_estimate']['label']}, {v['latency_estimate']['kernel_library']}"
+                                     + (", **extrapolated**" if v.get("latency_extrapolated") else "") + ")"),
             f"{v['arena_bytes']:,}" if v.get("arena_bytes") else
             (f"{v['sram_bytes_used']:,} (Vela)" if v.get("sram_bytes_used") is not None else "–"),
             f"{v['host_latency_ms']['p50']:.3f}" if v.get("host_latency_ms") else "–", emu_txt,

@@ -26,8 +26,10 @@ def _verdict_text(model: str, verdicts: list[dict]) -> str:
     for v in verdicts:
         est = v.get("latency_ms_estimate")
         le = v.get("latency_estimate") or {}
-        est_txt = "–" if est is None else (f"{est:.3g} ms ({le.get('label', 'estimate')}, {le.get('kernel_library')}"
-                                           + (", extrapolated" if le.get("extrapolated") else "") + ")")
+        est_txt = "–"
+        if est is not None:
+            est_txt = (f"{est:.0f}" if est >= 100 else f"{est:.3g}") + f" ms ({le.get('label', 'estimate')}, " \
+                f"{le.get('kernel_library')}{', extrapolated' if le.get('extrapolated') else ''})"
         lines.append(f"  {v['device']:<18} {'PASS' if v['passed'] else 'FAIL'}  latency {est_txt}"
                      + (f", arena {v['arena_bytes']:,} B (TFLM reference kernels)" if v.get("arena_bytes") else "")
                      + (f", accuracy {v['accuracy']:.4f}" if "accuracy" in v else ""))
