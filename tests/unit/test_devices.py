@@ -302,3 +302,15 @@ def test_every_latency_says_its_source_and_estimates_flag_extrapolation(models):
 
     rows = device_table({"devices": {"coral_edgetpu": {**v, "required": False}}})
     assert " (extrapolated) |" in rows[-1]
+
+
+def test_every_tflm_and_vela_run_has_a_time_limit(models):
+    from edgeqat.devices.tflm import run_tflm
+    from edgeqat.devices.vela import compile_model
+
+    run = run_tflm(models["int8"], timeout_s=0.01)  # the child cannot even start in 10 ms: killed
+    assert run.crashed == "timeout" and not run.loaded and "0.01 s time limit" in run.error
+    v = validate_on_device(models["int8"], _profile("cortex_m7"), latency_runs=2, tflm_timeout_s=0.01)
+    assert not v["passed"] and any("time limit and was killed" in r for r in v["reasons"]), v["reasons"]
+    res = compile_model(models["int8"], _profile("ethos_u55_128").vela, timeout_s=0.01)
+    assert not res.ran and "time limit" in res.error
