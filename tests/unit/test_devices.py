@@ -314,3 +314,23 @@ def test_every_tflm_and_vela_run_has_a_time_limit(models):
     assert not v["passed"] and any("time limit and was killed" in r for r in v["reasons"]), v["reasons"]
     res = compile_model(models["int8"], _profile("ethos_u55_128").vela, timeout_s=0.01)
     assert not res.ran and "time limit" in res.error
+
+
+def test_without_vela_the_verdict_says_how_to_install_it(models):
+    import subprocess
+    import sys
+
+    # A child interpreter in which `ethosu` cannot be imported, as on a machine without it.
+    code = ("import sys\n"
+            "class NoVela:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'ethosu':\n"
+            "            raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, NoVela())\n"
+            "from edgeqat.cli import app\n"
+            f"app(['validate', {str(models['int8'])!r}, '--device', 'ethos_u55_128', '--json'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    v = json.loads(r.stdout[r.stdout.index("{"):])["devices"]["ethos_u55_128"]
+    assert not v["passed"] and v["vela"]["ran"] is False
+    assert any("pip install ethos-u-vela==5.2.0" in x for x in v["reasons"]), v["reasons"]

@@ -80,14 +80,15 @@ def compiled_ops(blob: bytes) -> list[str]:
 
 
 def vela_version() -> Optional[str]:
-    """The installed Vela's version, or None when it is not installed."""
+    """The installed Vela's version, or None when it is not installed (or not importable here)."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover
-        return None
-    try:
+        if importlib.util.find_spec("ethosu.vela") is None:
+            return None
         return version("ethos-u-vela")
-    except PackageNotFoundError:
+    except (ImportError, PackageNotFoundError):
         return None
 
 
