@@ -133,7 +133,8 @@ class EvaluateConfig(_Section):
     headline: str = "qat_int8"
 
 
-SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4", "esp32s3"]
+SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4", "esp32s3",
+                   "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"]
 
 
 class ValidateConfig(_Section):
