@@ -56,6 +56,13 @@ def estimator_section() -> list[str]:
     return lines
 
 
+def _band(b: dict | None) -> str:
+    if not b or not b.get("heldout_points"):
+        return "–"
+    near = "none within 10x of its MACs: all of the class" if "none within" in b["basis"] else "within 10x of its MACs"
+    return f"median {b['median_rel_error']:.0%}, max {b['max_rel_error']:.0%} ({b['heldout_points']} models, {near})"
+
+
 def verdict_section(tflite: Path, data: Path, fp32: Path, variant: str) -> list[str]:
     from edgeqat.io import read_json
     from edgeqat.devices.validate import validate_on_device
@@ -66,8 +73,8 @@ def verdict_section(tflite: Path, data: Path, fp32: Path, variant: str) -> list[
     ev = load_eval_data(data, fp32)
     lines = [f"## Verdicts: `{variant}` of the default pipeline on every shipped profile", "",
              f"Model: `{model}` ({model.stat().st_size:,} bytes); test split: {len(ev.images)} images.", "",
-             "| device | verdict | runtime | accuracy | agreement | latency ms (source) | arena / SRAM bytes | host p50 ms | QEMU aarch64 | seconds | reasons |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| device | verdict | runtime | accuracy | agreement | latency ms (source) | estimate's held-out error | arena / SRAM bytes | host p50 ms | QEMU aarch64 | seconds | reasons |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, prof in available_profiles().items():
         t = time.monotonic()
         v = validate_on_device(model, prof, ev, latency_runs=50)
@@ -80,6 +87,7 @@ def verdict_section(tflite: Path, data: Path, fp32: Path, variant: str) -> list[
             f"{v.get('agreement', float('nan')):.4f}",
             "–" if est is None else (f"{est:.3g} ({v['latency_estimate']['label']}, {v['latency_estimate']['kernel_library']}"
                                      + (", **extrapolated**" if v.get("latency_extrapolated") else "") + ")"),
+            _band(v.get("latency_estimate", {}).get("error_band")),
             f"{v['arena_bytes']:,}" if v.get("arena_bytes") else
             (f"{v['sram_bytes_used']:,} (Vela)" if v.get("sram_bytes_used") is not None else "–"),
             f"{v['host_latency_ms']['p50']:.3f}" if v.get("host_latency_ms") else "–", emu_txt,

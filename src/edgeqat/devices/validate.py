@@ -106,7 +106,7 @@ def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
                  latency_runs: int, parity_samples: int, timeout_s: float, v: dict, reasons: list[str],
                  misses: dict, notes: list[str]) -> Optional[np.ndarray]:
     """Arena checks and the TFLM run; returns the full-split outputs to score (LiteRT's, once
-    TFLM has matched them bit for bit on the sample), or None when it did not run."""
+    TFLM has matched them on the sample), or None when it did not run or did not match."""
     from edgeqat.devices.tflm import run_tflm
 
     lower = work.peak_op_activation_bytes
