@@ -28,7 +28,6 @@ from edgeqat.errors import ModelError
 INSTALL_HINT = "pip install ethos-u-vela==5.2.0"
 NPU_CUSTOM_OP = b"ethos-u"  # the custom op code Vela writes for each NPU subgraph
 
-_KIB = re.compile(r"^Total (SRAM|Off-chip Flash|On-chip Flash|DRAM) used\s+([\d.]+) KiB", re.M)
 _OPS = re.compile(r"^(CPU|NPU) operators = (\d+)", re.M)
 _CPU_OP = re.compile(r"^\s+CPU: (\S+) = (.+?)(?: \(outputs .*\))?$", re.M)
 
