@@ -12,14 +12,15 @@ from edgeqat.devices.validate import EvalData, validate_on_device
 from edgeqat.errors import ConfigError, ModelError
 
 
-def _convert(model, int8: bool, shape) -> bytes:
+def _convert(model, int8: bool, shape, lo: float = 0.0, hi: float = 1.0) -> bytes:
     from edgeqat.tf_compat import tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         rng = np.random.default_rng(0)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(8))
+        conv.representative_dataset = lambda: ([lo + (hi - lo) * rng.random((1, *shape), dtype=np.float32)]
+                                               for _ in range(8))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = conv.inference_output_type = tf.int8
     return conv.convert()
@@ -61,7 +62,13 @@ def models(tmp_path_factory):
     x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
     x = L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)
     d2s = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+    # A lone RELU6 calibrated on [-2, 2]: its output scale differs from its input's. LiteRT
+    # requantizes; TFLM's int8 RELU6 clamps in the input's scale and does not (outputs off by
+    # up to 128 raw units): a real TFLM-vs-LiteRT disagreement.
+    inp = keras.Input((32,))
+    relu6 = keras.Model(inp, L.Activation(tf.nn.relu6)(inp))
     out = {
+        "relu6": _convert(relu6, True, (32,), -2.0, 2.0),
         "d2s": _convert(d2s, True, (16, 16, 1)),
         "aborts": _convert(aborts, True, (8, 8, 1)),
         "oversized": _convert(oversized, True, (16, 16, 1)),
@@ -334,3 +341,13 @@ def test_without_vela_the_verdict_says_how_to_install_it(models):
     v = json.loads(r.stdout[r.stdout.index("{"):])["devices"]["ethos_u55_128"]
     assert not v["passed"] and v["vela"]["ran"] is False
     assert any("pip install ethos-u-vela==5.2.0" in x for x in v["reasons"]), v["reasons"]
+
+
+def test_tflm_disagreeing_with_litert_is_a_fail(models):
+    images = -2 + 4 * np.random.default_rng(4).random((20, 32), dtype=np.float32)
+    v = validate_on_device(models["relu6"], _profile("cortex_m7"), EvalData(images, labels=np.zeros(20, np.int64)),
+                           latency_runs=2, parity_samples=10)
+    assert not v["passed"]
+    assert v["parity"]["samples"] == 10 and v["parity"]["max_abs_diff"] > 1 and not v["parity"]["bit_exact"]
+    assert any("TFLite Micro outputs differ from LiteRT's" in r for r in v["reasons"]), v["reasons"]
+    assert "accuracy" not in v  # LiteRT's accuracy is not claimed for the device
