@@ -26,6 +26,7 @@ def validate(
     latency_runs: int,
     emulate: bool,
     emulate_samples: int,
+    parity_samples: int,
 ) -> bool:
     """edgeqat.steps.validate; the returned ``passed`` feeds the pipeline's dsl.If around register.
 

@@ -25,10 +25,19 @@ def _verdict_text(model: str, verdicts: list[dict]) -> str:
     lines = [f"{model}:"]
     for v in verdicts:
         est = v.get("latency_ms_estimate")
-        est_txt = "–" if est is None else f"{est:.2f} ms (estimate, {v['latency_estimate']['kernel_library']})"
+        le = v.get("latency_estimate") or {}
+        est_txt = "–"
+        if est is not None:
+            est_txt = (f"{est:.0f}" if est >= 100 else f"{est:.3g}") + f" ms ({le.get('label', 'estimate')}, " \
+                f"{le.get('kernel_library')}{', extrapolated' if le.get('extrapolated') else ''})"
         lines.append(f"  {v['device']:<18} {'PASS' if v['passed'] else 'FAIL'}  latency {est_txt}"
                      + (f", arena {v['arena_bytes']:,} B (TFLM reference kernels)" if v.get("arena_bytes") else "")
                      + (f", accuracy {v['accuracy']:.4f}" if "accuracy" in v else ""))
+        vela = v.get("vela")
+        if vela and vela.get("ran"):
+            lines.append(f"      vela {vela['version']}: {vela['cycles']:,} cycles, SRAM {vela['sram_bytes']:,} B, "
+                         f"flash {vela['flash_bytes']:,} B, NPU ops {vela['npu_ops']}, CPU ops {vela['cpu_ops']}"
+                         + (f" ({', '.join(vela['cpu_op_names'])})" if vela["cpu_op_names"] else ""))
         for r in v["reasons"]:
             lines.append(f"      - {r}")
         emu = v.get("emulation")
@@ -53,7 +62,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
             typer.echo(json.dumps({n: p.model_dump() for n, p in profs.items()}, indent=2))
             return
         for n, p in profs.items():
-            typer.echo(f"{n:<18} {p.device_class:<10} {p.runtime:<7} {p.speed_model.kernel_library:<10} "
+            kernels = p.speed_model.kernel_library if p.speed_model else "Vela"
+            typer.echo(f"{n:<18} {p.device_class:<10} {p.runtime:<7} {kernels:<10} "
                        f"RAM {_fmt_bytes(p.ram_bytes or p.sram_bytes):>8}  flash {_fmt_bytes(p.flash_bytes):>8}  "
                        f"{'int8-only ' if p.int8_only else ''}{p.title}")
 
@@ -66,6 +76,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         reference: Optional[Path] = typer.Option(None, "--reference", help="FP32 Keras model: adds top-1 agreement."),
         latency_runs: int = typer.Option(50, min=1),
         emulate: bool = typer.Option(True, help="Run ARM Linux profiles under QEMU where available."),
+        parity_samples: int = typer.Option(256, min=1, help="Images TFLM runs (bit-exact with LiteRT) per MCU profile."),
         as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
     ) -> None:
         """Check one .tflite against device profiles: ops, memory, accuracy, latency; exit 1 if any fails."""
@@ -81,7 +92,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
             ev = load_eval_data(data, reference)
         elif reference is not None:
             raise EdgeqatError("--reference needs --data (the images to compare on)")
-        verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate) for p in profs]
+        verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate,
+                                       parity_samples=parity_samples) for p in profs]
         if as_json:
             typer.echo(json.dumps({"model": str(model), "devices": {v["device"]: v for v in verdicts}}, indent=2, default=str))
         else:

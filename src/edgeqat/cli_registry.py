@@ -100,12 +100,15 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Folder to write the .tflite and model_card.json to."),
         alias: str = typer.Option("champion", help="Alias to export."),
         version: Optional[str] = typer.Option(None, help="A version number instead of an alias."),
+        device: Optional[str] = typer.Option(None, "--device", help="An Ethos-U profile: ship Vela's compiled file."),
         params: Path = params_opt,
     ) -> None:
         """Download the promoted .tflite and its model card; verify the registered sha256."""
         from edgeqat.promotion import export
 
-        res = export(_registry(), _params(params).register, out, alias=None if version else alias, version=version)
+        p = _params(params)
+        res = export(_registry(), p.register, out, alias=None if version else alias, version=version, device=device,
+                     profiles_dir=p.validate.profiles_dir)
         typer.echo(f"{res['file']} (version {res['version']}, sha256 {res['sha256']})")
 
     webhook = typer.Typer(no_args_is_help=True, help="React to alias moves made in the MLflow UI.")

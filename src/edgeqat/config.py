@@ -137,7 +137,8 @@ class EvaluateConfig(_Section):
     headline: str = "qat_int8"
 
 
-SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4", "esp32s3"]
+SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4", "esp32s3",
+                   "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"]
 
 
 class ValidateConfig(_Section):
@@ -152,6 +153,9 @@ class ValidateConfig(_Section):
     latency_runs: int = Field(50, ge=1)
     emulate: bool = True  # run ARM Linux profiles on aarch64 LiteRT under QEMU where available
     emulate_samples: int = Field(16, ge=1)
+    # Images TFLM runs per microcontroller profile; its outputs must equal LiteRT's bit for bit
+    # there, and accuracy on the whole split comes from LiteRT once per model.
+    parity_samples: int = Field(256, ge=1)
 
     @model_validator(mode="after")
     def _required_are_validated(self) -> "ValidateConfig":

@@ -205,8 +205,17 @@ def rollback(reg: Any, cfg: RegisterConfig, alias: str = CHAMPION, *, reason: st
 
 
 def export(reg: Any, cfg: RegisterConfig, out: str | Path, *, alias: str | None = CHAMPION,
-           version: str | None = None) -> dict[str, Any]:
-    """Download the .tflite and its single-variant model card; verify the sha256 registered."""
+           version: str | None = None, device: str | None = None,
+           profiles_dir: str | Path | None = None) -> dict[str, Any]:
+    """Download the .tflite and its single-variant model card; verify the sha256 registered.
+
+    With ``device`` naming an Ethos-U profile, what ships is Vela's compiled file for that
+    NPU (``<stem>_vela.tflite``), and the card names it, the Vela version and configuration."""
+    prof = None
+    if device is not None:
+        from edgeqat.devices.profiles import resolve_profiles
+
+        prof = resolve_profiles([device], extra_dir=profiles_dir)[0]
     name, out = cfg.model_name, Path(out)
     if version is None:
         version = reg.alias_version(name, alias)
@@ -228,11 +237,33 @@ def export(reg: Any, cfg: RegisterConfig, out: str | Path, *, alias: str | None 
         if got != expected or entry.get("sha256") != expected:
             raise EdgeqatError(f"{name} version {version}: {entry['file']} sha256 {got} does not match the registered "
                                f"{expected} (card says {entry.get('sha256')}); nothing exported")
+        shipped, blob, extra = entry["file"], tflite.read_bytes(), {}
+        if prof is not None and prof.runtime == "vela":
+            shipped, blob, extra = _compile_for_npu(tflite, prof)
+            card["variants"][variant]["deployment"] = {**extra, "source_file": entry["file"], "source_sha256": got}
         # File by file (each atomic), never replacing the folder: it may hold other things.
-        write_bytes(out / entry["file"], tflite.read_bytes())
+        write_bytes(out / shipped, blob)
         write_json(out / CARD_NAME, card)
         write_json(out / "export.json", {"model_name": name, "version": str(version), "alias": alias,
-                                         "variant": variant, "file": entry["file"], "sha256": got,
-                                         "tracking_uri": reg.uri})
-    log(f"export: {name} version {version} ({variant}, sha256 {got[:12]}…) -> {out}")
-    return {"version": str(version), "file": str(out / entry["file"]), "sha256": got, "variant": variant}
+                                         "variant": variant, "file": shipped, "sha256": extra.get("sha256", got),
+                                         "registered_sha256": got, "device": device, "tracking_uri": reg.uri})
+    log(f"export: {name} version {version} ({variant}, sha256 {got[:12]}…) -> {out / shipped}")
+    return {"version": str(version), "file": str(out / shipped), "sha256": extra.get("sha256", got), "variant": variant}
+
+
+def _compile_for_npu(tflite: Path, prof: Any) -> tuple[str, bytes, dict[str, Any]]:
+    """Vela's compiled file for an Ethos-U profile, or an error that says why there is none."""
+    import hashlib
+
+    from edgeqat.devices.vela import compile_model
+
+    res = compile_model(tflite, prof.vela)
+    if not res.ran or res.compiled is None:
+        raise EdgeqatError(f"export for {prof.name}: {res.error}; nothing exported")
+    file = f"{tflite.stem}_vela.tflite"
+    return file, res.compiled, {
+        "device": prof.name, "file": file, "sha256": hashlib.sha256(res.compiled).hexdigest(),
+        "compiler": "vela", "vela_version": res.version, "vela_config": res.config,
+        "npu_ops": res.npu_ops, "cpu_ops": res.cpu_ops, "cpu_op_names": res.cpu_op_names,
+        "cycles": res.cycles, "inference_ms": res.inference_ms, "latency_source": "vendor performance model (vela)",
+        "sram_bytes": res.sram_bytes, "flash_bytes": res.flash_bytes}

@@ -74,13 +74,33 @@ def _size(v: Any) -> str:
     return "–" if v is None else f"{int(v):,}"
 
 
+def _latency_cell(est: Any, d: dict[str, Any]) -> str:
+    if est is None:
+        return "–"
+    txt = f"{est:.3g}"
+    if "vela" in str(d.get("latency_source", "")):
+        txt += " (vela)"
+    elif d.get("latency_extrapolated"):
+        txt += " (extrapolated)"
+    return txt
+
+
+def _qemu_skipped(why: str) -> str:
+    """The cell of a QEMU run that did not happen: the one command that enables it, when that is the fix."""
+    if "make arm64" in why:
+        return "skipped: run `make arm64` to enable"
+    return f"skipped ({why})" if why else "skipped"
+
+
 def device_table(summary: dict[str, Any]) -> list[str]:
     """Per-device verdicts of the validated variant (the validate stage's part of the summary)."""
     lines = [
         f"## Devices: `{summary.get('validated_model', '?')}`",
         "",
-        "Latency on the device is an *estimate* from the profile's speed model (published figures); "
-        "the TFLM arena is what TFLite Micro's allocator recorded with its reference kernels on this host.",
+        "Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
+        "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x outside "
+        "the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded with its "
+        "reference kernels on this host.",
         "",
         "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | model bytes | QEMU aarch64 | reasons |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -88,11 +108,11 @@ def device_table(summary: dict[str, Any]) -> list[str]:
     for name, d in summary["devices"].items():
         emu = d.get("emulation") or {}
         emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
-            if emu.get("ran") else ("–" if not emu else "skipped")
+            if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
         est = d.get("latency_ms_estimate")
         lines.append("| " + " | ".join([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
-            _fmt("accuracy", d.get("accuracy")), "–" if est is None else f"{est:.2f}", _size(d.get("arena_bytes")),
+            _fmt("accuracy", d.get("accuracy")), _latency_cell(est, d), _size(d.get("arena_bytes")),
             _size(d.get("model_bytes")), emu_txt, "; ".join(d.get("reasons") or []) or "–",
         ]) + " |")
     return lines

@@ -211,6 +211,22 @@ def test_champion_set_through_rest_then_export_is_byte_identical(url, v_good, re
     assert read_json(tmp_path / "out" / "export.json")["version"] == v_good["version"]
 
 
+def test_export_for_an_ethos_u_device_ships_vela_output(url, v_good, reg, tmp_path):
+    from edgeqat.devices.vela import compiled_ops
+
+    res = cli(url, "export", "--version", v_good["version"], "--device", "ethos_u55_128", "--out", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    shipped = tmp_path / "out" / "qat_int8_vela.tflite"
+    ops = compiled_ops(shipped.read_bytes())
+    assert "ethos-u" in ops  # Vela's NPU custom op: this is the compiled file, not the registered one
+    assert not (tmp_path / "out" / "qat_int8.tflite").exists()
+    dep = read_json(tmp_path / "out" / "model_card.json")["variants"]["qat_int8"]["deployment"]
+    assert dep["file"] == shipped.name and dep["sha256"] == sha256_file(shipped)
+    assert dep["vela_version"] == "5.2.0" and dep["vela_config"]["accelerator_config"] == "ethos-u55-128"
+    assert dep["source_sha256"] == v_good["sha256"]
+    assert read_json(tmp_path / "out" / "export.json")["file"] == shipped.name
+
+
 def test_export_refuses_a_file_whose_checksum_differs(url, v_good, reg, tmp_path):
     reg.tag_version(NAME, v_good["version"], "sha256", "0" * 64)
     try:

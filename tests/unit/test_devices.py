@@ -12,14 +12,15 @@ from edgeqat.devices.validate import EvalData, validate_on_device
 from edgeqat.errors import ConfigError, ModelError
 
 
-def _convert(model, int8: bool, shape) -> bytes:
+def _convert(model, int8: bool, shape, lo: float = 0.0, hi: float = 1.0) -> bytes:
     from edgeqat.tf_compat import tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if int8:
         rng = np.random.default_rng(0)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([rng.random((1, *shape), dtype=np.float32)] for _ in range(8))
+        conv.representative_dataset = lambda: ([lo + (hi - lo) * rng.random((1, *shape), dtype=np.float32)]
+                                               for _ in range(8))
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         conv.inference_input_type = conv.inference_output_type = tf.int8
     return conv.convert()
@@ -36,16 +37,41 @@ def _small(keras, activation="relu"):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from edgeqat.tf_compat import keras
+    from edgeqat.tf_compat import keras, tf
 
     d = tmp_path_factory.mktemp("devmodels")
+    keras.utils.set_random_seed(0)  # the same weights every run
     L = keras.layers
     small = _small(keras)
     inp = keras.Input((160, 160, 3))  # two 160x160x32 int8 activations live at once: > 1 MB
     x = L.Conv2D(32, 3, padding="same", activation="relu")(inp)
     x = L.Conv2D(32, 3, padding="same", activation="relu")(x)
     big = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+    # Logits of ~1e-9: the softmax input scale is so small that TFLM's Prepare fails a
+    # TFLITE_CHECK (QuantizeMultiplierGreaterThanOne) and aborts the process: a real SIGABRT.
+    inp = keras.Input((8, 8, 1))
+    x = L.Dense(4, kernel_initializer=keras.initializers.Constant(1e-9), bias_initializer="zeros")(L.Flatten()(inp))
+    aborts = keras.Model(inp, L.Softmax()(x))
+    # ~260 KB of int8 weights (> cortex_m4's 160 KB flash), with the same aborting softmax behind them.
+    inp = keras.Input((16, 16, 1))
+    x = L.Dense(1024, activation="relu")(L.Flatten()(inp))
+    x = L.Dense(4, kernel_initializer=keras.initializers.Constant(1e-9), bias_initializer="zeros")(x)
+    oversized = keras.Model(inp, L.Softmax()(x))
+    # DEPTH_TO_SPACE: an int8 op Ethos-U55 lacks, so Vela leaves it to the CPU.
+    inp = keras.Input((16, 16, 1))
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    x = L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)
+    d2s = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+    # A lone RELU6 calibrated on [-2, 2]: its output scale differs from its input's. LiteRT
+    # requantizes; TFLM's int8 RELU6 clamps in the input's scale and does not (outputs off by
+    # up to 128 raw units): a real TFLM-vs-LiteRT disagreement.
+    inp = keras.Input((32,))
+    relu6 = keras.Model(inp, L.Activation(tf.nn.relu6)(inp))
     out = {
+        "relu6": _convert(relu6, True, (32,), -2.0, 2.0),
+        "d2s": _convert(d2s, True, (16, 16, 1)),
+        "aborts": _convert(aborts, True, (8, 8, 1)),
+        "oversized": _convert(oversized, True, (16, 16, 1)),
         "int8": _convert(small, True, (16, 16, 1)),
         "fp32": _convert(small, False, (16, 16, 1)),
         "gelu": _convert(_small(keras, "gelu"), False, (16, 16, 1)),
@@ -64,10 +90,13 @@ def _profile(name):
 
 def test_shipped_profiles_load_and_cite_sources():
     profs = available_profiles()
-    assert {"rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3"} <= set(profs)
+    assert {"rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3",
+            "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"} <= set(profs)
     for p in profs.values():
         assert all(s.startswith("http") for s in p.sources), p.name
-    assert {p.device_class for p in profs.values()} >= {"arm_linux", "phone", "x86", "edge_tpu", "mcu"}
+    assert {p.device_class for p in profs.values()} >= {"arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu"}
+    for p in (p for p in profs.values() if p.runtime == "vela"):
+        assert p.vela.accelerator_config and p.vela.system_config and p.vela.memory_mode, p.name
 
 
 def test_int8_model_passes_cortex_m7_with_tflm_arena(models):
@@ -78,12 +107,65 @@ def test_int8_model_passes_cortex_m7_with_tflm_arena(models):
     assert v["latency_ms_estimate"] > 0 and v["latency_estimate"]["label"] == "estimate"
 
 
-def test_arena_over_sram_fails_naming_needed_and_available(models):
+def test_arena_over_sram_fails_fast_naming_needed_and_available(models):
     v = validate_on_device(models["big"], _profile("cortex_m7"), latency_runs=2)
     assert not v["passed"]
-    arena = v["arena_bytes"]
-    assert arena > 1024 * 1024
-    assert any(f"arena needs {arena:,} bytes > SRAM 1,048,576 bytes" in r for r in v["reasons"]), v["reasons"]
+    # Two 160x160x32 int8 activations around the second conv: the arena can be no smaller.
+    assert v["arena_lower_bound_bytes"] == 2 * 160 * 160 * 32
+    assert any("arena needs at least 1,638,400 bytes (CONV_2D's input + output activations) > SRAM 1,048,576 bytes"
+               in r for r in v["reasons"]), v["reasons"]
+    assert v["misses"]["sram"] == {"needed": 1638400, "available": 1048576}
+    assert v["tflm"]["ran"] is False and "arena_bytes" not in v
+
+
+def test_tflm_abort_is_a_fail_verdict_not_a_dead_process(models):
+    v = validate_on_device(models["aborts"], _profile("cortex_m7"), latency_runs=2)
+    assert not v["passed"] and v["hard_failure"]
+    assert v["tflm"] == {"ran": True, "loaded": False, "crashed": "SIGABRT"}
+    text = " ".join(v["reasons"])
+    assert "TFLite Micro crashed: the process died on SIGABRT" in text and "last native output" in text, text
+
+
+def test_cli_validate_survives_tflm_abort(models):
+    from typer.testing import CliRunner
+
+    from edgeqat.cli import app
+
+    r = CliRunner().invoke(app, ["validate", str(models["aborts"]), "--device", "cortex_m7", "--device", "rpi4",
+                                 "--no-emulate", "--latency-runs", "2"])
+    assert r.exit_code == 1, r.output
+    assert "cortex_m7          FAIL" in r.output and "SIGABRT" in r.output
+    assert "rpi4" in r.output  # the next device was still validated
+
+
+def test_oversized_model_fails_flash_without_starting_tflm(models):
+    size = models["oversized"].stat().st_size
+    assert size > 163840
+    v = validate_on_device(models["oversized"], _profile("cortex_m4"), latency_runs=2)
+    assert not v["passed"]
+    assert f"model {size:,} bytes > flash 163,840 bytes" in v["reasons"]
+    assert v["misses"]["flash"] == {"needed": size, "available": 163840}
+    # Its softmax aborts TFLM (see test above): no SIGABRT here means TFLM never ran.
+    assert v["tflm"]["ran"] is False and not any("TFLite Micro" in r for r in v["reasons"]), v["reasons"]
+
+
+def test_tflm_parity_on_a_bounded_sample_and_accuracy_from_litert(models):
+    from edgeqat.quantization.runtime import TFLiteClassifier
+
+    images = np.random.default_rng(3).random((40, 16, 16, 1), dtype=np.float32)
+    litert = np.array([np.argmax(TFLiteClassifier(models["int8"], xnnpack=False)(x)) for x in images])
+    labels = litert.copy()
+    labels[:10] = (labels[:10] + 1) % 4  # 30 of 40 right
+    data = EvalData(images, labels=labels)
+    v = validate_on_device(models["int8"], _profile("cortex_m7"), data, latency_runs=2, parity_samples=8)
+    assert v["passed"], v["reasons"]
+    par = v["parity"]
+    # Bit for bit, or TFLM's FULLY_CONNECTED rounding one unit off without changing a top-1.
+    assert par["samples"] == 8 and par["max_abs_diff"] <= 1 and par["top1_mismatched"] == 0, par
+    assert v["accuracy"] == 0.75  # over all 40 images, not the 8 TFLM ran
+    assert len(data.cache) == 1
+    v2 = validate_on_device(models["int8"], _profile("esp32s3"), data, latency_runs=2, parity_samples=8)
+    assert v2["accuracy"] == 0.75 and len(data.cache) == 1  # LiteRT ran once for both profiles
 
 
 def test_float_model_fails_edge_tpu_naming_its_ops(models):
@@ -161,3 +243,111 @@ def test_user_profile_overrides_and_cli_json(models, tmp_path):
     assert out["devices"]["cortex_m7"]["passed"] is True
     assert out["devices"]["tiny_mcu"]["passed"] is False
     assert "> SRAM 1,024 bytes" in " ".join(out["devices"]["tiny_mcu"]["reasons"])
+
+
+def test_ethos_u_profile_reports_vela_figures(models):
+    from typer.testing import CliRunner
+
+    from edgeqat.cli import app
+
+    r = CliRunner().invoke(app, ["validate", str(models["int8"]), "--device", "ethos_u55_128", "--json"])
+    assert r.exit_code == 0, r.output
+    v = json.loads(r.stdout[r.stdout.index("{"):])["devices"]["ethos_u55_128"]
+    vela = v["vela"]
+    assert vela["ran"] and vela["version"] == "5.2.0"
+    assert vela["config"]["accelerator_config"] == "ethos-u55-128" and vela["config"]["memory_mode"] == "Shared_Sram"
+    assert vela["cycles"] > 0 and 0 < vela["inference_ms"] < 1 and vela["sram_bytes"] > 0 and vela["flash_bytes"] > 0
+    assert vela["npu_ops"] > 0 and vela["cpu_ops"] == 0 and vela["tflite_ops_on_cpu"] == 0
+    assert {"Original Operator", "Target", "Op Cycles"} <= set(vela["per_layer"][0])
+    assert v["latency_ms_estimate"] == vela["inference_ms"]
+    assert v["latency_estimate"]["source"] == "vendor performance model (vela)"
+
+
+def test_cpu_fallback_op_is_named_and_fails_a_no_fallback_profile(models, tmp_path):
+    v = validate_on_device(models["d2s"], _profile("ethos_u55_128"))
+    assert not v["passed"]
+    assert v["vela"]["cpu_op_names"] == ["DEPTH_TO_SPACE"] and v["vela"]["tflite_ops_on_cpu"] == 1
+    assert any("fall back to the CPU (DEPTH_TO_SPACE); ethos_u55_128 allows 0" in r for r in v["reasons"]), v["reasons"]
+    import yaml
+
+    raw = load_profile_file(_shipped("ethos_u55_128")).model_dump()
+    raw["name"], raw["vela"]["max_cpu_ops"] = "u55_one_fallback", v["vela"]["cpu_ops"]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    v2 = validate_on_device(models["d2s"], load_profile_file(tmp_path / "p.yaml"))
+    assert v2["passed"], v2["reasons"]
+
+
+def test_qemu_cell_names_the_command_that_enables_it():
+    from edgeqat.devices.qemu import qemu_available
+    from edgeqat.report import device_table
+
+    why = qemu_available("/nonexistent-arm64-root")
+    assert why is not None and "make arm64" in why
+    rows = device_table({"validated_model": "qat_int8", "devices": {
+        "rpi4": {"passed": True, "runtime": "litert", "emulation": {"ran": False, "why": why}},
+        "j1900": {"passed": True, "runtime": "litert", "emulation": {"ran": False, "why": "emulation off (validate.emulate: false)"}}}})
+    assert "| skipped: run `make arm64` to enable |" in rows[-2]
+    assert "skipped (emulation off (validate.emulate: false))" in rows[-1]
+
+
+def test_every_latency_says_its_source_and_estimates_flag_extrapolation(models):
+    from edgeqat.devices.speed import estimate_latency
+    from edgeqat.devices.workload import analyze
+
+    m7 = _profile("cortex_m7")
+    # ~0.27 M MACs: inside 10x of the MCU calibration models (0.26 M to 7.5 M MACs)
+    near = estimate_latency(m7, analyze(models["oversized"]))
+    assert near["source"] == "estimate from published figures" and near["extrapolated"] is False
+    band = near["error_band"]
+    assert band["heldout_points"] >= 1 and 0 < band["median_rel_error"] <= band["max_rel_error"]
+    # 5,560 MACs on an Edge TPU fitted on 569 M+ MAC models: flagged
+    v = validate_on_device(models["int8"], _profile("coral_edgetpu"), latency_runs=2)
+    assert v["latency_extrapolated"] is True and v["latency_source"] == "estimate from published figures"
+    assert "extrapolated" in " ".join(v["notes"])
+    assert v["host_latency_ms"]["source"].startswith("measured")
+    from edgeqat.report import device_table
+
+    rows = device_table({"devices": {"coral_edgetpu": {**v, "required": False}}})
+    assert " (extrapolated) |" in rows[-1]
+
+
+def test_every_tflm_and_vela_run_has_a_time_limit(models):
+    from edgeqat.devices.tflm import run_tflm
+    from edgeqat.devices.vela import compile_model
+
+    run = run_tflm(models["int8"], timeout_s=0.01)  # the child cannot even start in 10 ms: killed
+    assert run.crashed == "timeout" and not run.loaded and "0.01 s time limit" in run.error
+    v = validate_on_device(models["int8"], _profile("cortex_m7"), latency_runs=2, tflm_timeout_s=0.01)
+    assert not v["passed"] and any("time limit and was killed" in r for r in v["reasons"]), v["reasons"]
+    res = compile_model(models["int8"], _profile("ethos_u55_128").vela, timeout_s=0.01)
+    assert not res.ran and "time limit" in res.error
+
+
+def test_without_vela_the_verdict_says_how_to_install_it(models):
+    import subprocess
+    import sys
+
+    # A child interpreter in which `ethosu` cannot be imported, as on a machine without it.
+    code = ("import sys\n"
+            "class NoVela:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'ethosu':\n"
+            "            raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, NoVela())\n"
+            "from edgeqat.cli import app\n"
+            f"app(['validate', {str(models['int8'])!r}, '--device', 'ethos_u55_128', '--json'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr[-2000:]
+    v = json.loads(r.stdout[r.stdout.index("{"):])["devices"]["ethos_u55_128"]
+    assert not v["passed"] and v["vela"]["ran"] is False
+    assert any("pip install ethos-u-vela==5.2.0" in x for x in v["reasons"]), v["reasons"]
+
+
+def test_tflm_disagreeing_with_litert_is_a_fail(models):
+    images = -2 + 4 * np.random.default_rng(4).random((20, 32), dtype=np.float32)
+    v = validate_on_device(models["relu6"], _profile("cortex_m7"), EvalData(images, labels=np.zeros(20, np.int64)),
+                           latency_runs=2, parity_samples=10)
+    assert not v["passed"]
+    assert v["parity"]["samples"] == 10 and v["parity"]["max_abs_diff"] > 1 and not v["parity"]["bit_exact"]
+    assert any("TFLite Micro outputs differ from LiteRT's" in r for r in v["reasons"]), v["reasons"]
+    assert "accuracy" not in v  # LiteRT's accuracy is not claimed for the device

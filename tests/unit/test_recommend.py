@@ -106,3 +106,11 @@ def test_combined_channel_and_magnitude_pruning_is_a_candidate(comp, tmp_path):
     combo, narrow = rows["channel_pruned+pqat@0.7/0.5"], rows["channel_pruned_qat_int8@0.7"]
     assert combo["size_bytes"] == pytest.approx(narrow["size_bytes"], rel=0.02)  # zeros are stored: same raw size
     assert combo["integer_only"] and combo["weight_sparsity"] > 0.3 and narrow["weight_sparsity"] < 0.1
+
+
+def test_ethos_u_device_is_searched_with_vela_figures(comp, tmp_path):
+    m, rep = _run(comp, tmp_path, ["ethos_u55_128"], channel_fractions=[])
+    r = rep["devices"]["ethos_u55_128"]
+    assert r["chosen"] is not None, r
+    chosen = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+    assert chosen["integer_only"] and chosen["verdict"] == "pass" and 0 < chosen["latency_ms_estimate"] < 20

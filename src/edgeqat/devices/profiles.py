@@ -11,12 +11,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeqat.config import describe_validation_error, read_yaml_file
 from edgeqat.errors import ConfigError
 
-DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu"]
+DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu"]
 
 
 class SpeedModel(BaseModel):
@@ -36,12 +36,25 @@ class SpeedModel(BaseModel):
     notes: str = ""
 
 
+class VelaConfig(BaseModel):
+    """An Arm Ethos-U NPU as Vela compiles for it (``vela --help`` lists the names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accelerator_config: str = Field(pattern=r"^ethos-u(55|65|85)-\d+$")  # MACs per cycle, e.g. ethos-u55-128
+    system_config: str = Field(min_length=1)  # a [System_Config.*] section of config_file: clocks, bandwidths
+    memory_mode: str = Field(min_length=1)  # a [Memory_Mode.*] section: where the arena and weights live
+    config_file: str = "Arm/vela.ini"  # Vela's own file, or a path to yours
+    optimise: Literal["Performance", "Size"] = "Performance"
+    max_cpu_ops: int = Field(0, ge=0)  # operators allowed to fall back to the Cortex-M CPU
+    timeout_s: float = Field(300.0, gt=0)
+
+
 class DeviceProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     title: str
     device_class: DeviceClass
-    runtime: Literal["litert", "tflm"]
+    runtime: Literal["litert", "tflm", "vela"]
     threads: int = Field(1, ge=1)
     xnnpack: bool = True
     ram_bytes: Optional[int] = Field(None, ge=1)
@@ -53,8 +66,11 @@ class DeviceProfile(BaseModel):
     latency_budget_ms: Optional[float] = Field(None, gt=0)
     emulation: Optional[Literal["qemu-aarch64"]] = None
     qemu_cpu: str = "cortex-a72"
-    speed_model: SpeedModel  # for int8 models (what edgeqat ships)
+    # For int8 models (what edgeqat ships); none for Ethos-U, whose latency is Vela's.
+    speed_model: Optional[SpeedModel] = None
     speed_model_fp32: Optional[SpeedModel] = None  # for float models, where figures exist
+
+    vela: Optional[VelaConfig] = None  # runtime "vela": the NPU Vela compiles for
 
     def speed_model_for(self, dtype: str) -> Optional[SpeedModel]:
         """The speed model fitted on figures of the model's compute dtype (``int8`` or ``fp32``)."""
@@ -64,6 +80,14 @@ class DeviceProfile(BaseModel):
         return None
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+
+    @model_validator(mode="after")
+    def _runtime_needs(self) -> "DeviceProfile":
+        if self.runtime == "vela" and self.vela is None:
+            raise ValueError("runtime 'vela' needs a vela: block (accelerator_config, system_config, memory_mode)")
+        if self.runtime != "vela" and self.speed_model is None:
+            raise ValueError(f"runtime {self.runtime!r} needs a speed_model (its latency is estimated from it)")
+        return self
 
     @field_validator("supported_ops")
     @classmethod

@@ -173,8 +173,38 @@ def heldout_errors(sm: SpeedModel, rows: dict | None = None, work: dict | None =
     return out
 
 
+ESTIMATE = "estimate from published figures"
+
+
+def _macs(model: str) -> int:
+    return sum(v for k, v in reference_workloads()[model].items() if k != "other")
+
+
+@lru_cache(maxsize=1)
+def _shipped_heldout_points() -> tuple:
+    return tuple(heldout_report()["points"])
+
+
+def error_band(device_class: str, macs: float) -> dict[str, Any]:
+    """The estimator's held-out relative error on models of a similar size (within 10x this
+    model's MACs) of the same device class; all of that class's held-out points when none is."""
+    pts = [p for p in _shipped_heldout_points() if p["device_class"] == device_class]
+    near = [p for p in pts if macs > 0 and macs / 10 <= _macs(p["model"]) <= macs * 10]
+    use = near or pts
+    if not use:
+        return {"heldout_points": 0, "basis": f"no held-out points for {device_class}"}
+    errs = [p["rel_error"] for p in use]
+    return {"heldout_points": len(use), "median_rel_error": float(np.median(errs)), "max_rel_error": float(np.max(errs)),
+            "basis": (f"held-out {device_class} models within 10x of this model's MACs" if near else
+                      f"all held-out {device_class} models (none within 10x of this model's MACs)")}
+
+
 def estimate_latency(profile: DeviceProfile, work: Workload) -> dict[str, Any]:
-    """The profile's estimate for a model, or why there is none (a float model on an int8 fit)."""
+    """The profile's estimate for a model, or why there is none (a float model on an int8 fit).
+
+    Every estimate says where it comes from (``source``), its held-out error band, and
+    whether it is ``extrapolated``: the model's MACs more than 10x outside the range of the
+    calibration models it was fitted on."""
     want = "fp32" if work.compute_dtype in ("fp32", "float32") else "int8"
     sm = profile.speed_model_for(want)
     if sm is None:
@@ -183,13 +213,20 @@ def estimate_latency(profile: DeviceProfile, work: Workload) -> dict[str, Any]:
                 "label": "estimate", "latency_ms_estimate": None,
                 "note": f"no {want} speed model for {profile.name} (published figures are {sm.dtype}): no latency estimate"}
     base = {"kernel_library": sm.kernel_library, "runtime": sm.runtime, "dtype": sm.dtype, "threads": sm.threads,
-            "label": "estimate"}
+            "label": "estimate", "source": ESTIMATE}
     fit = fit_speed_model(sm)
-    smallest = min(sum(v for k, v in reference_workloads()[published_rows()[r]["model"]].items() if k != "other")
-                   for r in fit.calibration)
+    cal = [_macs(published_rows()[r]["model"]) for r in fit.calibration]
+    smallest, largest = min(cal), max(cal)
+    base["calibration_macs"] = [smallest, largest]
+    base["extrapolated"] = bool(work.total_macs < smallest / 10 or work.total_macs > largest * 10)
+    cls = published_rows()[fit.calibration[0]]["device_class"]
+    base["error_band"] = error_band(cls, work.total_macs)
     if work.total_macs < smallest / 10:
         base["note"] = (f"{work.total_macs / 1e6:.2g} M MACs is far below the smallest calibration model "
-                        f"({smallest / 1e6:.3g} M): the estimate extrapolates and ignores fixed per-inference costs")
+                        f"({smallest / 1e6:.3g} M): the estimate is extrapolated and ignores fixed per-inference costs")
+    elif work.total_macs > largest * 10:
+        base["note"] = (f"{work.total_macs / 1e6:.3g} M MACs is far above the largest calibration model "
+                        f"({largest / 1e6:.3g} M): the estimate is extrapolated")
     return {**base, "latency_ms_estimate": fit.predict(work.macs),
             "fit": {"ms_per_mmac": fit.ms_per_mmac, "calibration_rows": list(fit.calibration)}}
 

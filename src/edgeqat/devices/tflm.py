@@ -1,9 +1,12 @@
 """Running a .tflite in TensorFlow Lite Micro on the host (PyPI ``tflite-micro``).
 
-TFLM reports the arena it allocated, and why a model fails to load (a missing op, a
-hybrid or float16 kernel it lacks, an arena too small), only through the C++ side's
-standard streams; the Python side sees a generic "failed to allocate tensors". So every
-call here captures file descriptors 1 and 2 and parses what the allocator printed.
+Every session runs in a child process (:mod:`edgeqat.devices.tflm_worker`) with a time
+limit: TFLM aborts the whole process on some models (a failed ``TFLITE_CHECK`` in a
+kernel's Prepare, e.g. a softmax whose input scale is too small), and that must become a
+verdict, not a dead validate/recommend/pipeline. TFLM reports the arena it allocated, and
+why a model fails to load (a missing op, a hybrid or float16 kernel it lacks, an arena too
+small), only on the C++ side's standard streams; the child's fds 1 and 2 are captured and
+parsed here.
 
 The host build uses TFLM's *reference* kernels: the arena is the same with CMSIS-NN or
 ESP-NN kernels up to their scratch buffers, so arena figures for those targets are
@@ -12,15 +15,14 @@ labelled estimates by the caller.
 
 from __future__ import annotations
 
-import os
+import json
 import re
+import signal
+import subprocess
 import sys
 import tempfile
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
 
 import numpy as np
 
@@ -34,24 +36,6 @@ _MISSING = re.compile(r"Requested: (\d+), available (\d+), missing: (\d+)")
 _NO_OP = re.compile(r"(?:Didn't find op for builtin opcode|Failed to get registration from op code)\s*'?([A-Z0-9_]+)'?")
 
 
-@contextmanager
-def captured_native_output() -> Iterator[list[str]]:
-    """Collect what native code writes to fds 1 and 2 while the block runs."""
-    box: list[str] = []
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 1), os.dup2(tmp.fileno(), 2)
-        try:
-            yield box
-        finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
-            tmp.seek(0)
-            box.append(tmp.read().decode(errors="replace"))
-
-
 @dataclass
 class TflmRun:
     loaded: bool
@@ -61,77 +45,77 @@ class TflmRun:
     preds: np.ndarray | None = None
     outputs: np.ndarray | None = None
     latency_ms: list[float] = field(default_factory=list)
+    outputs_raw: np.ndarray | None = None  # the output tensor as TFLM left it (int8 for int8 models)
+    crashed: str | None = None  # signal name or "timeout" when the child died instead of answering
+    native_output: str = ""
 
 
-def _runtime() -> Any:
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError:
-        raise ModelError("TFLite Micro is not installed: pip install tflite-micro") from None
-    return runtime
+DEFAULT_TIMEOUT_S = 300.0
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    q = detail["quantization_parameters"]
-    scale, zp = float(q["scales"][0]), int(q["zero_points"][0])
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+def _dequantize(raw: np.ndarray, out: dict) -> np.ndarray:
+    if np.dtype(out["dtype"]).kind == "f" or not out["scale"]:
+        return raw.astype(np.float32)
+    return (raw.astype(np.float32) - out["zero_point"]) * out["scale"]
 
 
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if np.dtype(detail["dtype"]).kind == "f":
-        return y.astype(np.float32)
-    q = detail["quantization_parameters"]
-    return (y.astype(np.float32) - int(q["zero_points"][0])) * float(q["scales"][0])
+def _last_lines(text: str, n: int = 4) -> str:
+    """The C++ side's last lines before the crash, and the Python call it died in (from the
+    worker's faulthandler dump, innermost frame first)."""
+    native, _, dump = text.partition("Fatal Python error:")
+    lines = [ln.strip() for ln in native.splitlines() if ln.strip()]
+    said = " | ".join(lines[-n:]) if lines else "none"
+    frame = next((ln.strip() for ln in dump.splitlines() if ln.strip().startswith("File ")), None)
+    return f"last native output: {said}" + (f"; died in {frame}" if frame else "")
 
 
 def run_tflm(model: str | Path, images: np.ndarray | None = None, arena_size: int = PROBE_ARENA_BYTES,
-             timed_runs: int = 0) -> TflmRun:
-    """Load ``model`` in TFLM, run ``images`` (normalised float, N×H×W×C) one at a time,
-    and report the arena used, the predictions and raw outputs, or why it would not load."""
-    runtime = _runtime()
+             timed_runs: int = 0, timeout_s: float = DEFAULT_TIMEOUT_S) -> TflmRun:
+    """Load ``model`` in TFLM in a child process, run ``images`` (normalised float, N×H×W×C)
+    one at a time, and report the arena used, the predictions and outputs, or why it would
+    not load -- including the child dying on a signal or running past ``timeout_s``."""
     path = Path(model)
     if not path.is_file():
         raise ModelError(f"{path}: .tflite file not found")
     run = TflmRun(loaded=False)
-    with captured_native_output() as text:
+    with tempfile.TemporaryDirectory(prefix="edgeqat-tflm-") as tmp:
+        d = Path(tmp)
+        (d / "request.json").write_text(json.dumps({"model": str(path.resolve()), "arena_size": int(arena_size),
+                                                    "timed_runs": int(timed_runs)}))
+        if images is not None and len(images):
+            np.save(d / "images.npy", np.ascontiguousarray(images, dtype=np.float32))
         try:
-            it = runtime.Interpreter.from_file(str(path), arena_size=arena_size)
-            inp, out = it.get_input_details(0), it.get_output_details(0)
-            shape = [int(d) for d in inp["shape"]]
-            first = images[:1] if images is not None and len(images) else np.zeros(shape, np.float32)
-            it.set_input(_quantize(first.reshape(shape), inp), 0)
-            it.invoke()
-            it.print_allocations()
-            run.loaded = True
-        except (RuntimeError, ValueError) as err:
-            run.error = str(err)
-    log_text = text[0] if text else ""
-    m = _ARENA.search(log_text)
+            proc = subprocess.run([sys.executable, "-m", "edgeqat.devices.tflm_worker", str(d)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout_s)
+            text, rc = proc.stdout.decode(errors="replace"), proc.returncode
+        except subprocess.TimeoutExpired as err:
+            text, rc = (err.stdout or b"").decode(errors="replace"), None
+        run.native_output = text
+        result = json.loads((d / "result.json").read_text()) if (d / "result.json").is_file() else None
+        if rc is None:
+            run.crashed = "timeout"
+            run.error = f"TFLite Micro ran past the {timeout_s:g} s time limit and was killed ({_last_lines(text)})"
+            return run
+        if result is None:
+            run.crashed = signal.Signals(-rc).name if rc < 0 and -rc in signal.valid_signals() else f"exit {rc}"
+            run.error = (f"TFLite Micro crashed: the process died on {run.crashed} "
+                         f"({_last_lines(text)})")
+            return run
+        if result["loaded"] and (d / "outputs_raw.npy").is_file():
+            run.outputs_raw = np.load(d / "outputs_raw.npy")
+    run.loaded = bool(result["loaded"])
+    run.latency_ms = list(result.get("latency_ms") or [])
+    m = _ARENA.search(text)
     if m:
         run.arena_bytes = int(m.group(1))
-    run.unsupported_ops = sorted(set(_NO_OP.findall(log_text)))
+    run.unsupported_ops = sorted(set(_NO_OP.findall(text)))
     if not run.loaded:
-        detail = [ln.strip() for ln in log_text.splitlines() if ln.strip() and "RecordingMicroAllocator" not in ln]
-        run.error = "; ".join(detail[:3]) or run.error
-        if _MISSING.search(log_text):
+        detail = [ln.strip() for ln in text.splitlines() if ln.strip() and "RecordingMicroAllocator" not in ln]
+        run.error = "; ".join(detail[:3]) or result.get("error")
+        if _MISSING.search(text):
             run.error = f"the model does not fit a {arena_size:,}-byte arena ({run.error})"
         return run
-    if images is not None and len(images):
-        outs = []
-        for x in images:
-            it.set_input(_quantize(x.reshape(shape), inp), 0)
-            it.invoke()
-            outs.append(_dequantize(np.array(it.get_output(0)), out).reshape(-1))
-        run.outputs = np.stack(outs)
+    if run.outputs_raw is not None:
+        run.outputs = _dequantize(run.outputs_raw, result["output"])
         run.preds = np.argmax(run.outputs, axis=-1)
-        for i in range(timed_runs):
-            it.set_input(_quantize(images[i % len(images)].reshape(shape), inp), 0)
-            t = time.perf_counter()
-            it.invoke()
-            run.latency_ms.append((time.perf_counter() - t) * 1000.0)
     return run
-

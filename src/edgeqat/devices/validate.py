@@ -5,12 +5,19 @@ threads and XNNPACK setting, or TensorFlow Lite Micro with the arena it really n
 and, for ARM Linux profiles that ask for it, on the aarch64 build of LiteRT under QEMU.
 The verdict lists every reason it fails; host-measured latency is reported but never
 gated on (an x86 host is not the device): the gate uses the profile's estimate.
+
+Microcontroller profiles: budgets readable from the file (model bytes vs flash, the
+largest op's activations vs SRAM) fail before TFLM starts. TFLM then runs in a child
+process (:func:`edgeqat.devices.tflm.run_tflm`) on a bounded sample (``parity_samples``)
+whose int8 outputs must equal LiteRT's bit for bit; accuracy on the whole split comes from
+LiteRT, computed once per model and shared by every profile (``EvalData.cache``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
@@ -31,6 +38,8 @@ class EvalData:
     images: np.ndarray
     labels: Optional[np.ndarray] = None
     reference_preds: Optional[np.ndarray] = None
+    # model sha256 -> LiteRT's raw outputs on ``images``: one full-split pass per model, not per device
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def check_tflite_file(path: str | Path) -> bytes:
@@ -73,9 +82,133 @@ def _run_litert(path: Path, prof: DeviceProfile, data: Optional[EvalData], laten
     return {"outputs": outputs, "latency_ms": ms, "memory_bytes": mem}
 
 
+def _litert_reference(path: Path, blob: bytes, data: EvalData) -> tuple[np.ndarray, np.ndarray]:
+    """LiteRT's own kernels (no XNNPACK) on every image: raw output tensors and float outputs."""
+    from edgeqat.quantization.runtime import TFLiteClassifier, dequantize_output, quantize_input
+
+    key = hashlib.sha256(blob).hexdigest()
+    if key not in data.cache:
+        clf = TFLiteClassifier(path, num_threads=1, xnnpack=False)
+        raw = []
+        for x in data.images:
+            clf.it.set_tensor(clf.inp["index"], quantize_input(x[None], clf.inp))
+            clf.it.invoke()
+            raw.append(clf.it.get_tensor(clf.out["index"]).reshape(-1).copy())
+        r = np.stack(raw)
+        data.cache[key] = (r, dequantize_output(r, clf.out))
+    return data.cache[key]
+
+
+PARITY_MAX_DIFF = 1  # raw output units TFLM may differ from LiteRT by (rounding), top-1 unchanged
+
+
+def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, data: Optional[EvalData],
+                 latency_runs: int, parity_samples: int, timeout_s: float, v: dict, reasons: list[str],
+                 misses: dict, notes: list[str]) -> Optional[np.ndarray]:
+    """Arena checks and the TFLM run; returns the full-split outputs to score (LiteRT's, once
+    TFLM has matched them on the sample), or None when it did not run or did not match."""
+    from edgeqat.devices.tflm import run_tflm
+
+    lower = work.peak_op_activation_bytes
+    v["arena_lower_bound_bytes"] = lower
+    if prof.sram_bytes is not None and lower > prof.sram_bytes:
+        reasons.append(f"arena needs at least {lower:,} bytes ({work.peak_op}'s input + output activations) "
+                       f"> SRAM {prof.sram_bytes:,} bytes available")
+        misses["sram"] = {"needed": lower, "available": prof.sram_bytes}
+    if "flash" in misses or "sram" in misses:
+        v["tflm"] = {"ran": False, "why": "a budget checked from the file already fails"}
+        notes.append("TFLite Micro not started: " + " and ".join(sorted(k for k in misses)) + " already over budget")
+        return None
+    sample = data.images[:parity_samples] if data is not None else None
+    run = run_tflm(path, sample, timed_runs=min(latency_runs, 20), timeout_s=timeout_s)
+    v["tflm"] = {"ran": True, "loaded": run.loaded, "crashed": run.crashed}
+    v["arena_bytes"] = run.arena_bytes
+    v["arena_label"] = ("recorded by TFLM's allocator with its reference kernels (host build); "
+                        f"{prof.speed_model.kernel_library} builds differ by their scratch buffers: an estimate there")
+    if not run.loaded:
+        if run.crashed is None:  # TFLM refused it: name the ops, from its message or its registered-op list
+            lacking = run.unsupported_ops or sorted(op for op in work.ops if op not in tflm_op_names())
+            if lacking:
+                reasons.append(f"ops TFLite Micro lacks: {', '.join(lacking)}")
+        reasons.append(f"TFLite Micro could not run it: {run.error}")
+        return None
+    v["host_latency_ms"] = {**_percentiles(run.latency_ms), "runtime": "tflm reference kernels, x86 host",
+                            "source": "measured (on this host, not the device)"}
+    if prof.sram_bytes is not None and run.arena_bytes is not None and run.arena_bytes > prof.sram_bytes:
+        reasons.append(f"arena needs {run.arena_bytes:,} bytes > SRAM {prof.sram_bytes:,} bytes available")
+        misses["sram"] = {"needed": run.arena_bytes, "available": prof.sram_bytes}
+    if data is None or run.outputs_raw is None:
+        return None
+    ref_raw, ref_out = _litert_reference(path, blob, data)
+    n = len(run.outputs_raw)
+    mine, theirs = run.outputs_raw.reshape(n, -1).astype(np.int64), ref_raw[:n].reshape(n, -1).astype(np.int64)
+    same = np.all(mine == theirs, axis=1)
+    diff = int(np.max(np.abs(mine - theirs)))
+    flips = int(np.sum(np.argmax(mine, axis=1) != np.argmax(theirs, axis=1)))
+    v["parity"] = {"samples": n, "bit_exact": bool(same.all()), "mismatched": int((~same).sum()), "max_abs_diff": diff,
+                   "top1_mismatched": flips, "against": "LiteRT builtin kernels (no XNNPACK)"}
+    # Measured: TFLM's FULLY_CONNECTED requantization rounds differently from LiteRT's on a few
+    # inputs, off by one unit. That leaves LiteRT's accuracy valid for the device as long as no
+    # top-1 changes; anything larger, or a changed top-1, means it is not.
+    if flips or diff > PARITY_MAX_DIFF:
+        reasons.append(f"TFLite Micro outputs differ from LiteRT's on {int((~same).sum())} of {n} images "
+                       f"(max |diff| {diff} in raw output units, top-1 changed on {flips}): "
+                       "accuracy from LiteRT would not hold on the device")
+        return None
+    if not same.all():
+        notes.append(f"TFLite Micro vs LiteRT: {int((~same).sum())} of {n} outputs differ by 1 raw unit (rounding), "
+                     "no top-1 changed")
+    v["accuracy_source"] = (f"LiteRT on all {len(data.images)} images; TFLite Micro matched it on the first {n} "
+                            f"({'bit for bit' if same.all() else 'within 1 raw unit, same top-1'})")
+    return ref_out
+
+
+def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, data: Optional[EvalData],
+                 v: dict, reasons: list[str], misses: dict, notes: list[str]) -> Optional[np.ndarray]:
+    """Vela's compile and performance model against the profile's budgets; accuracy from
+    LiteRT on the host (the NPU is not emulated; it runs the same int8 arithmetic)."""
+    from edgeqat.devices.vela import compile_model
+
+    cfg = prof.vela
+    res = compile_model(path, cfg, dict(work.ops))
+    v["vela"] = res.as_dict()
+    src = "vendor performance model (vela)"
+    v["latency_estimate"] = {"label": src, "source": src, "kernel_library": f"Ethos-U ({cfg.accelerator_config}, Vela)",
+                             "runtime": "ethos-u", "latency_ms_estimate": res.inference_ms}
+    v["latency_ms_estimate"] = res.inference_ms
+    v["latency_source"], v["latency_extrapolated"] = src, False
+    if not res.ran:
+        reasons.append(f"{prof.name}: no Vela figures: {res.error}")
+        return None
+    v["sram_bytes_used"], v["flash_bytes_used"] = res.sram_bytes, res.flash_bytes
+    if res.cpu_ops > cfg.max_cpu_ops:
+        reasons.append(f"{res.cpu_ops} operator(s) fall back to the CPU ({', '.join(res.cpu_op_names) or 'unnamed'}); "
+                       f"{prof.name} allows {cfg.max_cpu_ops}")
+        misses["cpu_ops"] = {"needed": res.cpu_ops, "available": cfg.max_cpu_ops}
+    if prof.sram_bytes is not None and res.sram_bytes > prof.sram_bytes:
+        reasons.append(f"Vela's plan needs {res.sram_bytes:,} bytes of SRAM > {prof.sram_bytes:,} bytes available")
+        misses["sram"] = {"needed": res.sram_bytes, "available": prof.sram_bytes}
+    if prof.flash_bytes is not None and res.flash_bytes > prof.flash_bytes and "flash" not in misses:
+        reasons.append(f"Vela's plan puts {res.flash_bytes:,} bytes in flash > {prof.flash_bytes:,} bytes available")
+        misses["flash"] = {"needed": res.flash_bytes, "available": prof.flash_bytes}
+    if prof.ram_bytes is not None and res.dram_bytes > prof.ram_bytes:
+        reasons.append(f"Vela's plan puts {res.dram_bytes:,} bytes in DRAM > {prof.ram_bytes:,} bytes available")
+        misses["ram"] = {"needed": res.dram_bytes, "available": prof.ram_bytes}
+    if prof.latency_budget_ms is not None and res.inference_ms > prof.latency_budget_ms:
+        reasons.append(f"Vela's estimated latency {res.inference_ms:.3f} ms > budget {prof.latency_budget_ms:g} ms")
+        misses["latency"] = {"needed": res.inference_ms, "available": prof.latency_budget_ms}
+    if res.cpu_ops:
+        notes.append("CPU-fallback operators run on the Cortex-M host; Vela's cycles cover the NPU part only")
+    if data is None:
+        return None
+    v["accuracy_source"] = f"LiteRT on all {len(data.images)} images (the NPU is not emulated)"
+    return _litert_reference(path, blob, data)[1]
+
+
 def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[EvalData] = None, *,
                        latency_runs: int = 50, max_accuracy_drop: Optional[float] = None,
-                       emulate: bool = True, emulate_samples: int = 16) -> dict[str, Any]:
+                       emulate: bool = True, emulate_samples: int = 16, parity_samples: int = 256,
+                       tflm_timeout_s: float = 300.0) -> dict[str, Any]:
     path = Path(model)
     blob = check_tflite_file(path)
     work: Workload = analyze(blob)
@@ -103,24 +236,10 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     # Run it on the device's runtime.
     outputs = None
     if prof.runtime == "tflm":
-        from edgeqat.devices.tflm import run_tflm
-
-        run = run_tflm(path, data.images if data is not None else None, timed_runs=min(latency_runs, 20))
-        v["arena_bytes"] = run.arena_bytes
-        v["arena_label"] = ("recorded by TFLM's allocator with its reference kernels (host build); "
-                            f"{prof.speed_model.kernel_library} builds differ by their scratch buffers: an estimate there")
-        if not run.loaded:
-            # Name the ops: from TFLM's own message, else from its registered-op list.
-            lacking = run.unsupported_ops or sorted(op for op in work.ops if op not in tflm_op_names())
-            if lacking:
-                reasons.append(f"ops TFLite Micro lacks: {', '.join(lacking)}")
-            reasons.append(f"TFLite Micro could not run it: {run.error}")
-        else:
-            outputs = run.outputs
-            v["host_latency_ms"] = {**_percentiles(run.latency_ms), "runtime": "tflm reference kernels, x86 host"}
-            if prof.sram_bytes is not None and run.arena_bytes is not None and run.arena_bytes > prof.sram_bytes:
-                reasons.append(f"arena needs {run.arena_bytes:,} bytes > SRAM {prof.sram_bytes:,} bytes available")
-                misses["sram"] = {"needed": run.arena_bytes, "available": prof.sram_bytes}
+        outputs = _run_on_tflm(path, blob, prof, work, data, latency_runs, parity_samples, tflm_timeout_s,
+                               v, reasons, misses, notes)
+    elif prof.runtime == "vela":
+        outputs = _run_on_vela(path, blob, prof, work, data, v, reasons, misses, notes)
     else:
         try:
             r = _run_litert(path, prof, data, latency_runs)
@@ -129,7 +248,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
         else:
             outputs = r["outputs"]
             v["interpreter_bytes"] = r["memory_bytes"]
-            v["host_latency_ms"] = {**_percentiles(r["latency_ms"]),
+            v["host_latency_ms"] = {**_percentiles(r["latency_ms"]), "source": "measured (on this host, not the device)",
                                     "runtime": f"litert, {prof.threads} thread(s), xnnpack {'on' if prof.xnnpack else 'off'}, x86 host"}
             need = len(blob) + r["memory_bytes"]
             if prof.ram_bytes is not None and need > prof.ram_bytes:
@@ -152,13 +271,16 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
                                    f"{ref_acc:.4f} (> validate.max_accuracy_drop {max_accuracy_drop})")
                     misses["accuracy_drop"] = {"needed": drop, "available": max_accuracy_drop}
 
-    # Latency on the target: an estimate from the profile's speed model.
-    est = estimate_latency(prof, work)
-    v["latency_estimate"] = est
-    v["latency_ms_estimate"] = est.get("latency_ms_estimate")
-    if est.get("note"):
-        notes.append(est["note"])
-    if prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
+    # Latency on the target: an estimate from the profile's speed model (Ethos-U: Vela's figure, above).
+    if prof.runtime != "vela":
+        est = estimate_latency(prof, work)
+        v["latency_estimate"] = est
+        v["latency_ms_estimate"] = est.get("latency_ms_estimate")
+        v["latency_source"] = est.get("source", "estimate from published figures")
+        v["latency_extrapolated"] = bool(est.get("extrapolated"))
+        if est.get("note"):
+            notes.append(est["note"])
+    if prof.runtime != "vela" and prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
             and v["latency_ms_estimate"] > prof.latency_budget_ms:
         reasons.append(f"estimated latency {v['latency_ms_estimate']:.1f} ms > budget {prof.latency_budget_ms:g} ms")
         misses["latency"] = {"needed": v["latency_ms_estimate"], "available": prof.latency_budget_ms}

@@ -28,6 +28,10 @@ class Workload:
     float_ops: list[str] = field(default_factory=list)  # ops computing in float (not just edge I/O)
     int16_ops: list[str] = field(default_factory=list)  # ops with int16 tensors (16x8 quantization)
     compute_dtype: str = "int8"  # int8 | int16 | fp32: the dtype the heavy ops compute in
+    # Largest sum over one op of its activation inputs and outputs, in bytes: both live in the
+    # arena while the op runs, so no memory plan can use less (a lower bound for TFLM's arena).
+    peak_op_activation_bytes: int = 0
+    peak_op: str = ""
 
     @property
     def total_macs(self) -> int:
@@ -36,7 +40,8 @@ class Workload:
     def as_dict(self) -> dict[str, Any]:
         return {"ops": dict(sorted(self.ops.items())), "macs": dict(self.macs), "total_macs": self.total_macs,
                 "float_ops": sorted(set(self.float_ops)), "int16_ops": sorted(set(self.int16_ops)),
-                "compute_dtype": self.compute_dtype}
+                "compute_dtype": self.compute_dtype, "peak_op_activation_bytes": self.peak_op_activation_bytes,
+                "peak_op": self.peak_op}
 
 
 _DENSE = ("CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL", "CONV_3D")
@@ -58,6 +63,8 @@ def analyze(model: str | Path | bytes) -> Workload:
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     w = Workload()
     heavy_dtypes: Counter = Counter()
+    # Activations: the model's inputs and every op's outputs (weights and biases are constants in flash).
+    live = {d["index"] for d in it.get_input_details()} | {i for op in ops for i in op["outputs"]}
     for op in ops:
         name = op["op_name"]
         if name == "DELEGATE":  # the XNNPACK node LiteRT adds over ops still listed one by one
@@ -66,6 +73,10 @@ def analyze(model: str | Path | bytes) -> Workload:
         ins = [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors]
         outs = [tensors[i] for i in op["outputs"] if i in tensors]
         out_shape = _shape(outs[0]) if outs else []
+        act_bytes = sum(_prod(_shape(t)) * np.dtype(t["dtype"]).itemsize
+                        for t in {t["index"]: t for t in ins + outs if t["index"] in live}.values())
+        if act_bytes > w.peak_op_activation_bytes:
+            w.peak_op_activation_bytes, w.peak_op = act_bytes, name
         if name in ("CONV_2D", "CONV_3D") and len(ins) >= 2:
             f = _shape(ins[1])  # [Cout, kh, kw, Cin]
             w.macs["dense"] += _prod(out_shape) * _prod(f[1:])

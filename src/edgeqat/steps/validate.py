@@ -49,7 +49,7 @@ def load_eval_data(prepared: str | Path, fp32_model: str | Path | None) -> EvalD
 def _slim(v: dict[str, Any]) -> dict[str, Any]:
     """The fields summary.json keeps per device (devices.json keeps everything)."""
     keys = ("passed", "reasons", "title", "runtime", "latency_ms_estimate", "arena_bytes", "model_bytes",
-            "interpreter_bytes", "accuracy", "agreement", "notes")
+            "interpreter_bytes", "accuracy", "agreement", "notes", "latency_source", "latency_extrapolated")
     out = {k: v[k] for k in keys if k in v}
     if "host_latency_ms" in v:
         out["host_latency_p50_ms"] = v["host_latency_ms"].get("p50")
@@ -89,7 +89,8 @@ def validate(
             log(f"validate: {name} on {prof.name} ({prof.title})")
             full[name][prof.name] = validate_on_device(
                 path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
-                emulate=cfg.emulate, emulate_samples=cfg.emulate_samples)
+                emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
+                parity_samples=cfg.parity_samples)
     summary = read_json(evaluation_json)
     summary["validated_model"] = cfg.model
     summary["required_devices"] = list(cfg.required_devices)
