@@ -77,9 +77,24 @@ def load_profile_file(path: str | Path) -> DeviceProfile:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a device profile must be a mapping of fields")
     try:
-        return DeviceProfile.model_validate(raw)
+        prof = DeviceProfile.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, str(path), "device profile")) from None
+    _check_speed_rows(prof, path)
+    return prof
+
+
+def _check_speed_rows(prof: DeviceProfile, path: Path) -> None:
+    """Every speed_model row must be in published_latency.csv: said now, naming the file."""
+    from edgeqat.devices.speed import published_rows
+
+    rows = published_rows()
+    for key in ("speed_model", "speed_model_fp32"):
+        sm = getattr(prof, key)
+        unknown = [r for r in (sm.rows if sm is not None else []) if r not in rows]
+        if unknown:
+            raise ConfigError(f"{path}: {key}.rows: {', '.join(map(repr, unknown))} not in published_latency.csv "
+                              "(the rows the speed model is fitted on)")
 
 
 def shipped_profile_files() -> list[Path]:
