@@ -59,7 +59,7 @@ def write_prepared(
 def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict[str, Any]:
     if cfg.source == "digits" and cfg.path not in ("", "data/raw"):
         log(f"prepare: source 'digits' is built in; prepare.path={cfg.path!r} is not used")
-    with open_source(cfg.source, cfg.path) as src:
+    with open_source(cfg.source, cfg.path, follow_symlinks=cfg.follow_symlinks) as src:
         log(f"prepare: {len(src)} images in {len(src.class_names)} classes from {src.origin}")
         splits = stratified_split(src.labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
         # Calibration for PTQ: a class-mixed subset of the training split (already shuffled).
