@@ -31,9 +31,13 @@ DataOpt = typer.Option(Path("data/prepared"), "--data", help="Prepared splits fo
 
 
 def _params(path: Path):
+    """The run's params; their train.trust_model_code decides for every model this run loads."""
     from edgeqat.config import load_params
+    from edgeqat.models.io import set_trust_model_code
 
-    return load_params(path)
+    p = load_params(path)
+    set_trust_model_code(p.train.trust_model_code)
+    return p
 
 
 @stage.command("prepare")
