@@ -171,7 +171,12 @@ def report_cmd(summary: Path = typer.Option(Path("reports/summary.json"))) -> No
 
     if not summary.is_file():
         raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
-    typer.echo(summary_markdown(read_json(summary)))
+    data = read_json(summary)
+    try:
+        text = summary_markdown(data)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
+        raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
+    typer.echo(text)
 
 
 @app.command("check-params")

@@ -459,6 +459,23 @@ def test_corrupt_summary_json_in_report(tmp_path):  # row 5
     refused(edgeqat("report", cwd=tmp_path), "reports/summary.json", "not valid JSON", ws=tmp_path, before=before)
 
 
+def test_summary_json_that_is_not_a_summary(tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "summary.json").write_text('{"variants": 3}')
+    before = tree(tmp_path)
+    refused(edgeqat("report", cwd=tmp_path), "reports/summary.json", "not an edgeqat summary", ws=tmp_path,
+            before=before)
+
+
+def test_metrics_json_that_is_not_an_object(tmp_path):
+    params(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "train.json").write_text("[0.9]")
+    before = tree(tmp_path)
+    proc = edgeqat("stage", "track", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"})
+    refused(proc, "metrics/train.json", "expected a JSON object", ws=tmp_path, before=before)
+
+
 def test_report_without_summary(tmp_path):
     before = tree(tmp_path)
     refused(edgeqat("report", cwd=tmp_path), "reports/summary.json", "not found", ws=tmp_path, before=before)
