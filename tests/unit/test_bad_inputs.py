@@ -353,6 +353,16 @@ def test_h5_with_a_lambda_layer_never_runs_its_code(tmp_path, prepared_8x8):  # 
     refused(proc, "evil.h5", "Lambda", "sequential/evil", "train.trust_model_code", ws=tmp_path, before=before)
 
 
+def test_trust_model_code_is_the_explicit_opt_in(tmp_path, prepared_8x8):  # row 1: the documented opt-in
+    marker = tmp_path / "RAN"
+    lambda_h5(tmp_path / "mine.h5", marker)
+    params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 8, "calibration_size": 4},
+           train={"from_model": "mine.h5", "trust_model_code": True})
+    edgeqat("stage", "train", "--params", "params.yaml", "--data", "prep", "--out", "models/fp32.keras",
+            "--metrics", "m/train.json", "--history", "m/h.csv", cwd=tmp_path)
+    assert marker.exists()  # the user's own Lambda ran, as they decided (the file has no weights, so it stops there)
+
+
 def test_lambda_reference_model_never_runs_its_code(tmp_path, prepared_8x8, sine_tflite):  # row 1: validate --reference
     marker = tmp_path / "PWNED"
     lambda_h5(tmp_path / "evil.h5", marker)
@@ -632,3 +642,19 @@ def test_client_disconnects_are_one_log_line(receiver, capfd):  # row 15
     assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 6 and all(ln.startswith("[edgeqat] webhook:") for ln in lines), err
+
+
+def test_the_bounded_receiver_still_answers_signed_events(receiver):
+    import json
+    import urllib.request
+
+    from edgeqat.webhook import sign
+
+    body = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
+                       "data": {"name": "someone-else", "alias": "champion", "version": "1"}}).encode()
+    ts = str(int(time.time()))
+    req = urllib.request.Request(f"http://127.0.0.1:{receiver.server_address[1]}/", data=body, method="POST",
+                                 headers={"X-MLflow-Signature": sign(SECRET, "d1", ts, body), "X-MLflow-Timestamp": ts,
+                                          "X-MLflow-Delivery-Id": "d1"})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        assert res.status == 200 and b"ignored" in res.read()
