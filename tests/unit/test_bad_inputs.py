@@ -373,6 +373,29 @@ def test_lambda_reference_model_never_runs_its_code(tmp_path, prepared_8x8, sine
     refused(proc, "evil.h5", "Lambda", ws=tmp_path, before=before)
 
 
+def _pb_field(number: int, data: bytes) -> bytes:
+    """One length-delimited protobuf field (lengths here stay below 2**14: two varint bytes at most)."""
+    n = len(data)
+    size = bytes([n]) if n < 0x80 else bytes([(n & 0x7F) | 0x80, n >> 7])
+    return bytes([(number << 3) | 2]) + size + data
+
+
+def test_savedmodel_with_a_lambda_layer(tmp_path, prepared_8x8, sine_tflite):
+    import json
+
+    sm = tmp_path / "sm"
+    sm.mkdir()
+    (sm / "saved_model.pb").write_bytes(b"")
+    node = json.dumps({"class_name": "Lambda", "name": "evil", "config": {"name": "evil", "function": ["AAAA", None, None],
+                                                                          "function_type": "lambda"}}).encode()
+    # SavedMetadata{nodes: [SavedObject{node_path: "root.layer-1", metadata: <json>}]} (tf_keras' saved_metadata.proto)
+    (sm / "keras_metadata.pb").write_bytes(_pb_field(1, _pb_field(3, b"root.layer-1") + _pb_field(5, node)))
+    before = tree(tmp_path)
+    proc = edgeqat("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference", "sm",
+                   "--no-emulate", cwd=tmp_path)
+    refused(proc, "sm", "evil is a Lambda", ws=tmp_path, before=before)
+
+
 def test_keras_zip_with_a_lambda_layer(tmp_path, prepared_8x8, sine_tflite):
     import json
 
