@@ -423,6 +423,21 @@ def test_unknown_custom_class_is_refused(tmp_path, prepared_8x8, sine_tflite):
     refused(proc, "custom.h5", "'MyLayer'", "s/mine", ws=tmp_path, before=before)
 
 
+def test_tf_op_layer_that_writes_files_is_refused(tmp_path, prepared_8x8, sine_tflite):
+    import json
+
+    import h5py
+
+    op = {"class_name": "TFOpLambda", "config": {"name": "tf.io.write_file", "function": "io.write_file"},
+          "inbound_nodes": [["input_1", 0, 0, {"contents": "owned"}]]}
+    with h5py.File(tmp_path / "ops.h5", "w") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": "Functional", "config": {"name": "m", "layers": [op]}})
+    before = tree(tmp_path)
+    proc = edgeqat("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference", "ops.h5",
+                   "--no-emulate", cwd=tmp_path)
+    refused(proc, "ops.h5", "tf.io.write_file", ws=tmp_path, before=before)
+
+
 def test_wrong_model_suffix(tmp_path, prepared_8x8, sine_tflite):
     (tmp_path / "model.txt").write_text("hello")
     before = tree(tmp_path)

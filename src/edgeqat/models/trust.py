@@ -25,6 +25,11 @@ from edgeqat.errors import ModelError
 CODE_CLASSES = {"Lambda", "__lambda__"}
 # Modules Keras may import a named class or function from while deserializing.
 SAFE_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow_model_optimization")
+# TFOpLambda rebuilds a call to a TF API function by name (`x + 1`, `tf.nn.relu(x)` in a
+# functional model). Math-like namespaces only: tf.io.write_file, tf.py_function or
+# tf.print would act on the host when the model is rebuilt.
+TF_OP_NAMESPACES = {"math", "nn", "__operators__", "image", "linalg", "signal", "bitwise", "dtypes", "random"}
+TF_OP_REFUSED = {"py_function", "numpy_function", "print", "load_op_library", "load_library", "py_func", "function"}
 # serialization_lib's own markers for tuples, arrays, bytes, ...: plain data.
 _DATA_MARKERS = {"__tuple__", "__numpy__", "__bytes__", "__typespec__", "__tensor__", "__ellipsis__", "__slice__",
                  "__passive_serialization__", "function"}
@@ -80,7 +85,11 @@ def known_classes(quantized: bool) -> set[str]:
     """Class names Keras itself (and tfmot, for quantize-wrapped models) deserializes."""
     from edgeqat.tf_compat import keras
 
-    names = {"Functional", "Sequential", "Model"}
+    import importlib
+
+    layers = importlib.import_module(f"{keras.__name__}.src.layers.serialization")
+    layers.populate_deserializable_objects()  # every built-in layer, TFOpLambda and friends included
+    names = {"Functional", "Sequential", "Model", *layers.LOCAL.ALL_OBJECTS}
     for mod in (keras.layers, keras.initializers, keras.regularizers, keras.constraints, keras.activations,
                 keras.losses, keras.metrics, keras.optimizers, keras.optimizers.schedules, keras.mixed_precision):
         names |= {n for n in dir(mod) if not n.startswith("_")}
@@ -105,6 +114,12 @@ def check_no_code(path: str | Path, *, quantized: bool = False) -> None:
         if isinstance(module, str) and module and not module.startswith(SAFE_MODULE_PREFIXES):
             raise ModelError(f"{path}: {cls!r} at {where.lstrip('/') or '?'} comes from module {module!r}, which "
                              f"loading would import; refused: {hint}")
+        if cls in ("TFOpLambda", "SlicingOpLambda"):
+            fn = (obj.get("config") or {}).get("function") if isinstance(obj.get("config"), dict) else None
+            head = fn.split(".")[0] if isinstance(fn, str) else None
+            if not isinstance(fn, str) or fn in TF_OP_REFUSED or ("." in fn and head not in TF_OP_NAMESPACES):
+                raise ModelError(f"{path}: layer {where.lstrip('/') or '?'} calls tf.{fn} when rebuilt (only math-like TF "
+                                 f"ops are loaded); refused: {hint}")
         reg = obj.get("registered_name")
         if isinstance(reg, str) and ">" in reg:  # package>Name: a user-registered custom object
             raise ModelError(f"{path}: custom object {reg!r} at {where.lstrip('/') or '?'} refused: {hint}")
