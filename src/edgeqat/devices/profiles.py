@@ -7,6 +7,7 @@ and an error names the file and the dotted field at fault.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -73,6 +74,20 @@ class DeviceProfile(BaseModel):
 
 def load_profile_file(path: str | Path) -> DeviceProfile:
     path = Path(path)
+    try:
+        st = path.stat()
+        return _load_profile_cached(path, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return _load_profile(path)  # missing: read_yaml_file names it
+
+
+@lru_cache(maxsize=256)
+def _load_profile_cached(path: Path, mtime_ns: int, size: int) -> DeviceProfile:
+    # Every params load checks device names against the profiles: read each file once.
+    return _load_profile(path)
+
+
+def _load_profile(path: Path) -> DeviceProfile:
     raw = read_yaml_file(path, "device profile")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a device profile must be a mapping of fields")
