@@ -29,6 +29,7 @@ import hmac
 import json
 import queue
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -194,11 +195,11 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def __init__(self, *args: Any, workers: int = HTTP_WORKERS, max_pending: int = MAX_PENDING, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgeqat-webhook-http")
-        self.slots = threading.BoundedSemaphore(max_pending)
+        self.slots, self.max_pending = threading.BoundedSemaphore(max_pending), max_pending
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
-            log(f"webhook: {client_address[0]}: too many connections in flight (> {MAX_PENDING}); closed")
+            log(f"webhook: {client_address[0]}: too many connections in flight (> {self.max_pending}); closed")
             self.shutdown_request(request)
             return
         request.settimeout(SOCKET_TIMEOUT_S)
@@ -211,8 +212,7 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             self.slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
+        # socketserver would print a traceback; a client hanging up is routine, so one line
         err = sys.exc_info()[1]
         if isinstance(err, (ConnectionError, TimeoutError, socket.timeout)):
             log(f"webhook: {client_address[0]}: connection dropped ({type(err).__name__}: {err})")
