@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from edgeqat.errors import ModelError
 
 # Layers whose config holds code: Keras 2's Lambda (marshalled bytecode) and Keras 3's
-# serialized lambdas. TFOpLambda / SlicingOpLambda only name a TF op, so they are fine.
+# serialized lambdas. TFOpLambda / SlicingOpLambda name a TF op instead (checked below).
 CODE_CLASSES = {"Lambda", "__lambda__"}
 # Modules Keras may import a named class or function from while deserializing.
 SAFE_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow_model_optimization")
