@@ -23,6 +23,7 @@ def prepare(
     calibration_size: int,
     shard_size: int,
     seed: int,
+    follow_symlinks: bool,
     raw_data: Optional[Input[Dataset]] = None,
 ) -> dict:
     """Resized, stratified, sharded train/val/test/calib splits (edgeqat.steps.prepare)."""

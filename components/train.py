@@ -18,6 +18,7 @@ def train(
     alpha: float,
     weights: str,
     from_model: str,
+    trust_model_code: bool,
     epochs: int,
     batch_size: int,
     learning_rate: float,

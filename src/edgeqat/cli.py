@@ -40,9 +40,13 @@ def _root(
 
 
 def _params(path: Path):
+    """The run's params; their train.trust_model_code decides for every model this run loads."""
     from edgeqat.config import load_params
+    from edgeqat.models.io import set_trust_model_code
 
-    return load_params(path)
+    p = load_params(path)
+    set_trust_model_code(p.train.trust_model_code)
+    return p
 
 
 @stage.command("prepare")
@@ -176,7 +180,12 @@ def report_cmd(summary: Path = typer.Option(Path("reports/summary.json"))) -> No
 
     if not summary.is_file():
         raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
-    typer.echo(summary_markdown(read_json(summary)))
+    data = read_json(summary)
+    try:
+        text = summary_markdown(data)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
+        raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
+    typer.echo(text)
 
 
 @app.command("check-params")

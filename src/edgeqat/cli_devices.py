@@ -85,13 +85,14 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
 
         check_tflite_file(model)
         profs = resolve_profiles(device, extra_dir=profiles_dir)
+        from edgeqat.steps.validate import check_model_takes_data, load_eval_data
+
         ev = None
         if data is not None:
-            from edgeqat.steps.validate import load_eval_data
-
             ev = load_eval_data(data, reference)
         elif reference is not None:
             raise EdgeqatError("--reference needs --data (the images to compare on)")
+        check_model_takes_data(model, ev, data)
         verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate,
                                        parity_samples=parity_samples) for p in profs]
         if as_json:
@@ -114,10 +115,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         metrics: Path = typer.Option(Path("metrics/validate.json")),
     ) -> None:
         """Every listed device profile -> verdicts in the summary; exit 1 if a required device fails."""
-        from edgeqat.config import load_params
+        from edgeqat.cli import _params
         from edgeqat.steps.validate import validate
 
-        m = validate(load_params(params).validate, data, models, fp32, evaluation, summary, report, devices_out, metrics)
+        m = validate(_params(params).validate, data, models, fp32, evaluation, summary, report, devices_out, metrics)
         if not m["passed"]:
             typer.echo(f"edgeqat: validation failed on required device(s): {', '.join(m['failed_required'])} "
                        f"(reasons in {report}); nothing downstream runs", err=True)

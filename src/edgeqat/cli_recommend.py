@@ -24,10 +24,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir"),
     ) -> None:
         """Search the compression strategies for each device; exit 1 when a device gets no model."""
-        from edgeqat.config import load_params
+        from edgeqat.cli import _params
         from edgeqat.steps.recommend import recommend
 
-        p = load_params(params)
+        p = _params(params)
         cfg = p.recommend.model_copy(update={k: v for k, v in (("budget_accuracy_drop", budget_accuracy_drop),
                                                                 ("max_minutes", max_minutes)) if v is not None})
         m = recommend(cfg, p.prune, data, models, fp32, qat if qat.is_file() else None, report, out,
@@ -51,10 +51,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         metrics: Path = typer.Option(Path("metrics/recommend.json")),
     ) -> None:
         """recommend.enabled: a model per device of recommend.devices (else a one-line report)."""
-        from edgeqat.config import load_params
+        from edgeqat.cli import _params
         from edgeqat.io import write_json
         from edgeqat.steps.recommend import recommend
 
-        p = load_params(params)
+        p = _params(params)
         m = recommend(p.recommend, p.prune, data, models, fp32, qat, report, out, profiles_dir=p.validate.profiles_dir)
         write_json(metrics, m)

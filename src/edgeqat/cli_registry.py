@@ -124,12 +124,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
     ) -> None:
         """Receive MLflow's signed webhooks; gate, export or revert each move of `champion`."""
         from edgeqat.io import log
-        from edgeqat.webhook import SECRET_ENV, Receiver, make_server
+        from edgeqat.webhook import SECRET_ENV, Receiver, check_secret, make_server
 
         cfg = _params(params).register
-        secret = os.environ.get(SECRET_ENV, "")
-        if not secret:
-            raise EdgeqatError(f"webhook serve: set {SECRET_ENV} to the secret given to `edgeqat webhook install`")
+        secret = check_secret(os.environ.get(SECRET_ENV, ""), "serve")
         receiver = Receiver(_registry(), cfg, deploy_dir or Path(cfg.deploy_dir), alias)
         server = make_server(receiver, secret, host, port)
         log(f"webhook: listening on http://{host}:{server.server_address[1]}/ for {cfg.model_name}@{alias}")
@@ -147,12 +145,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         params: Path = params_opt,
     ) -> None:
         """Register the webhook (model_version_alias.created, HMAC-signed) with the tracking server."""
-        from edgeqat.webhook import EVENTS, SECRET_ENV
+        from edgeqat.webhook import EVENTS, SECRET_ENV, check_secret
 
         _params(params)
-        secret = os.environ.get(SECRET_ENV, "")
-        if len(secret) < 16:
-            raise EdgeqatError(f"webhook install: set {SECRET_ENV} to a secret of at least 16 characters")
+        secret = check_secret(os.environ.get(SECRET_ENV, ""), "install")
         reg = _registry()
         if not reg.uri.startswith(("http://", "https://")):
             raise EdgeqatError(f"webhook install: {reg.uri} is not a tracking server; webhooks need `mlflow server` "

@@ -19,7 +19,8 @@ Source = Literal["digits", "idx", "folder", "npz"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML `true` or "3" is not an epoch count (ints still fill float fields).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PrepareConfig(_Section):
@@ -38,6 +39,9 @@ class PrepareConfig(_Section):
     calibration_size: int = Field(200, ge=1)
     shard_size: int = Field(1024, ge=1)
     seed: int = Field(42, ge=0)
+    # source folder: read symlinked class folders and links pointing outside prepare.path
+    # (refused by default: a link can pull in any file the user can read).
+    follow_symlinks: bool = False
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "PrepareConfig":
@@ -55,6 +59,9 @@ class TrainConfig(_Section):
     weights: Optional[str] = None
     # A user's pretrained FP32 model (.keras, .h5 or SavedModel dir): skips training.
     from_model: Optional[str] = None
+    # Load model files that carry code (Lambda layers, custom classes): they run it on load.
+    # Read by every stage that loads a model (the CLI applies it to the whole run).
+    trust_model_code: bool = False
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(2e-3, gt=0, lt=1)
@@ -248,6 +255,28 @@ class Params(_Section):
             raise ValueError(
                 f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _devices_are_known(self) -> "Params":
+        # Checked here, not at the validate stage: a typo should fail before hours of training.
+        from edgeqat.devices.profiles import available_profiles
+
+        names = {k: v for k, v in (("validate.devices", self.validate.devices),
+                                   ("recommend.devices", self.recommend.devices))}
+        if not any(names.values()):
+            return self
+        try:
+            known = available_profiles(self.validate.profiles_dir)
+        except ConfigError as err:
+            raise ValueError(f"validate.profiles_dir: {err}") from None
+        for key, devices in names.items():
+            # a name with a slash or a .yaml suffix is a profile file, checked when it is read
+            bad = [d for d in devices if d not in known and not (d.endswith((".yaml", ".yml")) or "/" in d)]
+            if bad:
+                raise ValueError(f"{key}: unknown device(s) {', '.join(map(repr, bad))}; known devices: "
+                                 f"{', '.join(sorted(known))}" + ("" if self.validate.profiles_dir else
+                                                                   " (add your own with validate.profiles_dir)"))
         return self
 
 

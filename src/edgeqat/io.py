@@ -2,7 +2,10 @@
 
 Every output goes through :func:`atomic_path`: it is written under a temporary name in
 the destination folder and renamed into place only once complete, so an interrupted
-stage never leaves a half-written model for DVC to cache.
+stage never leaves a half-written model for DVC to cache. A process killed outright
+(``kill -9``) cannot clean up after itself: its temporary names carry its pid, and the
+next write to the same destination removes those of dead processes
+(:func:`remove_stale_temps`); :func:`is_temp_leftover` keeps them out of MLflow.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -18,7 +22,47 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgeqat.errors import ModelError
+from edgeqat.errors import DataError, ModelError
+
+# .<dest name>.<pid>.<mkdtemp random>.tmp (older versions: no pid), and .<dest name>.old-<pid>
+_LEFTOVER = re.compile(r"^\.(?P<name>.+?)\.(?:(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}\.tmp|old-(?P<oldpid>\d+))$")
+
+
+def is_temp_leftover(name: str) -> bool:
+    """Whether a file name is one of :func:`atomic_path`'s temporary names."""
+    return _LEFTOVER.match(name) is not None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Delete temporary names of dead writers in ``folder`` (only those for ``name`` if given)."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _LEFTOVER.match(p.name)
+        if m is None or (name is not None and m["name"] != name):
+            continue
+        pid = m["pid"] or m["oldpid"]
+        if pid is not None and _alive(int(pid)):
+            continue  # a writer still at work
+        _remove(p)
+        removed.append(p)
+    return removed
 
 
 def _remove(path: Path) -> None:
@@ -46,7 +90,8 @@ def atomic_path(dest: str | Path, *, is_dir: bool = False, suffix: str = "") -> 
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    remove_stale_temps(dest.parent, dest.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=dest.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the output should not be
@@ -98,13 +143,16 @@ def _json_default(o: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
+    """Parsed JSON; a missing, unreadable or corrupt file is a DataError naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: not found") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from None
+        raise DataError(f"{path}: not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err}); rerun the stage that writes it") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

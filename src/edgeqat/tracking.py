@@ -81,7 +81,7 @@ def log_run(
             client.log_batch(rid, metrics=mlist[i : i + 1000])
         for path, dest in artifacts:
             if path.is_dir():
-                client.log_artifacts(rid, str(path), dest)
+                _log_folder(client, rid, path, dest)
             elif path.is_file():
                 client.log_artifact(rid, str(path), dest or None)
         client.set_terminated(rid, "FINISHED")
@@ -89,6 +89,21 @@ def log_run(
         client.set_terminated(rid, "FAILED")
         raise
     return {"run_id": rid, "experiment_id": exp_id, "tracking_uri": uri}
+
+
+def _log_folder(client: Any, rid: str, folder: Path, dest: str) -> None:
+    """Log a folder's files, never the temporary leftovers of an interrupted write."""
+    from edgeqat.io import is_temp_leftover, remove_stale_temps
+
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        remove_stale_temps(here)  # a killed stage's leftovers: cleaned on the next run
+        dirnames[:] = sorted(d for d in dirnames if not is_temp_leftover(d))
+        rel = here.relative_to(folder).as_posix()
+        sub = dest if rel == "." else f"{dest}/{rel}" if dest else rel
+        for f in sorted(filenames):
+            if not is_temp_leftover(f):
+                client.log_artifact(rid, str(here / f), sub or None)
 
 
 def get_run(run_id: str, uri: str) -> Any:

@@ -15,6 +15,10 @@ alias put back on the previous champion (or removed if there was none).
 
 Requests are verified on the HTTP thread and processed one at a time by a worker thread,
 so MLflow's delivery never waits on a download and two moves are never handled at once.
+The HTTP side is bounded: a fixed pool of :data:`HTTP_WORKERS` threads, at most
+:data:`MAX_PENDING` connections in flight (more are closed at once), and a
+:data:`SOCKET_TIMEOUT_S` read/write timeout, so stalled clients cannot pile up threads; a
+client that hangs up or times out is one log line, not a traceback.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ import hashlib
 import hmac
 import json
 import queue
+import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,6 +49,19 @@ EVENTS = ["model_version_alias.created"]
 MAX_AGE_S = 300
 MAX_BODY = 1 << 20
 SECRET_ENV = "EDGEQAT_WEBHOOK_SECRET"
+MIN_SECRET_LEN = 16
+HTTP_WORKERS = 4
+MAX_PENDING = 16
+SOCKET_TIMEOUT_S = 10.0
+
+
+def check_secret(secret: str | None, command: str) -> str:
+    """The one rule for `webhook serve` and `webhook install`: a secret of 16+ characters."""
+    if not secret or len(secret) < MIN_SECRET_LEN:
+        raise EdgeqatError(f"webhook {command}: set {SECRET_ENV} to a secret of at least {MIN_SECRET_LEN} characters "
+                           f"(the same one for `edgeqat webhook install` and `serve`)"
+                           + (f"; it has {len(secret)}" if secret else ""))
+    return secret
 
 
 class Refused(Exception):
@@ -169,11 +189,47 @@ class Receiver:
         return {"action": "reverted", "to": previous, "reasons": reasons}
 
 
-def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
-    if not secret:
-        raise EdgeqatError(f"webhook: no secret; set {SECRET_ENV} (the same one given to `edgeqat webhook install`)")
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer on a fixed thread pool, with a cap on connections in flight."""
+
+    def __init__(self, *args: Any, workers: int = HTTP_WORKERS, max_pending: int = MAX_PENDING, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgeqat-webhook-http")
+        self.slots, self.max_pending = threading.BoundedSemaphore(max_pending), max_pending
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            log(f"webhook: {client_address[0]}: too many connections in flight (> {self.max_pending}); closed")
+            self.shutdown_request(request)
+            return
+        request.settimeout(SOCKET_TIMEOUT_S)
+        self.pool.submit(self._serve_one, request, client_address)
+
+    def _serve_one(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)  # handles, logs errors, closes
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would print a traceback; a client hanging up is routine, so one line
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, TimeoutError, socket.timeout)):
+            log(f"webhook: {client_address[0]}: connection dropped ({type(err).__name__}: {err})")
+        else:
+            log(f"webhook: {client_address[0]}: request failed: {type(err).__name__}: {err}")
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: int = 8765) -> BoundedHTTPServer:
+    check_secret(secret, "serve")
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = SOCKET_TIMEOUT_S  # applied to the socket by StreamRequestHandler.setup
+
         def _reply(self, status: int, msg: str) -> None:
             body = json.dumps({"status": status, "message": msg}).encode()
             self.send_response(status)
@@ -190,6 +246,10 @@ def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: 
             if length <= 0 or length > MAX_BODY:
                 return self._reply(413 if length > MAX_BODY else 400, "empty or oversized body")
             body = self.rfile.read(length)
+            if len(body) < length:  # the client hung up mid-body
+                log(f"webhook: {self.client_address[0]}: body cut short ({len(body)} of {length} bytes); ignored")
+                self.close_connection = True
+                return
             try:
                 event = verify(secret, self.headers, body)
             except Refused as r:
@@ -203,4 +263,4 @@ def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: 
         def log_message(self, fmt: str, *args: Any) -> None:
             pass
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return BoundedHTTPServer((host, port), Handler)

@@ -35,6 +35,18 @@ def _to_uint8(x: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(np.round(x.astype(np.float32) * scale), 0, 255).astype(np.uint8)
 
 
+def _read_member(zf: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    """One small array of the archive, never unpickled; errors name the file and the array."""
+    try:
+        with zf.open(f"{name}.npy") as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except ValueError as err:
+        why = "has dtype object (pickled Python objects are never loaded)" if "allow_pickle" in str(err) else f"is not a valid .npy array: {err}"
+        raise DataError(f"{path}: array {name!r} {why}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DataError(f"{path}: array {name!r} is unreadable: {err}") from None
+
+
 class NpzSource(RecordSource):
     """``x``: (N, H, W) or (N, H, W, C) images, uint8 or float in [0, 1] or [0, 255];
     ``y``: (N,) integer labels; optional ``class_names``.
@@ -71,12 +83,10 @@ class NpzSource(RecordSource):
             missing = {"x", "y"} - names
             if missing:
                 raise DataError(f"{path}: missing array(s) {sorted(missing)}; arrays present: {sorted(names)}")
-            with zf.open("y.npy") as f:
-                y = np.lib.format.read_array(f, allow_pickle=False)
+            y = _read_member(zf, "y", path)
             class_names = None
             if "class_names" in names:
-                with zf.open("class_names.npy") as f:
-                    class_names = [str(c) for c in np.lib.format.read_array(f, allow_pickle=False)]
+                class_names = [str(c) for c in _read_member(zf, "class_names", path)]
             x_file = self._tmp.get() / "x.npy"
             with zf.open("x.npy") as src, open(x_file, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
@@ -88,7 +98,10 @@ class NpzSource(RecordSource):
                 self._offset = f.tell()
         except ValueError as err:
             raise DataError(f"{path}: array 'x' is not a valid .npy array: {err}") from None
-        if fortran or dtype.hasobject:
+        if dtype.hasobject:
+            raise DataError(f"{path}: array 'x' has dtype object (pickled Python objects are never loaded); "
+                            "save numeric pixels")
+        if fortran:
             raise DataError(f"{path}: array 'x' must be a plain C-ordered numeric array")
         if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)):
             raise DataError(f"{path}: array 'x' must be (N, H, W) or (N, H, W, 1|3), got shape {shape}")
@@ -111,9 +124,18 @@ class NpzSource(RecordSource):
     def _value_scale(self) -> float:
         # One streaming pass decides whether non-uint8 values are in [0, 1] or [0, 255].
         hi, lo = -np.inf, np.inf
+        bad = bad_images = 0
         for i in range(len(self.labels)):
             r = self._raw(i)
+            if r.dtype.kind == "f":
+                finite = np.isfinite(r)
+                if not finite.all():  # NaN would become 0 in the uint8 cast: refuse, don't blacken
+                    bad += int(r.size - np.count_nonzero(finite))
+                    bad_images += 1
+                    continue
             hi, lo = max(hi, float(r.max())), min(lo, float(r.min()))
+        if bad:
+            raise DataError(f"{self.origin}: array 'x' has {bad} NaN/Inf pixel value(s) in {bad_images} image(s)")
         if lo < 0 or hi > 255:
             raise DataError(f"{self.origin}: pixel values span [{lo}, {hi}]; expected [0, 1] or [0, 255]")
         return 255.0 if hi <= 1.0 else 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,16 +13,27 @@ from edgeqat.data.base import RecordSource, check_labels
 from edgeqat.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+# 64 Mpx (8192 x 8192): far above any classifier input, far below what a small file
+# declaring a huge canvas (a decompression bomb) would make PIL allocate.
+MAX_PIXELS = 1 << 26
 
 
 def decode_image(path: Path) -> np.ndarray:
     """Decode one image file to uint8 (H, W, C) with C in {1, 3}; errors name the file."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("L" if im.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:  # checked on the header, before anything is decoded
+                    raise DataError(f"{path}: image declares {w}x{h} = {w * h:,} pixels, over the "
+                                    f"{MAX_PIXELS:,}-pixel limit (a decompression bomb?)")
+                im.load()
+                if im.mode not in ("L", "RGB"):
+                    im = im.convert("L" if im.mode in ("1", "LA", "I", "I;16", "F") else "RGB")
+                arr = np.asarray(im, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"{path}: refused as a decompression bomb: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: cannot decode image: {err}") from None
     return arr[..., None] if arr.ndim == 2 else arr
@@ -30,8 +43,12 @@ def _class_dirs(root: Path, skip: tuple[str, ...] = ()) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
 
 
-def _images(cls: Path) -> list[Path]:
-    return sorted(p for p in cls.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
 
 
 def designated_test_dir(root: Path) -> Path | None:
@@ -43,13 +60,15 @@ def designated_test_dir(root: Path) -> Path | None:
 
 class FolderSource(RecordSource):
     """Classes are the subfolders of ``root`` or, when ``root/test/<class>/`` exists (the
-    test split the data came with), of ``root/train/`` (or of ``root`` minus ``test/``)."""
+    test split the data came with), of ``root/train/`` (or of ``root`` minus ``test/``).
+    ``follow_symlinks=False`` refuses symlinked folders and links leading outside ``path``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, follow_symlinks: bool = False) -> None:
         root = Path(path)
         if not root.is_dir():
             raise DataError(f"{root}: folder not found (prepare.path for source 'folder')")
         self.origin = str(root)
+        real_root = root.resolve()
         test_root = designated_test_dir(root)
         train_root = root / "train" if test_root is not None and (root / "train").is_dir() else root
         classes = _class_dirs(train_root, skip=("test",) if test_root is not None else ())
@@ -59,7 +78,7 @@ class FolderSource(RecordSource):
         self.files: list[Path] = []
         labels: list[int] = []
         for k, cls in enumerate(classes):
-            files = _images(cls)
+            files = sorted(self._images(cls, real_root, follow_symlinks))
             if not files:
                 raise DataError(f"{cls}: class folder is empty (no .png/.jpg/.jpeg images)")
             self.files += files
@@ -71,7 +90,7 @@ class FolderSource(RecordSource):
                 raise DataError(f"{test_root}: class folder(s) {unknown} are not among the training classes {names}")
             start = len(self.files)
             for cls in _class_dirs(test_root):
-                files = _images(cls)
+                files = sorted(self._images(cls, real_root, follow_symlinks))
                 self.files += files
                 labels += [names.index(cls.name)] * len(files)
             self._parts.append(("test", start, len(self.files), True))
@@ -80,6 +99,30 @@ class FolderSource(RecordSource):
 
     def parts(self) -> list[tuple[str, int, int, bool]]:
         return list(self._parts)
+
+    @staticmethod
+    def _images(cls: Path, real_root: Path, follow: bool) -> list[Path]:
+        def refuse(link: Path, what: str) -> DataError:
+            return DataError(f"{link}: {what} -> {os.readlink(link)}; refused "
+                             "(set prepare.follow_symlinks: true to read linked data)")
+
+        if cls.is_symlink() and not follow:
+            raise refuse(cls, "class folder is a symlink")
+        out = []
+        for dirpath, dirnames, filenames in os.walk(cls, followlinks=follow):
+            here = Path(dirpath)
+            if not follow:
+                for d in dirnames:
+                    if (here / d).is_symlink():
+                        raise refuse(here / d, "symlinked folder")
+            for f in filenames:
+                p = here / f
+                if p.suffix.lower() not in IMAGE_SUFFIXES or f.startswith("."):
+                    continue
+                if not follow and p.is_symlink() and not _within(p, real_root):
+                    raise refuse(p, "symlink pointing outside the image folder")
+                out.append(p)
+        return out
 
     def read(self, i: int) -> np.ndarray:
         return decode_image(self.files[i])

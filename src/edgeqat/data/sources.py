@@ -8,7 +8,7 @@ from edgeqat.data.base import RecordSource
 from edgeqat.errors import DataError
 
 
-def open_source(source: str, path: str | Path | None) -> RecordSource:
+def open_source(source: str, path: str | Path | None, *, follow_symlinks: bool = False) -> RecordSource:
     if source == "digits":
         from edgeqat.data.arrays import DigitsSource
 
@@ -22,7 +22,7 @@ def open_source(source: str, path: str | Path | None) -> RecordSource:
     if source == "folder":
         from edgeqat.data.folder import FolderSource
 
-        return FolderSource(path)
+        return FolderSource(path, follow_symlinks=follow_symlinks)
     if source == "npz":
         from edgeqat.data.arrays import NpzSource
 

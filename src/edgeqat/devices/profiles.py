@@ -7,6 +7,7 @@ and an error names the file and the dotted field at fault.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal, Optional, Union
@@ -97,13 +98,42 @@ class DeviceProfile(BaseModel):
 
 def load_profile_file(path: str | Path) -> DeviceProfile:
     path = Path(path)
+    try:
+        st = path.stat()
+        return _load_profile_cached(path, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return _load_profile(path)  # missing: read_yaml_file names it
+
+
+@lru_cache(maxsize=256)
+def _load_profile_cached(path: Path, mtime_ns: int, size: int) -> DeviceProfile:
+    # Every params load checks device names against the profiles: read each file once.
+    return _load_profile(path)
+
+
+def _load_profile(path: Path) -> DeviceProfile:
     raw = read_yaml_file(path, "device profile")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a device profile must be a mapping of fields")
     try:
-        return DeviceProfile.model_validate(raw)
+        prof = DeviceProfile.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err, str(path), "device profile")) from None
+    _check_speed_rows(prof, path)
+    return prof
+
+
+def _check_speed_rows(prof: DeviceProfile, path: Path) -> None:
+    """Every speed_model row must be in published_latency.csv: said now, naming the file."""
+    from edgeqat.devices.speed import published_rows
+
+    rows = published_rows()
+    for key in ("speed_model", "speed_model_fp32"):
+        sm = getattr(prof, key)
+        unknown = [r for r in (sm.rows if sm is not None else []) if r not in rows]
+        if unknown:
+            raise ConfigError(f"{path}: {key}.rows: {', '.join(map(repr, unknown))} not in published_latency.csv "
+                              "(the rows the speed model is fitted on)")
 
 
 def shipped_profile_files() -> list[Path]:

@@ -27,17 +27,41 @@ def save_model(model: Any, dest: str | Path) -> Path:
     return dest
 
 
-def load_model(path: str | Path, *, quantized: bool = False) -> Any:
-    """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope."""
-    from edgeqat.tf_compat import keras, tfmot
+# The trust decision of the run (train.trust_model_code), set once by the CLI from the params
+# file; a step may also pass it explicitly (the train step does, for train.from_model).
+_trust_model_code = False
+
+
+def set_trust_model_code(enabled: bool) -> None:
+    global _trust_model_code
+    _trust_model_code = bool(enabled)
+
+
+def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None) -> Any:
+    """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope.
+
+    Every model edgeqat reads comes through here. Unless the run trusts model code
+    (``train.trust_model_code``), the architecture is checked first and a file that would
+    run code on load (a Lambda layer, an unknown class) is refused (:mod:`edgeqat.models.trust`).
+    """
+    from edgeqat.models.trust import check_no_code
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model not found")
+    if not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or a SavedModel folder)")
+    trusted = _trust_model_code if trust_code is None else trust_code
+    if not trusted:
+        check_no_code(path, quantized=quantized)
+    from edgeqat.tf_compat import keras, tfmot
+
+    # safe_mode is honoured by the .keras loader only; the check above covers the others.
+    kwargs = {"compile": False, **({"safe_mode": not trusted} if path.suffix == ".keras" else {})}
     try:
         if quantized:
             with tfmot.quantization.keras.quantize_scope():
-                return keras.models.load_model(path, compile=False)
-        return keras.models.load_model(path, compile=False)
+                return keras.models.load_model(path, **kwargs)
+        return keras.models.load_model(path, **kwargs)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for unreadable files
         raise ModelError(f"{path}: cannot load Keras model: {err}") from None

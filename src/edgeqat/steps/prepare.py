@@ -91,7 +91,7 @@ def split_files(src: RecordSource, splits: dict[str, np.ndarray]) -> dict[str, d
 def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict[str, Any]:
     if cfg.source == "digits" and cfg.path not in ("", "data/raw"):
         log(f"prepare: source 'digits' is built in; prepare.path={cfg.path!r} is not used")
-    with open_source(cfg.source, cfg.path) as src:
+    with open_source(cfg.source, cfg.path, follow_symlinks=cfg.follow_symlinks) as src:
         log(f"prepare: {len(src)} images in {len(src.class_names)} classes from {src.origin}")
         splits, how = make_splits(src, cfg)
         # Calibration for PTQ: a class-mixed subset of the training split (already shuffled).

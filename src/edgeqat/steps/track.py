@@ -9,6 +9,7 @@ from typing import Any
 
 from edgeqat import __version__
 from edgeqat.config import Params, TrackConfig
+from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_json
 from edgeqat.provenance import git_info
 
@@ -31,7 +32,10 @@ def numeric_metrics(metrics_dir: Path, skip: set[str]) -> tuple[dict[str, float]
     for f in sorted(metrics_dir.glob("*.json")):
         if f.stem in skip:
             continue
-        for k, v in flatten(read_json(f), f"{f.stem}.").items():
+        data = read_json(f)
+        if not isinstance(data, dict):
+            raise DataError(f"{f}: expected a JSON object of metrics, got {type(data).__name__}")
+        for k, v in flatten(data, f"{f.stem}.").items():
             if isinstance(v, bool):
                 nums[k] = float(v)
             elif isinstance(v, (int, float)):
