@@ -32,7 +32,9 @@ TF_OP_NAMESPACES = {"math", "nn", "__operators__", "image", "linalg", "signal", 
 TF_OP_REFUSED = {"py_function", "numpy_function", "print", "load_op_library", "load_library", "py_func", "function"}
 # serialization_lib's own markers for tuples, arrays, bytes, ...: plain data.
 _DATA_MARKERS = {"__tuple__", "__numpy__", "__bytes__", "__typespec__", "__tensor__", "__ellipsis__", "__slice__",
-                 "__passive_serialization__", "function"}
+                 "__passive_serialization__", "function",
+                 # a SavedModel's keras_metadata.pb records shapes and specs this way
+                 "TensorShape", "TensorSpec", "TypeSpec", "DType"}
 
 
 def _read_config(path: Path) -> list[Any]:
@@ -127,6 +129,8 @@ def check_no_code(path: str | Path, *, quantized: bool = False) -> None:
     if unchecked:
         known = known_classes(quantized)
         for where, obj in unchecked:
-            if obj["class_name"] not in known:
+            # tf-keras registers its own optimizers as "Custom>Adam" (a compiled SavedModel records them)
+            name = obj["class_name"].removeprefix("Custom>")
+            if name not in known:
                 raise ModelError(f"{path}: unknown class {obj['class_name']!r} at {where.lstrip('/') or '?'} "
                                  f"(not a Keras layer; custom code is refused): {hint}")
