@@ -79,7 +79,7 @@ def flatten(model: Any, origin: str = "model") -> Any:
     clones: dict[int, Any] = {}
     out = _inline(model, [inp], clones, used)
     flat = keras.Model(inp, out[0], name=model.name)
-    for old_id, (old, new) in clones.items():
+    for old, new in clones.values():  # built by now, so the weights can be copied
         new.set_weights(old.get_weights())
     return flat
 
