@@ -49,8 +49,8 @@ def main() -> int:
         cfg = p.recommend.model_copy(update={"enabled": True, "devices": devices, "max_minutes": args.max_minutes})
         out = REPO / "bench/work/recommend" / name
         t = time.monotonic()
-        recommend(cfg, p.prune, d / "prepared", d / "tflite", d / "fp32.keras", d / "qat.h5", out / "report",
-                  out / "models")
+        recommend(cfg, d / "prepared", d / "tflite", d / "fp32.keras", d / "qat.h5", out / "report",
+                  out / "models", prune=p.prune)
         wall = time.monotonic() - t
         rep = read_json(out / "report" / "recommendation.json")
         lines += [f"## {name} (`{d}`): search took {wall:.0f} s", "",

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from edgeqat.config import Params
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log, read_json, write_text
-from edgeqat.kfp_params import kfp_name, to_pipeline_values
+from edgeqat.adapters.kfp.params import kfp_name, to_pipeline_values
 
 PACKAGE = Path(__file__).resolve().parent / "edge_pipeline.yaml"
 TOKEN_ENV = "KFP_BEARER_TOKEN"  # a bearer token (e.g. from `gcloud auth print-access-token` or an OIDC proxy)

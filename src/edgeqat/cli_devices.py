@@ -102,24 +102,3 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         if not all(v["passed"] for v in verdicts):
             raise typer.Exit(1)
 
-    @stage.command("validate")
-    def stage_validate(
-        params: Path = typer.Option(Path("params.yaml"), "--params"),
-        data: Path = typer.Option(Path("data/prepared"), "--data"),
-        models: Path = typer.Option(Path("models/tflite")),
-        fp32: Path = typer.Option(Path("models/fp32.keras")),
-        evaluation: Path = typer.Option(Path("reports/evaluation.json"), help="The evaluate stage's table."),
-        summary: Path = typer.Option(Path("reports/summary.json")),
-        report: Path = typer.Option(Path("reports/summary.md")),
-        devices_out: Path = typer.Option(Path("reports/devices.json"), "--devices-out"),
-        metrics: Path = typer.Option(Path("metrics/validate.json")),
-    ) -> None:
-        """Every listed device profile -> verdicts in the summary; exit 1 if a required device fails."""
-        from edgeqat.cli import _params
-        from edgeqat.steps.validate import validate
-
-        m = validate(_params(params).validate, data, models, fp32, evaluation, summary, report, devices_out, metrics)
-        if not m["passed"]:
-            typer.echo(f"edgeqat: validation failed on required device(s): {', '.join(m['failed_required'])} "
-                       f"(reasons in {report}); nothing downstream runs", err=True)
-            raise typer.Exit(1)

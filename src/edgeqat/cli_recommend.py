@@ -30,7 +30,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         p = _params(params)
         cfg = p.recommend.model_copy(update={k: v for k, v in (("budget_accuracy_drop", budget_accuracy_drop),
                                                                 ("max_minutes", max_minutes)) if v is not None})
-        m = recommend(cfg, p.prune, data, models, fp32, qat if qat.is_file() else None, report, out,
+        m = recommend(cfg, data, models, fp32, qat if qat.is_file() else None, report, out, prune=p.prune,
                       devices=device, profiles_dir=profiles_dir, force=True)
         from edgeqat.io import read_json
 
@@ -39,22 +39,3 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         if m["devices_with_a_model"] < len(device):
             raise typer.Exit(1)
 
-    @stage.command("recommend")
-    def stage_recommend(
-        params: Path = typer.Option(Path("params.yaml"), "--params"),
-        data: Path = typer.Option(Path("data/prepared"), "--data"),
-        models: Path = typer.Option(Path("models/tflite")),
-        fp32: Path = typer.Option(Path("models/fp32.keras")),
-        qat: Path = typer.Option(Path("models/qat.h5")),
-        out: Path = typer.Option(Path("models/recommended")),
-        report: Path = typer.Option(Path("reports/recommendation")),
-        metrics: Path = typer.Option(Path("metrics/recommend.json")),
-    ) -> None:
-        """recommend.enabled: a model per device of recommend.devices (else a one-line report)."""
-        from edgeqat.cli import _params
-        from edgeqat.io import write_json
-        from edgeqat.steps.recommend import recommend
-
-        p = _params(params)
-        m = recommend(p.recommend, p.prune, data, models, fp32, qat, report, out, profiles_dir=p.validate.profiles_dir)
-        write_json(metrics, m)

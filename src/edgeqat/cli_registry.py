@@ -31,28 +31,6 @@ def _registry():
 def install(app: typer.Typer, stage: typer.Typer) -> None:
     params_opt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (the register section).")
 
-    @stage.command("register")
-    def stage_register(
-        params: Path = params_opt,
-        models: Path = typer.Option(Path("models/tflite"), help="Folder of .tflite files and their model card."),
-        fp32: Path = typer.Option(Path("models/fp32.keras"), help="FP32 Keras model, logged beside the .tflite."),
-        summary: Path = typer.Option(Path("reports/summary.json")),
-        lock: Path = typer.Option(Path("dvc.lock"), help="dvc.lock, for the data checksums DVC recorded."),
-        out: Path = typer.Option(Path("reports/registered.json"), help="Where to write the version registered."),
-        recommended: Path = typer.Option(Path("models/recommended"), help="recommend's chosen model per device."),
-        recommendation: Path = typer.Option(Path("reports/recommendation/recommendation.json")),
-    ) -> None:
-        """Register the evaluated variant as a new MLflow model version (alias `challenger`), and with
-        recommend.enabled each device's recommended model as `<model_name>-<device>`."""
-        from edgeqat.io import read_json, write_json
-        from edgeqat.steps.register import register, register_recommended
-
-        p = _params(params)
-        register(p.register, p, models, fp32, summary, out, lock=lock)
-        per_device = register_recommended(p.register, p, models, recommended, recommendation)
-        if per_device:
-            write_json(out, {**read_json(out), "recommended": per_device})
-
     @app.command("promote")
     def promote_cmd(
         version: str = typer.Argument(..., help="Model version number."),

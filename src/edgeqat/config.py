@@ -257,28 +257,6 @@ class Params(_Section):
             )
         return self
 
-    @model_validator(mode="after")
-    def _devices_are_known(self) -> "Params":
-        # Checked here, not at the validate stage: a typo should fail before hours of training.
-        from edgeqat.devices.profiles import available_profiles
-
-        names = {k: v for k, v in (("validate.devices", self.validate.devices),
-                                   ("recommend.devices", self.recommend.devices))}
-        if not any(names.values()):
-            return self
-        try:
-            known = available_profiles(self.validate.profiles_dir)
-        except ConfigError as err:
-            raise ValueError(f"validate.profiles_dir: {err}") from None
-        for key, devices in names.items():
-            # a name with a slash or a .yaml suffix is a profile file, checked when it is read
-            bad = [d for d in devices if d not in known and not (d.endswith((".yaml", ".yml")) or "/" in d)]
-            if bad:
-                raise ValueError(f"{key}: unknown device(s) {', '.join(map(repr, bad))}; known devices: "
-                                 f"{', '.join(sorted(known))}" + ("" if self.validate.profiles_dir else
-                                                                   " (add your own with validate.profiles_dir)"))
-        return self
-
 
 def describe_validation_error(err: ValidationError, source: str, what: str = "parameters") -> str:
     """A pydantic error as one line per dotted key at fault, under the file it came from."""

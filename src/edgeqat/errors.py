@@ -15,3 +15,10 @@ class DataError(EdgeqatError):
 
 class ModelError(EdgeqatError):
     """A model file is missing, unreadable or does not fit the data."""
+
+
+class GateFailed(EdgeqatError):
+    """The pipeline ran, but its model failed a required gate (a device budget): nothing is
+    registered. Exit status 1, like a failing test, not 2 (bad input)."""
+
+    exit_code = 1

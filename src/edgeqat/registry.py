@@ -32,7 +32,7 @@ import numpy as np
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME
-from edgeqat.tracking import _experiment_id, check_reachable, tracking_uri
+from edgeqat.tracking import check_reachable, tracking_uri
 
 HISTORY_PREFIX = "edgeqat.history."
 PKG_DIR = Path(__file__).resolve().parent
@@ -108,8 +108,9 @@ def single_variant_card(card: dict[str, Any], variant: str) -> dict[str, Any]:
     return {**{k: v for k, v in card.items() if k != "variants"}, "variants": {variant: card["variants"][variant]}}
 
 
-def save_pyfunc(tflite: Path, card: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write the pyfunc model folder for ``tflite`` (card = its single-variant model card)."""
+def save_pyfunc(tflite: Path, card: dict[str, Any], out: Path, mlflow_model: Any = None) -> dict[str, Any]:
+    """Write the pyfunc model folder for ``tflite`` (card = its single-variant model card);
+    ``mlflow_model``: the MLmodel metadata of the LoggedModel it will be uploaded to."""
     from importlib.metadata import version as dist_version
 
     from mlflow.models import infer_signature
@@ -142,8 +143,38 @@ def save_pyfunc(tflite: Path, card: dict[str, Any], out: Path) -> dict[str, Any]
             signature=signature,
             input_example=example,
             pip_requirements=reqs,  # explicit: skips MLflow's slow requirement inference
+            mlflow_model=mlflow_model,
         )
     return {"signature": signature.to_dict()}
+
+
+def log_tflite_model(uri: str, experiment_id: str, run_id: str, name: str, tflite: Path, card: dict[str, Any],
+                     tags: dict[str, str]) -> dict[str, str]:
+    """The .tflite as a LoggedModel (pyfunc) of run ``run_id``: listed on the run's page, and
+    what a registered version points to (``models:/<model_id>``)."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    client = MlflowClient_for(uri)
+    lm = client.create_logged_model(experiment_id, name=name, source_run_id=run_id, tags=tags, model_type="tflite")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model"
+            meta = Model(artifact_path=lm.artifact_location, run_id=run_id, model_id=lm.model_id)
+            save_pyfunc(tflite, card, local, mlflow_model=meta)
+            client.log_model_artifacts(lm.model_id, str(local))
+        client.log_outputs(run_id, [LoggedModelOutput(lm.model_id, step=0)])
+        client.finalize_logged_model(lm.model_id, LoggedModelStatus.READY)
+    except BaseException:
+        client.finalize_logged_model(lm.model_id, LoggedModelStatus.FAILED)
+        raise
+    return {"model_id": lm.model_id, "model_uri": f"models:/{lm.model_id}", "name": name}
+
+
+def MlflowClient_for(uri: str) -> Any:  # noqa: N802 - reads as the class it returns
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 # --- the registry ---------------------------------------------------------------------
@@ -175,54 +206,33 @@ class Registry:
             raise RegistryError(f"MLflow at {self.uri}: {what}: {err}") from None
 
     # registration
-    def ensure_model(self, name: str, description: str = "") -> None:
+    def ensure_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> None:
+        """Create the registered model if missing; ``tags`` are (re)set either way."""
         from mlflow.exceptions import MlflowException
 
         try:
-            self.client.get_registered_model(name)
-            return
+            rm = self.client.get_registered_model(name)
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise RegistryError(f"MLflow at {self.uri}: registered model {name!r}: {err.message}") from None
-        try:
-            self.client.create_registered_model(name, description=description or None)
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":  # another run created it meanwhile
-                raise RegistryError(f"MLflow at {self.uri}: creating registered model {name!r}: {err.message}") from None
+            rm = None
+        if rm is None:
+            try:
+                self.client.create_registered_model(name, description=description or None, tags=tags)
+                return
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":  # another run created it meanwhile
+                    raise RegistryError(f"MLflow at {self.uri}: creating registered model {name!r}: {err.message}") from None
+            rm = self.client.get_registered_model(name)
+        for k, v in (tags or {}).items():
+            if (rm.tags or {}).get(k) != v:
+                self._call(f"tagging registered model {name!r}", self.client.set_registered_model_tag, name, k, v)
 
-    def log_model_run(
-        self, *, experiment: str, run_name: str, tflite: Path, card: dict[str, Any], fp32_model: Path | None,
-        params: dict[str, str], metrics: dict[str, float], tags: dict[str, str], extra_files: list[tuple[Path, str]],
-    ) -> dict[str, str]:
-        """One run holding the pyfunc model (``model/``), the FP32 Keras model (``fp32/``) and reports."""
-        from mlflow.entities import Metric, Param
-
-        exp_id = self._call("experiment", _experiment_id, self.client, experiment, self.uri, self.root)
-        run = self._call("create run", self.client.create_run, exp_id, tags=tags, run_name=run_name)
-        rid = run.info.run_id
-        try:
-            now = int(time.time() * 1000)
-            self.client.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())][:100],
-                                  metrics=[Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())])
-            with tempfile.TemporaryDirectory() as tmp:
-                mdir = Path(tmp) / "model"
-                save_pyfunc(tflite, card, mdir)
-                self.client.log_artifacts(rid, str(mdir), "model")
-            if fp32_model is not None and Path(fp32_model).exists():
-                p = Path(fp32_model)
-                (self.client.log_artifacts if p.is_dir() else self.client.log_artifact)(rid, str(p), "fp32")
-            for path, dest in extra_files:
-                if path.is_file():
-                    self.client.log_artifact(rid, str(path), dest)
-            self.client.set_terminated(rid, "FINISHED")
-        except BaseException:
-            self.client.set_terminated(rid, "FAILED")
-            raise
-        return {"run_id": rid, "experiment_id": exp_id, "source": f"{run.info.artifact_uri}/model"}
-
-    def create_version(self, name: str, source: str, run_id: str, tags: dict[str, str], description: str) -> str:
+    def create_version(self, name: str, model_id: str, run_id: str, tags: dict[str, str], description: str) -> str:
+        """A version of ``name`` pointing at the LoggedModel ``model_id`` of run ``run_id``."""
         mv = self._call(f"registering a version of {name!r}", self.client.create_model_version,
-                        name, source, run_id=run_id, tags=tags, description=description)
+                        name, f"models:/{model_id}", run_id=run_id, tags=tags, description=description,
+                        model_id=model_id)
         # SQL stores create versions READY; wait for any other store to finish.
         for _ in range(60):
             if mv.status == "READY":
@@ -230,6 +240,13 @@ class Registry:
             time.sleep(0.5)
             mv = self.client.get_model_version(name, mv.version)
         return str(mv.version)
+
+    def find_version(self, name: str, run_id: str, sha256: str) -> str | None:
+        """The version of ``name`` already registered from run ``run_id`` for this file, if any."""
+        for v in self.all_versions(name):
+            if v["tags"].get("mlflow_run_id") == run_id and v["tags"].get("sha256") == sha256:
+                return v["version"]
+        return None
 
     # reads
     def version(self, name: str, version: str | int) -> dict[str, Any]:

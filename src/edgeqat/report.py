@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+# Host latency is measured, not computed: it varies from run to run, so the evaluate stage keeps
+# it in its timings file (logs/timings/evaluate.json), never in summary.json, and the table shows
+# it when those timings are at hand (`edgeqat report`), not in the committed summary.md.
+LATENCY_KEYS = ("latency_p50_ms", "latency_p90_ms")
+LATENCY_COLUMNS = {"latency_p50_ms", "latency_p90_ms", "speedup"}
 
 COLUMNS = (
     ("variant", "variant"),
@@ -48,20 +55,36 @@ def ordered_variants(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     return sorted(summary.get("variants", {}).items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
 
 
+def with_latency(summary: dict[str, Any], evaluate_timings: dict[str, Any] | None) -> dict[str, Any]:
+    """The summary with the host latency the evaluate stage measured (its timings record)."""
+    if not evaluate_timings:
+        return summary
+    out = copy.deepcopy(summary)
+    for name, row in out.get("variants", {}).items():
+        measured = evaluate_timings.get(name)
+        if isinstance(measured, dict):
+            row.update({k: measured.get(k) for k in (*LATENCY_KEYS, "speedup")})
+    out["host"] = evaluate_timings.get("host", out.get("host"))
+    return out
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
     ref = summary.get("reference", "fp32")
+    timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
+    columns = [c for c in COLUMNS if timed or c[0] not in LATENCY_COLUMNS]
+    latency = (f"latency = `invoke()` at {summary.get('num_threads', 1)} thread(s) on {summary.get('host', 'this host')}"
+               if timed else "host latency: `edgeqat report` (measured per run, kept in logs/timings/)")
     lines = [
         f"# edgeqat summary",
         "",
         f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes; "
-        f"accuracy through the LiteRT interpreter; latency = `invoke()` at {summary.get('num_threads', 1)} thread(s) on "
-        f"{summary.get('host', 'this host')}; reference = `{ref}`.",
+        f"accuracy through the LiteRT interpreter; {latency}; reference = `{ref}`.",
         "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        "| " + " | ".join(title for _, title in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
     for name, row in ordered_variants(summary):
-        cells = [name if key == "variant" else _fmt(key, row.get(key)) for key, _ in COLUMNS]
+        cells = [name if key == "variant" else _fmt(key, row.get(key)) for key, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
         lines += ["", "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."]
@@ -160,3 +183,16 @@ def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
     with atomic_path(dest, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def gate_failure(summary: dict[str, Any]) -> str:
+    """Why the validated model fails its required devices, naming each budget, and what to try."""
+    devices = summary.get("devices") or {}
+    failed = [d for d in summary.get("required_devices", []) if not (devices.get(d) or {}).get("passed")]
+    if not failed:
+        return ""
+    model = summary.get("validated_model", "the model")
+    parts = [f"{d}: {'; '.join((devices.get(d) or {}).get('reasons') or ['not validated'])}" for d in failed]
+    hint = " ".join(f"`edgeqat recommend --device {d}`" for d in failed)
+    return (f"{model} failed required device(s) {', '.join(failed)} ({' | '.join(parts)}); the run is tracked, nothing "
+            f"is registered. To find a model that fits: {hint}")

@@ -1,14 +1,20 @@
-"""MLflow runs: the only module (with registry.py, later) that imports mlflow.
+"""MLflow runs: with registry.py, the only module that imports mlflow.
 
-One pipeline execution = one run, logged in one go from the files the stages wrote,
-so the run is complete even when DVC skipped cached stages.
+One pipeline execution = one run: :class:`RunWriter` opens it with the execution's real
+start time, the track step logs params, metrics, curves, the input dataset, artifacts and
+(through the registry service) the models into it, and it is closed with the real end
+time and a status. A run is found again by a tag (the execution's fingerprint), so logging
+the same execution twice reuses its run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -16,6 +22,9 @@ from edgeqat.errors import EdgeqatError
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+NOTE_TAG = "mlflow.note.content"  # what the UI shows as the run's description
+FINGERPRINT_TAG = "edgeqat.fingerprint"  # identifies an execution by what it produced
+MODEL_TAG = "edgeqat.model."  # + a logged model's name -> its model id
 
 
 def tracking_uri(root: str | Path = ".") -> str:
@@ -33,7 +42,17 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
         raise EdgeqatError(f"MLflow tracking server {uri} is unreachable ({err}); start it or set MLFLOW_TRACKING_URI") from None
 
 
+def client_for(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
+    """The experiment's id, created if missing. Two first runs may race to create it: the
+    loser's create fails (MLflow reports the unique constraint in several ways), so look again."""
+    from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -41,54 +60,113 @@ def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
     if uri.startswith("sqlite:"):
         # Keep artifacts beside the embedded store rather than in the caller's cwd.
         location = (root / DEFAULT_ARTIFACTS).resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
-
-
-def log_run(
-    *,
-    experiment: str,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    curves: dict[str, list[tuple[int, float]]],
-    tags: dict[str, str],
-    artifacts: Iterable[tuple[Path, str]],
-    run_name: str | None = None,
-    uri: str | None = None,
-    root: str | Path = ".",
-) -> dict[str, str]:
-    """Create one finished run; returns its ids and URI. ``curves`` become stepped metrics."""
-    import time
-
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
-
-    root = Path(root)
-    uri = uri or tracking_uri(root)
-    check_reachable(uri)
-    client = MlflowClient(tracking_uri=uri)
-    exp_id = _experiment_id(client, experiment, uri, root)
-    run = client.create_run(exp_id, tags=tags, run_name=run_name)
-    rid = run.info.run_id
     try:
-        now = int(time.time() * 1000)
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as err:
+        for _ in range(20):
+            exp = client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            time.sleep(0.1)
+        raise EdgeqatError(f"MLflow at {uri}: creating experiment {name!r}: {err.message}") from None
+
+
+def find_run(uri: str, experiment: str, tag: str, value: str, root: str | Path = ".") -> Any | None:
+    """The newest run of ``experiment`` whose tag ``tag`` equals ``value`` (None if none)."""
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0] if runs else None
+
+
+def _ms(t: datetime | None) -> int:
+    return int((t.timestamp() if t else time.time()) * 1000)
+
+
+class RunWriter:
+    """One run being written; ``with`` closes it FAILED if anything raises before :meth:`finish`."""
+
+    def __init__(self, *, uri: str, experiment: str, run_name: str, tags: dict[str, str],
+                 start: datetime | None = None, root: str | Path = ".") -> None:
+        check_reachable(uri)
+        self.uri, self.root = uri, Path(root)
+        self.client = client_for(uri)
+        self.experiment_id = _experiment_id(self.client, experiment, uri, self.root)
+        run = self.client.create_run(self.experiment_id, start_time=_ms(start), tags=tags, run_name=run_name)
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
+        self.finished = False
+
+    def __enter__(self) -> "RunWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None and not self.finished:
+            self.client.set_terminated(self.run_id, "FAILED")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
         plist = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(plist), 100):  # MLflow caps params per batch at 100
+            self.client.log_batch(self.run_id, params=plist[i:i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], curves: dict[str, list[tuple[int, float]]] | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = _ms(None)
         mlist = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
-        for key, points in sorted(curves.items()):
+        for key, points in sorted((curves or {}).items()):
             mlist += [Metric(key, float(v), now, int(step)) for step, v in points]
-        for i in range(0, max(len(plist), 1), 100):  # MLflow caps params per batch at 100
-            client.log_batch(rid, params=plist[i : i + 100])
         for i in range(0, len(mlist), 1000):
-            client.log_batch(rid, metrics=mlist[i : i + 1000])
-        for path, dest in artifacts:
+            self.client.log_batch(self.run_id, metrics=mlist[i:i + 1000])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in sorted(tags.items())])
+
+    def describe(self, markdown: str) -> None:
+        self.client.set_tag(self.run_id, NOTE_TAG, markdown)
+
+    def log_dataset(self, *, name: str, digest: str, source_type: str, source: dict[str, Any],
+                    profile: dict[str, Any], schema: dict[str, Any], context: str = "training") -> None:
+        """The run's input dataset: ``digest`` is the data's checksum (MLflow keeps 36 characters)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(name=name, digest=digest[:36], source_type=source_type, source=json.dumps(source, sort_keys=True),
+                     schema=json.dumps(schema, sort_keys=True), profile=json.dumps(profile, sort_keys=True))
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)])])
+
+    def log_artifacts(self, items: Iterable[tuple[Path, str]]) -> None:
+        for path, dest in items:
             if path.is_dir():
-                _log_folder(client, rid, path, dest)
+                _log_folder(self.client, self.run_id, path, dest)
             elif path.is_file():
-                client.log_artifact(rid, str(path), dest or None)
-        client.set_terminated(rid, "FINISHED")
-    except BaseException:
-        client.set_terminated(rid, "FAILED")
-        raise
-    return {"run_id": rid, "experiment_id": exp_id, "tracking_uri": uri}
+                self.client.log_artifact(self.run_id, str(path), dest or None)
+
+    def finish(self, status: str = "FINISHED", end: datetime | None = None) -> None:
+        self.client.set_terminated(self.run_id, status, end_time=_ms(end))
+        self.finished = True
+
+    def info(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "experiment_id": self.experiment_id, "tracking_uri": self.uri}
+
+
+def log_run(*, experiment: str, params: dict[str, Any], metrics: dict[str, float],
+            curves: dict[str, list[tuple[int, float]]], tags: dict[str, str], artifacts: Iterable[tuple[Path, str]],
+            run_name: str | None = None, uri: str | None = None, root: str | Path = ".") -> dict[str, str]:
+    """One finished run in one call (for callers that have nothing else to add to it)."""
+    root = Path(root)
+    with RunWriter(uri=uri or tracking_uri(root), experiment=experiment, run_name=run_name or "edgeqat", tags=tags,
+                   root=root) as run:
+        run.log_params(params)
+        run.log_metrics(metrics, curves)
+        run.log_artifacts(artifacts)
+        run.finish()
+    return run.info()
 
 
 def _log_folder(client: Any, rid: str, folder: Path, dest: str) -> None:
@@ -108,12 +186,8 @@ def _log_folder(client: Any, rid: str, folder: Path, dest: str) -> None:
 
 def get_run(run_id: str, uri: str) -> Any:
     """The run as MLflow stores it (params, metrics, tags): for tests and reports."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri).get_run(run_id)
+    return client_for(uri).get_run(run_id)
 
 
 def metric_history(run_id: str, key: str, uri: str) -> list[tuple[int, float]]:
-    from mlflow.tracking import MlflowClient
-
-    return [(m.step, m.value) for m in MlflowClient(tracking_uri=uri).get_metric_history(run_id, key)]
+    return [(m.step, m.value) for m in client_for(uri).get_metric_history(run_id, key)]

@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO
 from edgeqat.config import Params, parse_params
 from edgeqat.errors import ConfigError
-from edgeqat.kfp_params import (
+from edgeqat.adapters.kfp.params import (
     decode,
     dotted_keys,
     dotted_name,
@@ -120,7 +120,7 @@ def test_every_pipeline_parameter_is_a_params_key_and_back():
 
 
 def test_each_component_takes_exactly_its_section():
-    from edgeqat.kfp_params import sections
+    from edgeqat.adapters.kfp.params import sections
     from edgeqat.pipelines.edge_pipeline import STAGES, component_keys, unwired_keys
 
     extras = {

@@ -29,8 +29,8 @@ def _run(comp, tmp_path, devices, **cfg):
     # The untrained tiny model's accuracy is noise: these tests are about device budgets.
     c = RecommendConfig(**{"enabled": True, "budget_accuracy_drop": 1.0, "sparsities": [], "channel_fractions": [0.7],
                            "latency_runs": 3, **cfg})
-    m = recommend(c, PruneConfig(**TINY_PRUNE), comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5",
-                  tmp_path / "report", tmp_path / "recommended", devices=devices)
+    m = recommend(c, comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5",
+                  tmp_path / "report", tmp_path / "recommended", prune=PruneConfig(**TINY_PRUNE), devices=devices)
     return m, json.loads((tmp_path / "report" / "recommendation.json").read_text())
 
 
@@ -68,7 +68,7 @@ def test_time_budget_skips_fine_tunes_and_says_so(comp, tmp_path):
     r = rep["devices"]["rpi4"]
     why = {s["candidate"]: s["why"] for s in r["skipped"]}
     assert "max_minutes" in why["channel_pruned_qat_int8@0.7"]
-    assert rep["seconds"] < 300 and r["chosen"] is not None  # what was on disk still counts
+    assert m["timings"]["search_seconds"] < 300 and r["chosen"] is not None  # what was on disk still counts
 
 
 def test_nothing_fits_names_the_nearest_miss_and_writes_no_model(comp, tmp_path):
@@ -86,7 +86,7 @@ def test_nothing_fits_names_the_nearest_miss_and_writes_no_model(comp, tmp_path)
 def test_disabled_writes_a_one_line_report(tmp_path):
     from edgeqat.steps.recommend import recommend
 
-    m = recommend(RecommendConfig(), PruneConfig(), tmp_path, tmp_path, tmp_path, None, tmp_path / "r", tmp_path / "m")
+    m = recommend(RecommendConfig(), tmp_path, tmp_path, tmp_path, None, tmp_path / "r", tmp_path / "m", prune=PruneConfig())
     assert m == {"enabled": False}
     assert "Disabled" in (tmp_path / "r" / "recommendation.md").read_text()
 

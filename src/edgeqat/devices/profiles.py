@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -171,3 +171,24 @@ def resolve_profiles(names: list[str], extra_files: list[str | Path] = (), extra
         else:
             raise ConfigError(f"unknown device {name!r}; valid names: {', '.join(sorted(known))}")
     return picked
+
+
+def check_device_names(params: Any, source: str = "params") -> None:
+    """Every name in validate.devices and recommend.devices is a known profile: checked when
+    the params are read (before hours of training), not at the validate stage. Kept out of
+    the params model itself so that config.py needs no device data (and a profile edit does
+    not re-run every stage that reads params)."""
+    names = {"validate.devices": params.validate.devices, "recommend.devices": params.recommend.devices}
+    if not any(names.values()):
+        return
+    try:
+        known = available_profiles(params.validate.profiles_dir)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: invalid parameters\n  validate.profiles_dir: {err}") from None
+    for key, devices in names.items():
+        # a name with a slash or a .yaml suffix is a profile file, checked when it is read
+        bad = [d for d in devices if d not in known and not (d.endswith((".yaml", ".yml")) or "/" in d)]
+        if bad:
+            raise ConfigError(f"{source}: invalid parameters\n  {key}: unknown device(s) {', '.join(map(repr, bad))}; "
+                              f"known devices: {', '.join(sorted(known))}"
+                              + ("" if params.validate.profiles_dir else " (add your own with validate.profiles_dir)"))

@@ -24,7 +24,29 @@ def save_model(model: Any, dest: str | Path) -> Path:
         warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
         # The optimizer state is not needed downstream; only HDF5 accepts the flag.
         model.save(tmp, **({"include_optimizer": False} if dest.suffix == ".h5" else {}))
+        if dest.suffix == ".keras":
+            _drop_save_time(tmp)
     return dest
+
+
+def _drop_save_time(path: Path) -> None:
+    """Make a .keras file a function of the model alone: Keras records the save time in
+    metadata.json and in the zip entries, so re-training with the same inputs would otherwise
+    change the file's hash and make DVC re-run every stage after train."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as zin:
+        entries = [(info, zin.read(info.filename)) for info in zin.infolist()]
+    with zipfile.ZipFile(path, "w") as zout:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            zout.writestr(fixed, data)
 
 
 # The trust decision of the run (train.trust_model_code), set once by the CLI from the params

@@ -59,6 +59,7 @@ def convert(
         "variants": {},
     }
     metrics: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
     with atomic_path(out_dir, is_dir=True) as tmp:
         for variant in cfg.variants:
             t0 = time.monotonic()
@@ -78,10 +79,10 @@ def convert(
                 "input": tensor_summary(it.get_input_details()[0]),
                 "output": tensor_summary(it.get_output_details()[0]),
             }
-            metrics[variant] = {"size_bytes": len(blob), "seconds": round(time.monotonic() - t0, 2),
-                                "weight_sparsity": card["variants"][variant]["weight_sparsity"]}
-            log(f"convert: {variant}: {len(blob):,} bytes in {metrics[variant]['seconds']} s")
+            metrics[variant] = {"size_bytes": len(blob), "weight_sparsity": card["variants"][variant]["weight_sparsity"]}
+            seconds[variant] = round(time.monotonic() - t0, 2)
+            log(f"convert: {variant}: {len(blob):,} bytes in {seconds[variant]} s")
         write_json(tmp / CARD_NAME, card)
     if metrics_path is not None:
         write_json(metrics_path, metrics)
-    return metrics
+    return {**metrics, "timings": {"conversion_seconds": seconds}}

@@ -19,7 +19,7 @@ from edgeqat.data.transform import normalize
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, Progress, log, read_json, write_json, write_text
 from edgeqat.quantization.runtime import TFLiteClassifier
-from edgeqat.report import summary_markdown
+from edgeqat.report import LATENCY_KEYS, summary_markdown
 
 
 def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str) -> np.ndarray:
@@ -86,18 +86,22 @@ def evaluate(
     keras_pred = _keras_predictions(fp32_model, test_dir, scheme)
 
     variants: dict[str, dict[str, Any]] = {}
+    latency: dict[str, dict[str, Any]] = {}  # host measurements: the stage's timings, not its outputs
     for name in names:
         r = evaluate_variant(tflite_dir / card["variants"][name]["file"], test_dir, scheme, cfg)
         r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
         r["integer_only"] = bool(card["variants"][name]["integer_only"])
         r["weight_sparsity"] = float(card["variants"][name].get("weight_sparsity", 0.0))
+        latency[name] = {k: r.pop(k) for k in LATENCY_KEYS}
         variants[name] = r
-        log(f"evaluate: {name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, p50 {r['latency_p50_ms']:.3f} ms")
-    ref = variants[cfg.reference]
-    for r in variants.values():
+        log(f"evaluate: {name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, "
+            f"p50 {latency[name]['latency_p50_ms']:.3f} ms")
+    ref, ref_ms = variants[cfg.reference], latency[cfg.reference]["latency_p50_ms"]
+    for name, r in variants.items():
         r["accuracy_delta"] = r["accuracy"] - ref["accuracy"]
         r["size_ratio"] = r["size_bytes"] / ref["size_bytes"]
-        r["speedup"] = ref["latency_p50_ms"] / r["latency_p50_ms"] if r["latency_p50_ms"] > 0 else None
+        ms = latency[name]["latency_p50_ms"]
+        latency[name]["speedup"] = ref_ms / ms if ms > 0 else None
 
     head = variants[cfg.headline]
     if confusion_csv is not None:
@@ -113,7 +117,6 @@ def evaluate(
         "class_names": meta["class_names"],
         "num_test": meta["sizes"]["test"],
         "num_threads": cfg.num_threads,
-        "host": f"{platform.machine()} {platform.processor() or platform.system()}".strip(),
         "data_sha256": meta["data_sha256"],
         "variants": variants,
     }
@@ -127,4 +130,5 @@ def evaluate(
     metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}
     if metrics_path is not None:
         write_json(metrics_path, metrics)
-    return metrics
+    host = f"{platform.machine()} {platform.processor() or platform.system()}".strip()
+    return {**metrics, "timings": {"host": host, "num_threads": cfg.num_threads, **latency}}

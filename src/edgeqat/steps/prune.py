@@ -146,12 +146,12 @@ def prune(
     save_model(cq, channel_pruned_out)
     log(f"prune: channel-pruned QAT test accuracy {channel_metrics['test_accuracy']:.4f} -> {channel_pruned_out}")
 
-    metrics = {"pqat": pqat_metrics, "channel_pruned": channel_metrics, "seconds": round(time.monotonic() - t0, 2)}
+    metrics = {"pqat": pqat_metrics, "channel_pruned": channel_metrics}
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     if history_path is not None:  # per pruning epoch, with the sparsity the schedule reached
         write_text(history_path, history_csv(rows, HISTORY_COLUMNS + ("sparsity",)))
-    return metrics
+    return {**metrics, "timings": {"training_seconds": round(time.monotonic() - t0, 2)}}
 
 
 def keras_sparsity_of_quantized(model: Any) -> float:

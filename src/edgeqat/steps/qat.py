@@ -117,14 +117,14 @@ def qat(
             mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds)
             metrics["mixed"] = info
             save_model(mixed, mixed_out)
-        metrics["seconds"] = round(time.monotonic() - t0, 2)
+        seconds = round(time.monotonic() - t0, 2)
     save_model(model, model_out)
     if history_path is not None:
         write_text(history_path, history_csv(rows))
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     log(f"qat: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
-    return metrics
+    return {**metrics, "timings": {"training_seconds": seconds}}
 
 
 def _sensitivity(model: Any, fp32_model: str | Path, val_ds: Any, out_json: Any, out_md: Any) -> list[dict]:

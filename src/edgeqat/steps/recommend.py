@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from edgeqat.config import PruneConfig, RecommendConfig
+from edgeqat.config import PruneConfig, RecommendConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, atomic_path, log, write_json, write_text
@@ -81,25 +81,35 @@ def _write_reports(report_dir: str | Path, report: dict[str, Any]) -> None:
 
 def recommend(
     cfg: RecommendConfig,
-    prune_cfg: PruneConfig,
     prepared: str | Path,
     tflite_dir: str | Path,
     fp32_model: str | Path,
     qat_model: Optional[str | Path],
     report_dir: str | Path,
     models_out: Optional[str | Path] = None,
+    metrics_path: Optional[str | Path] = None,
     *,
+    prune: PruneConfig,
+    validate: Optional[ValidateConfig] = None,
     devices: Optional[list[str]] = None,
     profiles_dir: Optional[str | Path] = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """``force``: run even when ``recommend.enabled`` is false (the CLI command)."""
+    """``prune``: how candidates are fine-tuned; ``validate``: its ``profiles_dir`` (unless
+    ``profiles_dir`` is given); ``force``: run even when ``recommend.enabled`` is false (the
+    CLI command)."""
+    if profiles_dir is None and validate is not None:
+        profiles_dir = validate.profiles_dir
     if not (cfg.enabled or force):
         _write_reports(report_dir, {"enabled": False, "devices": {}})
         if models_out is not None:
             with atomic_path(models_out, is_dir=True) as tmp:
                 write_json(tmp / "recommended.json", {})
+        if metrics_path is not None:
+            write_json(metrics_path, {"enabled": False})
         return {"enabled": False}
+    if qat_model is not None and not Path(qat_model).is_file():
+        qat_model = None
     tflite_dir = Path(tflite_dir)
     if not (tflite_dir / CARD_NAME).is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the pipeline first (dvc repro)")
@@ -114,7 +124,7 @@ def recommend(
         out_dir = Path(out_dir)
         work = out_dir / ".candidates"
         work.mkdir()
-        src = Sources(Path(prepared), tflite_dir, Path(fp32_model), Path(qat_model) if qat_model else None, work, prune_cfg)
+        src = Sources(Path(prepared), tflite_dir, Path(fp32_model), Path(qat_model) if qat_model else None, work, prune)
         ready = {c.name: c for c in existing(src)}
         candidates = list(ready.values()) + generated(src, cfg.sparsities, cfg.channel_fractions, ready)
         log(f"recommend: {len(candidates)} candidate strategies for {', '.join(p.name for p in profiles)} "
@@ -135,8 +145,11 @@ def recommend(
         if models_out is not None:
             write_json(out_dir / "recommended.json", chosen_cards)
     report = {"enabled": True, "budget_accuracy_drop": cfg.budget_accuracy_drop, "max_minutes": cfg.max_minutes,
-              "seconds": round(time.monotonic() - t0, 1), "within_budget": time.monotonic() - t0 <= cfg.max_minutes * 60 + 60,
               "devices": results}
     _write_reports(report_dir, report)
-    return {"enabled": True, "seconds": report["seconds"], "devices_with_a_model": sum(bool(r["chosen"]) for r in results.values()),
-            **{dev: {"found": bool(r["chosen"])} for dev, r in results.items()}}
+    metrics = {"enabled": True, "devices_with_a_model": sum(bool(r["chosen"]) for r in results.values()),
+               **{dev: {"found": bool(r["chosen"])} for dev, r in results.items()}}
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    seconds = round(time.monotonic() - t0, 1)
+    return {**metrics, "timings": {"search_seconds": seconds, "within_budget": seconds <= cfg.max_minutes * 60 + 60}}

@@ -1,52 +1,44 @@
-"""register: the evaluated .tflite -> a new MLflow model version with its lineage, alias `challenger`.
+"""register: the tracked run's models -> new MLflow model versions, alias ``challenger``.
 
-The version carries tags for where it came from (git commit, data checksums, a hash of
-every parameter) and what it measured (accuracy, drop vs FP32, size, latency, each
-device's verdict), and the comparison table as its description. It gets `challenger`
-when it passes the gates; `champion` moves only under ``register.auto_promote`` and
-only when the new version beats the champion with every gate passing. Every version is
-registered, passing or not, so a failed run stays traceable.
+The version points at the LoggedModel that ``track`` logged in the execution's run, so the
+run page lists its registered models and the version page links back to the run. It carries
+tags for where it came from (git commit, data checksum, a hash of every parameter, the run)
+and what it measured (accuracy, drop vs FP32, size, host latency, each device's verdict), and
+the comparison table as its description. It gets ``challenger`` when it passes the gates;
+``champion`` moves only under ``register.auto_promote`` and only when the new version beats the
+champion with every gate passing. A version that fails a gate is still registered, so it
+stays traceable.
 
-MLflow unreachable: a clear :class:`EdgeqatError` before anything is written; the
-pipeline's other outputs are never touched by this step.
+Each device's recommended model (``recommend.enabled``) is registered as its own model,
+``<register.model_name>-<device>``, with the same tags and through the same gates, its own
+device as the required one: promotion is per device.
+
+When a required device failed at validate, nothing is registered and the step raises
+:class:`~edgeqat.errors.GateFailed` (exit status 1) naming the device and budget; the run is
+already tracked, marked failed. Registering the same execution twice reuses its versions.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edgeqat import __version__
 from edgeqat.config import Params, RegisterConfig
-from edgeqat.errors import DataError, ModelError
+from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
 from edgeqat.io import CARD_NAME, log, read_json, sha256_file, write_json
-from edgeqat.provenance import git_info
-from edgeqat.report import summary_markdown
+from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
+from edgeqat.report import gate_failure, summary_markdown, with_latency
+from edgeqat.timings import TIMINGS_DIR
+
+MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
 
 
 def params_sha256(params: Params) -> str:
     return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-
-
-def dvc_checksums(lock: str | Path | None) -> dict[str, str]:
-    """The md5s DVC recorded for the prepare stage's input data and prepared splits."""
-    if lock is None or not Path(lock).is_file():
-        return {}
-    try:
-        stage = (yaml.safe_load(Path(lock).read_text()) or {}).get("stages", {}).get("prepare", {})
-    except yaml.YAMLError:
-        return {}
-    out = {}
-    deps, outs = stage.get("deps") or [], stage.get("outs") or []
-    if deps and "md5" in deps[0]:
-        out["dvc_raw_md5"] = str(deps[0]["md5"])
-    if outs and "md5" in outs[0]:
-        out["dvc_data_md5"] = str(outs[0]["md5"])
-    return out
 
 
 def _fmt(v: Any) -> str:
@@ -55,34 +47,38 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def version_tags(cfg: RegisterConfig, params: Params, summary: dict[str, Any], entry: dict[str, Any],
-                 sha: str, root: Path, lock: str | Path | None) -> dict[str, str]:
+def lineage_tags(params: Params, root: Path, run_id: str, data_sha256: str, sha: str) -> dict[str, str]:
+    return {**git_info(root, ignore=PIPELINE_OUTPUTS), "edgeqat_version": __version__, "params_sha256": params_sha256(params),
+            "data_sha256": data_sha256, "sha256": sha, "mlflow_run_id": run_id}
+
+
+def measured_tags(row: dict[str, Any], reference: dict[str, Any], reference_name: str) -> dict[str, str]:
+    tags = {k: _fmt(row[k]) for k in ("accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms")
+            if row.get(k) is not None}
+    if "accuracy" in reference and "accuracy" in row:
+        tags["reference"] = reference_name
+        tags["reference_accuracy"] = _fmt(reference["accuracy"])
+        tags["accuracy_drop"] = _fmt(round(float(reference["accuracy"]) - float(row["accuracy"]), 6))
+    return tags
+
+
+def device_tags(verdicts: dict[str, dict[str, Any]], required: list[str]) -> dict[str, str]:
+    tags = {"devices": ",".join(sorted(verdicts)), "required_devices": ",".join(required)}
+    for dev, v in sorted(verdicts.items()):
+        tags[f"device.{dev}.passed"] = _fmt(bool(v.get("passed")))
+        if v.get("reasons"):
+            tags[f"device.{dev}.reasons"] = "; ".join(map(str, v["reasons"]))[:4000]
+    return tags
+
+
+def version_tags(cfg: RegisterConfig, summary: dict[str, Any], entry: dict[str, Any]) -> dict[str, str]:
+    """What the main model's version measured: its row of the table and its device verdicts."""
     row = summary["variants"][cfg.variant]
     ref_name = summary.get("reference", "fp32")
-    ref = summary["variants"].get(ref_name, {})
-    tags = {
-        **git_info(root), **dvc_checksums(lock),
-        "edgeqat_version": __version__, "params_sha256": params_sha256(params), "variant": cfg.variant,
-        "data_sha256": str(summary.get("data_sha256", "unknown")), "sha256": sha,
-        "integer_only": _fmt(entry.get("integer_only", row.get("integer_only"))),
-    }
-    for key in ("accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms"):
-        if key in row:
-            tags[key] = _fmt(row[key])
-    if "accuracy" in ref and "accuracy" in row:
-        tags["reference"] = ref_name
-        tags["reference_accuracy"] = _fmt(ref["accuracy"])
-        tags["accuracy_drop"] = _fmt(round(float(ref["accuracy"]) - float(row["accuracy"]), 6))
-    devices = summary.get("devices") or {}
-    if devices:
-        tags["devices"] = ",".join(sorted(devices))
-    if "required_devices" in summary:  # what the validate stage gated on
-        tags["required_devices"] = ",".join(summary["required_devices"])
-    for dev, verdict in sorted(devices.items()):
-        tags[f"device.{dev}.passed"] = _fmt(bool(verdict.get("passed")))
-        reasons = verdict.get("reasons") or []
-        if reasons:
-            tags[f"device.{dev}.reasons"] = "; ".join(map(str, reasons))[:4000]
+    tags = {"variant": cfg.variant, "integer_only": _fmt(entry.get("integer_only", row.get("integer_only"))),
+            **measured_tags(row, summary["variants"].get(ref_name, {}), ref_name)}
+    if summary.get("devices"):
+        tags.update(device_tags(summary["devices"], list(summary.get("required_devices", []))))
     return tags
 
 
@@ -113,144 +109,139 @@ def _converge_challenger(reg: Any, name: str) -> str | None:
     return best
 
 
-def register(
-    cfg: RegisterConfig,
-    params: Params,
-    models_dir: str | Path,
-    fp32_model: str | Path | None,
-    summary_path: str | Path,
-    out_json: str | Path | None = None,
-    *,
-    lock: str | Path | None = "dvc.lock",
-    uri: str | None = None,
-    root: str | Path = ".",
-) -> dict[str, Any]:
-    from edgeqat.promotion import CHALLENGER, CHAMPION, record_move, compare, static_gates, whoami
-    from edgeqat.registry import Registry, single_variant_card
+def _register_one(reg: Any, cfg: RegisterConfig, name: str, model_id: str, run_id: str, tags: dict[str, str],
+                  describe: str, model_tags: dict[str, str], model_description: str) -> dict[str, Any]:
+    """Create (or find, for an execution registered before) the version; challenger when it passes."""
+    from edgeqat.promotion import CHALLENGER, record_move, static_gates, whoami
 
-    models_dir, root = Path(models_dir), Path(root)
-    card_file = models_dir / CARD_NAME
-    if not card_file.is_file():
-        raise ModelError(f"{card_file}: not found; run convert first")
-    card = read_json(card_file)
-    if cfg.variant not in card.get("variants", {}):
-        raise ModelError(f"{card_file}: no variant {cfg.variant!r} (register.variant); has: {', '.join(sorted(card.get('variants', {})))}")
-    entry = card["variants"][cfg.variant]
-    tflite = models_dir / entry["file"]
-    if not tflite.is_file():
-        raise ModelError(f"{tflite}: not found (listed in {card_file})")
-    sha = sha256_file(tflite)
-    if entry.get("sha256") and entry["sha256"] != sha:
-        raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
-    summary_path = Path(summary_path)
-    if not summary_path.is_file():
-        raise DataError(f"{summary_path}: not found; run evaluate first")
-    summary = read_json(summary_path)
-    if cfg.variant not in summary.get("variants", {}):
-        raise DataError(f"{summary_path}: no evaluation of variant {cfg.variant!r} (register.variant)")
-
-    tags = version_tags(cfg, params, summary, entry, sha, root, lock)
     reasons = static_gates(tags, cfg)
-    tags["gates.passed"] = "true" if not reasons else "false"
+    tags = {**tags, "gates.passed": _fmt(not reasons)}
     if reasons:
         tags["gates.reasons"] = "; ".join(reasons)[:4000]
-
-    reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
-    name = cfg.model_name
-    reg.ensure_model(name, "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
-    row = summary["variants"][cfg.variant]
-    run = reg.log_model_run(
-        experiment=cfg.experiment,
-        run_name=f"{name}-{cfg.variant}-{tags.get('git_commit', 'unknown')[:8]}",
-        tflite=tflite, card=single_variant_card(card, cfg.variant), fp32_model=Path(fp32_model) if fp32_model else None,
-        params={k: v for k, v in json.loads(params.register.model_dump_json()).items()},
-        metrics={k: float(row[k]) for k in ("accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms") if k in row},
-        tags={**{k: v for k, v in tags.items() if not k.startswith("device.")}, "edgeqat.model_name": name},
-        extra_files=[(summary_path, "reports"), (summary_path.with_suffix(".md"), "reports")],
-    )
-    version = reg.create_version(name, run["source"], run["run_id"], {**tags, "mlflow_run_id": run["run_id"]},
-                                 description(summary, cfg, reasons))
-    log(f"register: {name} version {version} ({cfg.variant}, accuracy {row.get('accuracy', float('nan')):.4f}, "
-        f"{'gates passed' if not reasons else 'gates FAILED: ' + '; '.join(reasons)})")
-
-    result: dict[str, Any] = {"model_name": name, "version": version, "run_id": run["run_id"], "tracking_uri": reg.uri,
-                              "gates_passed": not reasons, "gate_reasons": reasons, "sha256": sha,
-                              "challenger": False, "champion": False}
-    by = f"register step ({whoami()})"
-    if not reasons:
+    reg.ensure_model(name, model_description, {**MANAGED, **model_tags})
+    version = reg.find_version(name, run_id, tags["sha256"])
+    new = version is None
+    if new:
+        version = reg.create_version(name, model_id, run_id, tags, describe)
+    result = {"model_name": name, "version": version, "run_id": run_id, "new": new, "gates_passed": not reasons,
+              "gate_reasons": reasons, "sha256": tags["sha256"], "challenger": False, "champion": False}
+    if new and not reasons:
         previous = reg.alias_version(name, CHALLENGER)
-        record_move(reg, name, CHALLENGER, version, {"action": "register", "previous": previous, "by": by})
+        record_move(reg, name, CHALLENGER, version, {"action": "register", "previous": previous,
+                                                     "by": f"register step ({whoami()})"})
+    if not reasons:
         result["challenger"] = _converge_challenger(reg, name) == version
-    if cfg.auto_promote:
-        champion = reg.alias_version(name, CHAMPION)
-        why = reasons + compare(tags, reg.version(name, champion) if champion else None, cfg, strict=True)
-        if why:
-            log(f"register: champion stays {champion or 'unset'}: " + "; ".join(why))
-        else:
-            record_move(reg, name, CHAMPION, version, {"action": "auto", "previous": champion, "by": by,
-                                                       "reason": f"register.auto_promote: beats champion on {cfg.promote_metric}"})
-            result["champion"] = True
-            log(f"register: {name} version {version} is the new champion (was {champion or 'unset'})")
-    if out_json is not None:
-        write_json(out_json, result)
+    log(f"register: {name} version {version}{'' if new else ' (already registered for this run)'}: "
+        + ("gates passed" if not reasons else "gates FAILED: " + "; ".join(reasons)))
     return result
 
 
-def register_recommended(
-    cfg: RegisterConfig,
-    params: Params,
-    models_dir: str | Path,
-    recommended_dir: str | Path,
-    recommendation_json: str | Path,
-    *,
-    uri: str | None = None,
-    root: str | Path = ".",
-) -> dict[str, Any]:
-    """Each device's recommended model (``edgeqat recommend``) -> a version of its own registered
-    model, ``<register.model_name>-<device>``, alias ``challenger``. One registered model per
-    device because promotion is per device: the Cortex-M7 champion and the Pi 4 champion are
-    different files with different lifecycles. A device where nothing fits registers nothing."""
-    from edgeqat.promotion import CHALLENGER, record_move, whoami
-    from edgeqat.quantization.runtime import load_interpreter, tensor_summary
-    from edgeqat.registry import Registry
+def _auto_promote(reg: Any, cfg: RegisterConfig, name: str, result: dict[str, Any], tags: dict[str, str]) -> None:
+    from edgeqat.promotion import CHAMPION, compare, record_move, whoami
 
-    report = read_json(recommendation_json) if Path(recommendation_json).is_file() else {}
+    champion = reg.alias_version(name, CHAMPION)
+    why = result["gate_reasons"] + compare(tags, reg.version(name, champion) if champion else None, cfg, strict=True)
+    if why:
+        log(f"register: champion stays {champion or 'unset'}: " + "; ".join(why))
+        return
+    record_move(reg, name, CHAMPION, result["version"], {
+        "action": "auto", "previous": champion, "by": f"register step ({whoami()})",
+        "reason": f"register.auto_promote: beats champion on {cfg.promote_metric}"})
+    result["champion"] = True
+    log(f"register: {name} version {result['version']} is the new champion (was {champion or 'unset'})")
+
+
+def _find_run(params: Params, root: Path, uri: str) -> Any:
+    from edgeqat.tracking import FINGERPRINT_TAG, find_run
+
+    tracked_file = root / "reports" / "tracked.json"
+    if not tracked_file.is_file():
+        raise DataError(f"{tracked_file}: not found; run the track stage first")
+    tracked = read_json(tracked_file)
+    run = find_run(uri, tracked.get("experiment", params.track.experiment), FINGERPRINT_TAG, tracked["fingerprint"], root)
+    if run is None:
+        raise EdgeqatError(f"{tracked_file}: this execution is not tracked in the MLflow store at {uri}; "
+                           "run `edgeqat stage track` first")
+    return run
+
+
+def register(params: Params, *, root: str | Path = ".", uri: str | None = None) -> dict[str, Any]:
+    from edgeqat.registry import Registry
+    from edgeqat.timings import read_timings
+    from edgeqat.tracking import MODEL_TAG, tracking_uri
+
+    cfg, root = params.register, Path(root)
+    uri = uri or tracking_uri(root)
+    summary_path, card_file = root / "reports" / "summary.json", root / "models" / "tflite" / CARD_NAME
+    if not summary_path.is_file():
+        raise DataError(f"{summary_path}: not found; run the pipeline first (dvc repro)")
+    summary = read_json(summary_path)
+    if summary.get("validation_passed") is False:
+        raise GateFailed(gate_failure(summary))
+    if not card_file.is_file():
+        raise ModelError(f"{card_file}: not found; run convert first")
+    card = read_json(card_file)
+    if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
+        raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
+                         f"{', '.join(sorted(card.get('variants', {})))}")
+    entry = card["variants"][cfg.variant]
+    tflite = card_file.parent / entry["file"]
+    sha = sha256_file(tflite)
+    if entry.get("sha256") and entry["sha256"] != sha:
+        raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
+
+    reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
+    run = _find_run(params, root, uri)
+    run_id, run_tags = run.info.run_id, run.data.tags
+    summary = with_latency(summary, read_timings(root / TIMINGS_DIR).get("evaluate"))
+    data_sha = str(summary.get("data_sha256", "unknown"))
+
+    tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
+            "edgeqat.model_name": cfg.model_name}
+    main = _register_one(reg, cfg, cfg.model_name, run_tags[MODEL_TAG + cfg.variant], run_id, tags,
+                         description(summary, cfg, []), {},
+                         "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
+    if main["new"] and cfg.auto_promote:
+        _auto_promote(reg, cfg, cfg.model_name, main, tags)
+    result = {**main, "tracking_uri": uri, "recommended": register_recommended(reg, params, root, run, summary)}
+    write_json(root / "logs" / "registered.json", result)
+    return result
+
+
+def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """Each device's recommended model -> a version of ``<register.model_name>-<device>``."""
+    report_file = root / "reports" / "recommendation" / "recommendation.json"
+    report = read_json(report_file) if report_file.is_file() else {}
     if not report.get("enabled"):
         return {}
-    base = read_json(Path(models_dir) / CARD_NAME)
-    reg = Registry(uri, root)
+    from edgeqat.tracking import MODEL_TAG
+
+    cfg, run_id = params.register, run.info.run_id
+    ref_name = summary.get("reference", "fp32")
+    reference = summary.get("variants", {}).get(ref_name, {})
     out: dict[str, Any] = {}
-    for device, r in report["devices"].items():
+    for device, r in sorted(report["devices"].items()):
         if not r.get("chosen"):
             log(f"register: {device}: nothing registered ({r['reason']})")
             out[device] = None
             continue
-        tflite = Path(recommended_dir) / f"{device}.tflite"
-        if not tflite.is_file():
-            raise ModelError(f"{tflite}: not found (listed in {recommendation_json}); re-run the recommend stage")
+        tflite = root / "models" / "recommended" / f"{device}.tflite"
+        model_id = run.data.tags.get(f"{MODEL_TAG}recommended-{device}")
+        if not tflite.is_file() or model_id is None:
+            raise ModelError(f"{tflite}: not found or not logged with the run (listed in {report_file}); re-run "
+                             "the recommend and track stages")
         row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
-        it = load_interpreter(tflite)
-        entry = {"file": tflite.name, "size_bytes": tflite.stat().st_size, "sha256": sha256_file(tflite),
-                 "integer_only": bool(row["integer_only"]), "input": tensor_summary(it.get_input_details()[0]),
-                 "output": tensor_summary(it.get_output_details()[0])}
-        # The pyfunc finds its card entry by the file's stem: key it by device, the strategy beside it.
-        card = {**{k: v for k, v in base.items() if k != "variants"},
-                "variants": {device: {**entry, "strategy": r["chosen"]}}}
+        blob = tflite.read_bytes()
+        measured = {**row, "size_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
-        reg.ensure_model(name, f"edgeqat: the model recommended for device profile {device!r}")
-        tags = {**git_info(Path(root)), "edgeqat_version": __version__, "params_sha256": params_sha256(params),
-                "device": device, "strategy": r["chosen"], "reason": r["reason"][:4000], "sha256": entry["sha256"],
-                "integer_only": _fmt(entry["integer_only"]), "gates.passed": "true", "edgeqat.model_name": name}
-        metrics = {k: float(row[k]) for k in ("accuracy", "size_bytes", "arena_bytes", "latency_ms_estimate")
-                   if row.get(k) is not None}
-        run = reg.log_model_run(experiment=cfg.experiment, run_name=f"{name}-{r['chosen']}", tflite=tflite, card=card,
-                                fp32_model=None, params={"device": device, "strategy": r["chosen"]}, metrics=metrics,
-                                tags=tags, extra_files=[(Path(recommendation_json), "reports")])
-        version = reg.create_version(name, run["source"], run["run_id"], {**tags, "mlflow_run_id": run["run_id"]},
-                                     f"Recommended for `{device}`: {r['reason']}")
-        previous = reg.alias_version(name, CHALLENGER)
-        record_move(reg, name, CHALLENGER, version, {"action": "register", "previous": previous,
-                                                    "by": f"register step ({whoami()})"})
-        log(f"register: {name} version {version} ({r['chosen']}) is the challenger for {device}")
-        out[device] = {"model_name": name, "version": version}
+        verdict = {"passed": True, "reasons": []}  # chosen = it passed every budget of this device
+        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), sha256_file(tflite)),
+                "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
+                "integer_only": _fmt(bool(row.get("integer_only"))), "edgeqat.model_name": name,
+                **measured_tags(measured, reference, ref_name), **device_tags({device: verdict}, [device])}
+        device_cfg = cfg.model_copy(update={"required_devices": [device]})
+        out[device] = _register_one(
+            reg, device_cfg, name, model_id, run_id, tags, f"Recommended for `{device}` ({r['chosen']}): {r['reason']}",
+            {"edgeqat.device": device, "edgeqat.base_model": cfg.model_name},
+            f"edgeqat: the model recommended for device profile {device!r}")
     return out

@@ -1,17 +1,39 @@
-"""track: log the whole pipeline execution to MLflow from the files the stages wrote."""
+"""track: log the whole pipeline execution to MLflow as one run, from the workspace the stages wrote.
+
+One run holds everything: every params key, every stage's metrics under the same keys each
+time (``train.test_accuracy``, ``evaluate.qat_int8.accuracy``), the host timings, the
+training curves, the prepared data as the run's input dataset, the reports and models as
+artifacts, and the registered variant (and each device's recommended model) as LoggedModels
+that ``register`` then points versions at. It starts when the execution's first stage
+started and ends now. A run whose required device failed is still logged, marked FAILED
+with its verdicts, so it stays visible; register then refuses the model.
+
+Re-tracking the same execution (same params, same results) reuses its run: an execution is
+identified by a fingerprint of what it produced (``reports/tracked.json``, a DVC output
+that is the same bytes on every machine), so ``make demo`` or CI can always ensure that the
+current results are in the current MLflow store without logging them twice.
+"""
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgeqat import __version__
-from edgeqat.config import Params, TrackConfig
+from edgeqat.config import Params
 from edgeqat.errors import DataError
-from edgeqat.io import log, read_json, write_json
-from edgeqat.provenance import git_info
+from edgeqat.io import CARD_NAME, log, read_json, write_json
+from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
+from edgeqat.report import gate_failure, ordered_variants
+from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
+
+# What a run's results are made of: the files whose bytes identify the execution.
+FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
+                 "reports/recommendation/recommendation.json", "models/recommended/recommended.json")
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -25,6 +47,17 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def numeric_leaves(data: dict[str, Any], prefix: str) -> tuple[dict[str, float], dict[str, str]]:
+    nums: dict[str, float] = {}
+    strings: dict[str, str] = {}
+    for k, v in flatten(data, prefix).items():
+        if isinstance(v, (bool, int, float)):
+            nums[k] = float(v)
+        elif isinstance(v, str):
+            strings[k] = v
+    return nums, strings
+
+
 def numeric_metrics(metrics_dir: Path, skip: set[str]) -> tuple[dict[str, float], dict[str, str]]:
     """Every numeric leaf of metrics/<stage>.json as '<stage>.<dotted key>'; strings come back apart."""
     nums: dict[str, float] = {}
@@ -35,14 +68,19 @@ def numeric_metrics(metrics_dir: Path, skip: set[str]) -> tuple[dict[str, float]
         data = read_json(f)
         if not isinstance(data, dict):
             raise DataError(f"{f}: expected a JSON object of metrics, got {type(data).__name__}")
-        for k, v in flatten(data, f"{f.stem}.").items():
-            if isinstance(v, bool):
-                nums[k] = float(v)
-            elif isinstance(v, (int, float)):
-                nums[k] = float(v)
-            elif isinstance(v, str):
-                strings[k] = v
+        n, s = numeric_leaves(data, f"{f.stem}.")
+        nums.update(n)
+        strings.update(s)
     return nums, strings
+
+
+def timing_metrics(records: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Host timings under the stage's own keys: ``evaluate.qat_int8.latency_p50_ms``, ``train.seconds``."""
+    out: dict[str, float] = {}
+    for stage, rec in records.items():
+        body = {k: v for k, v in rec.items() if k not in ("stage", "execution", "started_at", "ended_at")}
+        out.update(numeric_leaves(body, f"{stage}.")[0])
+    return out
 
 
 def curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -58,39 +96,126 @@ def curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def track(
-    cfg: TrackConfig,
-    params: Params,
-    metrics_dir: str | Path,
-    plots_dir: str | Path,
-    artifacts: dict[str, str | Path],
-    out_json: str | Path | None = None,
-    *,
-    uri: str | None = None,
-    root: str | Path = ".",
-    extra_tags: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    from edgeqat.tracking import log_run
+def fingerprint(params: Params, root: Path, extra: dict[str, str]) -> str:
+    """sha256 over the params, the run tags given, and the bytes of the execution's results."""
+    h = hashlib.sha256(json.dumps({"params": params.model_dump(mode="json"), "tags": extra}, sort_keys=True).encode())
+    for rel in FINGERPRINTED:
+        p = root / rel
+        files = sorted(p.glob("*.json")) if p.is_dir() else [p] if p.is_file() else []
+        for f in files:
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
-    metrics_dir, plots_dir = Path(metrics_dir), Path(plots_dir)
-    nums, strings = numeric_metrics(metrics_dir, skip={"track"})
-    tags = {**git_info(root), "edgeqat_version": __version__, **(extra_tags or {})}
+
+def _models(params: Params, root: Path) -> list[dict[str, Any]]:
+    """The .tflite files to log as models: the registered variant, then each device's recommendation."""
+    tflite_dir = root / "models" / "tflite"
+    out = []
+    if (tflite_dir / CARD_NAME).is_file():
+        card = read_json(tflite_dir / CARD_NAME)
+        variant = params.register.variant
+        if variant in card.get("variants", {}):
+            out.append({"name": variant, "tflite": tflite_dir / card["variants"][variant]["file"],
+                        "card": {**{k: v for k, v in card.items() if k != "variants"},
+                                 "variants": {variant: card["variants"][variant]}}})
+        rec_dir = root / "models" / "recommended"
+        chosen = read_json(rec_dir / "recommended.json") if (rec_dir / "recommended.json").is_file() else {}
+        for device, entry in sorted(chosen.items()):
+            tfl = rec_dir / entry["file"]
+            if tfl.is_file():
+                out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
+                            "card": {**{k: v for k, v in card.items() if k != "variants"},
+                                     "variants": {device: {"file": tfl.name, "strategy": entry["strategy"]}}}})
+    return out
+
+
+def _description(summary: dict[str, Any], gate: str) -> str:
+    lines = ["**edgeqat pipeline run**", ""]
+    if summary.get("variants"):
+        lines += ["| variant | accuracy | size (bytes) | gzip (bytes) | integer-only |", "|---|---|---|---|---|"]
+        for name, r in ordered_variants(summary):
+            lines.append(f"| {name} | {r.get('accuracy', float('nan')):.4f} | {r.get('size_bytes', 0):,} | "
+                         f"{r.get('gzip_bytes', 0):,} | {'yes' if r.get('integer_only') else 'no'} |")
+    devices = summary.get("devices") or {}
+    if devices:
+        passed = sum(bool(v.get("passed")) for v in devices.values())
+        lines += ["", f"Devices: {passed}/{len(devices)} pass for `{summary.get('validated_model', '?')}`."]
+    lines += ["", f"Device gate: {gate}"]
+    return "\n".join(lines)
+
+
+def _dataset(root: Path, commit: str) -> dict[str, Any] | None:
+    meta_path = root / "data" / "prepared" / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = read_json(meta_path)
+    return {"name": "prepared", "digest": meta["data_sha256"], "source_type": "dvc",
+            "source": {"path": "data/prepared", "git_commit": commit, "data_sha256": meta["data_sha256"]},
+            "profile": {f"num_{k}": v for k, v in meta.get("sizes", {}).items()},
+            "schema": {"image_shape": meta.get("image_shape"), "class_names": meta.get("class_names"),
+                       "normalization": (meta.get("normalization") or {}).get("scheme")}}
+
+
+def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
+          extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    from edgeqat.registry import log_tflite_model
+    from edgeqat.tracking import FINGERPRINT_TAG, MODEL_TAG, RunWriter, find_run, tracking_uri
+
+    cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
+    uri = uri or tracking_uri(root)
+    summary = read_json(root / "reports" / "summary.json") if (root / "reports" / "summary.json").is_file() else {}
+    fp = fingerprint(params, root, extra)
+    tracked = {"experiment": cfg.experiment, "fingerprint": fp, "models": [m["name"] for m in _models(params, root)]}
+    existing = find_run(uri, cfg.experiment, FINGERPRINT_TAG, fp, root)
+    if existing is not None:
+        info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
+        log(f"track: this execution is already MLflow run {info['run_id']} in {cfg.experiment!r} at {uri}")
+        write_json(root / "logs" / "mlflow_run.json", info)
+        write_json(root / "reports" / "tracked.json", tracked)
+        return {**info, "reused": True}
+
+    nums, strings = numeric_metrics(root / "metrics", skip={"track"})
+    records = read_timings(root / TIMINGS_DIR)
+    nums.update(timing_metrics(records))
+    window = execution_window(records, execution_id())
+    git = git_info(root, ignore=PIPELINE_OUTPUTS)
+    gate_text = gate_failure(summary) if summary.get("validation_passed") is False else ""
+    tags = {**git, "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
+            "edgeqat.gate": "failed" if gate_text else "passed", **extra}
+    if gate_text:
+        tags["edgeqat.gate.reasons"] = gate_text[:5000]
     if "prepare.data_sha256" in strings:
         tags["data_sha256"] = strings["prepare.data_sha256"]
-    param_dict = flatten(json.loads(params.model_dump_json()))
-    files = [(Path(p), dest) for dest, p in artifacts.items() if cfg.log_models or dest not in ("models", "tflite")]
-    info = log_run(
-        experiment=cfg.experiment,
-        params=param_dict,
-        metrics=nums,
-        curves=curves(plots_dir),
-        tags=tags,
-        artifacts=files,
-        run_name=f"{params.train.model}-{tags.get('git_commit', 'unknown')[:8]}",
-        uri=uri,
-        root=root,
-    )
-    log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {info['tracking_uri']}")
-    if out_json is not None:
-        write_json(out_json, info)
-    return {**info, "metrics_logged": len(nums)}
+    artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
+    if cfg.log_models:
+        artifacts.append((root / "models", "models"))
+    if (root / "logs" / "tensorboard").is_dir():
+        artifacts.append((root / "logs" / "tensorboard", "tensorboard"))
+
+    with RunWriter(uri=uri, experiment=cfg.experiment, tags=tags, root=root, start=window[0] if window else None,
+                   run_name=f"{params.train.model}-{git.get('git_commit', 'unknown')[:8]}") as run:
+        run.log_params(flatten(json.loads(params.model_dump_json())))
+        run.log_metrics(nums, curves(root / "plots"))
+        ds = _dataset(root, git.get("git_commit", "unknown"))
+        if ds is not None:
+            run.log_dataset(**ds)
+        run.log_artifacts(artifacts)
+        for m in _models(params, root):
+            tags_m = {k: m[k] for k in ("device", "strategy") if k in m}
+            logged = log_tflite_model(uri, run.experiment_id, run.run_id, m["name"], m["tflite"], m["card"],
+                                      {**tags_m, "sha256": _sha(m["tflite"])})
+            run.set_tags({MODEL_TAG + m["name"]: logged["model_id"]})
+        run.describe(_description(summary, gate_text or "passed"))
+        run.finish("FAILED" if gate_text else "FINISHED", datetime.now(timezone.utc))
+    info = run.info()
+    log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {uri}"
+        + (" (marked FAILED: the device gate failed)" if gate_text else ""))
+    write_json(root / "logs" / "mlflow_run.json", info)
+    write_json(root / "reports" / "tracked.json", tracked)
+    return {**info, "metrics_logged": len(nums), "reused": False}
+
+
+def _sha(path: Path) -> str:
+    from edgeqat.io import sha256_file
+
+    return sha256_file(path)

@@ -68,7 +68,6 @@ def train(
         "test_accuracy": accuracy(model, test_ds),
         "epochs_run": len(rows) if not cfg.from_model else 0,
         "parameters": int(model.count_params()),
-        "seconds": round(time.monotonic() - t0, 2),
     }
     save_model(model, model_out)
     if history_path is not None:
@@ -76,4 +75,4 @@ def train(
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     log(f"train: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
-    return metrics
+    return {**metrics, "timings": {"training_seconds": round(time.monotonic() - t0, 2)}}

@@ -4,9 +4,10 @@ Reads the evaluate stage's table (``reports/evaluation.json``), runs ``validate.
 (the variant the pipeline registers) and any ``validate.variants`` on each profile in
 ``validate.devices``, and writes the table again with ``devices.<profile>`` verdicts for
 ``validate.model`` (and a ``device_matrix`` for every validated variant). The returned
-metrics say whether every ``validate.required_devices`` passed; the CLI/DVC adapter turns a
-failure into a non-zero exit after the reports are written, so nothing downstream (track,
-register) runs on a model that does not fit its targets.
+metrics say whether every ``validate.required_devices`` passed. A failure does not stop the
+pipeline here: track still logs the run (marked failed, with the verdicts) and register
+refuses to register the model, naming the device and budget; on Kubeflow the same ``passed``
+gates register. Latencies timed on this host go to the stage's timings, not its outputs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.devices.validate import EvalData, validate_on_device
 from edgeqat.errors import DataError, ModelError
 from edgeqat.io import CARD_NAME, log, read_json, write_json, write_text
-from edgeqat.report import summary_markdown
+from edgeqat.report import gate_failure, summary_markdown
 
 
 def load_eval_data(prepared: str | Path, fp32_model: str | Path | None) -> EvalData:
@@ -70,12 +71,20 @@ def _slim(v: dict[str, Any]) -> dict[str, Any]:
     keys = ("passed", "reasons", "title", "runtime", "latency_ms_estimate", "arena_bytes", "model_bytes",
             "interpreter_bytes", "accuracy", "agreement", "notes", "latency_source", "latency_extrapolated")
     out = {k: v[k] for k in keys if k in v}
-    if "host_latency_ms" in v:
-        out["host_latency_p50_ms"] = v["host_latency_ms"].get("p50")
     if "emulation" in v:
         e = v["emulation"]
         out["emulation"] = {k: e[k] for k in ("ran", "why", "bit_exact", "top1_agreement", "cpu") if k in e}
     return out
+
+
+def split_measured(verdict: dict[str, Any]) -> dict[str, Any]:
+    """Pop what was timed on this host (LiteRT/TFLM latency, QEMU's) out of a verdict: it varies
+    from run to run, so it goes to the stage's timings, not to its outputs."""
+    measured = {k: verdict.pop(k) for k in ("host_latency_ms",) if k in verdict}
+    emu = verdict.get("emulation") or {}
+    if "emulated_latency_ms_p50" in emu:
+        measured["emulated_latency_ms_p50"] = emu.pop("emulated_latency_ms_p50")
+    return measured
 
 
 def validate(
@@ -101,17 +110,20 @@ def validate(
     profiles = resolve_profiles(cfg.devices, extra_dir=cfg.profiles_dir)
     data = load_eval_data(prepared, fp32_model)
     full: dict[str, dict[str, Any]] = {}
+    measured: dict[str, dict[str, Any]] = {}
     for name in names:
         check_model_takes_data(tflite_dir / card["variants"][name]["file"], data, prepared)
     for name in names:
         path = tflite_dir / card["variants"][name]["file"]
-        full[name] = {}
+        full[name], measured[name] = {}, {}
         for prof in profiles:
             log(f"validate: {name} on {prof.name} ({prof.title})")
-            full[name][prof.name] = validate_on_device(
+            verdict = validate_on_device(
                 path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
                 emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
                 parity_samples=cfg.parity_samples)
+            measured[name][prof.name] = split_measured(verdict)
+            full[name][prof.name] = verdict
     summary = read_json(evaluation_json)
     summary["validated_model"] = cfg.model
     summary["required_devices"] = list(cfg.required_devices)
@@ -119,6 +131,8 @@ def validate(
     summary["device_matrix"] = {n: {d: bool(v["passed"]) for d, v in per.items()} for n, per in full.items()}
     failed = [d for d in cfg.required_devices if not full[cfg.model][d]["passed"]]
     summary["validation_passed"] = not failed
+    if failed:  # the run is still tracked; register refuses it (edgeqat.report.gate_failure)
+        log("validate: " + gate_failure(summary))
     write_json(summary_json, summary)
     if summary_md is not None:
         write_text(summary_md, summary_markdown(summary))
@@ -131,4 +145,4 @@ def validate(
         metrics[d] = {k: v[k] for k in ("passed", "latency_ms_estimate", "arena_bytes", "accuracy") if v.get(k) is not None}
     if metrics_path is not None:
         write_json(metrics_path, metrics)
-    return metrics
+    return {**metrics, "timings": {"devices": measured}}

@@ -1,0 +1,122 @@
+"""`edgeqat stage <name>` (what dvc.yaml runs), one command per stage of the table, and
+`edgeqat dvc write|check` (dvc.yaml generated from the table).
+
+Each stage command has ``--params`` and one option per port of the stage (``--fp32-model
+PATH``), defaulting to the table's workspace path, and runs :func:`run_stage`. Nothing heavy
+is imported until a command runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from edgeqat.stages import STAGES, Stage
+
+STAGE_HELP = "Run one pipeline stage (what dvc.yaml calls); paths default to the stage table's."
+
+
+def load_run_params(path: Path):
+    """The run's params; their train.trust_model_code decides for every model this run loads."""
+    from edgeqat.config import load_params
+    from edgeqat.devices.profiles import check_device_names
+    from edgeqat.models.io import set_trust_model_code
+
+    p = load_params(path)
+    check_device_names(p, str(path))
+    set_trust_model_code(p.train.trust_model_code)
+    return p
+
+
+def _option(port_name: str) -> str:
+    return "--" + port_name.replace("_", "-")
+
+
+def _command(stage: Stage, table: tuple[Stage, ...]):
+    ports = {p.name: p for p in (*stage.inputs, *stage.outputs)}
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("params", kw, annotation=Path, default=typer.Option(
+        Path("params.yaml"), "--params", help="Parameters file (one section per stage)."))]
+    for name, port in ports.items():
+        params.append(inspect.Parameter(name, kw, annotation=Optional[Path], default=typer.Option(
+            None, _option(name), help=f"default: {port.path}")))
+    if stage.name == "track":
+        params.append(inspect.Parameter("tag", kw, annotation=list[str], default=typer.Option(
+            [], "--tag", help="Extra MLflow run tag KEY=VALUE (repeatable).")))
+
+    def command(**kwargs: Any) -> None:
+        from edgeqat.adapters.runner import run_stage
+
+        p = load_run_params(kwargs.pop("params"))
+        extra = {}
+        if "tag" in kwargs:
+            from edgeqat.provenance import parse_tags
+
+            extra["extra_tags"] = parse_tags(kwargs.pop("tag"))
+        if os.environ.get("DVC_STAGE"):  # under `dvc repro`: its dvc.yaml must track the files params name
+            from edgeqat.adapters.dvc import check_file_deps
+
+            check_file_deps(stage, p, Path(os.environ.get("DVC_ROOT", ".")) / "dvc.yaml")
+        run_stage(stage, p, Path("."), overrides=kwargs, extra=extra, table=table)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = stage.doc
+    command.__name__ = f"stage_{stage.name}"
+    return command
+
+
+def install(stage_app: typer.Typer, app: typer.Typer, table: tuple[Stage, ...] = STAGES) -> None:
+    for s in table:
+        stage_app.command(s.name, help=s.doc)(_command(s, table))
+
+    @app.command("generate")
+    def generate(params: Path = typer.Option(Path("params.yaml"), "--params"),
+                 check: bool = typer.Option(False, "--check", help="Only say (exit 1) if a generated file is stale.")) -> None:
+        """Write what follows from the stage table: dvc.yaml, components/generated.py and the
+        compiled pipelines/edge_pipeline.yaml (run in the repository, after editing the table)."""
+        from edgeqat.adapters.generate import generated_files
+        from edgeqat.config import load_params
+        from edgeqat.io import write_text
+
+        stale = []
+        for path, text in generated_files(load_params(params), table).items():
+            if path.is_file() and path.read_text() == text:
+                continue
+            stale.append(path)
+            if not check:
+                write_text(path, text)
+        verb = "stale" if check else "written"
+        typer.echo("\n".join(f"{p}: {verb}" for p in stale) or "everything generated is up to date")
+        if check and stale:
+            raise typer.Exit(1)
+
+    dvc = typer.Typer(no_args_is_help=True, help="dvc.yaml, generated from the stage table and params.yaml.")
+    app.add_typer(dvc, name="dvc")
+
+    @dvc.command("write")
+    def dvc_write(params: Path = typer.Option(Path("params.yaml"), "--params"),
+                  out: Path = typer.Option(Path("dvc.yaml"), "--out")) -> None:
+        """Write dvc.yaml from the stage table (after changing it, or a files-naming param)."""
+        from edgeqat.adapters.dvc import dvc_yaml
+        from edgeqat.config import load_params
+        from edgeqat.io import write_text
+
+        write_text(out, dvc_yaml(load_params(params), table))
+        typer.echo(f"{out}: written ({len(table)} stages)")
+
+    @dvc.command("check")
+    def dvc_check(params: Path = typer.Option(Path("params.yaml"), "--params"),
+                  file: Path = typer.Option(Path("dvc.yaml"), "--file")) -> None:
+        """Exit 1 when dvc.yaml differs from what `edgeqat dvc write` would write."""
+        from edgeqat.adapters.dvc import dvc_yaml
+        from edgeqat.config import load_params
+
+        want = dvc_yaml(load_params(params), table)
+        if not file.is_file() or file.read_text() != want:
+            typer.echo(f"{file}: out of date with the stage table and {params}; run `edgeqat dvc write`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{file}: up to date")

@@ -1,0 +1,174 @@
+"""dvc.yaml, generated from the stage table (``edgeqat dvc write``; a test fails when it is stale).
+
+Per stage: ``cmd: edgeqat stage <name>``; deps = its input ports, the files its params name
+(content-tracked, so replacing a pretrained model re-runs train), and every package module
+its step imports, transitively (so a change to ``compression/annotate.py`` re-runs every stage
+that quantizes); params = every key of the sections it receives; outs by how the table says
+DVC sees them (cached, or committed with ``cache: false``; run-varying "side" files are not
+outputs at all).
+
+A files-naming param that is set becomes a literal dep. DVC cannot template an optional
+dep (``${...}`` over null stops ``dvc repro``), so after setting one (``train.from_model``)
+the file must be rewritten: :func:`check_file_deps`, run by every stage under DVC, refuses
+to run a stage whose dvc.yaml does not track the file its params name.
+"""
+
+from __future__ import annotations
+
+import ast
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgeqat.config import Params
+from edgeqat.errors import ConfigError
+from edgeqat.stages import STAGES, Stage, stage_params
+
+PKG = Path(__file__).resolve().parents[1]  # src/edgeqat
+HEADER = """\
+# Generated from the stage table (src/edgeqat/stages.py) and params.yaml by `edgeqat dvc write`:
+# edit the table or params.yaml, then rerun that command (a test fails when this file is stale).
+# Each stage runs one step (`edgeqat stage <name>`); deps list every package module the step
+# imports, params every key of the sections it receives.
+"""
+
+PLOTS = [
+    {"Accuracy per epoch": {"template": "linear", "x": "epoch",
+                            "y": {"plots/train_history.csv": ["accuracy", "val_accuracy"],
+                                  "plots/qat_history.csv": ["accuracy", "val_accuracy"]}}},
+    {"Loss per epoch": {"template": "linear", "x": "epoch",
+                        "y": {"plots/train_history.csv": ["loss", "val_loss"],
+                              "plots/qat_history.csv": ["loss", "val_loss"]}}},
+    {"Sparsity during magnitude pruning": {"template": "linear", "x": "epoch",
+                                           "y": {"plots/prune_history.csv": ["sparsity"]}}},
+    {"Confusion matrix (headline variant)": {"template": "confusion", "x": "actual",
+                                             "y": {"plots/confusion.csv": "predicted"}}},
+]
+
+
+# --- code deps ---------------------------------------------------------------------------
+
+
+def _module_file(module: str) -> Path | None:
+    rel = module.split(".")[1:]
+    base = PKG.joinpath(*rel)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _imported(path: Path) -> set[str]:
+    """edgeqat modules ``path`` imports anywhere (module level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("edgeqat")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("edgeqat") and not node.level:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}  # `from edgeqat.x import submodule`
+    return found
+
+
+def code_deps(module: str) -> list[Path]:
+    """Files of every edgeqat module ``module`` imports, transitively, plus the data folders
+    (profiles, published figures) of the packages among them."""
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        f = _module_file(m)
+        if f is None:
+            continue
+        seen[m] = f
+        parts = m.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
+        todo += sorted(_imported(f))
+    files = set(seen.values())
+    for pkg in {f.parent for f in files}:
+        for sub in pkg.iterdir():
+            if sub.is_dir() and not (sub / "__init__.py").exists() and sub.name != "__pycache__" \
+                    and not any(sub.glob("*.py")):
+                files.add(sub)  # a data folder shipped with the package
+    return sorted(files)
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(PKG.parents[1]).as_posix()  # relative to the repository root
+
+
+# --- params ------------------------------------------------------------------------------
+
+
+def _optional(key: str) -> bool:
+    section, name = key.split(".")
+    ann = Params.model_fields[section].annotation.model_fields[name].annotation  # type: ignore[union-attr]
+    return typing.get_origin(ann) is typing.Union and type(None) in typing.get_args(ann)
+
+
+def file_dep(key: str, params: Params) -> str | None:
+    """The dep entry for a files-naming param: a template for a required key (so `dvc exp run
+    -S` can change it), the literal path of an optional one when set, else None."""
+    section, name = key.split(".")
+    value = getattr(getattr(params, section), name)
+    if not _optional(key):
+        return "${" + key + "}"
+    return None if value in (None, "") else str(value)
+
+
+# --- dvc.yaml ----------------------------------------------------------------------------
+
+
+def stage_entry(stage: Stage, params: Params) -> dict[str, Any]:
+    deps: list[str] = []
+    for p in stage.inputs:
+        if p.dvc != "side" and p.path not in deps:
+            deps.append(p.path)
+    for fp in stage.file_params:
+        dep = file_dep(fp.key, params)
+        if dep is not None and dep not in deps:
+            deps.append(dep)
+    deps += [_rel(f) for f in code_deps(stage.step.split(":")[0])]
+    outs: list[Any] = []
+    metrics: list[Any] = []
+    for p in stage.outputs:
+        if p.dvc == "out":
+            outs.append(p.path)
+        elif p.dvc == "committed":
+            outs.append({p.path: {"cache": False}})
+        elif p.dvc == "metrics":
+            metrics.append({p.path: {"cache": False}})
+    entry: dict[str, Any] = {"cmd": f"edgeqat stage {stage.name}", "deps": deps, "params": stage_params(stage)}
+    if outs:
+        entry["outs"] = outs
+    if metrics:
+        entry["metrics"] = metrics
+    return entry
+
+
+def dvc_yaml(params: Params, table: tuple[Stage, ...] = STAGES) -> str:
+    doc = {"stages": {s.name: stage_entry(s, params) for s in table}, "plots": PLOTS}
+    return HEADER + yaml.safe_dump(doc, sort_keys=False, width=120)
+
+
+def check_file_deps(stage: Stage, params: Params, dvc_file: Path) -> None:
+    """Refuse to run a stage whose dvc.yaml does not track a file its params name: DVC would
+    never re-run it when that file changes."""
+    wanted = {fp.key: file_dep(fp.key, params) for fp in stage.file_params}
+    wanted = {k: v for k, v in wanted.items() if v is not None and not v.startswith("${")}
+    if not wanted or not dvc_file.is_file():
+        return
+    try:
+        entry = (yaml.safe_load(dvc_file.read_text()) or {}).get("stages", {}).get(stage.name) or {}
+    except yaml.YAMLError:
+        return  # DVC itself reports a broken dvc.yaml
+    deps = {str(d) for d in entry.get("deps") or []}
+    for key, path in wanted.items():
+        if path not in deps and "${" + key + "}" not in deps:
+            raise ConfigError(f"{dvc_file}: stage {stage.name!r} does not list {path} ({key}) as a dependency, so DVC "
+                              f"would not re-run it when that file changes; run `edgeqat dvc write` and commit dvc.yaml")

@@ -1,0 +1,126 @@
+"""What every generated KFP component body calls: lay the input artifacts out as the DVC
+workspace, run the stage there (the same :func:`~edgeqat.adapters.runner.run_stage` the CLI
+runs), and hand the outputs back as artifacts.
+
+A component receives the keys of its params sections as ``<section>__<key>`` parameters;
+they become typed configs here (errors name the dotted key). A stage that receives every
+section (track, register) gets the whole :class:`~edgeqat.config.Params` the pipeline was
+started with, so nothing is carried from task to task.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgeqat.adapters.kfp.params import dotted_name, from_pipeline_values, kinds, section_config
+from edgeqat.config import Params
+from edgeqat.stages import ALL, STAGES, Stage
+
+
+def params_of(stage: Stage, values: Mapping[str, Any]) -> Params:
+    """The stage's configs from its component arguments: every section validated on its own,
+    or all of them together (cross-section rules included) for a stage that receives them all."""
+    k = kinds()
+    given = {name: v for name, v in values.items() if name in k}
+    if stage.sections == (ALL,):
+        return from_pipeline_values(given, f"{stage.name} component")
+    by_section: dict[str, dict[str, Any]] = {}
+    for name, v in given.items():
+        section, key = dotted_name(name).split(".")
+        by_section.setdefault(section, {})[key] = v
+    configs = {s: section_config(s, vals) for s, vals in by_section.items()}
+    return Params.model_construct(**configs)  # sections validated one by one; the rest default
+
+
+def _link_tree(src: Path, dest: Path) -> None:
+    """``src`` (file or folder) at ``dest``, hard-linked where possible: real folders, so a walk
+    of the workspace (track logs folders) sees every file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    if src.is_dir():
+        shutil.copytree(src, dest, copy_function=link, dirs_exist_ok=True)
+    elif src.is_file():
+        link(str(src), str(dest))
+
+
+def _confusion(csv_path: Path, class_names: list[str]) -> tuple[list[str], list[list[int]]]:
+    import csv
+
+    index = {c: i for i, c in enumerate(class_names)}
+    matrix = [[0] * len(class_names) for _ in class_names]
+    with open(csv_path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            matrix[index[row["actual"]]][index[row["predicted"]]] += 1
+    return list(class_names), matrix
+
+
+def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> int:
+    """Every numeric leaf of a step's metrics dict -> ``artifact.log_metric(dotted key, value)``."""
+    from edgeqat.steps.track import flatten
+
+    n = 0
+    for key, value in sorted(flatten(dict(metrics)).items()):
+        if isinstance(value, (bool, int, float)):
+            artifact.log_metric(key, float(value))
+            n += 1
+    return n
+
+
+def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] = STAGES) -> Any:
+    from edgeqat.adapters.runner import run_stage
+    from edgeqat.io import read_json
+    from edgeqat.models.io import set_trust_model_code
+    from edgeqat.stages import stage as find
+
+    stage = find(name, table)
+    params = params_of(stage, args)
+    set_trust_model_code(bool(getattr(params.train, "trust_model_code", False)))
+    overrides: dict[str, Any] = {}
+    for fp in stage.file_params:  # an imported artifact (cluster runs) replaces the local path
+        artifact = args.get(fp.importer) if fp.importer else None
+        if artifact is not None:
+            overrides[fp.key] = artifact.path
+    if overrides:
+        update = {}
+        for key, value in overrides.items():
+            section, field = key.split(".")
+            update[section] = getattr(params, section).model_copy(update={field: value})
+        params = params.model_copy(update=update)
+    extra: dict[str, Any] = {}
+    if "mlflow_tracking_uri" in args:
+        extra["uri"] = args["mlflow_tracking_uri"] or None
+    if stage.name == "track":
+        extra["extra_tags"] = {"orchestrator": "kubeflow", "kfp_run_id": args.get("kfp_run_id", ""),
+                               "kfp_run_name": args.get("kfp_run_name", ""),
+                               **{str(k): str(v) for k, v in (args.get("run_tags") or {}).items()}}
+
+    with tempfile.TemporaryDirectory(prefix=f"edgeqat-{stage.name}-") as tmp:
+        ws = Path(tmp)
+        for port in stage.inputs:
+            if port.kfp and args.get(port.name) is not None:
+                _link_tree(Path(args[port.name].path), ws / port.path)
+        result = run_stage(stage, params, ws, extra=extra, table=table)
+        for port in stage.outputs:
+            if port.kfp and args.get(port.name) is not None:
+                produced = ws / port.path
+                if not produced.exists():
+                    raise FileNotFoundError(f"stage {stage.name} wrote no {port.path} (output {port.name!r})")
+                _link_tree(produced, Path(args[port.name].path))
+                if port.kind == "Metrics":
+                    log_metrics(args[port.name], result)
+        if "headline_confusion" in args and (ws / "plots" / "confusion.csv").is_file():
+            names = read_json(ws / "reports" / "evaluation.json")["class_names"]
+            args["headline_confusion"].log_confusion_matrix(*_confusion(ws / "plots" / "confusion.csv", names))
+    if stage.returns_passed:
+        return bool(result.get("passed"))
+    return None

@@ -1,0 +1,73 @@
+"""Run one stage of the table in a workspace: the one call path shared by the CLI (what DVC
+runs) and the KFP components, so a step receives the same configs and paths either way."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from edgeqat.config import Params
+from edgeqat.stages import ALL, STAGES, Stage
+from edgeqat.timings import write_stage_timings
+
+RECORD_ENV = "EDGEQAT_RECORD_CONFIGS"  # a folder: each stage writes the configs it was given (tests)
+
+
+def step_function(stage: Stage) -> Callable[..., Any]:
+    module, _, func = stage.step.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def step_configs(stage: Stage, params: Params) -> tuple[Any, dict[str, Any]]:
+    """The first argument and the config keywords a stage's step receives."""
+    if stage.sections == (ALL,):
+        return params, {}
+    first, *others = stage.sections
+    return getattr(params, first), {s: getattr(params, s) for s in others}
+
+
+def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
+    paths = {p.name: root / p.path for p in (*stage.inputs, *stage.outputs)}
+    paths.update({k: Path(v) for k, v in (overrides or {}).items() if v is not None})
+    return paths
+
+
+def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
+    folder = os.environ.get(RECORD_ENV)
+    if not folder:
+        return
+    from edgeqat.io import write_json
+
+    dump = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in configs.items()}}
+    write_json(Path(folder) / f"{stage.name}.json", dump)
+
+
+def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
+              overrides: Mapping[str, str | Path | None] | None = None, extra: Mapping[str, Any] | None = None,
+              table: tuple[Stage, ...] = STAGES) -> dict[str, Any]:
+    """Call the stage's step with its configs and the workspace paths of its ports; write the
+    run-varying figures it returns under ``timings`` to its timings file. Returns the metrics."""
+    from edgeqat.stages import stage as find
+
+    stage = find(stage, table) if isinstance(stage, str) else stage
+    root = Path(root)
+    paths = port_paths(stage, root, overrides)
+    first, kwargs = step_configs(stage, params)
+    for port in (*stage.inputs, *stage.outputs):
+        if port.step_arg:
+            kwargs[port.step_arg] = paths[port.name]
+    if stage.sections == (ALL,):
+        kwargs["root"] = root
+    kwargs.update(extra or {})
+    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json")})
+    started = datetime.now(timezone.utc)
+    result = step_function(stage)(first, **kwargs) or {}
+    timings = result.pop("timings", {}) if isinstance(result, dict) else {}
+    timing_port = f"{stage.name}_timings"
+    if timing_port in paths:
+        write_stage_timings(root, stage.name, started, datetime.now(timezone.utc), timings, paths[timing_port])
+    return result

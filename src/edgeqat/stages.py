@@ -1,0 +1,227 @@
+"""The stage table: the one place that says what each pipeline stage is.
+
+Per stage: the step function, the params sections it receives, and its named inputs and
+outputs (workspace path, KFP artifact type, how DVC tracks it). Everything else follows
+from this table: ``edgeqat stage <name>`` (adapters/cli), ``dvc.yaml`` (adapters/dvc,
+generated), the KFP components and the DAG's edges (adapters/kfp: an input is wired to the
+output of the same name). A new stage is a new :class:`Stage` here plus its step function.
+
+Paths are relative to the workspace root (the repository for DVC; a scratch folder that the
+KFP runner lays out the same way). A step is called as
+``step(<first section's config>, <port.arg>=<path>, ..., <other section>=<its config>)``;
+a stage that receives every section (``ALL``) gets the whole :class:`~edgeqat.config.Params`
+as its first argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+ALL = "*"  # receives every params section (the whole Params)
+# Keys every stage receives whatever its sections: the run's trust decision applies to every
+# model any stage loads (a model file can carry code that runs when it is loaded).
+GLOBAL_KEYS = ("train.trust_model_code",)
+
+# KFP artifact class of a port (kfp.dsl.<name>).
+Kind = Literal["Dataset", "Model", "Metrics", "Artifact", "Markdown", "HTML"]
+# How DVC sees an output: a cached out, a committed metrics/data file (cache: false), or not at
+# all ("side": run-varying files such as timings and TensorBoard logs, kept out of dvc.lock so a
+# re-run with the same inputs leaves the lock and git untouched).
+Dvc = Literal["out", "metrics", "committed", "side"]
+
+
+@dataclass(frozen=True)
+class Port:
+    """A named file or folder a stage reads or writes."""
+
+    name: str  # unique across the table: an input is fed by the output of the same name
+    path: str  # workspace path
+    kind: Kind = "Artifact"
+    arg: str | None = None  # the step's keyword for this path (default: the name); "" = not passed
+    dvc: Dvc = "out"
+    kfp: bool = True  # an artifact in the KFP pipeline (False: DVC/CLI path only)
+    is_dir: bool = False
+
+    @property
+    def step_arg(self) -> str:
+        return self.name if self.arg is None else self.arg
+
+
+@dataclass(frozen=True)
+class FileParam:
+    """A params key that names a file or folder the stage reads: a content-tracked DVC dep
+    (when set) and, on a cluster, optionally an imported KFP input that overrides it."""
+
+    key: str  # dotted params key
+    importer: str | None = None  # KFP input name fed by dsl.importer (cluster runs); overrides the key
+    kind: Kind = "Artifact"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    step: str  # "module:function", imported only when the stage runs
+    sections: tuple[str, ...]  # params sections it receives; (ALL,) for the whole Params
+    inputs: tuple[Port, ...] = ()
+    outputs: tuple[Port, ...] = ()
+    file_params: tuple[FileParam, ...] = ()
+    doc: str = ""
+    gate: str | None = None  # "<stage>.passed": KFP runs it only when that stage passed
+    cached: bool = True  # False: a side effect (MLflow) that KFP must never skip from its cache
+    returns_passed: bool = False  # the step's result["passed"] is a KFP output (for a gate)
+
+
+def metrics(stage: str) -> Port:
+    return Port(f"{stage}_metrics", f"metrics/{stage}.json", "Metrics", arg="metrics_path", dvc="metrics")
+
+
+def timings(stage: str) -> Port:
+    """Wall times and host latency: written by the stage runner, never a DVC output."""
+    return Port(f"{stage}_timings", f"logs/timings/{stage}.json", "Artifact", arg="", dvc="side")
+
+
+def history(stage: str) -> Port:
+    return Port(f"{stage}_history", f"plots/{stage}_history.csv", "Dataset", arg="history_path", dvc="committed")
+
+
+def tensorboard(stage: str) -> Port:
+    return Port(f"{stage}_tensorboard", f"logs/tensorboard/{stage}", arg="tensorboard_dir", dvc="side", kfp=False,
+                is_dir=True)
+
+
+PREPARED = Port("prepared", "data/prepared", "Dataset", is_dir=True)
+FP32 = Port("fp32_model", "models/fp32.keras", "Model")
+QAT = Port("qat_model", "models/qat.h5", "Model")
+MIXED = Port("mixed_model", "models/mixed.h5", "Model")
+PQAT = Port("pqat_model", "models/pqat.h5", "Model")
+CHANNEL = Port("channel_pruned_model", "models/channel_pruned_qat.h5", "Model")
+TFLITE = Port("tflite", "models/tflite", "Model", arg="tflite_dir", is_dir=True)
+EVALUATION = Port("evaluation", "reports/evaluation.json", arg="summary_json", dvc="committed")
+EVALUATION_MD = Port("evaluation_report", "reports/evaluation.md", "Markdown", arg="summary_md", dvc="committed")
+CONFUSION = Port("confusion", "plots/confusion.csv", "Dataset", arg="confusion_csv", dvc="committed")
+PARETO = Port("pareto", "reports/pareto.png", arg="pareto_png", dvc="committed")
+SUMMARY = Port("summary", "reports/summary.json", arg="summary_json", dvc="committed")
+SUMMARY_MD = Port("summary_report", "reports/summary.md", "Markdown", arg="summary_md", dvc="committed")
+DEVICES = Port("devices_report", "reports/devices.json", arg="devices_json", dvc="committed")
+SENSITIVITY = Port("sensitivity", "reports/sensitivity.json", arg="sensitivity_json", dvc="committed")
+SENSITIVITY_MD = Port("sensitivity_report", "reports/sensitivity.md", "Markdown", arg="sensitivity_md", dvc="committed")
+RECOMMENDED = Port("recommended", "models/recommended", "Model", arg="models_out", is_dir=True)
+RECOMMENDATION = Port("recommendation", "reports/recommendation", arg="report_dir", dvc="committed", is_dir=True)
+TRACKED = Port("tracked", "reports/tracked.json", arg="", dvc="committed")
+MLFLOW_RUN = Port("mlflow_run", "logs/mlflow_run.json", arg="", dvc="side")
+
+
+def arg(port: Port, name: str) -> Port:
+    """The same port under another step keyword ("" = read from the workspace, not passed)."""
+    return replace(port, arg=name)
+
+
+COMPUTE = ("prepare", "train", "qat", "prune", "convert", "evaluate", "validate", "recommend")
+
+STAGES: tuple[Stage, ...] = (
+    Stage("prepare", "edgeqat.steps.prepare:prepare", ("prepare",),
+          outputs=(arg(PREPARED, "out_dir"), metrics("prepare"), timings("prepare")),
+          file_params=(FileParam("prepare.path", importer="raw_data", kind="Dataset"),),
+          doc="Raw data -> resized, stratified, sharded train/val/test/calib splits."),
+    Stage("train", "edgeqat.steps.train:train", ("train",),
+          inputs=(PREPARED,),
+          outputs=(arg(FP32, "model_out"), metrics("train"), history("train"), tensorboard("train"), timings("train")),
+          file_params=(FileParam("train.from_model", importer="pretrained_model", kind="Model"),
+                       FileParam("train.weights")),
+          doc="FP32 baseline, or the user's pretrained model (train.from_model)."),
+    Stage("qat", "edgeqat.steps.qat:qat", ("qat",),
+          inputs=(PREPARED, FP32),
+          outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
+                   metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
+          file_params=(FileParam("qat.finetune_path"),),
+          doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
+    Stage("prune", "edgeqat.steps.prune:prune", ("prune",),
+          inputs=(PREPARED, FP32),
+          outputs=(arg(PQAT, "pqat_out"), arg(CHANNEL, "channel_pruned_out"), metrics("prune"), history("prune"),
+                   timings("prune")),
+          doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
+    Stage("convert", "edgeqat.steps.convert:convert", ("convert",),
+          inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CHANNEL),
+          outputs=(arg(TFLITE, "out_dir"), metrics("convert"), timings("convert")),
+          doc="Keras models -> .tflite variants and model_card.json."),
+    Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",),
+          inputs=(PREPARED, TFLITE, FP32),
+          outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate")),
+          doc="Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."),
+    Stage("validate", "edgeqat.steps.validate:validate", ("validate",),
+          inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json")),
+          outputs=(SUMMARY, SUMMARY_MD, DEVICES, metrics("validate"), timings("validate")),
+          file_params=(FileParam("validate.profiles_dir"),),
+          returns_passed=True,
+          doc="The registered variant on every device profile: runs? fits? accurate? fast enough?"),
+    Stage("recommend", "edgeqat.steps.recommend:recommend", ("recommend", "prune", "validate"),
+          # summary: only to run after validate, as the registry sees it
+          inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
+          outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
+          doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
+)
+
+# track and register receive the whole Params and read the workspace the stages above wrote
+# (``root``), so every file they read is an input (a DVC dep, a KFP edge) passed to no keyword.
+_READ_BY_TRACK = (
+    *(metrics(s) for s in COMPUTE), *(timings(s) for s in COMPUTE),
+    history("train"), history("qat"), history("prune"), CONFUSION, PREPARED, FP32, TFLITE, RECOMMENDED,
+    RECOMMENDATION, EVALUATION, SUMMARY, SUMMARY_MD, DEVICES, SENSITIVITY, SENSITIVITY_MD, PARETO,
+    tensorboard("train"), tensorboard("qat"),
+)
+
+STAGES += (
+    Stage("track", "edgeqat.steps.track:track", (ALL,),
+          inputs=tuple(arg(p, "") for p in _READ_BY_TRACK),
+          outputs=(TRACKED, MLFLOW_RUN),
+          cached=False,
+          doc="Log the whole execution to MLflow: one run with params, metrics, curves, data, models, reports."),
+    Stage("register", "edgeqat.steps.register:register", (ALL,),
+          inputs=tuple(arg(p, "") for p in (TRACKED, MLFLOW_RUN, TFLITE, SUMMARY, RECOMMENDED, RECOMMENDATION)),
+          outputs=(Port("registered", "logs/registered.json", arg="", dvc="side"),),
+          gate="validate.passed", cached=False,
+          doc="The run's model as a new MLflow model version (alias challenger); per-device models too."),
+)
+
+
+def section_keys(section: str) -> list[str]:
+    model = _params_model().model_fields[section].annotation
+    return [f"{section}.{k}" for k in model.model_fields]  # type: ignore[union-attr]
+
+
+def stage_params(stage: Stage) -> list[str]:
+    """Every key of the sections the stage receives, then the keys every stage receives."""
+    sections = list(_params_model().model_fields) if stage.sections == (ALL,) else stage.sections
+    keys = [k for s in sections for k in section_keys(s)]
+    return keys + [k for k in GLOBAL_KEYS if k not in keys]
+
+
+def _params_model():
+    from edgeqat.config import Params
+
+    return Params
+
+
+def workspace_steps() -> set[str]:
+    """Stages whose step reads the whole workspace (``root=``) rather than one path per port."""
+    return {s.name for s in STAGES if s.sections == (ALL,)}
+
+
+def stage(name: str, table: tuple[Stage, ...] | None = None) -> Stage:
+    for s in (STAGES if table is None else table):
+        if s.name == name:
+            return s
+    known = ", ".join(s.name for s in (STAGES if table is None else table))
+    from edgeqat.errors import EdgeqatError
+
+    raise EdgeqatError(f"no stage {name!r} (stages: {known})")
+
+
+def port_path(name: str, table: tuple[Stage, ...] | None = None) -> str:
+    """The workspace path of the output named ``name``."""
+    for s in (STAGES if table is None else table):
+        for p in s.outputs:
+            if p.name == name:
+                return p.path
+    raise KeyError(name)

@@ -1,0 +1,103 @@
+"""Wall times and other run-varying figures, kept out of everything DVC hashes.
+
+A stage's outputs must be a function of its inputs, so that re-running it with the same
+inputs leaves ``dvc.lock`` (and git) untouched and DVC skips the stages after it. Wall
+times and latencies measured on this host vary from run to run, so the stage runner writes
+them to ``logs/timings/<stage>.json`` beside the outputs: never a DVC output, read by the
+report and logged to MLflow by ``track``.
+
+Each record names its *execution*: all the stages of one ``dvc repro`` share the id of that
+``dvc`` process, so ``track`` can give the MLflow run the real start time of the execution
+even when DVC skipped some of its stages.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgeqat.io import read_json, write_json
+
+TIMINGS_DIR = "logs/timings"
+
+
+def _proc_stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, start time in clock ticks) of a Linux process, from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the command name may hold spaces
+    return int(fields[1]), fields[19]
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+    except OSError:
+        return []
+
+
+def execution_id() -> str | None:
+    """The id of the ``dvc`` process that runs this stage (``dvc-<pid>-<start>``), else None.
+
+    DVC runs each stage command in a shell under its own process and sets ``DVC_STAGE``;
+    the first ancestor whose command line runs dvc is the execution."""
+    if not os.environ.get("DVC_STAGE"):
+        return None
+    pid = os.getppid()
+    for _ in range(8):
+        stat = _proc_stat(pid)
+        if stat is None:
+            return None
+        argv = _cmdline(pid)
+        if any(Path(a).name == "dvc" or a.endswith("/dvc/__main__.py") for a in argv[:3]) or argv[1:3] == ["-m", "dvc"]:
+            return f"dvc-{pid}-{stat[1]}"
+        pid = stat[0]
+        if pid <= 1:
+            return None
+    return None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def write_stage_timings(root: str | Path, stage: str, started: datetime, ended: datetime,
+                        extra: dict[str, Any] | None = None, path: str | Path | None = None) -> Path:
+    record = {
+        "stage": stage,
+        "execution": execution_id(),
+        "started_at": started.isoformat(timespec="milliseconds"),
+        "ended_at": ended.isoformat(timespec="milliseconds"),
+        "seconds": round((ended - started).total_seconds(), 2),
+        **(extra or {}),
+    }
+    return write_json(Path(path) if path else Path(root) / TIMINGS_DIR / f"{stage}.json", record)
+
+
+def read_timings(folder: str | Path) -> dict[str, dict[str, Any]]:
+    """Every stage's record in ``folder`` (unreadable ones skipped: they are only timings)."""
+    out = {}
+    for f in sorted(Path(folder).glob("*.json")):
+        try:
+            rec = read_json(f)
+        except Exception:  # noqa: BLE001 - a damaged timing file must never fail a stage
+            continue
+        if isinstance(rec, dict) and "started_at" in rec:
+            out[rec.get("stage", f.stem)] = rec
+    return out
+
+
+def execution_window(records: dict[str, dict[str, Any]], execution: str | None) -> tuple[datetime, datetime] | None:
+    """(first start, last end) of the stages of one execution: ``execution`` if given, else the
+    execution of the most recently finished stage."""
+    if not records:
+        return None
+    if execution is None or not any(r.get("execution") == execution for r in records.values()):
+        execution = max(records.values(), key=lambda r: r["ended_at"]).get("execution")
+    mine = [r for r in records.values() if r.get("execution") == execution]
+    return (min(datetime.fromisoformat(r["started_at"]) for r in mine),
+            max(datetime.fromisoformat(r["ended_at"]) for r in mine))
