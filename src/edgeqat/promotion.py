@@ -34,6 +34,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 MOVES = {"register", "auto", "promote", "force", "ui", "rollback", "revert", "removed"}
 REJECTED_MARK = "**edgeqat rejected this version as"
+MAX_DESCRIPTION = 5000  # MLflow's column width (enforced by PostgreSQL and MySQL, not SQLite)
 HIGHER_IS_BETTER = {"accuracy": True, "size_bytes": False, "gzip_bytes": False, "latency_p50_ms": False}
 
 
@@ -126,8 +127,10 @@ def rejection_note(description: str, alias: str, why: str, at: datetime | None =
     at = (at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
     if description.startswith(REJECTED_MARK):
         description = description.split("\n", 1)[1].lstrip("\n") if "\n" in description else ""
-    line = f"{REJECTED_MARK} {alias}** on {at}: {' '.join(why.split())}"  # one line, whatever the reasons hold
-    return f"{line}\n\n{description}" if description else line
+    line = f"{REJECTED_MARK} {alias}** on {at}: {' '.join(why.split())}"[:1000]  # one line, whatever the reasons hold
+    text = f"{line}\n\n{description}" if description else line
+    cut = "\n\n(truncated by edgeqat)"
+    return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - len(cut)] + cut
 
 
 # --- history --------------------------------------------------------------------------

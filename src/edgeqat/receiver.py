@@ -204,22 +204,30 @@ class Receiver:
 
     def _reject(self, m: Model, version: str, previous: str | None, reasons: list[str], source: str) -> dict[str, Any]:
         why = "; ".join(reasons)
-        self.reg.tag_version(m.name, version, "edgeqat.rejected", f"{self.alias}: {why}"[:4000])
-        described = self.reg.version(m.name, version)["description"]
-        self.reg.set_description(m.name, version, rejection_note(described, self.alias, why))
         self.reg.record(m.name, {"action": "rejected", "alias": self.alias, "version": version, "previous": previous,
                                  "by": f"MLflow (seen by edgeqat {source})", "reasons": reasons})
+        # The revert first: devices must not be offered a failing model while we annotate.
         record_move(self.reg, m.name, self.alias, previous, {"action": "revert", "previous": version,
                                                             "by": f"edgeqat {source}",
                                                             "reason": f"version {version} failed: {why}"})
         self.state.settle(m.name, m.device, previous)
+        log(f"webhook: {m.name}@{self.alias} -> version {version} REJECTED ({why}); "
+            f"{self.alias} back on {previous or 'nothing'} ({source})")
+        try:
+            self._annotate_rejection(m, version, why)
+        except Exception as err:  # the revert stands; say why the UI shows no reason
+            self._fail(f"annotating rejected {m.name} version {version}", err)
         if previous is None:
             mark_unset(m.folder(self.deploy_dir), m.name, self.alias, f"edgeqat {source} (rejected version {version})")
         elif not self.state.deployed(m.name, previous):  # e.g. first start: the folder never had it
             self._deploy(m, previous, source)
-        log(f"webhook: {m.name}@{self.alias} -> version {version} REJECTED ({why}); "
-            f"{self.alias} back on {previous or 'nothing'} ({source})")
         return {"action": "reverted", "to": previous, "reasons": reasons}
+
+    def _annotate_rejection(self, m: Model, version: str, why: str) -> None:
+        """Where the user clicked: the version's description starts with why, and a tag keeps it."""
+        self.reg.tag_version(m.name, version, "edgeqat.rejected", f"{self.alias}: {why}"[:4000])
+        described = self.reg.version(m.name, version)["description"]
+        self.reg.set_description(m.name, version, rejection_note(described, self.alias, why))
 
     def _removed(self, m: Model, source: str) -> dict[str, Any]:
         recorded = last_recorded(self.reg.history(m.name), self.alias)

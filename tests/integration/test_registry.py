@@ -532,34 +532,44 @@ DEVICE = "cortex_m7"
 DNAME = f"{NAME}-{DEVICE}"
 
 
-@pytest.fixture(scope="module")
-def per_device(built, reg, v_good, tmp_path_factory):
-    """<NAME>-cortex_m7 as the register step leaves it: registered-model tags, and versions with the
-    main model's tag keys for one device. One run; versions good1, bad, good2 of its model."""
+def _device_model(built, reg, v_good, tmp: Path, device: str) -> dict:
+    """<NAME>-<device> as the register step leaves it: registered-model tags, one run holding
+    <device>.tflite; returns a function making versions with the main model's tag keys."""
     import shutil
 
-    d, tmp = built["dir"], tmp_path_factory.mktemp("per-device")
-    tflite = tmp / f"{DEVICE}.tflite"
+    d, name = built["dir"], f"{NAME}-{device}"
+    tflite = tmp / f"{device}.tflite"
     shutil.copy(d / "tflite" / "qat_int8.tflite", tflite)
     card = read_json(d / "tflite" / "model_card.json")
     entry = {**card["variants"]["qat_int8"], "file": tflite.name, "strategy": "qat_int8"}
-    card = {**{k: v for k, v in card.items() if k != "variants"}, "variants": {DEVICE: entry}}
-    reg.ensure_model(DNAME, "per-device model of the integration tests")
-    for key, value in {"edgeqat.managed": "true", "edgeqat.device": DEVICE, "edgeqat.base_model": NAME}.items():
-        reg.client.set_registered_model_tag(DNAME, key, value)
-    run = reg.log_model_run(experiment=CFG.experiment, run_name=f"{DNAME}-qat_int8", tflite=tflite, card=card,
-                            fp32_model=None, params={"device": DEVICE}, metrics={}, tags={}, extra_files=[])
+    card = {**{k: v for k, v in card.items() if k != "variants"}, "variants": {device: entry}}
+    reg.ensure_model(name, f"per-device model of the integration tests ({device})")
+    for key, value in {"edgeqat.managed": "true", "edgeqat.device": device, "edgeqat.base_model": NAME}.items():
+        reg.client.set_registered_model_tag(name, key, value)
+    run = reg.log_model_run(experiment=CFG.experiment, run_name=f"{name}-qat_int8", tflite=tflite, card=card,
+                            fp32_model=None, params={"device": device}, metrics={}, tags={}, extra_files=[])
     main = reg.version(NAME, v_good["version"])["tags"]
     common = {k: main[k] for k in ("accuracy", "accuracy_drop", "reference", "reference_accuracy", "size_bytes",
                                    "gzip_bytes", "sha256", "integer_only", "git_commit", "params_sha256",
                                    "data_sha256") if k in main}
-    common.update({"devices": DEVICE, "required_devices": DEVICE, "device": DEVICE, "strategy": "qat_int8",
+    common.update({"devices": device, "required_devices": device, "device": device, "strategy": "qat_int8",
                    "mlflow_run_id": run["run_id"]})
-    good = {**common, f"device.{DEVICE}.passed": "true", "gates.passed": "true"}
-    bad = {**common, f"device.{DEVICE}.passed": "false", f"device.{DEVICE}.reasons": "arena 600 KB > 512 KB",
-           "gates.passed": "false", "gates.reasons": f"device '{DEVICE}' failed: arena 600 KB > 512 KB"}
-    return {k: reg.create_version(DNAME, run["source"], run["run_id"], tags, f"Recommended for `{DEVICE}` ({k}).")
-            for k, tags in (("good1", good), ("bad", bad), ("good2", good))}
+
+    def version(label: str, failing: str | None = None) -> str:
+        verdict = ({f"device.{device}.passed": "true", "gates.passed": "true"} if failing is None else
+                   {f"device.{device}.passed": "false", f"device.{device}.reasons": failing, "gates.passed": "false",
+                    "gates.reasons": f"device '{device}' failed: {failing}"})
+        return reg.create_version(name, run["source"], run["run_id"], {**common, **verdict},
+                                  f"Recommended for `{device}` ({label}).")
+
+    return version
+
+
+@pytest.fixture(scope="module")
+def per_device(built, reg, v_good, tmp_path_factory):
+    """<NAME>-cortex_m7, versions good1, bad, good2."""
+    version = _device_model(built, reg, v_good, tmp_path_factory.mktemp("per-device"), DEVICE)
+    return {"good1": version("good1"), "bad": version("bad", "arena 600 KB > 512 KB"), "good2": version("good2")}
 
 
 def test_a_per_device_model_is_promoted_on_its_own_gates_and_deployed_to_its_folder(url, reg, receiver, per_device):
@@ -612,6 +622,28 @@ def test_export_of_a_per_device_model_defaults_to_its_device_and_folder(url, reg
         res = cli(url, "export", "--model", name, "--out", str(tmp_path / "x"))
         assert isinstance(res.exception, EdgeqatError) and f"'{name}'" in str(res.exception), res.output
         assert why in str(res.exception)
+
+
+def test_the_receiver_ships_vela_output_for_an_ethos_u_model_and_a_restart_keeps_it(built, url, reg, receiver,
+                                                                                     v_good, tmp_path):
+    from edgeqat.devices.vela import compiled_ops
+
+    device = "ethos_u55_128"
+    version = _device_model(built, reg, v_good, tmp_path, device)("npu")
+    set_alias_rest(url, version, name=f"{NAME}-{device}")
+    wait_for(lambda: _export_json(receiver, device).get("version") == version, what=f"the receiver to deploy {device}")
+    doc = _export_json(receiver, device)
+    shipped = receiver.deploy / device / doc["file"]
+    assert doc["file"] == f"{device}_vela.tflite" and doc["device"] == device and doc["sha256"] == sha256_file(shipped)
+    assert "ethos-u" in compiled_ops(shipped.read_bytes())  # Vela's NPU op: the compiled file, not the registered one
+    receiver.rcv.drain()
+    written = shipped.stat().st_mtime_ns
+    port = receiver.server.server_address[1]
+    receiver.stop()
+    receiver.start(install=False, port=port)
+    receiver.rcv.drain()
+    assert shipped.stat().st_mtime_ns == written  # the state knows the compiled file: nothing to catch up
+    assert not receiver.rcv.errors
 
 
 def test_auto_promote_moves_champion_only_for_a_version_passing_every_gate(built, url, reg, tmp_path):

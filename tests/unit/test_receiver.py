@@ -147,3 +147,10 @@ def test_mark_unset_keeps_the_model_and_says_no_champion(tmp_path):
     assert doc["champion_removed_by"].startswith("MLflow") and doc["champion_removed_at"].endswith("+00:00")
     mark_unset(tmp_path / "empty", "clf", "champion", "x")  # nothing deployed yet: still says so
     assert read_json(tmp_path / "empty" / "export.json")["champion_set"] is False
+
+
+def test_a_rejection_note_fits_mlflows_description_column():
+    from edgeqat.promotion import MAX_DESCRIPTION
+
+    note = rejection_note("x" * MAX_DESCRIPTION, "champion", "too big")
+    assert len(note) == MAX_DESCRIPTION and note.startswith(REJECTED_MARK) and note.endswith("(truncated by edgeqat)")
