@@ -504,8 +504,10 @@ def test_a_delivery_replayed_after_a_restart_changes_nothing(url, reg, receiver,
     receiver.stop()
     receiver.start(install=True)  # MLflow delivers here again
     target = reg.alias_version(NAME, "challenger")
+    delivered = read_json(receiver.deploy / STATE_NAME)["deliveries"]
     set_alias_rest(url, target)
     wait_for(lambda: _export_json(receiver).get("version") == target, what="the webhook to deploy the new champion")
+    wait_for(lambda: read_json(receiver.deploy / STATE_NAME)["deliveries"] != delivered, what="MLflow's delivery")
     receiver.rcv.drain()
     delivery = read_json(receiver.deploy / STATE_NAME)["deliveries"][-1]  # MLflow's own delivery id
     port = receiver.server.server_address[1]
