@@ -384,9 +384,9 @@ def test_webhook_reverts_a_ui_champion_that_fails_a_gate(url, reg, receiver, v_b
     set_alias_rest(url, v_bad["version"])
     wait_for(lambda: "revert" in _actions(reg, previous) and reg.alias_version(NAME, "champion") == previous,
              what="the receiver to revert the champion")
+    receiver.rcv.drain()  # the version is annotated after the revert
     assert_rejected(reg, NAME, v_bad["version"], "device 'sim-m4' failed: arena 300 KB > 256 KB")
     assert "rejected" in _actions(reg, v_bad["version"])
-    receiver.rcv.drain()
     assert read_json(receiver.deploy / "export.json")["version"] == previous  # never deployed v_bad
     assert not receiver.rcv.errors
 
@@ -468,8 +468,8 @@ def test_a_failing_champion_set_while_the_receiver_was_down_is_reverted_on_start
     started = receiver.start(install=False)
     wait_for(lambda: reg.alias_version(NAME, "champion") == previous, what="reconcile to revert the champion")
     print(f"\nreconcile delay (receiver start -> failing champion reverted): {time.monotonic() - started:.2f} s")
-    assert_rejected(reg, NAME, v_bad["version"], "device 'sim-m4' failed: arena 300 KB > 256 KB")
     receiver.rcv.drain()
+    assert_rejected(reg, NAME, v_bad["version"], "device 'sim-m4' failed: arena 300 KB > 256 KB")
     assert _export_json(receiver)["version"] == previous and _export_json(receiver)["champion_set"] is True
     assert [h["action"] for h in reg.history(NAME) if h.get("alias") == "champion"][-2:] == ["rejected", "revert"]
     assert not receiver.rcv.errors
@@ -604,8 +604,8 @@ def test_the_receiver_gates_a_per_device_champion_set_in_the_ui(url, reg, receiv
     set_alias_rest(url, per_device["bad"], name=DNAME)
     wait_for(lambda: "revert" in [h["action"] for h in reg.history(DNAME)] and
              reg.alias_version(DNAME, "champion") == per_device["good2"], what=f"the receiver to revert {DNAME}")
-    assert_rejected(reg, DNAME, per_device["bad"], f"device '{DEVICE}' failed: arena 600 KB > 512 KB")
     receiver.rcv.drain()
+    assert_rejected(reg, DNAME, per_device["bad"], f"device '{DEVICE}' failed: arena 600 KB > 512 KB")
     assert _export_json(receiver, DEVICE)["version"] == per_device["good2"] and not receiver.rcv.errors
     hist = cli(url, "history").output  # every edgeqat model, one section each
     assert f"== {NAME} ==" in hist and f"== {DNAME} ==" in hist
