@@ -30,6 +30,8 @@ def _registry():
 
 def install(app: typer.Typer, stage: typer.Typer) -> None:
     params_opt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (the register section).")
+    model_opt = typer.Option(None, "--model", help="Registered model: register.model_name (default) or a "
+                                                   "per-device <model_name>-<device>.")
 
     @app.command("promote")
     def promote_cmd(
@@ -38,56 +40,81 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Promote although a gate fails (needs --reason)."),
         reason: Optional[str] = typer.Option(None, help="Why: recorded in the promotion history."),
         by: Optional[str] = typer.Option(None, help="Who (default: your user name)."),
+        model: Optional[str] = model_opt,
         params: Path = params_opt,
     ) -> None:
-        """Move an alias (default `champion`) to VERSION after checking the gates."""
+        """Move an alias (default `champion`) to VERSION after checking the gates (a per-device
+        model's on its own device)."""
         from edgeqat.promotion import promote
 
-        res = promote(_registry(), _params(params).register, version, alias, force=force, reason=reason, by=by)
+        cfg = _params(params).register
+        name = model or cfg.model_name
+        res = promote(_registry(), cfg, name, version, alias, force=force, reason=reason, by=by)
         if res["action"] == "unchanged":
-            typer.echo(f"{alias} is already version {version}")
+            typer.echo(f"{name}: {alias} is already version {version}")
         else:
-            typer.echo(f"{alias} -> version {version} (was {res['previous'] or 'unset'})"
+            typer.echo(f"{name}: {alias} -> version {version} (was {res['previous'] or 'unset'})"
                        + (f"; FORCED past: {'; '.join(res['reasons'])}" if res["reasons"] else ""))
 
     @app.command("history")
     def history_cmd(
         alias: Optional[str] = typer.Option(None, help="Only this alias."),
+        model: Optional[str] = typer.Option(None, "--model", help="Only this registered model (default: "
+                                            "register.model_name and each of its per-device models)."),
         params: Path = params_opt,
     ) -> None:
-        """Every alias move (and refusal) recorded for the registered model."""
+        """Every alias move (and refusal) recorded for edgeqat's registered models."""
+        from edgeqat.managed import discover
         from edgeqat.promotion import format_history
 
-        typer.echo(format_history(_registry().history(_params(params).register.model_name), alias))
+        reg, base = _registry(), _params(params).register.model_name
+        if model:
+            typer.echo(format_history(reg.history(model), alias))
+            return
+        names = [m.name for m, _ in discover(reg, base)] or [base]  # a missing model: the registry says so
+        for i, name in enumerate(names):
+            if len(names) > 1:
+                typer.echo(("\n" if i else "") + f"== {name} ==")
+            typer.echo(format_history(reg.history(name), alias))
 
     @app.command("rollback")
     def rollback_cmd(
         alias: str = typer.Option("champion"),
         reason: Optional[str] = typer.Option(None),
         by: Optional[str] = typer.Option(None),
+        model: Optional[str] = model_opt,
         params: Path = params_opt,
     ) -> None:
         """Move `champion` back to the version that held it before the current one."""
+        from edgeqat.managed import resolve
         from edgeqat.promotion import rollback
 
-        res = rollback(_registry(), _params(params).register, alias, reason=reason, by=by)
-        typer.echo(f"{alias} -> version {res['version']} (was {res['previous']})")
+        reg, base = _registry(), _params(params).register.model_name
+        name = resolve(reg, base, model or base).name  # only edgeqat's models: their history is ours
+        res = rollback(reg, name, alias, reason=reason, by=by)
+        typer.echo(f"{name}: {alias} -> version {res['version']} (was {res['previous'] or 'unset'})")
 
     @app.command("export")
     def export_cmd(
-        out: Path = typer.Option(..., "--out", help="Folder to write the .tflite and model_card.json to."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Folder to write the .tflite and model_card.json to "
+                                           "(default: register.deploy_dir, or <deploy_dir>/<device>/ for a per-device model)."),
         alias: str = typer.Option("champion", help="Alias to export."),
         version: Optional[str] = typer.Option(None, help="A version number instead of an alias."),
-        device: Optional[str] = typer.Option(None, "--device", help="An Ethos-U profile: ship Vela's compiled file."),
+        device: Optional[str] = typer.Option(None, "--device", help="An Ethos-U profile: ship Vela's compiled file "
+                                             "(default: a per-device model's own device)."),
+        model: Optional[str] = model_opt,
         params: Path = params_opt,
     ) -> None:
         """Download the promoted .tflite and its model card; verify the registered sha256."""
+        from edgeqat.managed import resolve
         from edgeqat.promotion import export
 
         p = _params(params)
-        res = export(_registry(), p.register, out, alias=None if version else alias, version=version, device=device,
-                     profiles_dir=p.validate.profiles_dir)
-        typer.echo(f"{res['file']} (version {res['version']}, sha256 {res['sha256']})")
+        reg = _registry()
+        m = resolve(reg, p.register.model_name, model or p.register.model_name)
+        res = export(reg, m.name, out or m.folder(p.register.deploy_dir), alias=None if version else alias,
+                     version=version, device=device or m.device, profiles_dir=p.validate.profiles_dir)
+        typer.echo(f"{res['file']} ({m.name} version {res['version']}, sha256 {res['sha256']})")
 
     webhook = typer.Typer(no_args_is_help=True, help="React to alias moves made in the MLflow UI.")
     app.add_typer(webhook, name="webhook")
@@ -96,25 +123,35 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
     def webhook_serve(
         host: str = typer.Option("127.0.0.1", help="Interface to listen on (loopback by default)."),
         port: int = typer.Option(8765),
-        deploy_dir: Optional[Path] = typer.Option(None, help="Export folder (default: register.deploy_dir)."),
+        deploy_dir: Optional[Path] = typer.Option(None, help="Export folder (default: register.deploy_dir); "
+                                                  "per-device models go to <deploy_dir>/<device>/."),
         alias: str = typer.Option("champion"),
+        reconcile_interval: float = typer.Option(30.0, "--reconcile-interval", min=0,
+                                                 help="Seconds between checks of every watched alias against what "
+                                                      "was deployed (0: only at start)."),
         params: Path = params_opt,
     ) -> None:
-        """Receive MLflow's signed webhooks; gate, export or revert each move of `champion`."""
+        """Receive MLflow's signed webhooks; gate, export or revert each move of `champion` of
+        register.model_name and its per-device models, and catch up on moves made while it was down."""
         from edgeqat.io import log
         from edgeqat.webhook import SECRET_ENV, Receiver, check_secret, make_server
 
-        cfg = _params(params).register
+        p = _params(params)
+        cfg = p.register
         secret = check_secret(os.environ.get(SECRET_ENV, ""), "serve")
-        receiver = Receiver(_registry(), cfg, deploy_dir or Path(cfg.deploy_dir), alias)
+        receiver = Receiver(_registry(), cfg, deploy_dir or Path(cfg.deploy_dir), alias,
+                            profiles_dir=p.validate.profiles_dir)
         server = make_server(receiver, secret, host, port)
-        log(f"webhook: listening on http://{host}:{server.server_address[1]}/ for {cfg.model_name}@{alias}")
+        log(f"webhook: listening on http://{host}:{server.server_address[1]}/ for {cfg.model_name}[-<device>]@{alias}"
+            f" (reconcile {'every %g s' % reconcile_interval if reconcile_interval else 'at start only'})")
+        receiver.start(reconcile_interval)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
             server.server_close()
+            receiver.close()
 
     @webhook.command("install")
     def webhook_install(
@@ -122,7 +159,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         name: str = typer.Option("edgeqat-champion"),
         params: Path = params_opt,
     ) -> None:
-        """Register the webhook (model_version_alias.created, HMAC-signed) with the tracking server."""
+        """Register the webhook (model_version_alias.created and .deleted, HMAC-signed) with the tracking server."""
         from edgeqat.webhook import EVENTS, SECRET_ENV, check_secret
 
         _params(params)

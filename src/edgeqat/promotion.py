@@ -7,25 +7,34 @@ the thresholds of ``register`` in params.yaml at the time of the promotion.
 
 History actions that *move* an alias: ``register`` (challenger), ``auto``, ``promote``,
 ``force``, ``ui`` (a move made outside edgeqat, seen by the webhook receiver),
-``rollback``, ``revert`` (the receiver undoing a move that failed a gate). Other actions
-are records only: ``refused``, ``rejected``, ``deployed``, and ``abandoned`` (a recorded move
-whose alias change MLflow then refused; it cancels that record).
+``rollback``, ``revert`` (the receiver undoing a move that failed a gate), ``removed``
+(the alias deleted outside edgeqat); a move with ``version`` null removes the alias. Other
+actions are records only: ``refused``, ``rejected``, ``deployed``, and ``abandoned`` (a
+recorded move whose alias change MLflow then refused; it cancels that record).
+
+Every function takes the registered model's name: ``register.model_name`` or a
+per-device ``<model_name>-<device>`` (:mod:`edgeqat.managed`); ``cfg`` supplies the
+thresholds, and a per-device model is gated on its own device (:func:`gate_config`).
 """
 
 from __future__ import annotations
 
 import getpass
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME, log, read_json, sha256_file, write_bytes, write_json
+from edgeqat.managed import Model, resolve
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-MOVES = {"register", "auto", "promote", "force", "ui", "rollback", "revert"}
+MOVES = {"register", "auto", "promote", "force", "ui", "rollback", "revert", "removed"}
+REJECTED_MARK = "**edgeqat rejected this version as"
+MAX_DESCRIPTION = 5000  # MLflow's column width (enforced by PostgreSQL and MySQL, not SQLite)
 HIGHER_IS_BETTER = {"accuracy": True, "size_bytes": False, "gzip_bytes": False, "latency_p50_ms": False}
 
 
@@ -95,13 +104,33 @@ def compare(tags: dict[str, str], champion: dict[str, Any] | None, cfg: Register
     return []
 
 
-def gate_reasons(reg: Any, cfg: RegisterConfig, version: str, alias: str, against: str | None,
+def gate_config(cfg: RegisterConfig, device: str | None) -> RegisterConfig:
+    """The thresholds for one model: a per-device model's only required device is its own
+    (not ``register.required_devices`` or ``validate.required_devices`` of the main model)."""
+    return cfg if device is None else cfg.model_copy(update={"required_devices": [device]})
+
+
+def gate_reasons(reg: Any, cfg: RegisterConfig, model: Model, version: str, alias: str, against: str | None,
                  strict: bool = False) -> list[str]:
-    v = reg.version(cfg.model_name, version)
+    """Why ``model`` version ``version`` may not hold ``alias`` (empty = it may)."""
+    cfg = gate_config(cfg, model.device)
+    v = reg.version(model.name, version)
     reasons = static_gates(v["tags"], cfg)
     if alias == CHAMPION and against and against != str(version):
-        reasons += compare(v["tags"], reg.version(cfg.model_name, against), cfg, strict)
+        reasons += compare(v["tags"], reg.version(model.name, against), cfg, strict)
     return reasons
+
+
+def rejection_note(description: str, alias: str, why: str, at: datetime | None = None) -> str:
+    """``description`` under a first line saying edgeqat rejected the version, when and why
+    (what the UI shows where the user clicked); an earlier such line is replaced."""
+    at = (at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    if description.startswith(REJECTED_MARK):
+        description = description.split("\n", 1)[1].lstrip("\n") if "\n" in description else ""
+    line = f"{REJECTED_MARK} {alias}** on {at}: {' '.join(why.split())}"[:1000]  # one line, whatever the reasons hold
+    text = f"{line}\n\n{description}" if description else line
+    cut = "\n\n(truncated by edgeqat)"
+    return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - len(cut)] + cut
 
 
 # --- history --------------------------------------------------------------------------
@@ -114,10 +143,13 @@ def moves(history: list[dict[str, Any]], alias: str) -> list[dict[str, Any]]:
 
 def record_move(reg: Any, name: str, alias: str, version: str | None, event: dict[str, Any]) -> dict[str, Any]:
     """Record the move, then make it (so a receiver seeing the alias event finds the record);
-    if MLflow refuses the alias change, the record is marked abandoned."""
+    ``version`` None removes the alias. If MLflow refuses the change, the record is marked abandoned."""
     entry = reg.record(name, {**event, "alias": alias, "version": version})
     try:
-        reg.set_alias(name, alias, version)
+        if version is None:
+            reg.delete_alias(name, alias)
+        else:
+            reg.set_alias(name, alias, version)
     except Exception:
         reg.record(name, {"action": "abandoned", "alias": alias, "version": version, "undoes": entry["key"],
                           "by": event.get("by"), "reason": "setting the alias failed"})
@@ -129,6 +161,8 @@ def champion_stack(history: list[dict[str, Any]], alias: str = CHAMPION) -> list
     """The versions that held ``alias``, oldest first; a rollback pops the one it left."""
     stack: list[str] = []
     for h in moves(history, alias):
+        if h.get("version") is None:  # a removal: a rollback afterwards restores the last holder
+            continue
         v = str(h["version"])
         if h["action"] == "rollback":
             if stack:
@@ -141,8 +175,9 @@ def champion_stack(history: list[dict[str, Any]], alias: str = CHAMPION) -> list
 
 
 def last_recorded(history: list[dict[str, Any]], alias: str) -> str | None:
+    """Where the last recorded move left ``alias`` (None: never set, or removed)."""
     m = moves(history, alias)
-    return str(m[-1]["version"]) if m else None
+    return str(m[-1]["version"]) if m and m[-1].get("version") is not None else None
 
 
 def format_history(history: list[dict[str, Any]], alias: str | None = None) -> str:
@@ -153,25 +188,26 @@ def format_history(history: list[dict[str, Any]], alias: str | None = None) -> s
     for h in rows:
         why = h.get("reason") or "; ".join(h.get("reasons", []))
         lines.append(" | ".join(str(x) for x in (h.get("at", "?"), h.get("alias", "-"), h.get("action", "?"),
-                                                 h.get("version", "-"), h.get("previous") or "-", h.get("by", "?"), why or "-")))
+                                                 h.get("version") or "-", h.get("previous") or "-", h.get("by", "?"), why or "-")))
     return "\n".join(lines)
 
 
 # --- moves ----------------------------------------------------------------------------
 
 
-def promote(reg: Any, cfg: RegisterConfig, version: str, alias: str = CHAMPION, *, force: bool = False,
+def promote(reg: Any, cfg: RegisterConfig, name: str, version: str, alias: str = CHAMPION, *, force: bool = False,
             reason: str | None = None, by: str | None = None) -> dict[str, Any]:
-    """Move ``alias`` to ``version`` if every gate passes (or ``force`` with a reason)."""
-    name, version, by = cfg.model_name, str(version), by or whoami()
+    """Move ``alias`` of model ``name`` to ``version`` if every gate passes (or ``force`` with a reason)."""
+    version, by = str(version), by or whoami()
     if force and not (reason and reason.strip()):
         raise EdgeqatError("--force needs --reason \"...\": a forced promotion records who and why")
+    model = resolve(reg, cfg.model_name, name)
     if version not in reg.versions(name):
         raise EdgeqatError(f"{name!r} has no version {version} (has: {', '.join(reg.versions(name)) or 'none'})")
     current = reg.alias_version(name, alias)
     if current == version:
         return {"version": version, "alias": alias, "previous": current, "action": "unchanged", "reasons": []}
-    reasons = gate_reasons(reg, cfg, version, alias, current)
+    reasons = gate_reasons(reg, cfg, model, version, alias, current)
     if reasons and not force:
         reg.record(name, {"action": "refused", "alias": alias, "version": version, "previous": current,
                           "by": by, "reasons": reasons, "reason": reason})
@@ -184,10 +220,9 @@ def promote(reg: Any, cfg: RegisterConfig, version: str, alias: str = CHAMPION, 
     return {"version": version, "alias": alias, "previous": current, "action": action, "reasons": reasons}
 
 
-def rollback(reg: Any, cfg: RegisterConfig, alias: str = CHAMPION, *, reason: str | None = None,
+def rollback(reg: Any, name: str, alias: str = CHAMPION, *, reason: str | None = None,
              by: str | None = None) -> dict[str, Any]:
-    """Move ``alias`` back to the version that held it before the current one."""
-    name = cfg.model_name
+    """Move ``alias`` of model ``name`` back to the version that held it before the current one."""
     current = reg.alias_version(name, alias)
     stack = champion_stack(reg.history(name), alias)
     if current is not None and stack and stack[-1] == current:
@@ -204,19 +239,20 @@ def rollback(reg: Any, cfg: RegisterConfig, alias: str = CHAMPION, *, reason: st
 # --- export ---------------------------------------------------------------------------
 
 
-def export(reg: Any, cfg: RegisterConfig, out: str | Path, *, alias: str | None = CHAMPION,
+def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION,
            version: str | None = None, device: str | None = None,
            profiles_dir: str | Path | None = None) -> dict[str, Any]:
-    """Download the .tflite and its single-variant model card; verify the sha256 registered.
+    """Download model ``name``'s .tflite and its single-variant model card; verify the sha256 registered.
 
     With ``device`` naming an Ethos-U profile, what ships is Vela's compiled file for that
-    NPU (``<stem>_vela.tflite``), and the card names it, the Vela version and configuration."""
+    NPU (``<stem>_vela.tflite``), and the card names it, the Vela version and configuration.
+    ``export.json`` says which version it is and, with ``alias``, ``<alias>_set: true``."""
     prof = None
     if device is not None:
         from edgeqat.devices.profiles import resolve_profiles
 
         prof = resolve_profiles([device], extra_dir=profiles_dir)[0]
-    name, out = cfg.model_name, Path(out)
+    out = Path(out)
     if version is None:
         version = reg.alias_version(name, alias)
         if version is None:
@@ -246,9 +282,19 @@ def export(reg: Any, cfg: RegisterConfig, out: str | Path, *, alias: str | None 
         write_json(out / CARD_NAME, card)
         write_json(out / "export.json", {"model_name": name, "version": str(version), "alias": alias,
                                          "variant": variant, "file": shipped, "sha256": extra.get("sha256", got),
-                                         "registered_sha256": got, "device": device, "tracking_uri": reg.uri})
+                                         "registered_sha256": got, "device": device, "tracking_uri": reg.uri,
+                                         **({f"{alias}_set": True} if alias else {})})
     log(f"export: {name} version {version} ({variant}, sha256 {got[:12]}…) -> {out / shipped}")
     return {"version": str(version), "file": str(out / shipped), "sha256": extra.get("sha256", got), "variant": variant}
+
+
+def mark_unset(out: str | Path, name: str, alias: str, by: str) -> Path:
+    """Say in ``out/export.json`` that ``alias`` is no longer set; the model files stay as they are."""
+    path = Path(out) / "export.json"
+    doc = read_json(path) if path.is_file() else {"model_name": name, "version": None, "alias": alias}
+    doc.update({f"{alias}_set": False, f"{alias}_removed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                f"{alias}_removed_by": by})
+    return write_json(path, doc)
 
 
 def _compile_for_npu(tflite: Path, prof: Any) -> tuple[str, bytes, dict[str, Any]]:

@@ -180,12 +180,16 @@ def MlflowClient_for(uri: str) -> Any:  # noqa: N802 - reads as the class it ret
 # --- the registry ---------------------------------------------------------------------
 
 
+def _model_dict(rm: Any) -> dict[str, Any]:
+    return {"name": rm.name, "tags": dict(rm.tags or {}), "aliases": {k: str(v) for k, v in (rm.aliases or {}).items()}}
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Registry:
-    """One registered model's versions, aliases and history on one tracking server."""
+    """Registered models' versions, aliases and history on one tracking server."""
 
     def __init__(self, uri: str | None = None, root: str | Path = ".") -> None:
         from mlflow.tracking import MlflowClient
@@ -255,13 +259,28 @@ class Registry:
                 "run_id": mv.run_id, "source": mv.source, "aliases": list(mv.aliases or [])}
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        rm = self._call(f"registered model {name!r}", self.client.get_registered_model, name)
-        v = (rm.aliases or {}).get(alias)
-        return None if v is None else str(v)
+        return self.registered_model(name)["aliases"].get(alias)
 
     def all_versions(self, name: str) -> list[dict[str, Any]]:
         found = self._call(f"versions of {name!r}", self.client.search_model_versions, f"name='{name}'")
         return [{"version": str(m.version), "tags": dict(m.tags)} for m in found]
+
+    def registered_model(self, name: str) -> dict[str, Any]:
+        return _model_dict(self._call(f"registered model {name!r}", self.client.get_registered_model, name))
+
+    def find_models(self, prefix: str) -> list[dict[str, Any]]:
+        """Registered models named ``prefix`` or ``prefix-*``, with their tags and aliases."""
+        if "'" in prefix:
+            raise RegistryError(f"model name {prefix!r}: a quote cannot be searched for")
+        out, token = [], None
+        while True:
+            page = self._call(f"searching models named {prefix}*", self.client.search_registered_models,
+                              filter_string=f"name LIKE '{prefix}%'", max_results=1000, page_token=token)
+            out += [_model_dict(rm) for rm in page
+                    if rm.name == prefix or rm.name.startswith(f"{prefix}-")]  # LIKE's _ is a wildcard
+            token = page.token
+            if not token:
+                return out
 
     def versions(self, name: str) -> list[str]:
         found = self._call(f"versions of {name!r}", self.client.search_model_versions, f"name='{name}'")
@@ -277,6 +296,10 @@ class Registry:
 
     def tag_version(self, name: str, version: str | int, key: str, value: str) -> None:
         self._call(f"tagging {name!r} version {version}", self.client.set_model_version_tag, name, str(version), key, value)
+
+    def set_description(self, name: str, version: str | int, text: str) -> None:
+        self._call(f"describing {name!r} version {version}", self.client.update_model_version,
+                   name, str(version), description=text)
 
     # history
     def record(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -318,7 +341,7 @@ class Registry:
                                 url=url, events=events, secret=secret, status="ACTIVE")
                 return {"webhook_id": wh.webhook_id, "action": "updated"}
         wh = self._call("creating webhook", self.client.create_webhook, name=name, url=url, events=events, secret=secret,
-                        description="edgeqat: re-check gates when the champion alias moves")
+                        description="edgeqat: re-check gates when the champion alias moves or is removed")
         return {"webhook_id": wh.webhook_id, "action": "created"}
 
 

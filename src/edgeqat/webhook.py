@@ -1,4 +1,4 @@
-"""The webhook receiver: MLflow tells us an alias moved; we re-check the gates and act.
+"""The webhook receiver's HTTP side: MLflow tells us an alias moved; :mod:`edgeqat.receiver` acts.
 
 MLflow 3 (SQL-backed server) POSTs JSON ``{"entity", "action", "timestamp", "data"}`` with
 headers ``X-MLflow-Delivery-Id``, ``X-MLflow-Timestamp`` and, when the webhook has a
@@ -6,12 +6,11 @@ secret, ``X-MLflow-Signature: v1,<base64 HMAC-SHA256 of "<delivery id>.<timestam
 (``mlflow/webhooks/delivery.py``). Anything unsigned, wrongly signed, older than
 :data:`MAX_AGE_S`, replayed, or malformed is refused before it is looked at.
 
-When the champion alias moves (``model_version_alias.created`` with ``alias ==
-champion``): a move edgeqat made itself (``promote``, ``rollback``, the register step's
-``auto_promote``, our own revert) was gated and recorded already, so it is exported; a
-move made elsewhere (the MLflow UI, the REST API) is gated here: passing -> recorded and
-exported to the deploy folder; failing -> recorded, the version tagged with why, and the
-alias put back on the previous champion (or removed if there was none).
+Events listened for: ``model_version_alias.created`` and ``.deleted``
+(:data:`edgeqat.receiver.EVENTS`), for ``register.model_name`` and its per-device models.
+What happens then (gate, export, revert, record a removal) is :class:`edgeqat.receiver.Receiver`'s
+job, which also catches up on moves whose delivery never arrived. Delivery ids are
+remembered in the deploy folder, so a replay is refused after a restart too.
 
 Requests are verified on the HTTP thread and processed one at a time by a worker thread,
 so MLflow's delivery never waits on a download and two moves are never handled at once.
@@ -27,25 +26,23 @@ import base64
 import hashlib
 import hmac
 import json
-import queue
 import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log
+from edgeqat.receiver import CREATED, EVENTS, Receiver
+
+__all__ = ["EVENTS", "Receiver", "Refused", "check_secret", "make_server", "sign", "verify"]
 
 SIGNATURE_HEADER = "X-MLflow-Signature"
 TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"
-EVENTS = ["model_version_alias.created"]
 MAX_AGE_S = 300
 MAX_BODY = 1 << 20
 SECRET_ENV = "EDGEQAT_WEBHOOK_SECRET"
@@ -98,95 +95,13 @@ def verify(secret: str, headers: Any, body: bytes, now: float | None = None) -> 
     data = event.get("data") if isinstance(event, dict) else None
     if not isinstance(data, dict) or not isinstance(event.get("entity"), str) or not isinstance(event.get("action"), str):
         raise Refused(400, "not an MLflow webhook event (needs entity, action, data)")
-    if f"{event['entity']}.{event['action']}" in EVENTS:
-        if not all(isinstance(data.get(k), str) and data.get(k) for k in ("name", "alias", "version")):
-            raise Refused(400, "model_version_alias.created needs data.name, data.alias and data.version")
+    key = f"{event['entity']}.{event['action']}"
+    if key in EVENTS:
+        needs = ("name", "alias", "version") if key == CREATED else ("name", "alias")
+        if not all(isinstance(data.get(k), str) and data.get(k) for k in needs):
+            raise Refused(400, f"{key} needs " + ", ".join(f"data.{k}" for k in needs))
     event["delivery_id"] = did
     return event
-
-
-class Receiver:
-    """Acts on verified events, one at a time."""
-
-    def __init__(self, reg: Any, cfg: RegisterConfig, deploy_dir: str | Path, alias: str = "champion") -> None:
-        self.reg, self.cfg, self.deploy_dir, self.alias = reg, cfg, Path(deploy_dir), alias
-        self.queue: queue.Queue = queue.Queue()
-        self.seen: OrderedDict[str, None] = OrderedDict()
-        self.lock = threading.Lock()
-        self.errors: list[str] = []
-        self.worker = threading.Thread(target=self._work, name="edgeqat-webhook-worker", daemon=True)
-        self.worker.start()
-
-    def accept(self, event: dict[str, Any]) -> str:
-        """Queue a verified event; returns what will happen to it."""
-        with self.lock:
-            did = event["delivery_id"]
-            if did in self.seen:
-                return "duplicate delivery, ignored"
-            self.seen[did] = None
-            while len(self.seen) > 10000:
-                self.seen.popitem(last=False)
-        key = f"{event['entity']}.{event['action']}"
-        data = event["data"]
-        if key not in EVENTS or data.get("name") != self.cfg.model_name or data.get("alias") != self.alias:
-            return "not a move of the watched alias, ignored"
-        self.queue.put(data)
-        return "queued"
-
-    def drain(self, timeout: float = 60.0) -> None:
-        """Wait until every queued event is handled (for tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self.queue.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def _work(self) -> None:
-        while True:
-            data = self.queue.get()
-            try:
-                self.handle(data["version"])
-            except Exception as err:  # keep serving; the failure is logged and kept
-                msg = f"webhook: handling {self.alias} -> version {data.get('version')}: {err}"
-                self.errors.append(msg)
-                log(msg)
-            finally:
-                self.queue.task_done()
-
-    def handle(self, version: str) -> dict[str, Any]:
-        from edgeqat.promotion import record_move, export, gate_reasons, last_recorded
-
-        reg, cfg, name, alias = self.reg, self.cfg, self.cfg.model_name, self.alias
-        now_at = reg.alias_version(name, alias)
-        if now_at != str(version):
-            log(f"webhook: {alias} already moved on to {now_at}; event for version {version} skipped")
-            return {"action": "stale"}
-        history = reg.history(name)
-        recorded = last_recorded(history, alias)
-        if recorded == str(version):  # made (and gated) by edgeqat, or our own revert
-            info = export(reg, cfg, self.deploy_dir, alias=alias, version=str(version))
-            reg.record(name, {"action": "deployed", "alias": alias, "version": str(version), "by": "edgeqat webhook",
-                              "reason": f"exported to {self.deploy_dir}", "sha256": info["sha256"]})
-            return {"action": "deployed", **info}
-        previous = recorded
-        reasons = gate_reasons(reg, cfg, str(version), alias, previous)
-        if not reasons:
-            reg.record(name, {"action": "ui", "alias": alias, "version": str(version), "previous": previous,
-                              "by": "MLflow (seen by edgeqat webhook)", "reason": "alias set outside edgeqat; gates passed"})
-            info = export(reg, cfg, self.deploy_dir, alias=alias, version=str(version))
-            reg.record(name, {"action": "deployed", "alias": alias, "version": str(version), "by": "edgeqat webhook",
-                              "reason": f"exported to {self.deploy_dir}", "sha256": info["sha256"]})
-            log(f"webhook: {alias} -> {name} version {version} accepted and exported to {self.deploy_dir}")
-            return {"action": "deployed", **info}
-        why = "; ".join(reasons)
-        reg.tag_version(name, str(version), "edgeqat.rejected", f"{alias}: {why}"[:4000])
-        reg.record(name, {"action": "rejected", "alias": alias, "version": str(version), "previous": previous,
-                          "by": "MLflow (seen by edgeqat webhook)", "reasons": reasons})
-        if previous:
-            record_move(reg, name, alias, previous, {"action": "revert", "previous": str(version), "by": "edgeqat webhook",
-                                               "reason": f"version {version} failed: {why}"})
-        else:
-            reg.delete_alias(name, alias)
-        log(f"webhook: {alias} -> version {version} REJECTED ({why}); {alias} back on {previous or 'nothing'}")
-        return {"action": "reverted", "to": previous, "reasons": reasons}
 
 
 class BoundedHTTPServer(ThreadingHTTPServer):
@@ -255,7 +170,12 @@ def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: 
             except Refused as r:
                 log(f"webhook: refused a request from {self.client_address[0]}: {r.why}")
                 return self._reply(r.status, r.why)
-            self._reply(200, receiver.accept(event))
+            try:
+                outcome = receiver.accept(event)
+            except (EdgeqatError, OSError) as err:  # the delivery id could not be persisted: let MLflow retry
+                log(f"webhook: delivery {event['delivery_id']}: {err}")
+                return self._reply(503, "cannot record the delivery; retry")
+            self._reply(200, outcome)
 
         def do_GET(self) -> None:  # noqa: N802
             self._reply(200 if self.path == "/health" else 404, "ok" if self.path == "/health" else "POST events here")

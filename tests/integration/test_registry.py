@@ -117,22 +117,36 @@ def cli(url: str, *args: str):
     return res
 
 
+@pytest.fixture(scope="module")
+def deploy_dir(tmp_path_factory):
+    """register.deploy_dir of these tests: the receiver's folder, and `export`'s default."""
+    return tmp_path_factory.mktemp("deploy") / "champion"
+
+
 @pytest.fixture(scope="module", autouse=True)
-def it_params(tmp_path_factory):
+def it_params(tmp_path_factory, deploy_dir):
     import yaml
 
     p = tmp_path_factory.mktemp("params") / "params.yaml"
-    p.write_text(yaml.safe_dump({"register": json.loads(CFG.model_dump_json())}))
+    p.write_text(yaml.safe_dump({"register": {**json.loads(CFG.model_dump_json()), "deploy_dir": str(deploy_dir)}}))
     os.environ["EDGEQAT_IT_PARAMS"] = str(p)
     yield p
     os.environ.pop("EDGEQAT_IT_PARAMS", None)
 
 
-def set_alias_rest(url: str, version: str, alias: str = "champion") -> None:
+def set_alias_rest(url: str, version: str, alias: str = "champion", name: str = NAME) -> None:
     """What the MLflow UI does when someone sets an alias."""
-    req = urllib.request.Request(f"{url}/api/2.0/mlflow/registered-models/alias", method="POST",
-                                 data=json.dumps({"name": NAME, "alias": alias, "version": str(version)}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    _alias_rest(url, "POST", {"name": name, "alias": alias, "version": str(version)})
+
+
+def delete_alias_rest(url: str, alias: str = "champion", name: str = NAME) -> None:
+    """What the MLflow UI does when someone removes an alias."""
+    _alias_rest(url, "DELETE", {"name": name, "alias": alias})
+
+
+def _alias_rest(url: str, method: str, body: dict) -> None:
+    req = urllib.request.Request(f"{url}/api/2.0/mlflow/registered-models/alias", method=method,
+                                 data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 
@@ -300,22 +314,42 @@ def test_two_concurrent_registrations_leave_consistent_versions_and_aliases(buil
 # --- the webhook receiver -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def receiver(url, reg, tmp_path_factory):
-    from edgeqat.webhook import Receiver, make_server
+class RunningReceiver:
+    """`edgeqat webhook serve` in-process, which tests stop and start again on the same deploy folder."""
 
-    deploy = tmp_path_factory.mktemp("deploy") / "champion"
-    rcv = Receiver(reg, CFG, deploy)
-    server = make_server(rcv, SECRET, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    rurl = f"http://127.0.0.1:{server.server_address[1]}/"
-    res = cli(url, "webhook", "install", "--url", rurl)
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    time.sleep(1.5)  # the server's webhook cache TTL (1 s here)
-    yield {"rcv": rcv, "deploy": deploy, "url": rurl}
-    server.shutdown()
-    server.server_close()
+    def __init__(self, mlflow_url: str, reg, deploy: Path) -> None:
+        self.mlflow_url, self.reg, self.deploy = mlflow_url, reg, deploy
+        self.rcv = self.server = self.url = None
+
+    def start(self, *, install: bool = True, port: int = 0, reconcile_interval: float = 0) -> float:
+        """Listen (on a fresh port unless given), catch up, and with ``install`` point MLflow's
+        webhook here; without it MLflow still delivers to the old, dead port: only reconcile acts."""
+        from edgeqat.webhook import Receiver, make_server
+
+        started = time.monotonic()
+        self.rcv = Receiver(self.reg, CFG, self.deploy)
+        self.server = make_server(self.rcv, SECRET, "127.0.0.1", port)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        if install:
+            res = cli(self.mlflow_url, "webhook", "install", "--url", self.url)
+            assert res.exit_code == 0, res.output + repr(res.exception)
+            time.sleep(1.5)  # the server's webhook cache TTL (1 s here)
+        self.rcv.start(reconcile_interval)
+        return started
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.rcv.close()
+
+
+@pytest.fixture(scope="module")
+def receiver(url, reg, deploy_dir):
+    running = RunningReceiver(url, reg, deploy_dir)
+    running.start()
+    yield running
+    running.stop()
 
 
 def _actions(reg, version=None):
@@ -327,13 +361,22 @@ def test_webhook_exports_a_champion_set_in_the_ui(url, reg, receiver, v_good):
     assert target != v_good["version"] and reg.alias_version(NAME, "champion") == v_good["version"]
     set_alias_rest(url, target)
     wait_for(lambda: "deployed" in _actions(reg, target), what=f"the receiver to deploy version {target}")
-    exported = receiver["deploy"] / "qat_int8.tflite"
+    exported = receiver.deploy / "qat_int8.tflite"
     assert sha256_file(exported) == reg.version(NAME, target)["tags"]["sha256"]
-    assert read_json(receiver["deploy"] / "export.json")["version"] == target
+    assert read_json(receiver.deploy / "export.json")["version"] == target
     ui = [h for h in reg.history(NAME) if h.get("action") == "ui" and h["version"] == target][-1]
     assert ui["previous"] == v_good["version"] and "MLflow" in ui["by"]
     assert reg.alias_version(NAME, "champion") == target
-    assert not receiver["rcv"].errors
+    assert not receiver.rcv.errors
+
+
+def assert_rejected(reg, name: str, version: str, why: str) -> None:
+    """The rejection shows where the user clicked: the description's first line, and a tag."""
+    v = reg.version(name, version)
+    first, _, rest = v["description"].partition("\n")
+    assert first.startswith("**edgeqat rejected this version as champion** on ") and " UTC: " in first, first
+    assert why in first and why in v["tags"]["edgeqat.rejected"]
+    assert "Recommended for" in rest or "| qat_int8 |" in rest  # the registered description is kept below
 
 
 def test_webhook_reverts_a_ui_champion_that_fails_a_gate(url, reg, receiver, v_bad):
@@ -341,30 +384,29 @@ def test_webhook_reverts_a_ui_champion_that_fails_a_gate(url, reg, receiver, v_b
     set_alias_rest(url, v_bad["version"])
     wait_for(lambda: "revert" in _actions(reg, previous) and reg.alias_version(NAME, "champion") == previous,
              what="the receiver to revert the champion")
-    tags = reg.version(NAME, v_bad["version"])["tags"]
-    assert "device 'sim-m4' failed" in tags["edgeqat.rejected"]
+    receiver.rcv.drain()  # the version is annotated after the revert
+    assert_rejected(reg, NAME, v_bad["version"], "device 'sim-m4' failed: arena 300 KB > 256 KB")
     assert "rejected" in _actions(reg, v_bad["version"])
-    receiver["rcv"].drain()
-    assert read_json(receiver["deploy"] / "export.json")["version"] == previous  # never deployed v_bad
-    assert not receiver["rcv"].errors
+    assert read_json(receiver.deploy / "export.json")["version"] == previous  # never deployed v_bad
+    assert not receiver.rcv.errors
 
 
 def test_a_request_with_a_bad_signature_changes_nothing(url, reg, receiver, v_bad):
     from edgeqat.webhook import sign
 
-    before = (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver["deploy"] / "export.json").read_bytes())
+    before = (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver.deploy / "export.json").read_bytes())
     body = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
                        "data": {"name": NAME, "alias": "champion", "version": v_bad["version"]}}).encode()
     ts = str(int(time.time()))
     for headers in ({"X-MLflow-Signature": sign("not-the-secret", "x1", ts, body), "X-MLflow-Timestamp": ts, "X-MLflow-Delivery-Id": "x1"},
                     {"X-MLflow-Timestamp": ts, "X-MLflow-Delivery-Id": "x2"}):
-        req = urllib.request.Request(receiver["url"], data=body, method="POST", headers={"Content-Type": "application/json", **headers})
+        req = urllib.request.Request(receiver.url, data=body, method="POST", headers={"Content-Type": "application/json", **headers})
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=10)
         assert err.value.code == 401
-    receiver["rcv"].drain()
+    receiver.rcv.drain()
     time.sleep(0.5)
-    assert (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver["deploy"] / "export.json").read_bytes()) == before
+    assert (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver.deploy / "export.json").read_bytes()) == before
 
 
 def test_rollback_restores_the_previous_champion(url, reg, receiver, v_good):
@@ -374,10 +416,236 @@ def test_rollback_restores_the_previous_champion(url, reg, receiver, v_good):
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert reg.alias_version(NAME, "champion") == v_good["version"]
     # The receiver sees the move, recognises it as edgeqat's own, and deploys it.
-    wait_for(lambda: read_json(receiver["deploy"] / "export.json")["version"] == v_good["version"],
+    wait_for(lambda: read_json(receiver.deploy / "export.json")["version"] == v_good["version"],
              what="the rolled-back version to be deployed")
     hist = cli(url, "history")
     assert f"| rollback | {v_good['version']} | {current} |" in hist.output and "field reports" in hist.output
+
+
+def _export_json(receiver, device: str | None = None) -> dict:
+    path = (receiver.deploy / device if device else receiver.deploy) / "export.json"
+    return read_json(path) if path.is_file() else {}
+
+
+def test_webhook_records_a_champion_removed_in_the_ui(url, reg, receiver, v_good):
+    kept = reg.alias_version(NAME, "champion")
+    before = sha256_file(receiver.deploy / "qat_int8.tflite")
+    delete_alias_rest(url)
+    wait_for(lambda: _export_json(receiver).get("champion_set") is False, what="the receiver to record the removal")
+    doc = _export_json(receiver)
+    assert doc["version"] == kept and "MLflow" in doc["champion_removed_by"] and doc["champion_removed_at"]
+    assert sha256_file(receiver.deploy / "qat_int8.tflite") == before  # the devices keep the last accepted model
+    removed = [h for h in reg.history(NAME) if h.get("action") == "removed"][-1]
+    assert removed["previous"] == kept and removed["version"] is None and "webhook" in removed["by"]
+    assert "| removed | - | " in cli(url, "history", "--alias", "champion").output
+    # promote again: deployed, and the folder says a champion is set
+    res = cli(url, "promote", v_good["version"], "--reason", "after the removal")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    wait_for(lambda: _export_json(receiver).get("champion_set") is True, what="the new champion to be deployed")
+    assert _export_json(receiver)["version"] == v_good["version"] and not receiver.rcv.errors
+
+
+def test_a_passing_champion_set_while_the_receiver_was_down_is_exported_on_start(url, reg, receiver, v_good):
+    target = reg.alias_version(NAME, "challenger")
+    assert target != v_good["version"] and reg.alias_version(NAME, "champion") == v_good["version"]
+    receiver.stop()
+    set_alias_rest(url, target)  # MLflow's delivery goes nowhere (it retries ~7 s, then drops it)
+    started = receiver.start(install=False)
+    wait_for(lambda: _export_json(receiver).get("version") == target, what="reconcile to export the new champion")
+    delay = time.monotonic() - started
+    print(f"\nreconcile delay (receiver start -> champion exported): {delay:.2f} s")
+    assert sha256_file(receiver.deploy / "qat_int8.tflite") == reg.version(NAME, target)["tags"]["sha256"]
+    ui = [h for h in reg.history(NAME) if h.get("action") == "ui"][-1]
+    assert ui["version"] == target and ui["previous"] == v_good["version"] and "reconcile" in ui["by"]
+    receiver.rcv.drain()
+    assert not receiver.rcv.errors
+
+
+def test_a_failing_champion_set_while_the_receiver_was_down_is_reverted_on_start(url, reg, receiver, v_bad):
+    previous = reg.alias_version(NAME, "champion")
+    receiver.stop()
+    set_alias_rest(url, v_bad["version"])
+    started = receiver.start(install=False)
+    wait_for(lambda: reg.alias_version(NAME, "champion") == previous, what="reconcile to revert the champion")
+    print(f"\nreconcile delay (receiver start -> failing champion reverted): {time.monotonic() - started:.2f} s")
+    receiver.rcv.drain()
+    assert_rejected(reg, NAME, v_bad["version"], "device 'sim-m4' failed: arena 300 KB > 256 KB")
+    assert _export_json(receiver)["version"] == previous and _export_json(receiver)["champion_set"] is True
+    assert [h["action"] for h in reg.history(NAME) if h.get("alias") == "champion"][-2:] == ["rejected", "revert"]
+    assert not receiver.rcv.errors
+
+
+def test_a_champion_removed_while_the_receiver_was_down_is_recorded_on_start(url, reg, receiver):
+    kept = reg.alias_version(NAME, "champion")
+    receiver.stop()
+    delete_alias_rest(url)
+    receiver.start(install=False)
+    receiver.rcv.drain()
+    doc = _export_json(receiver)
+    assert doc["champion_set"] is False and doc["version"] == kept and (receiver.deploy / doc["file"]).is_file()
+    removed = [h for h in reg.history(NAME) if h.get("action") == "removed"][-1]
+    assert removed["previous"] == kept and "reconcile" in removed["by"]
+
+
+def test_a_lost_delivery_is_caught_by_the_periodic_reconcile(url, reg, receiver, v_good):
+    receiver.stop()
+    receiver.start(install=False, reconcile_interval=1)  # MLflow still delivers to a dead port
+    res = cli(url, "promote", v_good["version"], "--reason", "restore after the removal")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    wait_for(lambda: _export_json(receiver).get("champion_set") is True, timeout=15,
+             what="the periodic reconcile to deploy the promoted version")
+    assert _export_json(receiver)["version"] == v_good["version"] and not receiver.rcv.errors
+
+
+def test_a_delivery_replayed_after_a_restart_changes_nothing(url, reg, receiver, v_good):
+    from edgeqat.receiver_state import STATE_NAME
+    from edgeqat.webhook import sign
+
+    receiver.stop()
+    receiver.start(install=True)  # MLflow delivers here again
+    target = reg.alias_version(NAME, "challenger")
+    delivered = read_json(receiver.deploy / STATE_NAME)["deliveries"]
+    set_alias_rest(url, target)
+    wait_for(lambda: _export_json(receiver).get("version") == target, what="the webhook to deploy the new champion")
+    wait_for(lambda: read_json(receiver.deploy / STATE_NAME)["deliveries"] != delivered, what="MLflow's delivery")
+    receiver.rcv.drain()
+    delivery = read_json(receiver.deploy / STATE_NAME)["deliveries"][-1]  # MLflow's own delivery id
+    port = receiver.server.server_address[1]
+    receiver.stop()
+    receiver.start(install=False, port=port)  # the same address MLflow knows
+    receiver.rcv.drain()
+    before = (len(reg.history(NAME)), (receiver.deploy / "export.json").read_bytes(),
+              (receiver.deploy / "qat_int8.tflite").stat().st_mtime_ns)
+    raw = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
+                      "data": {"name": NAME, "alias": "champion", "version": target}}).encode()
+    ts = str(int(time.time()))
+    req = urllib.request.Request(receiver.url, data=raw, method="POST", headers={
+        "Content-Type": "application/json", "X-MLflow-Signature": sign(SECRET, delivery, ts, raw),
+        "X-MLflow-Timestamp": ts, "X-MLflow-Delivery-Id": delivery})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.loads(resp.read())["message"] == "duplicate delivery, ignored"
+    receiver.rcv.drain()
+    assert (len(reg.history(NAME)), (receiver.deploy / "export.json").read_bytes(),
+            (receiver.deploy / "qat_int8.tflite").stat().st_mtime_ns) == before
+    assert not receiver.rcv.errors
+
+
+DEVICE = "cortex_m7"
+DNAME = f"{NAME}-{DEVICE}"
+
+
+def _device_model(built, reg, v_good, tmp: Path, device: str) -> dict:
+    """<NAME>-<device> as the register step leaves it: registered-model tags, one run holding
+    <device>.tflite; returns a function making versions with the main model's tag keys."""
+    import shutil
+
+    d, name = built["dir"], f"{NAME}-{device}"
+    tflite = tmp / f"{device}.tflite"
+    shutil.copy(d / "tflite" / "qat_int8.tflite", tflite)
+    card = read_json(d / "tflite" / "model_card.json")
+    entry = {**card["variants"]["qat_int8"], "file": tflite.name, "strategy": "qat_int8"}
+    card = {**{k: v for k, v in card.items() if k != "variants"}, "variants": {device: entry}}
+    reg.ensure_model(name, f"per-device model of the integration tests ({device})")
+    for key, value in {"edgeqat.managed": "true", "edgeqat.device": device, "edgeqat.base_model": NAME}.items():
+        reg.client.set_registered_model_tag(name, key, value)
+    run = reg.log_model_run(experiment=CFG.experiment, run_name=f"{name}-qat_int8", tflite=tflite, card=card,
+                            fp32_model=None, params={"device": device}, metrics={}, tags={}, extra_files=[])
+    main = reg.version(NAME, v_good["version"])["tags"]
+    common = {k: main[k] for k in ("accuracy", "accuracy_drop", "reference", "reference_accuracy", "size_bytes",
+                                   "gzip_bytes", "sha256", "integer_only", "git_commit", "params_sha256",
+                                   "data_sha256") if k in main}
+    common.update({"devices": device, "required_devices": device, "device": device, "strategy": "qat_int8",
+                   "mlflow_run_id": run["run_id"]})
+
+    def version(label: str, failing: str | None = None) -> str:
+        verdict = ({f"device.{device}.passed": "true", "gates.passed": "true"} if failing is None else
+                   {f"device.{device}.passed": "false", f"device.{device}.reasons": failing, "gates.passed": "false",
+                    "gates.reasons": f"device '{device}' failed: {failing}"})
+        return reg.create_version(name, run["source"], run["run_id"], {**common, **verdict},
+                                  f"Recommended for `{device}` ({label}).")
+
+    return version
+
+
+@pytest.fixture(scope="module")
+def per_device(built, reg, v_good, tmp_path_factory):
+    """<NAME>-cortex_m7, versions good1, bad, good2."""
+    version = _device_model(built, reg, v_good, tmp_path_factory.mktemp("per-device"), DEVICE)
+    return {"good1": version("good1"), "bad": version("bad", "arena 600 KB > 512 KB"), "good2": version("good2")}
+
+
+def test_a_per_device_model_is_promoted_on_its_own_gates_and_deployed_to_its_folder(url, reg, receiver, per_device):
+    from edgeqat.promotion import PromotionRefused
+
+    main_before = (receiver.deploy / "export.json").read_bytes()
+    res = cli(url, "promote", "--model", DNAME, per_device["good1"], "--reason", "first cortex-m7 model")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert reg.alias_version(DNAME, "champion") == per_device["good1"]
+    wait_for(lambda: _export_json(receiver, DEVICE).get("version") == per_device["good1"],
+             what=f"the receiver to deploy {DNAME} to {DEVICE}/")
+    doc = _export_json(receiver, DEVICE)
+    assert doc["model_name"] == DNAME and doc["device"] == DEVICE and doc["champion_set"] is True
+    assert sha256_file(receiver.deploy / DEVICE / f"{DEVICE}.tflite") == reg.version(DNAME, per_device["good1"])["tags"]["sha256"]
+    assert (receiver.deploy / "export.json").read_bytes() == main_before  # the main model's folder is untouched
+
+    res = cli(url, "promote", "--model", DNAME, per_device["bad"])
+    assert isinstance(res.exception, PromotionRefused)
+    assert f"{DNAME} version {per_device['bad']}" in str(res.exception)
+    assert f"device '{DEVICE}' failed: arena 600 KB > 512 KB" in str(res.exception)
+    assert reg.alias_version(DNAME, "champion") == per_device["good1"]
+    assert "| refused |" in cli(url, "history", "--model", DNAME).output
+    assert not receiver.rcv.errors
+
+
+def test_the_receiver_gates_a_per_device_champion_set_in_the_ui(url, reg, receiver, per_device):
+    set_alias_rest(url, per_device["good2"], name=DNAME)
+    wait_for(lambda: _export_json(receiver, DEVICE).get("version") == per_device["good2"],
+             what=f"the receiver to deploy {DNAME} version {per_device['good2']}")
+    set_alias_rest(url, per_device["bad"], name=DNAME)
+    wait_for(lambda: "revert" in [h["action"] for h in reg.history(DNAME)] and
+             reg.alias_version(DNAME, "champion") == per_device["good2"], what=f"the receiver to revert {DNAME}")
+    receiver.rcv.drain()
+    assert_rejected(reg, DNAME, per_device["bad"], f"device '{DEVICE}' failed: arena 600 KB > 512 KB")
+    assert _export_json(receiver, DEVICE)["version"] == per_device["good2"] and not receiver.rcv.errors
+    hist = cli(url, "history").output  # every edgeqat model, one section each
+    assert f"== {NAME} ==" in hist and f"== {DNAME} ==" in hist
+
+
+def test_export_of_a_per_device_model_defaults_to_its_device_and_folder(url, reg, receiver, per_device, deploy_dir, tmp_path):
+    res = cli(url, "export", "--model", DNAME)  # no --out, no --device
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert f"{deploy_dir / DEVICE / DEVICE}.tflite ({DNAME} version " in res.output  # stderr has progress bars
+    res = cli(url, "export", "--model", DNAME, "--version", per_device["good1"], "--out", str(tmp_path))
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    doc = read_json(tmp_path / "export.json")
+    assert doc["device"] == DEVICE and doc["version"] == per_device["good1"] and "champion_set" not in doc
+    reg.ensure_model(f"{NAME}-unrelated")
+    for name, why in ((f"{NAME}-unrelated", "is not managed by edgeqat"), (f"{NAME}-missing", "not found")):
+        res = cli(url, "export", "--model", name, "--out", str(tmp_path / "x"))
+        assert isinstance(res.exception, EdgeqatError) and f"'{name}'" in str(res.exception), res.output
+        assert why in str(res.exception)
+
+
+def test_the_receiver_ships_vela_output_for_an_ethos_u_model_and_a_restart_keeps_it(built, url, reg, receiver,
+                                                                                     v_good, tmp_path):
+    from edgeqat.devices.vela import compiled_ops
+
+    device = "ethos_u55_128"
+    version = _device_model(built, reg, v_good, tmp_path, device)("npu")
+    set_alias_rest(url, version, name=f"{NAME}-{device}")
+    wait_for(lambda: _export_json(receiver, device).get("version") == version, what=f"the receiver to deploy {device}")
+    doc = _export_json(receiver, device)
+    shipped = receiver.deploy / device / doc["file"]
+    assert doc["file"] == f"{device}_vela.tflite" and doc["device"] == device and doc["sha256"] == sha256_file(shipped)
+    assert "ethos-u" in compiled_ops(shipped.read_bytes())  # Vela's NPU op: the compiled file, not the registered one
+    receiver.rcv.drain()
+    written = shipped.stat().st_mtime_ns
+    port = receiver.server.server_address[1]
+    receiver.stop()
+    receiver.start(install=False, port=port)
+    receiver.rcv.drain()
+    assert shipped.stat().st_mtime_ns == written  # the state knows the compiled file: nothing to catch up
+    assert not receiver.rcv.errors
 
 
 def test_auto_promote_moves_champion_only_for_a_version_passing_every_gate(built, url, reg, tmp_path):

@@ -109,7 +109,14 @@ def test_unsigned_tampered_or_stale_requests_are_refused(mutate, status, why):
     assert err.value.status == status and why in err.value.why
 
 
-@pytest.mark.parametrize("body", [{"entity": "x"}, {"entity": "model_version_alias", "action": "created", "data": {"name": "m"}}])
+def test_an_alias_removal_needs_no_version():
+    removed = {"entity": "model_version_alias", "action": "deleted", "timestamp": "t", "data": {"name": "m", "alias": "champion"}}
+    headers, raw = _request(removed)
+    assert verify(SECRET, headers, raw)["data"] == {"name": "m", "alias": "champion"}
+
+
+@pytest.mark.parametrize("body", [{"entity": "x"}, {"entity": "model_version_alias", "action": "created", "data": {"name": "m"}},
+                                  {"entity": "model_version_alias", "action": "deleted", "data": {"name": "m"}}])
 def test_malformed_events_are_refused(body):
     headers, raw = _request(body)
     with pytest.raises(Refused) as err:
