@@ -22,8 +22,13 @@ $(BIN)/edgeqat: pyproject.toml constraints.txt
 
 venv: $(BIN)/edgeqat
 
+# A configured DVC remote is pulled first, so a clone re-runs only what is not cached there; track
+# and register then make sure this store holds the results (they reuse what it already has).
 pipeline: venv
+	@if $(BIN)/dvc remote default >/dev/null 2>&1; then $(BIN)/dvc pull --allow-missing; fi
 	$(BIN)/dvc repro
+	$(BIN)/edgeqat stage track
+	$(BIN)/edgeqat stage register
 
 demo: pipeline
 	@$(BIN)/edgeqat report
@@ -49,4 +54,4 @@ arm64: venv
 	EDGEQAT_PIP=$(abspath $(BIN))/pip scripts/setup_arm64.sh
 
 clean:
-	rm -rf data/prepared models metrics plots reports mlflow.db mlartifacts .pytest_cache
+	rm -rf data/prepared models logs mlflow.db mlartifacts .pytest_cache

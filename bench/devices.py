@@ -66,7 +66,7 @@ def _band(b: dict | None) -> str:
 def verdict_section(tflite: Path, data: Path, fp32: Path, variant: str) -> list[str]:
     from edgeqat.io import read_json
     from edgeqat.devices.validate import validate_on_device
-    from edgeqat.steps.validate import load_eval_data
+    from edgeqat.devices.eval_data import load_eval_data
 
     card = read_json(tflite / "model_card.json")
     model = tflite / card["variants"][variant]["file"]
@@ -116,7 +116,7 @@ def mcu_timing_section(tflite: Path, data: Path, fp32: Path, variant: str, targe
 
     from edgeqat.devices.validate import EvalData, validate_on_device
     from edgeqat.io import read_json
-    from edgeqat.steps.validate import load_eval_data
+    from edgeqat.devices.eval_data import load_eval_data
 
     model = tflite / read_json(tflite / "model_card.json")["variants"][variant]["file"]
     ev = load_eval_data(data, fp32)

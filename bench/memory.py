@@ -99,7 +99,7 @@ def _edgeqat() -> list[str]:
     script = Path(sys.executable).with_name("edgeqat")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from edgeqat.cli import main; main()"]
+    return [sys.executable, "-c", "from edgeqat.adapters.cli.app import main; main()"]
 
 
 def measure(cmd: list[str], log: Path) -> tuple[float, float]:

@@ -5,7 +5,7 @@ arguments to edgeqat.adapters.kfp.runner.run_component, which runs the same step
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from edgeqat.components import BASE_IMAGE
 

@@ -47,59 +47,23 @@ class RegistryError(EdgeqatError):
 
 # --- the pyfunc model -----------------------------------------------------------------
 
+# The model's code (a pyfunc "model from code", loaded by MLflow by path) and what it needs
+# of edgeqat to load and predict (no TensorFlow), shipped with every model as code_paths.
+MODEL_SCRIPT = PKG_DIR / "serving" / "tflite_pyfunc.py"
+MODEL_CODE = ("__init__.py", "errors.py", "io.py", "quantization/__init__.py", "quantization/runtime.py",
+              "quantization/classifier.py")
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
+def signature(card: dict[str, Any]) -> Any:
+    """uint8 images of the card's input shape -> one row per image."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+    from mlflow.types.schema import Array
 
-class TFLiteModel(mlflow.pyfunc.PythonModel):
-    """Raw uint8 images (N, H, W[, C]) -> class index, class name, probability per image.
-
-    Normalisation, input quantization and class names come from the model card logged
-    with the ``.tflite``; the classifier head outputs logits, turned into probabilities
-    here with a softmax.
-    """
-
-    def load_context(self, context):
-        from edgeqat.io import load_card
-        from edgeqat.quantization.runtime import TFLiteClassifier
-
-        tflite = Path(context.artifacts["tflite"])
-        self.card = load_card(tflite)  # the card artifact lands beside it (artifacts/model_card.json)
-        self.clf = TFLiteClassifier(tflite)
-
-    def _images(self, model_input) -> np.ndarray:
-        if hasattr(model_input, "to_numpy"):  # a DataFrame of flattened pixels
-            model_input = model_input.to_numpy()
-        x = np.asarray(model_input)
-        shape = tuple(self.card["input_shape"])
-        if x.shape == shape or (shape[-1] == 1 and x.shape == shape[:-1]):
-            x = x[None]
-        if x.ndim == 2 and x.shape[1] == int(np.prod(shape)):
-            x = x.reshape((-1, *shape))
-        if x.ndim == len(shape) and shape[-1] == 1:
-            x = x[..., None]
-        if x.shape[1:] != shape:
-            raise ValueError(f"expected images of shape {list(shape)} (uint8 pixels), got {list(x.shape)}")
-        return x
-
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
-        x = self._images(model_input)
-        norm = self.card["normalization"]
-        xn = (x.astype(np.float32) - float(norm["mean"])) / float(norm["std"])
-        probs = np.stack([_softmax(self.clf(img)) for img in xn]) if len(xn) else np.zeros((0, len(self.card["class_names"])))
-        idx = probs.argmax(axis=-1)
-        names = self.card["class_names"]
-        return pd.DataFrame({
-            "class_index": idx.astype(np.int64),
-            "class_name": [str(names[i]) for i in idx],
-            "probability": probs.max(axis=-1).astype(np.float64) if len(xn) else np.zeros(0),
-            "probabilities": [p.astype(np.float64) for p in probs],
-        })
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *card["input_shape"]))]),
+        outputs=Schema([ColSpec(DataType.long, "class_index"), ColSpec(DataType.string, "class_name"),
+                        ColSpec(DataType.double, "probability"), ColSpec(Array(DataType.double), "probabilities")]))
 
 
 def single_variant_card(card: dict[str, Any], variant: str) -> dict[str, Any]:
@@ -113,8 +77,6 @@ def save_pyfunc(tflite: Path, card: dict[str, Any], out: Path, mlflow_model: Any
     ``mlflow_model``: the MLmodel metadata of the LoggedModel it will be uploaded to."""
     from importlib.metadata import version as dist_version
 
-    from mlflow.models import infer_signature
-
     from edgeqat.io import write_json
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,27 +87,21 @@ def save_pyfunc(tflite: Path, card: dict[str, Any], out: Path, mlflow_model: Any
             dest = tmp / "code" / "edgeqat" / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes((PKG_DIR / rel).read_bytes())
-        loaded = TFLiteModel()  # a loaded one (holds an interpreter) only to infer the signature
-
-        class _Ctx:
-            artifacts = {"tflite": str(tmp / tflite.name)}
-
-        loaded.load_context(_Ctx())
         example = np.full((1, *card["input_shape"]), 128, dtype=np.uint8)
-        signature = infer_signature(example, loaded.predict(None, example))
+        sig = signature(card)
         reqs = [f"mlflow=={dist_version('mlflow')}", f"numpy=={dist_version('numpy')}",
                 f"pandas=={dist_version('pandas')}", f"ai-edge-litert=={dist_version('ai-edge-litert')}"]
         mlflow.pyfunc.save_model(
             path=str(out),
-            python_model=TFLiteModel(),
+            python_model=str(MODEL_SCRIPT),
             artifacts={"tflite": str(tmp / tflite.name), "model_card": str(tmp / CARD_NAME)},
             code_paths=[str(tmp / "code" / "edgeqat")],
-            signature=signature,
+            signature=sig,
             input_example=example,
             pip_requirements=reqs,  # explicit: skips MLflow's slow requirement inference
             mlflow_model=mlflow_model,
         )
-    return {"signature": signature.to_dict()}
+    return {"signature": sig.to_dict()}
 
 
 def log_tflite_model(uri: str, experiment_id: str, run_id: str, name: str, tflite: Path, card: dict[str, Any],

@@ -82,6 +82,39 @@ def mlflow_server(tmp_path_factory):
         stop_process_group(proc)
 
 
+def stages_run(output: str) -> list[str]:
+    """The stages `dvc repro` / `dvc exp run` ran, in order, from its output."""
+    import re
+
+    return re.findall(r"Running stage '([a-z_]+)'", output)
+
+
+TINY_VARIANTS = ("fp32", "ptq_int8", "qat_int8", "pqat_int8", "channel_pruned_qat_int8")
+
+
+def tiny_params(**overrides) -> str:
+    """params.yaml for a whole pipeline in minutes: 8x8 images, a couple of epochs, five variants;
+    ``overrides`` by dotted key (``**{"qat.epochs": 2}``)."""
+    import yaml
+
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["prepare"].update(image_size=8)
+    p["train"].update(alpha=0.25, epochs=2, batch_size=64, early_stopping_patience=0)
+    # keep_float [] makes `mixed` the plain QAT model (no extra training); one variant per
+    # producing stage keeps the conversions (~6 s each) few.
+    p["qat"].update(epochs=1, keep_float=[])
+    p["prune"].update(epochs=1, channel_epochs=1)
+    p["convert"].update(variants=list(TINY_VARIANTS))
+    p["evaluate"].update(latency_runs=5, warmup_runs=1)
+    # Two epochs do not make an accurate model: gate on running and fitting, not accuracy.
+    p["validate"].update(devices=["rpi4", "coral_edgetpu", "cortex_m7"], max_accuracy_drop=1.0, latency_runs=5,
+                         emulate=False)
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        p[section][key] = value
+    return yaml.safe_dump(p, sort_keys=False)
+
+
 def make_pipeline_repo(dest: Path, params: str) -> Path:
     """A fresh git + DVC repo with this project's dvc.yaml and the given params.yaml."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ def edgeqat(*args, cwd=None):
 def test_help_is_fast_and_does_not_import_tensorflow():
     code = (
         "import sys\n"
-        "from edgeqat.cli import app\n"
+        "from edgeqat.adapters.cli.app import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('TF_LOADED' if any(m.split('.')[0] in ('tensorflow', 'tf_keras') for m in sys.modules) else 'TF_NOT_LOADED')\n"
     )
@@ -40,7 +40,7 @@ def test_bad_params_exit_2_naming_the_key(tmp_path):
 
 def test_missing_data_folder_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text("prepare:\n  source: folder\n  path: no/such/dir\n")
-    out = edgeqat("stage", "prepare", "--params", "params.yaml", "--out", "prep", cwd=tmp_path)
+    out = edgeqat("stage", "prepare", "--params", "params.yaml", "--prepared", "prep", cwd=tmp_path)
     assert out.returncode == 2 and "no/such/dir: folder not found" in out.stderr
     assert not (tmp_path / "prep").exists()
 

@@ -8,8 +8,7 @@ import pytest
 
 from conftest import synthetic_images
 from edgeqat.data.idx import write_idx
-from integration.conftest import BIN, make_pipeline_repo, run
-from integration.test_dvc_pipeline import stages_run, tiny_params
+from integration.conftest import BIN, make_pipeline_repo, run, stages_run, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

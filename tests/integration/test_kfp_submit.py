@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from integration.conftest import BIN, REPO, free_port, run
-from integration.test_dvc_pipeline import tiny_params
+from integration.conftest import tiny_params
 
 pytestmark = pytest.mark.integration
 

@@ -109,7 +109,7 @@ def reg(url):
 
 def cli(url: str, *args: str):
     """The real `edgeqat` command line, in-process (no second interpreter to start)."""
-    from edgeqat.cli import app
+    from edgeqat.adapters.cli.app import app
 
     params = Path(os.environ.get("EDGEQAT_IT_PARAMS", ""))
     res = CliRunner().invoke(app, [*args, "--params", str(params)],
@@ -324,7 +324,7 @@ class RunningReceiver:
     def start(self, *, install: bool = True, port: int = 0, reconcile_interval: float = 0) -> float:
         """Listen (on a fresh port unless given), catch up, and with ``install`` point MLflow's
         webhook here; without it MLflow still delivers to the old, dead port: only reconcile acts."""
-        from edgeqat.webhook import Receiver, make_server
+        from edgeqat.adapters.webhook.server import Receiver, make_server
 
         started = time.monotonic()
         self.rcv = Receiver(self.reg, CFG, self.deploy)
@@ -392,7 +392,7 @@ def test_webhook_reverts_a_ui_champion_that_fails_a_gate(url, reg, receiver, v_b
 
 
 def test_a_request_with_a_bad_signature_changes_nothing(url, reg, receiver, v_bad):
-    from edgeqat.webhook import sign
+    from edgeqat.adapters.webhook.server import sign
 
     before = (reg.alias_version(NAME, "champion"), len(reg.history(NAME)), (receiver.deploy / "export.json").read_bytes())
     body = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
@@ -498,8 +498,8 @@ def test_a_lost_delivery_is_caught_by_the_periodic_reconcile(url, reg, receiver,
 
 
 def test_a_delivery_replayed_after_a_restart_changes_nothing(url, reg, receiver, v_good):
-    from edgeqat.receiver_state import STATE_NAME
-    from edgeqat.webhook import sign
+    from edgeqat.adapters.webhook.state import STATE_NAME
+    from edgeqat.adapters.webhook.server import sign
 
     receiver.stop()
     receiver.start(install=True)  # MLflow delivers here again

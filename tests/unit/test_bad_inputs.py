@@ -69,7 +69,7 @@ def params(ws: Path, **sections: dict) -> Path:
 def prepare_with(ws: Path, **prepare: object) -> tuple[subprocess.CompletedProcess, set[str]]:
     params(ws, prepare=prepare)
     before = tree(ws)
-    return edgeqat("stage", "prepare", "--params", "params.yaml", "--out", "prep", "--metrics", "m/prepare.json",
+    return edgeqat("stage", "prepare", "--params", "params.yaml", "--prepared", "prep", "--prepare-metrics", "m/prepare.json",
                    cwd=ws), before
 
 
@@ -137,7 +137,7 @@ def test_unknown_device_is_refused_before_prepare_runs(tmp_path):  # row 8
     err = refused(edgeqat("check-params", cwd=tmp_path), "validate.devices", "'rpi5'", "rpi_zero2w", "cortex_m4",
                   ws=tmp_path, before=before)
     assert "params.yaml: ok" not in err
-    proc = edgeqat("stage", "prepare", "--params", "params.yaml", "--out", "prep", "--metrics", "m/p.json", cwd=tmp_path)
+    proc = edgeqat("stage", "prepare", "--params", "params.yaml", "--prepared", "prep", "--prepare-metrics", "m/p.json", cwd=tmp_path)
     refused(proc, "validate.devices", "'rpi5'", ws=tmp_path, before=before)
 
 
@@ -347,8 +347,8 @@ def test_h5_with_a_lambda_layer_never_runs_its_code(tmp_path, prepared_8x8):  # 
     params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 8, "calibration_size": 4},
            train={"from_model": "evil.h5"})
     before = tree(tmp_path)
-    proc = edgeqat("stage", "train", "--params", "params.yaml", "--data", "prep", "--out", "models/fp32.keras",
-                   "--metrics", "m/train.json", "--history", "m/h.csv", cwd=tmp_path)
+    proc = edgeqat("stage", "train", "--params", "params.yaml", "--prepared", "prep", "--fp32-model", "models/fp32.keras",
+                   "--train-metrics", "m/train.json", "--train-history", "m/h.csv", cwd=tmp_path)
     assert not marker.exists(), "the Lambda's code ran"
     refused(proc, "evil.h5", "Lambda", "sequential/evil", "train.trust_model_code", ws=tmp_path, before=before)
 
@@ -358,8 +358,8 @@ def test_trust_model_code_is_the_explicit_opt_in(tmp_path, prepared_8x8):  # row
     lambda_h5(tmp_path / "mine.h5", marker)
     params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 8, "calibration_size": 4},
            train={"from_model": "mine.h5", "trust_model_code": True})
-    edgeqat("stage", "train", "--params", "params.yaml", "--data", "prep", "--out", "models/fp32.keras",
-            "--metrics", "m/train.json", "--history", "m/h.csv", cwd=tmp_path)
+    edgeqat("stage", "train", "--params", "params.yaml", "--prepared", "prep", "--fp32-model", "models/fp32.keras",
+            "--train-metrics", "m/train.json", "--train-history", "m/h.csv", cwd=tmp_path)
     assert marker.exists()  # the user's own Lambda ran, as they decided (the file has no weights, so it stops there)
 
 
@@ -608,7 +608,7 @@ def test_webhook_serve_refuses_a_short_secret(tmp_path):  # row 14
 
 def test_one_secret_rule_for_serve_and_install():  # row 14
     from edgeqat.errors import EdgeqatError
-    from edgeqat.webhook import Receiver, check_secret, make_server
+    from edgeqat.adapters.webhook.server import Receiver, check_secret, make_server
 
     for cmd in ("serve", "install"):
         with pytest.raises(EdgeqatError, match="at least 16"):
@@ -686,7 +686,7 @@ def test_the_bounded_receiver_still_answers_signed_events(receiver):
     import json
     import urllib.request
 
-    from edgeqat.webhook import sign
+    from edgeqat.adapters.webhook.server import sign
 
     body = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
                        "data": {"name": "someone-else", "alias": "champion", "version": "1"}}).encode()

@@ -288,7 +288,7 @@ def test_channel_pruning_every_zoo_model_converts_smaller(name, shape):
     from edgeqat.models.zoo import build_model
     from edgeqat.quantization.converter import convert_variant
     from edgeqat.quantization.inspect import filter_counts
-    from edgeqat.steps.qat import quantize
+    from edgeqat.compression.recipes import quantize
 
     m = build_model(name, shape, 10, alpha=0.35 if name == "mobilenetv2" else 1.0)
     targets = prunable_convs(m)

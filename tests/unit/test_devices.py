@@ -129,7 +129,7 @@ def test_tflm_abort_is_a_fail_verdict_not_a_dead_process(models):
 def test_cli_validate_survives_tflm_abort(models):
     from typer.testing import CliRunner
 
-    from edgeqat.cli import app
+    from edgeqat.adapters.cli.app import app
 
     r = CliRunner().invoke(app, ["validate", str(models["aborts"]), "--device", "cortex_m7", "--device", "rpi4",
                                  "--no-emulate", "--latency-runs", "2"])
@@ -229,7 +229,7 @@ def test_corrupt_file_is_named(tmp_path):
 def test_user_profile_overrides_and_cli_json(models, tmp_path):
     from typer.testing import CliRunner
 
-    from edgeqat.cli import app
+    from edgeqat.adapters.cli.app import app
 
     raw = load_profile_file(_shipped("cortex_m7")).model_dump()
     raw.update(name="tiny_mcu", title="an MCU with 1 KB SRAM", sram_bytes=1024)
@@ -248,7 +248,7 @@ def test_user_profile_overrides_and_cli_json(models, tmp_path):
 def test_ethos_u_profile_reports_vela_figures(models):
     from typer.testing import CliRunner
 
-    from edgeqat.cli import app
+    from edgeqat.adapters.cli.app import app
 
     r = CliRunner().invoke(app, ["validate", str(models["int8"]), "--device", "ethos_u55_128", "--json"])
     assert r.exit_code == 0, r.output
@@ -334,7 +334,7 @@ def test_without_vela_the_verdict_says_how_to_install_it(models):
             "        if name.split('.')[0] == 'ethosu':\n"
             "            raise ModuleNotFoundError(name)\n"
             "sys.meta_path.insert(0, NoVela())\n"
-            "from edgeqat.cli import app\n"
+            "from edgeqat.adapters.cli.app import app\n"
             f"app(['validate', {str(models['int8'])!r}, '--device', 'ethos_u55_128', '--json'])\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr[-2000:]

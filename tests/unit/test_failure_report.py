@@ -27,7 +27,7 @@ def _run(monkeypatch, tmp_path, argv):
 
 
 def test_unexpected_error_is_one_line_with_a_log(monkeypatch, tmp_path, capsys):
-    code = _run(monkeypatch, tmp_path, ["stage", "qat", "--model", "user.keras"])
+    code = _run(monkeypatch, tmp_path, ["stage", "qat", "--fp32-model", "user.keras"])
     err = capsys.readouterr().err
     assert code == 1
     lines = err.strip().splitlines()

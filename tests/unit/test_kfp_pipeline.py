@@ -190,6 +190,6 @@ def test_kfp_cron():
 
 
 def test_cli_help_imports_neither_kfp_nor_tensorflow():
-    code = "import sys, edgeqat.cli; print(sorted({m.split('.')[0] for m in sys.modules} & {'kfp', 'tensorflow', 'mlflow'}))"
+    code = "import sys, edgeqat.adapters.cli.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'kfp', 'tensorflow', 'mlflow'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -10,7 +10,7 @@ from conftest import REPO
 
 from edgeqat.config import RegisterConfig
 from edgeqat.promotion import champion_stack, compare, format_history, static_gates
-from edgeqat.webhook import Refused, sign, verify
+from edgeqat.adapters.webhook.server import Refused, sign, verify
 
 GOOD = {"accuracy": "0.95", "accuracy_drop": "0.01", "size_bytes": "1000", "devices": "m4,pi",
         "device.m4.passed": "true", "device.pi.passed": "true"}
@@ -128,7 +128,7 @@ def test_malformed_events_are_refused(body):
 def test_webhook_commands_refuse_to_run_without_a_secret(cmd, monkeypatch):
     from typer.testing import CliRunner
 
-    from edgeqat.cli import app
+    from edgeqat.adapters.cli.app import app
     from edgeqat.errors import EdgeqatError
 
     monkeypatch.delenv("EDGEQAT_WEBHOOK_SECRET", raising=False)

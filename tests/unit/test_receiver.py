@@ -11,7 +11,7 @@ from edgeqat.io import is_temp_leftover, read_json, sha256_file
 from edgeqat.managed import Model, classify
 from edgeqat.promotion import (REJECTED_MARK, champion_stack, gate_config, last_recorded, mark_unset, rejection_note,
                                static_gates)
-from edgeqat.receiver_state import STATE_NAME, ReceiverState, ReceiverStateError
+from edgeqat.adapters.webhook.state import STATE_NAME, ReceiverState, ReceiverStateError
 
 # --- the state file ------------------------------------------------------------------------
 

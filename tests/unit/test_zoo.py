@@ -6,7 +6,7 @@ from edgeqat.errors import ConfigError
 @pytest.mark.parametrize("name", ["dscnn", "resnet"])
 def test_zoo_models_build_and_quantize(name):
     from edgeqat.models.zoo import build_model
-    from edgeqat.steps.qat import quantize
+    from edgeqat.compression.recipes import quantize
 
     m = build_model(name, (16, 16, 1), 5, alpha=0.25)
     assert m.output_shape == (None, 5)
@@ -37,7 +37,7 @@ def test_mobilenetv2_refuses_small_inputs():
 @pytest.mark.slow
 def test_mobilenetv2_builds_and_quantizes():
     from edgeqat.models.zoo import build_model
-    from edgeqat.steps.qat import quantize
+    from edgeqat.compression.recipes import quantize
 
     m = build_model("mobilenetv2", (32, 32, 3), 10, alpha=0.35)
     assert m.output_shape == (None, 10)

@@ -86,7 +86,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
     data_box: dict[str, Any] = {}
 
     def data():
-        from edgeqat.steps.prune import PruneData
+        from edgeqat.compression.recipes import PruneData
 
         if "d" not in data_box:
             data_box["d"] = PruneData(src.prepared, src.prune.batch_size, src.prune.seed)
@@ -99,7 +99,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         cfg = src.prune.model_copy(update={"target_sparsity": s, "m_by_n": False})
 
         def make_pqat(cfg=cfg, s=s) -> Path:
-            from edgeqat.steps.prune import train_pqat
+            from edgeqat.compression.recipes import train_pqat
 
             model, _, _ = train_pqat(cfg, src.fp32_model, data())
             return _convert_qat_model(model, src, src.workdir / f"pqat_{int(s * 100)}.tflite")
@@ -114,7 +114,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         cfg = src.prune.model_copy(update={"channel_fraction": f})
 
         def make_channel(cfg=cfg, f=f) -> Path:
-            from edgeqat.steps.prune import train_channel_pruned
+            from edgeqat.compression.recipes import train_channel_pruned
 
             model, _ = train_channel_pruned(cfg, src.fp32_model, data())
             return _convert_qat_model(model, src, src.workdir / f"channel_{int(f * 100)}.tflite")
@@ -131,7 +131,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
 
         def make_combo(cfg=cfg, f=f, s=s_min) -> Path:
             from edgeqat.models.io import save_model
-            from edgeqat.steps.prune import train_narrow, train_pqat
+            from edgeqat.compression.recipes import train_narrow, train_pqat
 
             narrow, _ = train_narrow(cfg, src.fp32_model, data())
             narrow_path = save_model(narrow, src.workdir / f"narrow_{int(f * 100)}.keras")

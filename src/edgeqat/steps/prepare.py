@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -10,50 +9,11 @@ import numpy as np
 
 from edgeqat.config import PrepareConfig
 from edgeqat.data.base import RecordSource
-from edgeqat.data.shards import ShardWriter
+from edgeqat.data.prepared import write_prepared
 from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
-from edgeqat.data.transform import NORMALIZATION, to_model_pixels
 from edgeqat.errors import DataError
-from edgeqat.io import Progress, atomic_path, log, write_json
-
-
-def write_prepared(
-    src: RecordSource,
-    out_dir: str | Path,
-    image_size: int,
-    channels: int,
-    normalize: str,
-    splits: dict[str, np.ndarray],
-    shard_size: int,
-) -> dict[str, Any]:
-    """Stream ``src`` into a prepared folder (written atomically); return its meta.json content."""
-    digest = hashlib.sha256()
-    k = len(src.class_names)
-    counts: dict[str, dict[str, int]] = {}
-    total = sum(len(ix) for ix in splits.values())
-    progress = Progress(f"prepare: writing {image_size}x{image_size}x{channels} images", total)
-    with atomic_path(out_dir, is_dir=True) as tmp:
-        for name, indices in splits.items():
-            writer = ShardWriter(tmp / name, shard_size, digest)
-            for i in indices:
-                writer.add(to_model_pixels(src.read(int(i)), image_size, channels), int(src.labels[i]))
-                progress.update()
-            writer.flush()
-            per_class = np.bincount(src.labels[indices], minlength=k) if len(indices) else np.zeros(k, int)
-            counts[name] = {c: int(n) for c, n in zip(src.class_names, per_class)}
-        meta = {
-            "class_names": list(src.class_names),
-            "image_shape": [image_size, image_size, channels],
-            "normalization": {"scheme": normalize, **NORMALIZATION[normalize]},
-            "counts": counts,
-            "sizes": {name: int(len(ix)) for name, ix in splits.items()},
-            "data_sha256": digest.hexdigest(),
-            "source": src.origin,
-        }
-        write_json(tmp / "meta.json", meta)
-    progress.close()
-    return meta
+from edgeqat.io import log, write_json
 
 
 def make_splits(src: RecordSource, cfg: PrepareConfig) -> tuple[dict[str, np.ndarray], str]:

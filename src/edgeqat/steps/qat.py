@@ -19,9 +19,10 @@ from edgeqat.data.base import RecordSource
 from edgeqat.data.shards import count_records, load_meta, make_dataset
 from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
-from edgeqat.errors import DataError, ModelError
+from edgeqat.errors import DataError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
 from edgeqat.models.io import load_model, save_model
+from edgeqat.compression.recipes import quantize
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
 
 
@@ -42,7 +43,7 @@ class _Relabelled(RecordSource):
 
 
 def _prepare_finetune(cfg: QatConfig, meta: dict, workdir: Path) -> Path:
-    from edgeqat.steps.prepare import write_prepared
+    from edgeqat.data.prepared import write_prepared
 
     size, _, channels = meta["image_shape"]
     with open_source(cfg.finetune_source, cfg.finetune_path) as src:
@@ -51,21 +52,6 @@ def _prepare_finetune(cfg: QatConfig, meta: dict, workdir: Path) -> Path:
         order = stratified_split(rel.labels, 0.0, 0.0, cfg.seed)["train"]
         write_prepared(rel, workdir, size, channels, meta["normalization"]["scheme"], {"train": order}, 1024)
     return workdir / "train"
-
-
-def quantize(model: Any) -> Any:
-    """tfmot's default 8-bit QAT wrapping, with edgeqat.compression.annotate's fallbacks
-    for layers tfmot has no config for (named in the log)."""
-    from edgeqat.compression.annotate import quantize as annotate_quantize
-
-    wrapped, report = annotate_quantize(model)
-    if report["as_depthwise"]:
-        log(f"qat: {', '.join(report['as_depthwise'])}: per-channel affine preprocessing, quantized as a 1x1 "
-            "depthwise convolution (same maths; tfmot has no config for it)")
-    if report["output_only"]:
-        log(f"qat: tfmot has no quantization config for {', '.join(report['output_only'])}: their maths stays float "
-            "with fake-quantized outputs; the converter may keep them as float ops (validate names them)")
-    return wrapped
 
 
 def qat(

@@ -114,7 +114,7 @@ def recommend(
     if not (tflite_dir / CARD_NAME).is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the pipeline first (dvc repro)")
     profiles = resolve_profiles(devices or cfg.devices, extra_dir=profiles_dir)
-    from edgeqat.steps.validate import load_eval_data
+    from edgeqat.devices.eval_data import load_eval_data
 
     t0 = time.monotonic()
     data = load_eval_data(prepared, fp32_model)

@@ -26,7 +26,7 @@ from typing import Any
 from edgeqat import __version__
 from edgeqat.config import Params
 from edgeqat.errors import DataError
-from edgeqat.io import CARD_NAME, log, read_json, write_json
+from edgeqat.io import CARD_NAME, flatten, log, read_json, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, ordered_variants
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
@@ -34,17 +34,6 @@ from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_ti
 # What a run's results are made of: the files whose bytes identify the execution.
 FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
                  "reports/recommendation/recommendation.json", "models/recommended/recommended.json")
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{key}."))
-        else:
-            out[key] = v
-    return out
 
 
 def numeric_leaves(data: dict[str, Any], prefix: str) -> tuple[dict[str, float], dict[str, str]]:
@@ -159,13 +148,15 @@ def _dataset(root: Path, commit: str) -> dict[str, Any] | None:
 def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
           extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     from edgeqat.registry import log_tflite_model
-    from edgeqat.tracking import FINGERPRINT_TAG, MODEL_TAG, RunWriter, find_run, tracking_uri
+    from edgeqat.tracking import FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, tracking_uri
 
     cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
     uri = uri or tracking_uri(root)
     summary = read_json(root / "reports" / "summary.json") if (root / "reports" / "summary.json").is_file() else {}
+    nums, strings = numeric_metrics(root / "metrics", skip={"track"})  # bad files fail before MLflow is touched
     fp = fingerprint(params, root, extra)
     tracked = {"experiment": cfg.experiment, "fingerprint": fp, "models": [m["name"] for m in _models(params, root)]}
+    check_reachable(uri)
     existing = find_run(uri, cfg.experiment, FINGERPRINT_TAG, fp, root)
     if existing is not None:
         info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
@@ -174,7 +165,6 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
         write_json(root / "reports" / "tracked.json", tracked)
         return {**info, "reused": True}
 
-    nums, strings = numeric_metrics(root / "metrics", skip={"track"})
     records = read_timings(root / TIMINGS_DIR)
     nums.update(timing_metrics(records))
     window = execution_window(records, execution_id())

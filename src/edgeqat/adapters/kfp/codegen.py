@@ -28,7 +28,7 @@ arguments to edgeqat.adapters.kfp.runner.run_component, which runs the same step
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import {kinds}
 
 from edgeqat.components import BASE_IMAGE
 '''
@@ -70,5 +70,9 @@ def component_source(stage: Stage) -> str:
 
 def components_source(table: tuple[Stage, ...] = STAGES) -> str:
     names = ", ".join(repr(s.name) for s in table)
-    return HEADER + "".join("\n\n" + component_source(s) for s in table) + \
+    used = {p.kind for s in table for p in (*kfp_inputs(s), *kfp_outputs(s))}
+    used |= {kind for s in table for _, kind in KFP_ONLY_OUTPUTS.get(s.name, ())}
+    used |= {fp.kind for s in table for fp in s.file_params if fp.importer}
+    header = HEADER.format(kinds=", ".join(sorted(used | {"Input", "Output"})))
+    return header + "".join("\n\n" + component_source(s) for s in table) + \
         f"\n\nCOMPONENTS = {{name: globals()[name] for name in ({names},)}}\n"

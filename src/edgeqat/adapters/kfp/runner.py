@@ -66,7 +66,7 @@ def _confusion(csv_path: Path, class_names: list[str]) -> tuple[list[str], list[
 
 def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> int:
     """Every numeric leaf of a step's metrics dict -> ``artifact.log_metric(dotted key, value)``."""
-    from edgeqat.steps.track import flatten
+    from edgeqat.io import flatten
 
     n = 0
     for key, value in sorted(flatten(dict(metrics)).items()):

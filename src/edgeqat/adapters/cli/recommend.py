@@ -24,7 +24,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir"),
     ) -> None:
         """Search the compression strategies for each device; exit 1 when a device gets no model."""
-        from edgeqat.cli import _params
+        from edgeqat.adapters.cli.app import _params
         from edgeqat.steps.recommend import recommend
 
         p = _params(params)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,14 +16,14 @@ from edgeqat.errors import EdgeqatError
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    # Unexpected errors are one line + a log file (edgeqat.failure); --verbose shows them.
+    # Unexpected errors are one line + a log file (edgeqat.adapters.cli.failure); --verbose shows them.
     pretty_exceptions_enable=False,
     help="edgeqat: Keras image model -> validated int8 TensorFlow Lite, as a reproducible DVC/MLflow pipeline.",
 )
 stage = typer.Typer(no_args_is_help=True, help="Run one pipeline stage (what dvc.yaml calls).")
 app.add_typer(stage, name="stage")
 
-from edgeqat.pipeline_cli import app as _pipeline_app  # noqa: E402  (imports no kfp)
+from edgeqat.adapters.cli.pipeline import app as _pipeline_app  # noqa: E402  (imports no kfp)
 
 app.add_typer(_pipeline_app, name="pipeline")
 
@@ -48,18 +47,24 @@ from edgeqat.adapters.cli.stages import install as _install_stage_commands  # no
 
 _install_stage_commands(stage, app)
 
+from edgeqat.adapters.cli.ci import install as _install_ci_commands  # noqa: E402
+
+_install_ci_commands(app)
+
 
 @app.command("report")
-def report_cmd(summary: Path = typer.Option(Path("reports/summary.json"))) -> None:
-    """Print the comparison table of the last evaluation."""
+def report_cmd(summary: Path = typer.Option(Path("reports/summary.json")),
+               timings: Path = typer.Option(Path("logs/timings/evaluate.json"), help="Host latency of the last evaluate run.")) -> None:
+    """Print the comparison table of the last evaluation (with the host latency measured here)."""
     from edgeqat.io import read_json
-    from edgeqat.report import summary_markdown
+    from edgeqat.report import summary_markdown, with_latency
 
     if not summary.is_file():
         raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
     data = read_json(summary)
     try:
-        text = summary_markdown(data)
+        measured = read_json(timings) if timings.is_file() else None
+        text = summary_markdown(with_latency(data, measured))
     except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
         raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
     typer.echo(text)
@@ -84,15 +89,15 @@ def ui_hint() -> None:
         typer.echo(f"runs are logged to {uri}: open it in a browser")
 
 
-from edgeqat.cli_registry import install as _install_registry_commands  # noqa: E402
+from edgeqat.adapters.cli.registry import install as _install_registry_commands  # noqa: E402
 
 _install_registry_commands(app, stage)
 
-from edgeqat.cli_devices import install as _install_device_commands  # noqa: E402
+from edgeqat.adapters.cli.devices import install as _install_device_commands  # noqa: E402
 
 _install_device_commands(app, stage)
 
-from edgeqat.cli_recommend import install as _install_recommend_commands  # noqa: E402
+from edgeqat.adapters.cli.recommend import install as _install_recommend_commands  # noqa: E402
 
 _install_recommend_commands(app, stage)
 
@@ -105,7 +110,7 @@ def main() -> None:
         print(f"edgeqat: error: {err}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:  # noqa: BLE001 - the last resort: one line and a log, never a raw dump
-        from edgeqat import failure
+        from edgeqat.adapters.cli import failure
 
         if failure.verbose(argv):
             import traceback

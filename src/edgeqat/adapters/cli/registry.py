@@ -134,7 +134,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         """Receive MLflow's signed webhooks; gate, export or revert each move of `champion` of
         register.model_name and its per-device models, and catch up on moves made while it was down."""
         from edgeqat.io import log
-        from edgeqat.webhook import SECRET_ENV, Receiver, check_secret, make_server
+        from edgeqat.adapters.webhook.server import SECRET_ENV, Receiver, check_secret, make_server
 
         p = _params(params)
         cfg = p.register
@@ -160,7 +160,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         params: Path = params_opt,
     ) -> None:
         """Register the webhook (model_version_alias.created and .deleted, HMAC-signed) with the tracking server."""
-        from edgeqat.webhook import EVENTS, SECRET_ENV, check_secret
+        from edgeqat.adapters.webhook.server import EVENTS, SECRET_ENV, check_secret
 
         _params(params)
         secret = check_secret(os.environ.get(SECRET_ENV, ""), "install")

@@ -85,7 +85,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
 
         check_tflite_file(model)
         profs = resolve_profiles(device, extra_dir=profiles_dir)
-        from edgeqat.steps.validate import check_model_takes_data, load_eval_data
+        from edgeqat.devices.eval_data import check_model_takes_data, load_eval_data
 
         ev = None
         if data is not None:

@@ -1,0 +1,315 @@
+"""The one CI entry point every workflow calls (`edgeqat ci run`): pull -> repro -> push ->
+track and register a challenger -> a Markdown report -> commit dvc.lock and the results.
+
+A push, a schedule and a person all get the same run: the workflow files only set up Python
+and call this. With nothing changed it runs no stage and exits 0 quickly (it still makes sure
+the current results are in the MLflow store: track and register reuse what exists). A model
+that fails its required device is tracked and reported, not registered, and the exit status
+is 1 after the report is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeqat.errors import EdgeqatError
+from edgeqat.io import log, read_json, write_text
+
+# What a results commit holds: the lock and the small files DVC does not cache (cache: false).
+RESULTS = ("dvc.lock", "metrics", "plots", "reports")
+
+
+@dataclass
+class CiResult:
+    stages_run: list[str] = field(default_factory=list)
+    pulled: bool = False
+    pushed: bool = False
+    refreshed: list[str] = field(default_factory=list)
+    registered: dict[str, Any] | None = None
+    gate_failure: str = ""
+    committed: str | None = None
+    seconds: float = 0.0
+    report: Path | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.gate_failure else 0
+
+
+def _tool(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def _run(cmd: list[str], root: Path, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if not quiet and proc.stderr.strip():
+        sys.stderr.write(proc.stderr)
+    if check and proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise EdgeqatError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}): " + " / ".join(tail))
+    return proc
+
+
+def dvc(root: Path, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
+    return _run([_tool("dvc"), *args], root, check=check, quiet=quiet)
+
+
+def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return _run(["git", *args], root, check=check, quiet=True)
+
+
+def default_remote(root: Path) -> str | None:
+    proc = dvc(root, "remote", "default", check=False, quiet=True)
+    name = proc.stdout.strip()
+    return name if proc.returncode == 0 and name else None
+
+
+def imports(root: Path) -> list[Path]:
+    """`.dvc` files of imported data (`dvc import` / `dvc import-url`): they have deps."""
+    import yaml
+
+    out = []
+    for f in sorted(root.rglob("*.dvc")):
+        if not f.is_file() or ".dvc" in f.relative_to(root).parts[:-1]:
+            continue
+        try:
+            if (yaml.safe_load(f.read_text()) or {}).get("deps"):
+                out.append(f)
+        except yaml.YAMLError:
+            continue
+    return out
+
+
+def changed_stages(root: Path) -> list[str]:
+    proc = dvc(root, "status", "--json", quiet=True)
+    try:
+        status = json.loads(proc.stdout or "{}")
+    except json.JSONDecodeError:
+        return ["?"]
+    return sorted(k.split(":")[-1] for k in status if not k.endswith(".dvc"))
+
+
+def stages_in(output: str) -> list[str]:
+    return re.findall(r"Running stage '([A-Za-z0-9_@-]+)'", output)
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def metrics_diff(root: Path, base: str) -> str:
+    proc = dvc(root, "metrics", "diff", base, "--md", check=False, quiet=True)
+    table = proc.stdout.strip()
+    rows = [line for line in table.splitlines()[2:] if line.strip()]
+    if proc.returncode != 0:
+        return f"`dvc metrics diff {base}` failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    return table if rows else f"No metric changed against `{base}`."
+
+
+def _tag_row(label: str, v: dict[str, Any] | None, devices: list[str]) -> str:
+    if v is None:
+        return f"| {label} | – | – | – | – | – | {' | '.join('–' for _ in devices)} |"
+    t = v["tags"]
+
+    def num(k: str, fmt: str) -> str:
+        try:
+            return format(float(t[k]), fmt)
+        except (KeyError, ValueError):
+            return "–"
+
+    cells = [f"{label} (v{v['version']})", num("accuracy", ".4f"), num("accuracy_drop", "+.4f"),
+             num("size_bytes", ",.0f"), num("gzip_bytes", ",.0f"), "yes" if t.get("gates.passed") == "true" else "no"]
+    cells += [{"true": "PASS", "false": "FAIL"}.get(t.get(f"device.{d}.passed", ""), "–") for d in devices]
+    return "| " + " | ".join(cells) + " |"
+
+
+def challenger_vs_champion(reg: Any, name: str) -> str:
+    from edgeqat.promotion import CHALLENGER, CHAMPION
+
+    rows = {alias: (reg.version(name, v) if (v := reg.alias_version(name, alias)) else None)
+            for alias in (CHALLENGER, CHAMPION)}
+    devices = sorted({d for v in rows.values() if v for d in v["tags"].get("devices", "").split(",") if d})
+    head = "| | accuracy | drop vs fp32 | size (bytes) | gzip (bytes) | gates | " + " | ".join(devices) + " |"
+    sep = "|" + "---|" * (6 + len(devices))
+    lines = [head.replace("|  |", "|"), sep, _tag_row(CHALLENGER, rows[CHALLENGER], devices),
+             _tag_row(CHAMPION, rows[CHAMPION], devices)]
+    if rows[CHAMPION] is None:
+        lines.append("\nNo champion yet: promote one with `edgeqat promote VERSION` or in the MLflow UI.")
+    return "\n".join(lines)
+
+
+def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
+    from edgeqat.report import summary_markdown, with_latency
+    from edgeqat.timings import TIMINGS_DIR, read_timings
+
+    commit = git(root, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "?"
+    ran = ", ".join(res.stages_run) if res.stages_run else "none (everything up to date)"
+    parts = [f"# edgeqat CI: {trigger} at `{commit}`", "",
+             f"Stages run: {ran}. Data refreshed: {', '.join(res.refreshed) or 'no'}. "
+             f"DVC remote: {'pulled' if res.pulled else 'none'}{', pushed' if res.pushed else ''}. "
+             f"Took {res.seconds:.0f} s.", ""]
+    if res.gate_failure:
+        parts += [f"**Device gate FAILED**: {res.gate_failure}", ""]
+    parts += [f"## Metrics against `{base}`", "", metrics_diff(root, base), ""]
+    summary_file = root / "reports" / "summary.json"
+    if summary_file.is_file():
+        summary = with_latency(read_json(summary_file), read_timings(root / TIMINGS_DIR).get("evaluate"))
+        parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
+    if res.registered:
+        from edgeqat.registry import Registry
+
+        reg = Registry(res.registered.get("tracking_uri"), root)
+        name = res.registered["model_name"]
+        parts += [f"## Challenger vs champion: `{name}`", "", challenger_vs_champion(reg, name), ""]
+        for device, r in sorted((res.registered.get("recommended") or {}).items()):
+            if r:
+                parts += [f"### `{r['model_name']}`", "", challenger_vs_champion(reg, r["model_name"]), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# --- publishing ---------------------------------------------------------------------------
+
+
+def publish_on_github(report: str) -> None:
+    """Job summary and a commit comment, when running as a GitHub Actions job."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a") as fh:
+            fh.write(report + "\n")
+    repo, sha, token = (os.environ.get(k) for k in ("GITHUB_REPOSITORY", "GITHUB_SHA", "GITHUB_TOKEN"))
+    if not (repo and sha and token):
+        return
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    req = urllib.request.Request(f"{api}/repos/{repo}/commits/{sha}/comments", method="POST",
+                                 data=json.dumps({"body": report}).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+    except (urllib.error.URLError, OSError) as err:
+        log(f"ci: could not post the report as a commit comment ({err}); it is in the job summary")
+
+
+def commit_results(root: Path, message: str, push: bool) -> str | None:
+    paths = [p for p in (*RESULTS, *[str(f.relative_to(root)) for f in imports(root)]) if (root / p).exists()]
+    git(root, "add", "--", *paths)
+    if git(root, "diff", "--cached", "--quiet", check=False).returncode == 0:
+        return None
+    git(root, "commit", "-q", "-m", message)
+    sha = git(root, "rev-parse", "HEAD").stdout.strip()
+    if push:
+        git(root, "push", "-q")
+    return sha
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def _publish_stage(root: Path, name: str) -> subprocess.CompletedProcess:
+    """`edgeqat stage track|register`: ensure the current results are in the MLflow store."""
+    return _run([_tool("edgeqat"), "stage", name], root, check=False)
+
+
+def submit_to_kubeflow(root: Path, params: Any, host: str, trigger: str) -> str:
+    """With a Kubeflow cluster (``KFP_HOST``): compile and submit the pipeline; the report says so."""
+    import tempfile
+
+    from edgeqat.pipelines.ops import compile_pipeline, run_request, submit
+    from edgeqat.provenance import git_info
+
+    git_tags = git_info(root)
+    data_uri = os.environ.get("EDGEQAT_DATA_URI") or None
+    with tempfile.TemporaryDirectory(prefix="edgeqat-ci-") as tmp:
+        pkg = compile_pipeline(Path(tmp) / "edge_pipeline.yaml", image=os.environ.get("EDGEQAT_IMAGE") or None,
+                               data_from_uri=bool(data_uri))
+        req = run_request(params, pkg, experiment="edgeqat", name=f"{trigger}-{git_tags['git_commit'][:8]}",
+                          mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                          run_tags={**git_tags, "trigger": trigger}, data_uri=data_uri)
+        result = submit(host, req)
+    return (f"# edgeqat CI: {trigger} at `{git_tags['git_commit'][:8]}`\n\nSubmitted to Kubeflow at {host}: "
+            f"run `{result.get('run_id', '?')}` in experiment `edgeqat`. Its MLflow run, registration and report "
+            "happen in the cluster.\n")
+
+
+def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_data: bool = False, push: bool = True,
+           commit: bool = True, push_git: bool = False, report: str | Path = "ci-report.md",
+           trigger: str | None = None, github: bool = False) -> CiResult:
+    from edgeqat.config import load_params
+
+    root, t0 = Path(root), time.monotonic()
+    params = load_params(root / params_file)  # a bad params file fails before anything runs
+    res = CiResult()
+    trigger = trigger or os.environ.get("GITHUB_EVENT_NAME") or "manual"
+    if os.environ.get("KFP_HOST"):
+        text = submit_to_kubeflow(root, params, os.environ["KFP_HOST"], trigger)
+        res.report = write_text(root / report, text)
+        if github:
+            publish_on_github(text)
+        return res
+    base = "HEAD"  # results are committed after the run: HEAD holds the previous ones
+    remote = default_remote(root)
+    if remote:
+        log(f"ci: dvc pull from {remote!r}")
+        dvc(root, "pull", "--allow-missing")
+        res.pulled = True
+    else:
+        log("ci: no DVC remote configured (dvc remote add -d ...): nothing to pull or push")
+    if refresh_data:
+        for f in imports(root):
+            log(f"ci: dvc update {f.relative_to(root)}")
+            dvc(root, "update", str(f.relative_to(root)))
+            res.refreshed.append(str(f.relative_to(root)))
+    todo = changed_stages(root)
+    if todo:
+        log(f"ci: dvc repro ({len(todo)} stage(s) changed: {', '.join(todo)})")
+        out = dvc(root, "repro", check=False)
+        sys.stderr.write(out.stdout)
+        res.stages_run = stages_in(out.stdout)
+        if out.returncode != 0 and not _gate_failed(root):  # a failed gate is reported below
+            raise EdgeqatError(f"dvc repro failed (exit {out.returncode}); see the log above")
+    else:
+        log("ci: pipeline up to date: no stage to run")
+    if remote and push:
+        dvc(root, "push")
+        res.pushed = True
+    for stage in ("track", "register"):  # no-ops when dvc repro just did them
+        proc = _publish_stage(root, stage)
+        if proc.returncode not in (0, 1):
+            raise EdgeqatError(f"edgeqat stage {stage} failed (exit {proc.returncode}): "
+                               + " / ".join(proc.stderr.strip().splitlines()[-3:]))
+        if stage == "register" and proc.returncode == 1:
+            res.gate_failure = _gate_failed(root) or proc.stderr.strip().splitlines()[-1]
+    registered = root / "logs" / "registered.json"
+    if not res.gate_failure and registered.is_file():
+        res.registered = read_json(registered)
+    res.seconds = time.monotonic() - t0
+    text = build_report(root, res, base, trigger)
+    res.report = write_text(root / report, text)
+    if commit:
+        res.committed = commit_results(root, f"edgeqat ci ({trigger}): results of the pipeline [skip ci]", push_git)
+    if github:
+        publish_on_github(text)
+    log(f"ci: report in {res.report}; {len(res.stages_run)} stage(s) run in {res.seconds:.1f} s"
+        + (f"; results committed as {res.committed[:8]}" if res.committed else ""))
+    return res
+
+
+def _gate_failed(root: Path) -> str:
+    from edgeqat.report import gate_failure
+
+    summary = root / "reports" / "summary.json"
+    if not summary.is_file():
+        return ""
+    data = read_json(summary)
+    return gate_failure(data) if data.get("validation_passed") is False else ""

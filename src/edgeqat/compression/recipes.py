@@ -1,0 +1,135 @@
+"""Training recipes shared by the qat and prune stages and the recommendation search:
+QAT wrapping, magnitude pruning + pruning-preserving QAT, channel pruning + fine-tune + QAT.
+Each takes a config and a model path and returns the trained Keras model and its metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from edgeqat.config import PruneConfig
+from edgeqat.data.shards import count_records, load_meta, make_dataset
+from edgeqat.io import log
+from edgeqat.models.io import load_model
+from edgeqat.models.training import accuracy, compile_classifier, fit
+
+
+def quantize(model: Any) -> Any:
+    """tfmot's default 8-bit QAT wrapping, with edgeqat.compression.annotate's fallbacks
+    for layers tfmot has no config for (named in the log)."""
+    from edgeqat.compression.annotate import quantize as annotate_quantize
+
+    wrapped, report = annotate_quantize(model)
+    if report["as_depthwise"]:
+        log(f"qat: {', '.join(report['as_depthwise'])}: per-channel affine preprocessing, quantized as a 1x1 "
+            "depthwise convolution (same maths; tfmot has no config for it)")
+    if report["output_only"]:
+        log(f"qat: tfmot has no quantization config for {', '.join(report['output_only'])}: their maths stays float "
+            "with fake-quantized outputs; the converter may keep them as float ops (validate names them)")
+    return wrapped
+
+
+def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any], list[dict]]:
+    """Magnitude pruning to ``cfg.target_sparsity`` (or 2:4), then pruning-preserving QAT."""
+    from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
+
+    fp32 = load_model(fp32_model)
+    rows: list[dict] = []
+    if cfg.target_sparsity > 0 or cfg.m_by_n:
+        what = "2:4 sparsity" if cfg.m_by_n else f"{cfg.target_sparsity:.0%} sparsity"
+        log(f"prune: magnitude pruning {fp32.name} to {what} over {cfg.epochs} epoch(s)")
+        pruned, rows = magnitude_prune(
+            fp32, data.train, data.val, target_sparsity=cfg.target_sparsity, epochs=cfg.epochs,
+            steps_per_epoch=data.steps, learning_rate=cfg.learning_rate, m_by_n=(2, 4) if cfg.m_by_n else None,
+            scope=cfg.sparsity_scope,
+        )
+    else:
+        log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
+        pruned = fp32
+    sparsity = keras_sparsity(pruned)
+    pqat = prune_preserving_quantize(pruned)
+    compile_classifier(pqat, cfg.qat_learning_rate)
+    fit(pqat, data.train, data.val, cfg.pqat_epochs, 0, tag="pqat")
+    metrics = {
+        "sparsity_scope": cfg.sparsity_scope,
+        "keras_sparsity": round(sparsity, 6),
+        "keras_sparsity_without_depthwise": round(keras_sparsity(pruned, depthwise=False), 6),
+        "keras_sparsity_after_pqat": round(keras_sparsity_of_quantized(pqat), 6),
+        "val_accuracy": accuracy(pqat, data.val),
+        "test_accuracy": accuracy(pqat, data.test),
+    }
+    return pqat, metrics, rows
+
+
+def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
+    """Drop ``cfg.channel_fraction`` of the filters and fine-tune the narrower FP32 model."""
+    from edgeqat.compression.channels import channel_prune
+    from edgeqat.tf_compat import keras
+
+    fp32 = load_model(fp32_model)
+    narrow, report = channel_prune(fp32, cfg.channel_fraction)
+    log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the channels of {report['channel_groups']} "
+        f"group(s) ({report['residual_groups']} spanning residual merges; {len(report['pruned_layers'])} convolutions): "
+        f"{report['params_before']:,} -> {report['params_after']:,} parameters")
+    # Cosine decay to zero: the narrow model is retrained more than tuned, and ending at a
+    # low rate settles it (a constant rate left test accuracy swinging 2-3 points an epoch).
+    lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, cfg.channel_epochs * data.steps)
+    if cfg.channel_distillation > 0:
+        from edgeqat.compression.distill import distiller
+
+        log(f"prune: fine-tuning the narrower model with distillation from {fp32.name} "
+            f"(teacher weight {cfg.channel_distillation})")
+        trainer = distiller(narrow, fp32, cfg.channel_distillation, lr)
+    else:
+        trainer = narrow
+        compile_classifier(trainer, lr)
+    fit(trainer, data.train, data.val, cfg.channel_epochs, 0, tag="channel-prune")
+    return narrow, report
+
+
+def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
+    """The narrower model of :func:`train_narrow`, then QAT."""
+    narrow, report = train_narrow(cfg, fp32_model, data)
+    narrow_acc = accuracy(narrow, data.test)
+    cq = quantize(narrow)
+    compile_classifier(cq, cfg.qat_learning_rate)
+    fit(cq, data.train, data.val, cfg.qat_epochs, 0, tag="channel-prune qat")
+    metrics = {
+        "params_before": report["params_before"],
+        "params_after": report["params_after"],
+        "params_ratio": report["params_after"] / report["params_before"],
+        "layers_pruned": len(report["pruned_layers"]),
+        "channel_groups": report["channel_groups"],
+        "residual_groups": report["residual_groups"],
+        "filters": report["pruned_layers"],
+        "fp32_test_accuracy": narrow_acc,
+        "val_accuracy": accuracy(cq, data.val),
+        "test_accuracy": accuracy(cq, data.test),
+    }
+    return cq, metrics
+
+
+class PruneData:
+    """The train/val/test datasets the pruning fine-tunes read (built once, shared)."""
+
+    def __init__(self, prepared: str | Path, batch_size: int, seed: int) -> None:
+        prepared = Path(prepared)
+        norm = load_meta(prepared)["normalization"]["scheme"]
+        self.train = make_dataset(prepared / "train", norm, batch_size, shuffle_buffer=2048, seed=seed)
+        self.val = make_dataset(prepared / "val", norm, batch_size)
+        self.test = make_dataset(prepared / "test", norm, batch_size)
+        self.steps = math.ceil(count_records(prepared / "train") / batch_size)
+
+
+def keras_sparsity_of_quantized(model: Any) -> float:
+    """Zeros over the kernels inside a quantize-wrapped model (after PQAT training)."""
+    import numpy as np
+
+    zeros = total = 0
+    for w in model.weights:
+        if w.name.endswith("kernel:0") or w.name.endswith("depthwise_kernel:0"):
+            a = w.numpy()
+            zeros += int(np.count_nonzero(a == 0))
+            total += a.size
+    return zeros / total if total else 0.0

@@ -1,0 +1,214 @@
+"""The team workflow on real parts: a bare git `origin`, a local-folder DVC remote, a real
+`mlflow server` on 127.0.0.1, and `edgeqat ci run` as every workflow calls it.
+
+One scratch project (tiny params, a DVC-tracked npz data set) lives through it in order:
+CI run 1 -> new data committed and pushed -> CI run 2 -> CI run 3 with nothing changed; a
+second clone pulls and finds nothing to re-run; a forced re-run of train changes nothing
+downstream; replacing the pretrained model marks train changed; a fresh clone's `make demo`
+leaves git clean; a forced re-run of every stage leaves git clean; a required device failing
+leaves a failed MLflow run and registers nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import synthetic_images
+from integration.conftest import BIN, REPO, make_pipeline_repo, run, stages_run, tiny_params
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+GIT = ["git", "-c", "user.name=edgeqat test", "-c", "user.email=test@edgeqat.invalid"]
+EXPERIMENT, MODEL = "team", "team-classifier"
+
+
+def write_data(repo: Path, n: int, seed: int) -> None:
+    x, y = synthetic_images(n, seed=seed)
+    np.savez(repo / "data" / "raw" / "data.npz", x=x, y=y, class_names=np.array(["tl", "tr", "bl", "br"]))
+
+
+def dvc(repo: Path, *args: str, env: dict | None = None, check: bool = True):
+    return run([str(BIN / "dvc"), *args], repo, env, check=check)
+
+
+def edgeqat(repo: Path, *args: str, env: dict | None = None, check: bool = True):
+    return run([str(BIN / "edgeqat"), *args], repo, env, check=check)
+
+
+def git(repo: Path, *args: str):
+    return run([*GIT, *args], repo)
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory, mlflow_server):
+    """Clone A of a bare origin, with a local-folder DVC remote; the data is DVC-tracked."""
+    root = tmp_path_factory.mktemp("team")
+    origin, remote = root / "origin.git", root / "dvc-remote"
+    run(["git", "init", "-q", "--bare", str(origin)], root)
+    a = make_pipeline_repo(root / "a", tiny_params(**{
+        "prepare.source": "npz", "prepare.path": "data/raw/data.npz",
+        "track.experiment": EXPERIMENT, "register.model_name": MODEL}))
+    write_data(a, 240, seed=1)
+    dvc(a, "add", "data/raw/data.npz")
+    dvc(a, "remote", "add", "-d", "local", str(remote))  # the one documented command
+    edgeqat(a, "dvc", "write")
+    git(a, "add", "-A")
+    git(a, "commit", "-q", "-m", "project")
+    git(a, "remote", "add", "origin", str(origin))
+    git(a, "push", "-q", "-u", "origin", "HEAD:main")
+    env = {"MLFLOW_TRACKING_URI": mlflow_server}
+    return {"root": root, "a": a, "origin": origin, "remote": remote, "env": env, "url": mlflow_server, "facts": {}}
+
+
+def ci_run(repo: Path, env: dict, *args: str):
+    t = time.monotonic()
+    proc = edgeqat(repo, "ci", "run", "--push-git", *args, env=env, check=False)
+    return proc, time.monotonic() - t
+
+
+def clone(team, name: str) -> Path:
+    dest = team["root"] / name
+    run(["git", "clone", "-q", str(team["origin"]), str(dest)], team["root"])
+    return dest
+
+
+def registry(url: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=url, registry_uri=url)
+
+
+def test_ci_run_retrains_on_new_data_registers_a_challenger_and_does_nothing_when_unchanged(team):
+    a, env = team["a"], team["env"]
+    first, t1 = ci_run(a, env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report1 = (a / "ci-report.md").read_text()
+    assert "## Challenger vs champion: `team-classifier`" in report1 and "| challenger (v1) |" in report1
+    assert "No champion yet" in report1
+    client = registry(team["url"])
+    assert client.get_model_version_by_alias(MODEL, "challenger").version == "1"
+    # the outputs are in the remote: a status against it finds nothing missing
+    assert "new:" not in dvc(a, "status", "--cloud").stdout
+    assert run(["git", "status", "--porcelain"], a).stdout.strip() in ("", "?? ci-report.md")
+    assert "edgeqat ci" in run(["git", "log", "-1", "--format=%s"], a).stdout
+
+    # new data, committed and pushed as a team member would
+    write_data(a, 320, seed=2)
+    dvc(a, "add", "data/raw/data.npz")
+    git(a, "add", "data/raw/data.npz.dvc")
+    git(a, "commit", "-q", "-m", "more data")
+    dvc(a, "push")
+    git(a, "push", "-q")
+
+    second, t2 = ci_run(a, env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    report2 = (a / "ci-report.md").read_text()
+    assert "prepare" in report2.split("Stages run:")[1].split("\n")[0]
+    assert "## Metrics against `HEAD`" in report2 and "metrics/prepare.json" in report2 and "num_train" in report2
+    assert "| challenger (v2) |" in report2
+    assert client.get_model_version_by_alias(MODEL, "challenger").version == "2"
+    # both versions point at LoggedModels of the run that produced them
+    v2 = client.get_model_version(MODEL, "2")
+    assert v2.model_id and v2.run_id == client.get_logged_model(v2.model_id).source_run_id
+
+    third, t3 = ci_run(a, env)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert stages_run(third.stderr + third.stdout) == []
+    assert "Stages run: none" in (a / "ci-report.md").read_text()
+    assert [m.version for m in client.search_model_versions(f"name='{MODEL}'")].count("3") == 0
+    team["facts"].update(ci_seconds=(round(t1), round(t2), round(t3)))
+    print(f"\nci run: first {t1:.0f} s, new data {t2:.0f} s, nothing changed {t3:.1f} s")
+
+
+def test_a_second_clone_pulls_and_has_nothing_to_rerun(team):
+    b = clone(team, "b")
+    dvc(b, "pull")
+    status = dvc(b, "status")
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    again = dvc(b, "repro", env=team["env"])
+    assert stages_run(again.stdout) == []
+    diff = dvc(b, "metrics", "diff", "HEAD~1", "--md")
+    assert diff.stdout.startswith("| Path") and "metrics/" in diff.stdout
+    print(f"\nclone B: {len(stages_run(again.stdout))} stages re-run after dvc pull")
+    plots = dvc(b, "plots", "show", "--json").stdout
+    assert "Accuracy per epoch" in plots and "Confusion matrix" in plots
+
+    # a forced re-run of train writes the same bytes: nothing after it re-runs
+    forced = dvc(b, "repro", "-f", "-s", "train", env=team["env"])
+    assert stages_run(forced.stdout) == ["train"]
+    after = dvc(b, "repro", env=team["env"])
+    assert stages_run(after.stdout) == []
+    assert run(["git", "status", "--porcelain"], b).stdout.strip() == ""
+    team["b"] = b
+
+
+def test_replacing_the_pretrained_model_file_marks_train_changed(team):
+    b = team["b"]
+    (b / "pretrained").mkdir()
+    shutil.copy(b / "models" / "fp32.keras", b / "pretrained" / "mine.keras")
+    p = yaml.safe_load((b / "params.yaml").read_text())
+    p["train"]["from_model"] = "pretrained/mine.keras"
+    (b / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    # dvc.yaml does not track the file yet: the stage refuses to run rather than go stale
+    stale = dvc(b, "repro", "train", env=team["env"], check=False)
+    assert stale.returncode != 0 and "edgeqat dvc write" in stale.stderr + stale.stdout
+    edgeqat(b, "dvc", "write")
+    assert "pretrained/mine.keras" in yaml.safe_load((b / "dvc.yaml").read_text())["stages"]["train"]["deps"]
+    dvc(b, "repro", "train", env=team["env"])
+    assert "train" not in dvc(b, "status", "train").stdout
+    (b / "pretrained" / "mine.keras").write_bytes(b"another model, same name")
+    status = dvc(b, "status", "train")
+    assert "train:" in status.stdout and "modified:" in status.stdout and "pretrained/mine.keras" in status.stdout
+
+
+def test_make_demo_in_a_fresh_clone_leaves_git_clean_and_a_clean_run(team):
+    c = clone(team, "c")
+    shutil.copy(REPO / "Makefile", c / "Makefile")
+    git(c, "add", "Makefile")
+    git(c, "commit", "-q", "-m", "Makefile")
+    venv = Path(BIN).parent
+    # -o: the venv exists already (the test runs in it); a demo would otherwise install into it
+    proc = run(["make", "-o", f"{venv}/bin/edgeqat", "demo", f"VENV={venv}"], c, {"MLFLOW_TRACKING_URI": ""})
+    assert "| variant |" in proc.stdout
+    assert run(["git", "status", "--porcelain"], c).stdout.strip() == ""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{c / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert len(runs) == 1 and runs[0].data.tags["git_dirty"] == "false"
+    assert runs[0].data.tags["git_commit"] == run(["git", "rev-parse", "HEAD"], c).stdout.strip()
+    assert runs[0].info.end_time > runs[0].info.start_time
+    team["c"] = c
+
+
+def test_a_forced_rerun_of_every_stage_writes_the_same_bytes(team):
+    c = team["c"]
+    forced = dvc(c, "repro", "-f", env={"MLFLOW_TRACKING_URI": ""})
+    assert len(stages_run(forced.stdout)) == 10
+    assert run(["git", "status", "--porcelain"], c).stdout.strip() == ""
+
+
+def test_a_failing_required_device_is_tracked_as_failed_and_registers_nothing(team):
+    a, env = team["a"], team["env"]
+    client = registry(team["url"])
+    versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
+    p = yaml.safe_load((a / "params.yaml").read_text())
+    p["validate"].update(model="fp32", required_devices=["coral_edgetpu"])  # float ops on an int8-only TPU
+    (a / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    proc = dvc(a, "repro", env=env, check=False)
+    assert proc.returncode != 0
+    assert stages_run(proc.stdout) == ["validate", "recommend", "track", "register"]
+    msg = proc.stderr + proc.stdout
+    assert "coral_edgetpu" in msg and "edgeqat recommend --device coral_edgetpu" in msg
+    run_id = json.loads((a / "logs" / "mlflow_run.json").read_text())["run_id"]
+    r = client.get_run(run_id)
+    assert r.info.status == "FAILED" and r.data.tags["edgeqat.gate"] == "failed"
+    assert "coral_edgetpu" in r.data.tags["edgeqat.gate.reasons"]
+    assert r.data.metrics["validate.coral_edgetpu.passed"] == 0.0
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
