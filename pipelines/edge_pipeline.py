@@ -106,8 +106,9 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
             for p in stage.outputs:
                 if p.kfp:
                     produced[p.name] = task.outputs[p.name]
-            if stage.name == "track":
-                final = task.outputs["mlflow_run"]
+            if stage.name == "track" or final is None:  # the run's MLflow run, else the first artifact
+                final = task.outputs["mlflow_run"] if stage.name == "track" else \
+                    next((task.outputs[p.name] for p in stage.outputs if p.kfp), None)
         return final
 
     edgeqat.__signature__ = signature  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from edgeqat import cli
+from edgeqat.adapters.cli import app as cli
 
 
 def _boom(*args, **kwargs):
@@ -37,7 +37,7 @@ def test_unexpected_error_is_one_line_with_a_log(monkeypatch, tmp_path, capsys):
     logs = list((tmp_path / "logs" / "errors").glob("*-stage-qat-*.log"))
     assert len(logs) == 1 and str(logs[0].relative_to(tmp_path)) in lines[0]
     body = logs[0].read_text()
-    assert "Traceback (most recent call last)" in body and "_boom" in body and "stage qat --model user.keras" in body
+    assert "Traceback (most recent call last)" in body and "_boom" in body and "stage qat --fp32-model user.keras" in body
 
 
 def test_default_model_is_named_when_no_option_is_given(monkeypatch, tmp_path, capsys):

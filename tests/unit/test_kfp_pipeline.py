@@ -119,37 +119,35 @@ def test_every_pipeline_parameter_is_a_params_key_and_back():
         yaml.safe_load((REPO / "params.yaml").read_text()))
 
 
-def test_each_component_takes_exactly_its_section():
-    from edgeqat.adapters.kfp.params import sections
-    from edgeqat.pipelines.edge_pipeline import STAGES, component_keys, unwired_keys
+def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
+    from edgeqat.adapters.kfp.codegen import KFP_ONLY_OUTPUTS, RUNTIME, stage_keys
+    from edgeqat.adapters.kfp.params import kfp_name
+    from edgeqat.components.generated import COMPONENTS
+    from edgeqat.pipelines.edge_pipeline import unwired_keys
+    from edgeqat.stages import STAGES
 
-    extras = {
-        "track": {"prepare_config", "train_config", "qat_config", "prune_config", "convert_config",
-                  "evaluate_config", "validate_config", "recommend_config", "mlflow_tracking_uri", "kfp_run_id", "kfp_run_name", "run_tags"},
-        "register": {"all_params", "mlflow_tracking_uri"},
-        "recommend": {"prune_config"},
-    }
     assert unwired_keys() == []
-    for name, component in STAGES.items():
-        spec = component.component_spec
-        params = {n for n, i in spec.inputs.items() if not i.type.startswith("system.")} if spec.inputs else set()
-        assert name in sections(), f"component {name} has no params section"
-        assert params - extras.get(name, set()) == set(sections()[name].model_fields), name
-        assert component.name == name
+    assert list(COMPONENTS) == [s.name for s in STAGES]
+    for stage in STAGES:
+        spec = COMPONENTS[stage.name].component_spec
+        params = {n for n, i in (spec.inputs or {}).items() if not i.type.startswith("system.")}
+        assert params == {kfp_name(k) for k in stage_keys(stage)} | {n for n, _ in RUNTIME.get(stage.name, ())}, stage.name
+        artifacts_in = {n for n, i in (spec.inputs or {}).items() if i.type.startswith("system.")}
+        assert artifacts_in == {p.name for p in stage.inputs if p.kfp} | {f.importer for f in stage.file_params if f.importer}
+        outs = set(spec.outputs or {}) - {"Output"}
+        assert outs == {p.name for p in stage.outputs if p.kfp} | {n for n, _ in KFP_ONLY_OUTPUTS.get(stage.name, ())}
 
 
-def test_component_bodies_are_glue():
-    """Imports of edgeqat (and os/tempfile) and calls only: no loops, no branches beyond artifact presence."""
-    from edgeqat.pipelines.edge_pipeline import STAGES
+def test_component_bodies_only_hand_their_arguments_to_the_runner():
+    from edgeqat.components.generated import COMPONENTS
 
-    for name, component in STAGES.items():
-        tree = ast.parse(textwrap.dedent(inspect.getsource(component.python_func)))
-        for node in ast.walk(tree):
-            assert not isinstance(node, (ast.For, ast.While, ast.ListComp)), f"{name}: logic in a component"
-            if isinstance(node, ast.ImportFrom):
-                assert node.module.split(".")[0] == "edgeqat", f"{name}: imports {node.module}"
-            if isinstance(node, ast.Import):
-                assert {a.name for a in node.names} <= {"os", "tempfile"}, name
+    for name, component in COMPONENTS.items():
+        body = ast.parse(textwrap.dedent(inspect.getsource(component.python_func))).body[0].body
+        statements = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        assert len(statements) == 2, name  # the import and the return
+        imp, ret = statements
+        assert isinstance(imp, ast.ImportFrom) and imp.module == "edgeqat.adapters.kfp.runner", name
+        assert isinstance(ret, ast.Return) and ast.unparse(ret.value).startswith(f"run_component({name!r}, locals()"), name
 
 
 def test_import_variant_reads_data_and_model_from_uri_parameters(tmp_path):
@@ -171,7 +169,7 @@ def test_unwired_non_default_key_is_refused(monkeypatch):
     from edgeqat.errors import EdgeqatError
     from edgeqat.pipelines import edge_pipeline, ops
 
-    monkeypatch.setattr(edge_pipeline, "unwired_keys", lambda: ["qat.epochs"])
+    monkeypatch.setattr(edge_pipeline, "unwired_keys", lambda table=None: ["qat.epochs"])
     raw = Params().model_dump()
     raw["qat"]["epochs"] = 5
     with pytest.raises(EdgeqatError, match=r"qat\.epochs: not wired"):

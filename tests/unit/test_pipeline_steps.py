@@ -46,7 +46,9 @@ def test_train_writes_model_metrics_and_curves(chain):
     d, m = chain["dir"], chain["train"]
     assert (d / "fp32.keras").is_file()
     assert m["epochs_run"] == 6 and 0.0 <= m["test_accuracy"] <= 1.0
-    assert json.loads((d / "train.json").read_text()) == m
+    # the metrics file is a function of the inputs; the wall time goes to the stage's timings
+    assert json.loads((d / "train.json").read_text()) == {k: v for k, v in m.items() if k != "timings"}
+    assert m["timings"]["training_seconds"] > 0
     rows = (d / "train_history.csv").read_text().splitlines()
     assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 7
 
@@ -80,9 +82,12 @@ def test_evaluate_measures_every_variant_through_litert(chain):
     d = chain["dir"]
     summary = json.loads((d / "summary.json").read_text())
     assert set(summary["variants"]) == {"fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"}
-    for v in summary["variants"].values():
-        assert 0.0 <= v["accuracy"] <= 1.0 and 0.0 <= v["agreement"] <= 1.0
-        assert v["gzip_bytes"] > 0 and v["latency_p50_ms"] > 0 and v["latency_p90_ms"] >= v["latency_p50_ms"]
+    latency = chain["evaluate"]["timings"]
+    for name, v in summary["variants"].items():
+        assert 0.0 <= v["accuracy"] <= 1.0 and 0.0 <= v["agreement"] <= 1.0 and v["gzip_bytes"] > 0
+        # host latency varies from run to run: it is in the stage's timings, never in summary.json
+        assert "latency_p50_ms" not in v and "speedup" not in v
+        assert latency[name]["latency_p50_ms"] > 0 and latency[name]["latency_p90_ms"] >= latency[name]["latency_p50_ms"]
     assert summary["variants"]["fp32"]["size_ratio"] == 1.0
     # The interpreter's FP32 predictions match Keras' on (nearly) every image.
     assert summary["variants"]["fp32"]["agreement"] >= 0.95

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 VERBOSE_ENV = "EDGEQAT_VERBOSE"
 LOG_DIR = Path("logs") / "errors"
-MODEL_OPTIONS = ("--model", "--fp32", "--reference", "--qat")
+MODEL_OPTIONS = ("--model", "--fp32-model", "--fp32", "--reference", "--qat-model", "--qat")
 MODEL_SUFFIXES = (".keras", ".h5", ".tflite")
 
 
@@ -46,10 +46,23 @@ def command_and_model(root: Any, argv: Sequence[str]) -> tuple[str, str | None]:
             break
     if model is None:
         model = next((t for t in argv if t.endswith(MODEL_SUFFIXES) and not t.startswith("-")), None)
+    if model is None and words[:1] == ["stage"] and len(words) == 2:
+        model = _stage_model(words[1])
     if model is None and hasattr(cmd, "params"):
         defaults = {p.name: p.default for p in cmd.params}
         model = next((str(defaults[n]) for n in ("model", "fp32") if defaults.get(n)), None)
     return " ".join(words) or "edgeqat", model
+
+
+def _stage_model(name: str) -> str | None:
+    """The model file a stage reads (its first model input), else the one it writes."""
+    from edgeqat.stages import STAGES
+
+    for s in STAGES:
+        if s.name == name:
+            ports = [p for p in s.inputs if p.kind == "Model"] or [p for p in s.outputs if p.kind == "Model"]
+            return ports[0].path if ports else None
+    return None
 
 
 def write_log(command: str, argv: Sequence[str], exc: BaseException) -> Path:

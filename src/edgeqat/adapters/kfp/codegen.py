@@ -47,7 +47,9 @@ def kfp_outputs(stage: Stage) -> list:
     return [p for p in stage.outputs if p.kfp]
 
 
-def component_source(stage: Stage) -> str:
+def component_source(stage: Stage, table_ref: str | None = None) -> str:
+    """``table_ref`` ("module:attribute"): the table the stage is found in at run time, when it is
+    not edgeqat's own (a test adding a stage)."""
     k = kinds()
     required = [f"    {p.name}: Input[{p.kind}]," for p in kfp_inputs(stage)]
     required += [f"    {p.name}: Output[{p.kind}]," for p in kfp_outputs(stage)]
@@ -64,15 +66,15 @@ def component_source(stage: Stage) -> str:
         f'    """{stage.doc}"""',
         "    from edgeqat.adapters.kfp.runner import run_component",
         "",
-        f"    return run_component({stage.name!r}, locals())",
+        f"    return run_component({stage.name!r}, locals()" + (f", table={table_ref!r})" if table_ref else ")"),
     ]) + "\n"
 
 
-def components_source(table: tuple[Stage, ...] = STAGES) -> str:
+def components_source(table: tuple[Stage, ...] = STAGES, table_ref: str | None = None) -> str:
     names = ", ".join(repr(s.name) for s in table)
     used = {p.kind for s in table for p in (*kfp_inputs(s), *kfp_outputs(s))}
     used |= {kind for s in table for _, kind in KFP_ONLY_OUTPUTS.get(s.name, ())}
     used |= {fp.kind for s in table for fp in s.file_params if fp.importer}
     header = HEADER.format(kinds=", ".join(sorted(used | {"Input", "Output"})))
-    return header + "".join("\n\n" + component_source(s) for s in table) + \
+    return header + "".join("\n\n" + component_source(s, table_ref) for s in table) + \
         f"\n\nCOMPONENTS = {{name: globals()[name] for name in ({names},)}}\n"

@@ -76,12 +76,18 @@ def log_metrics(artifact: Any, metrics: Mapping[str, Any]) -> int:
     return n
 
 
-def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] = STAGES) -> Any:
+def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] | str = STAGES) -> Any:
+    """``table``: the stage table, or "module:attribute" naming one (a stage added outside edgeqat)."""
+    import importlib
+
     from edgeqat.adapters.runner import run_stage
     from edgeqat.io import read_json
     from edgeqat.models.io import set_trust_model_code
     from edgeqat.stages import stage as find
 
+    if isinstance(table, str):
+        module, _, attr = table.partition(":")
+        table = getattr(importlib.import_module(module), attr)
     stage = find(name, table)
     params = params_of(stage, args)
     set_trust_model_code(bool(getattr(params.train, "trust_model_code", False)))

@@ -1,0 +1,182 @@
+"""The stage table drives the CLI, dvc.yaml, the KFP components and the DAG: generated files are
+fresh, deps are complete, and a new stage needs only a table entry and a step function."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import REPO
+from edgeqat.adapters.dvc import code_deps, dvc_yaml
+from edgeqat.adapters.generate import generated_files
+from edgeqat.config import Params, load_params
+from edgeqat.stages import STAGES, stage_params
+
+BIN = Path(sys.executable).parent
+TESTS = REPO / "tests"
+
+
+def test_generated_files_are_fresh():
+    stale = [str(p) for p, text in generated_files(load_params(REPO / "params.yaml"), root=REPO).items()
+             if p.read_text() != text]
+    assert stale == [], f"stale: {stale}; run `edgeqat generate`"
+
+
+def test_each_stage_depends_on_the_keys_of_its_sections_and_every_module_its_step_imports():
+    doc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(doc) == [s.name for s in STAGES]
+    qat = doc["qat"]
+    assert set(qat["params"]) == {f"qat.{k}" for k in Params.model_fields["qat"].annotation.model_fields} | {
+        "train.trust_model_code"}
+    # recommend reads the prune section (its candidates are fine-tuned with it): all of it
+    assert {"prune.channel_fraction", "prune.target_sparsity", "prune.m_by_n"} <= set(doc["recommend"]["params"])
+    # prune quantizes through compression.recipes, which QAT-wraps through compression.annotate
+    for mod in ("src/edgeqat/compression/recipes.py", "src/edgeqat/compression/annotate.py", "src/edgeqat/steps/prune.py"):
+        assert mod in doc["prune"]["deps"], mod
+    assert "src/edgeqat/devices/profiles" in doc["validate"]["deps"]  # profile YAMLs are data the step reads
+    assert "src/edgeqat/devices/profiles" not in doc["prepare"]["deps"]  # ...but not prepare's
+    assert all(not d.startswith("src/edgeqat/steps/qat") for d in doc["prune"]["deps"])  # steps never import steps
+
+
+def test_code_deps_follow_imports_inside_functions():
+    files = {p.name for p in code_deps("edgeqat.steps.convert")}
+    assert {"converter.py", "runtime.py", "inspect.py", "io.py"} <= files
+    assert "tracking.py" not in files and "registry.py" not in files
+
+
+def _scratch_repo(tmp_path: Path) -> Path:
+    from integration.conftest import make_pipeline_repo, run
+
+    repo = make_pipeline_repo(tmp_path / "proj", (REPO / "params.yaml").read_text())
+    outs = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    for entry in outs.values():  # every output, as empty files or folders, so DVC can record a lock
+        for out in [*entry.get("outs", []), *entry.get("metrics", [])]:
+            path = repo / (out if isinstance(out, str) else next(iter(out)))
+            if path.suffix:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("{}")
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                (path / "placeholder").write_text("x")
+    run([str(BIN / "dvc"), "commit", "-f", "-q"], repo)
+    return repo
+
+
+@pytest.mark.integration
+def test_changing_quantize_marks_the_stages_that_quantize_changed_and_no_other(tmp_path):
+    from integration.conftest import run
+
+    repo = _scratch_repo(tmp_path)
+    assert "up to date" in run([str(BIN / "dvc"), "status"], repo).stdout
+    recipes = repo / "src" / "edgeqat" / "compression" / "recipes.py"
+    recipes.write_text(recipes.read_text() + "\n# a change to quantize()\n")
+    status = json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).stdout)
+    assert {"qat", "prune", "recommend"} <= set(status)
+    assert "prepare" not in status and "train" not in status and "convert" not in status
+    assert any("compression/recipes.py" in json.dumps(s) for s in status["prune"])
+
+
+def test_a_new_stage_needs_only_a_table_entry_and_a_step(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    import toy_stage
+
+    # dvc.yaml
+    doc = yaml.safe_load(dvc_yaml(Params(), toy_stage.TABLE))["stages"]
+    assert doc["toy"]["cmd"] == "edgeqat stage toy" and "data/prepared" in doc["toy"]["deps"]
+    assert {"metrics/toy.json": {"cache": False}} in doc["toy"]["metrics"]
+    assert "prepare.seed" in doc["toy"]["params"]
+
+    # the CLI
+    import typer
+
+    from edgeqat.adapters.cli.stages import install
+    from edgeqat.steps.prepare import prepare
+
+    app, stage_app = typer.Typer(), typer.Typer()
+    app.add_typer(stage_app, name="stage")
+    install(stage_app, app, toy_stage.TABLE)
+    (tmp_path / "params.yaml").write_text("prepare:\n  image_size: 8\n")
+    prepare(load_params(tmp_path / "params.yaml").prepare, tmp_path / "data" / "prepared")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["stage", "toy"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "reports" / "toy.json").read_text())["classes"] == 10
+    assert json.loads((tmp_path / "logs" / "timings" / "toy.json").read_text())["stage"] == "toy"
+
+    # the compiled KFP pipeline, full table plus the toy stage
+    comp = _toy_components(tmp_path, toy_stage.TABLE)
+    from kfp import compiler
+
+    from edgeqat.pipelines.edge_pipeline import build_pipeline
+
+    compiler.Compiler().compile(build_pipeline(table=toy_stage.TABLE, components=comp.COMPONENTS), str(tmp_path / "p.yaml"))
+    spec = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert "toy" in spec["root"]["dag"]["tasks"]
+    assert spec["root"]["dag"]["tasks"]["toy"]["inputs"]["artifacts"]["prepared"]["taskOutputArtifact"]["producerTask"] == "prepare"
+
+
+def _toy_components(tmp_path: Path, table) -> object:
+    import importlib
+
+    from edgeqat.adapters.kfp.codegen import components_source
+
+    (tmp_path / "toy_components.py").write_text(components_source(table, table_ref="toy_stage:TABLE"))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        sys.modules.pop("toy_components", None)
+        return importlib.import_module("toy_components")
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+@pytest.mark.integration
+def test_the_toy_stage_runs_in_kfp_local_with_the_configs_dvc_gives_it(tmp_path, monkeypatch):
+    """kfp.local runs prepare -> toy; each step receives the same config objects as under the
+    CLI that dvc.yaml runs."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    import toy_stage
+    from kfp import local
+
+    from edgeqat.adapters.kfp.params import to_pipeline_values
+    from edgeqat.pipelines.edge_pipeline import build_pipeline
+
+    params = load_params(_write(tmp_path / "params.yaml", "prepare:\n  image_size: 8\n  seed: 7\n"))
+    comp = _toy_components(tmp_path, toy_stage.MINI)
+    kfp_cfg, cli_cfg = tmp_path / "kfp-configs", tmp_path / "cli-configs"
+    monkeypatch.setenv("EDGEQAT_RECORD_CONFIGS", str(kfp_cfg))
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"), raise_on_error=True)
+    pipe = build_pipeline(table=toy_stage.MINI, components=comp.COMPONENTS)
+    task = pipe(**{**to_pipeline_values(params), "mlflow_tracking_uri": "", "run_tags": {}})
+    job = Path(task.output.path).parents[1]  # <root>/<run>/prepare/prepared: the pipeline's first artifact
+    assert (job / "prepare" / "prepared" / "meta.json").is_file()
+    assert json.loads((job / "toy" / "toy_report").read_text())["classes"] == 10
+
+    # the same stages through the CLI, as dvc.yaml runs them
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(tmp_path / "params.yaml", ws / "params.yaml")
+    env = {**os.environ, "EDGEQAT_RECORD_CONFIGS": str(cli_cfg)}
+    code = ("import sys, typer; sys.path.insert(0, %r)\n"
+            "import toy_stage\nfrom edgeqat.adapters.cli.stages import install\n"
+            "app, st = typer.Typer(), typer.Typer(); app.add_typer(st, name='stage'); install(st, app, toy_stage.TABLE)\n"
+            "app(['stage', sys.argv[1]])\n") % str(TESTS)
+    for name in ("prepare", "toy"):
+        proc = subprocess.run([sys.executable, "-c", code, name], cwd=ws, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("prepare", "toy"):
+        assert json.loads((kfp_cfg / f"{name}.json").read_text()) == json.loads((cli_cfg / f"{name}.json").read_text())
+    assert json.loads((ws / "reports" / "toy.json").read_text())["seed"] == 7
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
