@@ -73,6 +73,7 @@ def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
 
 def find_run(uri: str, experiment: str, tag: str, value: str, root: str | Path = ".") -> Any | None:
     """The newest run of ``experiment`` whose tag ``tag`` equals ``value`` (None if none)."""
+    check_reachable(uri)  # the first call of a step: fail at once, not after the client's retries
     client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

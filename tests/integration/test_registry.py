@@ -1,9 +1,11 @@
 """The model registry against a real `mlflow server` on 127.0.0.1, with webhooks on.
 
 One TensorFlow process (this one) builds a tiny .tflite + model card with the real steps;
-the server boots meanwhile. Its own server, not the shared `mlflow_server`: webhooks to a
-loopback receiver over http need MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS and
-MLFLOW_WEBHOOK_ALLOWED_SCHEMES, and MLFLOW_WEBHOOK_CACHE_TTL=1 so a webhook installed
+the server boots meanwhile. Each case lays that build out as a workspace the way the DVC
+pipeline writes it and runs the real `track` then `register` steps on it: one MLflow run
+per execution, versions pointing at its LoggedModels. Its own server, not the shared
+`mlflow_server`: webhooks to a loopback receiver over http need MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS
+and MLFLOW_WEBHOOK_ALLOWED_SCHEMES, and MLFLOW_WEBHOOK_CACHE_TTL=1 so a webhook installed
 mid-test is used at once (the server caches the webhook list for 60 s by default).
 Tests run in file order and share the registered model.
 """
@@ -12,30 +14,38 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgeqat.config import ConvertConfig, EvaluateConfig, Params, QatConfig, RegisterConfig, TrainConfig
-from edgeqat.errors import EdgeqatError
-from edgeqat.io import read_json, sha256_file
+from edgeqat.config import ConvertConfig, EvaluateConfig, Params, QatConfig, RegisterConfig, TrackConfig, TrainConfig
+from edgeqat.errors import EdgeqatError, GateFailed
+from edgeqat.io import read_json, sha256_file, write_json
 from integration.conftest import BIN, free_port, start_mlflow_server, stop_process_group, wait_until_up
 
 pytestmark = pytest.mark.integration
 
 NAME = "edgeqat-it"
 SECRET = "it-webhook-secret-0123456789"
+EXPERIMENT = "it-registry"  # track.experiment: the runs the versions point into
 # The failing gate exercised here is a device verdict; the accuracy gates are unit-tested
-# (a 4-epoch model's QAT drop vs FP32 is not what these tests are about).
-CFG = RegisterConfig(model_name=NAME, experiment="it-registry", max_accuracy_drop=0.5)
+# (a 4-epoch model's QAT drop vs FP32 is not what these tests are about). validate required
+# only sim-pi, the registry requires both devices: the "bad" execution passes validate, is
+# tracked and registered, and fails the registry's gate on sim-m4.
+CFG = RegisterConfig(model_name=NAME, experiment="it-registry", max_accuracy_drop=0.5,
+                     required_devices=["sim-m4", "sim-pi"])
+M4_BUDGET = "arena 300 KB > 256 KB"
 
 
 @pytest.fixture(scope="module")
@@ -52,24 +62,35 @@ def server_proc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_prepared, server_proc):
-    """fp32.keras, tflite/{fp32,qat_int8}.tflite + model card, summary.json: the real steps, tiny."""
+    """fp32.keras, tflite/{fp32,qat_int8}.tflite + model card, evaluate's metrics and timings,
+    and summaries as validate leaves them (good, bad, failed): the real steps, tiny."""
     from edgeqat.steps.convert import convert
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.qat import qat
     from edgeqat.steps.train import train
+    from edgeqat.timings import write_stage_timings
 
     d = tmp_path_factory.mktemp("built")
     train(TrainConfig(model="dscnn", alpha=0.25, epochs=4, batch_size=8, learning_rate=0.01, early_stopping_patience=0),
           tiny_prepared, d / "fp32.keras")
     qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5")
     convert(ConvertConfig(variants=["fp32", "qat_int8"]), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite")
-    evaluate(EvaluateConfig(latency_runs=3, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
-             d / "summary.json", d / "summary.md", d / "confusion.csv")
-    summary = read_json(d / "summary.json")
-    good = {**summary, "devices": {"sim-m4": {"passed": True, "reasons": []}, "sim-pi": {"passed": True, "reasons": []}}}
-    bad = {**summary, "devices": {"sim-m4": {"passed": False, "reasons": ["arena 300 KB > 256 KB"]},
-                                  "sim-pi": {"passed": True, "reasons": []}}}
-    for name, s in (("good", good), ("bad", bad)):
+    started = datetime.now(timezone.utc)
+    result = evaluate(EvaluateConfig(latency_runs=3, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
+                      d / "summary.json", d / "summary.md", d / "confusion.csv", metrics_path=d / "metrics" / "evaluate.json")
+    write_stage_timings(d, "evaluate", started, datetime.now(timezone.utc), result["timings"],
+                        d / "timings" / "evaluate.json")
+    summary = {**read_json(d / "summary.json"), "validated_model": "qat_int8"}
+    m4_fails = {"passed": False, "reasons": [M4_BUDGET]}
+    summaries = {
+        "good": {**summary, "required_devices": ["sim-pi"], "validation_passed": True,
+                 "devices": {"sim-m4": {"passed": True, "reasons": []}, "sim-pi": {"passed": True, "reasons": []}}},
+        "bad": {**summary, "required_devices": ["sim-pi"], "validation_passed": True,
+                "devices": {"sim-m4": m4_fails, "sim-pi": {"passed": True, "reasons": []}}},
+        # a required device failed at validate: tracked (FAILED), never registered
+        "failed": {**summary, "required_devices": ["sim-m4"], "validation_passed": False, "devices": {"sim-m4": m4_fails}},
+    }
+    for name, s in summaries.items():
         (d / name).mkdir()
         (d / name / "summary.json").write_text(json.dumps(s))
         (d / name / "summary.md").write_text("table\n")
@@ -82,22 +103,76 @@ def url(server_proc, built):
     return server_proc["url"]
 
 
-def _register(built, url, which: str, tmp: Path, cfg: RegisterConfig = CFG):
-    from edgeqat.steps.register import register
+def _params(cfg: RegisterConfig = CFG, experiment: str = EXPERIMENT) -> Params:
+    return Params(register=cfg, track=TrackConfig(experiment=experiment))
 
+
+def _workspace(built, ws: Path, which: str = "good", recommend: dict[str, float | None] | None = None) -> Path:
+    """The built model laid out as the DVC pipeline writes it, with the ``which`` summary.
+
+    ``recommend``: device -> the accuracy of the model recommended for it (the built
+    qat_int8 file), or None when no model fits it; as the recommend step writes them."""
     d = built["dir"]
-    return register(cfg, Params(), d / "tflite", d / "fp32.keras", d / which / "summary.json", tmp / "registered.json",
-                    uri=url, root=d, lock=None)
+    shutil.copytree(d / "tflite", ws / "models" / "tflite")
+    shutil.copy(d / "fp32.keras", ws / "models" / "fp32.keras")
+    shutil.copytree(d / "metrics", ws / "metrics")
+    shutil.copytree(d / "timings", ws / "logs" / "timings")
+    (ws / "reports").mkdir()
+    for f in ("summary.json", "summary.md"):
+        shutil.copy(d / which / f, ws / "reports" / f)
+    if recommend is not None:
+        source = d / "tflite" / "qat_int8.tflite"
+        chosen, report = {}, {"enabled": True, "devices": {}}
+        for dev, accuracy in recommend.items():
+            if accuracy is None:
+                report["devices"][dev] = {"chosen": None, "candidates": [],
+                                          "reason": f"no model fits {dev}: the closest, qat_int8, misses flash by 90%."}
+                continue
+            (ws / "models" / "recommended").mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, ws / "models" / "recommended" / f"{dev}.tflite")
+            row = {"candidate": "qat_int8", "integer_only": True, "accuracy": accuracy,
+                   "size_bytes": source.stat().st_size, "arena_bytes": 1000, "latency_ms_estimate": 2.0}
+            reason = f"QAT int8: fits {dev} at accuracy {accuracy}."
+            report["devices"][dev] = {"chosen": "qat_int8", "reason": reason, "candidates": [row]}
+            chosen[dev] = {"file": f"{dev}.tflite", "strategy": "qat_int8", "reason": reason,
+                           **{k: row[k] for k in ("accuracy", "size_bytes", "arena_bytes", "latency_ms_estimate")}}
+        write_json(ws / "models" / "recommended" / "recommended.json", chosen)
+        write_json(ws / "reports" / "recommendation" / "recommendation.json", report)
+    return ws
+
+
+def _track_register(url: str, ws: Path, cfg: RegisterConfig = CFG) -> dict:
+    """The track then register steps on workspace ``ws``: register's result, plus track's as ``tracked``."""
+    from edgeqat.steps.register import register
+    from edgeqat.steps.track import track
+
+    params = _params(cfg)
+    tracked = track(params, root=ws, uri=url)
+    return {**register(params, root=ws, uri=url), "tracked": tracked, "root": ws}
+
+
+def _logged_model_of(reg, name: str, version: str) -> str:
+    """The id of the LoggedModel that version ``version`` of ``name`` points at, checked both ways.
+
+    MLflow 3.17's SQL registry store does not keep ``ModelVersion.model_id`` (get_model_version
+    returns None there); the lineage it keeps is the source ``models:/<model_id>`` and the
+    LoggedModel's ``mlflow.modelVersions`` tag naming the version."""
+    mv = reg.client.get_model_version(name, str(version))
+    model_id = mv.model_id or mv.source.removeprefix("models:/")
+    assert mv.source == f"models:/{model_id}", mv.source
+    listed = json.loads(reg.client.get_logged_model(model_id).tags.get("mlflow.modelVersions", "[]"))
+    assert (name, str(version)) in {(m["name"], str(m["version"])) for m in listed}, listed
+    return model_id
 
 
 @pytest.fixture(scope="module")
 def v_good(built, url, tmp_path_factory):
-    return _register(built, url, "good", tmp_path_factory.mktemp("reg-good"))
+    return _track_register(url, _workspace(built, tmp_path_factory.mktemp("ws-good"), "good"))
 
 
 @pytest.fixture(scope="module")
 def v_bad(built, url, tmp_path_factory):
-    return _register(built, url, "bad", tmp_path_factory.mktemp("reg-bad"))
+    return _track_register(url, _workspace(built, tmp_path_factory.mktemp("ws-bad"), "bad"))
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +244,8 @@ def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(
     from edgeqat.data.shards import load_split_arrays
     from edgeqat.registry import load_pyfunc
 
-    d = built["dir"]
-    assert v_good["gates_passed"] and v_good["challenger"]
+    d, ws = built["dir"], v_good["root"]
+    assert v_good["new"] and v_good["gates_passed"] and v_good["challenger"]
     v = reg.version(NAME, v_good["version"])
     tags = v["tags"]
     summary = read_json(d / "good" / "summary.json")
@@ -180,13 +255,26 @@ def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(
     assert tags["git_commit"]  # "unknown" outside a git checkout, the commit inside one
     assert float(tags["accuracy"]) == pytest.approx(row["accuracy"]) and int(tags["size_bytes"]) == row["size_bytes"]
     assert float(tags["accuracy_drop"]) == pytest.approx(summary["variants"]["fp32"]["accuracy"] - row["accuracy"], abs=1e-6)
+    timed = read_json(d / "timings" / "evaluate.json")["qat_int8"]  # logs/timings/evaluate.json
+    assert float(tags["latency_p50_ms"]) == pytest.approx(timed["latency_p50_ms"])
     assert tags["device.sim-m4.passed"] == "true" and tags["device.sim-pi.passed"] == "true"
     assert tags["gates.passed"] == "true"
     assert "| qat_int8 |" in v["description"] and "| sim-m4 | yes |" in v["description"]
     assert reg.alias_version(NAME, "challenger") == v_good["version"]
-    run = reg.client.get_run(v["run_id"])
-    assert {a.path for a in reg.client.list_artifacts(v["run_id"])} >= {"model", "fp32", "reports"}
-    assert run.data.metrics["accuracy"] == pytest.approx(row["accuracy"])
+    assert read_json(ws / "logs" / "registered.json")["version"] == v_good["version"]
+
+    # lineage: the version points at the LoggedModel of the execution's one run
+    run_id = v_good["tracked"]["run_id"]
+    assert v_good["run_id"] == run_id and v["run_id"] == run_id and tags["mlflow_run_id"] == run_id
+    run = reg.client.get_run(run_id)
+    model_id = run.data.tags["edgeqat.model.qat_int8"]
+    assert _logged_model_of(reg, NAME, v_good["version"]) == model_id
+    assert model_id in {o.model_id for o in run.outputs.model_outputs}
+    assert run.info.status == "FINISHED" and run.data.tags["edgeqat.gate"] == "passed"
+    assert run.data.tags["edgeqat.fingerprint"] == read_json(ws / "reports" / "tracked.json")["fingerprint"]
+    assert {a.path for a in reg.client.list_artifacts(run_id)} >= {"models", "reports"}
+    assert {a.path for a in reg.client.list_artifacts(run_id, "models")} >= {"models/fp32.keras", "models/tflite"}
+    assert run.data.metrics["evaluate.qat_int8.accuracy"] == pytest.approx(row["accuracy"])
 
     model = load_pyfunc(f"models:/{NAME}@challenger", url)
     x, _ = load_split_arrays(built["prepared"] / "test")
@@ -202,11 +290,29 @@ def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(
     assert model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]["dtype"] == "uint8"
 
 
+def test_tracking_and_registering_the_same_execution_again_creates_nothing(url, v_good, reg):
+    from edgeqat.steps.register import register
+    from edgeqat.steps.track import track
+
+    before = (reg.versions(NAME), len(reg.history(NAME)))
+    again = track(_params(), root=v_good["root"], uri=url)
+    assert again["reused"] and again["run_id"] == v_good["run_id"]
+    exp = reg.client.get_experiment_by_name(EXPERIMENT)
+    fingerprint = read_json(v_good["root"] / "reports" / "tracked.json")["fingerprint"]
+    same = reg.client.search_runs([exp.experiment_id], f"tags.`edgeqat.fingerprint` = '{fingerprint}'")
+    assert [r.info.run_id for r in same] == [v_good["run_id"]]  # still one run for the execution
+    out = register(_params(), root=v_good["root"], uri=url)
+    assert not out["new"] and out["version"] == v_good["version"] and out["run_id"] == v_good["run_id"]
+    assert (reg.versions(NAME), len(reg.history(NAME))) == before
+    assert reg.alias_version(NAME, "challenger") == v_good["version"]
+
+
 def test_a_version_failing_a_gate_is_registered_without_challenger(v_good, v_bad, reg):
-    assert not v_bad["gates_passed"] and not v_bad["challenger"]
+    assert v_bad["new"] and not v_bad["gates_passed"] and not v_bad["challenger"]
+    assert v_bad["run_id"] == v_bad["tracked"]["run_id"] != v_good["run_id"]  # another execution, another run
     tags = reg.version(NAME, v_bad["version"])["tags"]
-    assert tags["gates.passed"] == "false" and "device 'sim-m4' failed: arena 300 KB > 256 KB" in tags["gates.reasons"]
-    assert tags["device.sim-m4.reasons"] == "arena 300 KB > 256 KB"
+    assert tags["gates.passed"] == "false" and f"device 'sim-m4' failed: {M4_BUDGET}" in tags["gates.reasons"]
+    assert tags["device.sim-m4.reasons"] == M4_BUDGET
     assert reg.alias_version(NAME, "challenger") == v_good["version"]
 
 
@@ -282,33 +388,95 @@ def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_
 # --- concurrency ---------------------------------------------------------------------------
 
 
-def test_two_concurrent_registrations_leave_consistent_versions_and_aliases(built, url, v_good, v_bad, reg, tmp_path):
+def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_versions_and_aliases(
+        built, url, v_good, v_bad, reg, tmp_path, monkeypatch):
+    """Both first `track`s race to create the experiment; both registrations race for challenger."""
+    from mlflow.tracking import MlflowClient
+
+    from edgeqat.steps.register import register
+    from edgeqat.steps.track import track
+
+    experiment = f"it-fresh-{uuid.uuid4().hex[:8]}"
+    assert reg.client.get_experiment_by_name(experiment) is None
+    create, both_missing, created = MlflowClient.create_experiment, threading.Barrier(2), []
+
+    def racing_create(self, name, *args, **kwargs):
+        """Neither creates it before both found it missing: the race, every time."""
+        if name == experiment:
+            both_missing.wait(timeout=60)
+        try:
+            created.append(create(self, name, *args, **kwargs))
+        except Exception as err:
+            created.append(err)
+            raise
+        return created[-1]
+
+    monkeypatch.setattr(MlflowClient, "create_experiment", racing_create)
+    params = _params(experiment=experiment)
+    spaces = [_workspace(built, tmp_path / f"ws{i}") for i in range(2)]
     before = set(reg.versions(NAME))
     barrier = threading.Barrier(2)
-    results, errors = [None, None], []
+    tracked, results, errors = [None, None], [None, None], []
 
     def one(i):
         try:
             barrier.wait(timeout=30)
-            results[i] = _register(built, url, "good", tmp_path / f"r{i}")
+            # the same results from two executions (a tag of each sets them apart)
+            tracked[i] = track(params, root=spaces[i], uri=url, extra_tags={"it.execution": str(i)})
+            barrier.wait(timeout=180)
+            results[i] = register(params, root=spaces[i], uri=url)
         except Exception as err:  # surfaced below
             errors.append(err)
+            barrier.abort()
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=180)
+        t.join(timeout=300)
     assert not errors, errors
+    assert len(created) == 2 and sum(isinstance(c, Exception) for c in created) == 1, created  # one lost, and coped
+    exp = reg.client.get_experiment_by_name(experiment)
+    assert {t["experiment_id"] for t in tracked} == {exp.experiment_id}
+    runs = {r.info.run_id: r for r in reg.client.search_runs([exp.experiment_id])}
+    assert set(runs) == {t["run_id"] for t in tracked} and len(runs) == 2
+    assert all(r.info.status == "FINISHED" for r in runs.values())
     new = {r["version"] for r in results}
-    assert len(new) == 2 and not new & before
+    assert len(new) == 2 and not new & before and all(r["new"] for r in results)
     assert set(reg.versions(NAME)) == before | new
     assert reg.alias_version(NAME, "challenger") == max(new, key=int)  # the newest passing version
     assert reg.alias_version(NAME, "champion") == v_good["version"]     # untouched (auto_promote is off)
-    for r in results:
-        assert reg.version(NAME, r["version"])["run_id"] == r["run_id"]
+    for t, r in zip(tracked, results):
+        assert r["run_id"] == t["run_id"] and reg.version(NAME, r["version"])["run_id"] == t["run_id"]
+        assert _logged_model_of(reg, NAME, r["version"]) == runs[t["run_id"]].data.tags["edgeqat.model.qat_int8"]
     recorded = {h["version"] for h in reg.history(NAME) if h.get("action") == "register"}
     assert new <= recorded
+
+
+# --- a required device failed ----------------------------------------------------------------
+
+
+def test_a_required_device_failure_is_tracked_as_a_failed_run_and_registers_nothing(built, url, reg, tmp_path):
+    from edgeqat.steps.register import register
+    from edgeqat.steps.track import track
+
+    ws = _workspace(built, tmp_path, "failed")
+    models = {m["name"]: reg.versions(m["name"]) for m in reg.find_models(NAME)}
+    tracked = track(_params(), root=ws, uri=url)
+    run = reg.client.get_run(tracked["run_id"])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["edgeqat.gate"] == "failed"
+    assert "sim-m4" in run.data.tags["edgeqat.gate.reasons"] and M4_BUDGET in run.data.tags["edgeqat.gate.reasons"]
+    assert "edgeqat.model.qat_int8" in run.data.tags  # the model is logged with the run, to look at
+
+    with pytest.raises(GateFailed) as err:
+        register(_params(), root=ws, uri=url)
+    why = str(err.value)
+    assert "sim-m4" in why and M4_BUDGET in why and "edgeqat recommend --device sim-m4" in why
+    assert err.value.exit_code == 1
+    assert {m["name"]: reg.versions(m["name"]) for m in reg.find_models(NAME)} == models
+    assert not reg.client.search_model_versions(f"run_id='{tracked['run_id']}'")
+    assert not (ws / "logs" / "registered.json").exists()
 
 
 # --- the webhook receiver -------------------------------------------------------------------
@@ -534,44 +702,28 @@ DEVICE = "cortex_m7"
 DNAME = f"{NAME}-{DEVICE}"
 
 
-def _device_model(built, reg, v_good, tmp: Path, device: str) -> dict:
-    """<NAME>-<device> as the register step leaves it: registered-model tags, one run holding
-    <device>.tflite; returns a function making versions with the main model's tag keys."""
-    import shutil
-
-    d, name = built["dir"], f"{NAME}-{device}"
-    tflite = tmp / f"{device}.tflite"
-    shutil.copy(d / "tflite" / "qat_int8.tflite", tflite)
-    card = read_json(d / "tflite" / "model_card.json")
-    entry = {**card["variants"]["qat_int8"], "file": tflite.name, "strategy": "qat_int8"}
-    card = {**{k: v for k, v in card.items() if k != "variants"}, "variants": {device: entry}}
-    reg.ensure_model(name, f"per-device model of the integration tests ({device})")
-    for key, value in {"edgeqat.managed": "true", "edgeqat.device": device, "edgeqat.base_model": NAME}.items():
-        reg.client.set_registered_model_tag(name, key, value)
-    run = reg.log_model_run(experiment=CFG.experiment, run_name=f"{name}-qat_int8", tflite=tflite, card=card,
-                            fp32_model=None, params={"device": device}, metrics={}, tags={}, extra_files=[])
-    main = reg.version(NAME, v_good["version"])["tags"]
-    common = {k: main[k] for k in ("accuracy", "accuracy_drop", "reference", "reference_accuracy", "size_bytes",
-                                   "gzip_bytes", "sha256", "integer_only", "git_commit", "params_sha256",
-                                   "data_sha256") if k in main}
-    common.update({"devices": device, "required_devices": device, "device": device, "strategy": "qat_int8",
-                   "mlflow_run_id": run["run_id"]})
-
-    def version(label: str, failing: str | None = None) -> str:
-        verdict = ({f"device.{device}.passed": "true", "gates.passed": "true"} if failing is None else
-                   {f"device.{device}.passed": "false", f"device.{device}.reasons": failing, "gates.passed": "false",
-                    "gates.reasons": f"device '{device}' failed: {failing}"})
-        return reg.create_version(name, run["source"], run["run_id"], {**common, **verdict},
-                                  f"Recommended for `{device}` ({label}).")
-
-    return version
+def _failing_device_version(reg, name: str, like: str, why: str) -> str:
+    """A version of per-device model ``name`` whose device verdict failed: the register step never
+    makes one (a device's model is recommended only when it fits every budget), so this one is
+    created directly, from the LoggedModel and run of version ``like`` and with its tag keys."""
+    mv = reg.client.get_model_version(name, like)
+    device = mv.tags["device"]
+    tags = {**mv.tags, f"device.{device}.passed": "false", f"device.{device}.reasons": why,
+            "gates.passed": "false", "gates.reasons": f"device '{device}' failed: {why}"}
+    return reg.create_version(name, _logged_model_of(reg, name, like), mv.run_id, tags,
+                              f"Recommended for `{device}` (failing: {why}).")
 
 
 @pytest.fixture(scope="module")
-def per_device(built, reg, v_good, tmp_path_factory):
-    """<NAME>-cortex_m7, versions good1, bad, good2."""
-    version = _device_model(built, reg, v_good, tmp_path_factory.mktemp("per-device"), DEVICE)
-    return {"good1": version("good1"), "bad": version("bad", "arena 600 KB > 512 KB"), "good2": version("good2")}
+def per_device(built, url, reg, tmp_path_factory):
+    """<NAME>-cortex_m7, versions good1, bad, good2: good1 and good2 registered by two executions
+    recommending a model for the device, bad failing its device budget."""
+    tmp = tmp_path_factory.mktemp("per-device")
+    good1 = _track_register(url, _workspace(built, tmp / "good1", recommend={DEVICE: 0.9}))["recommended"][DEVICE]
+    bad = _failing_device_version(reg, DNAME, good1["version"], "arena 600 KB > 512 KB")
+    good2 = _track_register(url, _workspace(built, tmp / "good2", recommend={DEVICE: 0.91}))["recommended"][DEVICE]
+    assert good1["gates_passed"] and good2["gates_passed"] and good2["challenger"]
+    return {"good1": good1["version"], "bad": bad, "good2": good2["version"]}
 
 
 def test_a_per_device_model_is_promoted_on_its_own_gates_and_deployed_to_its_folder(url, reg, receiver, per_device):
@@ -627,11 +779,11 @@ def test_export_of_a_per_device_model_defaults_to_its_device_and_folder(url, reg
 
 
 def test_the_receiver_ships_vela_output_for_an_ethos_u_model_and_a_restart_keeps_it(built, url, reg, receiver,
-                                                                                     v_good, tmp_path):
+                                                                                     tmp_path):
     from edgeqat.devices.vela import compiled_ops
 
     device = "ethos_u55_128"
-    version = _device_model(built, reg, v_good, tmp_path, device)("npu")
+    version = _track_register(url, _workspace(built, tmp_path, recommend={device: 0.9}))["recommended"][device]["version"]
     set_alias_rest(url, version, name=f"{NAME}-{device}")
     wait_for(lambda: _export_json(receiver, device).get("version") == version, what=f"the receiver to deploy {device}")
     doc = _export_json(receiver, device)
@@ -650,9 +802,9 @@ def test_the_receiver_ships_vela_output_for_an_ethos_u_model_and_a_restart_keeps
 
 def test_auto_promote_moves_champion_only_for_a_version_passing_every_gate(built, url, reg, tmp_path):
     cfg = RegisterConfig(**{**CFG.model_dump(), "model_name": f"{NAME}-auto", "auto_promote": True})
-    first = _register(built, url, "good", tmp_path / "a", cfg)
+    first = _track_register(url, _workspace(built, tmp_path / "a", "good"), cfg)
     assert first["champion"] and reg.alias_version(cfg.model_name, "champion") == first["version"]
-    failing = _register(built, url, "bad", tmp_path / "b", cfg)
+    failing = _track_register(url, _workspace(built, tmp_path / "b", "bad"), cfg)
     assert not failing["champion"] and reg.alias_version(cfg.model_name, "champion") == first["version"]
     auto = [h for h in reg.history(cfg.model_name) if h.get("action") == "auto"]
     assert [h["version"] for h in auto] == [first["version"]]
@@ -662,13 +814,18 @@ def test_auto_promote_moves_champion_only_for_a_version_passing_every_gate(built
 
 
 def test_unreachable_mlflow_fails_clearly_and_leaves_local_outputs_intact(built, tmp_path):
-    d = built["dir"]
-    before = {p: sha256_file(p) for p in sorted(d.rglob("*")) if p.is_file()}
+    from edgeqat.steps.register import register
+    from edgeqat.steps.track import track
+
+    ws = _workspace(built, tmp_path)
+    before = {p: sha256_file(p) for p in sorted(ws.rglob("*")) if p.is_file()}
     dead = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(EdgeqatError, match=f"MLflow tracking server {dead} is unreachable"):
-        _register(built, dead, "good", tmp_path)
-    assert not (tmp_path / "registered.json").exists()
-    assert {p: sha256_file(p) for p in sorted(d.rglob("*")) if p.is_file()} == before
+    for step in (track, register):
+        started = time.monotonic()
+        with pytest.raises(EdgeqatError, match=f"MLflow tracking server {dead} is unreachable"):
+            step(_params(), root=ws, uri=dead)
+        assert time.monotonic() - started < 30, f"{step.__name__}: slow to fail"  # no client retries
+    assert {p: sha256_file(p) for p in sorted(ws.rglob("*")) if p.is_file()} == before  # no tracked/registered.json
 
 
 @pytest.mark.slow
@@ -716,29 +873,32 @@ def test_mlflow_models_serve_predicts_on_raw_images(url, v_good, built, tmp_path
         log.close()
 
 
-def test_recommended_models_register_per_device_and_a_miss_registers_nothing(built, url, tmp_path):
-    import shutil
-
-    from mlflow import MlflowClient
-
-    from edgeqat.steps.register import register_recommended
-
-    d = built["dir"]
-    rec = tmp_path / "recommended"
-    rec.mkdir()
-    shutil.copy(d / "tflite" / "qat_int8.tflite", rec / "sim-m7.tflite")
-    report = {"enabled": True, "devices": {
-        "sim-m7": {"chosen": "qat_int8", "reason": "QAT int8: fits 150 KiB in 2048 KiB flash.",
-                   "candidates": [{"candidate": "qat_int8", "integer_only": True, "accuracy": 0.9, "size_bytes": 1,
-                                   "arena_bytes": 1000, "latency_ms_estimate": 2.0}]},
-        "sim-tiny": {"chosen": None, "reason": "no model fits sim-tiny: the closest, qat_int8, misses flash by 90%.",
-                     "candidates": []}}}
-    (tmp_path / "recommendation.json").write_text(json.dumps(report))
-    out = register_recommended(CFG, Params(), d / "tflite", rec, tmp_path / "recommendation.json", uri=url, root=d)
-    assert out["sim-tiny"] is None
-    assert out["sim-m7"]["model_name"] == f"{CFG.model_name}-sim-m7"
-    client = MlflowClient(tracking_uri=url)
-    names = {m.name for m in client.search_registered_models()}
-    assert f"{CFG.model_name}-sim-m7" in names and f"{CFG.model_name}-sim-tiny" not in names
-    v = client.get_model_version_by_alias(f"{CFG.model_name}-sim-m7", "challenger")
-    assert v.version == out["sim-m7"]["version"] and v.tags["strategy"] == "qat_int8" and v.tags["device"] == "sim-m7"
+def test_recommended_models_register_per_device_and_a_miss_registers_nothing(built, url, reg, tmp_path):
+    ws = _workspace(built, tmp_path, recommend={"sim-m7": 0.9, "sim-tiny": None})
+    out = _track_register(url, ws)
+    rec = out["recommended"]
+    assert set(rec) == {"sim-m7", "sim-tiny"} and rec["sim-tiny"] is None
+    name = f"{CFG.model_name}-sim-m7"
+    assert rec["sim-m7"]["model_name"] == name and rec["sim-m7"]["new"] and rec["sim-m7"]["gates_passed"]
+    assert read_json(ws / "logs" / "registered.json")["recommended"] == rec
+    names = {m["name"] for m in reg.find_models(CFG.model_name)}
+    assert name in names and f"{CFG.model_name}-sim-tiny" not in names
+    model_tags = reg.registered_model(name)["tags"]
+    assert (model_tags["edgeqat.managed"], model_tags["edgeqat.device"], model_tags["edgeqat.base_model"]) == \
+        ("true", "sim-m7", NAME)
+    v = reg.client.get_model_version_by_alias(name, "challenger")
+    assert v.version == rec["sim-m7"]["version"] and v.tags["strategy"] == "qat_int8" and v.tags["device"] == "sim-m7"
+    # the main model's tag keys, its own device the only required one, traced to the same run
+    run_id = out["tracked"]["run_id"]
+    run = reg.client.get_run(run_id)
+    assert v.run_id == run_id == rec["sim-m7"]["run_id"] == out["run_id"] and v.tags["mlflow_run_id"] == run_id
+    model_id = _logged_model_of(reg, name, v.version)
+    assert model_id == run.data.tags["edgeqat.model.recommended-sim-m7"] != run.data.tags["edgeqat.model.qat_int8"]
+    assert model_id in {o.model_id for o in run.outputs.model_outputs}
+    assert (v.tags["devices"], v.tags["required_devices"], v.tags["device.sim-m7.passed"]) == ("sim-m7", "sim-m7", "true")
+    assert v.tags["sha256"] == sha256_file(ws / "models" / "recommended" / "sim-m7.tflite")
+    assert float(v.tags["accuracy"]) == pytest.approx(0.9) and v.tags["gates.passed"] == "true"
+    main = reg.version(NAME, out["version"])["tags"]
+    keys = {"accuracy", "accuracy_drop", "size_bytes", "gzip_bytes", "sha256", "git_commit", "params_sha256",
+            "data_sha256", "mlflow_run_id", "devices", "required_devices", "gates.passed"}
+    assert keys <= set(main) and keys <= set(v.tags)

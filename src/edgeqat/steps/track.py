@@ -114,7 +114,8 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
             if tfl.is_file():
                 out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
                             "card": {**{k: v for k, v in card.items() if k != "variants"},
-                                     "variants": {device: {"file": tfl.name, "strategy": entry["strategy"]}}}})
+                                     "variants": {device: {"file": tfl.name, "strategy": entry["strategy"],
+                                                           "sha256": _sha(tfl)}}}})  # export verifies it
     return out
 
 
