@@ -24,8 +24,8 @@ import pytest
 from edgeqat.config import RegisterConfig
 from edgeqat.io import read_json, sha256_file
 from integration.conftest import BIN, free_port, run, stop_process_group
-# Fixtures: the webhook-enabled server and the tiny build it boots beside.
-from integration.test_registry import _register, built, server_proc, url, wait_for  # noqa: F401
+# Fixtures: the webhook-enabled server, the tiny build it boots beside, a Registry on it.
+from integration.test_registry import _register, built, reg, server_proc, url, wait_for  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -109,13 +109,6 @@ def versions(built, url, receiver, tmp_path_factory):
     """Registered once: a passing version, a gate-failing one (device sim-m4), a second passing one."""
     return {key: _register(built, url, which, tmp_path_factory.mktemp(f"reg-{key}"), CFG)
             for key, which in (("good", "good"), ("bad", "bad"), ("good2", "good"))}
-
-
-@pytest.fixture(scope="module")
-def reg(url):
-    from edgeqat.registry import Registry
-
-    return Registry(url)
 
 
 # --- the browser ---------------------------------------------------------------------------
@@ -237,10 +230,10 @@ def test_champion_added_in_the_ui_is_exported_by_the_receiver(ui, reg, receiver,
     with ui.step(f"champion-on-v{good}"):
         ui.add_alias(good)
         wait_for(lambda: deployed_version(receiver) == good, what=f"the receiver to export version {good}")
+        assert_deployed(receiver, reg, good, built)
+        assert reg.alias_version(NAME, ALIAS) == good
+        assert champion_actions(reg, good)[-2:] == ["ui", "deployed"]
         assert ALIAS in ui.shown_aliases(good)
-    assert_deployed(receiver, reg, good, built)
-    assert reg.alias_version(NAME, ALIAS) == good
-    assert champion_actions(reg, good)[-2:] == ["ui", "deployed"]
 
 
 def test_a_failing_champion_added_in_the_ui_is_reverted(ui, reg, receiver, versions, built):
@@ -251,13 +244,13 @@ def test_a_failing_champion_added_in_the_ui_is_reverted(ui, reg, receiver, versi
         # `rejected` is recorded only if the alias really reached the failing version.
         wait_for(lambda: "rejected" in champion_actions(reg, bad) and reg.alias_version(NAME, ALIAS) == good,
                  what="the receiver to revert the champion")
-    assert "device 'sim-m4' failed: arena 300 KB > 256 KB" in reg.version(NAME, bad)["tags"]["edgeqat.rejected"]
-    assert "revert" in champion_actions(reg, good)
+        assert "device 'sim-m4' failed: arena 300 KB > 256 KB" in reg.version(NAME, bad)["tags"]["edgeqat.rejected"]
+        assert "revert" in champion_actions(reg, good)
     with ui.step(f"v{bad}-reloaded-without-champion"):
         assert ALIAS not in ui.shown_aliases(bad)
     with ui.step(f"v{good}-champion-again"):
         assert ALIAS in ui.shown_aliases(good)
-    assert_deployed(receiver, reg, good, built)  # the failing version was never exported
+        assert_deployed(receiver, reg, good, built)  # the failing version was never exported
 
 
 @pytest.mark.xfail(strict=False, reason="needs the reconciling receiver")
@@ -270,16 +263,16 @@ def test_a_restarted_receiver_catches_up_with_a_move_made_while_it_was_down(requ
     with ui.step(f"champion-on-v{good2}-receiver-down"):
         ui.add_alias(good2)
         wait_for(lambda: reg.alias_version(NAME, ALIAS) == good2, what=f"MLflow to put {ALIAS} on {good2}")
-    # MLflow retries a delivery 3 times (~6 s of backoff), then gives up: once it has, only a
-    # catch-up on start can see this move.
-    wait_for(lambda: server_proc["log"].read_text().count(SEND_FAILED) > lost, timeout=45,
-             what="the server to give up delivering the move")
-    assert deployed_version(receiver) == good
-    started = time.monotonic()
-    receiver.start()
-    wait_for(lambda: deployed_version(receiver) == good2, timeout=20, what=f"the restarted receiver to export {good2}")
-    say(request, f"[ui-promotion] catch-up delay after the receiver's restart: {time.monotonic() - started:.1f} s")
-    assert_deployed(receiver, reg, good2, built)
-    assert reg.alias_version(NAME, ALIAS) == good2
+        # MLflow retries a delivery 3 times (~6 s of backoff), then gives up: once it has, only
+        # a catch-up on start can see this move.
+        wait_for(lambda: server_proc["log"].read_text().count(SEND_FAILED) > lost, timeout=45,
+                 what="the server to give up delivering the move")
+        assert deployed_version(receiver) == good
     with ui.step(f"v{good2}-champion-after-catch-up"):
+        started = time.monotonic()
+        receiver.start()
+        wait_for(lambda: deployed_version(receiver) == good2, timeout=20, what=f"the restarted receiver to export {good2}")
+        say(request, f"[ui-promotion] catch-up delay after the receiver's restart: {time.monotonic() - started:.1f} s")
+        assert_deployed(receiver, reg, good2, built)
+        assert reg.alias_version(NAME, ALIAS) == good2
         assert ALIAS in ui.shown_aliases(good2)
