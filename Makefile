@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help venv demo pipeline report ui test test-slow bench clean arm64
+.PHONY: help venv demo pipeline report ui test test-slow bench clean arm64 browser
 
 help:
 	@echo "make demo       create $(VENV), install, run the whole pipeline on the built-in digits, print the table"
 	@echo "make test       unit + integration tests (tiny models)"
 	@echo "make test-slow  tests of real-size models and the default-data pipeline"
 	@echo "make bench      benchmarks (writes bench/results.md)"
+	@echo "make browser    Debian chromium + chromium-driver for the MLflow UI browser test (apt-get, as root)"
 	@echo "make arm64      emulated aarch64 Python + LiteRT under QEMU, in .cache/arm64 (edgeqat.devices.qemu)"
 
 $(BIN)/edgeqat: pyproject.toml constraints.txt
@@ -49,6 +50,14 @@ test-slow: venv
 
 bench: venv
 	$(BIN)/python bench/run.py
+
+# The slow-tier UI test drives Debian's Chromium through its matching ChromeDriver (no driver download).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+	@/usr/bin/chromedriver --version
 
 arm64: venv
 	EDGEQAT_PIP=$(abspath $(BIN))/pip scripts/setup_arm64.sh
