@@ -621,7 +621,7 @@ def test_one_secret_rule_for_serve_and_install():  # row 14
 @pytest.fixture
 def receiver(monkeypatch, tmp_path):
     """A real receiver on a loopback port, with a 1 s socket timeout to keep the test short."""
-    from edgeqat import webhook
+    from edgeqat.adapters.webhook import server as webhook
     from edgeqat.config import RegisterConfig
 
     monkeypatch.setattr(webhook, "SOCKET_TIMEOUT_S", 1.0, raising=False)

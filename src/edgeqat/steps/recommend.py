@@ -30,7 +30,7 @@ def recommendation_markdown(report: dict[str, Any]) -> str:
         return "# Recommendation\n\nDisabled (`recommend.enabled: false`); run `edgeqat recommend --device ...`.\n"
     lines = ["# Recommendation per device", "",
              f"Accuracy budget: at most {report['budget_accuracy_drop']:.3f} below the FP32 Keras model; "
-             f"search bounded by {report['max_minutes']:g} min (took {report['seconds']:.0f} s).", ""]
+             f"search bounded by {report['max_minutes']:g} min.", ""]
     for dev, r in report["devices"].items():
         lines += [f"## {dev} — {r['title']}", "", f"**{r['chosen'] or 'no model fits'}** — {r['reason']}", "",
                   "| candidate | verdict | accuracy | drop | size bytes | arena bytes | est. latency ms | reasons |",

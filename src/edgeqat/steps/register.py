@@ -77,8 +77,9 @@ def version_tags(cfg: RegisterConfig, summary: dict[str, Any], entry: dict[str, 
     ref_name = summary.get("reference", "fp32")
     tags = {"variant": cfg.variant, "integer_only": _fmt(entry.get("integer_only", row.get("integer_only"))),
             **measured_tags(row, summary["variants"].get(ref_name, {}), ref_name)}
-    if summary.get("devices"):
-        tags.update(device_tags(summary["devices"], list(summary.get("required_devices", []))))
+    if summary.get("devices"):  # the devices validate required; without that record, every one it validated
+        required = summary["required_devices"] if "required_devices" in summary else sorted(summary["devices"])
+        tags.update(device_tags(summary["devices"], list(required)))
     return tags
 
 
