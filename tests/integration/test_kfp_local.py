@@ -24,7 +24,8 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     t0 = time.monotonic()
     proc = run([str(BIN / "edgeqat"), "pipeline", "run", "--local", "--params", str(params),
                 "--package", str(REPO / "pipelines" / "edge_pipeline.yaml"), "--pipeline-root", "kfp",
-                "--out", "kfp_run.json", "--tag", "purpose=test"], tmp_path, {"MLFLOW_TRACKING_URI": ""})
+                "--out", "kfp_run.json", "--tag", "purpose=test"], tmp_path,
+               {"MLFLOW_TRACKING_URI": "", "EDGEQAT_RECORD_CONFIGS": str(tmp_path / "configs")})
     wall = time.monotonic() - t0
     print(f"\nkfp.local pipeline wall time: {wall:.1f} s")
     result = json.loads((tmp_path / "kfp_run.json").read_text())
@@ -36,9 +37,9 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     for variant in p["convert"]["variants"]:
         assert (tflite / f"{variant}.tflite").stat().st_size > 0, variant
     assert (tflite / "model_card.json").is_file()
-    summary = json.loads((job / "evaluate" / "summary").read_text())
+    summary = json.loads((job / "evaluate" / "evaluation").read_text())
     assert set(summary["variants"]) == set(p["convert"]["variants"])
-    assert "| variant |" in (job / "evaluate" / "report").read_text()
+    assert "| variant |" in (job / "evaluate" / "evaluation_report").read_text()
     executor_output = json.loads((job / "evaluate" / "executor_output.json").read_text())
     matrix = json.dumps(executor_output)
     assert "confusionMatrix" in matrix and "qat_int8.accuracy" in matrix
@@ -46,6 +47,16 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     assert set(validated["devices"]) == set(p["validate"]["devices"]) and validated["validation_passed"] is True
     # register ran inside the dsl.If gate on validate's `passed` output
     assert json.loads((job / "register" / "registered").read_text())["model_name"] == p["register"]["model_name"]
+    # every step received the configs the CLI (what dvc.yaml runs) gives it for the same params.yaml
+    from edgeqat.adapters.runner import step_configs
+    from edgeqat.config import load_params
+    from edgeqat.stages import STAGES
+
+    params = load_params(tmp_path / "params.yaml")
+    for stage in STAGES:
+        first, others = step_configs(stage, params)
+        want = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in others.items()}}
+        assert json.loads((tmp_path / "configs" / f"{stage.name}.json").read_text()) == want, stage.name
 
     # One MLflow run, in the store `dvc repro` uses here (mlflow.db beside params), tagged with the KFP run.
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -60,4 +71,6 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
                 "convert.qat_int8.size_bytes", "evaluate.qat_int8.accuracy", "validate.cortex_m7.passed"):
         assert key in mlrun.data.metrics, key
     epochs = len(client.get_metric_history(result["run_id"], "train.curve.accuracy"))
-    assert epochs == json.loads((job / "train" / "metrics").read_text())["epochs_run"]
+    assert epochs == json.loads((job / "train" / "train_metrics").read_text())["epochs_run"]
+    # one run holds the registered model: a LoggedModel of this run, which the version points at
+    assert tags["edgeqat.model.qat_int8"] in {o.model_id for o in mlrun.outputs.model_outputs}

@@ -50,7 +50,7 @@ def team(tmp_path_factory, mlflow_server):
     """Clone A of a bare origin, with a local-folder DVC remote; the data is DVC-tracked."""
     root = tmp_path_factory.mktemp("team")
     origin, remote = root / "origin.git", root / "dvc-remote"
-    run(["git", "init", "-q", "--bare", str(origin)], root)
+    run(["git", "init", "-q", "--bare", "--initial-branch=main", str(origin)], root)
     a = make_pipeline_repo(root / "a", tiny_params(**{
         "prepare.source": "npz", "prepare.path": "data/raw/data.npz",
         "track.experiment": EXPERIMENT, "register.model_name": MODEL}))
@@ -60,8 +60,9 @@ def team(tmp_path_factory, mlflow_server):
     edgeqat(a, "dvc", "write")
     git(a, "add", "-A")
     git(a, "commit", "-q", "-m", "project")
+    git(a, "branch", "-M", "main")
     git(a, "remote", "add", "origin", str(origin))
-    git(a, "push", "-q", "-u", "origin", "HEAD:main")
+    git(a, "push", "-q", "-u", "origin", "main")
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     return {"root": root, "a": a, "origin": origin, "remote": remote, "env": env, "url": mlflow_server, "facts": {}}
 
