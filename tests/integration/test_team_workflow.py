@@ -114,9 +114,11 @@ def test_ci_run_retrains_on_new_data_registers_a_challenger_and_does_nothing_whe
     assert "## Metrics against `HEAD`" in report2 and "metrics/prepare.json" in report2 and "num_train" in report2
     assert "| challenger (v2) |" in report2
     assert client.get_model_version_by_alias(MODEL, "challenger").version == "2"
-    # both versions point at LoggedModels of the run that produced them
+    # the version points at a LoggedModel of the run that produced it (MLflow's SQL store keeps the
+    # link in the version's source, models:/<model id>)
     v2 = client.get_model_version(MODEL, "2")
-    assert v2.model_id and v2.run_id == client.get_logged_model(v2.model_id).source_run_id
+    model_id = v2.source.removeprefix("models:/")
+    assert client.get_logged_model(model_id).source_run_id == v2.run_id
 
     third, t3 = ci_run(a, env)
     assert third.returncode == 0, third.stderr[-3000:]

@@ -31,6 +31,9 @@ class Workload:
     # Largest sum over one op of its activation inputs and outputs, in bytes: both live in the
     # arena while the op runs, so no memory plan can use less (a lower bound for TFLM's arena).
     peak_op_activation_bytes: int = 0
+    # Every activation tensor (the inputs and every op's output) at once: what an interpreter
+    # without arena reuse holds, so an upper bound of LiteRT's arena, from the model alone.
+    activation_bytes: int = 0
     peak_op: str = ""
 
     @property
@@ -41,6 +44,7 @@ class Workload:
         return {"ops": dict(sorted(self.ops.items())), "macs": dict(self.macs), "total_macs": self.total_macs,
                 "float_ops": sorted(set(self.float_ops)), "int16_ops": sorted(set(self.int16_ops)),
                 "compute_dtype": self.compute_dtype, "peak_op_activation_bytes": self.peak_op_activation_bytes,
+                "activation_bytes": self.activation_bytes,
                 "peak_op": self.peak_op}
 
 
@@ -65,6 +69,8 @@ def analyze(model: str | Path | bytes) -> Workload:
     heavy_dtypes: Counter = Counter()
     # Activations: the model's inputs and every op's outputs (weights and biases are constants in flash).
     live = {d["index"] for d in it.get_input_details()} | {i for op in ops for i in op["outputs"]}
+    w.activation_bytes = sum(_prod(_shape(tensors[i])) * np.dtype(tensors[i]["dtype"]).itemsize
+                             for i in live if i in tensors)
     for op in ops:
         name = op["op_name"]
         if name == "DELEGATE":  # the XNNPACK node LiteRT adds over ops still listed one by one
