@@ -5,7 +5,7 @@ arguments to edgeqat.adapters.kfp.runner.run_component, which runs the same step
 from typing import Optional
 
 from kfp import dsl
-from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Markdown, Metrics, Model, Output
 
 from edgeqat.components import BASE_IMAGE
 
@@ -247,6 +247,42 @@ def recommend(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def report(
+    summary: Input[Artifact],
+    devices_report: Input[Artifact],
+    train_history: Input[Dataset],
+    qat_history: Input[Dataset],
+    confusion: Input[Dataset],
+    pareto: Input[Artifact],
+    recommendation: Input[Artifact],
+    report_html: Output[HTML],
+    figures: Output[Artifact],
+    headline: Output[Metrics],
+    report_timings: Output[Artifact],
+    evaluate__num_threads: int,
+    evaluate__latency_runs: int,
+    evaluate__warmup_runs: int,
+    evaluate__reference: str,
+    evaluate__headline: str,
+    validate__model: str,
+    validate__variants: list,
+    validate__devices: list,
+    validate__required_devices: list,
+    validate__profiles_dir: str,
+    validate__max_accuracy_drop: float,
+    validate__latency_runs: int,
+    validate__emulate: bool,
+    validate__emulate_samples: int,
+    validate__parity_samples: int,
+    train__trust_model_code: bool,
+) -> None:
+    """One self-contained page (reports/report.html), its figures, and the headline metrics."""
+    from edgeqat.adapters.kfp.runner import run_component
+
+    return run_component('report', locals())
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def track(
     prepare_metrics: Input[Metrics],
     train_metrics: Input[Metrics],
@@ -264,6 +300,7 @@ def track(
     evaluate_timings: Input[Artifact],
     validate_timings: Input[Artifact],
     recommend_timings: Input[Artifact],
+    report_timings: Input[Artifact],
     train_history: Input[Dataset],
     qat_history: Input[Dataset],
     prune_history: Input[Dataset],
@@ -280,6 +317,9 @@ def track(
     sensitivity: Input[Artifact],
     sensitivity_report: Input[Markdown],
     pareto: Input[Artifact],
+    report_html: Input[HTML],
+    figures: Input[Artifact],
+    headline: Input[Metrics],
     tracked: Output[Artifact],
     mlflow_run: Output[Artifact],
     prepare__source: str,
@@ -476,4 +516,4 @@ def register(
     return run_component('register', locals())
 
 
-COMPONENTS = {name: globals()[name] for name in ('prepare', 'train', 'qat', 'prune', 'convert', 'evaluate', 'validate', 'recommend', 'track', 'register',)}
+COMPONENTS = {name: globals()[name] for name in ('prepare', 'train', 'qat', 'prune', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}

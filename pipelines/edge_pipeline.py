@@ -114,5 +114,3 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
     edgeqat.__signature__ = signature  # type: ignore[attr-defined]
     return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(edgeqat)
 
-
-edge_pipeline = build_pipeline()

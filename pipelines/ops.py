@@ -31,8 +31,9 @@ SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # a projected service-account token
 
 
 def compile_pipeline(out: str | Path = PACKAGE, *, image: str | None = None,
-                     data_from_uri: bool = False, model_from_uri: bool = False) -> Path:
-    """Compile the pipeline to ``out`` (written atomically); ``image`` replaces the components' image."""
+                     data_from_uri: bool = False, model_from_uri: bool = False, components: Any = None) -> Path:
+    """Compile the pipeline to ``out`` (written atomically); ``image`` replaces the components' image;
+    ``components``: name -> component, instead of the installed edgeqat.components.generated."""
     from kfp import compiler
 
     from edgeqat.components import BASE_IMAGE
@@ -40,7 +41,7 @@ def compile_pipeline(out: str | Path = PACKAGE, *, image: str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="edgeqat-compile-") as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        compiler.Compiler().compile(build_pipeline(data_from_uri, model_from_uri), str(path))
+        compiler.Compiler().compile(build_pipeline(data_from_uri, model_from_uri, components=components), str(path))
         text = path.read_text()
     if image and image != BASE_IMAGE:
         text = text.replace(f"image: {BASE_IMAGE}\n", f"image: {image}\n")

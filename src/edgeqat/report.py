@@ -168,20 +168,23 @@ def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
     vs = summary.get("variants", {})
     front = pareto_front(summary)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for name, r in vs.items():
+    # Labels alternate above and below their point (by size), so neighbours do not print over each other.
+    for i, (name, r) in enumerate(sorted(vs.items(), key=lambda kv: (kv[1]["size_bytes"], kv[0]))):
         ax.scatter(r["size_bytes"] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
-        ax.annotate(name, (r["size_bytes"] / 1024, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.annotate(name, (r["size_bytes"] / 1024, r["accuracy"]), textcoords="offset points",
+                    xytext=(5, 5 if i % 2 == 0 else -11), fontsize=8)
+    ax.margins(x=0.22, y=0.12)
     if len(front) > 1:
         ax.plot([vs[n]["size_bytes"] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
                 color="tab:red", linewidth=1, zorder=2, label="Pareto front")
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     ax.set_xlabel("size (KiB)")
     ax.set_ylabel("accuracy (LiteRT, test split)")
     ax.set_title("Accuracy vs size of every variant")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     with atomic_path(dest, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata={"Software": None})  # no version stamp
     plt.close(fig)
 
 

@@ -73,7 +73,7 @@ class Stage:
 
 
 def metrics(stage: str) -> Port:
-    return Port(f"{stage}_metrics", f"metrics/{stage}.json", "Metrics", arg="metrics_path", dvc="metrics")
+    return Port(f"{stage}_metrics", f"metrics/{stage}.json", "Metrics", arg="metrics_path", dvc="committed")
 
 
 def timings(stage: str) -> Port:
@@ -110,6 +110,11 @@ RECOMMENDED = Port("recommended", "models/recommended", "Model", arg="models_out
 RECOMMENDATION = Port("recommendation", "reports/recommendation", arg="report_dir", dvc="committed", is_dir=True)
 TRACKED = Port("tracked", "reports/tracked.json", arg="", dvc="committed")
 MLFLOW_RUN = Port("mlflow_run", "logs/mlflow_run.json", arg="", dvc="side")
+REPORT_HTML = Port("report_html", "reports/report.html", "HTML", arg="html_out", dvc="committed")
+FIGURES = Port("figures", "reports/figures", arg="figures_dir", dvc="committed", is_dir=True)
+# The few numbers DVC's metrics views compare (dvc metrics show/diff, dvc exp show); each stage's
+# detailed metrics file is committed beside it but kept out of those views.
+HEADLINE = Port("headline", "metrics/headline.json", "Metrics", arg="headline_path", dvc="metrics")
 
 
 def arg(port: Port, name: str) -> Port:
@@ -117,7 +122,7 @@ def arg(port: Port, name: str) -> Port:
     return replace(port, arg=name)
 
 
-COMPUTE = ("prepare", "train", "qat", "prune", "convert", "evaluate", "validate", "recommend")
+COMPUTE = ("prepare", "train", "qat", "prune", "convert", "evaluate", "validate", "recommend", "report")
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", "edgeqat.steps.prepare:prepare", ("prepare",),
@@ -160,15 +165,21 @@ STAGES: tuple[Stage, ...] = (
           inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
+    Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate"),
+          inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),
+                  CONFUSION, PARETO, arg(RECOMMENDATION, "recommendation_dir")),
+          outputs=(REPORT_HTML, FIGURES, HEADLINE, timings("report")),
+          file_params=(FileParam("validate.profiles_dir"),),
+          doc="One self-contained page (reports/report.html), its figures, and the headline metrics."),
 )
 
 # track and register receive the whole Params and read the workspace the stages above wrote
 # (``root``), so every file they read is an input (a DVC dep, a KFP edge) passed to no keyword.
 _READ_BY_TRACK = (
-    *(metrics(s) for s in COMPUTE), *(timings(s) for s in COMPUTE),
+    *(metrics(s) for s in COMPUTE if s != "report"), *(timings(s) for s in COMPUTE),
     history("train"), history("qat"), history("prune"), CONFUSION, PREPARED, FP32, TFLITE, RECOMMENDED,
     RECOMMENDATION, EVALUATION, SUMMARY, SUMMARY_MD, DEVICES, SENSITIVITY, SENSITIVITY_MD, PARETO,
-    tensorboard("train"), tensorboard("qat"),
+    REPORT_HTML, FIGURES, HEADLINE, tensorboard("train"), tensorboard("qat"),
 )
 
 STAGES += (

@@ -24,6 +24,8 @@ DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as the run's description
 FINGERPRINT_TAG = "edgeqat.fingerprint"  # identifies an execution by what it produced
+# The MLflow 3 UI opens an experiment in its GenAI view unless told it holds model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 MODEL_TAG = "edgeqat.model."  # + a logged model's name -> its model id
 
 
@@ -55,13 +57,16 @@ def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
 
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        for k, v in EXPERIMENT_KIND.items():
+            if exp.tags.get(k) is None:
+                client.set_experiment_tag(exp.experiment_id, k, v)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:"):
         # Keep artifacts beside the embedded store rather than in the caller's cwd.
         location = (root / DEFAULT_ARTIFACTS).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
     except MlflowException as err:
         for _ in range(20):
             exp = client.get_experiment_by_name(name)
@@ -183,6 +188,21 @@ def _log_folder(client: Any, rid: str, folder: Path, dest: str) -> None:
         for f in sorted(filenames):
             if not is_temp_leftover(f):
                 client.log_artifact(rid, str(here / f), sub or None)
+
+
+def append_to_description(uri: str, run_id: str, line: str) -> None:
+    """Add a line to the run's description (once)."""
+    client = client_for(uri)
+    note = client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    if line not in note:
+        client.set_tag(run_id, NOTE_TAG, (note.rstrip() + "\n\n" + line).strip())
+
+
+def run_page(uri: str, experiment_id: str, run_id: str, ui: str | None = None) -> str:
+    """The run's page in the MLflow UI: the tracking server itself, or ``ui`` (where `mlflow ui`
+    serves a local store)."""
+    base = (ui or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")).rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def get_run(run_id: str, uri: str) -> Any:

@@ -67,10 +67,10 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     assert tags["orchestrator"] == "kubeflow" and tags["trigger"] == "local" and tags["purpose"] == "test"
     assert tags["data_sha256"] == summary["data_sha256"]
     assert mlrun.data.params["qat.epochs"] == "1" and mlrun.data.params["prepare.image_size"] == "8"
-    for key in ("prepare.num_train", "train.test_accuracy", "qat.test_accuracy", "prune.pqat.test_accuracy",
-                "convert.qat_int8.size_bytes", "evaluate.qat_int8.accuracy", "validate.cortex_m7.passed"):
+    for key in ("prepare/num_train", "train/test_accuracy", "qat/test_accuracy", "prune/pqat.test_accuracy",
+                "convert/qat_int8.size_bytes", "evaluate/qat_int8.accuracy", "validate/cortex_m7.passed"):
         assert key in mlrun.data.metrics, key
-    epochs = len(client.get_metric_history(result["run_id"], "train.curve.accuracy"))
+    epochs = len(client.get_metric_history(result["run_id"], "train/curve.accuracy"))
     assert epochs == json.loads((job / "train" / "train_metrics").read_text())["epochs_run"]
     # one run holds the registered model: a LoggedModel of this run, which the version points at
     assert tags["edgeqat.model.qat_int8"] in {o.model_id for o in mlrun.outputs.model_outputs}

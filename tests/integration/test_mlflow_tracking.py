@@ -46,16 +46,18 @@ def test_track_logs_one_complete_run_to_a_real_server(mlflow_server, tmp_path):
     client = MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["prepare.num_train"] == 100
-    assert run.data.metrics["prepare.counts.train.a"] == 60
-    assert run.data.metrics["evaluate.qat_int8.accuracy"] == pytest.approx(0.97)
-    assert run.data.metrics["evaluate.qat_int8.latency_p50_ms"] == pytest.approx(0.5)  # from the timings
+    assert run.data.metrics["prepare/num_train"] == 100  # one section per stage in the MLflow UI
+    assert not [k for k in run.data.metrics if k.startswith("prepare/counts.")]  # per-class counts are not metrics
+    assert run.data.metrics["evaluate/qat_int8.accuracy"] == pytest.approx(0.97)
+    assert run.data.metrics["evaluate/qat_int8.latency_p50_ms"] == pytest.approx(0.5)  # from the timings
     assert run.data.params["qat.epochs"] == "2" and run.data.params["prepare.source"] == "digits"
     assert run.data.tags["data_sha256"] == SHA and run.data.tags["trigger"] == "test"
     assert "edgeqat pipeline run" in run.data.tags["mlflow.note.content"]  # the description
+    # the UI opens the experiment in its model-training view, not the GenAI one
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     # the execution's real start (its first stage), not the moment track ran
     assert abs(run.info.start_time - int(started.timestamp() * 1000)) < 1000
-    hist = client.get_metric_history(info["run_id"], "train.curve.val_accuracy")
+    hist = client.get_metric_history(info["run_id"], "train/curve.val_accuracy")
     assert [(m.step, m.value) for m in hist] == [(1, 0.4), (2, 0.7)]
     assert [a.path for a in client.list_artifacts(info["run_id"], "reports")] == ["reports/summary.md"]
     dataset = run.inputs.dataset_inputs[0].dataset

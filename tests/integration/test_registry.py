@@ -274,7 +274,7 @@ def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(
     assert run.data.tags["edgeqat.fingerprint"] == read_json(ws / "reports" / "tracked.json")["fingerprint"]
     assert {a.path for a in reg.client.list_artifacts(run_id)} >= {"models", "reports"}
     assert {a.path for a in reg.client.list_artifacts(run_id, "models")} >= {"models/fp32.keras", "models/tflite"}
-    assert run.data.metrics["evaluate.qat_int8.accuracy"] == pytest.approx(row["accuracy"])
+    assert run.data.metrics["evaluate/qat_int8.accuracy"] == pytest.approx(row["accuracy"])
 
     model = load_pyfunc(f"models:/{NAME}@challenger", url)
     x, _ = load_split_arrays(built["prepared"] / "test")

@@ -12,6 +12,7 @@ leaves a failed MLflow run and registers nothing.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -111,7 +112,7 @@ def test_ci_run_retrains_on_new_data_registers_a_challenger_and_does_nothing_whe
     assert second.returncode == 0, second.stderr[-3000:]
     report2 = (a / "ci-report.md").read_text()
     assert "prepare" in report2.split("Stages run:")[1].split("\n")[0]
-    assert "## Metrics against `HEAD`" in report2 and "metrics/prepare.json" in report2 and "num_train" in report2
+    assert "## Metrics against `HEAD`" in report2 and "metrics/headline.json" in report2 and "accuracy.qat_int8" in report2
     assert "| challenger (v2) |" in report2
     assert client.get_model_version_by_alias(MODEL, "challenger").version == "2"
     # the version points at a LoggedModel of the run that produced it (MLflow's SQL store keeps the
@@ -190,10 +191,34 @@ def test_make_demo_in_a_fresh_clone_leaves_git_clean_and_a_clean_run(team):
     team["c"] = c
 
 
+def test_the_html_report_shows_the_table_and_every_image_in_a_browser(team, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from integration.browser import headless_chrome
+
+    c = team["c"]
+    page = c / "reports" / "report.html"
+    assert "http" not in re.sub(r'href="#[^"]*"', "", page.read_text()).replace("http-equiv", "")  # no CDN, nothing remote
+    summary = json.loads((c / "reports" / "summary.json").read_text())
+    with headless_chrome(tmp_path) as driver:
+        driver.get(page.as_uri())
+        rows = driver.find_elements(By.CSS_SELECTOR, "table:first-of-type tr")
+        names = [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows[1:]]
+        assert sorted(names) == sorted(summary["variants"])
+        images = driver.find_elements(By.TAG_NAME, "img")
+        assert len(images) == 4  # Pareto, training curves, confusion matrix, device budgets
+        for img in images:  # decoded and drawn: an embedded PNG that did not load has no natural size
+            assert driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
+        verdicts = driver.find_elements(By.CSS_SELECTOR, "td .pass, td .fail")
+        assert len(verdicts) == len(summary["devices"])
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    print(f"\nreport.html screenshot: {tmp_path / 'report.png'}")
+
+
 def test_a_forced_rerun_of_every_stage_writes_the_same_bytes(team):
     c = team["c"]
     forced = dvc(c, "repro", "-f", env={"MLFLOW_TRACKING_URI": ""})
-    assert len(stages_run(forced.stdout)) == 10
+    assert len(stages_run(forced.stdout)) == 11
     assert run(["git", "status", "--porcelain"], c).stdout.strip() == ""
 
 
@@ -206,12 +231,13 @@ def test_a_failing_required_device_is_tracked_as_failed_and_registers_nothing(te
     (a / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     proc = dvc(a, "repro", env=env, check=False)
     assert proc.returncode != 0
-    assert stages_run(proc.stdout) == ["validate", "recommend", "track", "register"]
+    assert stages_run(proc.stdout) == ["validate", "recommend", "report", "track", "register"]
     msg = proc.stderr + proc.stdout
     assert "coral_edgetpu" in msg and "edgeqat recommend --device coral_edgetpu" in msg
     run_id = json.loads((a / "logs" / "mlflow_run.json").read_text())["run_id"]
     r = client.get_run(run_id)
     assert r.info.status == "FAILED" and r.data.tags["edgeqat.gate"] == "failed"
     assert "coral_edgetpu" in r.data.tags["edgeqat.gate.reasons"]
-    assert r.data.metrics["validate.coral_edgetpu.passed"] == 0.0
+    assert r.data.metrics["validate/coral_edgetpu.passed"] == 0.0
+    assert "Device gate:" in r.data.tags["mlflow.note.content"] and "coral_edgetpu" in r.data.tags["mlflow.note.content"]
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before

@@ -23,6 +23,7 @@ import pytest
 
 from edgeqat.config import RegisterConfig
 from edgeqat.io import read_json, sha256_file
+from integration.browser import headless_chrome
 from integration.conftest import BIN, free_port, run, stop_process_group
 # Fixtures: the webhook-enabled server, the tiny build it boots beside, a Registry on it.
 from integration.test_registry import _track_register, _workspace, built, reg, server_proc, url, wait_for  # noqa: F401
@@ -34,10 +35,6 @@ ALIAS = "champion"
 SECRET = "ui-webhook-secret-0123456789"
 # validate required only sim-pi; the registry requires sim-m4 too, which the "bad" execution fails
 CFG = RegisterConfig(model_name=NAME, experiment="it-ui", max_accuracy_drop=0.5, required_devices=["sim-m4", "sim-pi"])
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1400,1000"]
 SEND_FAILED = "Failed to send webhook to"  # what mlflow/webhooks/delivery.py logs when a delivery is lost
 
 
@@ -183,26 +180,12 @@ class UI:
 @pytest.fixture(scope="module")
 def ui(request, server_proc, tmp_path_factory):
     """Set up before the build (it needs only the server's address): a missing browser fails at once."""
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.fail(f"{CHROMIUM} or {CHROMEDRIVER} is missing: run `make browser` (Debian chromium + chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     tmp = tmp_path_factory.mktemp("browser")
     shots = Path(os.environ.get("EDGEQAT_SCREENSHOTS") or tmp / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     say(request, f"[ui-promotion] screenshots in {shots}")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = str(CHROMIUM)
-    for flag in [*CHROME_FLAGS, f"--user-data-dir={tmp / 'profile'}"]:
-        opts.add_argument(flag)
-    # An explicit driver path: selenium-manager (which would download a driver) never runs.
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=opts)
-    try:
+    with headless_chrome(tmp) as driver:
         yield UI(driver, server_proc["url"], shots)
-    finally:
-        driver.quit()
 
 
 # --- checks -----------------------------------------------------------------------------------

@@ -15,11 +15,24 @@ def generated_files(params: Params, table: tuple[Stage, ...] = STAGES, root: str
     from edgeqat.adapters.kfp.codegen import components_source
 
     root = Path(root)
-    out = {root / "dvc.yaml": dvc_yaml(params, table),
-           root / "components" / "generated.py": components_source(table)}
-    if table is STAGES:  # the compiled pipeline is built from the installed components
+    source = components_source(table)
+    out = {root / "dvc.yaml": dvc_yaml(params, table), root / "components" / "generated.py": source}
+    if table is STAGES:  # compiled from the components just generated, not the installed ones
         from edgeqat.pipelines.ops import compile_pipeline
 
         with tempfile.TemporaryDirectory() as tmp:
-            out[root / "pipelines" / "edge_pipeline.yaml"] = compile_pipeline(Path(tmp) / "p.yaml").read_text()
+            comps = _load_components(Path(tmp) / "generated_components.py", source)
+            out[root / "pipelines" / "edge_pipeline.yaml"] = compile_pipeline(Path(tmp) / "p.yaml",
+                                                                             components=comps).read_text()
     return out
+
+
+def _load_components(path: Path, source: str) -> dict:
+    """Import generated component source from a file (KFP reads a component's source back)."""
+    import importlib.util
+
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.COMPONENTS

@@ -205,8 +205,18 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
     result = {**main, "tracking_uri": uri, "recommended": register_recommended(reg, params, root, run, summary)}
+    _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
     write_json(root / "logs" / "registered.json", result)
     return result
+
+
+def _point_run_at_versions(uri: str, run: Any, registered: list[dict[str, Any]]) -> None:
+    """The run's description ends with links to the versions registered from it."""
+    from edgeqat.tracking import append_to_description
+
+    links = [f"[{r['model_name']} version {r['version']}](#/models/{r['model_name']}/versions/{r['version']})"
+             for r in registered]
+    append_to_description(uri, run.info.run_id, "Registered: " + ", ".join(links))
 
 
 def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any]) -> dict[str, Any]:

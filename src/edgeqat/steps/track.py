@@ -1,7 +1,7 @@
 """track: log the whole pipeline execution to MLflow as one run, from the workspace the stages wrote.
 
 One run holds everything: every params key, every stage's metrics under the same keys each
-time (``train.test_accuracy``, ``evaluate.qat_int8.accuracy``), the host timings, the
+time, one section per stage (``train/test_accuracy``, ``evaluate/qat_int8.accuracy``), the host timings, the
 training curves, the prepared data as the run's input dataset, the reports and models as
 artifacts, and the registered variant (and each device's recommended model) as LoggedModels
 that ``register`` then points versions at. It starts when the execution's first stage
@@ -47,8 +47,15 @@ def numeric_leaves(data: dict[str, Any], prefix: str) -> tuple[dict[str, float],
     return nums, strings
 
 
+# MLflow's UI groups a run's metrics by the prefix before "/": one section per stage.
+SEP = "/"
+# Per-class and per-file counts of the split: dozens of keys that compare nothing across runs
+# (they are in metrics/prepare.json, logged with the run's files).
+NOT_METRICS = ("prepare/counts.", "prepare/split_files.")
+
+
 def numeric_metrics(metrics_dir: Path, skip: set[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """Every numeric leaf of metrics/<stage>.json as '<stage>.<dotted key>'; strings come back apart."""
+    """Every numeric leaf of metrics/<stage>.json as '<stage>/<dotted key>'; strings come back apart."""
     nums: dict[str, float] = {}
     strings: dict[str, str] = {}
     for f in sorted(metrics_dir.glob("*.json")):
@@ -57,23 +64,23 @@ def numeric_metrics(metrics_dir: Path, skip: set[str]) -> tuple[dict[str, float]
         data = read_json(f)
         if not isinstance(data, dict):
             raise DataError(f"{f}: expected a JSON object of metrics, got {type(data).__name__}")
-        n, s = numeric_leaves(data, f"{f.stem}.")
-        nums.update(n)
+        n, s = numeric_leaves(data, f"{f.stem}{SEP}")
+        nums.update({k: v for k, v in n.items() if not k.startswith(NOT_METRICS)})
         strings.update(s)
     return nums, strings
 
 
 def timing_metrics(records: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Host timings under the stage's own keys: ``evaluate.qat_int8.latency_p50_ms``, ``train.seconds``."""
+    """Host timings under the stage's own keys: ``evaluate/qat_int8.latency_p50_ms``, ``train/seconds``."""
     out: dict[str, float] = {}
     for stage, rec in records.items():
         body = {k: v for k, v in rec.items() if k not in ("stage", "execution", "started_at", "ended_at")}
-        out.update(numeric_leaves(body, f"{stage}.")[0])
+        out.update(numeric_leaves(body, f"{stage}{SEP}")[0])
     return out
 
 
 def curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """<stage>_history.csv -> '<stage>.curve.<column>' stepped by epoch."""
+    """<stage>_history.csv -> '<stage>/curve.<column>' stepped by epoch."""
     out: dict[str, list[tuple[int, float]]] = {}
     for f in sorted(plots_dir.glob("*_history.csv")):
         stage = f.stem.removesuffix("_history")
@@ -81,7 +88,7 @@ def curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
             for row in csv.DictReader(fh):
                 for col, val in row.items():
                     if col != "epoch" and val not in ("", None):
-                        out.setdefault(f"{stage}.curve.{col}", []).append((int(row["epoch"]), float(val)))
+                        out.setdefault(f"{stage}{SEP}curve.{col}", []).append((int(row["epoch"]), float(val)))
     return out
 
 
@@ -175,8 +182,8 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
             "edgeqat.gate": "failed" if gate_text else "passed", **extra}
     if gate_text:
         tags["edgeqat.gate.reasons"] = gate_text[:5000]
-    if "prepare.data_sha256" in strings:
-        tags["data_sha256"] = strings["prepare.data_sha256"]
+    if f"prepare{SEP}data_sha256" in strings:
+        tags["data_sha256"] = strings[f"prepare{SEP}data_sha256"]
     artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
     if cfg.log_models:
         artifacts.append((root / "models", "models"))

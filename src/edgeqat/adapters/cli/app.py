@@ -79,14 +79,19 @@ def check_params(params: Path = ParamsOpt) -> None:
 
 @app.command("ui")
 def ui_hint() -> None:
-    """Say how to open the MLflow UI on the run store this project logs to."""
-    from edgeqat.tracking import tracking_uri
+    """How to open the MLflow UI on this project's store, and the page of the last run logged here."""
+    from edgeqat.io import read_json
+    from edgeqat.tracking import run_page, tracking_uri
 
     uri = tracking_uri()
     if uri.startswith("sqlite:"):
         typer.echo(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
     else:
         typer.echo(f"runs are logged to {uri}: open it in a browser")
+    last = Path("logs/mlflow_run.json")
+    if last.is_file():
+        info = read_json(last)
+        typer.echo(f"last run: {run_page(info['tracking_uri'], info['experiment_id'], info['run_id'])}")
 
 
 from edgeqat.adapters.cli.registry import install as _install_registry_commands  # noqa: E402

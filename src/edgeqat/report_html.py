@@ -1,0 +1,249 @@
+"""reports/report.html: the one page a person opens after a run. Self-contained (images are
+embedded as data URIs, no script, no CDN): the comparison table, the Pareto plot, the training
+curves, the headline variant's confusion matrix, each device's verdict with how much of its
+budgets the model uses (flash, RAM or arena, latency), and the per-device recommendation.
+
+Everything on it is a function of the run's outputs (no wall time, no host latency), so the
+page is the same bytes for the same inputs, like every other committed report.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+from edgeqat.report import ordered_variants, pareto_front
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #dde2ea;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{padding:4px 8px;border-bottom:1px solid #e8ebf0;text-align:right}
+th{background:#f4f6f9}td:first-child,th:first-child,td.l,th.l{text-align:left}tr.front td:first-child{font-weight:600}
+.pass{color:#137333;font-weight:600}.fail{color:#b3261e;font-weight:600}.muted{color:#667085}
+.bar{position:relative;width:160px;height:14px;background:#eef1f5;border-radius:3px;display:inline-block;vertical-align:middle}
+.bar span{position:absolute;left:0;top:0;bottom:0;border-radius:3px}.ok{background:#4caf50}.warn{background:#f2a93b}.over{background:#d9534f}
+.figs{display:flex;flex-wrap:wrap;gap:16px}.figs figure{margin:0}figcaption{font-size:12px;color:#667085}img{max-width:100%}
+"""
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})  # no version stamp: the same bytes every run
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves_figure(histories: dict[str, Path]) -> Any | None:
+    """Validation accuracy per epoch of each training run that wrote a history."""
+    plt = _plt()
+    rows = {}
+    for name, path in histories.items():
+        if path.is_file():
+            with open(path, newline="") as fh:
+                pts = [(int(r["epoch"]), float(r["val_accuracy"])) for r in csv.DictReader(fh) if r.get("val_accuracy")]
+            if pts:
+                rows[name] = pts
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    for name, pts in rows.items():
+        ax.plot([e for e, _ in pts], [a for _, a in pts], marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Training curves")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(csv_path: Path, class_names: list[str], variant: str) -> Any | None:
+    if not csv_path.is_file():
+        return None
+    plt = _plt()
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(class_names)}
+    m = np.zeros((len(class_names), len(class_names)), dtype=int)
+    with open(csv_path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            m[index[r["actual"]], index[r["predicted"]]] += 1
+    size = min(7.0, 2.5 + 0.35 * len(class_names))
+    fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=100)
+    ax.imshow(m, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 10 else 0, fontsize=8)
+    ax.set_yticks(ticks, class_names, fontsize=8)
+    if len(class_names) <= 20:
+        for i in ticks:
+            for j in ticks:
+                if m[i, j]:
+                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual")
+    ax.set_title(f"Confusion matrix: {variant}")
+    fig.tight_layout()
+    return fig
+
+
+def devices_figure(devices: dict[str, dict[str, Any]], budget_rows: dict[str, list[dict]]) -> Any | None:
+    """Per device, the share of each budget the model uses (a bar past 100 % is a miss)."""
+    rows = [(f"{dev}: {b['budget']}", b["used"] / b["available"], bool(devices[dev].get("passed")))
+            for dev in devices for b in budget_rows.get(dev, []) if b["available"]]
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.32 * len(rows)), dpi=100)
+    y = range(len(rows))
+    fracs = [min(f, 2.0) * 100 for _, f, _ in rows]
+    colors = ["tab:green" if f < 0.8 else "tab:orange" if f <= 1.0 else "tab:red" for _, f, _ in rows]
+    ax.barh(list(y), fracs, color=colors)
+    ax.set_yticks(list(y), [label for label, _, _ in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(100, color="black", linewidth=1)
+    ax.set_xlabel("% of the device's budget (100 % = the limit)")
+    ax.set_title("Device budgets used by the validated model")
+    fig.tight_layout()
+    return fig
+
+
+def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any]], profiles: dict[str, Any]) -> dict[str, list[dict]]:
+    """Per device, each budget the model is held to: what it needs and what the device has."""
+    out: dict[str, list[dict]] = {}
+    for name, d in devices.items():
+        prof, full = profiles.get(name), details.get(name, {})
+        if prof is None:
+            continue
+        rows = []
+        vela = full.get("vela") or {}
+        flash_used = vela.get("flash_bytes") if vela.get("ran") else d.get("model_bytes")
+        if prof.flash_bytes and flash_used is not None:
+            rows.append({"budget": "flash" + (" (Vela-encoded)" if vela.get("ran") else ""), "used": flash_used,
+                         "available": prof.flash_bytes, "unit": "bytes"})
+        if d.get("arena_bytes") is not None and prof.sram_bytes:
+            rows.append({"budget": "arena (TFLM)", "used": d["arena_bytes"], "available": prof.sram_bytes, "unit": "bytes"})
+        elif vela.get("ran") and prof.sram_bytes and vela.get("sram_bytes") is not None:
+            rows.append({"budget": "SRAM (Vela)", "used": vela["sram_bytes"], "available": prof.sram_bytes, "unit": "bytes"})
+        elif prof.ram_bytes and d.get("interpreter_bytes") is not None and d.get("model_bytes") is not None:
+            rows.append({"budget": "RAM (model + activations)", "used": d["model_bytes"] + d["interpreter_bytes"],
+                         "available": prof.ram_bytes, "unit": "bytes"})
+        if prof.latency_budget_ms and d.get("latency_ms_estimate") is not None:
+            rows.append({"budget": "latency (" + ("Vela" if "vela" in str(d.get("latency_source", "")) else "estimate")
+                         + ")", "used": d["latency_ms_estimate"], "available": prof.latency_budget_ms, "unit": "ms"})
+        out[name] = rows
+    return out
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _num(v: Any, unit: str) -> str:
+    if unit == "ms":
+        return f"{v:.3g} ms"
+    return f"{v / 1024:,.1f} KiB" if v < 2**20 else f"{v / 2**20:,.2f} MiB"
+
+
+def _bar(used: float, available: float) -> str:
+    frac = used / available if available else 0.0
+    cls = "ok" if frac < 0.8 else "warn" if frac <= 1.0 else "over"
+    return (f'<span class="bar" title="{frac:.0%} of the budget"><span class="{cls}" '
+            f'style="width:{min(frac, 1.0) * 100:.1f}%"></span></span> {frac:.0%}')
+
+
+def _table(head: list[str], rows: list[list[str]], row_classes: list[str] | None = None,
+           left: tuple[int, ...] = ()) -> str:
+    def cell(tag: str, i: int, c: str) -> str:
+        return f'<{tag} class="l">{c}</{tag}>' if i in left else f"<{tag}>{c}</{tag}>"
+
+    out = ["<table><tr>" + "".join(cell("th", i, h) for i, h in enumerate(head)) + "</tr>"]
+    for n, r in enumerate(rows):
+        cls = f' class="{row_classes[n]}"' if row_classes and row_classes[n] else ""
+        out.append(f"<tr{cls}>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dict[str, list[dict]],
+           recommendation: dict[str, Any] | None) -> str:
+    front = set(pareto_front(summary)) if summary.get("variants") else set()
+    ref = summary.get("reference", "fp32")
+    vrows, vcls = [], []
+    for name, r in ordered_variants(summary):
+        vrows.append([_e(name), f"{r.get('accuracy', 0):.4f}", f"{r.get('accuracy_delta', 0):+.4f}",
+                      f"{r.get('size_bytes', 0):,}", f"{r.get('size_ratio', 0):.2f}x", f"{r.get('gzip_bytes', 0):,}",
+                      f"{r.get('weight_sparsity', 0):.0%}", "yes" if r.get("integer_only") else "no"])
+        vcls.append("front" if name in front else "")
+    parts = [
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<title>edgeqat report</title>", f"<style>{STYLE}</style></head><body>",
+        "<h1>edgeqat report</h1>",
+        f"<p class=\"muted\">Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} "
+        f"classes; accuracy through the LiteRT interpreter; reference <code>{_e(ref)}</code>; data sha256 "
+        f"<code>{_e(str(summary.get('data_sha256', '?'))[:12])}</code>. Host latency varies from run to run and is "
+        "not on this page: <code>edgeqat report</code> prints the last run's.</p>",
+        "<h2>Variants</h2>",
+        _table(["variant", "accuracy", "Δ vs ref", "size (bytes)", "size vs ref", "gzip (bytes)", "sparsity",
+                "integer-only"], vrows, vcls),
+        "<p class=\"muted\">Bold: on the Pareto front of accuracy vs size.</p>",
+    ]
+    figs = [(k, cap) for k, cap in (("pareto", "Accuracy vs size (Pareto front in red)"), ("curves", "Training curves"),
+                                    ("confusion", "Confusion matrix of the headline variant"),
+                                    ("devices", "Device budgets used")) if figures.get(k)]
+    if figs:
+        parts.append("<h2>Plots</h2><div class=\"figs\">")
+        for key, cap in figs:
+            parts.append(f"<figure><img alt=\"{_e(cap)}\" src=\"data:image/png;base64,{figures[key]}\">"
+                         f"<figcaption>{_e(cap)}</figcaption></figure>")
+        parts.append("</div>")
+    devices = summary.get("devices") or {}
+    if devices:
+        parts.append(f"<h2>Devices: <code>{_e(summary.get('validated_model', '?'))}</code></h2>")
+        drows = []
+        for name, d in devices.items():
+            verdict = '<span class="pass">PASS</span>' if d.get("passed") else '<span class="fail">FAIL</span>'
+            bars = "<br>".join(f"{_e(b['budget'])}: {_bar(b['used'], b['available'])} "
+                               f"<span class=\"muted\">{_num(b['used'], b['unit'])} of {_num(b['available'], b['unit'])}</span>"
+                               for b in budget_rows.get(name, [])) or "–"
+            acc = d.get("accuracy")
+            drows.append([_e(name) + (" <span class=\"muted\">(required)</span>" if d.get("required") else ""), verdict,
+                          _e(d.get("runtime", "")), "–" if acc is None else f"{acc:.4f}", bars,
+                          _e("; ".join(d.get("reasons") or [])) or "–"])
+        parts.append(_table(["device", "verdict", "runtime", "accuracy", "budget used", "reasons"], drows, left=(4, 5)))
+    if recommendation and recommendation.get("enabled"):
+        parts.append("<h2>Recommendation per device</h2>")
+        rrows = [[_e(dev), _e(r.get("chosen") or "no model fits"), _e(r.get("reason", ""))]
+                 for dev, r in recommendation.get("devices", {}).items()]
+        parts.append(_table(["device", "chosen", "why"], rrows, left=(1, 2)))
+    elif recommendation is not None:
+        parts.append("<h2>Recommendation per device</h2><p class=\"muted\">Off (<code>recommend.enabled: false</code>); "
+                     "<code>edgeqat recommend --device ...</code> searches one.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def headline(summary: dict[str, Any], variants: tuple[str, ...]) -> dict[str, Any]:
+    """The ten-odd numbers worth comparing across runs (DVC's metrics view)."""
+    vs = summary.get("variants", {})
+    out: dict[str, Any] = {"accuracy": {v: round(vs[v]["accuracy"], 4) for v in variants if v in vs},
+                           "size_kib": {v: round(vs[v]["size_bytes"] / 1024, 1) for v in variants if v in vs}}
+    devices = summary.get("devices") or {}
+    if devices:
+        out["devices_passed"] = sum(bool(d.get("passed")) for d in devices.values())
+        out["devices"] = len(devices)
+    return out

@@ -1,0 +1,69 @@
+"""report: the run's outputs -> reports/report.html (one self-contained page), its figures as
+PNGs (logged to MLflow with the reports), and metrics/headline.json (the few numbers
+`dvc metrics show/diff` and `dvc exp show` compare)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeqat.config import EvaluateConfig, ValidateConfig
+from edgeqat.devices.profiles import resolve_profiles
+from edgeqat.errors import DataError
+from edgeqat.io import log, read_json, write_bytes, write_json, write_text
+from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, headline, render
+
+# The variants the headline file compares, those converted (the registered one among them).
+HEADLINE_VARIANTS = ("fp32", "ptq_int8", "qat_int8", "pqat_int8", "channel_pruned_qat_int8", "cqat_int8", "pcqat_int8")
+
+
+def _png_bytes(fig: Any) -> bytes:
+    import base64
+
+    from edgeqat.report_html import _png
+
+    return base64.b64decode(_png(fig))
+
+
+def report(
+    cfg: EvaluateConfig,
+    summary_json: str | Path,
+    devices_json: str | Path,
+    train_history: str | Path,
+    qat_history: str | Path,
+    confusion_csv: str | Path,
+    pareto_png: str | Path,
+    recommendation_dir: str | Path,
+    html_out: str | Path,
+    figures_dir: str | Path,
+    headline_path: str | Path,
+    *,
+    validate: ValidateConfig,
+) -> dict[str, Any]:
+    summary_json = Path(summary_json)
+    if not summary_json.is_file():
+        raise DataError(f"{summary_json}: not found; run the validate stage first")
+    summary = read_json(summary_json)
+    details = read_json(devices_json).get(summary.get("validated_model", ""), {}) if Path(devices_json).is_file() else {}
+    profiles = {p.name: p for p in resolve_profiles(list(summary.get("devices") or {}), extra_dir=validate.profiles_dir)}
+    rows = budgets(summary.get("devices") or {}, details, profiles)
+    figs = {"curves": curves_figure({"train": Path(train_history), "qat": Path(qat_history)}),
+            "confusion": confusion_figure(Path(confusion_csv), summary.get("class_names", []), cfg.headline),
+            "devices": devices_figure(summary.get("devices") or {}, rows)}
+    pngs = {k: _png_bytes(f) for k, f in figs.items() if f is not None}
+    figures_dir = Path(figures_dir)
+    for k, blob in pngs.items():
+        write_bytes(figures_dir / f"{k}.png", blob)
+    import base64
+
+    embedded = {k: base64.b64encode(b).decode() for k, b in pngs.items()}
+    if Path(pareto_png).is_file():
+        embedded["pareto"] = base64.b64encode(Path(pareto_png).read_bytes()).decode()
+    rec_file = Path(recommendation_dir) / "recommendation.json"
+    html = render(summary, figures=embedded, budget_rows=rows,
+                  recommendation=read_json(rec_file) if rec_file.is_file() else None)
+    write_text(html_out, html)
+    head = headline(summary, HEADLINE_VARIANTS)
+    write_json(headline_path, head)
+    log(f"report: {html_out} ({len(html) // 1024} KiB, {len(embedded)} figures)")
+    return head
