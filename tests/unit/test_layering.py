@@ -13,7 +13,8 @@ ROOT = SRC.parents[1]
 
 FOUNDATION = {"config", "errors", "io", "timings", "tf_compat", "provenance", "stages", "__init__", "py"}
 SERVICES = {"tracking", "registry"}
-DOMAIN = {"data", "models", "quantization", "compression", "devices", "recommend", "report", "promotion", "managed"}
+DOMAIN = {"data", "models", "quantization", "compression", "devices", "recommend", "report", "report_html", "promotion",
+          "managed"}
 LEVEL = {"foundation": 0, "services": 1, "domain": 1, "steps": 2, "adapters": 3}
 MODEL_CODE = "serving"  # the registered model's code: loaded by MLflow by path, imported by nothing
 

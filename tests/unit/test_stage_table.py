@@ -91,7 +91,7 @@ def test_a_new_stage_needs_only_a_table_entry_and_a_step(tmp_path, monkeypatch):
     # dvc.yaml
     doc = yaml.safe_load(dvc_yaml(Params(), toy_stage.TABLE))["stages"]
     assert doc["toy"]["cmd"] == "edgeqat stage toy" and "data/prepared" in doc["toy"]["deps"]
-    assert {"metrics/toy.json": {"cache": False}} in doc["toy"]["metrics"]
+    assert {"metrics/toy.json": {"cache": False}} in doc["toy"]["outs"]  # committed, outside the headline metrics
     assert "prepare.seed" in doc["toy"]["params"]
 
     # the CLI
