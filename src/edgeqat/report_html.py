@@ -240,7 +240,9 @@ def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dic
 def headline(summary: dict[str, Any], variants: tuple[str, ...]) -> dict[str, Any]:
     """The ten-odd numbers worth comparing across runs (DVC's metrics view)."""
     vs = summary.get("variants", {})
-    out: dict[str, Any] = {"accuracy": {v: round(vs[v]["accuracy"], 4) for v in variants if v in vs},
+    # the test split's size: accuracies on different test splits do not compare
+    out: dict[str, Any] = {"test_images": summary.get("num_test"),
+                           "accuracy": {v: round(vs[v]["accuracy"], 4) for v in variants if v in vs},
                            "size_kib": {v: round(vs[v]["size_bytes"] / 1024, 1) for v in variants if v in vs}}
     devices = summary.get("devices") or {}
     if devices:

@@ -24,7 +24,7 @@ def test_exp_run_switches_to_idx_files(tmp_path):
 
     out = run([str(BIN / "dvc"), "exp", "run", "-S", "prepare.source=idx", "-S", "prepare.path=data/site-idx"], repo)
     assert set(stages_run(out.stdout)) == {"prepare", "train", "qat", "prune", "convert", "evaluate", "validate",
-                                            "recommend", "track", "register"}
+                                            "recommend", "report", "track", "register"}
     meta = json.loads((repo / "data" / "prepared" / "meta.json").read_text())
     assert meta["class_names"] == ["0", "1", "2"] and sum(meta["sizes"][s] for s in ("train", "val", "test")) == 120
     shown = run([str(BIN / "dvc"), "exp", "show", "--json"], repo)

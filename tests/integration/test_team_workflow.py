@@ -112,7 +112,7 @@ def test_ci_run_retrains_on_new_data_registers_a_challenger_and_does_nothing_whe
     assert second.returncode == 0, second.stderr[-3000:]
     report2 = (a / "ci-report.md").read_text()
     assert "prepare" in report2.split("Stages run:")[1].split("\n")[0]
-    assert "## Metrics against `HEAD`" in report2 and "metrics/headline.json" in report2 and "accuracy.qat_int8" in report2
+    assert "## Metrics against `HEAD`" in report2 and "metrics/headline.json" in report2 and "test_images" in report2
     assert "| challenger (v2) |" in report2
     assert client.get_model_version_by_alias(MODEL, "challenger").version == "2"
     # the version points at a LoggedModel of the run that produced it (MLflow's SQL store keeps the
