@@ -6,6 +6,7 @@ loads only inside the stages that need it.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,8 +15,7 @@ import typer
 from edgeqat.errors import EdgeqatError
 
 app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
+    no_args_is_help=True,  # --install-completion / --show-completion: Typer's shell completion
     # Unexpected errors are one line + a log file (edgeqat.adapters.cli.failure); --verbose shows them.
     pretty_exceptions_enable=False,
     help="edgeqat: Keras image model -> validated int8 TensorFlow Lite, as a reproducible DVC/MLflow pipeline.",
@@ -30,11 +30,26 @@ app.add_typer(_pipeline_app, name="pipeline")
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (one section per stage).")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edgeqat import __version__
+
+        typer.echo(f"edgeqat {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", help="On an unexpected error, print the full traceback too."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show what TensorFlow, MLflow and the other libraries print, "
+                                 "and the full traceback of an unexpected error (also: EDGEQAT_VERBOSE=1)."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
-    """Options for every command (read by main() before the command runs)."""
+    """Options for every command (main() reads --verbose before the command runs)."""
+    if verbose:  # the libraries, loaded later, read it from the environment (edgeqat.progress.verbose)
+        from edgeqat.progress import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
 
 
 def _params(path: Path):
