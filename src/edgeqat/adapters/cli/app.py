@@ -6,12 +6,14 @@ loads only inside the stages that need it.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import typer
 
+from edgeqat.adapters.cli.output import JsonOpt, echo_json
 from edgeqat.errors import EdgeqatError
 
 app = typer.Typer(
@@ -67,29 +69,14 @@ from edgeqat.adapters.cli.ci import install as _install_ci_commands  # noqa: E40
 _install_ci_commands(app)
 
 
-@app.command("report")
-def report_cmd(summary: Path = typer.Option(Path("reports/summary.json")),
-               timings: Path = typer.Option(Path("logs/timings/evaluate.json"), help="Host latency of the last evaluate run.")) -> None:
-    """Print the comparison table of the last evaluation (with the host latency measured here)."""
-    from edgeqat.io import read_json
-    from edgeqat.report import summary_markdown, with_latency
-
-    if not summary.is_file():
-        raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
-    data = read_json(summary)
-    try:
-        measured = read_json(timings) if timings.is_file() else None
-        text = summary_markdown(with_latency(data, measured))
-    except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
-        raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
-    typer.echo(text)
-
-
 @app.command("check-params")
-def check_params(params: Path = ParamsOpt) -> None:
-    """Validate a parameters file without running anything."""
-    _params(params)
-    typer.echo(f"{params}: ok")
+def check_params(params: Path = ParamsOpt, as_json: bool = JsonOpt) -> None:
+    """Validate a parameters file without running anything (exit 2 naming what is wrong)."""
+    p = _params(params)
+    if as_json:  # the parameters with every default filled in
+        echo_json({"params": str(params), "ok": True, "resolved": json.loads(p.model_dump_json())})
+    else:
+        typer.echo(f"{params}: ok")
 
 
 @app.command("ui")
@@ -115,6 +102,10 @@ _install_device_commands(app, stage)
 from edgeqat.adapters.cli.recommend import install as _install_recommend_commands  # noqa: E402
 
 _install_recommend_commands(app, stage)
+
+from edgeqat.adapters.cli.report import install as _install_report_command  # noqa: E402
+
+_install_report_command(app)
 
 
 def main() -> None:
