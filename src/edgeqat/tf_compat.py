@@ -24,9 +24,17 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # A level the user set (TF_CPP_MIN_LOG_LEVEL=1) is kept.
 if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose() else "3"
+
+
+def _quiet_python_loggers() -> None:
+    """TensorFlow's and absl's Python loggers to errors only (absl resets its level on import)."""
+    if not verbose():
+        for name in ("tensorflow", "absl", "h5py"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+_quiet_python_loggers()
 if not verbose():
-    for _name in ("tensorflow", "absl", "h5py"):
-        logging.getLogger(_name).setLevel(logging.ERROR)
     # The TFLite converter's and Keras's advice (UserWarning), the deprecations of tfmot and Keras 2,
     # setuptools' distutils shim and pkg_resources (tfmot still imports distutils), protobuf's.
     warnings.filterwarnings("ignore", module=r"(tensorflow|tf_keras|tensorflow_model_optimization|keras|_distutils_hack"
@@ -59,6 +67,7 @@ def _load(name: str) -> Any:
         if name == "tf":
             with quiet_native():
                 import tensorflow as mod
+            _quiet_python_loggers()
         elif name == "keras":
             import tf_keras as mod
         elif name == "tfmot":

@@ -122,6 +122,10 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
     assert re.search(r"^rpi_zero2w +yes +PASS", out.stdout, re.MULTILINE)
     assert "cortex_m4: model 184,168 bytes > flash 163,840 bytes; arena 40,208" in out.stdout  # the reasons, below
 
+    narrow = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "72"})  # columns go, whole, until it fits
+    assert width(narrow.stdout) <= 72 and "gzip" not in narrow.stdout, narrow.stdout
+    assert all(re.search(rf"^{name} +0\.\d{{4}} ", narrow.stdout, re.M) for name in _summary()["variants"])
+
     wide = edgeqat("report", "--wide", cwd=tmp_path, env={"COLUMNS": "100"})
     for title in ("Δ acc vs ref", "agreement w/ Keras FP32", "size vs ref", "p90 ms", "integer-only", "model bytes",
                   "skipped: run `make arm64` to enable", "reasons"):
@@ -133,6 +137,8 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
 
 
 def test_devices_fits_100_columns_and_says_it_as_json(tmp_path):
+    piped = edgeqat("devices", cwd=tmp_path)  # no terminal, no COLUMNS: 100
+    assert 90 < width(piped.stdout) <= 100, piped.stdout
     out = edgeqat("devices", cwd=tmp_path, env={"COLUMNS": "100"})
     assert out.returncode == 0 and width(out.stdout) <= 100, out.stdout
     assert re.search(r"^cortex_m4 +mcu +tflm +CMSIS-NN +48 KiB +160 KiB +yes +Arm Cortex-M4", out.stdout, re.MULTILINE)

@@ -22,9 +22,9 @@ def _fmt_bytes(v: Optional[int]) -> str:
 
 
 VERDICT_COLS = (Col("device"), Col("verdict"), Col("est. latency ms", "right"), Col("estimate from", wide=True, text=True),
-                Col("arena B", "right", wide_header="TFLM arena bytes"), Col("accuracy", "right"),
+                Col("arena B", "right", wide_header="TFLM arena bytes", drop=1), Col("accuracy", "right"),
                 Col("agreement", "right", wide=True), Col("model bytes", "right", wide=True),
-                Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, ellipsis=True, max_width=24),
+                Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, ellipsis=True, max_width=24, drop=2),
                 Col("reasons", wide=True, text=True))
 
 
@@ -73,7 +73,8 @@ def profile_rows(profs: dict) -> list[list]:
             for n, p in profs.items()]
 
 
-PROFILE_COLS = (Col("profile"), Col("class"), Col("runtime"), Col("kernels"), Col("RAM", "right"), Col("flash", "right"),
+PROFILE_COLS = (Col("profile"), Col("class", drop=2), Col("runtime"), Col("kernels", drop=3), Col("RAM", "right"),
+                Col("flash", "right", drop=1),
                 Col("int8", wide_header="int8 only"), Col("title", text=True, ellipsis=True))
 
 

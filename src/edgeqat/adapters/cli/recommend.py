@@ -11,8 +11,8 @@ from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, 
 
 
 CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=True), Col("accuracy", "right"),
-               Col("drop", "right", wide_header="drop vs FP32"), Col("size B", "right"), Col("arena B", "right"),
-               Col("est. ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
+               Col("drop", "right", wide_header="drop vs FP32", drop=1), Col("size B", "right"),
+               Col("arena B", "right", drop=2), Col("est. ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
                Col("reason", wide=True, text=True))
 
 

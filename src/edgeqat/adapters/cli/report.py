@@ -15,21 +15,21 @@ from edgeqat.errors import EdgeqatError
 VARIANT_COLS = {
     "variant": Col("variant"),
     "accuracy": Col("accuracy", "right"),
-    "accuracy_delta": Col("Δ acc", "right"),
-    "agreement": Col("agree", "right"),
+    "accuracy_delta": Col("Δ acc", "right", drop=1),
+    "agreement": Col("agree", "right", drop=5),
     "size_bytes": Col("bytes", "right"),
     "size_ratio": Col("vs ref", "right", wide=True),
-    "gzip_bytes": Col("gzip", "right"),
+    "gzip_bytes": Col("gzip", "right", drop=4),
     "latency_p50_ms": Col("p50 ms", "right"),
     "latency_p90_ms": Col("p90 ms", "right", wide=True),
-    "speedup": Col("speed", "right"),
-    "weight_sparsity": Col("sparse", "right"),
+    "speedup": Col("speed", "right", drop=3),
+    "weight_sparsity": Col("sparse", "right", drop=2),
     "integer_only": Col("int8", "right"),
 }
 # By report.DEVICE_COLUMNS; narrow, a failing device's reasons print under the table.
 DEVICE_COLS = (Col("device"), Col("req"), Col("verdict"), Col("runtime", wide=True), Col("accuracy", "right"),
-               Col("est. ms", "right"), Col("arena", "right"), Col("model bytes", "right", wide=True),
-               Col("QEMU aarch64", text=True, max_width=24), Col("reasons", wide=True, text=True))
+               Col("est. ms", "right"), Col("arena", "right", drop=1), Col("model bytes", "right", wide=True),
+               Col("QEMU aarch64", text=True, max_width=24, drop=2), Col("reasons", wide=True, text=True))
 
 
 def render(summary: dict[str, Any], wide: bool) -> list[Any]:
