@@ -26,11 +26,19 @@ if not os.environ.get("TF_CPP_MIN_LOG_LEVEL"):
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0" if verbose() else "3"
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def _quiet_python_loggers() -> None:
-    """TensorFlow's and absl's Python loggers to errors only (absl resets its level on import)."""
+    """TensorFlow's and absl's Python loggers to errors only. absl sets its logger's level again
+    whenever its verbosity flag is set (the TFLite converter does), so a filter holds it there."""
     if not verbose():
         for name in ("tensorflow", "absl", "h5py"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.ERROR)
+            if _errors_only not in logger.filters:
+                logger.addFilter(_errors_only)
 
 
 _quiet_python_loggers()
