@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow, MLflow and the rest stay quiet unless `edgeqat --verbose` (EDGEQAT_VERBOSE=1): edgeqat sets their levels.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help venv demo pipeline report ui test test-slow bench clean arm64 browser

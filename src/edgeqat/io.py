@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -205,32 +204,8 @@ def load_card(tflite: str | Path) -> dict[str, Any]:
     return merged
 
 
-# --- progress -------------------------------------------------------------------------
-
-
-class Progress:
-    """Progress lines on stderr for long loops: at most one line every ``every`` seconds."""
-
-    def __init__(self, what: str, total: int | None = None, every: float = 5.0) -> None:
-        self.what, self.total, self.every = what, total, every
-        self.start = self.last = time.monotonic()
-        self.done = 0
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every:
-            self.last = now
-            self._print(now)
-
-    def close(self) -> None:
-        self._print(time.monotonic(), final=True)
-
-    def _print(self, now: float, final: bool = False) -> None:
-        of = f"/{self.total}" if self.total else ""
-        rate = self.done / max(now - self.start, 1e-9)
-        tail = "done" if final else f"{rate:.0f}/s"
-        print(f"[edgeqat] {self.what}: {self.done}{of} ({tail}, {now - self.start:.1f}s)", file=sys.stderr, flush=True)
+# --- messages -------------------------------------------------------------------------
+# Progress of long loops: edgeqat.progress (bars on a terminal, one line per unit in a log).
 
 
 def log(msg: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
-from edgeqat.io import CARD_NAME, log, read_json, sha256_file, write_bytes, write_json
+from edgeqat.io import CARD_NAME, read_json, sha256_file, write_bytes, write_json
 from edgeqat.managed import Model, resolve
 
 CHAMPION = "champion"
@@ -180,16 +180,14 @@ def last_recorded(history: list[dict[str, Any]], alias: str) -> str | None:
     return str(m[-1]["version"]) if m and m[-1].get("version") is not None else None
 
 
-def format_history(history: list[dict[str, Any]], alias: str | None = None) -> str:
-    rows = [h for h in history if alias is None or h.get("alias") == alias]
-    if not rows:
-        return "no alias moves recorded yet"
-    lines = ["at | alias | action | version | previous | by | reason"]
-    for h in rows:
-        why = h.get("reason") or "; ".join(h.get("reasons", []))
-        lines.append(" | ".join(str(x) for x in (h.get("at", "?"), h.get("alias", "-"), h.get("action", "?"),
-                                                 h.get("version") or "-", h.get("previous") or "-", h.get("by", "?"), why or "-")))
-    return "\n".join(lines)
+HISTORY_COLUMNS = ("at", "alias", "action", "version", "previous", "by", "reason")
+
+
+def history_rows(history: list[dict[str, Any]], alias: str | None = None) -> list[list[str]]:
+    """One row of HISTORY_COLUMNS per recorded move of ``alias`` (every alias: None)."""
+    return [[str(h.get("at", "?")), h.get("alias", "-"), h.get("action", "?"), h.get("version") or "-",
+             h.get("previous") or "-", str(h.get("by", "?")), h.get("reason") or "; ".join(h.get("reasons", [])) or "-"]
+            for h in history if alias is None or h.get("alias") == alias]
 
 
 # --- moves ----------------------------------------------------------------------------
@@ -216,7 +214,6 @@ def promote(reg: Any, cfg: RegisterConfig, name: str, version: str, alias: str =
     action = "force" if reasons else "promote"
     # Recorded before the alias moves, so the webhook receiver recognises the move as gated.
     record_move(reg, name, alias, version, {"action": action, "previous": current, "by": by, "reason": reason, "reasons": reasons})
-    log(f"{alias}: {name} version {version} (was {current or 'unset'}){' FORCED: ' + reason if reasons else ''}")
     return {"version": version, "alias": alias, "previous": current, "action": action, "reasons": reasons}
 
 
@@ -232,7 +229,6 @@ def rollback(reg: Any, name: str, alias: str = CHAMPION, *, reason: str | None =
     target = stack[-1]
     record_move(reg, name, alias, target, {"action": "rollback", "previous": current, "by": by or whoami(),
                                       "reason": reason or "rollback"})
-    log(f"{alias}: rolled back {name} to version {target} (was {current})")
     return {"version": target, "previous": current, "alias": alias}
 
 
@@ -284,7 +280,6 @@ def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION
                                          "variant": variant, "file": shipped, "sha256": extra.get("sha256", got),
                                          "registered_sha256": got, "device": device, "tracking_uri": reg.uri,
                                          **({f"{alias}_set": True} if alias else {})})
-    log(f"export: {name} version {version} ({variant}, sha256 {got[:12]}…) -> {out / shipped}")
     return {"version": str(version), "file": str(out / shipped), "sha256": extra.get("sha256", got), "variant": variant}
 
 

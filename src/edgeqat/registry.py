@@ -27,12 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from edgeqat.tracking import check_reachable, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
+
 import mlflow.pyfunc
 import numpy as np
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME
-from edgeqat.tracking import check_reachable, tracking_uri
 
 HISTORY_PREFIX = "edgeqat.history."
 PKG_DIR = Path(__file__).resolve().parent

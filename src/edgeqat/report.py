@@ -68,26 +68,45 @@ def with_latency(summary: dict[str, Any], evaluate_timings: dict[str, Any] | Non
     return out
 
 
-def summary_markdown(summary: dict[str, Any]) -> str:
-    ref = summary.get("reference", "fp32")
+def variant_table(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """The comparison table's (key, title) columns (latency ones only when measured) and rows."""
     timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
     columns = [c for c in COLUMNS if timed or c[0] not in LATENCY_COLUMNS]
-    latency = (f"latency = `invoke()` at {summary.get('num_threads', 1)} thread(s) on {summary.get('host', 'this host')}"
-               if timed else "host latency: `edgeqat report` (measured per run, kept in logs/timings/)")
+    rows = [[name if key == "variant" else _fmt(key, row.get(key)) for key, _ in columns]
+            for name, row in ordered_variants(summary)]
+    return columns, rows
+
+
+def summary_intro(summary: dict[str, Any], code: str = "`") -> str:
+    """What the table measured: the test split, the runtime, the host latency's conditions."""
+    timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
+    latency = (f"latency = {code}invoke(){code} at {summary.get('num_threads', 1)} thread(s) on "
+               f"{summary.get('host', 'this host')}" if timed else
+               f"host latency: {code}edgeqat report{code} (measured per run, kept in logs/timings/)")
+    return (f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes; "
+            f"accuracy through the LiteRT interpreter; {latency}; reference = {code}{summary.get('reference', 'fp32')}{code}.")
+
+
+def pareto_text(summary: dict[str, Any]) -> str:
+    """The Pareto front sentence ('' when a variant lacks accuracy or size)."""
+    if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
+        return "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."
+    return ""
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    columns, rows = variant_table(summary)
     lines = [
         f"# edgeqat summary",
         "",
-        f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes; "
-        f"accuracy through the LiteRT interpreter; {latency}; reference = `{ref}`.",
+        summary_intro(summary),
         "",
         "| " + " | ".join(title for _, title in columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",
+        *("| " + " | ".join(cells) + " |" for cells in rows),
     ]
-    for name, row in ordered_variants(summary):
-        cells = [name if key == "variant" else _fmt(key, row.get(key)) for key, _ in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
-        lines += ["", "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."]
+    if pareto_text(summary):
+        lines += ["", pareto_text(summary)]
     if summary.get("devices"):
         lines += ["", *device_table(summary)]
     return "\n".join(lines) + "\n"
@@ -115,30 +134,34 @@ def _qemu_skipped(why: str) -> str:
     return f"skipped ({why})" if why else "skipped"
 
 
-def device_table(summary: dict[str, Any]) -> list[str]:
-    """Per-device verdicts of the validated variant (the validate stage's part of the summary)."""
-    lines = [
-        f"## Devices: `{summary.get('validated_model', '?')}`",
-        "",
-        "Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
-        "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x outside "
-        "the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded with its "
-        "reference kernels on this host.",
-        "",
-        "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | model bytes | QEMU aarch64 | reasons |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "est. latency ms", "arena bytes", "model bytes",
+                  "QEMU aarch64", "reasons")
+DEVICE_NOTE = ("Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
+               "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x "
+               "outside the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded "
+               "with its reference kernels on this host.")
+
+
+def device_rows(summary: dict[str, Any]) -> list[list[str]]:
+    """One row of DEVICE_COLUMNS per device the validated variant was checked on."""
+    rows = []
     for name, d in summary["devices"].items():
         emu = d.get("emulation") or {}
         emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
             if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
-        est = d.get("latency_ms_estimate")
-        lines.append("| " + " | ".join([
+        rows.append([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
-            _fmt("accuracy", d.get("accuracy")), _latency_cell(est, d), _size(d.get("arena_bytes")),
+            _fmt("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),
             _size(d.get("model_bytes")), emu_txt, "; ".join(d.get("reasons") or []) or "–",
-        ]) + " |")
-    return lines
+        ])
+    return rows
+
+
+def device_table(summary: dict[str, Any]) -> list[str]:
+    """Per-device verdicts of the validated variant (the validate stage's part of the summary)."""
+    return [f"## Devices: `{summary.get('validated_model', '?')}`", "", DEVICE_NOTE, "",
+            "| " + " | ".join(DEVICE_COLUMNS) + " |", "|" + "|".join("---" for _ in DEVICE_COLUMNS) + "|",
+            *("| " + " | ".join(row) + " |" for row in device_rows(summary))]
 
 
 def pareto_front(summary: dict[str, Any]) -> list[str]:

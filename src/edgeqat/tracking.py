@@ -10,15 +10,34 @@ the same execution twice reuses its run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
 from edgeqat.errors import EdgeqatError
+from edgeqat.progress import verbose
+
+
+def quiet_mlflow() -> None:
+    """MLflow's INFO lines (database set-up, input-example checks), its warnings and its tqdm
+    bars off, before mlflow is imported (it reads these once); --verbose keeps them."""
+    if verbose():
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow's loggers and alembic's
+    for name in ("mlflow", "alembic", "sqlalchemy", "huey"):  # already set up if mlflow was imported first
+        if logging.getLogger(name).level < logging.ERROR:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(mlflow|pydantic|sqlalchemy|alembic)(\.|$)")
+
+
+quiet_mlflow()  # this module and registry.py are the ones that import mlflow
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"

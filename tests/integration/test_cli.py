@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -13,8 +16,13 @@ from integration.conftest import BIN
 pytestmark = pytest.mark.integration
 
 
-def edgeqat(*args, cwd=None):
-    return subprocess.run([str(BIN / "edgeqat"), *args], capture_output=True, text=True, cwd=cwd)
+def edgeqat(*args, cwd=None, env=None):
+    env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, **(env or {})}
+    return subprocess.run([str(BIN / "edgeqat"), *args], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def width(text: str) -> int:
+    return max((len(line.rstrip()) for line in text.splitlines()), default=0)
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():
@@ -22,11 +30,13 @@ def test_help_is_fast_and_does_not_import_tensorflow():
         "import sys\n"
         "from edgeqat.adapters.cli.app import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-        "print('TF_LOADED' if any(m.split('.')[0] in ('tensorflow', 'tf_keras') for m in sys.modules) else 'TF_NOT_LOADED')\n"
+        "heavy = {m.split('.')[0] for m in sys.modules} & {'tensorflow', 'tf_keras', 'mlflow', 'kfp'}\n"
+        "print('LOADED', sorted(heavy))\n"
     )
     t = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert "TF_NOT_LOADED" in out.stdout and "stage" in out.stdout
+    # TensorFlow, MLflow and kfp load only in the commands that use them
+    assert "LOADED []" in out.stdout and "stage" in out.stdout, out.stdout
     assert time.monotonic() - t < 10  # TensorFlow alone takes 4-8 s to import
 
 
@@ -61,3 +71,115 @@ def test_malformed_tag_is_named(tmp_path):
     (tmp_path / "params.yaml").write_text("")
     out = edgeqat("stage", "track", "--params", "params.yaml", "--tag", "no-equals-sign", cwd=tmp_path)
     assert out.returncode == 2 and "--tag 'no-equals-sign': expected KEY=VALUE" in out.stderr
+
+
+def test_version_and_shell_completion():
+    from edgeqat import __version__
+
+    assert edgeqat("--version").stdout == f"edgeqat {__version__}\n"
+    assert "--install-completion" in edgeqat("--help").stdout
+    script = edgeqat("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    assert script.returncode == 0 and "_EDGEQAT_COMPLETE=complete_bash" in script.stdout, script.stdout + script.stderr
+    words = edgeqat(env={"_EDGEQAT_COMPLETE": "complete_bash", "COMP_WORDS": "edgeqat stage conv", "COMP_CWORD": "2"})
+    assert words.stdout.split() == ["convert"]
+
+
+def _summary() -> dict:
+    """A summary.json as the pipeline writes it: every variant, and devices with the long cells."""
+    from edgeqat.config import VARIANTS
+
+    variants = {name: {"accuracy": 0.98 - i / 100, "accuracy_delta": -i / 100, "agreement": 0.99, "size_bytes": 545_992 - i * 40_000,
+                       "size_ratio": 1 - i / 10, "gzip_bytes": 501_449 - i * 40_000, "weight_sparsity": 0.5 if "pqat" in name else 0.01,
+                       "integer_only": "int" in name} for i, name in enumerate(VARIANTS)}
+    skipped = {"ran": False, "why": "qemu-aarch64-static is missing: run `make arm64` as root"}
+    devices = {
+        "android_midrange": {"passed": True, "required": False, "runtime": "litert", "accuracy": 0.9861,
+                             "latency_ms_estimate": 0.185, "latency_extrapolated": True, "model_bytes": 184_168, "reasons": []},
+        "rpi_zero2w": {"passed": True, "required": True, "runtime": "litert", "accuracy": 0.9861, "latency_ms_estimate": 0.461,
+                       "latency_extrapolated": True, "model_bytes": 184_168, "reasons": [], "emulation": skipped},
+        "cortex_m4": {"passed": False, "required": False, "runtime": "tflm", "latency_ms_estimate": 312.0, "arena_bytes": 40_208,
+                      "model_bytes": 184_168, "reasons": ["model 184,168 bytes > flash 163,840 bytes",
+                                                          "arena 40,208 bytes + interpreter > RAM 49,152 bytes"]},
+    }
+    return {"reference": "fp32", "headline": "qat_int8", "class_names": list("0123456789"), "num_test": 359, "num_threads": 1,
+            "variants": variants, "validated_model": "qat_int8", "required_devices": ["rpi_zero2w"], "devices": devices}
+
+
+def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "summary.json").write_text(json.dumps(_summary()))
+    timings = {name: {"latency_p50_ms": 0.07, "latency_p90_ms": 0.09, "speedup": 1.0} for name in _summary()["variants"]}
+    (tmp_path / "logs" / "timings").mkdir(parents=True)
+    (tmp_path / "logs" / "timings" / "evaluate.json").write_text(json.dumps({"host": "x86_64 test", **timings}))
+
+    out = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "100"})
+    assert out.returncode == 0, out.stderr
+    assert width(out.stdout) <= 100, out.stdout
+    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    for name in _summary()["variants"]:  # whole names, every row
+        assert name in rows and "0.070" in rows[name], out.stdout
+    assert "p90 ms" not in out.stdout  # narrow: some columns only with --wide
+    assert re.search(r"^rpi_zero2w +yes +PASS", out.stdout, re.MULTILINE)
+    assert "cortex_m4: model 184,168 bytes > flash 163,840 bytes; arena 40,208" in out.stdout  # the reasons, below
+
+    narrow = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "72"})  # columns go, whole, until it fits
+    assert width(narrow.stdout) <= 72 and "gzip" not in narrow.stdout, narrow.stdout
+    assert all(re.search(rf"^{name} +0\.\d{{4}} ", narrow.stdout, re.M) for name in _summary()["variants"])
+
+    wide = edgeqat("report", "--wide", cwd=tmp_path, env={"COLUMNS": "100"})
+    for title in ("Δ acc vs ref", "agreement w/ Keras FP32", "size vs ref", "p90 ms", "integer-only", "model bytes",
+                  "skipped: run `make arm64` to enable", "reasons"):
+        assert title in wide.stdout, title
+    assert width(wide.stdout) > 100
+
+    data = json.loads(edgeqat("report", "--json", cwd=tmp_path).stdout)
+    assert data["variants"]["fp32"]["latency_p90_ms"] == 0.09 and data["host"] == "x86_64 test"
+
+
+def test_devices_fits_100_columns_and_says_it_as_json(tmp_path):
+    piped = edgeqat("devices", cwd=tmp_path)  # no terminal, no COLUMNS: 100
+    assert 90 < width(piped.stdout) <= 100, piped.stdout
+    out = edgeqat("devices", cwd=tmp_path, env={"COLUMNS": "100"})
+    assert out.returncode == 0 and width(out.stdout) <= 100, out.stdout
+    assert re.search(r"^cortex_m4 +mcu +tflm +CMSIS-NN +48 KiB +160 KiB +yes +Arm Cortex-M4", out.stdout, re.MULTILINE)
+    assert "…" in out.stdout  # the long titles are cut to fit
+    wide = edgeqat("devices", "--wide", cwd=tmp_path, env={"COLUMNS": "100"})
+    assert "Mid-range Android phone CPU (Pixel 3a class, Snapdragon 670, 2 big + 6 little cores)" in wide.stdout
+    assert json.loads(edgeqat("devices", "--json", cwd=tmp_path).stdout)["cortex_m4"]["runtime"] == "tflm"
+
+
+def test_check_params_json_has_every_default():
+    from integration.conftest import REPO
+
+    out = json.loads(edgeqat("check-params", "--json", cwd=REPO).stdout)
+    assert out["ok"] is True and out["resolved"]["train"]["model"] and "evaluate" in out["resolved"]
+
+
+def test_a_stage_prints_only_its_own_lines(tmp_path, tiny_npz):
+    """A real train + convert as DVC runs them (stderr not a terminal, no TF_CPP_MIN_LOG_LEVEL):
+    TensorFlow, absl, CUDA, oneDNN, the converter and LiteRT stay quiet; each epoch and each
+    variant is one line."""
+    import yaml
+
+    from integration.conftest import REPO
+
+    p = yaml.safe_load((REPO / "params.yaml").read_text())
+    p["prepare"].update(source="npz", path=str(tiny_npz), image_size=16, calibration_size=16, shard_size=32)
+    p["train"].update(alpha=0.25, epochs=2, batch_size=16, early_stopping_patience=0)
+    p["convert"].update(variants=["fp32", "ptq_int8"])
+    p["evaluate"].update(headline="ptq_int8")
+    p["validate"].update(model="ptq_int8", variants=[])
+    p["register"].update(variant="ptq_int8")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_CPP", "EDGEQAT_", "MLFLOW_"))}
+    lines = []
+    for stage in ("prepare", "train", "convert"):
+        proc = subprocess.run([str(BIN / "edgeqat"), "stage", stage], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "" and "\r" not in proc.stderr
+        lines += proc.stderr.splitlines()
+    foreign = [line for line in lines if not line.startswith("[edgeqat] ")]
+    print(f"\n{len(foreign)} of {len(lines)} stderr lines are not edgeqat's")
+    assert len(foreign) <= 5, "\n".join(foreign)
+    assert len([line for line in lines if re.match(r"\[edgeqat\] train epoch \d/2: loss=", line)]) == 2, lines
+    assert len([line for line in lines if re.match(r"\[edgeqat\] convert \d/2: \w+: [\d,]+ bytes", line)]) == 2, lines

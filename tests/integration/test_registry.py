@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -373,12 +374,16 @@ def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert reg.alias_version(NAME, "champion") == v_bad["version"]
 
-    hist = cli(url, "history", "--alias", "champion")
-    assert hist.exit_code == 0
-    lines = hist.output.splitlines()
-    refused = [line for line in lines if f"| refused | {v_bad['version']} |" in line]
-    forced = [line for line in lines if f"| force | {v_bad['version']} | {v_good['version']} | alice | field trial on m4 rev B" in line]
-    assert refused and "arena 300 KB" in refused[0] and forced
+    hist = cli(url, "history", "--alias", "champion", "--json")
+    assert hist.exit_code == 0, hist.output
+    events = json.loads(hist.stdout)[NAME]
+    refused = [h for h in events if (h["action"], h["version"]) == ("refused", v_bad["version"])]
+    forced = [h for h in events if (h["action"], h["version"], h["previous"], h["by"], h["reason"])
+              == ("force", v_bad["version"], v_good["version"], "alice", "field trial on m4 rev B")]
+    assert refused and "arena 300 KB" in "; ".join(refused[0]["reasons"]) and forced
+    table = cli(url, "history", "--alias", "champion").stdout  # the same, aligned for people
+    assert re.search(rf"^\S+ \S+ +champion +force +{v_bad['version']} +{v_good['version']} +alice +field trial", table, re.M), table
+    assert "challenger" not in table
 
     res = cli(url, "promote", v_good["version"], "--reason", "back to the validated one")
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -587,7 +592,7 @@ def test_rollback_restores_the_previous_champion(url, reg, receiver, v_good):
     wait_for(lambda: read_json(receiver.deploy / "export.json")["version"] == v_good["version"],
              what="the rolled-back version to be deployed")
     hist = cli(url, "history")
-    assert f"| rollback | {v_good['version']} | {current} |" in hist.output and "field reports" in hist.output
+    assert re.search(rf" champion +rollback +{v_good['version']} +{current} +\S+ +field reports", hist.stdout), hist.stdout
 
 
 def _export_json(receiver, device: str | None = None) -> dict:
@@ -605,7 +610,7 @@ def test_webhook_records_a_champion_removed_in_the_ui(url, reg, receiver, v_good
     assert sha256_file(receiver.deploy / "qat_int8.tflite") == before  # the devices keep the last accepted model
     removed = [h for h in reg.history(NAME) if h.get("action") == "removed"][-1]
     assert removed["previous"] == kept and removed["version"] is None and "webhook" in removed["by"]
-    assert "| removed | - | " in cli(url, "history", "--alias", "champion").output
+    assert re.search(r" champion +removed +- ", cli(url, "history", "--alias", "champion").stdout)
     # promote again: deployed, and the folder says a champion is set
     res = cli(url, "promote", v_good["version"], "--reason", "after the removal")
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -745,7 +750,7 @@ def test_a_per_device_model_is_promoted_on_its_own_gates_and_deployed_to_its_fol
     assert f"{DNAME} version {per_device['bad']}" in str(res.exception)
     assert f"device '{DEVICE}' failed: arena 600 KB > 512 KB" in str(res.exception)
     assert reg.alias_version(DNAME, "champion") == per_device["good1"]
-    assert "| refused |" in cli(url, "history", "--model", DNAME).output
+    assert re.search(r" champion +refused ", cli(url, "history", "--model", DNAME).stdout)
     assert not receiver.rcv.errors
 
 
@@ -759,8 +764,8 @@ def test_the_receiver_gates_a_per_device_champion_set_in_the_ui(url, reg, receiv
     receiver.rcv.drain()
     assert_rejected(reg, DNAME, per_device["bad"], f"device '{DEVICE}' failed: arena 600 KB > 512 KB")
     assert _export_json(receiver, DEVICE)["version"] == per_device["good2"] and not receiver.rcv.errors
-    hist = cli(url, "history").output  # every edgeqat model, one section each
-    assert f"== {NAME} ==" in hist and f"== {DNAME} ==" in hist
+    hist = cli(url, "history").stdout.splitlines()  # every edgeqat model, one section each
+    assert f"{NAME}:" in hist and f"{DNAME}:" in hist
 
 
 def test_export_of_a_per_device_model_defaults_to_its_device_and_folder(url, reg, receiver, per_device, deploy_dir, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 
 from edgeqat.config import RegisterConfig
-from edgeqat.promotion import champion_stack, compare, format_history, static_gates
+from edgeqat.promotion import champion_stack, compare, history_rows, static_gates
 from edgeqat.adapters.webhook.server import Refused, sign, verify
 
 GOOD = {"accuracy": "0.95", "accuracy_drop": "0.01", "size_bytes": "1000", "devices": "m4,pi",
@@ -68,8 +68,9 @@ def test_champion_stack_follows_promotions_rollbacks_and_reverts():
     undone = h + [{"alias": "champion", "action": "promote", "version": "5", "key": "k5"},
                   {"alias": "champion", "action": "abandoned", "version": "5", "undoes": "k5"}]
     assert champion_stack(undone) == ["1", "2"]
-    text = format_history(h, "champion")
-    assert "refused" in text and "challenger" not in text
+    rows = history_rows(h, "champion")
+    assert "refused" in [r[2] for r in rows] and all(r[1] == "champion" for r in rows)
+    assert len(rows) == len(h) - 1  # the challenger's move is not the champion's
 
 
 SECRET = "s3cret-s3cret-s3cret"

@@ -4,6 +4,7 @@ real runtimes, budgets set around the chain's own sizes so each case is decided 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -114,3 +115,29 @@ def test_ethos_u_device_is_searched_with_vela_figures(comp, tmp_path):
     assert r["chosen"] is not None, r
     chosen = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
     assert chosen["integer_only"] and chosen["verdict"] == "pass" and 0 < chosen["latency_ms_estimate"] < 20
+
+
+def test_the_recommend_command_prints_a_table_or_json(comp, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeqat.adapters.cli.app import app
+
+    smallest = min(v["size_bytes"] for v in comp["card"]["variants"].values())
+    tiny = _profile(tmp_path, "cortex_m7", name="too_small", flash_bytes=smallest // 2)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"recommend": {"budget_accuracy_drop": 1.0, "sparsities": [], "channel_fractions": [],
+                                                    "latency_runs": 3}, "prune": TINY_PRUNE}))
+    d = comp["dir"]
+    args = ["recommend", "-d", tiny, "-d", "rpi4", "--params", str(params), "--data", str(comp["prepared"]),
+            "--models", str(d / "tflite"), "--fp32", str(d / "fp32.keras"), "--qat", str(d / "qat.h5"),
+            "--out", str(tmp_path / "recommended"), "--report", str(tmp_path / "report")]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "100"})
+    assert res.exit_code == 1, res.output  # a device got no model
+    assert re.search(r"^too_small +NO MODEL FITS", res.stdout, re.M), res.stdout
+    assert re.search(r"^rpi4 +\S+ +0\.\d{4} ", res.stdout, re.M), res.stdout
+    assert "\n  too_small: no model fits too_small: the closest" in res.stdout  # the reasons, under the table
+    assert max(len(line) for line in res.stdout.splitlines()) <= 100
+    assert re.search(r"^\[edgeqat\] recommend rpi4 \d+/\d+: ", res.stderr, re.M)  # one line per candidate
+    res = CliRunner().invoke(app, [*args, "--json"])
+    rec = json.loads(res.stdout)
+    assert rec["devices"]["too_small"]["chosen"] is None and rec["devices"]["rpi4"]["chosen"]

@@ -17,15 +17,8 @@ import numpy as np
 from edgeqat.errors import ModelError
 
 
-def _epoch_logger(keras: Any, tag: str, epochs: int) -> Any:
-    class EpochLine(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if logs is not None:  # the schedule's progress, into the history (prune_history.csv)
-                logs["sparsity"] = keras_sparsity(self.model)
-            parts = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
-            print(f"[edgeqat] {tag}: epoch {epoch + 1}/{epochs} {parts}", file=sys.stderr, flush=True)
-
-    return EpochLine()
+def _with_sparsity(model: Any, logs: dict) -> None:
+    logs["sparsity"] = keras_sparsity(model)  # the schedule's progress, into the history (prune_history.csv)
 
 
 def magnitude_prune(
@@ -47,7 +40,7 @@ def magnitude_prune(
     sparsity. ``scope`` "model": the target is the fraction of all kernel weights (see
     :func:`layer_target`); "layer": of each layer tfmot prunes.
     """
-    from edgeqat.models.training import compile_classifier
+    from edgeqat.models.training import compile_classifier, progress_callback
     from edgeqat.tf_compat import keras, tfmot
 
     sp = tfmot.sparsity.keras
@@ -89,10 +82,12 @@ def magnitude_prune(
                   "weights of the layers tfmot prunes", file=sys.stderr, flush=True)
             pruned = wrap(per_layer)
     compile_classifier(pruned, learning_rate)
-    hist = pruned.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
-        callbacks=[sp.UpdatePruningStep(), _epoch_logger(keras, "prune", epochs)],
-    )
+    bars = progress_callback(keras, "prune", epochs, on_epoch_end=_with_sparsity)
+    try:
+        hist = pruned.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+                          callbacks=[sp.UpdatePruningStep(), bars])
+    finally:
+        bars.close()
     h = hist.history
     rows = [{"epoch": e + 1, **{k: float(v[e]) for k, v in h.items()}} for e in range(len(h["loss"]))]
     return sp.strip_pruning(pruned), rows

@@ -12,7 +12,8 @@ import numpy as np
 from edgeqat.data.base import RecordSource
 from edgeqat.data.shards import ShardWriter
 from edgeqat.data.transform import NORMALIZATION, to_model_pixels
-from edgeqat.io import Progress, atomic_path, write_json
+from edgeqat.io import atomic_path, log, write_json
+from edgeqat.progress import bar, clock
 
 
 def write_prepared(
@@ -29,13 +30,13 @@ def write_prepared(
     k = len(src.class_names)
     counts: dict[str, dict[str, int]] = {}
     total = sum(len(ix) for ix in splits.values())
-    progress = Progress(f"prepare: writing {image_size}x{image_size}x{channels} images", total)
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    what = f"prepare: writing {image_size}x{image_size}x{channels} images"
+    with atomic_path(out_dir, is_dir=True) as tmp, bar(what, total) as progress:
         for name, indices in splits.items():
             writer = ShardWriter(tmp / name, shard_size, digest)
             for i in indices:
                 writer.add(to_model_pixels(src.read(int(i)), image_size, channels), int(src.labels[i]))
-                progress.update()
+                progress.advance()
             writer.flush()
             per_class = np.bincount(src.labels[indices], minlength=k) if len(indices) else np.zeros(k, int)
             counts[name] = {c: int(n) for c, n in zip(src.class_names, per_class)}
@@ -49,5 +50,5 @@ def write_prepared(
             "source": src.origin,
         }
         write_json(tmp / "meta.json", meta)
-    progress.close()
+    log(f"{what}: {total} done in {clock(progress.elapsed)}")
     return meta

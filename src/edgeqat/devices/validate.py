@@ -28,7 +28,6 @@ from edgeqat.devices.profiles import DeviceProfile
 from edgeqat.devices.speed import estimate_latency
 from edgeqat.devices.workload import Workload, analyze
 from edgeqat.errors import ModelError
-from edgeqat.io import log
 
 
 @dataclass
@@ -298,9 +297,12 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     v["misses"] = misses
     v["hard_failure"] = len(reasons) > len(misses)
     v["passed"] = not reasons
-    log(f"validate: {path.name} on {prof.name}: {'PASS' if v['passed'] else 'FAIL'}"
-        + ("" if v["passed"] else " (" + "; ".join(reasons) + ")"))
     return v
+
+
+def verdict_line(v: dict[str, Any]) -> str:
+    """PASS, or FAIL (the reasons): a verdict in one line."""
+    return "PASS" if v["passed"] else "FAIL (" + "; ".join(v["reasons"]) + ")"
 
 
 def _emulate(path: Path, prof: DeviceProfile, data: Optional[EvalData], x86_out: np.ndarray,

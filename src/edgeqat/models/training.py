@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -34,10 +33,12 @@ def compile_classifier(model: Any, learning_rate: Any, from_logits: bool | None 
 
 def fit(model: Any, train_ds: Any, val_ds: Any, epochs: int, patience: int = 0, tag: str = "train",
         log_dir: Any = None) -> list[dict]:
-    """Fit with per-epoch progress on stderr; returns one history row per epoch run.
+    """Fit with progress (:func:`progress_callback`); returns one history row per epoch run.
 
-    ``log_dir``: TensorBoard event files there (loss/accuracy scalars per epoch, and for a
-    quantization-aware model the fake-quant ranges of every layer, ``fake_quant/...``)."""
+    ``patience`` > 0: stop once ``val_loss`` has not improved for that many epochs and keep the
+    weights of the best epoch (said on stderr). ``log_dir``: TensorBoard event files there
+    (loss/accuracy scalars per epoch, and for a quantization-aware model the fake-quant ranges
+    of every layer, ``fake_quant/...``)."""
     from edgeqat.tf_compat import keras
 
     callbacks = []
@@ -45,27 +46,92 @@ def fit(model: Any, train_ds: Any, val_ds: Any, epochs: int, patience: int = 0, 
         callbacks += [keras.callbacks.TensorBoard(str(log_dir), histogram_freq=0, write_graph=False,
                                                   update_freq="epoch", profile_batch=0),
                       _FakeQuantRanges(keras, log_dir)]
+    stopper = None
     if patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
-        )
-    callbacks.append(_EpochLine(keras, tag, epochs))
-    hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=callbacks)
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+        callbacks.append(stopper)
+    bars = progress_callback(keras, tag, epochs)
+    try:
+        hist = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, callbacks=[*callbacks, bars])
+    finally:
+        bars.close()
     h = hist.history
+    if stopper is not None:
+        _say_restored(stopper, tag, len(h["loss"]), epochs, patience)
     return [
         {"epoch": e + 1, **{k: float(h[k][e]) for k in HISTORY_COLUMNS[1:] if k in h}}
         for e in range(len(h["loss"]))
     ]
 
 
-def _EpochLine(keras: Any, tag: str, epochs: int) -> Any:
-    class EpochLine(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            parts = " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-            print(f"[edgeqat] {tag}: epoch {epoch + 1}/{epochs} {parts}", file=sys.stderr, flush=True)
+def _say_restored(stopper: Any, tag: str, ran: int, epochs: int, patience: int) -> None:
+    """Which epoch's weights the model kept (EarlyStopping restores the best one's)."""
+    from edgeqat.io import log
 
-    return EpochLine()
+    if stopper.best_weights is None:
+        return
+    best = f"the weights of epoch {stopper.best_epoch + 1} (val_loss {float(stopper.best):.4f})"
+    if stopper.stopped_epoch > 0:
+        log(f"{tag}: early stopping after epoch {ran}/{epochs} (val_loss did not improve for {patience} "
+            f"epoch{'s' if patience > 1 else ''}); restored {best}")
+    elif stopper.best_epoch + 1 != ran:
+        log(f"{tag}: restored {best}, the best of the {ran}")
+
+
+def progress_callback(keras: Any, tag: str, epochs: int, on_epoch_end: Any = None) -> Any:
+    """A Keras callback showing the epochs, and the batches and validation of the current one
+    (edgeqat.progress: bars on a terminal, one line per epoch in a log). ``on_epoch_end(model,
+    logs)`` may add to an epoch's logs first (they go into the history). Call ``close()`` after
+    fit, also when it raised."""
+    from edgeqat.progress import bar
+
+    class Bars(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epochs = self.batches = self.val = None
+            self.steps: dict[str, Any] = {"fit": None, "val": None}  # known after the first epoch
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.epochs = bar(f"{tag} epoch", total=epochs)
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.batches = bar("batches", total=self.params.get("steps") or self.steps["fit"])
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.batches.advance()
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            self.val = bar("validation", total=self.steps["val"])
+
+        def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.val.advance()
+
+        def on_test_end(self, logs: dict | None = None) -> None:
+            self.steps["val"] = self.val.count
+            self.val = self._closed(self.val)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs if logs is not None else {}
+            if on_epoch_end is not None:
+                on_epoch_end(self.model, logs)
+            self.steps["fit"] = self.batches.count
+            self.batches = self._closed(self.batches)
+            self.epochs.done(" ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+
+        @staticmethod
+        def _closed(b: Any) -> None:
+            if b is not None:
+                b.close()
+
+        def close(self) -> None:
+            for b in (self.val, self.batches, self.epochs):  # innermost first
+                self._closed(b)
+            self.epochs = self.batches = self.val = None
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.close()
+
+    return Bars()
 
 
 def fake_quant_ranges(model: Any) -> dict[str, float]:

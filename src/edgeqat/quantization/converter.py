@@ -44,7 +44,7 @@ def convert_variant(
 ) -> bytes:
     """``qat_model`` is the quantize-wrapped model the variant converts (QAT, mixed, PQAT or
     channel-pruned QAT); ``fp32_model`` serves the float and post-training variants."""
-    from edgeqat.tf_compat import tf
+    from edgeqat.tf_compat import quiet_native, tf
 
     model = qat_model if variant in QAT_VARIANTS else fp32_model
     if model is None:
@@ -76,6 +76,7 @@ def convert_variant(
             conv.inference_input_type = _io_type(tf, io_dtype)
             conv.inference_output_type = _io_type(tf, io_dtype)
     try:
-        return conv.convert()
+        with quiet_native():
+            return conv.convert()
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
         raise ModelError(f"TFLite conversion of variant {variant!r} failed: {err}") from None

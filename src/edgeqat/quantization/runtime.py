@@ -6,6 +6,7 @@ card's mean/std, then, for an integer input, quantize with the input scale/zero 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -37,16 +38,33 @@ def _resolver(xnnpack: bool) -> dict[str, Any]:
     return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
+def _quiet(xnnpack: bool) -> Any:
+    """LiteRT says it created an XNNPACK delegate, once per process: the first such load goes quiet."""
+    global _loaded_once
+    if _loaded_once or not xnnpack:
+        return contextlib.nullcontext()
+    _loaded_once = True
+    try:
+        from edgeqat.tf_compat import quiet_native
+    except ImportError:  # the registered model's code ships without it
+        return contextlib.nullcontext()
+    return quiet_native()
+
+
+_loaded_once = False
+
+
 def load_interpreter(model: str | Path | bytes, num_threads: int = 1, xnnpack: bool = True) -> Any:
     Interpreter = interpreter_class()
     try:
-        if isinstance(model, (bytes, bytearray)):
-            it = Interpreter(model_content=bytes(model), num_threads=num_threads, **_resolver(xnnpack))
-        else:
-            if not Path(model).is_file():
-                raise ModelError(f"{model}: .tflite file not found")
-            it = Interpreter(model_path=str(model), num_threads=num_threads, **_resolver(xnnpack))
-        it.allocate_tensors()
+        if not isinstance(model, (bytes, bytearray)) and not Path(model).is_file():
+            raise ModelError(f"{model}: .tflite file not found")
+        with _quiet(xnnpack):
+            if isinstance(model, (bytes, bytearray)):
+                it = Interpreter(model_content=bytes(model), num_threads=num_threads, **_resolver(xnnpack))
+            else:
+                it = Interpreter(model_path=str(model), num_threads=num_threads, **_resolver(xnnpack))
+            it.allocate_tensors()
     except ModelError:
         raise
     except (ValueError, RuntimeError) as err:

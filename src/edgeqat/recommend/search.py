@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
-from edgeqat.devices.validate import EvalData, validate_on_device
+from edgeqat.devices.validate import EvalData, validate_on_device, verdict_line
 from edgeqat.io import log
+from edgeqat.progress import bar
 from edgeqat.recommend.candidates import Candidate
 
 COST_ORDER = {"ready": 0, "convert": 1, "train": 2}
@@ -97,40 +98,42 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
     t0 = time.monotonic()
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for c in sorted(candidates, key=lambda c: COST_ORDER[c.cost]):
-        why = _precheck(c, prof, clock)
-        if why is not None:
-            log(f"recommend: {prof.name}: skip {c.name}: {why}")
-            skipped.append({"candidate": c.name, "why": why})
-            continue
-        if c.path is None:
-            log(f"recommend: {prof.name}: making {c.name} ({c.description})")
-            t = time.monotonic()
-            c.materialize()
-            if c.cost == "train":
-                clock.train_seconds = time.monotonic() - t
-        size = c.path.stat().st_size
-        if prof.flash_bytes is not None and size > prof.flash_bytes:  # known to fail: no need to run it
-            reason = f"model {size:,} bytes > flash {prof.flash_bytes:,} bytes"
-            log(f"recommend: {prof.name}: {c.name} fails without running: {reason}")
-            rows.append({"candidate": c.name, "strategy": c.description, "verdict": "fail", "accuracy": None,
-                         "accuracy_drop": None, "size_bytes": size, "arena_bytes": None, "latency_ms_estimate": None,
-                         "integer_only": bool(c.integer_only), "reasons": [reason], "hard_failure": False,
-                         "misses": {"flash": {"needed": size, "available": prof.flash_bytes}}})
-            continue
-        log(f"recommend: {prof.name}: trying {c.name}")
-        key = (c.name, prof.name)
-        if cache is not None and key in cache:
-            v = cache[key]
-        else:
-            v = validate_on_device(c.path, prof, data, latency_runs=latency_runs, max_accuracy_drop=budget_accuracy_drop,
-                                   emulate=False)
-            if cache is not None:
-                cache[key] = v
-        row = _row(c, v)
-        if v.get("reference_accuracy") is not None and v.get("accuracy") is not None:
-            row["accuracy_drop"] = v["reference_accuracy"] - v["accuracy"]
-        rows.append(row)
+    with bar(f"recommend {prof.name}", total=len(candidates)) as progress:
+        for c in sorted(candidates, key=lambda c: COST_ORDER[c.cost]):
+            progress.start(c.name)
+            why = _precheck(c, prof, clock)
+            if why is not None:
+                progress.done(f"skip {c.name}: {why}")
+                skipped.append({"candidate": c.name, "why": why})
+                continue
+            if c.path is None:
+                log(f"recommend: {prof.name}: making {c.name} ({c.description})")
+                t = time.monotonic()
+                c.materialize()
+                if c.cost == "train":
+                    clock.train_seconds = time.monotonic() - t
+            size = c.path.stat().st_size
+            if prof.flash_bytes is not None and size > prof.flash_bytes:  # known to fail: no need to run it
+                reason = f"model {size:,} bytes > flash {prof.flash_bytes:,} bytes"
+                progress.done(f"{c.name} fails without running: {reason}")
+                rows.append({"candidate": c.name, "strategy": c.description, "verdict": "fail", "accuracy": None,
+                             "accuracy_drop": None, "size_bytes": size, "arena_bytes": None, "latency_ms_estimate": None,
+                             "integer_only": bool(c.integer_only), "reasons": [reason], "hard_failure": False,
+                             "misses": {"flash": {"needed": size, "available": prof.flash_bytes}}})
+                continue
+            key = (c.name, prof.name)
+            if cache is not None and key in cache:
+                v = cache[key]
+            else:
+                v = validate_on_device(c.path, prof, data, latency_runs=latency_runs,
+                                       max_accuracy_drop=budget_accuracy_drop, emulate=False)
+                if cache is not None:
+                    cache[key] = v
+            row = _row(c, v)
+            if v.get("reference_accuracy") is not None and v.get("accuracy") is not None:
+                row["accuracy_drop"] = v["reference_accuracy"] - v["accuracy"]
+            rows.append(row)
+            progress.done(f"{c.name}: {verdict_line(v)}")
     passing = [r for r in rows if r["verdict"] == "pass"]
     # Integer-only first (what edgeqat is for: smaller and faster on every target; a float model
     # is chosen only when no integer one passes), then most accurate, then smaller, then faster.
@@ -163,5 +166,4 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
         else:
             out["reason"] = f"no model fits {prof.name}: every candidate tried failed on ops or could not run" + \
                 (f" ({rows[0]['reasons'][0]})" if rows and rows[0]["reasons"] else "") + "."
-    log(f"recommend: {prof.name}: {out['reason']}")
     return out

@@ -9,8 +9,9 @@ from typing import Any
 from edgeqat.config import ConvertConfig
 from edgeqat.data.shards import load_meta, load_split_arrays
 from edgeqat.data.transform import normalize
-from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json
+from edgeqat.io import CARD_NAME, atomic_path, sha256_file, write_json
 from edgeqat.models.io import load_model
+from edgeqat.progress import bar
 from edgeqat.quantization.converter import convert_variant
 from edgeqat.errors import ModelError
 from edgeqat.quantization.inspect import weight_sparsity
@@ -60,10 +61,10 @@ def convert(
     }
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_path(out_dir, is_dir=True) as tmp, bar("convert", total=len(cfg.variants)) as progress:
         for variant in cfg.variants:
             t0 = time.monotonic()
-            log(f"convert: {variant} ...")
+            progress.start(variant)
             blob = convert_variant(variant, fp32, sources.get(variant), representative, cfg.io_dtype,
                                    per_channel=cfg.per_channel)
             path = tmp / f"{variant}.tflite"
@@ -81,7 +82,7 @@ def convert(
             }
             metrics[variant] = {"size_bytes": len(blob), "weight_sparsity": card["variants"][variant]["weight_sparsity"]}
             seconds[variant] = round(time.monotonic() - t0, 2)
-            log(f"convert: {variant}: {len(blob):,} bytes in {seconds[variant]} s")
+            progress.done(f"{variant}: {len(blob):,} bytes in {seconds[variant]} s")
         write_json(tmp / CARD_NAME, card)
     if metrics_path is not None:
         write_json(metrics_path, metrics)

@@ -17,7 +17,8 @@ from edgeqat.config import VARIANTS, EvaluateConfig
 from edgeqat.data.shards import iter_shards, load_meta
 from edgeqat.data.transform import normalize
 from edgeqat.errors import ModelError
-from edgeqat.io import CARD_NAME, Progress, log, read_json, write_json, write_text
+from edgeqat.io import CARD_NAME, read_json, write_json, write_text
+from edgeqat.progress import bar
 from edgeqat.quantization.runtime import TFLiteClassifier
 from edgeqat.report import LATENCY_KEYS, summary_markdown
 
@@ -30,16 +31,17 @@ def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str) -> n
     return np.concatenate(preds)
 
 
-def evaluate_variant(path: Path, test_dir: Path, scheme: str, cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_variant(path: Path, test_dir: Path, scheme: str, cfg: EvaluateConfig, total: int | None = None) -> dict[str, Any]:
+    """``total``: the number of test images (for the progress bar)."""
     clf = TFLiteClassifier(path, cfg.num_threads)
     preds, labels, latencies = [], [], []
-    progress = Progress(f"evaluate: {path.stem}")
-    for x, y in iter_shards(test_dir):
-        xn = normalize(x, scheme)
-        for img, label in zip(xn, y):
-            preds.append(int(np.argmax(clf(img))))
-            labels.append(int(label))
-            progress.update()
+    with bar("images", total) as progress:
+        for x, y in iter_shards(test_dir):
+            xn = normalize(x, scheme)
+            for img, label in zip(xn, y):
+                preds.append(int(np.argmax(clf(img))))
+                labels.append(int(label))
+                progress.advance()
     # Latency: warm up, then time invoke() alone on real test images, cycling if needed.
     first = next(iter_shards(test_dir))[0]
     imgs = normalize(first, scheme)
@@ -87,15 +89,17 @@ def evaluate(
 
     variants: dict[str, dict[str, Any]] = {}
     latency: dict[str, dict[str, Any]] = {}  # host measurements: the stage's timings, not its outputs
-    for name in names:
-        r = evaluate_variant(tflite_dir / card["variants"][name]["file"], test_dir, scheme, cfg)
-        r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
-        r["integer_only"] = bool(card["variants"][name]["integer_only"])
-        r["weight_sparsity"] = float(card["variants"][name].get("weight_sparsity", 0.0))
-        latency[name] = {k: r.pop(k) for k in LATENCY_KEYS}
-        variants[name] = r
-        log(f"evaluate: {name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, "
-            f"p50 {latency[name]['latency_p50_ms']:.3f} ms")
+    with bar("evaluate", total=len(names)) as progress:
+        for name in names:
+            progress.start(name)
+            r = evaluate_variant(tflite_dir / card["variants"][name]["file"], test_dir, scheme, cfg, meta["sizes"]["test"])
+            r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
+            r["integer_only"] = bool(card["variants"][name]["integer_only"])
+            r["weight_sparsity"] = float(card["variants"][name].get("weight_sparsity", 0.0))
+            latency[name] = {k: r.pop(k) for k in LATENCY_KEYS}
+            variants[name] = r
+            progress.done(f"{name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, "
+                          f"p50 {latency[name]['latency_p50_ms']:.3f} ms")
     ref, ref_ms = variants[cfg.reference], latency[cfg.reference]["latency_p50_ms"]
     for name, r in variants.items():
         r["accuracy_delta"] = r["accuracy"] - ref["accuracy"]

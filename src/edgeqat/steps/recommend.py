@@ -21,6 +21,7 @@ from edgeqat.config import PruneConfig, RecommendConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, atomic_path, log, write_json, write_text
+from edgeqat.progress import bar
 from edgeqat.recommend.candidates import Sources, existing, generated
 from edgeqat.recommend.search import Clock, recommend_for_device
 
@@ -130,9 +131,13 @@ def recommend(
         log(f"recommend: {len(candidates)} candidate strategies for {', '.join(p.name for p in profiles)} "
             f"(at most {cfg.max_minutes:g} min)")
         cache: dict = {}
-        results = {p.name: recommend_for_device(p, candidates, data, budget_accuracy_drop=cfg.budget_accuracy_drop,
-                                                clock=clock, latency_runs=cfg.latency_runs, cache=cache)
-                   for p in profiles}
+        results = {}
+        with bar("recommend", total=len(profiles)) as progress:
+            for p in profiles:
+                progress.start(p.name)
+                results[p.name] = recommend_for_device(p, candidates, data, budget_accuracy_drop=cfg.budget_accuracy_drop,
+                                                       clock=clock, latency_runs=cfg.latency_runs, cache=cache)
+                progress.done(f"{p.name}: {results[p.name]['reason']}")
         chosen_cards = {}
         by_name = {c.name: c for c in candidates}
         for dev, r in results.items():

@@ -19,9 +19,10 @@ from typing import Any
 from edgeqat.config import ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.devices.eval_data import check_model_takes_data, load_eval_data
-from edgeqat.devices.validate import validate_on_device
+from edgeqat.devices.validate import validate_on_device, verdict_line
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, write_json, write_text
+from edgeqat.progress import bar
 from edgeqat.report import gate_failure, summary_markdown
 
 
@@ -72,17 +73,19 @@ def validate(
     measured: dict[str, dict[str, Any]] = {}
     for name in names:
         check_model_takes_data(tflite_dir / card["variants"][name]["file"], data, prepared)
-    for name in names:
-        path = tflite_dir / card["variants"][name]["file"]
-        full[name], measured[name] = {}, {}
-        for prof in profiles:
-            log(f"validate: {name} on {prof.name} ({prof.title})")
-            verdict = validate_on_device(
-                path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
-                emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
-                parity_samples=cfg.parity_samples)
-            measured[name][prof.name] = split_measured(verdict)
-            full[name][prof.name] = verdict
+    with bar("validate", total=len(names) * len(profiles)) as progress:
+        for name in names:
+            path = tflite_dir / card["variants"][name]["file"]
+            full[name], measured[name] = {}, {}
+            for prof in profiles:
+                progress.start(f"{name} on {prof.name} ({prof.title})")
+                verdict = validate_on_device(
+                    path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
+                    emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
+                    parity_samples=cfg.parity_samples)
+                progress.done(f"{name} on {prof.name}: {verdict_line(verdict)}")
+                measured[name][prof.name] = split_measured(verdict)
+                full[name][prof.name] = verdict
     summary = read_json(evaluation_json)
     summary["validated_model"] = cfg.model
     summary["required_devices"] = list(cfg.required_devices)

@@ -6,16 +6,18 @@ loads only inside the stages that need it.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 import typer
 
+from edgeqat.adapters.cli.output import JsonOpt, echo_json
 from edgeqat.errors import EdgeqatError
 
 app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
+    no_args_is_help=True,  # --install-completion / --show-completion: Typer's shell completion
     # Unexpected errors are one line + a log file (edgeqat.adapters.cli.failure); --verbose shows them.
     pretty_exceptions_enable=False,
     help="edgeqat: Keras image model -> validated int8 TensorFlow Lite, as a reproducible DVC/MLflow pipeline.",
@@ -30,11 +32,26 @@ app.add_typer(_pipeline_app, name="pipeline")
 ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="Parameters file (one section per stage).")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from edgeqat import __version__
+
+        typer.echo(f"edgeqat {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", help="On an unexpected error, print the full traceback too."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show what TensorFlow, MLflow and the other libraries print, "
+                                 "and the full traceback of an unexpected error (also: EDGEQAT_VERBOSE=1)."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print the version and exit."),
 ) -> None:
-    """Options for every command (read by main() before the command runs)."""
+    """Options for every command (main() reads --verbose before the command runs)."""
+    if verbose:  # the libraries, loaded later, read it from the environment (edgeqat.progress.verbose)
+        from edgeqat.progress import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
 
 
 def _params(path: Path):
@@ -52,29 +69,14 @@ from edgeqat.adapters.cli.ci import install as _install_ci_commands  # noqa: E40
 _install_ci_commands(app)
 
 
-@app.command("report")
-def report_cmd(summary: Path = typer.Option(Path("reports/summary.json")),
-               timings: Path = typer.Option(Path("logs/timings/evaluate.json"), help="Host latency of the last evaluate run.")) -> None:
-    """Print the comparison table of the last evaluation (with the host latency measured here)."""
-    from edgeqat.io import read_json
-    from edgeqat.report import summary_markdown, with_latency
-
-    if not summary.is_file():
-        raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
-    data = read_json(summary)
-    try:
-        measured = read_json(timings) if timings.is_file() else None
-        text = summary_markdown(with_latency(data, measured))
-    except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
-        raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
-    typer.echo(text)
-
-
 @app.command("check-params")
-def check_params(params: Path = ParamsOpt) -> None:
-    """Validate a parameters file without running anything."""
-    _params(params)
-    typer.echo(f"{params}: ok")
+def check_params(params: Path = ParamsOpt, as_json: bool = JsonOpt) -> None:
+    """Validate a parameters file without running anything (exit 2 naming what is wrong)."""
+    p = _params(params)
+    if as_json:  # the parameters with every default filled in
+        echo_json({"params": str(params), "ok": True, "resolved": json.loads(p.model_dump_json())})
+    else:
+        typer.echo(f"{params}: ok")
 
 
 @app.command("ui")
@@ -105,6 +107,10 @@ _install_device_commands(app, stage)
 from edgeqat.adapters.cli.recommend import install as _install_recommend_commands  # noqa: E402
 
 _install_recommend_commands(app, stage)
+
+from edgeqat.adapters.cli.report import install as _install_report_command  # noqa: E402
+
+_install_report_command(app)
 
 
 def main() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from edgeqat.adapters.cli.output import JsonOpt, echo_json
 
 
 def install(app: typer.Typer) -> None:
@@ -22,12 +25,16 @@ def install(app: typer.Typer) -> None:
         trigger: Optional[str] = typer.Option(None, help="What started the run (default: $GITHUB_EVENT_NAME or manual)."),
         github: bool = typer.Option(False, "--github", help="Also post the report: job summary and commit comment."),
         params: Path = typer.Option(Path("params.yaml"), "--params"),
+        as_json: bool = JsonOpt,
     ) -> None:
         """pull -> repro -> push -> register a challenger -> report (exit 1 when the device gate fails)."""
         from edgeqat.adapters.ci import run_ci
 
         res = run_ci(".", params_file=str(params), refresh_data=refresh_data, push=push, commit=commit,
                      push_git=push_git, report=report, trigger=trigger, github=github)
-        typer.echo(str(res.report))
+        if as_json:
+            echo_json({**dataclasses.asdict(res), "exit_code": res.exit_code})
+        else:
+            typer.echo(str(res.report))
         if res.exit_code:
             raise typer.Exit(res.exit_code)

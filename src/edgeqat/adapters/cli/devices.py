@@ -6,12 +6,12 @@ Exit status: 0 when every device passes, 1 when a device fails, 2 on bad input.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from edgeqat.adapters.cli.output import Col, WideOpt, echo_json, show, table
 from edgeqat.errors import EdgeqatError
 
 
@@ -21,31 +21,61 @@ def _fmt_bytes(v: Optional[int]) -> str:
     return f"{v / 2**20:.0f} MiB" if v >= 2**20 else f"{v / 1024:.0f} KiB"
 
 
-def _verdict_text(model: str, verdicts: list[dict]) -> str:
-    lines = [f"{model}:"]
+VERDICT_COLS = (Col("device"), Col("verdict"), Col("est. latency ms", "right"), Col("estimate from", wide=True, text=True),
+                Col("arena B", "right", wide_header="TFLM arena bytes", drop=1), Col("accuracy", "right"),
+                Col("agreement", "right", wide=True), Col("model bytes", "right", wide=True),
+                Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, ellipsis=True, max_width=24, drop=2),
+                Col("reasons", wide=True, text=True))
+
+
+def _latency(v: dict) -> tuple[str, str]:
+    est, le = v.get("latency_ms_estimate"), v.get("latency_estimate") or {}
+    if est is None:
+        return "–", "–"
+    return ((f"{est:.0f}" if est >= 100 else f"{est:.3g}") + (" (extrap.)" if le.get("extrapolated") else ""),
+            f"{le.get('label', 'estimate')}, {le.get('kernel_library')}")
+
+
+def _vela(v: dict) -> str:
+    vela = v.get("vela") or {}
+    if not vela.get("ran"):
+        return "–"
+    return (f"vela {vela['version']}: {vela['cycles']:,} cycles, SRAM {vela['sram_bytes']:,} B, flash {vela['flash_bytes']:,} B, "
+            f"NPU ops {vela['npu_ops']}, CPU ops {vela['cpu_ops']}"
+            + (f" ({', '.join(vela['cpu_op_names'])})" if vela["cpu_op_names"] else ""))
+
+
+def _emulation(v: dict) -> str:
+    emu = v.get("emulation")
+    if not emu:
+        return "–"
+    if not emu.get("ran"):
+        return f"skipped: {emu.get('why')}"
+    return "bit-exact with x86" if emu.get("bit_exact") else f"outputs differ (max |diff| {emu.get('max_abs_diff')})"
+
+
+def verdict_rows(verdicts: list[dict]) -> list[list]:
+    rows = []
     for v in verdicts:
-        est = v.get("latency_ms_estimate")
-        le = v.get("latency_estimate") or {}
-        est_txt = "–"
-        if est is not None:
-            est_txt = (f"{est:.0f}" if est >= 100 else f"{est:.3g}") + f" ms ({le.get('label', 'estimate')}, " \
-                f"{le.get('kernel_library')}{', extrapolated' if le.get('extrapolated') else ''})"
-        lines.append(f"  {v['device']:<18} {'PASS' if v['passed'] else 'FAIL'}  latency {est_txt}"
-                     + (f", arena {v['arena_bytes']:,} B (TFLM reference kernels)" if v.get("arena_bytes") else "")
-                     + (f", accuracy {v['accuracy']:.4f}" if "accuracy" in v else ""))
-        vela = v.get("vela")
-        if vela and vela.get("ran"):
-            lines.append(f"      vela {vela['version']}: {vela['cycles']:,} cycles, SRAM {vela['sram_bytes']:,} B, "
-                         f"flash {vela['flash_bytes']:,} B, NPU ops {vela['npu_ops']}, CPU ops {vela['cpu_ops']}"
-                         + (f" ({', '.join(vela['cpu_op_names'])})" if vela["cpu_op_names"] else ""))
-        for r in v["reasons"]:
-            lines.append(f"      - {r}")
-        emu = v.get("emulation")
-        if emu:
-            lines.append("      qemu-aarch64: " + (("outputs bit-exact with x86" if emu.get("bit_exact") else
-                                                    f"outputs differ (max |diff| {emu.get('max_abs_diff')})")
-                                                   if emu.get("ran") else f"skipped: {emu.get('why')}"))
-    return "\n".join(lines)
+        est, source = _latency(v)
+        rows.append([v["device"], "PASS" if v["passed"] else "FAIL", est, source,
+                     f"{v['arena_bytes']:,}" if v.get("arena_bytes") else "–",
+                     f"{v['accuracy']:.4f}" if v.get("accuracy") is not None else "–",
+                     f"{v['agreement']:.4f}" if v.get("agreement") is not None else "–",
+                     f"{v['model_bytes']:,}" if v.get("model_bytes") else "–", _vela(v), _emulation(v),
+                     "; ".join(v["reasons"]) or "–"])
+    return rows
+
+
+def profile_rows(profs: dict) -> list[list]:
+    return [[n, p.device_class, p.runtime, p.speed_model.kernel_library if p.speed_model else "Vela",
+             _fmt_bytes(p.ram_bytes or p.sram_bytes), _fmt_bytes(p.flash_bytes), "yes" if p.int8_only else "no", p.title]
+            for n, p in profs.items()]
+
+
+PROFILE_COLS = (Col("profile"), Col("class", drop=2), Col("runtime"), Col("kernels", drop=3), Col("RAM", "right"),
+                Col("flash", "right", drop=1),
+                Col("int8", wide_header="int8 only"), Col("title", text=True, ellipsis=True))
 
 
 def install(app: typer.Typer, stage: typer.Typer) -> None:
@@ -53,19 +83,16 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
     def devices_cmd(
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir", help="Also list your own profile YAMLs."),
         as_json: bool = typer.Option(False, "--json", help="Full profiles as JSON."),
+        wide: bool = WideOpt,
     ) -> None:
         """List the device profiles (shipped ones and yours)."""
         from edgeqat.devices.profiles import available_profiles
 
         profs = available_profiles(profiles_dir)
         if as_json:
-            typer.echo(json.dumps({n: p.model_dump() for n, p in profs.items()}, indent=2))
+            echo_json({n: p.model_dump() for n, p in profs.items()})
             return
-        for n, p in profs.items():
-            kernels = p.speed_model.kernel_library if p.speed_model else "Vela"
-            typer.echo(f"{n:<18} {p.device_class:<10} {p.runtime:<7} {kernels:<10} "
-                       f"RAM {_fmt_bytes(p.ram_bytes or p.sram_bytes):>8}  flash {_fmt_bytes(p.flash_bytes):>8}  "
-                       f"{'int8-only ' if p.int8_only else ''}{p.title}")
+        show(table(PROFILE_COLS, profile_rows(profs), wide), wide=wide)
 
     @app.command("validate")
     def validate_cmd(
@@ -78,10 +105,12 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         emulate: bool = typer.Option(True, help="Run ARM Linux profiles under QEMU where available."),
         parity_samples: int = typer.Option(256, min=1, help="Images TFLM runs (bit-exact with LiteRT) per MCU profile."),
         as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
+        wide: bool = WideOpt,
     ) -> None:
         """Check one .tflite against device profiles: ops, memory, accuracy, latency; exit 1 if any fails."""
         from edgeqat.devices.profiles import resolve_profiles
-        from edgeqat.devices.validate import check_tflite_file, validate_on_device
+        from edgeqat.devices.validate import check_tflite_file, validate_on_device, verdict_line
+        from edgeqat.progress import bar
 
         check_tflite_file(model)
         profs = resolve_profiles(device, extra_dir=profiles_dir)
@@ -93,12 +122,19 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         elif reference is not None:
             raise EdgeqatError("--reference needs --data (the images to compare on)")
         check_model_takes_data(model, ev, data)
-        verdicts = [validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate,
-                                       parity_samples=parity_samples) for p in profs]
+        verdicts = []
+        with bar("validate", total=len(profs)) as progress:
+            for p in profs:
+                progress.start(p.name)
+                verdicts.append(validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate,
+                                                   parity_samples=parity_samples))
+                progress.done(f"{p.name}: {verdict_line(verdicts[-1])}")
         if as_json:
-            typer.echo(json.dumps({"model": str(model), "devices": {v["device"]: v for v in verdicts}}, indent=2, default=str))
+            echo_json({"model": str(model), "devices": {v["device"]: v for v in verdicts}})
         else:
-            typer.echo(_verdict_text(str(model), verdicts))
+            rows = verdict_rows(verdicts)
+            show(f"{model}:", table(VERDICT_COLS, rows, wide), *([] if wide else
+                 [f"  {r[0]}: {r[-1]}" for r in rows if r[1] == "FAIL"]), wide=wide)
         if not all(v["passed"] for v in verdicts):
             raise typer.Exit(1)
 

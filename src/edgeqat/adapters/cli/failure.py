@@ -17,14 +17,16 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
-VERBOSE_ENV = "EDGEQAT_VERBOSE"
+from edgeqat.progress import VERBOSE_ENV
+from edgeqat.progress import verbose as verbose_env
+
 LOG_DIR = Path("logs") / "errors"
 MODEL_OPTIONS = ("--model", "--fp32-model", "--fp32", "--reference", "--qat-model", "--qat")
 MODEL_SUFFIXES = (".keras", ".h5", ".tflite")
 
 
 def verbose(argv: Sequence[str]) -> bool:
-    return "--verbose" in argv or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+    return "--verbose" in argv or verbose_env()
 
 
 def command_and_model(root: Any, argv: Sequence[str]) -> tuple[str, str | None]:

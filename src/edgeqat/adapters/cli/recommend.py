@@ -7,6 +7,28 @@ from typing import Optional
 
 import typer
 
+from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
+
+
+CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=True), Col("accuracy", "right"),
+               Col("drop", "right", wide_header="drop vs FP32", drop=1), Col("size B", "right"),
+               Col("arena B", "right", drop=2), Col("est. ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
+               Col("reason", wide=True, text=True))
+
+
+def choice_rows(devices: dict) -> list[list]:
+    """One row of CHOICE_COLS per device of recommendation.json (narrow, the reason prints below)."""
+    def fmt(v, f):
+        return "–" if v is None else format(v, f)
+
+    rows = []
+    for dev, r in devices.items():
+        c = next((c for c in r["candidates"] if c["candidate"] == r["chosen"]), {})
+        rows.append([dev, r["chosen"] or "NO MODEL FITS", c.get("strategy"), fmt(c.get("accuracy"), ".4f"),
+                     fmt(c.get("accuracy_drop"), "+.4f"), fmt(c.get("size_bytes"), ","), fmt(c.get("arena_bytes"), ","),
+                     fmt(c.get("latency_ms_estimate"), ".3g"), len(r["candidates"]), len(r["skipped"]), r["reason"]])
+    return rows
+
 
 def install(app: typer.Typer, stage: typer.Typer) -> None:
     @app.command("recommend")
@@ -22,6 +44,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         out: Path = typer.Option(Path("models/recommended"), help="Chosen .tflite per device + recommended.json."),
         report: Path = typer.Option(Path("reports/recommendation"), help="Folder for recommendation.{json,md} and plots."),
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir"),
+        wide: bool = WideOpt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Search the compression strategies for each device; exit 1 when a device gets no model."""
         from edgeqat.adapters.cli.app import _params
@@ -34,8 +58,12 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
                       devices=device, profiles_dir=profiles_dir, force=True)
         from edgeqat.io import read_json
 
-        for dev, r in read_json(report / "recommendation.json")["devices"].items():
-            typer.echo(f"{dev}: {r['chosen'] or 'NO MODEL FITS'} -- {r['reason']}")
+        rec = read_json(report / "recommendation.json")
+        if as_json:
+            echo_json(rec)
+        else:
+            rows = choice_rows(rec["devices"])
+            show(table(CHOICE_COLS, rows, wide), *([] if wide else [f"  {r[0]}: {r[-1]}" for r in rows]), wide=wide)
         if m["devices_with_a_model"] < len(device):
             raise typer.Exit(1)
 

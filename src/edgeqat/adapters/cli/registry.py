@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
 from edgeqat.errors import EdgeqatError
 
 
@@ -26,6 +27,21 @@ def _registry():
     from edgeqat.registry import Registry
 
     return Registry()
+
+
+HISTORY_COLS = (Col("at"), Col("alias"), Col("action"), Col("version", "right"), Col("previous", "right"), Col("by", text=True),
+                Col("reason", text=True))
+
+
+def _history_table(events: list[dict], wide: bool):
+    from edgeqat.promotion import history_rows
+
+    if not events:
+        return "no alias moves recorded yet"
+    rows = history_rows(events)
+    if not wide:  # 2025-05-01T09:30:12.345+00:00 -> 2025-05-01 09:30:12 (UTC, as recorded)
+        rows = [[r[0][:19].replace("T", " "), *r[1:]] for r in rows]
+    return table(HISTORY_COLS, rows, wide)
 
 
 def install(app: typer.Typer, stage: typer.Typer) -> None:
@@ -42,6 +58,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         by: Optional[str] = typer.Option(None, help="Who (default: your user name)."),
         model: Optional[str] = model_opt,
         params: Path = params_opt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Move an alias (default `champion`) to VERSION after checking the gates (a per-device
         model's on its own device)."""
@@ -50,7 +67,9 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         cfg = _params(params).register
         name = model or cfg.model_name
         res = promote(_registry(), cfg, name, version, alias, force=force, reason=reason, by=by)
-        if res["action"] == "unchanged":
+        if as_json:
+            echo_json({"model": name, **res})
+        elif res["action"] == "unchanged":
             typer.echo(f"{name}: {alias} is already version {version}")
         else:
             typer.echo(f"{name}: {alias} -> version {version} (was {res['previous'] or 'unset'})"
@@ -62,20 +81,23 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", help="Only this registered model (default: "
                                             "register.model_name and each of its per-device models)."),
         params: Path = params_opt,
+        wide: bool = WideOpt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Every alias move (and refusal) recorded for edgeqat's registered models."""
         from edgeqat.managed import discover
-        from edgeqat.promotion import format_history
 
         reg, base = _registry(), _params(params).register.model_name
-        if model:
-            typer.echo(format_history(reg.history(model), alias))
+        # a missing model: the registry says so
+        names = [model] if model else [m.name for m, _ in discover(reg, base)] or [base]
+        history = {name: [h for h in reg.history(name) if alias is None or h.get("alias") == alias] for name in names}
+        if as_json:
+            echo_json(history)
             return
-        names = [m.name for m, _ in discover(reg, base)] or [base]  # a missing model: the registry says so
-        for i, name in enumerate(names):
-            if len(names) > 1:
-                typer.echo(("\n" if i else "") + f"== {name} ==")
-            typer.echo(format_history(reg.history(name), alias))
+        out: list = []
+        for name, events in history.items():
+            out += [f"{name}:" if len(names) > 1 else "", _history_table(events, wide)]
+        show(*out[1 if len(names) == 1 else 0:], wide=wide)
 
     @app.command("rollback")
     def rollback_cmd(
@@ -84,6 +106,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         by: Optional[str] = typer.Option(None),
         model: Optional[str] = model_opt,
         params: Path = params_opt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Move `champion` back to the version that held it before the current one."""
         from edgeqat.managed import resolve
@@ -92,7 +115,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         reg, base = _registry(), _params(params).register.model_name
         name = resolve(reg, base, model or base).name  # only edgeqat's models: their history is ours
         res = rollback(reg, name, alias, reason=reason, by=by)
-        typer.echo(f"{name}: {alias} -> version {res['version']} (was {res['previous'] or 'unset'})")
+        if as_json:
+            echo_json({"model": name, **res})
+        else:
+            typer.echo(f"{name}: {alias} -> version {res['version']} (was {res['previous'] or 'unset'})")
 
     @app.command("export")
     def export_cmd(
@@ -104,6 +130,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
                                              "(default: a per-device model's own device)."),
         model: Optional[str] = model_opt,
         params: Path = params_opt,
+        as_json: bool = JsonOpt,
     ) -> None:
         """Download the promoted .tflite and its model card; verify the registered sha256."""
         from edgeqat.managed import resolve
@@ -114,7 +141,10 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         m = resolve(reg, p.register.model_name, model or p.register.model_name)
         res = export(reg, m.name, out or m.folder(p.register.deploy_dir), alias=None if version else alias,
                      version=version, device=device or m.device, profiles_dir=p.validate.profiles_dir)
-        typer.echo(f"{res['file']} ({m.name} version {res['version']}, sha256 {res['sha256']})")
+        if as_json:
+            echo_json({"model": m.name, **res})
+        else:
+            typer.echo(f"{res['file']} ({m.name} version {res['version']}, {res['variant']}, sha256 {res['sha256']})")
 
     webhook = typer.Typer(no_args_is_help=True, help="React to alias moves made in the MLflow UI.")
     app.add_typer(webhook, name="webhook")

@@ -1,0 +1,74 @@
+"""`edgeqat report`: the comparison table of the last evaluation (and the device verdicts)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
+from edgeqat.errors import EdgeqatError
+
+# By report.COLUMNS key: short headers, and what only --wide shows, so the table fits 100 columns.
+VARIANT_COLS = {
+    "variant": Col("variant"),
+    "accuracy": Col("accuracy", "right"),
+    "accuracy_delta": Col("Δ acc", "right", drop=1),
+    "agreement": Col("agree", "right", drop=5),
+    "size_bytes": Col("bytes", "right"),
+    "size_ratio": Col("vs ref", "right", wide=True),
+    "gzip_bytes": Col("gzip", "right", drop=4),
+    "latency_p50_ms": Col("p50 ms", "right"),
+    "latency_p90_ms": Col("p90 ms", "right", wide=True),
+    "speedup": Col("speed", "right", drop=3),
+    "weight_sparsity": Col("sparse", "right", drop=2),
+    "integer_only": Col("int8", "right"),
+}
+# By report.DEVICE_COLUMNS; narrow, a failing device's reasons print under the table.
+DEVICE_COLS = (Col("device"), Col("req"), Col("verdict"), Col("runtime", wide=True), Col("accuracy", "right"),
+               Col("est. ms", "right"), Col("arena", "right", drop=1), Col("model bytes", "right", wide=True),
+               Col("QEMU aarch64", text=True, max_width=24, drop=2), Col("reasons", wide=True, text=True))
+
+
+def render(summary: dict[str, Any], wide: bool) -> list[Any]:
+    from edgeqat.report import DEVICE_COLUMNS, device_rows, pareto_text, summary_intro, variant_table
+
+    columns, rows = variant_table(summary)
+    out: list[Any] = [summary_intro(summary, code=""), table([replace(VARIANT_COLS[k], wide_header=t) for k, t in columns], rows, wide)]
+    if pareto_text(summary):
+        out.append(pareto_text(summary))
+    if summary.get("devices"):
+        drows = device_rows(summary)
+        cols = [replace(c, wide_header=t) for c, t in zip(DEVICE_COLS, DEVICE_COLUMNS)]
+        out += ["", f"Devices: {summary.get('validated_model', '?')} (est. ms: the profile's speed model, or Vela's)",
+                table(cols, drows, wide)]
+        if not wide:
+            out += [f"  {r[0]}: {r[-1]}" for r in drows if r[2] == "FAIL"]
+    return out
+
+
+def install(app: typer.Typer) -> None:
+    @app.command("report")
+    def report_cmd(summary: Path = typer.Option(Path("reports/summary.json")),
+                   timings: Path = typer.Option(Path("logs/timings/evaluate.json"),
+                                                help="Host latency of the last evaluate run."),
+                   wide: bool = WideOpt, as_json: bool = JsonOpt) -> None:
+        """Print the comparison table of the last evaluation (with the host latency measured here)."""
+        from edgeqat.io import read_json
+        from edgeqat.report import with_latency
+
+        if not summary.is_file():
+            raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
+        data = read_json(summary)
+        try:
+            measured = read_json(timings) if timings.is_file() else None
+            data = with_latency(data, measured)
+            rendered = render(data, wide)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
+            raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
+        if as_json:
+            echo_json(data)
+        else:
+            show(*rendered, wide=wide)
