@@ -98,7 +98,10 @@ def __getattr__(name: str) -> Any:
 
 def set_determinism(seed: int) -> None:
     """Seed Python, NumPy and TF and make TF's kernels deterministic, so a forced re-run
-    of a stage reproduces its metrics."""
+    of a stage reproduces its metrics. Keras' global state (layer-name counters, the graph
+    its random initialisers count ops in) is reset first: a step then computes the same
+    whether it runs in a fresh process (DVC, KFP) or after other models in the same one."""
     tf = _load("tf")
+    _load("keras").backend.clear_session()
     _load("keras").utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
