@@ -23,8 +23,11 @@ COLUMNS = (
     ("latency_p90_ms", "p90 ms"),
     ("speedup", "speed-up"),
     ("weight_sparsity", "sparsity"),
+    ("weight_values_per_channel", "weights/channel"),
     ("integer_only", "integer-only"),
 )
+# The sizes the Pareto fronts are drawn over: what LiteRT/TFLM devices store, and a download.
+SIZE_KEYS = (("size_bytes", "flatbuffer"), ("gzip_bytes", "gzip"))
 
 
 def _fmt(key: str, v: Any) -> str:
@@ -32,7 +35,7 @@ def _fmt(key: str, v: Any) -> str:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if key in ("size_bytes", "gzip_bytes"):
+    if key in ("size_bytes", "gzip_bytes", "weight_values_per_channel"):
         return f"{int(v):,}"
     if key == "accuracy_delta":
         return f"{v:+.4f}"
@@ -86,11 +89,46 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for name, row in ordered_variants(summary):
         cells = [name if key == "variant" else _fmt(key, row.get(key)) for key, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
-    if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
-        lines += ["", "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."]
+    lines += ["", "*weights/channel*: most distinct stored weights in one output channel of any conv/dense kernel "
+              "(weight clustering bounds it by `cluster.number_of_clusters`)."]
+    for key, what in SIZE_KEYS:
+        if summary.get("variants") and all("accuracy" in r and key in r for r in summary["variants"].values()):
+            lines += ["", f"Pareto front (accuracy vs {what} size, smallest first): "
+                      + ", ".join(pareto_front(summary, key)) + "."]
+    if summary.get("storage"):
+        lines += ["", *storage_table(summary)]
     if summary.get("devices"):
         lines += ["", *device_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+def storage_table(summary: dict[str, Any]) -> list[str]:
+    """Per variant, the bytes each device stores (validate's ``storage``): one flatbuffer column for
+    every LiteRT/TFLM device (they store the same file), Vela's flash and cycles per Ethos-U device."""
+    storage = summary["storage"]
+    devices = next(iter(storage.values()), {})
+    flat = [d for d, s in devices.items() if s["measure"] == "flatbuffer"]
+    vela = [d for d, s in devices.items() if s["measure"] == "vela_flash"]
+    head = ["variant", "gzip (download)"] + (["flatbuffer (" + ", ".join(flat) + ")"] if flat else [])
+    for d in vela:
+        head += [f"{d} flash", f"{d} cycles"]
+    lines = ["## Size each device stores", "",
+             "Bytes by each device's own measure: LiteRT and TFLite Micro store the .tflite as it is (zeros and "
+             "clustered weights cost as much as any); an Ethos-U stores what Vela compiled (its encoded weights and "
+             "command stream: Vela's flash figure), with Vela's performance-model cycles; a download is the gzip. "
+             "– : the device does not run that variant's arithmetic (int8-only targets).", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    rows = dict(ordered_variants(summary))
+    order = list(rows)
+    for name in sorted(storage, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        per = storage[name]
+        # the flatbuffer is the same file on every LiteRT/TFLM device: shown once, unless none runs it
+        flat_bytes = next((per[d]["bytes"] for d in flat if per[d]["bytes"] is not None), None)
+        cells = [name, _size((rows.get(name) or {}).get("gzip_bytes"))] + ([_size(flat_bytes)] if flat else [])
+        for d in vela:
+            cells += [_size(per[d]["bytes"]), _size(per[d].get("cycles"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _size(v: Any) -> str:
@@ -123,9 +161,9 @@ def device_table(summary: dict[str, Any]) -> list[str]:
         "Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
         "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x outside "
         "the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded with its "
-        "reference kernels on this host.",
+        "reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded flash on Ethos-U.",
         "",
-        "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | model bytes | QEMU aarch64 | reasons |",
+        "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | stored bytes | QEMU aarch64 | reasons |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, d in summary["devices"].items():
@@ -136,28 +174,29 @@ def device_table(summary: dict[str, Any]) -> list[str]:
         lines.append("| " + " | ".join([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
             _fmt("accuracy", d.get("accuracy")), _latency_cell(est, d), _size(d.get("arena_bytes")),
-            _size(d.get("model_bytes")), emu_txt, "; ".join(d.get("reasons") or []) or "–",
+            _size(d.get("stored_bytes", d.get("model_bytes"))), emu_txt, "; ".join(d.get("reasons") or []) or "–",
         ]) + " |")
     return lines
 
 
-def pareto_front(summary: dict[str, Any]) -> list[str]:
-    """Variants no other variant beats on both accuracy (higher) and size (smaller)."""
+def pareto_front(summary: dict[str, Any], key: str = "size_bytes") -> list[str]:
+    """Variants no other variant beats on both accuracy (higher) and ``key`` (smaller)."""
     vs = summary.get("variants", {})
     front = []
     for name, r in vs.items():
         dominated = any(
-            o["accuracy"] >= r["accuracy"] and o["size_bytes"] <= r["size_bytes"]
-            and (o["accuracy"] > r["accuracy"] or o["size_bytes"] < r["size_bytes"])
+            o["accuracy"] >= r["accuracy"] and o[key] <= r[key]
+            and (o["accuracy"] > r["accuracy"] or o[key] < r[key])
             for other, o in vs.items() if other != name
         )
         if not dominated:
             front.append(name)
-    return sorted(front, key=lambda n: vs[n]["size_bytes"])
+    return sorted(front, key=lambda n: vs[n][key])
 
 
 def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
-    """Accuracy vs size PNG of every variant, the Pareto front joined by a line."""
+    """Accuracy vs size PNG of every variant, one panel per size measure (the flatbuffer, which
+    pruning and clustering do not shrink, and gzip, which they do), each front joined by a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,19 +205,21 @@ def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
     from edgeqat.io import atomic_path
 
     vs = summary.get("variants", {})
-    front = pareto_front(summary)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for name, r in vs.items():
-        ax.scatter(r["size_bytes"] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
-        ax.annotate(name, (r["size_bytes"] / 1024, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if len(front) > 1:
-        ax.plot([vs[n]["size_bytes"] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
-                color="tab:red", linewidth=1, zorder=2, label="Pareto front")
-        ax.legend(loc="lower right")
-    ax.set_xlabel("size (KiB)")
-    ax.set_ylabel("accuracy (LiteRT, test split)")
-    ax.set_title("Accuracy vs size of every variant")
-    ax.grid(True, alpha=0.3)
+    keys = [(k, what) for k, what in SIZE_KEYS if vs and all(k in r for r in vs.values())]
+    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.5), dpi=100, squeeze=False)
+    for ax, (key, what) in zip(axes[0], keys):
+        front = pareto_front(summary, key)
+        for name, r in vs.items():
+            ax.scatter(r[key] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
+            ax.annotate(name, (r[key] / 1024, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if len(front) > 1:
+            ax.plot([vs[n][key] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
+                    color="tab:red", linewidth=1, zorder=2, label="Pareto front")
+            ax.legend(loc="lower right")
+        ax.set_xlabel(f"{what} size (KiB)")
+        ax.set_ylabel("accuracy (LiteRT, test split)")
+        ax.set_title(f"Accuracy vs {what} size")
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
     with atomic_path(dest, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")

@@ -168,3 +168,17 @@ def compile_model(model: str | Path, cfg: Any, model_ops: dict[str, int] | None 
     res.tflite_ops = sum(model_ops.values()) if model_ops else None
     res.cpu_op_names = sorted(set(left)) if left else sorted({_tflite_name(op, set(model_ops)) for op in cpu})
     return res
+
+
+def compile_cached(model: str | Path, cfg: Any, model_ops: dict[str, int] | None = None,
+                   cache: Optional[dict] = None) -> VelaResult:
+    """:func:`compile_model`, once per (file contents, Vela configuration) in ``cache``: the
+    validated model's verdict and the storage table of every variant share one compile."""
+    if cache is None:
+        return compile_model(model, cfg, model_ops)
+    import hashlib
+
+    key = (hashlib.sha256(Path(model).read_bytes()).hexdigest(), repr(cfg))
+    if key not in cache:
+        cache[key] = compile_model(model, cfg, model_ops)
+    return cache[key]
