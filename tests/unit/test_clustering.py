@@ -109,3 +109,37 @@ def test_a_model_with_nothing_to_cluster_is_refused_naming_the_key():
         cluster_wrap(m, 64, "linear")
     _, report = cluster_wrap(m, 16, "linear")
     assert report["clustered"] == [m.layers[-1].name]
+
+
+def test_validate_gives_every_variant_the_size_each_device_stores(comp, tmp_path):
+    """Flatbuffer bytes on LiteRT/TFLM devices (pruning and clustering do not shrink them), Vela's
+    encoded flash and cycles on Ethos-U (they do), in summary.json, the report and MLflow's metrics."""
+    import json
+
+    from edgeqat.config import ValidateConfig
+    from edgeqat.steps.validate import validate
+
+    d = comp["dir"]
+    cfg = ValidateConfig(devices=["rpi4", "ethos_u55_128"], required_devices=[], emulate=False, latency_runs=3)
+    m = validate(cfg, comp["prepared"], d / "tflite", d / "fp32.keras", d / "summary.json", tmp_path / "s.json",
+                 tmp_path / "s.md")
+    storage = json.loads((tmp_path / "s.json").read_text())["storage"]
+    card = comp["card"]["variants"]
+    assert set(storage) == set(card)
+    for v in ("qat_int8", "pqat_int8", "cqat_int8", "pcqat_int8"):
+        assert storage[v]["rpi4"] == {"measure": "flatbuffer", "bytes": card[v]["size_bytes"]}
+        # zeros and clusters are stored as such (tensor names differ by a few bytes)
+        assert card[v]["size_bytes"] == pytest.approx(card["qat_int8"]["size_bytes"], abs=32)
+        npu = storage[v]["ethos_u55_128"]
+        assert npu["measure"] == "vela_flash" and npu["cycles"] > 0
+        assert m["vela_figures"][v]["ethos_u55_128"] == {"flash_bytes": npu["bytes"], "cycles": npu["cycles"]}
+    flash = {v: storage[v]["ethos_u55_128"]["bytes"] for v in ("qat_int8", "pqat_int8", "cqat_int8", "pcqat_int8")}
+    assert max(flash["pqat_int8"], flash["cqat_int8"], flash["pcqat_int8"]) < flash["qat_int8"]
+    assert flash["pcqat_int8"] < min(flash["pqat_int8"], flash["cqat_int8"])  # zeros and clusters both pay
+    fp32 = storage["fp32"]["ethos_u55_128"]
+    assert fp32["bytes"] is None and "integer ops only" in fp32["why"]
+    md = (tmp_path / "s.md").read_text()
+    assert "## Size each device stores" in md and "| ethos_u55_128 flash | ethos_u55_128 cycles |" in md
+    table = md.split("## Size each device stores")[1]
+    row = next(line for line in table.splitlines() if line.startswith("| pcqat_int8 |"))
+    assert f"{flash['pcqat_int8']:,}" in row
