@@ -108,14 +108,16 @@ def storage_table(summary: dict[str, Any]) -> list[str]:
     storage = summary["storage"]
     devices = next(iter(storage.values()), {})
     flat = [d for d, s in devices.items() if s["measure"] == "flatbuffer"]
-    vela = [d for d, s in devices.items() if s["measure"] == "vela_flash"]
+    vela = [d for d, s in devices.items() if s["measure"].startswith("vela")]
     head = ["variant", "gzip (download)"] + (["flatbuffer (" + ", ".join(flat) + ")"] if flat else [])
     for d in vela:
-        head += [f"{d} flash", f"{d} cycles"]
+        dram = any(per[d]["measure"] == "vela_dram" for per in storage.values())
+        head += [f"{d} {'DRAM' if dram else 'flash'}", f"{d} cycles"]
     lines = ["## Size each device stores", "",
              "Bytes by each device's own measure: LiteRT and TFLite Micro store the .tflite as it is (zeros and "
              "clustered weights cost as much as any); an Ethos-U stores what Vela compiled (its encoded weights and "
-             "command stream: Vela's flash figure), with Vela's performance-model cycles; a download is the gzip. "
+             "command stream: Vela's figure for the flash, or the DRAM, its memory mode keeps the weights in), with "
+             "Vela's performance-model cycles; a download is the gzip. "
              "– : the device does not run that variant's arithmetic (int8-only targets).", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     rows = dict(ordered_variants(summary))
@@ -161,7 +163,8 @@ def device_table(summary: dict[str, Any]) -> list[str]:
         "Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
         "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x outside "
         "the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded with its "
-        "reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded flash on Ethos-U.",
+        "reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded weights and "
+        "command stream on Ethos-U (in flash, or DRAM for the U65 profile).",
         "",
         "| device | required | verdict | runtime | accuracy | est. latency ms | arena bytes | stored bytes | QEMU aarch64 | reasons |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -133,8 +133,11 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
     how = f"{cfg.number_of_clusters} clusters{' per channel' if cfg.per_channel else ''} ({cfg.centroid_init})"
     log(f"cluster: {tag}: clustering {len(report['clustered'])} kernel(s) of {source.name} to {how}"
         + (f", keeping its {before:.1%} zeros" if preserve_sparsity else "") + f", {cfg.epochs} epoch(s)")
-    if report["skipped"]:
-        log(f"cluster: {tag}: left unclustered: " + "; ".join(f"{k} ({v})" for k, v in report["skipped"].items()))
+    by_reason: dict[str, list[str]] = {}
+    for layer, why in report["skipped"].items():
+        by_reason.setdefault(why, []).append(layer)
+    for why, layers in by_reason.items():
+        log(f"cluster: {tag}: left unclustered ({why}): {', '.join(layers)}")
     compile_classifier(wrapped, cfg.learning_rate)
     fit(wrapped, data.train, data.val, cfg.epochs, 0, tag=f"{tag} clustering")
     clustered = strip(wrapped)

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeqat.devices.profiles import DeviceProfile
 from edgeqat.devices.speed import estimate_latency
-from edgeqat.devices.storage import measure
+from edgeqat.devices.storage import stores_flatbuffer, vela_stored
 from edgeqat.devices.workload import Workload, analyze
 from edgeqat.errors import ModelError
 from edgeqat.io import log
@@ -183,7 +183,8 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
         reasons.append(f"{prof.name}: no Vela figures: {res.error}")
         return None
     v["sram_bytes_used"], v["flash_bytes_used"] = res.sram_bytes, res.flash_bytes
-    v["stored_bytes"] = res.flash_bytes  # what the device keeps in flash: Vela's encoding, not the flatbuffer
+    # what the device keeps: Vela's encoding in the weights' memory, not the flatbuffer
+    v["stored_measure"], v["stored_bytes"] = vela_stored(res)
     if res.cpu_ops > cfg.max_cpu_ops:
         reasons.append(f"{res.cpu_ops} operator(s) fall back to the CPU ({', '.join(res.cpu_op_names) or 'unnamed'}); "
                        f"{prof.name} allows {cfg.max_cpu_ops}")
@@ -222,7 +223,8 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     v: dict[str, Any] = {"device": prof.name, "title": prof.title, "runtime": prof.runtime, "threads": prof.threads,
                          "model": str(path), "model_bytes": len(blob), "workload": work.as_dict(),
                          # the size the device's own budget is checked against (edgeqat.devices.storage)
-                         "stored_measure": measure(prof), "stored_bytes": None if prof.runtime == "vela" else len(blob)}
+                         "stored_measure": "flatbuffer" if stores_flatbuffer(prof) else "vela",
+                         "stored_bytes": len(blob) if stores_flatbuffer(prof) else None}
 
     # Ops: the profile's op set, and integer-only targets reject every float op.
     if isinstance(prof.supported_ops, list):

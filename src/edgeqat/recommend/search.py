@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
-from edgeqat.devices.storage import measure
+from edgeqat.devices.storage import stores_flatbuffer
 from edgeqat.devices.validate import EvalData, validate_on_device
 from edgeqat.io import log
 from edgeqat.recommend.candidates import Candidate
@@ -60,8 +60,7 @@ def _precheck(c: Candidate, prof: DeviceProfile, clock: Clock) -> Optional[str]:
     if prof.int8_only and c.integer_only is False:
         return f"{prof.name} runs integer ops only and {c.name} keeps float ops"
     lo = c.size_bounds[0]
-    flatbuffer = measure(prof) == "flatbuffer"  # the bounds are flatbuffer bytes
-    if flatbuffer and prof.flash_bytes is not None and lo is not None and lo > prof.flash_bytes and c.path is None:
+    if stores_flatbuffer(prof) and prof.flash_bytes is not None and lo is not None and lo > prof.flash_bytes and c.path is None:
         return f"even at best {lo:,} bytes > flash {prof.flash_bytes:,} bytes"
     if c.path is None and c.cost == "train" and clock.train_seconds is not None and clock.train_seconds > clock.left():
         return f"needs ~{clock.train_seconds:.0f} s of fine-tuning, {max(clock.left(), 0):.0f} s left of recommend.max_minutes"
@@ -78,7 +77,7 @@ def stored(row: dict[str, Any]) -> int:
 def _budget_text(prof: DeviceProfile, row: dict[str, Any]) -> str:
     parts = []
     if prof.flash_bytes:
-        what = " Vela-encoded" if row.get("size_measure") == "vela_flash" else ""
+        what = " Vela-encoded" if str(row.get("size_measure")).startswith("vela") else ""
         parts.append(f"{stored(row) / 1024:.0f} KiB{what} in {prof.flash_bytes / 1024:.0f} KiB flash")
     if prof.sram_bytes and row.get("arena_bytes"):
         parts.append(f"a {row['arena_bytes'] / 1024:.0f} KiB arena in {prof.sram_bytes / 1024:.0f} KiB SRAM")
@@ -123,7 +122,7 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
                 clock.train_seconds = time.monotonic() - t
         size = c.path.stat().st_size
         # known to fail without running it (a flatbuffer device stores the file as it is)
-        if measure(prof) == "flatbuffer" and prof.flash_bytes is not None and size > prof.flash_bytes:
+        if stores_flatbuffer(prof) and prof.flash_bytes is not None and size > prof.flash_bytes:
             reason = f"model {size:,} bytes > flash {prof.flash_bytes:,} bytes"
             log(f"recommend: {prof.name}: {c.name} fails without running: {reason}")
             rows.append({"candidate": c.name, "strategy": c.description, "verdict": "fail", "accuracy": None,

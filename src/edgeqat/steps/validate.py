@@ -110,10 +110,10 @@ def validate(
                                "devices": len(profiles)}
     for d, v in full[cfg.model].items():
         metrics[d] = {k: v[k] for k in ("passed", "latency_ms_estimate", "arena_bytes", "accuracy") if v.get(k) is not None}
-    # Vela's flash and cycles of every variant (the flatbuffer sizes are evaluate's size_bytes)
-    metrics["vela_figures"] = {n: {d: {"flash_bytes": s["bytes"], "cycles": s["cycles"]} for d, s in per.items()
-                           if s["measure"] == "vela_flash" and s["bytes"] is not None}
-                       for n, per in summary["storage"].items()}
+    # Vela's stored bytes (flash or DRAM) and cycles of every variant (the flatbuffer sizes are evaluate's size_bytes)
+    metrics["vela_figures"] = {n: {d: {s["measure"].removeprefix("vela_") + "_bytes": s["bytes"], "cycles": s["cycles"]}
+                                   for d, s in per.items() if s["measure"].startswith("vela") and s["bytes"] is not None}
+                               for n, per in summary["storage"].items()}
     metrics["vela_figures"] = {n: per for n, per in metrics["vela_figures"].items() if per}
     if metrics_path is not None:
         write_json(metrics_path, metrics)

@@ -22,6 +22,8 @@ def _fmt_bytes(v: Optional[int]) -> str:
 
 
 def _verdict_text(model: str, verdicts: list[dict]) -> str:
+    from edgeqat.devices.storage import MEASURES
+
     lines = [f"{model}:"]
     for v in verdicts:
         est = v.get("latency_ms_estimate")
@@ -31,7 +33,7 @@ def _verdict_text(model: str, verdicts: list[dict]) -> str:
             est_txt = (f"{est:.0f}" if est >= 100 else f"{est:.3g}") + f" ms ({le.get('label', 'estimate')}, " \
                 f"{le.get('kernel_library')}{', extrapolated' if le.get('extrapolated') else ''})"
         lines.append(f"  {v['device']:<18} {'PASS' if v['passed'] else 'FAIL'}  latency {est_txt}"
-                     + (f", stores {v['stored_bytes']:,} B ({'Vela-encoded flash' if v.get('stored_measure') == 'vela_flash' else 'flatbuffer'})"
+                     + (f", stores {v['stored_bytes']:,} {MEASURES.get(v.get('stored_measure'), 'bytes')}"
                         if v.get("stored_bytes") is not None else "")
                      + (f", arena {v['arena_bytes']:,} B (TFLM reference kernels)" if v.get("arena_bytes") else "")
                      + (f", accuracy {v['accuracy']:.4f}" if "accuracy" in v else ""))
