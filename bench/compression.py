@@ -67,15 +67,21 @@ def say(msg: str) -> None:
 
 
 def commit() -> str:
-    """HEAD's commit, read from .git without running git."""
+    """HEAD's commit, read from .git without running git (a worktree's .git file points to its
+    own folder, whose `commondir` holds the refs)."""
     git = REPO / ".git"
     try:
+        if git.is_file():  # a git worktree: "gitdir: <path>"
+            git = (REPO / git.read_text().split(":", 1)[1].strip()).resolve()
+        common = (git / (git / "commondir").read_text().strip()).resolve() if (git / "commondir").is_file() else git
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref: "):
             return head
         ref = head[5:]
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()
+        for folder in (git, common):
+            if (folder / ref).is_file():
+                return (folder / ref).read_text().strip()
+        git = common
         for line in (git / "packed-refs").read_text().splitlines():
             if line.endswith(" " + ref):
                 return line.split()[0]
@@ -122,6 +128,7 @@ def _set_bn_momentum(model: Any, momentum: float) -> int:
 
 
 def run_chain(params: Any, work: Path) -> dict[str, Any]:
+    from edgeqat.steps.cluster import cluster
     from edgeqat.steps.convert import convert
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.prepare import prepare
@@ -133,6 +140,7 @@ def run_chain(params: Any, work: Path) -> dict[str, Any]:
     p = work / "prepared"
     fp32, qat_h5, mixed_h5 = work / "fp32.keras", work / "qat.h5", work / "mixed.h5"
     pqat_h5, cp_h5, tfl = work / "pqat.h5", work / "channel_pruned_qat.h5", work / "tflite"
+    pruned, cqat_h5, pcqat_h5 = work / "pruned.keras", work / "cqat.h5", work / "pcqat.h5"
     times: dict[str, float] = {}
     metrics: dict[str, Any] = {}
 
@@ -150,9 +158,12 @@ def run_chain(params: Any, work: Path) -> dict[str, Any]:
     step("qat", lambda: qat(params.qat, p, fp32, qat_h5, work / "qat.json", work / "qat_history.csv",
                             mixed_out=mixed_h5, sensitivity_json=work / "sensitivity.json",
                             sensitivity_md=work / "sensitivity.md"))
-    step("prune", lambda: prune(params.prune, p, fp32, pqat_h5, cp_h5, work / "prune.json"))
+    step("prune", lambda: prune(params.prune, p, fp32, pqat_h5, cp_h5, work / "prune.json", pruned_out=pruned))
+    if {"cqat_int8", "pcqat_int8"} & set(params.convert.variants):
+        step("cluster", lambda: cluster(params.cluster, p, fp32, pruned, cqat_h5, pcqat_h5, work / "cluster.json"))
     step("convert", lambda: convert(params.convert, p, fp32, qat_h5, tfl, work / "convert.json",
-                                    mixed_model=mixed_h5, pqat_model=pqat_h5, channel_pruned_model=cp_h5))
+                                    mixed_model=mixed_h5, pqat_model=pqat_h5, cqat_model=cqat_h5, pcqat_model=pcqat_h5,
+                                    channel_pruned_model=cp_h5))
     step("evaluate", lambda: evaluate(params.evaluate, p, tfl, fp32, work / "summary.json", work / "summary.md",
                                       work / "confusion.csv", work / "evaluate.json", pareto_png=work / "pareto.png"))
     summary = json.loads((work / "summary.json").read_text())

@@ -96,6 +96,7 @@ def prune(
     prepared: Input[Dataset],
     fp32_model: Input[Model],
     pqat_model: Output[Model],
+    pruned_model: Output[Model],
     channel_pruned_model: Output[Model],
     prune_metrics: Output[Metrics],
     prune_history: Output[Dataset],
@@ -122,12 +123,40 @@ def prune(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def cluster(
+    prepared: Input[Dataset],
+    fp32_model: Input[Model],
+    pruned_model: Input[Model],
+    cqat_model: Output[Model],
+    pcqat_model: Output[Model],
+    cluster_metrics: Output[Metrics],
+    cluster_timings: Output[Artifact],
+    cluster__number_of_clusters: int,
+    cluster__centroid_init: str,
+    cluster__per_channel: bool,
+    cluster__epochs: int,
+    cluster__qat_epochs: int,
+    cluster__learning_rate: float,
+    cluster__qat_learning_rate: float,
+    cluster__batch_size: int,
+    cluster__seed: int,
+    train__trust_model_code: bool,
+) -> None:
+    """Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."""
+    from edgeqat.adapters.kfp.runner import run_component
+
+    return run_component('cluster', locals())
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def convert(
     prepared: Input[Dataset],
     fp32_model: Input[Model],
     qat_model: Input[Model],
     mixed_model: Input[Model],
     pqat_model: Input[Model],
+    cqat_model: Input[Model],
+    pcqat_model: Input[Model],
     channel_pruned_model: Input[Model],
     tflite: Output[Model],
     convert_metrics: Output[Metrics],
@@ -288,6 +317,7 @@ def track(
     train_metrics: Input[Metrics],
     qat_metrics: Input[Metrics],
     prune_metrics: Input[Metrics],
+    cluster_metrics: Input[Metrics],
     convert_metrics: Input[Metrics],
     evaluate_metrics: Input[Metrics],
     validate_metrics: Input[Metrics],
@@ -296,6 +326,7 @@ def track(
     train_timings: Input[Artifact],
     qat_timings: Input[Artifact],
     prune_timings: Input[Artifact],
+    cluster_timings: Input[Artifact],
     convert_timings: Input[Artifact],
     evaluate_timings: Input[Artifact],
     validate_timings: Input[Artifact],
@@ -368,6 +399,15 @@ def track(
     prune__qat_learning_rate: float,
     prune__batch_size: int,
     prune__seed: int,
+    cluster__number_of_clusters: int,
+    cluster__centroid_init: str,
+    cluster__per_channel: bool,
+    cluster__epochs: int,
+    cluster__qat_epochs: int,
+    cluster__learning_rate: float,
+    cluster__qat_learning_rate: float,
+    cluster__batch_size: int,
+    cluster__seed: int,
     convert__io_dtype: str,
     convert__variants: list,
     convert__per_channel: bool,
@@ -471,6 +511,15 @@ def register(
     prune__qat_learning_rate: float,
     prune__batch_size: int,
     prune__seed: int,
+    cluster__number_of_clusters: int,
+    cluster__centroid_init: str,
+    cluster__per_channel: bool,
+    cluster__epochs: int,
+    cluster__qat_epochs: int,
+    cluster__learning_rate: float,
+    cluster__qat_learning_rate: float,
+    cluster__batch_size: int,
+    cluster__seed: int,
     convert__io_dtype: str,
     convert__variants: list,
     convert__per_channel: bool,
@@ -516,4 +565,4 @@ def register(
     return run_component('register', locals())
 
 
-COMPONENTS = {name: globals()[name] for name in ('prepare', 'train', 'qat', 'prune', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}
+COMPONENTS = {name: globals()[name] for name in ('prepare', 'train', 'qat', 'prune', 'cluster', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 
-from edgeqat.config import ConvertConfig, EvaluateConfig, PruneConfig, QatConfig
+from edgeqat.config import ClusterConfig, ConvertConfig, EvaluateConfig, PruneConfig, QatConfig
 
 # ptq_dynamic and ptq_float16 are covered by test_pipeline_steps.py; conversions dominate this module's time.
-ALL = ["fp32", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed", "pqat_int8", "channel_pruned_qat_int8"]
+ALL = ["fp32", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed", "pqat_int8", "cqat_int8", "pcqat_int8",
+       "channel_pruned_qat_int8"]
 TINY_PRUNE = dict(target_sparsity=0.5, epochs=2, pqat_epochs=1, channel_fraction=0.5, channel_epochs=1,
                   qat_epochs=1, batch_size=16, learning_rate=0.005)
+# 4 clusters: the tiny model's pointwise conv has 16 weights per output channel, so the bound bites
+TINY_CLUSTER = dict(number_of_clusters=4, epochs=1, qat_epochs=1, batch_size=16, learning_rate=0.001)
 
 
 def build_comp(tmp_path_factory, tiny_prepared):
+    from edgeqat.steps.cluster import cluster
     from edgeqat.steps.convert import convert
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.prune import prune
@@ -32,9 +36,12 @@ def build_comp(tmp_path_factory, tiny_prepared):
     out["qat"] = qat(QatConfig(epochs=1, batch_size=16, keep_float=["@last"]), p, d / "fp32.keras", d / "qat.h5",
                      mixed_out=d / "mixed.h5", sensitivity_json=d / "sensitivity.json", sensitivity_md=d / "sensitivity.md")
     out["prune"] = prune(PruneConfig(**TINY_PRUNE), p, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", d / "prune.json",
-                         d / "prune_history.csv")
+                         d / "prune_history.csv", pruned_out=d / "pruned.keras")
+    out["cluster"] = cluster(ClusterConfig(**TINY_CLUSTER), p, d / "fp32.keras", d / "pruned.keras", d / "cqat.h5",
+                             d / "pcqat.h5", d / "cluster.json")
     out["convert"] = convert(ConvertConfig(variants=ALL), p, d / "fp32.keras", d / "qat.h5", d / "tflite",
-                             mixed_model=d / "mixed.h5", pqat_model=d / "pqat.h5", channel_pruned_model=d / "cp.h5")
+                             mixed_model=d / "mixed.h5", pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5",
+                             pcqat_model=d / "pcqat.h5", channel_pruned_model=d / "cp.h5")
     out["evaluate"] = evaluate(EvaluateConfig(latency_runs=5, warmup_runs=1), p, d / "tflite", d / "fp32.keras",
                                d / "summary.json", d / "summary.md", pareto_png=d / "pareto.png")
     out["card"] = json.loads((d / "tflite" / "model_card.json").read_text())

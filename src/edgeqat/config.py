@@ -122,10 +122,28 @@ class PruneConfig(_Section):
         return v
 
 
+class ClusterConfig(_Section):
+    """Weight clustering -> cluster-preserving QAT: of the FP32 model (cqat_int8) and, keeping
+    its zeros, of the prune stage's magnitude-pruned model (pcqat_int8)."""
+
+    # Centroids per Conv2D/Dense kernel (per output channel with per_channel): at most this many
+    # distinct weights. More than 256 cannot show in int8.
+    number_of_clusters: int = Field(16, ge=2, le=256)
+    # tfmot's CentroidInitialization: kmeans_plus_plus (its default), density_based, linear, random
+    centroid_init: Literal["kmeans_plus_plus", "density_based", "linear", "random"] = "kmeans_plus_plus"
+    per_channel: bool = False  # Conv2D kernels: number_of_clusters per output channel (tfmot's cluster_per_channel)
+    epochs: int = Field(1, ge=1)  # clustering fine-tune
+    qat_epochs: int = Field(1, ge=1)  # cluster-preserving QAT
+    learning_rate: float = Field(1e-4, gt=0, lt=1)
+    qat_learning_rate: float = Field(1e-4, gt=0, lt=1)
+    batch_size: int = Field(64, ge=1)
+    seed: int = Field(42, ge=0)
+
+
 VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
-            "pqat_int8", "channel_pruned_qat_int8")
+            "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
 Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
-                  "pqat_int8", "channel_pruned_qat_int8"]
+                  "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
 class ConvertConfig(_Section):
@@ -226,6 +244,7 @@ class Params(_Section):
     train: TrainConfig = TrainConfig()
     qat: QatConfig = QatConfig()
     prune: PruneConfig = PruneConfig()
+    cluster: ClusterConfig = ClusterConfig()
     convert: ConvertConfig = ConvertConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     validate: ValidateConfig = ValidateConfig()

@@ -23,8 +23,11 @@ COLUMNS = (
     ("latency_p90_ms", "p90 ms"),
     ("speedup", "speed-up"),
     ("weight_sparsity", "sparsity"),
+    ("weight_values_per_channel", "weights/channel"),
     ("integer_only", "integer-only"),
 )
+# The sizes the Pareto fronts are drawn over: what LiteRT/TFLM devices store, and a download.
+SIZE_KEYS = (("size_bytes", "flatbuffer"), ("gzip_bytes", "gzip"))
 
 
 def _fmt(key: str, v: Any) -> str:
@@ -32,7 +35,7 @@ def _fmt(key: str, v: Any) -> str:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    if key in ("size_bytes", "gzip_bytes"):
+    if key in ("size_bytes", "gzip_bytes", "weight_values_per_channel"):
         return f"{int(v):,}"
     if key == "accuracy_delta":
         return f"{v:+.4f}"
@@ -88,10 +91,10 @@ def summary_intro(summary: dict[str, Any], code: str = "`") -> str:
 
 
 def pareto_text(summary: dict[str, Any]) -> str:
-    """The Pareto front sentence ('' when a variant lacks accuracy or size)."""
-    if summary.get("variants") and all("accuracy" in r and "size_bytes" in r for r in summary["variants"].values()):
-        return "Pareto front (accuracy vs size, smallest first): " + ", ".join(pareto_front(summary)) + "."
-    return ""
+    """The Pareto front sentences, one per size measure ('' when a variant lacks accuracy or size)."""
+    vs = summary.get("variants") or {}
+    return " ".join(f"Pareto front (accuracy vs {what} size, smallest first): " + ", ".join(pareto_front(summary, key)) + "."
+                    for key, what in SIZE_KEYS if vs and all("accuracy" in r and key in r for r in vs.values()))
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -107,9 +110,54 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     ]
     if pareto_text(summary):
         lines += ["", pareto_text(summary)]
+    if any(r.get("weight_values_per_channel") is not None for r in summary.get("variants", {}).values()):
+        lines += ["", "*weights/channel*: most distinct stored weights in one output channel of any conv/dense kernel "
+                  "(weight clustering bounds it by `cluster.number_of_clusters`)."]
+    if summary.get("storage"):
+        lines += ["", *storage_table(summary)]
     if summary.get("devices"):
         lines += ["", *device_table(summary)]
     return "\n".join(lines) + "\n"
+
+
+STORAGE_NOTE = ("Bytes by each device's own measure: LiteRT and TFLite Micro store the .tflite as it is (zeros and "
+                "clustered weights cost as much as any); an Ethos-U stores what Vela compiled (its encoded weights and "
+                "command stream: Vela's figure for the flash, or the DRAM, its memory mode keeps the weights in), with "
+                "Vela's performance-model cycles; a download is the gzip. "
+                "– : the device does not run that variant's arithmetic (int8-only targets).")
+
+
+def storage_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per variant, the bytes each device stores (validate's ``storage``): one flatbuffer column for
+    every LiteRT/TFLM device (they store the same file), Vela's flash and cycles per Ethos-U device."""
+    storage = summary["storage"]
+    devices = next(iter(storage.values()), {})
+    flat = [d for d, s in devices.items() if s["measure"] == "flatbuffer"]
+    vela = [d for d, s in devices.items() if s["measure"].startswith("vela")]
+    head = ["variant", "gzip (download)"] + (["flatbuffer (" + ", ".join(flat) + ")"] if flat else [])
+    for d in vela:
+        dram = any(per[d]["measure"] == "vela_dram" for per in storage.values())
+        head += [f"{d} {'DRAM' if dram else 'flash'}", f"{d} cycles"]
+    rows = dict(ordered_variants(summary))
+    order = list(rows)
+    out = []
+    for name in sorted(storage, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        per = storage[name]
+        # the flatbuffer is the same file on every LiteRT/TFLM device: shown once, unless none runs it
+        flat_bytes = next((per[d]["bytes"] for d in flat if per[d]["bytes"] is not None), None)
+        cells = [name, _size((rows.get(name) or {}).get("gzip_bytes"))] + ([_size(flat_bytes)] if flat else [])
+        for d in vela:
+            cells += [_size(per[d]["bytes"]), _size(per[d].get("cycles"))]
+        out.append(cells)
+    return head, out
+
+
+def storage_table(summary: dict[str, Any]) -> list[str]:
+    """The storage table as Markdown lines."""
+    head, rows = storage_rows(summary)
+    return ["## Size each device stores", "", STORAGE_NOTE, "",
+            "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|",
+            *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _size(v: Any) -> str:
@@ -134,12 +182,13 @@ def _qemu_skipped(why: str) -> str:
     return f"skipped ({why})" if why else "skipped"
 
 
-DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "est. latency ms", "arena bytes", "model bytes",
+DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "est. latency ms", "arena bytes", "stored bytes",
                   "QEMU aarch64", "reasons")
 DEVICE_NOTE = ("Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
                "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x "
                "outside the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded "
-               "with its reference kernels on this host.")
+               "with its reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded weights and "
+               "command stream on Ethos-U (in flash, or DRAM for the U65 profile).")
 
 
 def device_rows(summary: dict[str, Any]) -> list[list[str]]:
@@ -152,7 +201,7 @@ def device_rows(summary: dict[str, Any]) -> list[list[str]]:
         rows.append([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
             _fmt("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),
-            _size(d.get("model_bytes")), emu_txt, "; ".join(d.get("reasons") or []) or "–",
+            _size(d.get("stored_bytes", d.get("model_bytes"))), emu_txt, "; ".join(d.get("reasons") or []) or "–",
         ])
     return rows
 
@@ -164,23 +213,24 @@ def device_table(summary: dict[str, Any]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in device_rows(summary))]
 
 
-def pareto_front(summary: dict[str, Any]) -> list[str]:
-    """Variants no other variant beats on both accuracy (higher) and size (smaller)."""
+def pareto_front(summary: dict[str, Any], key: str = "size_bytes") -> list[str]:
+    """Variants no other variant beats on both accuracy (higher) and ``key`` (smaller)."""
     vs = summary.get("variants", {})
     front = []
     for name, r in vs.items():
         dominated = any(
-            o["accuracy"] >= r["accuracy"] and o["size_bytes"] <= r["size_bytes"]
-            and (o["accuracy"] > r["accuracy"] or o["size_bytes"] < r["size_bytes"])
+            o["accuracy"] >= r["accuracy"] and o[key] <= r[key]
+            and (o["accuracy"] > r["accuracy"] or o[key] < r[key])
             for other, o in vs.items() if other != name
         )
         if not dominated:
             front.append(name)
-    return sorted(front, key=lambda n: vs[n]["size_bytes"])
+    return sorted(front, key=lambda n: vs[n][key])
 
 
 def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
-    """Accuracy vs size PNG of every variant, the Pareto front joined by a line."""
+    """Accuracy vs size PNG of every variant, one panel per size measure (the flatbuffer, which
+    pruning and clustering do not shrink, and gzip, which they do), each front joined by a line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -189,22 +239,24 @@ def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
     from edgeqat.io import atomic_path
 
     vs = summary.get("variants", {})
-    front = pareto_front(summary)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    # Labels alternate above and below their point (by size), so neighbours do not print over each other.
-    for i, (name, r) in enumerate(sorted(vs.items(), key=lambda kv: (kv[1]["size_bytes"], kv[0]))):
-        ax.scatter(r["size_bytes"] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
-        ax.annotate(name, (r["size_bytes"] / 1024, r["accuracy"]), textcoords="offset points",
-                    xytext=(5, 5 if i % 2 == 0 else -11), fontsize=8)
-    ax.margins(x=0.22, y=0.12)
-    if len(front) > 1:
-        ax.plot([vs[n]["size_bytes"] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
-                color="tab:red", linewidth=1, zorder=2, label="Pareto front")
-        ax.legend(loc="best")
-    ax.set_xlabel("size (KiB)")
-    ax.set_ylabel("accuracy (LiteRT, test split)")
-    ax.set_title("Accuracy vs size of every variant")
-    ax.grid(True, alpha=0.3)
+    keys = [(k, what) for k, what in SIZE_KEYS if vs and all(k in r for r in vs.values())]
+    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.5), dpi=100, squeeze=False)
+    for ax, (key, what) in zip(axes[0], keys):
+        front = pareto_front(summary, key)
+        # Labels alternate above and below their point (by size), so neighbours do not print over each other.
+        for i, (name, r) in enumerate(sorted(vs.items(), key=lambda kv: (kv[1][key], kv[0]))):
+            ax.scatter(r[key] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
+            ax.annotate(name, (r[key] / 1024, r["accuracy"]), textcoords="offset points",
+                        xytext=(5, 5 if i % 2 == 0 else -11), fontsize=7)
+        ax.margins(x=0.22, y=0.12)
+        if len(front) > 1:
+            ax.plot([vs[n][key] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
+                    color="tab:red", linewidth=1, zorder=2, label="Pareto front")
+            ax.legend(loc="best")
+        ax.set_xlabel(f"{what} size (KiB)")
+        ax.set_ylabel("accuracy (LiteRT, test split)")
+        ax.set_title(f"Accuracy vs {what} size")
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
     with atomic_path(dest, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})  # no version stamp

@@ -16,7 +16,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgeqat.report import ordered_variants, pareto_front
+from edgeqat.report import STORAGE_NOTE, ordered_variants, pareto_front, storage_rows
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}
@@ -132,7 +132,7 @@ def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any
             continue
         rows = []
         vela = full.get("vela") or {}
-        flash_used = vela.get("flash_bytes") if vela.get("ran") else d.get("model_bytes")
+        flash_used = vela.get("flash_bytes") if vela.get("ran") else d.get("stored_bytes", d.get("model_bytes"))
         if prof.flash_bytes and flash_used is not None:
             rows.append({"budget": "flash" + (" (Vela-encoded)" if vela.get("ran") else ""), "used": flash_used,
                          "available": prof.flash_bytes, "unit": "bytes"})
@@ -187,7 +187,9 @@ def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dic
     for name, r in ordered_variants(summary):
         vrows.append([_e(name), f"{r.get('accuracy', 0):.4f}", f"{r.get('accuracy_delta', 0):+.4f}",
                       f"{r.get('size_bytes', 0):,}", f"{r.get('size_ratio', 0):.2f}x", f"{r.get('gzip_bytes', 0):,}",
-                      f"{r.get('weight_sparsity', 0):.0%}", "yes" if r.get("integer_only") else "no"])
+                      f"{r.get('weight_sparsity', 0):.0%}",
+                      "–" if r.get("weight_values_per_channel") is None else f"{r['weight_values_per_channel']:,}",
+                      "yes" if r.get("integer_only") else "no"])
         vcls.append("front" if name in front else "")
     parts = [
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -199,10 +201,14 @@ def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dic
         "not on this page: <code>edgeqat report</code> prints the last run's.</p>",
         "<h2>Variants</h2>",
         _table(["variant", "accuracy", "Δ vs ref", "size (bytes)", "size vs ref", "gzip (bytes)", "sparsity",
-                "integer-only"], vrows, vcls),
-        "<p class=\"muted\">Bold: on the Pareto front of accuracy vs size.</p>",
+                "weights/channel", "integer-only"], vrows, vcls),
+        "<p class=\"muted\">Bold: on the Pareto front of accuracy vs flatbuffer size. <i>weights/channel</i>: most "
+        "distinct stored weights in one output channel of any conv/dense kernel (clustering bounds it).</p>",
     ]
-    figs = [(k, cap) for k, cap in (("pareto", "Accuracy vs size (Pareto front in red)"), ("curves", "Training curves"),
+    if summary.get("storage"):
+        head, srows = storage_rows(summary)
+        parts += ["<h2>Size each device stores</h2>", _table(head, srows), f"<p class=\"muted\">{_e(STORAGE_NOTE)}</p>"]
+    figs = [(k, cap) for k, cap in (("pareto", "Accuracy vs flatbuffer and gzip size (Pareto fronts in red)"), ("curves", "Training curves"),
                                     ("confusion", "Confusion matrix of the headline variant"),
                                     ("devices", "Device budgets used")) if figures.get(k)]
     if figs:

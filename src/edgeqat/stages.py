@@ -95,6 +95,9 @@ FP32 = Port("fp32_model", "models/fp32.keras", "Model")
 QAT = Port("qat_model", "models/qat.h5", "Model")
 MIXED = Port("mixed_model", "models/mixed.h5", "Model")
 PQAT = Port("pqat_model", "models/pqat.h5", "Model")
+PRUNED = Port("pruned_model", "models/pruned.keras", "Model")  # magnitude-pruned FP32, stripped: what PCQAT clusters
+CQAT = Port("cqat_model", "models/cqat.h5", "Model")
+PCQAT = Port("pcqat_model", "models/pcqat.h5", "Model")
 CHANNEL = Port("channel_pruned_model", "models/channel_pruned_qat.h5", "Model")
 TFLITE = Port("tflite", "models/tflite", "Model", arg="tflite_dir", is_dir=True)
 EVALUATION = Port("evaluation", "reports/evaluation.json", arg="summary_json", dvc="committed")
@@ -122,7 +125,7 @@ def arg(port: Port, name: str) -> Port:
     return replace(port, arg=name)
 
 
-COMPUTE = ("prepare", "train", "qat", "prune", "convert", "evaluate", "validate", "recommend", "report")
+COMPUTE = ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", "edgeqat.steps.prepare:prepare", ("prepare",),
@@ -143,11 +146,15 @@ STAGES: tuple[Stage, ...] = (
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
     Stage("prune", "edgeqat.steps.prune:prune", ("prune",),
           inputs=(PREPARED, FP32),
-          outputs=(arg(PQAT, "pqat_out"), arg(CHANNEL, "channel_pruned_out"), metrics("prune"), history("prune"),
-                   timings("prune")),
+          outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
+                   metrics("prune"), history("prune"), timings("prune")),
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
+    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",),
+          inputs=(PREPARED, FP32, PRUNED),
+          outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
+          doc="Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."),
     Stage("convert", "edgeqat.steps.convert:convert", ("convert",),
-          inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CHANNEL),
+          inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CQAT, PCQAT, CHANNEL),
           outputs=(arg(TFLITE, "out_dir"), metrics("convert"), timings("convert")),
           doc="Keras models -> .tflite variants and model_card.json."),
     Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",),

@@ -80,6 +80,10 @@ def test_config_error_is_an_edgeqat_error():
         ({"convert": {"variants": ["fp32", "int4"]}}, "convert.variants.1", "'int4'"),
         ({"convert": {"variants": []}}, "convert.variants", "at least 1"),
         ({"track": {"experiment": ""}}, "track.experiment", "at least 1 character"),
+        ({"cluster": {"number_of_clusters": 1}}, "cluster.number_of_clusters", "greater than or equal to 2"),
+        ({"cluster": {"number_of_clusters": 300}}, "cluster.number_of_clusters", "less than or equal to 256"),
+        ({"cluster": {"centroid_init": "kmeans"}}, "cluster.centroid_init", "'kmeans_plus_plus'"),
+        ({"cluster": {"per_channel": "yes"}}, "cluster.per_channel", "'yes'"),
     ],
 )
 def test_invalid_value_names_dotted_key(raw, key, extra):
@@ -143,7 +147,7 @@ def test_source_name_prefixes_message():
 
 def test_convert_defaults_list_every_variant():
     assert ConvertConfig().variants == ["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8",
-                                        "mixed", "pqat_int8", "channel_pruned_qat_int8"]
+                                        "mixed", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
     # default_factory: not one list shared between instances
     assert ConvertConfig().variants is not ConvertConfig().variants
 

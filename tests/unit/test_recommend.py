@@ -141,3 +141,38 @@ def test_the_recommend_command_prints_a_table_or_json(comp, tmp_path):
     res = CliRunner().invoke(app, [*args, "--json"])
     rec = json.loads(res.stdout)
     assert rec["devices"]["too_small"]["chosen"] is None and rec["devices"]["rpi4"]["chosen"]
+
+
+def test_ethos_u_flash_budget_plain_qat_misses_gets_a_pruned_or_clustered_model(comp, tmp_path):
+    """Ranked by each device's own size: on an Ethos-U, Vela's encoding of the zeros and clusters
+    fits a flash that plain QAT overflows; on a TFLM device with the same flatbuffer-sized budget
+    they fit no better than plain QAT, since the flatbuffer stores every weight."""
+    from edgeqat.devices.profiles import resolve_profiles
+    from edgeqat.devices.storage import stored_size
+
+    tfl, card = comp["dir"] / "tflite", comp["card"]["variants"]
+    npu = resolve_profiles(["ethos_u55_128"])[0]
+    shrunk = ("pqat_int8", "cqat_int8", "pcqat_int8")
+    flash = {v: stored_size(tfl / f"{v}.tflite", npu)["bytes"] for v in ("qat_int8", *shrunk)}
+    budget = (min(flash[v] for v in shrunk) + flash["qat_int8"]) // 2
+    raw = min(card[v]["size_bytes"] for v in ("qat_int8", *shrunk))  # the same but for a few bytes of tensor names
+    assert raw > budget  # by the flatbuffer, none would fit
+    small_npu = _profile(tmp_path, "ethos_u55_128", name="small_flash_npu", flash_bytes=budget)
+    mcu = _profile(tmp_path, "cortex_m7", name="qat_sized_mcu", flash_bytes=raw - 1)
+    m, rep = _run(comp, tmp_path, [small_npu, mcu], sparsities=[], channel_fractions=[])
+
+    r = rep["devices"]["small_flash_npu"]
+    rows = {c["candidate"]: c for c in r["candidates"]}
+    assert rows["qat_int8"]["verdict"] == "fail" and "flash" in rows["qat_int8"]["misses"]
+    fit_by_vela = [v for v in shrunk if rows[v]["verdict"] == "pass"]
+    assert fit_by_vela, rows  # passing with a flatbuffer larger than the flash
+    assert r["chosen"] in (*shrunk, "channel_pruned_qat_int8")
+    chosen = rows[r["chosen"]]
+    assert chosen["size_measure"] == "vela_flash" and chosen["stored_bytes"] <= budget
+    assert "Vela-encoded in" in r["reason"] and "plain QAT int8 did not (Vela's plan puts" in r["reason"]
+    assert (tmp_path / "recommended" / "small_flash_npu.tflite").is_file()
+
+    t = {c["candidate"]: c for c in rep["devices"]["qat_sized_mcu"]["candidates"]}
+    assert all(t[v]["verdict"] == "fail" and t[v]["reasons"][0].startswith("model ") and "> flash" in t[v]["reasons"][0]
+               for v in ("qat_int8", *shrunk))
+    assert rep["devices"]["qat_sized_mcu"]["chosen"] == "channel_pruned_qat_int8"

@@ -1,6 +1,7 @@
-"""Training recipes shared by the qat and prune stages and the recommendation search:
-QAT wrapping, magnitude pruning + pruning-preserving QAT, channel pruning + fine-tune + QAT.
-Each takes a config and a model path and returns the trained Keras model and its metrics."""
+"""Training recipes shared by the qat, prune and cluster stages and the recommendation search:
+QAT wrapping, magnitude pruning + pruning-preserving QAT, channel pruning + fine-tune + QAT,
+weight clustering + cluster-preserving QAT. Each takes a config and a model path and returns
+the trained Keras model and its metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from edgeqat.config import PruneConfig
+from edgeqat.config import ClusterConfig, PruneConfig
 from edgeqat.data.shards import count_records, load_meta, make_dataset
 from edgeqat.io import log
 from edgeqat.models.io import load_model
@@ -30,9 +31,12 @@ def quantize(model: Any) -> Any:
     return wrapped
 
 
-def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any], list[dict]]:
-    """Magnitude pruning to ``cfg.target_sparsity`` (or 2:4), then pruning-preserving QAT."""
+def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
+               pruned_out: str | Path | None = None) -> tuple[Any, dict[str, Any], list[dict]]:
+    """Magnitude pruning to ``cfg.target_sparsity`` (or 2:4), then pruning-preserving QAT.
+    ``pruned_out``: where to save the stripped pruned FP32 model too (what PCQAT clusters)."""
     from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
+    from edgeqat.models.io import save_model
 
     fp32 = load_model(fp32_model)
     rows: list[dict] = []
@@ -48,6 +52,8 @@ def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> t
         log("prune: target_sparsity 0: pruning-preserving QAT of the unpruned model")
         pruned = fp32
     sparsity = keras_sparsity(pruned)
+    if pruned_out is not None:
+        save_model(pruned, pruned_out)
     pqat = prune_preserving_quantize(pruned)
     compile_classifier(pqat, cfg.qat_learning_rate)
     fit(pqat, data.train, data.val, cfg.pqat_epochs, 0, tag="pqat")
@@ -110,8 +116,58 @@ def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneD
     return cq, metrics
 
 
+def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "PruneData",
+                        preserve_sparsity: bool) -> tuple[Any, dict[str, Any]]:
+    """Cluster ``source_model``'s kernels to ``cfg.number_of_clusters`` while fine-tuning, then
+    cluster-preserving QAT: CQAT, or PCQAT of a pruned model with ``preserve_sparsity``.
+    Returns the model in the default QAT wrapping (it saves and reloads) and its metrics."""
+    from edgeqat.compression.clustering import (as_default_qat, cluster_preserving_quantize, cluster_wrap,
+                                                distinct_values, strip)
+    from edgeqat.compression.pruning import keras_sparsity
+
+    tag = "pcqat" if preserve_sparsity else "cqat"
+    source = load_model(source_model)
+    before = keras_sparsity(source)
+    wrapped, report = cluster_wrap(source, cfg.number_of_clusters, cfg.centroid_init, per_channel=cfg.per_channel,
+                                   preserve_sparsity=preserve_sparsity)
+    how = f"{cfg.number_of_clusters} clusters{' per channel' if cfg.per_channel else ''} ({cfg.centroid_init})"
+    log(f"cluster: {tag}: clustering {len(report['clustered'])} kernel(s) of {source.name} to {how}"
+        + (f", keeping its {before:.1%} zeros" if preserve_sparsity else "") + f", {cfg.epochs} epoch(s)")
+    by_reason: dict[str, list[str]] = {}
+    for layer, why in report["skipped"].items():
+        by_reason.setdefault(why, []).append(layer)
+    for why, layers in by_reason.items():
+        log(f"cluster: {tag}: left unclustered ({why}): {', '.join(layers)}")
+    compile_classifier(wrapped, cfg.learning_rate)
+    fit(wrapped, data.train, data.val, cfg.epochs, 0, tag=f"{tag} clustering")
+    clustered = strip(wrapped)
+    values = distinct_values(clustered)
+    clustered_acc = accuracy(clustered, data.test)
+    model = cluster_preserving_quantize(clustered, preserve_sparsity)
+    compile_classifier(model, cfg.qat_learning_rate)
+    fit(model, data.train, data.val, cfg.qat_epochs, 0, tag=tag)
+    model = as_default_qat(model, clustered)
+    done = {n: values[n] for n in report["clustered"]}
+    metrics = {
+        "number_of_clusters": cfg.number_of_clusters,
+        "per_channel": cfg.per_channel,
+        "clustered_layers": len(report["clustered"]),
+        "unclustered_layers": report["skipped"],
+        # over the clustered kernels of the stripped FP32 model (before QAT)
+        "max_values_per_tensor": max(v["tensor"] for v in done.values()),
+        "max_values_per_channel": max(v["per_channel"] for v in done.values()),
+        "keras_sparsity_before": round(before, 6),
+        "keras_sparsity_clustered": round(keras_sparsity(clustered), 6),
+        "keras_sparsity_after_qat": round(keras_sparsity_of_quantized(model), 6),
+        "clustered_fp32_test_accuracy": clustered_acc,
+        "val_accuracy": accuracy(model, data.val),
+        "test_accuracy": accuracy(model, data.test),
+    }
+    return model, metrics
+
+
 class PruneData:
-    """The train/val/test datasets the pruning fine-tunes read (built once, shared)."""
+    """The train/val/test datasets the pruning and clustering fine-tunes read (built once, shared)."""
 
     def __init__(self, prepared: str | Path, batch_size: int, seed: int) -> None:
         prepared = Path(prepared)

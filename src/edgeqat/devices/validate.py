@@ -26,6 +26,7 @@ import numpy as np
 
 from edgeqat.devices.profiles import DeviceProfile
 from edgeqat.devices.speed import estimate_latency
+from edgeqat.devices.storage import stores_flatbuffer, vela_stored
 from edgeqat.devices.workload import Workload, analyze
 from edgeqat.errors import ModelError
 
@@ -163,13 +164,14 @@ def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
 
 
 def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, data: Optional[EvalData],
-                 v: dict, reasons: list[str], misses: dict, notes: list[str]) -> Optional[np.ndarray]:
+                 v: dict, reasons: list[str], misses: dict, notes: list[str],
+                 vela_cache: Optional[dict] = None) -> Optional[np.ndarray]:
     """Vela's compile and performance model against the profile's budgets; accuracy from
     LiteRT on the host (the NPU is not emulated; it runs the same int8 arithmetic)."""
-    from edgeqat.devices.vela import compile_model
+    from edgeqat.devices.vela import compile_cached
 
     cfg = prof.vela
-    res = compile_model(path, cfg, dict(work.ops))
+    res = compile_cached(path, cfg, dict(work.ops), vela_cache)
     v["vela"] = res.as_dict()
     src = "vendor performance model (vela)"
     v["latency_estimate"] = {"label": src, "source": src, "kernel_library": f"Ethos-U ({cfg.accelerator_config}, Vela)",
@@ -180,6 +182,8 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
         reasons.append(f"{prof.name}: no Vela figures: {res.error}")
         return None
     v["sram_bytes_used"], v["flash_bytes_used"] = res.sram_bytes, res.flash_bytes
+    # what the device keeps: Vela's encoding in the weights' memory, not the flatbuffer
+    v["stored_measure"], v["stored_bytes"] = vela_stored(res)
     if res.cpu_ops > cfg.max_cpu_ops:
         reasons.append(f"{res.cpu_ops} operator(s) fall back to the CPU ({', '.join(res.cpu_op_names) or 'unnamed'}); "
                        f"{prof.name} allows {cfg.max_cpu_ops}")
@@ -187,7 +191,7 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
     if prof.sram_bytes is not None and res.sram_bytes > prof.sram_bytes:
         reasons.append(f"Vela's plan needs {res.sram_bytes:,} bytes of SRAM > {prof.sram_bytes:,} bytes available")
         misses["sram"] = {"needed": res.sram_bytes, "available": prof.sram_bytes}
-    if prof.flash_bytes is not None and res.flash_bytes > prof.flash_bytes and "flash" not in misses:
+    if prof.flash_bytes is not None and res.flash_bytes > prof.flash_bytes:
         reasons.append(f"Vela's plan puts {res.flash_bytes:,} bytes in flash > {prof.flash_bytes:,} bytes available")
         misses["flash"] = {"needed": res.flash_bytes, "available": prof.flash_bytes}
     if prof.ram_bytes is not None and res.dram_bytes > prof.ram_bytes:
@@ -207,7 +211,8 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
 def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[EvalData] = None, *,
                        latency_runs: int = 50, max_accuracy_drop: Optional[float] = None,
                        emulate: bool = True, emulate_samples: int = 16, parity_samples: int = 256,
-                       tflm_timeout_s: float = 300.0) -> dict[str, Any]:
+                       tflm_timeout_s: float = 300.0, vela_cache: Optional[dict] = None) -> dict[str, Any]:
+    """``vela_cache``: a dict shared by calls that may compile the same file for the same NPU."""
     path = Path(model)
     blob = check_tflite_file(path)
     work: Workload = analyze(blob)
@@ -215,7 +220,10 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     notes: list[str] = []
     misses: dict[str, dict[str, float]] = {}  # budget -> {needed, available}: how far from fitting
     v: dict[str, Any] = {"device": prof.name, "title": prof.title, "runtime": prof.runtime, "threads": prof.threads,
-                         "model": str(path), "model_bytes": len(blob), "workload": work.as_dict()}
+                         "model": str(path), "model_bytes": len(blob), "workload": work.as_dict(),
+                         # the size the device's own budget is checked against (edgeqat.devices.storage)
+                         "stored_measure": "flatbuffer" if stores_flatbuffer(prof) else "vela",
+                         "stored_bytes": len(blob) if stores_flatbuffer(prof) else None}
 
     # Ops: the profile's op set, and integer-only targets reject every float op.
     if isinstance(prof.supported_ops, list):
@@ -227,8 +235,8 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
     if prof.int8_only and work.int16_ops:
         reasons.append(f"{prof.name} runs int8 ops only; int16 ops: {', '.join(sorted(set(work.int16_ops)))}")
 
-    # Flash/storage for the model itself.
-    if prof.flash_bytes is not None and len(blob) > prof.flash_bytes:
+    # Flash/storage for the model itself: the flatbuffer as it is (Ethos-U: Vela's encoding, below).
+    if prof.runtime != "vela" and prof.flash_bytes is not None and len(blob) > prof.flash_bytes:
         reasons.append(f"model {len(blob):,} bytes > flash {prof.flash_bytes:,} bytes")
         misses["flash"] = {"needed": len(blob), "available": prof.flash_bytes}
 
@@ -238,7 +246,7 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
         outputs = _run_on_tflm(path, blob, prof, work, data, latency_runs, parity_samples, tflm_timeout_s,
                                v, reasons, misses, notes)
     elif prof.runtime == "vela":
-        outputs = _run_on_vela(path, blob, prof, work, data, v, reasons, misses, notes)
+        outputs = _run_on_vela(path, blob, prof, work, data, v, reasons, misses, notes, vela_cache)
     else:
         try:
             r = _run_litert(path, prof, data, latency_runs)

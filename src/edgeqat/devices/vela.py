@@ -43,6 +43,9 @@ class VelaResult:
     sram_bytes: Optional[int] = None
     flash_bytes: Optional[int] = None  # weights and other constants Vela places in flash
     dram_bytes: Optional[int] = None  # what the memory mode puts in DRAM (Ethos-U65 systems)
+    weights_area: Optional[str] = None  # where the memory mode keeps the weights: "Off-chip Flash", "DRAM", ...
+    encoded_weight_bytes: Optional[int] = None  # the weights after Vela's encoding (zero runs, palettes)...
+    original_weight_bytes: Optional[int] = None  # ...and before it
     npu_ops: Optional[int] = None  # Vela's count (its own operators: a fused activation counts apart)
     cpu_ops: Optional[int] = None
     cpu_op_names: list[str] = field(default_factory=list)  # TFLite op names that fall back to the CPU
@@ -53,7 +56,8 @@ class VelaResult:
 
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("ran", "error", "version", "config", "cycles", "inference_ms",
-                                              "sram_bytes", "flash_bytes", "dram_bytes", "npu_ops", "cpu_ops", "cpu_op_names",
+                                              "sram_bytes", "flash_bytes", "dram_bytes", "weights_area",
+                                              "encoded_weight_bytes", "original_weight_bytes", "npu_ops", "cpu_ops", "cpu_op_names",
                                               "tflite_ops", "tflite_ops_on_cpu",
                                               "per_layer")}
         out["compiled_bytes"] = len(self.compiled) if self.compiled is not None else None
@@ -153,6 +157,10 @@ def compile_model(model: str | Path, cfg: Any, model_ops: dict[str, int] | None 
     # Flash as Vela's memory mode places it: weights in on- or off-chip flash.
     res.flash_bytes = int(round((float(row["off_chip_flash_memory_used"]) + float(row["on_chip_flash_memory_used"])) * 1024))
     res.dram_bytes = int(round(float(row["dram_memory_used"]) * 1024))
+    res.weights_area = row.get("weights_storage_area")
+    if row.get("total_npu_encoded_weights"):
+        res.encoded_weight_bytes = int(float(row["total_npu_encoded_weights"]))
+        res.original_weight_bytes = int(float(row["total_original_weights"]))
     counts = dict(_OPS.findall(text))
     if counts:
         res.npu_ops, res.cpu_ops = int(counts.get("NPU", 0)), int(counts.get("CPU", 0))
@@ -168,3 +176,17 @@ def compile_model(model: str | Path, cfg: Any, model_ops: dict[str, int] | None 
     res.tflite_ops = sum(model_ops.values()) if model_ops else None
     res.cpu_op_names = sorted(set(left)) if left else sorted({_tflite_name(op, set(model_ops)) for op in cpu})
     return res
+
+
+def compile_cached(model: str | Path, cfg: Any, model_ops: dict[str, int] | None = None,
+                   cache: Optional[dict] = None) -> VelaResult:
+    """:func:`compile_model`, once per (file contents, Vela configuration) in ``cache``: the
+    validated model's verdict and the storage table of every variant share one compile."""
+    if cache is None:
+        return compile_model(model, cfg, model_ops)
+    import hashlib
+
+    key = (hashlib.sha256(Path(model).read_bytes()).hexdigest(), repr(cfg))
+    if key not in cache:
+        cache[key] = compile_model(model, cfg, model_ops)
+    return cache[key]

@@ -10,6 +10,8 @@
 | ptq_int16x8  | FP32 | int8    | int16 (calibrated)                   | int16 (float32 if io_dtype is) |
 | mixed        | QAT with qat.keep_float layers float | int8 / float32 | int8 / float32 | float where a kept layer meets the model I/O |
 | pqat_int8    | pruned FP32 -> pruning-preserving QAT | int8, sparse | int8 | convert.io_dtype |
+| cqat_int8    | clustered FP32 -> cluster-preserving QAT | int8, <= cluster.number_of_clusters values per channel | int8 | convert.io_dtype |
+| pcqat_int8   | pruned + clustered FP32 -> sparsity- and cluster-preserving QAT | int8, sparse and clustered | int8 | convert.io_dtype |
 | channel_pruned_qat_int8 | narrower FP32 -> QAT | int8 | int8  | convert.io_dtype |
 
 16x8 is post-training only: converting a QAT model to 16x8 fails in TF 2.21 ("not yet
@@ -25,7 +27,7 @@ import numpy as np
 from edgeqat.errors import ModelError
 
 FLOAT_VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16")
-QAT_VARIANTS = ("qat_int8", "mixed", "pqat_int8", "channel_pruned_qat_int8")
+QAT_VARIANTS = ("qat_int8", "mixed", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
 INT_VARIANTS = ("ptq_int8", "ptq_int16x8", *QAT_VARIANTS)
 
 
@@ -42,8 +44,8 @@ def convert_variant(
     *,
     per_channel: bool = True,
 ) -> bytes:
-    """``qat_model`` is the quantize-wrapped model the variant converts (QAT, mixed, PQAT or
-    channel-pruned QAT); ``fp32_model`` serves the float and post-training variants."""
+    """``qat_model`` is the quantize-wrapped model the variant converts (QAT, mixed, PQAT, CQAT,
+    PCQAT or channel-pruned QAT); ``fp32_model`` serves the float and post-training variants."""
     from edgeqat.tf_compat import quiet_native, tf
 
     model = qat_model if variant in QAT_VARIANTS else fp32_model

@@ -4,6 +4,9 @@
   CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED / TRANSPOSE_CONV ops (following a
   DEQUANTIZE back to its stored int8/float16 constant), i.e. the sparsity that survived
   conversion, not the sparsity the Keras model had.
+- :func:`weight_values`: distinct stored values per CONV_2D / FULLY_CONNECTED filter tensor
+  and per output channel: what weight clustering leaves in the file (a clustered kernel
+  holds at most ``cluster.number_of_clusters`` values per output channel).
 - :func:`op_dtypes`: every op with its input/output tensor dtypes, to check which layers
   are float, int8 or int16 in the file that ships.
 """
@@ -40,6 +43,11 @@ def op_dtypes(model: str | Path | bytes) -> list[dict[str, Any]]:
 
 
 def _weight_arrays(model: str | Path | bytes) -> list[tuple[str, np.ndarray]]:
+    return [(name, arr) for name, _, arr, _ in _weights(model)]
+
+
+def _weights(model: str | Path | bytes) -> list[tuple[str, str, np.ndarray, int]]:
+    """(tensor name, op, stored values, output-channel axis) of every constant filter tensor."""
     it, ops, tensors = _graph(model)
     producer = {o: op for op in ops for o in op["outputs"]}
     arrays = []
@@ -55,12 +63,15 @@ def _weight_arrays(model: str | Path | bytes) -> list[tuple[str, np.ndarray]]:
             arr = np.array(it.get_tensor(idx))
         except ValueError:
             continue
-        zp = tensors[idx]["quantization_parameters"]["zero_points"]
+        q = tensors[idx]["quantization_parameters"]
+        zp = q["zero_points"]
         if np.dtype(arr.dtype).kind == "i" and zp.size:
             # per-channel zero points lie along the quantized dimension; int8 weights use 0
             zero = zp.reshape(-1)[0] if np.all(zp == zp.reshape(-1)[0]) else None
             arr = arr.astype(np.int32) - (zero if zero is not None else 0)
-        arrays.append((tensors[idx]["name"], arr))
+        # output channels: axis 0 of CONV_2D (OHWI) and FULLY_CONNECTED (OI), 3 of DEPTHWISE (1HWO)
+        axis = int(q["quantized_dimension"]) if q["scales"].size > 1 else (3 if op["op_name"] == "DEPTHWISE_CONV_2D" else 0)
+        arrays.append((tensors[idx]["name"], op["op_name"], arr, axis))
     return arrays
 
 
@@ -74,6 +85,22 @@ def weight_sparsity(model: str | Path | bytes) -> dict[str, Any]:
         "weights": total,
         "per_tensor": {name: float(np.mean(a == 0)) for name, a in arrays},
     }
+
+
+CLUSTERED_OPS = ("CONV_2D", "FULLY_CONNECTED")  # Conv2D and Dense: the kernels tfmot clusters
+
+
+def weight_values(model: str | Path | bytes) -> dict[str, Any]:
+    """Distinct stored values of every CONV_2D / FULLY_CONNECTED filter tensor, in the whole
+    tensor and in its fullest output channel; ``max_per_channel`` over them all."""
+    per_tensor = {}
+    for name, op, arr, axis in _weights(model):
+        if op in CLUSTERED_OPS:
+            rows = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)
+            per_tensor[name] = {"op": op, "tensor": int(np.unique(arr).size),
+                                "per_channel": int(max(np.unique(r).size for r in rows))}
+    return {"max_per_channel": max((v["per_channel"] for v in per_tensor.values()), default=0),
+            "per_tensor": per_tensor}
 
 
 def filter_counts(model: str | Path | bytes) -> list[int]:

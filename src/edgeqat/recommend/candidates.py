@@ -26,6 +26,8 @@ DESCRIBE = {
     "qat_int8": "QAT int8",
     "mixed": "mixed-precision QAT (sensitive layers float)",
     "pqat_int8": "QAT int8 with magnitude pruning (PQAT)",
+    "cqat_int8": "QAT int8 of a weight-clustered model (CQAT)",
+    "pcqat_int8": "QAT int8 of a pruned and weight-clustered model (PCQAT)",
     "channel_pruned_qat_int8": "QAT int8 of a channel-pruned model",
 }
 

@@ -5,13 +5,16 @@ Order: candidates already on disk, then conversions, then fine-tunes (pruning), 
 expensive ones run only when needed and within ``max_minutes``. Before a candidate is made
 it is skipped, with the reason, when
 - the device runs integer ops only and the candidate is not integer-only;
-- even its optimistic size bound exceeds the device's flash;
+- even its optimistic size bound exceeds the device's flash (flatbuffer devices only: the
+  bounds are flatbuffer bytes, and Vela's encoding for Ethos-U can be smaller);
 - making it would not finish inside the time left (its cost forecast from the last
   fine-tune of this search; the first fine-tune starts whenever any time is left).
 The choice: passes every budget of the device (ops, flash, SRAM arena, RAM, latency
 estimate) and loses at most ``budget_accuracy_drop`` vs the FP32 Keras model; an
 integer-only model whenever one passes; the most accurate, ties broken by size, then
-latency estimate.
+latency estimate. Size is the device's own measure (:mod:`edgeqat.devices.storage`): the
+flatbuffer on LiteRT/TFLM, where pruned and clustered models are no smaller than plain QAT,
+and Vela's encoded flash on Ethos-U, where they are.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
+from edgeqat.devices.storage import stores_flatbuffer
 from edgeqat.devices.validate import EvalData, validate_on_device, verdict_line
 from edgeqat.io import log
 from edgeqat.progress import bar
@@ -46,6 +50,7 @@ def _row(c: Candidate, v: dict[str, Any]) -> dict[str, Any]:
 
     return {"candidate": c.name, "strategy": c.description, "verdict": "pass" if v["passed"] else "fail",
             "accuracy": v.get("accuracy"), "accuracy_drop": v.get("accuracy_drop"), "size_bytes": v["model_bytes"],
+            "stored_bytes": v.get("stored_bytes"), "size_measure": v.get("stored_measure", "flatbuffer"),
             "weight_sparsity": round(weight_sparsity(c.path)["sparsity"], 4),
             "arena_bytes": v.get("arena_bytes"), "latency_ms_estimate": v.get("latency_ms_estimate"),
             "integer_only": not v["workload"]["float_ops"], "reasons": v["reasons"], "misses": v.get("misses", {}),
@@ -56,7 +61,7 @@ def _precheck(c: Candidate, prof: DeviceProfile, clock: Clock) -> Optional[str]:
     if prof.int8_only and c.integer_only is False:
         return f"{prof.name} runs integer ops only and {c.name} keeps float ops"
     lo = c.size_bounds[0]
-    if prof.flash_bytes is not None and lo is not None and lo > prof.flash_bytes and c.path is None:
+    if stores_flatbuffer(prof) and prof.flash_bytes is not None and lo is not None and lo > prof.flash_bytes and c.path is None:
         return f"even at best {lo:,} bytes > flash {prof.flash_bytes:,} bytes"
     if c.path is None and c.cost == "train" and clock.train_seconds is not None and clock.train_seconds > clock.left():
         return f"needs ~{clock.train_seconds:.0f} s of fine-tuning, {max(clock.left(), 0):.0f} s left of recommend.max_minutes"
@@ -65,10 +70,16 @@ def _precheck(c: Candidate, prof: DeviceProfile, clock: Clock) -> Optional[str]:
     return None
 
 
+def stored(row: dict[str, Any]) -> int:
+    """The row's size by its device's measure (the flatbuffer when the device gave none)."""
+    return row["stored_bytes"] if row.get("stored_bytes") is not None else row["size_bytes"]
+
+
 def _budget_text(prof: DeviceProfile, row: dict[str, Any]) -> str:
     parts = []
     if prof.flash_bytes:
-        parts.append(f"{row['size_bytes'] / 1024:.0f} KiB in {prof.flash_bytes / 1024:.0f} KiB flash")
+        what = " Vela-encoded" if str(row.get("size_measure")).startswith("vela") else ""
+        parts.append(f"{stored(row) / 1024:.0f} KiB{what} in {prof.flash_bytes / 1024:.0f} KiB flash")
     if prof.sram_bytes and row.get("arena_bytes"):
         parts.append(f"a {row['arena_bytes'] / 1024:.0f} KiB arena in {prof.sram_bytes / 1024:.0f} KiB SRAM")
     if prof.latency_budget_ms and row.get("latency_ms_estimate") is not None:
@@ -113,11 +124,13 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
                 if c.cost == "train":
                     clock.train_seconds = time.monotonic() - t
             size = c.path.stat().st_size
-            if prof.flash_bytes is not None and size > prof.flash_bytes:  # known to fail: no need to run it
+            # known to fail without running it (a flatbuffer device stores the file as it is)
+            if stores_flatbuffer(prof) and prof.flash_bytes is not None and size > prof.flash_bytes:
                 reason = f"model {size:,} bytes > flash {prof.flash_bytes:,} bytes"
                 progress.done(f"{c.name} fails without running: {reason}")
                 rows.append({"candidate": c.name, "strategy": c.description, "verdict": "fail", "accuracy": None,
-                             "accuracy_drop": None, "size_bytes": size, "arena_bytes": None, "latency_ms_estimate": None,
+                             "accuracy_drop": None, "size_bytes": size, "stored_bytes": size,
+                             "size_measure": "flatbuffer", "arena_bytes": None, "latency_ms_estimate": None,
                              "integer_only": bool(c.integer_only), "reasons": [reason], "hard_failure": False,
                              "misses": {"flash": {"needed": size, "available": prof.flash_bytes}}})
                 continue
@@ -137,7 +150,7 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
     passing = [r for r in rows if r["verdict"] == "pass"]
     # Integer-only first (what edgeqat is for: smaller and faster on every target; a float model
     # is chosen only when no integer one passes), then most accurate, then smaller, then faster.
-    passing.sort(key=lambda r: (not r["integer_only"], -(r["accuracy"] or 0), r["size_bytes"],
+    passing.sort(key=lambda r: (not r["integer_only"], -(r["accuracy"] or 0), stored(r),
                                 r["latency_ms_estimate"] if r["latency_ms_estimate"] is not None else float("inf")))
     out: dict[str, Any] = {"device": prof.name, "title": prof.title, "candidates": rows, "skipped": skipped,
                            "seconds": round(time.monotonic() - t0, 1)}

@@ -14,7 +14,7 @@ from edgeqat.models.io import load_model
 from edgeqat.progress import bar
 from edgeqat.quantization.converter import convert_variant
 from edgeqat.errors import ModelError
-from edgeqat.quantization.inspect import weight_sparsity
+from edgeqat.quantization.inspect import weight_sparsity, weight_values
 from edgeqat.quantization.runtime import is_integer_only, load_interpreter, tensor_summary
 
 
@@ -28,21 +28,25 @@ def convert(
     *,
     mixed_model: str | Path | None = None,
     pqat_model: str | Path | None = None,
+    cqat_model: str | Path | None = None,
+    pcqat_model: str | Path | None = None,
     channel_pruned_model: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``mixed_model`` / ``pqat_model`` / ``channel_pruned_model`` (.h5 from the qat and
-    prune stages) are needed only for the variants of the same names."""
+    """``mixed_model`` / ``pqat_model`` / ``cqat_model`` / ``pcqat_model`` /
+    ``channel_pruned_model`` (.h5 from the qat, prune and cluster stages) are needed only for
+    the variants of the same names."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
     fp32 = load_model(fp32_model)
     qat = load_model(qat_model, quantized=True) if "qat_int8" in cfg.variants and qat_model else None
     sources = {"qat_int8": qat}
-    for variant, path, option in (("mixed", mixed_model, "--mixed"), ("pqat_int8", pqat_model, "--pqat"),
-                                  ("channel_pruned_qat_int8", channel_pruned_model, "--channel-pruned")):
+    for variant, path, stage in (("mixed", mixed_model, "qat"), ("pqat_int8", pqat_model, "prune"),
+                                 ("cqat_int8", cqat_model, "cluster"), ("pcqat_int8", pcqat_model, "cluster"),
+                                 ("channel_pruned_qat_int8", channel_pruned_model, "prune")):
         if variant in cfg.variants:
             if path is None:
-                raise ModelError(f"convert.variants: {variant!r} needs its model file ({option}); run the qat/prune stages")
+                raise ModelError(f"convert.variants: {variant!r} needs its model file; run the {stage} stage")
             sources[variant] = load_model(path, quantized=True)
     calib_x, _ = load_split_arrays(prepared / "calib")
 
@@ -76,11 +80,14 @@ def convert(
                 "sha256": sha256_file(path),
                 "integer_only": is_integer_only(blob),
                 "weight_sparsity": round(weight_sparsity(blob)["sparsity"], 6),
+                # distinct stored weights in the fullest output channel of any conv/dense kernel
+                "weight_values_per_channel": weight_values(blob)["max_per_channel"],
                 "per_channel": cfg.per_channel,
                 "input": tensor_summary(it.get_input_details()[0]),
                 "output": tensor_summary(it.get_output_details()[0]),
             }
-            metrics[variant] = {"size_bytes": len(blob), "weight_sparsity": card["variants"][variant]["weight_sparsity"]}
+            metrics[variant] = {k: card["variants"][variant][k] for k in ("size_bytes", "weight_sparsity",
+                                                                           "weight_values_per_channel")}
             seconds[variant] = round(time.monotonic() - t0, 2)
             progress.done(f"{variant}: {len(blob):,} bytes in {seconds[variant]} s")
         write_json(tmp / CARD_NAME, card)

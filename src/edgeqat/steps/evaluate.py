@@ -96,6 +96,8 @@ def evaluate(
             r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
             r["integer_only"] = bool(card["variants"][name]["integer_only"])
             r["weight_sparsity"] = float(card["variants"][name].get("weight_sparsity", 0.0))
+            if "weight_values_per_channel" in card["variants"][name]:
+                r["weight_values_per_channel"] = int(card["variants"][name]["weight_values_per_channel"])
             latency[name] = {k: r.pop(k) for k in LATENCY_KEYS}
             variants[name] = r
             progress.done(f"{name}: accuracy {r['accuracy']:.4f}, {r['size_bytes']:,} bytes, "

@@ -3,13 +3,14 @@
 1. Magnitude pruning to ``prune.target_sparsity`` (polynomial schedule; ``m_by_n``: 2:4
    sparsity), strip, then pruning-preserving QAT (``Default8BitPrunePreserveQuantizeScheme``)
    so the zeros survive int8 -> ``pqat_out`` (the ``pqat_int8`` variant). Pruning starts
-   from FP32 because tfmot cannot prune a quantize-wrapped model.
+   from FP32 because tfmot cannot prune a quantize-wrapped model. The stripped pruned FP32
+   model goes to ``pruned_out`` (the cluster stage clusters it for PCQAT).
 2. Structured channel pruning: drop ``prune.channel_fraction`` of the least important
    channels of every prunable channel group (residual streams included), rebuild a
    narrower model, fine-tune it (distilling from the FP32 model), then QAT ->
    ``channel_pruned_out`` (the ``channel_pruned_qat_int8`` variant).
 
-Both outputs are HDF5 (quantize-wrapped models do not reload from .keras files).
+The QAT outputs are HDF5 (quantize-wrapped models do not reload from .keras files).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def prune(
     channel_pruned_out: str | Path,
     metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
+    pruned_out: str | Path | None = None,
 ) -> dict[str, Any]:
     from edgeqat.tf_compat import set_determinism
 
@@ -41,7 +43,7 @@ def prune(
     data = PruneData(prepared, cfg.batch_size, cfg.seed)
 
     # 1. magnitude pruning -> pruning-preserving QAT
-    pqat, pqat_metrics, rows = train_pqat(cfg, fp32_model, data)
+    pqat, pqat_metrics, rows = train_pqat(cfg, fp32_model, data, pruned_out=pruned_out)
     save_model(pqat, pqat_out)
     log(f"prune: PQAT model at {pqat_metrics['keras_sparsity']:.1%} sparsity, test accuracy "
         f"{pqat_metrics['test_accuracy']:.4f} -> {pqat_out}")

@@ -23,7 +23,7 @@ from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, atomic_path, log, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.recommend.candidates import Sources, existing, generated
-from edgeqat.recommend.search import Clock, recommend_for_device
+from edgeqat.recommend.search import Clock, recommend_for_device, stored
 
 
 def recommendation_markdown(report: dict[str, Any]) -> str:
@@ -31,15 +31,16 @@ def recommendation_markdown(report: dict[str, Any]) -> str:
         return "# Recommendation\n\nDisabled (`recommend.enabled: false`); run `edgeqat recommend --device ...`.\n"
     lines = ["# Recommendation per device", "",
              f"Accuracy budget: at most {report['budget_accuracy_drop']:.3f} below the FP32 Keras model; "
-             f"search bounded by {report['max_minutes']:g} min.", ""]
+             f"search bounded by {report['max_minutes']:g} min. Stored bytes: the flatbuffer on LiteRT/TFLM devices, "
+             "Vela's encoded flash on Ethos-U.", ""]
     for dev, r in report["devices"].items():
         lines += [f"## {dev} — {r['title']}", "", f"**{r['chosen'] or 'no model fits'}** — {r['reason']}", "",
-                  "| candidate | verdict | accuracy | drop | size bytes | arena bytes | est. latency ms | reasons |",
+                  "| candidate | verdict | accuracy | drop | stored bytes | arena bytes | est. latency ms | reasons |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in r["candidates"]:
             fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
             lines.append(f"| {c['candidate']} | {c['verdict']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['accuracy_drop'], '+.4f')} | "
-                         f"{c['size_bytes']:,} | {fmt(c['arena_bytes'], ',')} | {fmt(c['latency_ms_estimate'], '.2f')} | "
+                         f"{stored(c):,} | {fmt(c['arena_bytes'], ',')} | {fmt(c['latency_ms_estimate'], '.2f')} | "
                          f"{'; '.join(c['reasons']) or '–'} |")
         if r["skipped"]:
             lines += ["", "Skipped without making or running them:"]
@@ -59,10 +60,10 @@ def _plot(dev: str, r: dict[str, Any], dest: Path) -> None:
         if c["accuracy"] is None:
             continue
         ok = c["verdict"] == "pass"
-        ax.scatter(c["size_bytes"] / 1024, c["accuracy"], marker="o" if ok else "x",
+        ax.scatter(stored(c) / 1024, c["accuracy"], marker="o" if ok else "x",
                    color="tab:red" if c["candidate"] == r["chosen"] else ("tab:green" if ok else "tab:gray"), zorder=3)
-        ax.annotate(c["candidate"], (c["size_bytes"] / 1024, c["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("size (KiB)")
+        ax.annotate(c["candidate"], (stored(c) / 1024, c["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("stored size (KiB): Vela flash on Ethos-U, else the flatbuffer")
     ax.set_ylabel("accuracy on the device's runtime")
     ax.set_title(f"{dev}: candidates (o passes, x fails; red = chosen)")
     ax.grid(True, alpha=0.3)
@@ -145,7 +146,8 @@ def recommend(
                 shutil.copy(by_name[r["chosen"]].path, out_dir / f"{dev}.tflite")
                 row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
                 chosen_cards[dev] = {"file": f"{dev}.tflite", "strategy": r["chosen"], "reason": r["reason"],
-                                     **{k: row[k] for k in ("accuracy", "size_bytes", "arena_bytes", "latency_ms_estimate")}}
+                                     **{k: row.get(k) for k in ("accuracy", "size_bytes", "stored_bytes", "size_measure",
+                                                                "arena_bytes", "latency_ms_estimate")}}
         shutil.rmtree(work)
         if models_out is not None:
             write_json(out_dir / "recommended.json", chosen_cards)

@@ -3,7 +3,9 @@
 Reads the evaluate stage's table (``reports/evaluation.json``), runs ``validate.model``
 (the variant the pipeline registers) and any ``validate.variants`` on each profile in
 ``validate.devices``, and writes the table again with ``devices.<profile>`` verdicts for
-``validate.model`` (and a ``device_matrix`` for every validated variant). The returned
+``validate.model`` (and a ``device_matrix`` for every validated variant), and ``storage``: for
+every converted variant on every device, the bytes that device stores (the flatbuffer on
+LiteRT/TFLM, Vela's encoded flash and its cycles on Ethos-U: :mod:`edgeqat.devices.storage`). The returned
 metrics say whether every ``validate.required_devices`` passed. A failure does not stop the
 pipeline here: track still logs the run (marked failed, with the verdicts) and register
 refuses to register the model, naming the device and budget; on Kubeflow the same ``passed``
@@ -19,6 +21,7 @@ from typing import Any
 from edgeqat.config import ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.devices.eval_data import check_model_takes_data, load_eval_data
+from edgeqat.devices.storage import storage_table
 from edgeqat.devices.validate import validate_on_device, verdict_line
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, write_json, write_text
@@ -29,6 +32,7 @@ from edgeqat.report import gate_failure, summary_markdown
 def _slim(v: dict[str, Any]) -> dict[str, Any]:
     """The fields summary.json keeps per device (devices.json keeps everything)."""
     keys = ("passed", "reasons", "title", "runtime", "latency_ms_estimate", "arena_bytes", "model_bytes",
+            "stored_bytes", "stored_measure",
             "interpreter_bytes", "accuracy", "agreement", "notes", "latency_source", "latency_extrapolated")
     out = {k: v[k] for k in keys if k in v}
     if "emulation" in v:
@@ -71,6 +75,7 @@ def validate(
     data = load_eval_data(prepared, fp32_model)
     full: dict[str, dict[str, Any]] = {}
     measured: dict[str, dict[str, Any]] = {}
+    vela_cache: dict = {}  # one Vela compile per (file, NPU) for the verdicts and the storage table
     for name in names:
         check_model_takes_data(tflite_dir / card["variants"][name]["file"], data, prepared)
     with bar("validate", total=len(names) * len(profiles)) as progress:
@@ -82,7 +87,7 @@ def validate(
                 verdict = validate_on_device(
                     path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
                     emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
-                    parity_samples=cfg.parity_samples)
+                    parity_samples=cfg.parity_samples, vela_cache=vela_cache)
                 progress.done(f"{name} on {prof.name}: {verdict_line(verdict)}")
                 measured[name][prof.name] = split_measured(verdict)
                 full[name][prof.name] = verdict
@@ -92,6 +97,9 @@ def validate(
     summary["devices"] = {d: {**_slim(v), "required": d in cfg.required_devices} for d, v in full[cfg.model].items()}
     summary["device_matrix"] = {n: {d: bool(v["passed"]) for d, v in per.items()} for n, per in full.items()}
     failed = [d for d in cfg.required_devices if not full[cfg.model][d]["passed"]]
+    log(f"validate: the size every variant takes on every device ({len(card['variants'])} x {len(profiles)})")
+    summary["storage"] = storage_table({n: tflite_dir / v["file"] for n, v in card["variants"].items()}, profiles,
+                                       vela_cache)
     summary["validation_passed"] = not failed
     if failed:  # the run is still tracked; register refuses it (edgeqat.report.gate_failure)
         log("validate: " + gate_failure(summary))
@@ -105,6 +113,11 @@ def validate(
                                "devices": len(profiles)}
     for d, v in full[cfg.model].items():
         metrics[d] = {k: v[k] for k in ("passed", "latency_ms_estimate", "arena_bytes", "accuracy") if v.get(k) is not None}
+    # Vela's stored bytes (flash or DRAM) and cycles of every variant (the flatbuffer sizes are evaluate's size_bytes)
+    metrics["vela_figures"] = {n: {d: {s["measure"].removeprefix("vela_") + "_bytes": s["bytes"], "cycles": s["cycles"]}
+                                   for d, s in per.items() if s["measure"].startswith("vela") and s["bytes"] is not None}
+                               for n, per in summary["storage"].items()}
+    metrics["vela_figures"] = {n: per for n, per in metrics["vela_figures"].items() if per}
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     return {**metrics, "timings": {"devices": measured}}

@@ -23,7 +23,7 @@ def _fmt_bytes(v: Optional[int]) -> str:
 
 VERDICT_COLS = (Col("device"), Col("verdict"), Col("est. latency ms", "right"), Col("estimate from", wide=True, text=True),
                 Col("arena B", "right", wide_header="TFLM arena bytes", drop=1), Col("accuracy", "right"),
-                Col("agreement", "right", wide=True), Col("model bytes", "right", wide=True),
+                Col("agreement", "right", wide=True), Col("stored B", "right", wide_header="stored bytes (device measure)", drop=1),
                 Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, ellipsis=True, max_width=24, drop=2),
                 Col("reasons", wide=True, text=True))
 
@@ -34,6 +34,14 @@ def _latency(v: dict) -> tuple[str, str]:
         return "–", "–"
     return ((f"{est:.0f}" if est >= 100 else f"{est:.3g}") + (" (extrap.)" if le.get("extrapolated") else ""),
             f"{le.get('label', 'estimate')}, {le.get('kernel_library')}")
+
+
+def _stored(v: dict) -> str:
+    """The bytes the device keeps: the flatbuffer (LiteRT/TFLM) or Vela's encoded flash (Ethos-U)."""
+    b = v.get("stored_bytes", v.get("model_bytes"))
+    if b is None:
+        return "–"
+    return f"{b:,}" + (" (Vela)" if str(v.get("stored_measure", "")).startswith("vela") else "")
 
 
 def _vela(v: dict) -> str:
@@ -62,7 +70,7 @@ def verdict_rows(verdicts: list[dict]) -> list[list]:
                      f"{v['arena_bytes']:,}" if v.get("arena_bytes") else "–",
                      f"{v['accuracy']:.4f}" if v.get("accuracy") is not None else "–",
                      f"{v['agreement']:.4f}" if v.get("agreement") is not None else "–",
-                     f"{v['model_bytes']:,}" if v.get("model_bytes") else "–", _vela(v), _emulation(v),
+                     _stored(v), _vela(v), _emulation(v),
                      "; ".join(v["reasons"]) or "–"])
     return rows
 

@@ -1,0 +1,52 @@
+"""cluster: two clustered quantization-aware models.
+
+1. Weight clustering of the FP32 model (``cluster.number_of_clusters`` centroids per Conv2D /
+   Dense kernel, ``cluster.centroid_init``, ``cluster.per_channel``), then cluster-preserving
+   QAT -> ``cqat_out`` (the ``cqat_int8`` variant).
+2. Sparsity-preserving clustering of the prune stage's magnitude-pruned FP32 model, then
+   sparsity- and cluster-preserving QAT -> ``pcqat_out`` (``pcqat_int8``): its zeros stay zero
+   and are one of the centroids.
+
+A stage of its own rather than part of prune: a change to the cluster section re-runs only
+this stage, not the pruning and channel-pruning fine-tunes, and PCQAT starts from the pruned
+model prune already made. Both outputs are HDF5 in tfmot's default QAT wrapping
+(:func:`edgeqat.compression.clustering.as_default_qat`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeqat.compression.recipes import PruneData, train_clustered_qat
+from edgeqat.config import ClusterConfig
+from edgeqat.io import log, write_json
+from edgeqat.models.io import save_model
+
+
+def cluster(
+    cfg: ClusterConfig,
+    prepared: str | Path,
+    fp32_model: str | Path,
+    pruned_model: str | Path,
+    cqat_out: str | Path,
+    pcqat_out: str | Path,
+    metrics_path: str | Path | None = None,
+) -> dict[str, Any]:
+    from edgeqat.tf_compat import set_determinism
+
+    t0 = time.monotonic()
+    set_determinism(cfg.seed)
+    data = PruneData(prepared, cfg.batch_size, cfg.seed)
+    metrics: dict[str, Any] = {}
+    for name, source, dest, preserve in (("cqat", fp32_model, cqat_out, False), ("pcqat", pruned_model, pcqat_out, True)):
+        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve)
+        save_model(model, dest)
+        m = metrics[name]
+        log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "
+            f"({m['max_values_per_channel']} per channel), sparsity {m['keras_sparsity_after_qat']:.1%}, "
+            f"test accuracy {m['test_accuracy']:.4f} -> {dest}")
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    return {**metrics, "timings": {"training_seconds": round(time.monotonic() - t0, 2)}}
