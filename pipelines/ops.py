@@ -1,6 +1,6 @@
 """Compile, run locally (kfp.local), submit and schedule the edgeqat pipeline.
 
-``edgeqat pipeline ...`` (src/edgeqat/pipeline_cli.py) calls these; kfp is imported here,
+``edgeqat pipeline ...`` (src/edgeqat/adapters/cli/pipeline.py) calls these; kfp is imported here,
 never by ``edgeqat --help``. Request building is kept apart from sending
 (``run_request``/``schedule_request``) so what a submit would send can be checked.
 """

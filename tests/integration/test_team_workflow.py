@@ -241,3 +241,10 @@ def test_a_failing_required_device_is_tracked_as_failed_and_registers_nothing(te
     assert r.data.metrics["validate/coral_edgetpu.passed"] == 0.0
     assert "Device gate:" in r.data.tags["mlflow.note.content"] and "coral_edgetpu" in r.data.tags["mlflow.note.content"]
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
+    register = edgeqat(a, "stage", "register", env=env, check=False)
+    assert register.returncode == 1, register.stderr  # a failed gate, not bad input (2)
+    ci = edgeqat(a, "ci", "run", "--no-commit", env=env, check=False)  # the workflows' path: a report, exit 1
+    assert ci.returncode == 1, ci.stderr[-2000:]
+    report = (a / "ci-report.md").read_text()
+    assert "**Device gate FAILED**" in report and "coral_edgetpu" in report
+    assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before

@@ -99,7 +99,11 @@ def _litert_reference(path: Path, blob: bytes, data: EvalData) -> tuple[np.ndarr
     return data.cache[key]
 
 
-PARITY_MAX_DIFF = 1  # raw output units TFLM may differ from LiteRT by (rounding), top-1 unchanged
+# Raw output units TFLM may differ from LiteRT by (rounding), top-1 unchanged. Measured: 1 unit
+# out of FULLY_CONNECTED's requantization; 2 behind an int8 Softmax layer, which carries a
+# one-unit logit difference to its output (a user's model ending in a Softmax layer); a real
+# disagreement (a RELU6 model TFLM computes differently) was 128.
+PARITY_MAX_DIFF = 2
 
 
 def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, data: Optional[EvalData],
@@ -148,7 +152,7 @@ def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
     v["parity"] = {"samples": n, "bit_exact": bool(same.all()), "mismatched": int((~same).sum()), "max_abs_diff": diff,
                    "top1_mismatched": flips, "against": "LiteRT builtin kernels (no XNNPACK)"}
     # Measured: TFLM's FULLY_CONNECTED requantization rounds differently from LiteRT's on a few
-    # inputs, off by one unit. That leaves LiteRT's accuracy valid for the device as long as no
+    # inputs, off by a unit or two. That leaves LiteRT's accuracy valid for the device as long as no
     # top-1 changes; anything larger, or a changed top-1, means it is not.
     if flips or diff > PARITY_MAX_DIFF:
         reasons.append(f"TFLite Micro outputs differ from LiteRT's on {int((~same).sum())} of {n} images "
@@ -156,10 +160,10 @@ def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
                        "accuracy from LiteRT would not hold on the device")
         return None
     if not same.all():
-        notes.append(f"TFLite Micro vs LiteRT: {int((~same).sum())} of {n} outputs differ by 1 raw unit (rounding), "
+        notes.append(f"TFLite Micro vs LiteRT: {int((~same).sum())} of {n} outputs differ by at most {diff} raw unit(s) (rounding), "
                      "no top-1 changed")
     v["accuracy_source"] = (f"LiteRT on all {len(data.images)} images; TFLite Micro matched it on the first {n} "
-                            f"({'bit for bit' if same.all() else 'within 1 raw unit, same top-1'})")
+                            f"({'bit for bit' if same.all() else f'within {diff} raw unit(s), same top-1'})")
     return ref_out
 
 

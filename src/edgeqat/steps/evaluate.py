@@ -1,4 +1,4 @@
-"""evaluate: every .tflite through LiteRT on the test split -> reports/summary.{json,md}.
+"""evaluate: every .tflite through LiteRT on the test split -> reports/evaluation.{json,md}.
 
 Accuracy is measured through the interpreter, not Keras, since the interpreter is what
 ships; agreement is top-1 agreement with the FP32 Keras model on the same images.

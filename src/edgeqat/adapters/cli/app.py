@@ -119,7 +119,7 @@ def main() -> None:
         app()
     except EdgeqatError as err:
         print(f"edgeqat: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(err, "exit_code", 2))  # 2: bad input; GateFailed: 1, like a failing test
     except Exception as err:  # noqa: BLE001 - the last resort: one line and a log, never a raw dump
         from edgeqat.adapters.cli import failure
 

@@ -24,21 +24,27 @@ VARIANT_COLS = {
     "latency_p90_ms": Col("p90 ms", "right", wide=True),
     "speedup": Col("speed", "right", drop=3),
     "weight_sparsity": Col("sparse", "right", drop=2),
+    "weight_values_per_channel": Col("w/ch", "right", wide=True),
     "integer_only": Col("int8", "right"),
 }
 # By report.DEVICE_COLUMNS; narrow, a failing device's reasons print under the table.
 DEVICE_COLS = (Col("device"), Col("req"), Col("verdict"), Col("runtime", wide=True), Col("accuracy", "right"),
-               Col("est. ms", "right"), Col("arena", "right", drop=1), Col("model bytes", "right", wide=True),
+               Col("est. ms", "right"), Col("arena", "right", drop=1), Col("stored", "right", wide=True),
                Col("QEMU aarch64", text=True, max_width=24, drop=2), Col("reasons", wide=True, text=True))
 
 
 def render(summary: dict[str, Any], wide: bool) -> list[Any]:
-    from edgeqat.report import DEVICE_COLUMNS, device_rows, pareto_text, summary_intro, variant_table
+    from edgeqat.report import DEVICE_COLUMNS, device_rows, pareto_text, storage_rows, summary_intro, variant_table
 
     columns, rows = variant_table(summary)
     out: list[Any] = [summary_intro(summary, code=""), table([replace(VARIANT_COLS[k], wide_header=t) for k, t in columns], rows, wide)]
     if pareto_text(summary):
         out.append(pareto_text(summary))
+    if summary.get("storage"):  # what each device keeps: the flatbuffer, or Vela's encoded flash
+        head, srows = storage_rows(summary)
+        short = [h.split(" (")[0] if h.startswith("flatbuffer") and not wide else h for h in head]
+        out += ["", "Bytes each device stores (flatbuffer: LiteRT/TFLM; Vela-encoded on Ethos-U; gzip: a download)",
+                table([Col(h, "left" if i == 0 else "right") for i, h in enumerate(short)], srows, wide)]
     if summary.get("devices"):
         drows = device_rows(summary)
         cols = [replace(c, wide_header=t) for c, t in zip(DEVICE_COLS, DEVICE_COLUMNS)]
