@@ -103,7 +103,11 @@ def _summary() -> dict:
                       "model_bytes": 184_168, "reasons": ["model 184,168 bytes > flash 163,840 bytes",
                                                           "arena 40,208 bytes + interpreter > RAM 49,152 bytes"]},
     }
-    return {"reference": "fp32", "headline": "qat_int8", "class_names": list("0123456789"), "num_test": 359, "num_threads": 1,
+    npu = {"measure": "vela_flash", "bytes": 152_960, "cycles": 183_232}
+    storage = {name: {"rpi4": {"measure": "flatbuffer", "bytes": v["size_bytes"]},
+                      **{d: npu for d in ("ethos_u55_128", "ethos_u55_256")},
+                      "ethos_u65_256": {**npu, "measure": "vela_dram"}} for name, v in variants.items()}
+    return {"reference": "fp32", "headline": "qat_int8", "storage": storage, "class_names": list("0123456789"), "num_test": 359, "num_threads": 1,
             "variants": variants, "validated_model": "qat_int8", "required_devices": ["rpi_zero2w"], "devices": devices}
 
 
@@ -117,12 +121,16 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
     out = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "100"})
     assert out.returncode == 0, out.stderr
     assert width(out.stdout) <= 100, out.stdout
-    rows = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    rows: dict = {}
+    for line in out.stdout.splitlines():  # the comparison table's row (the storage table's follows)
+        if line.strip():
+            rows.setdefault(line.split()[0], line)
     for name in _summary()["variants"]:  # whole names, every row
         assert name in rows and "0.070" in rows[name], out.stdout
     assert "p90 ms" not in out.stdout  # narrow: some columns only with --wide
     assert re.search(r"^rpi_zero2w +yes +PASS", out.stdout, re.MULTILINE)
     assert "cortex_m4: model 184,168 bytes > flash 163,840 bytes; arena 40,208" in out.stdout  # the reasons, below
+    assert re.search(r"^qat_int8 +301,449 +345,992 +152,960 +152,960 +152,960$", out.stdout, re.M), out.stdout  # stored bytes
 
     narrow = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "72"})  # columns go, whole, until it fits
     header = next(line for line in narrow.stdout.splitlines() if line.startswith("variant"))
@@ -130,7 +138,7 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
     assert all(re.search(rf"^{name} +0\.\d{{4}} ", narrow.stdout, re.M) for name in _summary()["variants"])
 
     wide = edgeqat("report", "--wide", cwd=tmp_path, env={"COLUMNS": "100"})
-    for title in ("Δ acc vs ref", "agreement w/ Keras FP32", "size vs ref", "p90 ms", "integer-only", "stored bytes",
+    for title in ("Δ acc vs ref", "agreement w/ Keras FP32", "size vs ref", "p90 ms", "integer-only", "stored bytes", "ethos_u65_256 DRAM", "ethos_u55_128 cycles",
                   "skipped: run `make arm64` to enable", "reasons"):
         assert title in wide.stdout, title
     assert width(wide.stdout) > 100

@@ -42,9 +42,11 @@ def render(summary: dict[str, Any], wide: bool) -> list[Any]:
         out.append(pareto_text(summary))
     if summary.get("storage"):  # what each device keeps: the flatbuffer, or Vela's encoded flash
         head, srows = storage_rows(summary)
-        short = [h.split(" (")[0] if h.startswith("flatbuffer") and not wide else h for h in head]
-        out += ["", "Bytes each device stores (flatbuffer: LiteRT/TFLM; Vela-encoded on Ethos-U; gzip: a download)",
-                table([Col(h, "left" if i == 0 else "right") for i, h in enumerate(short)], srows, wide)]
+        # narrow: one flatbuffer column and each Ethos-U's flash; --wide adds Vela's cycles
+        cols = [Col(h.split(" ")[0], "left" if i == 0 else "right", wide=h.endswith(" cycles"), wide_header=h)
+                for i, h in enumerate(head)]
+        out += ["", "Bytes stored: the flatbuffer on LiteRT/TFLM, Vela-encoded on each Ethos-U, gzip for a download",
+                table(cols, srows, wide)]
     if summary.get("devices"):
         drows = device_rows(summary)
         cols = [replace(c, wide_header=t) for c, t in zip(DEVICE_COLS, DEVICE_COLUMNS)]
