@@ -25,7 +25,8 @@ def chain(tmp_path_factory, tiny_prepared):
 
     d = tmp_path_factory.mktemp("chain")
     out = {"dir": d, "prepared": tiny_prepared}
-    out["train"] = train(TrainConfig(**TINY_TRAIN), tiny_prepared, d / "fp32.keras", d / "train.json", d / "train_history.csv")
+    out["train"] = train(TrainConfig(**TINY_TRAIN), tiny_prepared, d / "fp32.keras", d / "train.json", d / "train_history.csv",
+                         tensorboard_dir=d / "tb_train")
     out["qat"] = qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "qat.json",
                      d / "qat_history.csv", tensorboard_dir=d / "tb_qat")
     # The variants converted from the FP32 and plain QAT models (tests/unit/test_compression.py covers the rest).
@@ -208,6 +209,8 @@ def test_qat_writes_tensorboard_scalars_and_fake_quant_ranges(chain):
     assert {"epoch_loss", "epoch_accuracy"} <= tags
     ranges = [t for t in tags if t.startswith("fake_quant/")]
     assert any(t.endswith("_min") for t in ranges) and any(t.endswith("_max") for t in ranges), sorted(tags)
+    # the FP32 model has no fake-quant ranges: its TensorBoard logs hold no empty fake_quant run
+    assert (chain["dir"] / "tb_train" / "train").is_dir() and not (chain["dir"] / "tb_train" / "fake_quant").exists()
 
 
 def test_validate_adds_device_verdicts_to_the_summary(chain):

@@ -151,18 +151,22 @@ def _FakeQuantRanges(keras: Any, log_dir: Any) -> Any:
     class FakeQuantRanges(keras.callbacks.Callback):
         """The ranges QAT learns, per layer and epoch: where quantization clips (seen in TensorBoard)."""
 
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            self.writer = tf.summary.create_file_writer(str(log_dir) + "/fake_quant")
+        writer: Any = None
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             ranges = fake_quant_ranges(self.model)
+            if not ranges:  # a float model: no folder, rather than an empty TensorBoard run
+                return
+            if self.writer is None:
+                self.writer = tf.summary.create_file_writer(str(log_dir) + "/fake_quant")
             with self.writer.as_default():
                 for name, value in ranges.items():
                     tf.summary.scalar(f"fake_quant/{name}", value, step=epoch + 1)
             self.writer.flush()
 
         def on_train_end(self, logs: dict | None = None) -> None:
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
 
     return FakeQuantRanges()
 
