@@ -262,6 +262,12 @@ def test_ethos_u_profile_reports_vela_figures(models):
     assert {"Original Operator", "Target", "Op Cycles"} <= set(vela["per_layer"][0])
     assert v["latency_ms_estimate"] == vela["inference_ms"]
     assert v["latency_estimate"]["source"] == "vendor performance model (vela)"
+    assert v["stored_measure"] == "vela_flash" and v["stored_bytes"] == vela["flash_bytes"]
+    # the table: the bytes each device stores, by its own measure, in 100 columns
+    table = CliRunner().invoke(app, ["validate", str(models["int8"]), "--device", "ethos_u55_128", "--device", "cortex_m7"],
+                               env={"COLUMNS": "100"}).stdout
+    assert f"{vela['flash_bytes']:,} (Vela)" in table and f" {models['int8'].stat().st_size:,} " in table, table
+    assert max(len(line.rstrip()) for line in table.splitlines()) <= 100, table
 
 
 def test_cpu_fallback_op_is_named_and_fails_a_no_fallback_profile(models, tmp_path):
