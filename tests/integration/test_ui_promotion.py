@@ -232,6 +232,10 @@ def test_a_failing_champion_added_in_the_ui_is_reverted(ui, reg, receiver, versi
         # `rejected` is recorded only if the alias really reached the failing version.
         wait_for(lambda: "rejected" in champion_actions(reg, bad) and reg.alias_version(NAME, ALIAS) == good,
                  what="the receiver to revert the champion")
+        # The receiver reverts first and annotates after (devices must never be offered the
+        # failing model meanwhile), so the tag may land a moment after the revert.
+        wait_for(lambda: "edgeqat.rejected" in reg.version(NAME, bad)["tags"],
+                 what=f"the receiver to tag version {bad} with why it was rejected")
         assert "device 'sim-m4' failed: arena 300 KB > 256 KB" in reg.version(NAME, bad)["tags"]["edgeqat.rejected"]
         assert "revert" in champion_actions(reg, good)
     with ui.step(f"v{bad}-reloaded-without-champion"):
