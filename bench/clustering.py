@@ -56,7 +56,8 @@ def measure(path: Path, prepared: Path, evaluate_cfg: Any, npu: Any, vela_cache:
     vela = stored_size(path, npu, vela_cache)
     r.update(vela_flash_bytes=vela["bytes"], vela_cycles=vela.get("cycles"), vela_ms=vela.get("inference_ms"),
              vela_why=vela.get("why"), weight_sparsity=weight_sparsity(path)["sparsity"],
-             weight_values_per_channel=weight_values(path)["max_per_channel"])
+             weight_values_per_channel=(values := weight_values(path))["max_per_channel"],
+             weight_values_per_tensor=values["max_per_tensor"])
     return r
 
 
@@ -181,6 +182,9 @@ def acceptance(rows: dict[str, Any], n: int) -> list[tuple[str, str, bool]]:
         (f"≤ {n} distinct weights per output channel in cqat_int8 / pcqat_int8 .tflite (conv, dense)",
          f"{c['weight_values_per_channel']} / {p['weight_values_per_channel']} (qat_int8: {q['weight_values_per_channel']})",
          max(c["weight_values_per_channel"], p["weight_values_per_channel"]) <= n),
+        (f"≤ {n} distinct weights per tensor in cqat_int8 / pcqat_int8 .tflite (conv, dense)",
+         f"{c['weight_values_per_tensor']} / {p['weight_values_per_tensor']} (qat_int8: {q['weight_values_per_tensor']})",
+         max(c["weight_values_per_tensor"], p["weight_values_per_tensor"]) <= n),
         ("pcqat_int8 .tflite keeps the 50 % sparsity", f"{p['weight_sparsity']:.1%} (pqat_int8 {rows['pqat_int8']['weight_sparsity']:.1%})",
          p["weight_sparsity"] >= 0.45),
     ]
@@ -199,7 +203,7 @@ def _size_table(rows: dict[str, Any]) -> list[str]:
     rows = {n: rows[n] for n in sorted(rows, key=lambda n: (VARIANTS.index(n) if n in VARIANTS else len(VARIANTS), n))}
     q = rows["qat_int8"]
     head = ["variant", "accuracy", "Δ vs fp32", "raw bytes", "gzip bytes", "gzip vs QAT", f"Vela flash ({NPU})",
-            "flash vs QAT", "Vela cycles", "Vela ms", "host p50 ms", "sparsity", "weights/channel"]
+            "flash vs QAT", "Vela cycles", "Vela ms", "host p50 ms", "sparsity", "weights/channel", "weights/tensor"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     ref = rows["fp32"]["accuracy"]
     for name, r in rows.items():
@@ -209,7 +213,7 @@ def _size_table(rows: dict[str, Any]) -> list[str]:
             _ratio(r["gzip_bytes"], q["gzip_bytes"]), "–" if flash is None else f"{flash:,}",
             _ratio(flash, q["vela_flash_bytes"]), "–" if r["vela_cycles"] is None else f"{r['vela_cycles']:,}",
             "–" if r["vela_ms"] is None else f"{r['vela_ms']:.3f}", f"{r['latency_p50_ms']:.3f}",
-            f"{r['weight_sparsity']:.1%}", f"{r['weight_values_per_channel']:,}"]) + " |")
+            f"{r['weight_sparsity']:.1%}", f"{r['weight_values_per_channel']:,}", f"{r['weight_values_per_tensor']:,}"]) + " |")
     return lines
 
 
@@ -246,13 +250,13 @@ def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:
                   f"(kmeans++), `strip_clustering`, `quantize_apply(Default8BitClusterPreserveQuantizeScheme(True))`, "
                   "`TFLiteConverter` int8; same data, epochs and learning rates, measured the same way. Ratios vs "
                   "edgeqat's qat_int8.", "",
-                  "| | accuracy | raw bytes | gzip bytes | gzip vs QAT | Vela flash | flash vs QAT | Vela cycles | sparsity | weights/channel |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| | accuracy | raw bytes | gzip bytes | gzip vs QAT | Vela flash | flash vs QAT | Vela cycles | sparsity | weights/channel | weights/tensor |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, r in (("hand-written PCQAT", h), ("edgeqat pcqat_int8", e)):
             lines.append(f"| {name} | {r['accuracy']:.4f} | {r['size_bytes']:,} | {r['gzip_bytes']:,} | "
                          f"{_ratio(r['gzip_bytes'], q['gzip_bytes'])} | {r['vela_flash_bytes']:,} | "
                          f"{_ratio(r['vela_flash_bytes'], q['vela_flash_bytes'])} | {r['vela_cycles']:,} | "
-                         f"{r['weight_sparsity']:.1%} | {r['weight_values_per_channel']} |")
+                         f"{r['weight_sparsity']:.1%} | {r['weight_values_per_channel']} | {r['weight_values_per_tensor']} |")
         lines += ["", f"Hand-written Keras PCQAT test accuracy {hand['keras_test_accuracy']:.4f}; wall time (s): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in hand["times"].items()), ""]
     elif res.get("handwritten_error"):

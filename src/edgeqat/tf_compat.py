@@ -83,6 +83,9 @@ def _load(name: str) -> Any:
         elif name == "tfmot_8bit":  # tfmot's registry and configs, not in its public API
             _load("tfmot")
             from tensorflow_model_optimization.python.core.quantization.keras import default_8bit as mod
+        elif name == "tfmot_quant":  # tfmot's quantization internals (edgeqat.compression.cluster_scheme)
+            _load("tfmot")
+            from tensorflow_model_optimization.python.core.quantization import keras as mod
         elif name == "tfmot_cluster_wrapper":  # tfmot's ClusterWeights wrapper (edgeqat.compression.clustering)
             _load("tfmot")
             from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper as mod
@@ -94,7 +97,7 @@ def _load(name: str) -> Any:
 
 def __getattr__(name: str) -> Any:
     # PEP 562: `from edgeqat.tf_compat import tf` triggers the import only here.
-    if name in ("tf", "keras", "tfmot", "tfmot_8bit", "tfmot_cluster_wrapper"):
+    if name in ("tf", "keras", "tfmot", "tfmot_8bit", "tfmot_quant", "tfmot_cluster_wrapper"):
         return _load(name)
     raise AttributeError(f"module 'edgeqat.tf_compat' has no attribute {name!r}")
 

@@ -80,24 +80,29 @@ def strip(model: Any) -> Any:
     return tfmot.clustering.keras.strip_clustering(model)
 
 
-def cluster_preserving_quantize(model: Any, preserve_sparsity: bool) -> Any:
-    """QAT wrapping that keeps a stripped clustered model's centroids (and zeros: PCQAT)."""
+def cluster_preserving_quantize(model: Any, preserve_sparsity: bool, clustered_per_tensor: frozenset[str] = frozenset(),
+                                per_tensor: frozenset[str] = frozenset()) -> Any:
+    """QAT wrapping that keeps a stripped clustered model's centroids (and zeros: PCQAT):
+    one set of centroids for the Conv2D kernels in ``clustered_per_tensor``, one weight scale
+    for those in ``per_tensor`` (``compression.cluster_scheme``)."""
     from edgeqat.compression.annotate import quantize
-    from edgeqat.tf_compat import tfmot
+    from edgeqat.compression.cluster_scheme import centroids_per_tensor, cluster_preserving_scheme
 
-    scheme = tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
+    scheme = cluster_preserving_scheme(preserve_sparsity, per_tensor)
     what = "apply sparsity- and cluster-preserving QAT to" if preserve_sparsity else "apply cluster-preserving QAT to"
-    return quantize(model, scheme=scheme, what=what)[0]
+    with centroids_per_tensor(clustered_per_tensor):
+        return quantize(model, scheme=scheme, what=what)[0]
 
 
-def as_default_qat(cqat: Any, clustered: Any) -> Any:
-    """The CQAT-trained weights in tfmot's default 8-bit wrapping of ``clustered`` (the
-    stripped FP32 model CQAT started from): a QAT model that saves and reloads."""
+def as_default_qat(cqat: Any, clustered: Any, per_tensor: frozenset[str] = frozenset()) -> Any:
+    """The CQAT-trained weights in the default 8-bit wrapping of ``clustered`` (the stripped
+    FP32 model CQAT started from; same scales and layout): a QAT model that saves and reloads."""
     from edgeqat.compression.annotate import quantize
+    from edgeqat.compression.cluster_scheme import plain_scheme
     from edgeqat.tf_compat import tfmot
 
     trained = tfmot.experimental.combine.strip_clustering_cqat(cqat)
-    plain = quantize(clustered)[0]
+    plain = quantize(clustered, scheme=plain_scheme(per_tensor))[0]
     if len(trained.layers) != len(plain.layers):
         raise ModelError(f"CQAT model {cqat.name!r}: {len(trained.layers)} layers after stripping, "
                          f"the default QAT wrapping has {len(plain.layers)}")

@@ -125,8 +125,14 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
                                                 distinct_values, strip)
     from edgeqat.compression.pruning import keras_sparsity
 
+    from edgeqat.compression.cluster_scheme import per_tensor_layers
+    from edgeqat.models.batchnorm import fold_batchnorm
+
     tag = "pcqat" if preserve_sparsity else "cqat"
-    source = load_model(source_model)
+    # Folded first: the converter would otherwise scale each channel's centroids apart.
+    source, folded = fold_batchnorm(load_model(source_model))
+    if folded:
+        log(f"cluster: {tag}: folded {len(folded)} BatchNorm layer(s) into the layers before them")
     before = keras_sparsity(source)
     wrapped, report = cluster_wrap(source, cfg.number_of_clusters, cfg.centroid_init, per_channel=cfg.per_channel,
                                    preserve_sparsity=preserve_sparsity)
@@ -143,14 +149,20 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
     clustered = strip(wrapped)
     values = distinct_values(clustered)
     clustered_acc = accuracy(clustered, data.test)
-    model = cluster_preserving_quantize(clustered, preserve_sparsity)
+    # One weight scale per clustered kernel keeps its centroids one int8 code each; clustered
+    # per channel, tfmot's per-channel scales already do.
+    by_tensor = frozenset() if cfg.per_channel else frozenset(report["clustered"])
+    per_tensor = per_tensor_layers(clustered) & by_tensor
+    model = cluster_preserving_quantize(clustered, preserve_sparsity, by_tensor, per_tensor)
     compile_classifier(model, cfg.qat_learning_rate)
     fit(model, data.train, data.val, cfg.qat_epochs, 0, tag=tag)
-    model = as_default_qat(model, clustered)
+    model = as_default_qat(model, clustered, per_tensor)
     done = {n: values[n] for n in report["clustered"]}
     metrics = {
         "number_of_clusters": cfg.number_of_clusters,
         "per_channel": cfg.per_channel,
+        "batchnorm_folded": len(folded),
+        "per_tensor_scaled_layers": len(per_tensor),
         "clustered_layers": len(report["clustered"]),
         "unclustered_layers": report["skipped"],
         # over the clustered kernels of the stripped FP32 model (before QAT)

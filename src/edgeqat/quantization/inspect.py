@@ -92,7 +92,8 @@ CLUSTERED_OPS = ("CONV_2D", "FULLY_CONNECTED")  # Conv2D and Dense: the kernels 
 
 def weight_values(model: str | Path | bytes) -> dict[str, Any]:
     """Distinct stored values of every CONV_2D / FULLY_CONNECTED filter tensor, in the whole
-    tensor and in its fullest output channel; ``max_per_channel`` over them all."""
+    tensor and in its fullest output channel; ``max_per_tensor`` and ``max_per_channel`` over
+    them all."""
     per_tensor = {}
     for name, op, arr, axis in _weights(model):
         if op in CLUSTERED_OPS:
@@ -100,6 +101,7 @@ def weight_values(model: str | Path | bytes) -> dict[str, Any]:
             per_tensor[name] = {"op": op, "tensor": int(np.unique(arr).size),
                                 "per_channel": int(max(np.unique(r).size for r in rows))}
     return {"max_per_channel": max((v["per_channel"] for v in per_tensor.values()), default=0),
+            "max_per_tensor": max((v["tensor"] for v in per_tensor.values()), default=0),
             "per_tensor": per_tensor}
 
 
