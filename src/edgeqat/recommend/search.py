@@ -13,8 +13,8 @@ The choice: passes every budget of the device (ops, flash, SRAM arena, RAM, late
 estimate) and loses at most ``budget_accuracy_drop`` vs the FP32 Keras model; an
 integer-only model whenever one passes; the most accurate, ties broken by size, then
 latency estimate. Size is the device's own measure (:mod:`edgeqat.devices.storage`): the
-flatbuffer on LiteRT/TFLM, where pruned and clustered models are no smaller than plain QAT,
-and Vela's encoded flash on Ethos-U, where they are.
+flatbuffer on LiteRT/TFLM, where pruned and clustered models store every weight as plain
+QAT does, and Vela's encoded flash on Ethos-U, where zeros and clusters shrink.
 """
 
 from __future__ import annotations
