@@ -1,5 +1,5 @@
-"""Knowledge distillation for fine-tuning a pruned model: the FP32 model it came from is the
-teacher, and its softened outputs are an extra target beside the labels.
+"""Knowledge distillation for fine-tuning a pruned or clustered model: the FP32 model it came
+from is the teacher, and its softened outputs are an extra target beside the labels.
 
 Channel pruning of residual streams leaves a model near chance (its BatchNorm statistics
 and the next layers' inputs no longer match), and on a small dataset the labels alone
@@ -18,14 +18,14 @@ TEMPERATURE = 4.0  # Hinton et al.'s range is 2-20; 4 is the common choice for 1
 
 
 def distiller(student: Any, teacher: Any, alpha: float, learning_rate: Any,
-              temperature: float = TEMPERATURE) -> Any:
+              temperature: float = TEMPERATURE, key: str = "prune.channel_distillation") -> Any:
     """A compiled Keras model whose ``fit`` trains ``student`` toward labels and ``teacher``
     (its loss is the hard-label term, its validation metrics are the student's own)."""
     from edgeqat.models.training import compile_classifier, outputs_logits
     from edgeqat.tf_compat import keras, tf
 
     if not 0 <= alpha <= 1:
-        raise ConfigError(f"prune.channel_distillation must be in [0, 1] (got {alpha})")
+        raise ConfigError(f"{key} must be in [0, 1] (got {alpha})")
     teacher_logits, student_logits = outputs_logits(teacher), outputs_logits(student)
     teacher.trainable = False
 

@@ -117,9 +117,10 @@ def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneD
 
 
 def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "PruneData",
-                        preserve_sparsity: bool) -> tuple[Any, dict[str, Any]]:
+                        preserve_sparsity: bool, teacher_model: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
     """Cluster ``source_model``'s kernels to ``cfg.number_of_clusters`` while fine-tuning, then
-    cluster-preserving QAT: CQAT, or PCQAT of a pruned model with ``preserve_sparsity``.
+    cluster-preserving QAT: CQAT, or PCQAT of a pruned model with ``preserve_sparsity``. Both
+    fine-tunes distil from ``teacher_model`` (default: the source) with ``cfg.distillation``.
     Returns the model in the default QAT wrapping (it saves and reloads) and its metrics."""
     from edgeqat.compression.clustering import (as_default_qat, cluster_preserving_quantize, cluster_wrap,
                                                 distinct_values, strip)
@@ -144,8 +145,11 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
         by_reason.setdefault(why, []).append(layer)
     for why, layers in by_reason.items():
         log(f"cluster: {tag}: left unclustered ({why}): {', '.join(layers)}")
-    compile_classifier(wrapped, cfg.learning_rate)
-    fit(wrapped, data.train, data.val, cfg.epochs, 0, tag=f"{tag} clustering")
+    teacher = load_model(teacher_model or source_model) if cfg.distillation > 0 else None
+    if teacher is not None:
+        log(f"cluster: {tag}: fine-tuning with distillation from {teacher.name} (teacher weight {cfg.distillation})")
+    fit(_trainer(wrapped, teacher, cfg.distillation, cfg.learning_rate), data.train, data.val, cfg.epochs, 0,
+        tag=f"{tag} clustering")
     clustered = strip(wrapped)
     values = distinct_values(clustered)
     clustered_acc = accuracy(clustered, data.test)
@@ -154,13 +158,14 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
     by_tensor = frozenset() if cfg.per_channel else frozenset(report["clustered"])
     per_tensor = per_tensor_layers(clustered) & by_tensor
     model = cluster_preserving_quantize(clustered, preserve_sparsity, by_tensor, per_tensor)
-    compile_classifier(model, cfg.qat_learning_rate)
-    fit(model, data.train, data.val, cfg.qat_epochs, 0, tag=tag)
+    fit(_trainer(model, teacher, cfg.distillation, cfg.qat_learning_rate), data.train, data.val, cfg.qat_epochs, 0,
+        tag=tag)
     model = as_default_qat(model, clustered, per_tensor)
     done = {n: values[n] for n in report["clustered"]}
     metrics = {
         "number_of_clusters": cfg.number_of_clusters,
         "per_channel": cfg.per_channel,
+        "distillation": cfg.distillation,
         "batchnorm_folded": len(folded),
         "per_tensor_scaled_layers": len(per_tensor),
         "clustered_layers": len(report["clustered"]),
@@ -176,6 +181,16 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
         "test_accuracy": accuracy(model, data.test),
     }
     return model, metrics
+
+
+def _trainer(student: Any, teacher: Any, alpha: float, learning_rate: float) -> Any:
+    """What ``fit`` trains: ``student`` itself, or a distiller around it when there is a teacher."""
+    if teacher is None:
+        compile_classifier(student, learning_rate)
+        return student
+    from edgeqat.compression.distill import distiller
+
+    return distiller(student, teacher, alpha, learning_rate, key="cluster.distillation")
 
 
 class PruneData:

@@ -7,6 +7,10 @@
    sparsity- and cluster-preserving QAT -> ``pcqat_out`` (``pcqat_int8``): its zeros stay zero
    and are one of the centroids.
 
+Both fine-tunes distil from the FP32 model (``cluster.distillation``), and BatchNorms are
+folded before clustering so that the kernels clustered are the kernels the device stores
+(:mod:`edgeqat.compression.cluster_scheme`).
+
 A stage of its own rather than part of prune: a change to the cluster section re-runs only
 this stage, not the pruning and channel-pruning fine-tunes, and PCQAT starts from the pruned
 model prune already made. Both outputs are HDF5 in tfmot's default QAT wrapping
@@ -41,7 +45,7 @@ def cluster(
     data = PruneData(prepared, cfg.batch_size, cfg.seed)
     metrics: dict[str, Any] = {}
     for name, source, dest, preserve in (("cqat", fp32_model, cqat_out, False), ("pcqat", pruned_model, pcqat_out, True)):
-        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve)
+        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model)
         save_model(model, dest)
         m = metrics[name]
         log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "
