@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from edgeqat.errors import ModelError
-
 FOLDABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
 
 
@@ -65,42 +63,30 @@ def _folded_weights(layer: Any, bn: Any) -> list[np.ndarray]:
 def fold_batchnorm(model: Any) -> tuple[Any, list[str]]:
     """(a functional model with the foldable BatchNorms folded, their names).
     Returned as it is when nothing folds."""
-    from edgeqat.models.graph import flatten
-    from edgeqat.tf_compat import keras, tf
+    from edgeqat.models.graph import flatten, replay
+    from edgeqat.tf_compat import keras
 
     model = flatten(model)  # a Sequential or nested model: one flat graph first
     pairs = foldable_pairs(model)
     if not pairs:
         return model, []
     into = {v: k for k, v in pairs.items()}  # folded layer -> its batchnorm
-    tensors: dict[int, Any] = {}
+    new_weights: dict[str, list[np.ndarray]] = {}
+
+    def apply(layer: Any, args: Any, kwargs: Any) -> Any:
+        if layer.name in pairs:  # the folded batchnorm: its input passes through
+            return args[0]
+        cfg = layer.get_config()
+        if layer.name in into:
+            cfg["use_bias"] = True
+            new_weights[layer.name] = _folded_weights(layer, model.get_layer(into[layer.name]))
+        else:
+            new_weights[layer.name] = layer.get_weights()
+        return layer.__class__.from_config(cfg)(*args, **kwargs)
+
     src = model.inputs[0]
     inp = keras.Input(batch_shape=model.input_shape, dtype=src.dtype, name=src.node.layer.name)
-    tensors[id(src)] = inp
-    new_weights: dict[str, list[np.ndarray]] = {}
-    mapped = lambda s: tf.nest.map_structure(lambda t: tensors.get(id(t), t), s)  # noqa: E731
-    for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001 - Keras' own traversal order
-        for node in model._nodes_by_depth[depth]:  # noqa: SLF001
-            if node.is_input:
-                continue
-            layer = node.layer
-            args, kwargs = mapped(node.call_args), mapped(node.call_kwargs)
-            if layer.name in pairs:  # the folded batchnorm: its input passes through
-                result = args[0]
-            else:
-                cfg = layer.get_config()
-                if layer.name in into:
-                    cfg["use_bias"] = True
-                    new_weights[layer.name] = _folded_weights(layer, model.get_layer(into[layer.name]))
-                else:
-                    new_weights[layer.name] = layer.get_weights()
-                result = layer.__class__.from_config(cfg)(*args, **kwargs)
-            for t, x in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(result)):
-                tensors[id(t)] = x
-    try:
-        folded = keras.Model(inp, tensors[id(model.outputs[0])], name=model.name)
-    except KeyError:
-        raise ModelError(f"model {model.name!r}: its output was lost while folding BatchNorm layers") from None
+    folded = keras.Model(inp, replay(model, [inp], apply)[0], name=model.name)
     for layer in folded.layers:
         if layer.name in new_weights:
             layer.set_weights(new_weights[layer.name])

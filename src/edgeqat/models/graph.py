@@ -84,8 +84,9 @@ def flatten(model: Any, origin: str = "model") -> Any:
     return flat
 
 
-def _inline(model: Any, inputs: list[Any], clones: dict[int, Any], used: set[str]) -> list[Any]:
-    """Re-run ``model``'s node graph on ``inputs`` with fresh layers; nested models inline."""
+def replay(model: Any, inputs: list[Any], apply: Any) -> list[Any]:
+    """Re-run ``model``'s node graph on ``inputs``: ``apply(layer, args, kwargs)`` gives each
+    node's result, with the node's arguments mapped onto the new tensors. Returns the outputs."""
     from edgeqat.tf_compat import tf
 
     tensors: dict[int, Any] = {id(t): x for t, x in zip(model.inputs, inputs)}
@@ -97,17 +98,23 @@ def _inline(model: Any, inputs: list[Any], clones: dict[int, Any], used: set[str
         for node in model._nodes_by_depth[depth]:  # noqa: SLF001
             if node.is_input:
                 continue
-            layer = node.layer
-            args, kwargs = mapped(node.call_args), mapped(node.call_kwargs)
-            if _is_model(layer):
-                flat_in = tf.nest.flatten(args[0] if len(args) == 1 else args)
-                outs = _inline(layer, flat_in, clones, used)
-                result: Any = outs[0] if len(outs) == 1 else outs
-            else:
-                result = _clone(layer, clones, used)(*args, **kwargs)
+            result = apply(node.layer, mapped(node.call_args), mapped(node.call_kwargs))
             for t, x in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(result)):
                 tensors[id(t)] = x
     return [tensors[id(t)] for t in model.outputs]
+
+
+def _inline(model: Any, inputs: list[Any], clones: dict[int, Any], used: set[str]) -> list[Any]:
+    """Re-run ``model``'s node graph on ``inputs`` with fresh layers; nested models inline."""
+    from edgeqat.tf_compat import tf
+
+    def apply(layer: Any, args: Any, kwargs: Any) -> Any:
+        if _is_model(layer):
+            outs = _inline(layer, tf.nest.flatten(args[0] if len(args) == 1 else args), clones, used)
+            return outs[0] if len(outs) == 1 else outs
+        return _clone(layer, clones, used)(*args, **kwargs)
+
+    return replay(model, inputs, apply)
 
 
 def _clone(layer: Any, clones: dict[int, Any], used: set[str]) -> Any:
