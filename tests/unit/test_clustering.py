@@ -70,6 +70,27 @@ def test_per_channel_clustering_bounds_each_channel_not_the_tensor(tiny_prepared
     assert pw["per_channel"] <= N < pw["tensor"]
 
 
+def test_the_fp32_teacher_changes_what_clustering_learns(tiny_prepared, tmp_path):
+    """cluster.distillation > 0 trains toward the FP32 model's soft labels too: same seed, same
+    data, different kernels than labels alone."""
+    import numpy as np
+
+    from edgeqat.compression.recipes import PruneData, train_clustered_qat
+    from edgeqat.models.io import save_model
+    from edgeqat.tf_compat import set_determinism
+
+    save_model(tiny_model(), tmp_path / "fp32.keras")
+    kernels = {}
+    for alpha in (0.0, 0.9):
+        set_determinism(0)
+        cfg = ClusterConfig(**{**TINY_CLUSTER, "distillation": alpha})
+        model, m = train_clustered_qat(cfg, tmp_path / "fp32.keras", PruneData(tiny_prepared, 16, 0),
+                                       preserve_sparsity=False)
+        assert m["distillation"] == alpha and m["batchnorm_folded"] == 3
+        kernels[alpha] = [w.numpy() for w in model.weights if w.name.endswith("kernel:0")]
+    assert any(not np.array_equal(a, b) for a, b in zip(kernels[0.0], kernels[0.9]))
+
+
 def test_cqat_weights_survive_the_default_qat_wrapping_and_a_reload(tiny_prepared, tmp_path):
     """The cluster stage saves CQAT in tfmot's default QAT wrapping: the converter must write the
     very weights the cluster-preserving wrappers trained."""
