@@ -306,14 +306,83 @@ def parse_params(raw: Any, source: str = "params") -> Params:
         raise ConfigError(describe_validation_error(err, source)) from None
 
 
+# Far above any params.yaml or profile (a few hundred values), far below what an alias bomb
+# (anchors of anchors, each alias repeating the one before) expands to.
+MAX_YAML_VALUES = 100_000
+
+
+def _scalar_key(node: yaml.Node) -> tuple[str, str] | None:
+    return (node.tag, node.value) if isinstance(node, yaml.ScalarNode) else None
+
+
+def _check_yaml_tree(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate keys (naming the key and both lines) and aliases that expand past
+    :data:`MAX_YAML_VALUES` values, on the composed node graph, before anything is built:
+    an alias is the same node object again, so sizes are counted once per node."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, where: str) -> int:
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise ConfigError(f"{source}: {where or 'the document'} (line {node.start_mark.line + 1}) refers to "
+                                  "itself through a YAML alias; refused")
+            return sizes[key]
+        sizes[key] = -1  # in progress: a recursive alias comes back here
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(size(child, f"{where}[{i}]") for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for k, v in node.value:
+                sk = _scalar_key(k)
+                name = f"{where}.{k.value}" if where and sk else (str(k.value) if sk else where)
+                if sk is not None and k.tag != "tag:yaml.org,2002:merge":
+                    if sk in first:
+                        raise ConfigError(f"{source}: duplicate key {name!r} at line {k.start_mark.line + 1} (first at "
+                                          f"line {first[sk]}); YAML keeps only the last, so one of them is refused")
+                    first[sk] = k.start_mark.line + 1
+                n += size(k, name) + size(v, name)
+        if n > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}: {where or 'the document'} (line {node.start_mark.line + 1}) expands through "
+                              f"YAML aliases to over {MAX_YAML_VALUES:,} values; refused (an alias bomb?)")
+        sizes[key] = n
+        return n
+
+    size(root, "")
+
+
+class _CheckedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that checks the composed document (:func:`_check_yaml_tree`) first."""
+
+    source = "YAML"
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_tree(node, self.source)
+        return self.construct_document(node)
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """Safe YAML with no duplicate keys and bounded alias expansion; errors name ``source``."""
+    loader = _CheckedLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml_file(path: Path, what: str) -> Any:
-    """The parsed YAML of ``path``; a missing file or bad YAML is a ConfigError naming it."""
+    """The parsed YAML of ``path``; a missing file, bad YAML, a duplicate key or an alias bomb
+    is a ConfigError naming it."""
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return load_yaml_text(path.read_text(), str(path))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

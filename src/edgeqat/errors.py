@@ -22,3 +22,8 @@ class GateFailed(EdgeqatError):
     registered. Exit status 1, like a failing test, not 2 (bad input)."""
 
     exit_code = 1
+
+
+class UnsafePath(EdgeqatError):
+    """A name from a file, registry entry, tag or parameter would leave the folder it belongs
+    in, or an output would replace something that is not an edgeqat output."""

@@ -61,6 +61,9 @@ def check_labels(labels: np.ndarray, class_names: list[str] | None, origin: str)
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0:
         raise DataError(f"{origin}: label {lo} is out of range (labels must be >= 0)")
+    if class_names is None and hi >= len(labels):  # checked before a name per class is made
+        raise DataError(f"{origin}: label {hi} is out of range: {len(labels)} images cannot fill {hi + 1:,} classes "
+                        f"0..{hi} (labels must be 0..K-1 with images in every class; or give class_names)")
     if class_names is not None:
         if hi >= len(class_names):
             raise DataError(

@@ -17,7 +17,7 @@ from edgeqat.config import VARIANTS, EvaluateConfig
 from edgeqat.data.shards import iter_shards, load_meta
 from edgeqat.data.transform import normalize
 from edgeqat.errors import ModelError
-from edgeqat.io import CARD_NAME, read_json, write_json, write_text
+from edgeqat.io import CARD_NAME, read_json, variant_file, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.quantization.runtime import TFLiteClassifier
 from edgeqat.report import LATENCY_KEYS, summary_markdown
@@ -92,7 +92,7 @@ def evaluate(
     with bar("evaluate", total=len(names)) as progress:
         for name in names:
             progress.start(name)
-            r = evaluate_variant(tflite_dir / card["variants"][name]["file"], test_dir, scheme, cfg, meta["sizes"]["test"])
+            r = evaluate_variant(variant_file(tflite_dir, card, name), test_dir, scheme, cfg, meta["sizes"]["test"])
             r["agreement"] = float(np.mean(r["_preds"] == keras_pred))
             r["integer_only"] = bool(card["variants"][name]["integer_only"])
             r["weight_sparsity"] = float(card["variants"][name].get("weight_sparsity", 0.0))

@@ -29,7 +29,7 @@ from typing import Any
 from edgeqat import __version__
 from edgeqat.config import Params, RegisterConfig
 from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
-from edgeqat.io import CARD_NAME, log, read_json, sha256_file, write_json
+from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, summary_markdown, with_latency
 from edgeqat.timings import TIMINGS_DIR
@@ -186,7 +186,7 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")
     entry = card["variants"][cfg.variant]
-    tflite = card_file.parent / entry["file"]
+    tflite = contained(card_file.parent, entry["file"], f"{card_file}: variants.{cfg.variant}.file")
     sha = sha256_file(tflite)
     if entry.get("sha256") and entry["sha256"] != sha:
         raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")

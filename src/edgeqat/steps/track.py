@@ -26,7 +26,7 @@ from typing import Any
 from edgeqat import __version__
 from edgeqat.config import Params
 from edgeqat.errors import DataError
-from edgeqat.io import CARD_NAME, flatten, log, read_json, write_json
+from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, ordered_variants
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
@@ -111,13 +111,13 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
         card = read_json(tflite_dir / CARD_NAME)
         variant = params.register.variant
         if variant in card.get("variants", {}):
-            out.append({"name": variant, "tflite": tflite_dir / card["variants"][variant]["file"],
+            out.append({"name": variant, "tflite": variant_file(tflite_dir, card, variant),
                         "card": {**{k: v for k, v in card.items() if k != "variants"},
                                  "variants": {variant: card["variants"][variant]}}})
         rec_dir = root / "models" / "recommended"
         chosen = read_json(rec_dir / "recommended.json") if (rec_dir / "recommended.json").is_file() else {}
         for device, entry in sorted(chosen.items()):
-            tfl = rec_dir / entry["file"]
+            tfl = contained(rec_dir, entry["file"], f"{rec_dir / 'recommended.json'}: {device}.file")
             if tfl.is_file():
                 out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
                             "card": {**{k: v for k, v in card.items() if k != "variants"},

@@ -24,7 +24,7 @@ from edgeqat.devices.eval_data import check_model_takes_data, load_eval_data
 from edgeqat.devices.storage import storage_table
 from edgeqat.devices.validate import validate_on_device, verdict_line
 from edgeqat.errors import ModelError
-from edgeqat.io import CARD_NAME, log, read_json, write_json, write_text
+from edgeqat.io import CARD_NAME, log, read_json, variant_file, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.report import gate_failure, summary_markdown
 
@@ -77,10 +77,10 @@ def validate(
     measured: dict[str, dict[str, Any]] = {}
     vela_cache: dict = {}  # one Vela compile per (file, NPU) for the verdicts and the storage table
     for name in names:
-        check_model_takes_data(tflite_dir / card["variants"][name]["file"], data, prepared)
+        check_model_takes_data(variant_file(tflite_dir, card, name), data, prepared)
     with bar("validate", total=len(names) * len(profiles)) as progress:
         for name in names:
-            path = tflite_dir / card["variants"][name]["file"]
+            path = variant_file(tflite_dir, card, name)
             full[name], measured[name] = {}, {}
             for prof in profiles:
                 progress.start(f"{name} on {prof.name} ({prof.title})")
@@ -98,7 +98,7 @@ def validate(
     summary["device_matrix"] = {n: {d: bool(v["passed"]) for d, v in per.items()} for n, per in full.items()}
     failed = [d for d in cfg.required_devices if not full[cfg.model][d]["passed"]]
     log(f"validate: the size every variant takes on every device ({len(card['variants'])} x {len(profiles)})")
-    summary["storage"] = storage_table({n: tflite_dir / v["file"] for n, v in card["variants"].items()}, profiles,
+    summary["storage"] = storage_table({n: variant_file(tflite_dir, card, n) for n in card["variants"]}, profiles,
                                        vela_cache)
     summary["validation_passed"] = not failed
     if failed:  # the run is still tracked; register refuses it (edgeqat.report.gate_failure)
