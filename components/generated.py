@@ -27,6 +27,7 @@ def prepare(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__trust_model_code: bool,
     raw_data: Optional[Input[Dataset]] = None,
 ) -> None:
@@ -366,6 +367,7 @@ def track(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__model: str,
     train__alpha: float,
     train__weights: str,
@@ -479,6 +481,7 @@ def register(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__model: str,
     train__alpha: float,
     train__weights: str,

@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeqat.errors import ConfigError
 
 Source = Literal["digits", "idx", "folder", "npz"]
+# Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
+# before hours of training rather than after.
+MAX_EPOCHS = 1000
 
 
 class _Section(BaseModel):
@@ -42,6 +45,8 @@ class PrepareConfig(_Section):
     # source folder: read symlinked class folders and links pointing outside prepare.path
     # (refused by default: a link can pull in any file the user can read).
     follow_symlinks: bool = False
+    # source folder: what transparent pixels (PNG/GIF/WebP alpha) are composited onto
+    alpha_background: Literal["white", "black"] = "white"
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "PrepareConfig":
@@ -62,7 +67,7 @@ class TrainConfig(_Section):
     # Load model files that carry code (Lambda layers, custom classes): they run it on load.
     # Read by every stage that loads a model (the CLI applies it to the whole run).
     trust_model_code: bool = False
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(2e-3, gt=0, lt=1)
     early_stopping_patience: int = Field(5, ge=0)
@@ -72,7 +77,7 @@ class TrainConfig(_Section):
 
 
 class QatConfig(_Section):
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(2, ge=1, le=MAX_EPOCHS)
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(64, ge=1)
     # Optional on-site data to fine-tune on (any prepare source); null = the train split.
@@ -101,14 +106,14 @@ class PruneConfig(_Section):
     # tfmot prunes reaches target_sparsity (tfmot's own meaning).
     sparsity_scope: Literal["model", "layer"] = "model"
     m_by_n: bool = False  # 2:4 structured sparsity instead of the target_sparsity schedule
-    epochs: int = Field(2, ge=1)  # pruning fine-tune epochs
-    pqat_epochs: int = Field(1, ge=1)
+    epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # pruning fine-tune epochs
+    pqat_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     # Structured channel pruning -> channel_pruned_qat_int8.
     channel_fraction: float = Field(0.3, ge=0, lt=1)
-    channel_epochs: int = Field(2, ge=1)  # fine-tune of the narrower FP32 model
+    channel_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # fine-tune of the narrower FP32 model
     # Weight of the FP32 model's soft labels in that fine-tune (knowledge distillation); 0: labels only.
     channel_distillation: float = Field(0.7, ge=0, le=1)
-    qat_epochs: int = Field(1, ge=1)
+    qat_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     qat_learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(64, ge=1)
@@ -132,8 +137,8 @@ class ClusterConfig(_Section):
     # tfmot's CentroidInitialization: kmeans_plus_plus (its default), density_based, linear, random
     centroid_init: Literal["kmeans_plus_plus", "density_based", "linear", "random"] = "kmeans_plus_plus"
     per_channel: bool = False  # Conv2D kernels: number_of_clusters per output channel (tfmot's cluster_per_channel)
-    epochs: int = Field(3, ge=1)  # clustering fine-tune
-    qat_epochs: int = Field(2, ge=1)  # cluster-preserving QAT
+    epochs: int = Field(3, ge=1, le=MAX_EPOCHS)  # clustering fine-tune
+    qat_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # cluster-preserving QAT
     # Weight of the FP32 model's soft labels in both fine-tunes (0: labels only): 16 shared
     # values per folded kernel cost accuracy that the teacher helps win back.
     distillation: float = Field(0.7, ge=0, le=1)
@@ -154,6 +159,14 @@ class ConvertConfig(_Section):
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
     # Per-channel weight scales (false: one scale per tensor, for older accelerators).
     per_channel: bool = True
+
+    @field_validator("variants")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        twice = sorted({x for x in v if v.count(x) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(map(repr, twice))} more than once (each variant is converted once)")
+        return v
 
 
 class EvaluateConfig(_Section):
@@ -233,6 +246,15 @@ class RegisterConfig(_Section):
     # null = validate.required_devices (as recorded in summary.json); [] = no device gate
     required_devices: Optional[list[str]] = None
     deploy_dir: str = "deploy"  # where `edgeqat webhook serve` exports each accepted champion
+
+    @field_validator("model_name")
+    @classmethod
+    def _mlflow_accepts_it(cls, v: str) -> str:
+        # MLflow's own rule, checked here rather than after the whole pipeline has run
+        if "/" in v or ":" in v or v.strip() in (".", "") or v.startswith("..") or v != v.strip():
+            raise ValueError("MLflow refuses a model name with '/' or ':', one starting with '..', or with "
+                             "spaces around it")
+        return v
 
 
 # pydantic warns that the `register` section shadows ABCMeta.register (a class method of the

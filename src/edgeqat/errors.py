@@ -27,3 +27,7 @@ class GateFailed(EdgeqatError):
 class UnsafePath(EdgeqatError):
     """A name from a file, registry entry, tag or parameter would leave the folder it belongs
     in, or an output would replace something that is not an edgeqat output."""
+
+
+class OutOfSpace(EdgeqatError):
+    """The disk (or quota) filled up while an output was written; nothing half-written is kept."""

@@ -17,6 +17,7 @@ folder that no edgeqat stage wrote (recognised by :data:`OUTPUT_MARKER`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgeqat.errors import DataError, ModelError, UnsafePath
+from edgeqat.errors import DataError, ModelError, OutOfSpace, UnsafePath
 
 # .<dest name>.<pid>.<mkdtemp random>.tmp (older versions: no pid), and .<dest name>.old-<pid>
 _LEFTOVER = re.compile(r"^\.(?P<name>.+?)\.(?:(?:(?P<pid>\d+)\.)?[a-z0-9_]{8}\.tmp|old-(?P<oldpid>\d+))$")
@@ -102,7 +103,8 @@ def atomic_path(dest: str | Path, *, is_dir: bool = False, suffix: str = "") -> 
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the output should not be
     target = tmp if is_dir else tmp / f"part{suffix}"
     try:
-        yield target
+        with out_of_space_is_an_error(dest):
+            yield target
         if not target.exists():
             raise RuntimeError(f"writer produced nothing for {dest}")
         if dest.exists() and dest.is_dir() != target.is_dir():
@@ -185,6 +187,45 @@ def mark_output(folder: str | Path, stage: str) -> None:
     folder = Path(folder)
     if folder.is_dir() and not (folder / OUTPUT_MARKER).is_file():
         write_text(folder / OUTPUT_MARKER, f"written by edgeqat stage {stage}; replaced when it runs again\n")
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space(err: BaseException | None, folder: str | Path | None = None) -> OSError | None:
+    """The disk-full error behind ``err`` (itself, or what caused it), if any. A short write
+    without an errno (numpy's "N requested and M written") counts when ``folder``'s disk has
+    (almost) nothing left."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError):
+            if err.errno in NO_SPACE:
+                return err
+            if err.errno is None and "written" in str(err) and folder is not None and _disk_full(folder):
+                return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+def _disk_full(folder: str | Path, slack: int = 64 << 10) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < slack
+
+
+@contextlib.contextmanager
+def out_of_space_is_an_error(dest: str | Path) -> Iterator[None]:
+    """A full disk while writing ``dest``: one clear :class:`OutOfSpace` naming it, not a raw OSError."""
+    try:
+        yield
+    except Exception as err:
+        full = no_space(err, Path(dest).parent)
+        if full is None:
+            raise
+        raise OutOfSpace(f"{dest}: no space left on the device while writing it ({full.strerror}); nothing was "
+                         "kept; free some space or write it elsewhere") from None
 
 
 def write_bytes(dest: str | Path, data: bytes) -> Path:
@@ -286,5 +327,17 @@ def load_card(tflite: str | Path) -> dict[str, Any]:
 # Progress of long loops: edgeqat.progress (bars on a terminal, one line per unit in a log).
 
 
+# scheme://user:password@ (or scheme://token@): what a URL carries that no message may show.
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^\s/@:]*)(?::(?P<pw>[^\s/@]*))?@")
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with the password (or the lone token) of every URL in it replaced by ``***``:
+    messages, logs and files never show a tracking URI's credentials."""
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@" if m["pw"] is not None
+                         else f"{m['scheme']}{REDACTED}@", text)
+
+
 def log(msg: str) -> None:
-    print(f"[edgeqat] {msg}", file=sys.stderr, flush=True)
+    print(f"[edgeqat] {redact(msg)}", file=sys.stderr, flush=True)

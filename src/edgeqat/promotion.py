@@ -27,7 +27,7 @@ from typing import Any
 
 from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
-from edgeqat.io import CARD_NAME, contained, read_json, sha256_file, write_bytes, write_json
+from edgeqat.io import CARD_NAME, contained, read_json, redact, sha256_file, write_bytes, write_json
 from edgeqat.managed import Model, resolve
 
 CHAMPION = "champion"
@@ -282,7 +282,7 @@ def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION
         write_json(out / CARD_NAME, card)
         write_json(out / "export.json", {"model_name": name, "version": str(version), "alias": alias,
                                          "variant": variant, "file": shipped, "sha256": extra.get("sha256", got),
-                                         "registered_sha256": got, "device": device, "tracking_uri": reg.uri,
+                                         "registered_sha256": got, "device": device, "tracking_uri": redact(reg.uri),
                                          **({f"{alias}_set": True} if alias else {})})
     return {"version": str(version), "file": str(out / shipped), "sha256": extra.get("sha256", got), "variant": variant}
 

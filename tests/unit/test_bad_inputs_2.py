@@ -173,3 +173,206 @@ def test_npz_label_array_longer_than_the_images_is_refused_on_its_header(tmp_pat
     assert f.stat().st_size < 2_000_000
     proc, before = prepare_with(tmp_path, source="npz", path="raw/d.npz")
     refused(proc, "raw/d.npz", "x has 30 images but y has 50000000 labels", ws=tmp_path, before=before)
+
+
+# --- images decoded as they are meant to be --------------------------------------------
+
+
+def _prepared_pixels(prep: Path) -> dict[str, np.ndarray]:
+    """Every prepared image (uint8) by class name, whatever split it landed in."""
+    from edgeqat.data.shards import load_meta, load_split_arrays
+
+    names = load_meta(prep)["class_names"]
+    xs, ys = zip(*(load_split_arrays(prep / s) for s in ("train", "val", "test")))
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return {c: x[y == k] for k, c in enumerate(names)}
+
+
+def _classes(root: Path, make) -> Path:
+    """Class folders a, b, c of 10 images each: ``make(class, i, folder)`` writes one."""
+    for c in "abc":
+        (root / c).mkdir(parents=True)
+        for i in range(10):
+            make(c, i, root / c)
+    return root
+
+
+def _prepare_ok(ws: Path, **prepare) -> subprocess.CompletedProcess:
+    proc, _ = prepare_with(ws, source="folder", path="raw", image_size=8, calibration_size=4, **prepare)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_16_bit_pngs_are_scaled_not_clipped_to_white(tmp_path):
+    level = {"a": 20000, "b": 40000, "c": 60000}  # all above 255: on 08117f3 every image became 255
+    _classes(tmp_path / "raw", lambda c, i, d: Image.fromarray(np.full((8, 8), level[c], np.uint16)).save(d / f"{i}.png"))
+    assert Image.open(tmp_path / "raw" / "a" / "0.png").mode.startswith("I;16")
+    _prepare_ok(tmp_path)
+    px = _prepared_pixels(tmp_path / "prep")
+    for c, v in level.items():
+        assert np.all(px[c] == round(v * 255 / 65535)), (c, np.unique(px[c]))
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((8, 8), np.uint8)
+    stored[:, :4] = 255  # the camera's left half is bright; EXIF 6 says: turn 90 degrees clockwise to view
+
+    def make(c, i, d):
+        im = Image.fromarray(stored if c == "a" else np.full((8, 8), 60 * "abc".index(c), np.uint8))
+        exif = im.getexif()
+        exif[0x0112] = 6
+        im.save(d / f"{i}.jpg", exif=exif, quality=100)
+
+    _classes(tmp_path / "raw", make)
+    _prepare_ok(tmp_path)
+    upright = _prepared_pixels(tmp_path / "prep")["a"].astype(float)[..., 0]
+    assert upright[:, :4, :].mean() > 200 and upright[:, 4:, :].mean() < 50, upright[0]  # top bright, bottom dark
+    assert abs(upright[:, :, :4].mean() - upright[:, :, 4:].mean()) < 30  # not left/right as stored
+
+
+def test_gif_and_webp_are_read_and_other_files_named_as_skipped(tmp_path):
+    kinds = {"a": "png", "b": "gif", "c": "webp"}
+    _classes(tmp_path / "raw", lambda c, i, d: Image.fromarray(np.full((8, 8, 3), 25 * i, np.uint8)).save(
+        d / f"{i}.{kinds[c]}", **({"lossless": True} if kinds[c] == "webp" else {})))
+    (tmp_path / "raw" / "a" / "notes.txt").write_text("not an image")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "raw" / "b" / "scan.tiff")
+    proc = _prepare_ok(tmp_path)
+    meta = yaml.safe_load((tmp_path / "prep" / "meta.json").read_text())
+    assert sum(meta["counts"][s]["b"] for s in ("train", "val", "test")) == 10  # on 08117f3: "class folder is empty"
+    assert sum(meta["counts"][s]["c"] for s in ("train", "val", "test")) == 10
+    warning = next(ln for ln in proc.stderr.splitlines() if "skipped 2 file(s)" in ln)
+    assert "raw/a/notes.txt" in warning and "raw/b/scan.tiff" in warning and ".gif" in warning
+    px = _prepared_pixels(tmp_path / "prep")
+    assert sorted(np.unique(px["b"])) == sorted(np.unique(px["a"]))  # the GIF's palette kept the grey levels
+
+
+@pytest.mark.parametrize("background, expected", [("white", 255), ("black", 0)])
+def test_transparent_pixels_are_composited_on_the_stated_background(tmp_path, background, expected):
+    def make(c, i, d):
+        rgba = np.zeros((8, 8, 4), np.uint8)  # black, fully transparent...
+        rgba[2:6, 2:6] = [120, 120, 120, 255]  # ...around an opaque grey square
+        if c != "a":
+            rgba[..., :3] = 60 * "abc".index(c)
+            rgba[..., 3] = 255
+        Image.fromarray(rgba, "RGBA").save(d / f"{i}.png")
+
+    _classes(tmp_path / "raw", make)
+    params_extra = {"alpha_background": background}
+    proc = _prepare_ok(tmp_path, **params_extra)
+    a = _prepared_pixels(tmp_path / "prep")["a"][..., 0]
+    assert np.all(a[:, 0, 0] == expected) and np.all(a[:, 3:5, 3:5] == 120), np.unique(a)
+    assert f"composited onto {background} (prepare.alpha_background)" in proc.stderr
+
+
+# --- item 9: smaller defects, each a clear message or warning ---------------------------
+
+
+def _distinct_images(root: Path, per_class: int = 10, classes: str = "abc", seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_test_folder_copied_from_train_warns_of_leakage(tmp_path):
+    _distinct_images(tmp_path / "raw" / "train")
+    shutil.copytree(tmp_path / "raw" / "train", tmp_path / "raw" / "test")
+    proc = _prepare_ok(tmp_path)
+    warning = next((ln for ln in proc.stderr.splitlines() if "exact copies of training" in ln), None)
+    assert warning is not None, proc.stderr
+    assert "30 of 30 distinct test image(s)" in warning and "raw/test/" in warning and "raw/train/" in warning
+    metrics = yaml.safe_load((tmp_path / "m" / "prepare.json").read_text())
+    assert metrics["copies_of_train"] == {"val": 0, "test": 30}
+
+
+def test_distinct_images_give_no_leakage_warning(tmp_path):
+    _distinct_images(tmp_path / "raw" / "train")
+    _distinct_images(tmp_path / "raw" / "test", per_class=3, seed=1)
+    proc = _prepare_ok(tmp_path)
+    assert "exact copies" not in proc.stderr
+
+
+def test_a_one_image_class_warns_that_it_is_never_scored(tmp_path):
+    _distinct_images(tmp_path / "raw")
+    _distinct_images(tmp_path / "raw", per_class=1, classes="z", seed=3)
+    proc = _prepare_ok(tmp_path)
+    assert "class 'z' has 1 image(s), none in the val or test split: its accuracy is never measured" in proc.stderr
+
+
+def test_register_after_a_variant_change_says_to_track_again(tmp_path):
+    """The run `track` logged holds qat_int8; register.variant now says ptq_float16."""
+    import hashlib
+    import json
+    from importlib import resources
+
+    from mlflow.tracking import MlflowClient
+
+    params(tmp_path, register={"variant": "ptq_float16"})
+    blob = (resources.files("tflite_micro") / "python" / "tflite_micro" / "sine_float.tflite").read_bytes()
+    (tmp_path / "models" / "tflite").mkdir(parents=True)
+    (tmp_path / "models" / "tflite" / "ptq_float16.tflite").write_bytes(blob)
+    sha = hashlib.sha256(blob).hexdigest()
+    (tmp_path / "models" / "tflite" / "model_card.json").write_text(json.dumps(
+        {"variants": {v: {"file": f"{v}.tflite", "sha256": sha} for v in ("ptq_float16", "qat_int8")}}))
+    (tmp_path / "reports").mkdir()
+    row = {"accuracy": 0.9, "size_bytes": len(blob)}
+    (tmp_path / "reports" / "summary.json").write_text(json.dumps(
+        {"validation_passed": True, "variants": {"fp32": row, "ptq_float16": row, "qat_int8": row}}))
+    (tmp_path / "reports" / "tracked.json").write_text(json.dumps({"experiment": "edgeqat", "fingerprint": "fp-1"}))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("edgeqat"),
+                            tags={"edgeqat.fingerprint": "fp-1", "edgeqat.model.qat_int8": "m-1"})
+    before = tree(tmp_path)
+    proc = edgeqat("stage", "register", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    refused(proc, "register.variant 'ptq_float16'", run.info.run_id, "(it has: qat_int8)", "edgeqat stage track",
+            ws=tmp_path, before=before)
+
+
+@pytest.mark.parametrize("name", ["team/classifier", "clf:v2", "../clf"])
+def test_a_model_name_mlflow_refuses_is_refused_by_check_params(tmp_path, name):
+    params(tmp_path, register={"model_name": name})
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), "register.model_name", repr(name), "'/' or ':'", ws=tmp_path,
+            before=before)
+
+
+def test_a_variant_listed_twice_is_refused(tmp_path):
+    params(tmp_path, convert={"variants": ["fp32", "qat_int8", "ptq_int8", "qat_int8"]})
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), "convert.variants", "'qat_int8' more than once", ws=tmp_path,
+            before=before)
+
+
+@pytest.mark.parametrize("key", ["train.epochs", "qat.epochs", "prune.channel_epochs", "cluster.qat_epochs"])
+def test_epochs_have_an_upper_bound(tmp_path, key):
+    section, field = key.split(".")
+    params(tmp_path, **{section: {field: 30000}})
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), key, "less than or equal to 1000", "30000", ws=tmp_path,
+            before=before)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs in the workspace: a real full disk (needs root to mount; skipped otherwise)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_a_full_disk_is_one_clear_line_and_leaves_nothing(tmp_path, tiny_disk):
+    npz(tmp_path / "raw" / "d.npz", gray_images(60, size=64))  # 60 x 64 x 64 bytes: 240 KiB of shards
+    params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 64, "calibration_size": 4})
+    before = tree(tmp_path)
+    proc = edgeqat("stage", "prepare", "--prepared", "small/prep", "--prepare-metrics", "m/prepare.json", cwd=tmp_path)
+    refused(proc, "small/prep", "no space left on the device", ws=tmp_path, before=before)
+    assert os.listdir(tiny_disk) == [], "a half-written output was kept"

@@ -168,8 +168,9 @@ def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
         parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
     if res.registered:
         from edgeqat.registry import Registry
+        from edgeqat.tracking import usable_uri
 
-        reg = Registry(res.registered.get("tracking_uri"), root)
+        reg = Registry(usable_uri(res.registered.get("tracking_uri"), root), root)
         name = res.registered["model_name"]
         parts += [f"## Challenger vs champion: `{name}`", "", challenger_vs_champion(reg, name), ""]
         for device, r in sorted((res.registered.get("recommended") or {}).items()):

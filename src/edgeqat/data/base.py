@@ -36,6 +36,10 @@ class RecordSource(ABC):
         official test split (IDX ``t10k-*``, a folder's ``test/``) flags those ranges."""
         return [(Path(self.origin).name, 0, len(self), False)]
 
+    def name(self, i: int) -> str:
+        """Where record ``i`` comes from, for messages (a file, or the archive and index)."""
+        return f"{self.origin}[{i}]"
+
     def close(self) -> None:
         """Release temporary files; safe to call twice."""
 

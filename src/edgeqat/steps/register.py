@@ -169,7 +169,7 @@ def _find_run(params: Params, root: Path, uri: str) -> Any:
 def register(params: Params, *, root: str | Path = ".", uri: str | None = None) -> dict[str, Any]:
     from edgeqat.registry import Registry
     from edgeqat.timings import read_timings
-    from edgeqat.tracking import MODEL_TAG, tracking_uri
+    from edgeqat.tracking import MODEL_TAG, stored_uri, tracking_uri
 
     cfg, root = params.register, Path(root)
     uri = uri or tracking_uri(root)
@@ -199,12 +199,17 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
 
     tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
             "edgeqat.model_name": cfg.model_name}
-    main = _register_one(reg, cfg, cfg.model_name, run_tags[MODEL_TAG + cfg.variant], run_id, tags,
+    model_id = run_tags.get(MODEL_TAG + cfg.variant)
+    if model_id is None:  # register.variant changed since track ran
+        logged = sorted(k[len(MODEL_TAG):] for k in run_tags if k.startswith(MODEL_TAG))
+        raise EdgeqatError(f"register.variant {cfg.variant!r} was not logged with the tracked run {run_id} (it has: "
+                           f"{', '.join(logged) or 'no model'}); run `edgeqat stage track` again, then register")
+    main = _register_one(reg, cfg, cfg.model_name, model_id, run_id, tags,
                          description(summary, cfg, []), {},
                          "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
-    result = {**main, "tracking_uri": uri, "recommended": register_recommended(reg, params, root, run, summary)}
+    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary)}
     _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
     write_json(root / "logs" / "registered.json", result)
     return result

@@ -156,7 +156,8 @@ def _dataset(root: Path, commit: str) -> dict[str, Any] | None:
 def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
           extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     from edgeqat.registry import log_tflite_model
-    from edgeqat.tracking import FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, tracking_uri
+    from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, stored_uri,
+                                  tracking_uri)
 
     cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
     uri = uri or tracking_uri(root)
@@ -169,7 +170,7 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     if existing is not None:
         info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
         log(f"track: this execution is already MLflow run {info['run_id']} in {cfg.experiment!r} at {uri}")
-        write_json(root / "logs" / "mlflow_run.json", info)
+        write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
         write_json(root / "reports" / "tracked.json", tracked)
         return {**info, "reused": True}
 
@@ -208,7 +209,7 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     info = run.info()
     log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {uri}"
         + (" (marked FAILED: the device gate failed)" if gate_text else ""))
-    write_json(root / "logs" / "mlflow_run.json", info)
+    write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
     write_json(root / "reports" / "tracked.json", tracked)
     return {**info, "metrics_logged": len(nums), "reused": False}
 
