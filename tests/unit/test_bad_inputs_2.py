@@ -14,6 +14,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -166,13 +167,25 @@ def test_npz_label_of_three_billion_is_refused_before_allocating(tmp_path):
     refused(proc, "raw/d.npz", "label 3000000000 is out of range", "30 images", ws=tmp_path, before=before)
 
 
+# Runs a command and reports its peak memory (the children's ru_maxrss, in KiB) on stderr's last line.
+PEAK_RSS = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
+
+
 def test_npz_label_array_longer_than_the_images_is_refused_on_its_header(tmp_path):
     f = tmp_path / "raw" / "d.npz"
     f.parent.mkdir()
     np.savez_compressed(f, x=gray_images(), y=np.zeros(50_000_000, np.int64))  # 400 MB of labels, 0.4 MB zipped
     assert f.stat().st_size < 2_000_000
-    proc, before = prepare_with(tmp_path, source="npz", path="raw/d.npz")
+    params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz"})
+    before = tree(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(BIN / "edgeqat"), "stage", "prepare", "--prepared", "prep",
+                           "--prepare-metrics", "m/prepare.json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    *lines, peak_kib = proc.stderr.rstrip().splitlines()
+    proc.stderr = "\n".join(lines) + "\n"
     refused(proc, "raw/d.npz", "x has 30 images but y has 50000000 labels", ws=tmp_path, before=before)
+    assert int(peak_kib) < 200_000, f"{int(peak_kib) / 1024:.0f} MiB: the labels were read"  # 08117f3: 434 MiB
 
 
 # --- images decoded as they are meant to be --------------------------------------------
@@ -299,36 +312,6 @@ def test_a_one_image_class_warns_that_it_is_never_scored(tmp_path):
     _distinct_images(tmp_path / "raw", per_class=1, classes="z", seed=3)
     proc = _prepare_ok(tmp_path)
     assert "class 'z' has 1 image(s), none in the val or test split: its accuracy is never measured" in proc.stderr
-
-
-def test_register_after_a_variant_change_says_to_track_again(tmp_path):
-    """The run `track` logged holds qat_int8; register.variant now says ptq_float16."""
-    import hashlib
-    import json
-    from importlib import resources
-
-    from mlflow.tracking import MlflowClient
-
-    params(tmp_path, register={"variant": "ptq_float16"})
-    blob = (resources.files("tflite_micro") / "python" / "tflite_micro" / "sine_float.tflite").read_bytes()
-    (tmp_path / "models" / "tflite").mkdir(parents=True)
-    (tmp_path / "models" / "tflite" / "ptq_float16.tflite").write_bytes(blob)
-    sha = hashlib.sha256(blob).hexdigest()
-    (tmp_path / "models" / "tflite" / "model_card.json").write_text(json.dumps(
-        {"variants": {v: {"file": f"{v}.tflite", "sha256": sha} for v in ("ptq_float16", "qat_int8")}}))
-    (tmp_path / "reports").mkdir()
-    row = {"accuracy": 0.9, "size_bytes": len(blob)}
-    (tmp_path / "reports" / "summary.json").write_text(json.dumps(
-        {"validation_passed": True, "variants": {"fp32": row, "ptq_float16": row, "qat_int8": row}}))
-    (tmp_path / "reports" / "tracked.json").write_text(json.dumps({"experiment": "edgeqat", "fingerprint": "fp-1"}))
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    client = MlflowClient(uri)
-    run = client.create_run(client.create_experiment("edgeqat"),
-                            tags={"edgeqat.fingerprint": "fp-1", "edgeqat.model.qat_int8": "m-1"})
-    before = tree(tmp_path)
-    proc = edgeqat("stage", "register", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
-    refused(proc, "register.variant 'ptq_float16'", run.info.run_id, "(it has: qat_int8)", "edgeqat stage track",
-            ws=tmp_path, before=before)
 
 
 @pytest.mark.parametrize("name", ["team/classifier", "clf:v2", "../clf"])
