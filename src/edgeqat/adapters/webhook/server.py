@@ -168,14 +168,19 @@ class BoundedHTTPServer:
                 now = time.monotonic()
                 soonest = min((c.deadline for c in self.conns.values()), default=now + poll_interval)
                 for key, mask in self.selector.select(max(0.0, min(poll_interval, soonest - now))):
-                    if key.data is None:
-                        self._accept()
-                    elif key.data == "wake":
-                        self._wake_r.recv(64)
-                    elif mask & selectors.EVENT_WRITE:
-                        self._write(key.data)
-                    else:
-                        self._read(key.data)
+                    try:
+                        if key.data is None:
+                            self._accept()
+                        elif key.data == "wake":
+                            self._wake_r.recv(64)
+                        elif mask & selectors.EVENT_WRITE:
+                            self._write(key.data)
+                        else:
+                            self._read(key.data)
+                    except Exception as err:  # noqa: BLE001 - one connection's trouble never stops the loop
+                        log(f"webhook: connection error: {type(err).__name__}: {err}")
+                        if isinstance(key.data, _Conn):
+                            self._close(key.data)
                 self._expire(time.monotonic())
         finally:
             self._stopped.set()
