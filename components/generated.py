@@ -218,6 +218,7 @@ def validate(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> bool:
@@ -267,6 +268,7 @@ def recommend(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> None:
@@ -303,6 +305,7 @@ def report(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> None:
@@ -427,6 +430,7 @@ def track(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,
@@ -540,6 +544,7 @@ def register(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,

@@ -165,3 +165,51 @@ def test_host_profile_measures_the_demo_model(tmp_path):
     assert v["latency_source"] == "measured" and v["measured"]["where"] == "local" and v["latency_ms"] > 0
     assert v["measured"]["threads"] == host.threads and v["measured"]["xnnpack"] is True
     assert v["measured"]["parity"]["bit_exact"]
+
+
+@pytest.mark.slow
+def test_the_raspberry_pi_path_emulated_aarch64_python_over_ssh(tmp_path, sshd, lab_model):
+    """The remote interpreter is the emulated aarch64 Python from `make arm64`: the runner, the
+    arch check and the parity check take the path a Raspberry Pi's Python takes (~30 s)."""
+    from edgeqat.devices.qemu import QemuUnavailable, emulated_python
+
+    try:
+        python = emulated_python(tmp_path / "qemu", cpu="cortex-a72")
+    except QemuUnavailable as err:
+        _require(err.reason)
+    prof = board(tmp_path, sshd, "emulated_pi", device_class="arm_linux", budget=10_000, python=python,
+                 startup_timeout_s=300, timeout_s=300)
+    out = validate_cli(tmp_path, lab_model, prof, extra=("--json", "--latency-runs", "10"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    v = json.loads(out.stdout)["devices"]["emulated_pi"]
+    m = v["measured"]
+    assert v["latency_source"] == "measured" and m["p50_ms"] > 0 and m["peak_rss_bytes"] > 0
+    assert m["machine"] == "aarch64" and m["cpu"] == "Cortex-A72" and m["runtime"] == "ai_edge_litert"
+    assert m["parity"]["within_tolerance"], m["parity"]
+    assert not list((tmp_path / "scratch").iterdir())
+
+
+@pytest.mark.slow
+def test_calibrated_host_estimates_a_held_out_zoo_model_within_25_percent(tmp_path):
+    """`edgeqat devices calibrate host` (the zoo at nine sizes), then a zoo model at a size it never
+    measured: the estimate from the measured rows is within 25 % of its measurement (~3 min)."""
+    from edgeqat.devices.calibrate import reference_model
+    from edgeqat.devices.profiles import resolve_profiles
+    from edgeqat.devices.validate import validate_on_device
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = run(["edgeqat", "devices", "calibrate", "host", "--json"], cwd=tmp_path, env=env)
+    res = json.loads(out.stdout)
+    assert len(res["rows"]) == 9 and res["after"]["heldout_points"] == 9
+    assert (tmp_path / "devices" / "measured.csv").is_file()
+    model = reference_model("resnet", 1.5, 32, "int8", tmp_path / "heldout")  # a width the set does not have
+    host, j1900 = resolve_profiles(["host", "j1900"])
+    before = validate_on_device(model, j1900, latency_runs=5)["latency_ms_estimate"]  # the x86 PC estimate edgeqat had
+    v = validate_on_device(model, host, latency_runs=50, calibration=tmp_path / "devices" / "measured.csv")
+    est, measured = v["latency_ms_estimate"], v["latency_ms"]
+    assert v["latency_estimate"]["source"] == "estimate from measured rows" and not v["latency_estimate"]["extrapolated"]
+    err = abs(est - measured) / measured
+    print(f"held-out resnet a1.5 32x32: measured {measured:.4f} ms, estimate {est:.4f} ms ({err:.1%}); "
+          f"published x86-PC proxy (j1900) {before:.4f} ms ({abs(before - measured) / measured:.0%}); "
+          f"leave-one-out over the set: median {res['after']['median_rel_error']:.1%}")
+    assert err <= 0.25

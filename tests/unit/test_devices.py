@@ -319,7 +319,7 @@ def test_every_latency_says_its_source_and_estimates_flag_extrapolation(models):
     from edgeqat.report import device_table
 
     rows = device_table({"devices": {"coral_edgetpu": {**v, "required": False}}})
-    assert " (extrapolated) |" in rows[-1]
+    assert " (estimate, extrapolated) |" in rows[-1]
 
 
 def test_every_tflm_and_vela_run_has_a_time_limit(models):

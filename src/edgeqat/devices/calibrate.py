@@ -2,9 +2,8 @@
 
 The reference set is edgeqat's own zoo (``dscnn``, ``resnet``, ``mobilenetv2``) at a few widths
 and input sizes, with seeded random weights (latency does not depend on the weights' values),
-converted the way edgeqat converts (full-integer PTQ, or float). Together they span about
-0.3 to 30 M MACs and every op class (dense, depthwise, fully-connected, other), the range
-edge image models live in. Each is measured on the device (:mod:`edgeqat.devices.runtimes.measured`)
+converted the way edgeqat converts (full-integer PTQ, or float). Together they span 3 to 62 M
+MACs and every op class (dense, depthwise, fully-connected, other). Each is measured on the device (:mod:`edgeqat.devices.runtimes.measured`)
 and becomes a row of the calibration file; estimates for the device then fit those rows.
 
 The converted references are cached (``$XDG_CACHE_HOME/edgeqat/reference-models``, keyed by

@@ -33,7 +33,7 @@ def choose(v: dict[str, Any], est: dict[str, Any], gate_on_extrapolated: bool) -
     m = v.get("measured") or {}
     if m.get("ran"):
         v.update(latency_ms=m["p50_ms"], latency_source=MEASURED, latency_extrapolated=False, latency_gated=True,
-                 latency_measured_on=f"{m['device']} ({m.get('cpu') or m.get('machine')}), {m['date']}")
+                 latency_measured_on=f"{m['device']}, {m['date'][:10]}")
         return
     x86 = v.get("x86_evidence") or {}
     if x86.get("latency_ms") is not None:

@@ -85,6 +85,11 @@ def _cpu() -> dict:
         key, value = key.strip(), value.strip()
         if key in ("model name", "Model", "Hardware", "CPU part", "CPU implementer") and value:
             info.setdefault({"model name": "cpu", "Model": "board"}.get(key, key.lower().replace(" ", "_")), value)
+    if "cpu" not in info and "cpu_part" in info:  # ARM: the core from its part number
+        arm = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+               "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+               "0xd0c": "Neoverse-N1", "0xd0d": "Cortex-A77", "0xd41": "Cortex-A78"}
+        info["cpu"] = arm.get(info["cpu_part"].lower(), f"ARM part {info['cpu_part']}")
     info.setdefault("cpu", platform.processor() or info["machine"])
     return info
 
