@@ -20,18 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from integration.conftest import free_port, run, stop_process_group
+from integration.conftest import free_port, require, run, stop_process_group
 
 pytestmark = pytest.mark.integration
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def _require(reason: str | None) -> None:
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"device lab unavailable under CI: {reason}")
-    pytest.skip(reason)
+    require(reason, "the device lab")
 
 
 @pytest.fixture(scope="module")
