@@ -70,3 +70,15 @@ def test_rows_file_round_trips_replaces_and_names_a_bad_line(tmp_path):
         calibration.read_rows(path)
     assert calibration.calibration_file(None) == calibration.calibration_file("devices")
     assert calibration.calibration_file("my_profiles").as_posix() == "my_profiles/measured.csv"
+
+
+def test_int16x8_rows_never_mix_with_int8_ones():
+    """16x8 models run LiteRT's reference kernels (measured here: ~8 ms vs ~0.04 ms for the int8
+    twin): their rows must not drag the int8 fit."""
+    (host,) = resolve_profiles(["host"])
+    int8 = [_row("host", *map(int, s), TRUTH(*s)) for s in SHAPES]
+    int16 = [_row("host", *map(int, s), 200 * TRUTH(*s), dtype="int16") for s in SHAPES]
+    work = Workload(macs={"dense": 6_000_000, "depthwise": 500_000, "fc": 20_000, "other": 8_000})
+    assert estimate_latency(host, work, int8 + int16)["latency_ms_estimate"] == pytest.approx(TRUTH(6e6, 5e5, 2e4, 8e3), rel=1e-3)
+    work.compute_dtype = "int16"
+    assert estimate_latency(host, work, int8 + int16)["latency_ms_estimate"] == pytest.approx(200 * TRUTH(6e6, 5e5, 2e4, 8e3), rel=1e-3)

@@ -60,10 +60,15 @@ def read_rows(path: str | Path | None) -> list[dict[str, Any]]:
     return rows
 
 
+def compute_kind(work: Any) -> str:
+    """int8, int16 (16x8: LiteRT's reference kernels, far slower) or fp32: rows fit only their own kind."""
+    return {"fp32": "fp32", "float32": "fp32", "int16": "int16"}.get(work.compute_dtype, "int8")
+
+
 def row(device: str, model: str, sha256: str, work: Any, measurement: dict[str, Any], source: str) -> dict[str, Any]:
     """A calibration row from a workload and a measurement (:meth:`Measurement.as_dict`)."""
     return {"device": device, "date": measurement["date"], "model": model, "sha256": sha256[:16],
-            "dtype": "fp32" if work.compute_dtype in ("fp32", "float32") else "int8",
+            "dtype": compute_kind(work),
             "threads": measurement.get("threads", 1), "xnnpack": bool(measurement.get("xnnpack", True)),
             "dense_macs": work.macs["dense"], "depthwise_macs": work.macs["depthwise"], "fc_macs": work.macs["fc"],
             "other_elems": work.macs["other"], "latency_ms": round(measurement["p50_ms"], 6),

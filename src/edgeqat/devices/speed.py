@@ -239,10 +239,11 @@ def estimate_latency(profile: DeviceProfile, work: Workload, measured: Optional[
     calibration models it was fitted on."""
     from edgeqat.devices import calibration
 
-    want = "fp32" if work.compute_dtype in ("fp32", "float32") else "int8"
-    mine = calibration.rows_for(measured or [], profile.name, want, profile.threads, profile.xnnpack)
+    kind = calibration.compute_kind(work)
+    mine = calibration.rows_for(measured or [], profile.name, kind, profile.threads, profile.xnnpack)
     if mine:
-        return _from_measured(profile, work, want, mine)
+        return _from_measured(profile, work, kind, mine)
+    want = "fp32" if kind == "fp32" else "int8"  # published figures: int8 or fp32 only
     sm = profile.speed_model_for(want)
     if sm is None:
         sm = profile.speed_model

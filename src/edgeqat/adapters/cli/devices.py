@@ -133,7 +133,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         gate_on_extrapolated: bool = typer.Option(True, help="Let an extrapolated latency estimate fail a device."),
         calibration: Optional[Path] = typer.Option(
             None, "--calibration", help="Measured-rows file estimates learn from and measurements add to "
-                                        "[default: PROFILES_DIR/measured.csv, else devices/measured.csv]."),
+                                        "(default: PROFILES_DIR/measured.csv, else devices/measured.csv)."),
         as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
         wide: bool = WideOpt,
     ) -> None:
@@ -180,7 +180,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         device: str = typer.Argument(..., help="A profile with connect: (e.g. host, or your board's YAML)."),
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir", help="A folder of your own profiles."),
         calibration: Optional[Path] = typer.Option(
-            None, "--calibration", help="Where the rows go [default: PROFILES_DIR/measured.csv, else devices/measured.csv]."),
+            None, "--calibration", help="Where the rows go (default: PROFILES_DIR/measured.csv, else devices/measured.csv)."),
         dtype: str = typer.Option("int8", help="int8 or fp32: the reference models' compute dtype."),
         runs: int = typer.Option(30, min=1, help="Timed runs per model (after the profile's warm-up)."),
         as_json: bool = typer.Option(False, "--json", help="Print the rows and errors as JSON."),
