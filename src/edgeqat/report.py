@@ -184,6 +184,14 @@ def _latency_cell(est: Any, d: dict[str, Any]) -> str:
     return f"{ms:.3g} ({what})"
 
 
+def _emulation_cell(emu: dict[str, Any]) -> str:
+    if emu.get("bit_exact"):
+        return "bit-exact"
+    if emu.get("within_tolerance", False):
+        return "within parity tolerance"
+    return f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})"
+
+
 def _qemu_skipped(why: str) -> str:
     """The cell of a QEMU run that did not happen: the one command that enables it, when that is the fix."""
     if "make arm64" in why:
@@ -207,8 +215,7 @@ def device_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, d in summary["devices"].items():
         emu = d.get("emulation") or {}
-        emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
-            if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
+        emu_txt = _emulation_cell(emu) if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
         rows.append([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
             _fmt("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),

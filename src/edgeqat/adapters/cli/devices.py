@@ -70,7 +70,9 @@ def _emulation(v: dict) -> str:
         return "–"
     if not emu.get("ran"):
         return f"skipped: {emu.get('why')}"
-    return "bit-exact with x86" if emu.get("bit_exact") else f"outputs differ (max |diff| {emu.get('max_abs_diff')})"
+    if emu.get("bit_exact"):
+        return "bit-exact with x86"
+    return ("within parity tolerance" if emu.get("within_tolerance") else "outputs differ") + f" (max |diff| {emu.get('max_abs_diff'):.3g})"
 
 
 def verdict_rows(verdicts: list[dict]) -> list[list]:
