@@ -10,7 +10,7 @@ import pytest
 
 from edgeqat.devices.profiles import available_profiles, load_profile_file, resolve_profiles
 from edgeqat.devices.validate import EvalData, validate_on_device
-from edgeqat.errors import ConfigError, ModelError
+from edgeqat.errors import ConfigError, EdgeqatError, ModelError
 
 
 def _convert(model, int8: bool, shape, lo: float = 0.0, hi: float = 1.0) -> bytes:
@@ -452,3 +452,14 @@ def test_connect_block_short_form_and_bad_values_named(tmp_path):
     f.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="connect: measures with LiteRT on the device; runtime 'tflm'"):
         load_profile_file(f)
+
+
+def test_calibrate_needs_a_device_that_is_really_there():
+    from typer.testing import CliRunner
+
+    from edgeqat.adapters.cli.app import app
+
+    r = CliRunner().invoke(app, ["devices", "calibrate", "rpi4"])  # `edgeqat` turns it into one line, exit 2
+    assert isinstance(r.exception, EdgeqatError) and "rpi4: its profile has no connect: block" in str(r.exception)
+    listing = CliRunner().invoke(app, ["devices"])  # the group still lists the profiles
+    assert listing.exit_code == 0 and "host" in listing.output and "measured" in listing.output
