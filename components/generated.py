@@ -219,6 +219,7 @@ def validate(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> bool:
@@ -268,6 +269,7 @@ def recommend(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> None:
@@ -304,6 +306,7 @@ def report(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> None:
@@ -429,6 +432,7 @@ def track(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,
@@ -543,6 +547,7 @@ def register(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,

@@ -177,3 +177,24 @@ def test_ethos_u_flash_budget_plain_qat_misses_gets_a_pruned_or_clustered_model(
     assert all(t[v]["verdict"] == "fail" and t[v]["reasons"][0].startswith("model ") and "> flash" in t[v]["reasons"][0]
                for v in ("qat_int8", *shrunk))
     assert rep["devices"]["qat_sized_mcu"]["chosen"] == "channel_pruned_qat_int8"
+
+
+def test_a_measured_device_ranks_candidates_on_measured_latency(comp, tmp_path):
+    """`host` is really there: every candidate is timed on it, the budget and the tie-break use
+    that, the report says so, and each measurement becomes a calibration row."""
+    calib = tmp_path / "measured.csv"
+    from edgeqat.steps.recommend import recommend
+
+    d = comp["dir"]
+    c = RecommendConfig(enabled=True, budget_accuracy_drop=1.0, sparsities=[], channel_fractions=[], latency_runs=5)
+    recommend(c, comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5", tmp_path / "report", tmp_path / "rec",
+              prune=PruneConfig(**TINY_PRUNE), devices=["host"], calibration=calib)
+    r = json.loads((tmp_path / "report" / "recommendation.json").read_text())["devices"]["host"]
+    tried = [c for c in r["candidates"] if c["accuracy"] is not None]
+    assert tried and all(c["latency_source"] == "measured" and c["latency_ms"] > 0 for c in tried)
+    chosen = next(c for c in tried if c["candidate"] == r["chosen"])
+    peers = [c for c in tried if c["verdict"] == "pass" and c["integer_only"] and c["accuracy"] == chosen["accuracy"]]
+    assert chosen["latency_ms"] == min(p["latency_ms"] for p in peers)  # equal accuracy: the fastest measured
+    assert "measured of a 100 ms budget" in r["reason"]
+    assert "(measured) |" in (tmp_path / "report" / "recommendation.md").read_text()
+    assert len(calib.read_text().splitlines()) == 1 + len(tried)

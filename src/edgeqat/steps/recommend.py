@@ -35,18 +35,26 @@ def recommendation_markdown(report: dict[str, Any]) -> str:
              "Vela's encoded flash on Ethos-U.", ""]
     for dev, r in report["devices"].items():
         lines += [f"## {dev} — {r['title']}", "", f"**{r['chosen'] or 'no model fits'}** — {r['reason']}", "",
-                  "| candidate | verdict | accuracy | drop | stored bytes | arena bytes | est. latency ms | reasons |",
+                  "| candidate | verdict | accuracy | drop | stored bytes | arena bytes | latency ms | reasons |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in r["candidates"]:
             fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
             lines.append(f"| {c['candidate']} | {c['verdict']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['accuracy_drop'], '+.4f')} | "
-                         f"{stored(c):,} | {fmt(c['arena_bytes'], ',')} | {fmt(c['latency_ms_estimate'], '.2f')} | "
+                         f"{stored(c):,} | {fmt(c['arena_bytes'], ',')} | {latency_cell(c)} | "
                          f"{'; '.join(c['reasons']) or '–'} |")
         if r["skipped"]:
             lines += ["", "Skipped without making or running them:"]
             lines += [f"- {s['candidate']}: {s['why']}" for s in r["skipped"]]
         lines.append("")
     return "\n".join(lines)
+
+
+def latency_cell(row: dict[str, Any]) -> str:
+    """The latency a candidate was judged on, and where it came from (measured or estimated)."""
+    ms = row.get("latency_ms", row.get("latency_ms_estimate"))
+    if ms is None:
+        return "–"
+    return f"{ms:.3g} ({'measured' if row.get('latency_source') == 'measured' else 'est.'})"
 
 
 def _plot(dev: str, r: dict[str, Any], dest: Path) -> None:
@@ -96,10 +104,12 @@ def recommend(
     devices: Optional[list[str]] = None,
     profiles_dir: Optional[str | Path] = None,
     force: bool = False,
+    calibration: Optional[str | Path] = None,
 ) -> dict[str, Any]:
     """``prune``: how candidates are fine-tuned; ``validate``: its ``profiles_dir`` (unless
     ``profiles_dir`` is given); ``force``: run even when ``recommend.enabled`` is false (the
-    CLI command)."""
+    CLI command); ``calibration``: the measured-rows file (default: the profiles folder's
+    measured.csv, else devices/measured.csv): candidates measured on a device add their rows."""
     if profiles_dir is None and validate is not None:
         profiles_dir = validate.profiles_dir
     if not (cfg.enabled or force):
@@ -116,6 +126,7 @@ def recommend(
     if not (tflite_dir / CARD_NAME).is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the pipeline first (dvc repro)")
     profiles = resolve_profiles(devices or cfg.devices, extra_dir=profiles_dir)
+    from edgeqat.devices.calibration import calibration_file
     from edgeqat.devices.eval_data import load_eval_data
 
     t0 = time.monotonic()
@@ -137,7 +148,8 @@ def recommend(
             for p in profiles:
                 progress.start(p.name)
                 results[p.name] = recommend_for_device(p, candidates, data, budget_accuracy_drop=cfg.budget_accuracy_drop,
-                                                       clock=clock, latency_runs=cfg.latency_runs, cache=cache)
+                                                       clock=clock, latency_runs=cfg.latency_runs, cache=cache,
+                                                       calibration=calibration or calibration_file(profiles_dir))
                 progress.done(f"{p.name}: {results[p.name]['reason']}")
         chosen_cards = {}
         by_name = {c.name: c for c in candidates}
@@ -147,7 +159,8 @@ def recommend(
                 row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
                 chosen_cards[dev] = {"file": f"{dev}.tflite", "strategy": r["chosen"], "reason": r["reason"],
                                      **{k: row.get(k) for k in ("accuracy", "size_bytes", "stored_bytes", "size_measure",
-                                                                "arena_bytes", "latency_ms_estimate")}}
+                                                                "arena_bytes", "latency_ms_estimate", "latency_ms",
+                                                                "latency_source")}}
         shutil.rmtree(work)
         if models_out is not None:
             write_json(out_dir / "recommended.json", chosen_cards)

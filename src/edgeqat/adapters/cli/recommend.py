@@ -12,12 +12,14 @@ from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, 
 
 CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=True), Col("accuracy", "right"),
                Col("drop", "right", wide_header="drop vs FP32", drop=1), Col("size B", "right"),
-               Col("arena B", "right", drop=2), Col("est. ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
+               Col("arena B", "right", drop=2), Col("latency ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
                Col("reason", wide=True, text=True))
 
 
 def choice_rows(devices: dict) -> list[list]:
     """One row of CHOICE_COLS per device of recommendation.json (narrow, the reason prints below)."""
+    from edgeqat.steps.recommend import latency_cell
+
     def fmt(v, f):
         return "–" if v is None else format(v, f)
 
@@ -26,7 +28,7 @@ def choice_rows(devices: dict) -> list[list]:
         c = next((c for c in r["candidates"] if c["candidate"] == r["chosen"]), {})
         rows.append([dev, r["chosen"] or "NO MODEL FITS", c.get("strategy"), fmt(c.get("accuracy"), ".4f"),
                      fmt(c.get("accuracy_drop"), "+.4f"), fmt(c.get("size_bytes"), ","), fmt(c.get("arena_bytes"), ","),
-                     fmt(c.get("latency_ms_estimate"), ".3g"), len(r["candidates"]), len(r["skipped"]), r["reason"]])
+                     latency_cell(c) if c else "–", len(r["candidates"]), len(r["skipped"]), r["reason"]])
     return rows
 
 
