@@ -83,7 +83,7 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
 
     import edgeqat
     from edgeqat.adapters.runner import run_stage
-    from edgeqat.io import log, read_json
+    from edgeqat.io import log, read_json, write_json
     from edgeqat.models.io import set_trust_model_code
     from edgeqat.stages import stage as find
 
@@ -131,7 +131,11 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
                     log_metrics(args[port.name], result)
         if "headline_confusion" in args and (ws / "plots" / "confusion.csv").is_file():
             names = read_json(ws / "reports" / "evaluation.json")["class_names"]
-            args["headline_confusion"].log_confusion_matrix(*_confusion(ws / "plots" / "confusion.csv", names))
+            labels, matrix = _confusion(ws / "plots" / "confusion.csv", names)
+            args["headline_confusion"].log_confusion_matrix(labels, matrix)
+            # The matrix lives in the artifact's metadata; a file at its path too, because kfp.local's
+            # cache takes an output whose file is missing for a stale entry and re-runs the task.
+            write_json(Path(args["headline_confusion"].path), {"labels": labels, "matrix": matrix})
     if stage.returns_passed:
         return bool(result.get("passed"))
     return None
