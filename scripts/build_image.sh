@@ -17,7 +17,8 @@ cd "$REPO"
 say() { echo "[image] $*"; }
 die() { echo "[image] ERROR: $*" >&2; exit 1; }
 
-VERSION="$(python3 -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")"
+VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -1)"
+[ -n "$VERSION" ] || die "no version = \"...\" line in pyproject.toml"
 IMAGE="${IMAGE:-edgeqat:$VERSION}"
 RECORD="$REPO/.cache/edgeqat-image"
 
