@@ -25,6 +25,17 @@ if ! command -v dockerd >/dev/null 2>&1; then
 fi
 
 # setsid: its own session, so it outlives the make that started it (CI's later steps use it)
+# A dockerd still shutting down holds its pid file (wait for it); one that was killed leaves
+# the file behind, which stops a new one from starting (remove it).
+PIDFILE=/var/run/docker.pid
+for _ in $(seq 30); do
+  [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break
+  sleep 1
+done
+if [ -f "$PIDFILE" ] && ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+  say "removing the stale $PIDFILE of a dockerd that is gone"
+  rm -f "$PIDFILE"
+fi
 setsid dockerd >"$LOG" 2>&1 </dev/null &
 echo $! >"$LOG.pid"
 for _ in $(seq 60); do

@@ -62,8 +62,8 @@ class FileParam:
 class Resources:
     """What a cluster reserves (requests) and caps (limits) for one stage's container, in
     Kubernetes quantities, compiled into the KFP pipeline. A request is what the scheduler
-    finds room for; past the memory limit the container is killed, so limits leave headroom
-    over the default pipeline's peaks (docs/kubeflow.md has the measured figures)."""
+    finds room for; past the memory limit the container is killed, so both leave headroom over
+    the peaks measured in containers on small data (docs/kubeflow.md) for real data sets."""
 
     cpu_request: str = "1"
     cpu_limit: str = "2"
