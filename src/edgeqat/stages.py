@@ -59,6 +59,26 @@ class FileParam:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What a cluster reserves (requests) and caps (limits) for one stage's container, in
+    Kubernetes quantities, compiled into the KFP pipeline. A request is what the scheduler
+    finds room for; past the memory limit the container is killed, so both leave headroom over
+    the peaks measured in containers on small data (docs/kubeflow.md) for real data sets."""
+
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "2Gi"
+    memory_limit: str = "4Gi"
+    accelerator: bool = False  # trains: takes an accelerator when the pipeline is compiled with --gpu
+
+
+LIGHT = Resources(cpu_request="500m", cpu_limit="1", memory_request="1Gi", memory_limit="2Gi")  # MLflow calls
+TRAINING = Resources(cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi", accelerator=True)
+# recommend fine-tunes candidates only when recommend.enabled (off by default): no accelerator held for it
+SEARCH = replace(TRAINING, accelerator=False)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     step: str  # "module:function", imported only when the stage runs
@@ -70,6 +90,7 @@ class Stage:
     gate: str | None = None  # "<stage>.passed": KFP runs it only when that stage passed
     cached: bool = True  # False: a side effect (MLflow) that KFP must never skip from its cache
     returns_passed: bool = False  # the step's result["passed"] is a KFP output (for a gate)
+    resources: Resources = Resources()  # the container's CPU/memory (and accelerator) on a cluster
 
 
 def metrics(stage: str) -> Port:
@@ -137,21 +158,25 @@ STAGES: tuple[Stage, ...] = (
           outputs=(arg(FP32, "model_out"), metrics("train"), history("train"), tensorboard("train"), timings("train")),
           file_params=(FileParam("train.from_model", importer="pretrained_model", kind="Model"),
                        FileParam("train.weights")),
+          resources=TRAINING,
           doc="FP32 baseline, or the user's pretrained model (train.from_model)."),
     Stage("qat", "edgeqat.steps.qat:qat", ("qat",),
           inputs=(PREPARED, FP32),
           outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
                    metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
           file_params=(FileParam("qat.finetune_path"),),
+          resources=TRAINING,
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
     Stage("prune", "edgeqat.steps.prune:prune", ("prune",),
           inputs=(PREPARED, FP32),
           outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
                    metrics("prune"), history("prune"), timings("prune")),
+          resources=TRAINING,
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
     Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",),
           inputs=(PREPARED, FP32, PRUNED),
           outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
+          resources=TRAINING,
           doc="Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."),
     Stage("convert", "edgeqat.steps.convert:convert", ("convert",),
           inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CQAT, PCQAT, CHANNEL),
@@ -171,6 +196,7 @@ STAGES: tuple[Stage, ...] = (
           # summary: only to run after validate, as the registry sees it
           inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
+          resources=SEARCH,
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
     Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate"),
           inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),
@@ -193,12 +219,12 @@ STAGES += (
     Stage("track", "edgeqat.steps.track:track", (ALL,),
           inputs=tuple(arg(p, "") for p in _READ_BY_TRACK),
           outputs=(TRACKED, MLFLOW_RUN),
-          cached=False,
+          cached=False, resources=LIGHT,
           doc="Log the whole execution to MLflow: one run with params, metrics, curves, data, models, reports."),
     Stage("register", "edgeqat.steps.register:register", (ALL,),
           inputs=tuple(arg(p, "") for p in (TRACKED, MLFLOW_RUN, TFLITE, SUMMARY, RECOMMENDED, RECOMMENDATION)),
           outputs=(Port("registered", "logs/registered.json", arg="", dvc="side"),),
-          gate="validate.passed", cached=False,
+          gate="validate.passed", cached=False, resources=LIGHT,
           doc="The run's model as a new MLflow model version (alias challenger); per-device models too."),
 )
 

@@ -99,7 +99,7 @@ def test_compiled_pipeline_is_fresh(tmp_path):
     from edgeqat.pipelines.ops import compile_pipeline
 
     fresh = compile_pipeline(tmp_path / "p.yaml", image=DEFAULT_IMAGE).read_text()
-    assert COMMITTED.read_text() == fresh, "pipelines/edge_pipeline.yaml is stale: run `edgeqat pipeline compile`"
+    assert COMMITTED.read_text() == fresh, "pipelines/edge_pipeline.yaml is stale: run `edgeqat generate`"
 
 
 def test_every_pipeline_parameter_is_a_params_key_and_back():
