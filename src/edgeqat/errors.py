@@ -22,3 +22,9 @@ class GateFailed(EdgeqatError):
     registered. Exit status 1, like a failing test, not 2 (bad input)."""
 
     exit_code = 1
+
+
+class DeviceBudgetError(ConfigError):
+    """Before any training: the model these settings describe cannot pass a required device
+    (a budget checked from its graph); the message names the device, the figure, the budget
+    and settings that would pass."""
