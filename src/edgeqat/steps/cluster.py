@@ -57,8 +57,10 @@ def cluster(
             mark(dest, [f"{name}_int8"], skipped)
         else:
             todo.append((name, source, dest, preserve))
-    set_determinism(cfg.seed)
-    data = PruneData(prepared, cfg.batch_size, cfg.seed) if todo else None
+    data = None
+    if todo:  # else TensorFlow is not even imported
+        set_determinism(cfg.seed)
+        data = PruneData(prepared, cfg.batch_size, cfg.seed)
     for name, source, dest, preserve in todo:
         model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model)
         save_model(model, dest)

@@ -185,5 +185,5 @@ def _message(report: dict[str, Any], failed: list[str], validate: ValidateConfig
             lines.append("    tried without passing: " + "; ".join(d["tried"]))
     keep = [x for x in validate.required_devices if x not in failed]
     lines.append(f"  or stop requiring it: validate.required_devices=[{','.join(keep)}] (still validated and reported)")
-    lines.append(f"  set them with `dvc exp run -S KEY=VALUE` or in params.yaml; figures in {report_json}")
+    lines.append(f"  set them with `dvc exp run -S KEY=VALUE` or in the params file; figures in {report_json}")
     return "\n".join(lines)

@@ -53,9 +53,11 @@ def prune(
         log(skip_line("prune", skipped))
     metrics: dict[str, Any] = {}
     rows: list[dict] = []
-    set_determinism(cfg.seed)
     channel = "channel_pruned_qat_int8" not in skipped
-    data = PruneData(prepared, cfg.batch_size, cfg.seed) if magnitude or channel else None
+    data = None
+    if magnitude or channel:  # else TensorFlow is not even imported
+        set_determinism(cfg.seed)
+        data = PruneData(prepared, cfg.batch_size, cfg.seed)
 
     # 1. magnitude pruning -> pruning-preserving QAT
     if magnitude:
