@@ -86,6 +86,7 @@ def main() -> int:
     args = ap.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgeqat-first-answer-"))
+    work.mkdir(parents=True, exist_ok=True)
     clone = work / "edgeqat"
     sh(["git", "clone", "-q", str(REPO), str(clone)], work)
     t = time.monotonic()
