@@ -108,7 +108,9 @@ def main() -> int:
     runs = [("`dvc exp run` " + " ".join(settings[1::2]), stages(out), t_first, rc)]
     stopped = re.search(r"stopped before training \((\d+) s\)", out)
     t_answer = t_first
+    stop_message = ""
     if rc != 0:
+        stop_message = "\n".join(ln for ln in out.splitlines() if ln.startswith(("edgeqat: error: preflight", "  ")))
         keep = re.search(r"or stop requiring it: (validate\.required_devices=\[[^\]]*\])", out)
         if not stopped or not keep:
             sys.exit(f"dvc exp run failed ({rc}) and not at the preflight check:\n{out[-4000:]}")
@@ -167,6 +169,8 @@ def main() -> int:
         f"First answer: **{t_answer:.0f} s** from the first `dvc exp run` to the report"
         + (f" (the preflight check stopped the first run after {stopped.group(1)} s of its own)" if stopped else "") + ".",
         "",
+        *(["What the preflight check said when it stopped the first run:", "", "```", stop_message, "```", ""]
+          if stop_message else []),
         "Per stage of the run that gave it (wall s, from logs/timings): "
         + ", ".join(f"{s} {w:.0f}" for s, w in seconds.items() if w is not None),
         "",

@@ -60,7 +60,7 @@ def _unpack(path: Path, into: Path) -> Path:
     root = (into / "saved_model").resolve()
     with zipfile.ZipFile(path) as zf:
         for name in zf.namelist():
-            if name == PACKED:
+            if name == PACKED or name.endswith("/"):
                 continue
             target = (into / name).resolve()
             if not name.startswith("saved_model/") or root not in target.parents:
@@ -76,8 +76,6 @@ class ExportedModel:
     ``save(path)`` (packs it) and the folder TFLite converts from."""
 
     def __init__(self, path: str | Path) -> None:
-        from edgeqat.tf_compat import tf
-
         path = Path(path)
         self._tmp = None
         if path.is_dir():
@@ -86,6 +84,8 @@ class ExportedModel:
             self._tmp = tempfile.TemporaryDirectory(prefix="edgeqat-savedmodel-")  # lives as long as the model
             self.folder = _unpack(path, Path(self._tmp.name))
         self.origin = str(path)
+        from edgeqat.tf_compat import tf
+
         try:
             self._obj = tf.saved_model.load(str(self.folder))
             self._fn = self._obj.signatures["serving_default"]
