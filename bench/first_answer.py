@@ -38,7 +38,7 @@ BIN = Path(sys.executable).parent
 SIZE, CLASSES = 64, ("red", "green", "blue", "grey")
 LIMIT_S = 600  # the first answer within 10 minutes
 sys.path.insert(0, str(REPO / "bench"))
-from run import machine, stages  # noqa: E402 - the benchmarks' shared helpers
+from run import checks_table, finish, machine, stages  # noqa: E402 - the benchmarks' shared helpers
 
 
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> tuple[str, float, int]:
@@ -178,16 +178,9 @@ def main() -> int:
         "",
         summary_markdown(with_latency(summary, latency)).split("\n", 2)[2].strip(),
         "",
-        "## Checks",
-        "",
-        "| check | result | measured |",
-        "|---|---|---|",
-        *[f"| {name} | {'pass' if ok else 'FAIL'} | {measured} |" for name, ok, measured in checks],
-        "",
+        *checks_table("Checks", checks),
     ]
-    args.out.write_text("\n".join(lines))
-    print("\n".join(lines))
-    return 0 if all(ok for _, ok, _ in checks) else 1
+    return finish(args.out, lines, checks)
 
 
 if __name__ == "__main__":

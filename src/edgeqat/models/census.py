@@ -40,6 +40,23 @@ def _fused(layer: Any, L: Any) -> bool:
     return isinstance(layer, L.Activation) and getattr(layer.activation, "__name__", "") in ("relu", "relu6", "linear")
 
 
+def _kernels(layer: Any, L: Any) -> list[tuple[str, int, Any]]:
+    """(workload class, positions the kernel is applied at, kernel) for each kernel of a layer."""
+    pixels = lambda shape: _elements(shape) // (shape[-1] or 1)  # noqa: E731 - positions of one channel
+    if isinstance(layer, L.SeparableConv2D):
+        return [("depthwise", pixels(layer.output_shape), layer.depthwise_kernel),
+                ("dense", pixels(layer.output_shape), layer.pointwise_kernel)]
+    if isinstance(layer, L.DepthwiseConv2D):
+        return [("depthwise", pixels(layer.output_shape), layer.depthwise_kernel)]
+    if isinstance(layer, L.Conv2DTranspose):  # every input pixel scatters the whole kernel
+        return [("dense", pixels(layer.input_shape), layer.kernel)]
+    if isinstance(layer, L.Conv2D):
+        return [("dense", pixels(layer.output_shape), layer.kernel)]
+    if isinstance(layer, L.Dense):
+        return [("fc", _elements(layer.input_shape) // layer.kernel.shape[0], layer.kernel)]
+    return []
+
+
 def census(model: Any) -> dict[str, int]:
     from edgeqat.tf_compat import keras
 
@@ -55,29 +72,14 @@ def census(model: Any) -> dict[str, int]:
         res = sum(_elements(s) for s in _shapes(layer.output_shape))
         out["peak_activation"] = max(out["peak_activation"], ins + res)
         out["activations"] += res
-        spatial = lambda s: _elements(s) // (s[-1] or 1)  # noqa: E731 - pixels of one channel
-        kernels = []
-        if isinstance(layer, L.SeparableConv2D):
-            kernels = [layer.depthwise_kernel, layer.pointwise_kernel]
-            out["depthwise"] += spatial(layer.output_shape) * int(np.prod(kernels[0].shape))
-            out["dense"] += spatial(layer.output_shape) * int(np.prod(kernels[1].shape))
-        elif isinstance(layer, L.DepthwiseConv2D):
-            kernels = [layer.depthwise_kernel]
-            out["depthwise"] += spatial(layer.output_shape) * int(np.prod(kernels[0].shape))
-        elif isinstance(layer, L.Conv2DTranspose):
-            kernels = [layer.kernel]
-            out["dense"] += spatial(layer.input_shape) * int(np.prod(kernels[0].shape))
-        elif isinstance(layer, L.Conv2D):
-            kernels = [layer.kernel]
-            out["dense"] += spatial(layer.output_shape) * int(np.prod(kernels[0].shape))
-        elif isinstance(layer, L.Dense):
-            kernels = [layer.kernel]
-            out["fc"] += (_elements(layer.input_shape) // layer.kernel.shape[0]) * int(np.prod(kernels[0].shape))
-        else:
+        kernels = _kernels(layer, L)
+        if not kernels:
             out["other"] += res
-        # int8 weights, and per output channel an int32 bias (BatchNorm folds into it) and a float32
-        # scale and an int64 zero point for each of the two
-        out["stored_bytes"] += OP_BYTES + sum(int(np.prod(k.shape)) for k in kernels)
-        out["stored_bytes"] += 28 * sum(int(k.shape[-1]) * (int(k.shape[-2]) if k is getattr(layer, "depthwise_kernel", None) else 1)
-                                   for k in kernels)
+        for cls, positions, k in kernels:
+            out[cls] += positions * int(np.prod(k.shape))
+            # int8 weights, and per output channel an int32 bias (BatchNorm folds into it) and a
+            # float32 scale and an int64 zero point for each of the two
+            channels = int(k.shape[-1]) * (int(k.shape[-2]) if k is getattr(layer, "depthwise_kernel", None) else 1)
+            out["stored_bytes"] += int(np.prod(k.shape)) + 28 * channels
+        out["stored_bytes"] += OP_BYTES
     return out
