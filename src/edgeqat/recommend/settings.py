@@ -46,6 +46,7 @@ class Base:
     zoo: Optional[str] = None  # train.model when the run trains a zoo model
     alpha: float = 1.0
     keras_model: Any = None  # for channel pruning
+    zoo_as_is: bool = True  # False: the checked model is the zoo model channel-pruned, not as built
     vela: dict[str, dict[str, Any]] = field(default_factory=dict)  # per Ethos-U profile
 
 
@@ -60,7 +61,7 @@ class Search:
     _censuses: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.base.zoo is not None and self.base.census is not None:
+        if self.base.zoo is not None and self.base.census is not None and self.base.zoo_as_is:
             self._censuses[(self.base.zoo, self.base.alpha, self.base.shape[0])] = self.base.census
 
     def left(self) -> float:

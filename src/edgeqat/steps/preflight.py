@@ -116,21 +116,13 @@ def preflight(
     model, keras_model, what = _model(cfg, meta)
     variant = validate.model
     as_variant = STAND_IN if variant in NEEDS else variant  # the QAT family: int8 of the same graph
-    if variant == "channel_pruned_qat_int8" and keras_model is not None:
+    pruned = variant == "channel_pruned_qat_int8" and keras_model is not None
+    if pruned:
         from edgeqat.compression.channels import channel_prune
 
         model = keras_model = channel_prune(keras_model, channel_fraction)[0]
     t1 = time.monotonic()
-    graph = None
-    if not cfg.from_model and as_variant == STAND_IN and all(p.runtime != "vela" for p in profiles):
-        from edgeqat.models.census import census
-
-        graph = Graph(census=census(model))  # the zoo in int8: the counts are the converted file's...
-        flash = [p.flash_bytes for p in profiles if p.flash_bytes]
-        if any(abs(graph.size - f) <= SIZE_TOLERANCE * f for f in flash):
-            graph = None  # ...but its size only within SIZE_TOLERANCE: too close to a budget to decide
-    if graph is None:
-        graph = Graph(_convert(model, as_variant, prepared, meta["normalization"]["scheme"]))
+    graph = _graph(model, as_variant, counted=not cfg.from_model, profiles=profiles, prepared=prepared, meta=meta)
     graph_s = time.monotonic() - t1
     report.update({"model": what, "variant": variant,
                    "checked_as": f"{as_variant} of the untrained model, {graph.source}",
@@ -147,7 +139,7 @@ def preflight(
         if miss:
             failed.append(prof.name)
             if search is None:
-                search = _search(cfg, meta, graph, keras_model, profiles)
+                search = _search(cfg, meta, graph, keras_model, profiles, pruned)
             entry.update(search.suggest(prof, miss, list(channel_fractions)))
         report["devices"][prof.name] = entry
         log(f"preflight: {prof.name}: " + ("PASS" if not miss else "FAIL") + " ("
@@ -161,7 +153,21 @@ def preflight(
     return {"passed": True, "timings": seconds}
 
 
-def _search(cfg: TrainConfig, meta: dict, graph: Graph, keras_model: Any, profiles: list) -> Any:
+def _graph(model: Any, variant: str, *, counted: bool, profiles: list, prepared: Path, meta: dict) -> Graph:
+    """The zoo's models in int8 are counted from their layers (the counts are the converted
+    file's; a conversion takes 10-100 times longer); the rest, and a count whose size comes
+    within SIZE_TOLERANCE of a flash budget, are converted."""
+    if counted and variant == STAND_IN and all(p.runtime != "vela" for p in profiles):
+        from edgeqat.models.census import census
+
+        graph = Graph(census=census(model))
+        if not any(p.flash_bytes and abs(graph.size - p.flash_bytes) <= SIZE_TOLERANCE * p.flash_bytes
+                   for p in profiles):
+            return graph
+    return Graph(_convert(model, variant, prepared, meta["normalization"]["scheme"]))
+
+
+def _search(cfg: TrainConfig, meta: dict, graph: Graph, keras_model: Any, profiles: list, pruned: bool) -> Any:
     from edgeqat.compression.channels import channel_prune
     from edgeqat.models.census import census
     from edgeqat.models.zoo import build_model
@@ -170,7 +176,7 @@ def _search(cfg: TrainConfig, meta: dict, graph: Graph, keras_model: Any, profil
     classes, channels = len(meta["class_names"]), meta["image_shape"][2]
     base = Base(size=graph.size, work=graph.work, census=census(keras_model) if keras_model is not None else None,
                 shape=tuple(meta["image_shape"]), classes=classes, zoo=None if cfg.from_model else cfg.model,
-                alpha=cfg.alpha, keras_model=keras_model,
+                alpha=cfg.alpha, keras_model=keras_model, zoo_as_is=not pruned,
                 vela={p.name: graph.vela(p) for p in profiles if p.runtime == "vela"})
     return Search(base, build=lambda m, a, s: build_model(m, (s, s, channels), classes, alpha=a, dropout=cfg.dropout),
                   census=census, channel_prune=lambda m, f: channel_prune(m, f)[0])
