@@ -80,8 +80,8 @@ def figures(prof: DeviceProfile, size: int, work: Workload, vela: Optional[dict[
     notes: list[str] = []
     if prof.runtime == "vela":
         vela = vela or {}
-        if not vela.get("ran", True):
-            notes.append(f"no Vela figures: {vela.get('error')}")
+        if not vela.get("ran", True):  # validation would fail it the same way
+            out["compile"] = {"value": 1, "budget": 0, "error": vela.get("error")}
         for key, budget in (("flash", prof.flash_bytes), ("sram", prof.sram_bytes), ("dram", prof.ram_bytes),
                             ("latency", prof.latency_budget_ms), ("cpu_ops", prof.vela.max_cpu_ops)):
             if vela.get(key) is not None:
@@ -129,6 +129,8 @@ def scaled(size: int, work: Workload, vela: Optional[dict[str, Any]], base: dict
 
 
 def describe(key: str, fig: dict[str, Any]) -> str:
+    if fig.get("error"):
+        return f"no Vela figures: {fig['error']}"
     label, unit = LABELS.get(key, (key, ""))
     fmt = (lambda x: f"{x:,.1f}") if unit == "ms" else (lambda x: f"{int(x):,}")
     if fig["budget"] is None:
