@@ -96,6 +96,7 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
     def edgeqat(*values: Any) -> Artifact:  # KFP passes one channel per parameter, in signature order
         args = dict(zip(signature.parameters, values))
         produced: dict[str, Any] = {}  # output name -> the channel of the task that writes it
+        imported: dict[str, Any] = {}  # importer name -> its artifact channel
         tasks: dict[str, Any] = {}
         final = None
         for stage in table:
@@ -103,9 +104,11 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
             kwargs.update({p.name: produced[p.name] for p in stage.inputs if p.kfp})
             for fp in stage.file_params:
                 if fp.importer and wanted.get(fp.importer):
-                    uri_param, cls = IMPORTERS[fp.importer]
-                    kwargs[fp.importer] = dsl.importer(artifact_uri=args[uri_param], artifact_class=cls,
-                                                       reimport=False).output
+                    if fp.importer not in imported:  # one importer task, whichever stages read it
+                        uri_param, cls = IMPORTERS[fp.importer]
+                        imported[fp.importer] = dsl.importer(artifact_uri=args[uri_param], artifact_class=cls,
+                                                             reimport=False).output
+                    kwargs[fp.importer] = imported[fp.importer]
             for name, _ in RUNTIME.get(stage.name, ()):
                 kwargs[name] = {"kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 "kfp_run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}.get(name, args.get(name))

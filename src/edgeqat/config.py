@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeqat.errors import ConfigError
+from edgeqat.variants import SETS, VARIANTS, expand
 
 Source = Literal["digits", "idx", "folder", "npz"]
 # Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
@@ -148,14 +149,14 @@ class ClusterConfig(_Section):
     seed: int = Field(42, ge=0)
 
 
-VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
-            "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
 Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
                   "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
+    # The variants this run makes, or a named set (edgeqat.variants.SETS): quick | all. Stages
+    # whose models no requested variant needs do no work (qat, prune, cluster).
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
     # Per-channel weight scales (false: one scale per tensor, for older accelerators).
     per_channel: bool = True
@@ -167,6 +168,12 @@ class ConvertConfig(_Section):
         if twice:
             raise ValueError(f"lists {', '.join(map(repr, twice))} more than once (each variant is converted once)")
         return v
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _named_set(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in SETS:
+            raise ValueError(f"expected a list of variants or one of the sets {', '.join(SETS)}")
+        return expand(v)
 
 
 class EvaluateConfig(_Section):

@@ -83,6 +83,9 @@ class Stage:
     name: str
     step: str  # "module:function", imported only when the stage runs
     sections: tuple[str, ...]  # params sections it receives; (ALL,) for the whole Params
+    # Single keys of other sections it receives, each as the step keyword named after the key
+    # (convert.variants -> variants=): a DVC param of the stage, a parameter of its component.
+    keys: tuple[str, ...] = ()
     inputs: tuple[Port, ...] = ()
     outputs: tuple[Port, ...] = ()
     file_params: tuple[FileParam, ...] = ()
@@ -112,6 +115,7 @@ def tensorboard(stage: str) -> Port:
 
 
 PREPARED = Port("prepared", "data/prepared", "Dataset", is_dir=True)
+PREFLIGHT = Port("preflight", "reports/preflight.json", arg="report_json", dvc="committed")
 FP32 = Port("fp32_model", "models/fp32.keras", "Model")
 QAT = Port("qat_model", "models/qat.h5", "Model")
 MIXED = Port("mixed_model", "models/mixed.h5", "Model")
@@ -146,34 +150,42 @@ def arg(port: Port, name: str) -> Port:
     return replace(port, arg=name)
 
 
-COMPUTE = ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
+COMPUTE = ("prepare", "preflight", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", "edgeqat.steps.prepare:prepare", ("prepare",),
           outputs=(arg(PREPARED, "out_dir"), metrics("prepare"), timings("prepare")),
           file_params=(FileParam("prepare.path", importer="raw_data", kind="Dataset"),),
           doc="Raw data -> resized, stratified, sharded train/val/test/calib splits."),
-    Stage("train", "edgeqat.steps.train:train", ("train",),
+    Stage("preflight", "edgeqat.steps.preflight:preflight", ("train", "validate"),
+          keys=("prune.channel_fraction", "recommend.channel_fractions"),
           inputs=(PREPARED,),
+          outputs=(PREFLIGHT, metrics("preflight"), timings("preflight")),
+          file_params=(FileParam("train.from_model", importer="pretrained_model", kind="Model"),
+                       FileParam("validate.profiles_dir")),
+          doc="Before training: the model's untrained int8 graph against every required device's budgets."),
+    Stage("train", "edgeqat.steps.train:train", ("train",),
+          # preflight's metrics: only to run after it (the same bytes whenever it passes)
+          inputs=(PREPARED, arg(metrics("preflight"), "")),
           outputs=(arg(FP32, "model_out"), metrics("train"), history("train"), tensorboard("train"), timings("train")),
           file_params=(FileParam("train.from_model", importer="pretrained_model", kind="Model"),
                        FileParam("train.weights")),
           resources=TRAINING,
           doc="FP32 baseline, or the user's pretrained model (train.from_model)."),
-    Stage("qat", "edgeqat.steps.qat:qat", ("qat",),
+    Stage("qat", "edgeqat.steps.qat:qat", ("qat",), keys=("convert.variants",),
           inputs=(PREPARED, FP32),
           outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
                    metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
           file_params=(FileParam("qat.finetune_path"),),
           resources=TRAINING,
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
-    Stage("prune", "edgeqat.steps.prune:prune", ("prune",),
+    Stage("prune", "edgeqat.steps.prune:prune", ("prune",), keys=("convert.variants",),
           inputs=(PREPARED, FP32),
           outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
                    metrics("prune"), history("prune"), timings("prune")),
           resources=TRAINING,
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
-    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",),
+    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",), keys=("convert.variants",),
           inputs=(PREPARED, FP32, PRUNED),
           outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
           resources=TRAINING,
@@ -235,9 +247,10 @@ def section_keys(section: str) -> list[str]:
 
 
 def stage_params(stage: Stage) -> list[str]:
-    """Every key of the sections the stage receives, then the keys every stage receives."""
+    """Every key of the sections the stage receives, its single keys, then the keys every stage receives."""
     sections = list(_params_model().model_fields) if stage.sections == (ALL,) else stage.sections
     keys = [k for s in sections for k in section_keys(s)]
+    keys += [k for k in stage.keys if k not in keys]
     return keys + [k for k in GLOBAL_KEYS if k not in keys]
 
 

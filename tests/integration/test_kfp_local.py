@@ -67,7 +67,8 @@ def test_local_run_of_the_compiled_pipeline(local_run):
     params = load_params(tmp_path / "params.yaml")
     for stage in STAGES:
         first, others = step_configs(stage, params)
-        want = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in others.items()}}
+        want = {"first": json.loads(first.model_dump_json()),
+                **{k: json.loads(v.model_dump_json()) if hasattr(v, "model_dump_json") else v for k, v in others.items()}}
         assert json.loads((tmp_path / "configs" / f"{stage.name}.json").read_text()) == want, stage.name
 
     # One MLflow run, in the store `dvc repro` uses here (mlflow.db beside params), tagged with the KFP run.

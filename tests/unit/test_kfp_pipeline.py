@@ -163,6 +163,8 @@ def test_import_variant_reads_data_and_model_from_uri_parameters(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert "raw_data" in tasks["prepare"]["inputs"]["artifacts"]
     assert "pretrained_model" in tasks["train"]["inputs"]["artifacts"]
+    # preflight reads the same model before training: from the same importer task
+    assert tasks["preflight"]["inputs"]["artifacts"]["pretrained_model"] == tasks["train"]["inputs"]["artifacts"]["pretrained_model"]
 
 
 def test_unwired_non_default_key_is_refused(monkeypatch):

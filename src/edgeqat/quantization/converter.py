@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from edgeqat.errors import ModelError
+from edgeqat.models.exported import tflite_converter
 
 FLOAT_VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16")
 QAT_VARIANTS = ("qat_int8", "mixed", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
@@ -51,7 +52,7 @@ def convert_variant(
     model = qat_model if variant in QAT_VARIANTS else fp32_model
     if model is None:
         raise ModelError(f"variant {variant!r} needs its quantization-aware model")
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = tflite_converter(model)  # a Keras model, or a SavedModel export (fp32 and post-training only)
     if variant != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "ptq_float16":

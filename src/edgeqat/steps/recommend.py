@@ -22,6 +22,8 @@ from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, atomic_path, log, write_json, write_text
 from edgeqat.progress import bar
+from edgeqat.models.absent import absent
+from edgeqat.models.exported import WHY as EXPORT_WHY, is_packed
 from edgeqat.recommend.candidates import Sources, existing, generated
 from edgeqat.recommend.search import Clock, recommend_for_device, stored
 
@@ -120,8 +122,8 @@ def recommend(
         if metrics_path is not None:
             write_json(metrics_path, {"enabled": False})
         return {"enabled": False}
-    if qat_model is not None and not Path(qat_model).is_file():
-        qat_model = None
+    if qat_model is not None and (not Path(qat_model).is_file() or absent(qat_model) is not None):
+        qat_model = None  # not built this run (edgeqat.models.absent)
     tflite_dir = Path(tflite_dir)
     if not (tflite_dir / CARD_NAME).is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the pipeline first (dvc repro)")
@@ -139,7 +141,11 @@ def recommend(
         work.mkdir()
         src = Sources(Path(prepared), tflite_dir, Path(fp32_model), Path(qat_model) if qat_model else None, work, prune)
         ready = {c.name: c for c in existing(src)}
-        candidates = list(ready.values()) + generated(src, cfg.sparsities, cfg.channel_fractions, ready)
+        if is_packed(fp32_model):  # no Keras layers to prune: the converted variants only
+            log(f"recommend: {fp32_model}: no pruning candidates: {EXPORT_WHY}")
+            candidates = list(ready.values())
+        else:
+            candidates = list(ready.values()) + generated(src, cfg.sparsities, cfg.channel_fractions, ready)
         log(f"recommend: {len(candidates)} candidate strategies for {', '.join(p.name for p in profiles)} "
             f"(at most {cfg.max_minutes:g} min)")
         cache: dict = {}

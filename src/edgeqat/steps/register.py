@@ -33,6 +33,7 @@ from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, summary_markdown, with_latency
 from edgeqat.timings import TIMINGS_DIR
+from edgeqat.variants import stand_in
 
 MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
 
@@ -182,6 +183,10 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if not card_file.is_file():
         raise ModelError(f"{card_file}: not found; run convert first")
     card = read_json(card_file)
+    variant = stand_in(cfg.variant, card)
+    if variant != cfg.variant:
+        log(f"register: {cfg.variant} was not built (convert says why); registering {variant} in its place")
+        cfg = cfg.model_copy(update={"variant": variant})
     if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")

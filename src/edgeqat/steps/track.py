@@ -30,6 +30,7 @@ from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_fi
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, ordered_variants
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
+from edgeqat.variants import stand_in
 
 # What a run's results are made of: the files whose bytes identify the execution.
 FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
@@ -109,7 +110,7 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
     out = []
     if (tflite_dir / CARD_NAME).is_file():
         card = read_json(tflite_dir / CARD_NAME)
-        variant = params.register.variant
+        variant = stand_in(params.register.variant, card)  # what register will register
         if variant in card.get("variants", {}):
             out.append({"name": variant, "tflite": variant_file(tflite_dir, card, variant),
                         "card": {**{k: v for k, v in card.items() if k != "variants"},

@@ -28,6 +28,7 @@ from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, variant_file, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.report import gate_failure, summary_markdown
+from edgeqat.variants import stand_in
 
 
 def _slim(v: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +79,11 @@ def validate(
     if not card_file.is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the convert stage first")
     card = read_json(card_file)
-    names = [cfg.model] + [v for v in cfg.variants if v != cfg.model]
+    model = stand_in(cfg.model, card)
+    if model != cfg.model:
+        log(f"validate: {cfg.model} was not built (convert says why); validating {model} in its place")
+        cfg = cfg.model_copy(update={"model": model})
+    names = [cfg.model] + [v for v in cfg.variants if v != cfg.model and v not in card.get("not_built", {})]
     for name in names:
         if name not in card["variants"]:
             raise ModelError(f"validate: variant {name!r} was not converted (have: {', '.join(sorted(card['variants']))})")
