@@ -54,7 +54,8 @@ def project(tmp_path_factory):
     write_folder(home / "inspection-images")
     (home / ".gitconfig").write_text("[user]\n\tname = A User\n\temail = user@edgeqat.invalid\n")
     # the default model and device gate; short training so two runs fit the slow tier
-    params = tiny_params(**{"train.alpha": 1.0, "train.epochs": 3, "train.learning_rate": 0.005})
+    params = tiny_params(**{"train.alpha": 1.0, "train.epochs": 3, "train.learning_rate": 0.005,
+                            "register.chance_margin": 0.1})
     repo = make_pipeline_repo(root / "proj", params)
     env = {"HOME": str(home), "MLFLOW_TRACKING_URI": ""}
     run(["git", "add", "-A"], repo, env)
