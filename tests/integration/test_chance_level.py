@@ -48,7 +48,7 @@ def shuffled(tmp_path_factory, mlflow_server):
     env = {"MLFLOW_TRACKING_URI": mlflow_server}
     import os
 
-    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_server  # track, run in-process, logs to the server
     try:
         for stage in ("prepare", "train", "convert", "evaluate", "validate", "report", "track"):
             run_stage(stage, params, ws)
@@ -77,7 +77,7 @@ def test_it_is_not_registered_and_the_console_says_why(shuffled):
     proc = run([str(BIN / "edgeqat"), "stage", "register"], ws, env, check=False)
     assert proc.returncode == 1, proc.stderr  # a failed gate: CI goes red
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "not clearly above chance" in lines[0] and "'tl'" in " ".join(lines) or "majority" in lines[0]
+    assert len(lines) == 1 and "not clearly above chance" in lines[0] and "most common class" in lines[0], lines
     # under DVC the same failure is an outcome: one line, exit 0, so `dvc exp run` keeps the experiment
     under = run([str(BIN / "edgeqat"), "stage", "register"], ws, {**env, "DVC_STAGE": "register"}, check=False)
     assert under.returncode == 0, under.stderr
