@@ -18,10 +18,23 @@ help:
 	@echo "make image      the component image (Dockerfile) the Kubeflow tasks run in; IMAGE=, BASE_IMAGE= to choose"
 	@echo "make docker     Debian's docker.io, and dockerd started in the background (as root)"
 
+# The same pinned versions (constraints.txt) either way. uv installs them several times faster
+# than pip (parallel downloads and unpacking): a uv on PATH is used, else uv is fetched into the
+# venv first; where that fails (no uv wheel for the platform), pip does the install.
+# UV=no forces pip.
+UV_VERSION ?= 0.13.10
+UV ?= $(shell command -v uv 2>/dev/null)
+UV_RUN = $(or $(filter-out no,$(UV)),$(BIN)/uv)
+
 $(BIN)/edgeqat: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	@if [ "$(UV)" != "no" ] && { [ -n "$(UV)" ] || $(BIN)/pip install --quiet "uv==$(UV_VERSION)"; }; then \
+		echo "installing with uv (constraints.txt pins every version)"; \
+		$(UV_RUN) pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[dev]"; \
+	else \
+		echo "installing with pip (constraints.txt pins every version)"; \
+		$(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"; \
+	fi
 	@touch $@
 
 venv: $(BIN)/edgeqat

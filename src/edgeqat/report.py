@@ -6,8 +6,10 @@ import copy
 from typing import Any
 
 # Host latency is measured, not computed: it varies from run to run, so the evaluate stage keeps
-# it in its timings file (logs/timings/evaluate.json), never in summary.json, and the table shows
-# it when those timings are at hand (`edgeqat report`), not in the committed summary.md.
+# it in its timings file (logs/timings/evaluate.json), never in summary.json, and in
+# reports/host_latency.json, committed but rewritten only when the models change (for a clone
+# where DVC skips evaluate). The table shows it when one of them is at hand (`edgeqat report`,
+# report.html), not in the committed summary.md.
 LATENCY_KEYS = ("latency_p50_ms", "latency_p90_ms")
 LATENCY_COLUMNS = {"latency_p50_ms", "latency_p90_ms", "speedup"}
 
@@ -68,6 +70,8 @@ def with_latency(summary: dict[str, Any], evaluate_timings: dict[str, Any] | Non
         if isinstance(measured, dict):
             row.update({k: measured.get(k) for k in (*LATENCY_KEYS, "speedup")})
     out["host"] = evaluate_timings.get("host", out.get("host"))
+    if evaluate_timings.get("source"):
+        out["latency_source"] = evaluate_timings["source"]
     return out
 
 
@@ -83,10 +87,15 @@ def variant_table(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[
 def summary_intro(summary: dict[str, Any], code: str = "`") -> str:
     """What the table measured: the test split, the runtime, the host latency's conditions."""
     timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
+    source = f" (from {summary['latency_source']}, measured when these models were built)" \
+        if summary.get("latency_source") else ""
     latency = (f"latency = {code}invoke(){code} at {summary.get('num_threads', 1)} thread(s) on "
-               f"{summary.get('host', 'this host')}" if timed else
-               f"host latency: {code}edgeqat report{code} (measured per run, kept in logs/timings/)")
-    return (f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes; "
+               f"{summary.get('host', 'this host')}{source}" if timed else
+               f"no host latency recorded ({code}edgeqat stage evaluate{code} measures it)")
+    rate = summary.get("majority_rate")
+    chance = (f" (its most common class, {summary.get('majority_class', '?')!r}, is {rate:.4f} of it)"
+              if rate is not None else "")
+    return (f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes{chance}; "
             f"accuracy through the LiteRT interpreter; {latency}; reference = {code}{summary.get('reference', 'fp32')}{code}.")
 
 
@@ -291,4 +300,36 @@ def gate_failure(summary: dict[str, Any]) -> str:
     parts = [f"{d}: {'; '.join((devices.get(d) or {}).get('reasons') or ['not validated'])}" for d in failed]
     hint = " ".join(f"`edgeqat recommend --device {d}`" for d in failed)
     return (f"{model} failed required device(s) {', '.join(failed)} ({' | '.join(parts)}); the run is tracked, nothing "
-            f"is registered. To find a model that fits: {hint}")
+            f"is registered. To find a model that fits: {hint}; or drop the device from validate.required_devices")
+
+
+def chance_failure(summary: dict[str, Any], variant: str, margin: float) -> str:
+    """Why ``variant`` is no better than always answering the test split's most common class
+    ('' when it beats that rate by ``margin``, or when the summary predates the record)."""
+    rate, row = summary.get("majority_rate"), (summary.get("variants") or {}).get(variant) or {}
+    if margin <= 0 or rate is None or row.get("accuracy") is None:
+        return ""
+    if row["accuracy"] >= rate + margin - 1e-9:
+        return ""
+    return (f"{variant} accuracy {row['accuracy']:.4f} is not clearly above chance: always answering the test split's most "
+            f"common class ({summary.get('majority_class', '?')!r}) scores {rate:.4f}, and register.chance_margin asks "
+            f"for {margin:g} more ({rate + margin:.4f})")
+
+
+def chance_warning(summary: dict[str, Any], variant: str, margin: float) -> str:
+    """One warning line for the report and the console: the registered variant at chance level,
+    and which other variants are (every variant is listed when the FP32 model learned nothing)."""
+    main = chance_failure(summary, variant, margin)
+    if not main:
+        return ""
+    others = [n for n, _ in ordered_variants(summary) if n != variant and chance_failure(summary, n, margin)]
+    return ("WARNING: chance level: " + main + "; it is not registered"
+            + (f". Also at chance level: {', '.join(others)}" if others else ""))
+
+
+def registry_gate(summary: dict[str, Any], variant: str, margin: float) -> str:
+    """Every reason the pipeline's model may not be registered ('' = none): a required device
+    failed at validate, or its accuracy is at chance level."""
+    reasons = [gate_failure(summary) if summary.get("validation_passed") is False else "",
+               chance_failure(summary, variant, margin)]
+    return " | ".join(r for r in reasons if r)

@@ -140,6 +140,9 @@ TRACKED = Port("tracked", "reports/tracked.json", arg="", dvc="committed")
 MLFLOW_RUN = Port("mlflow_run", "logs/mlflow_run.json", arg="", dvc="side")
 REPORT_HTML = Port("report_html", "reports/report.html", "HTML", arg="html_out", dvc="committed")
 FIGURES = Port("figures", "reports/figures", arg="figures_dir", dvc="committed", is_dir=True)
+# Host latency committed with the results but never a DVC output: evaluate rewrites it only when
+# a model file or the measuring settings change (edgeqat.timings.host_latency_record).
+HOST_LATENCY = Port("host_latency", "reports/host_latency.json", arg="host_latency_json", dvc="side")
 # The few numbers DVC's metrics views compare (dvc metrics show/diff, dvc exp show); each stage's
 # detailed metrics file is committed beside it but kept out of those views.
 HEADLINE = Port("headline", "metrics/headline.json", "Metrics", arg="headline_path", dvc="metrics")
@@ -196,7 +199,7 @@ STAGES: tuple[Stage, ...] = (
           doc="Keras models -> .tflite variants and model_card.json."),
     Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",),
           inputs=(PREPARED, TFLITE, FP32),
-          outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate")),
+          outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate"), HOST_LATENCY),
           doc="Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."),
     Stage("validate", "edgeqat.steps.validate:validate", ("validate",),
           inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json")),
@@ -210,9 +213,9 @@ STAGES: tuple[Stage, ...] = (
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
           resources=SEARCH,
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
-    Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate"),
+    Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate", "register"),
           inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),
-                  CONFUSION, PARETO, arg(RECOMMENDATION, "recommendation_dir")),
+                  CONFUSION, PARETO, arg(RECOMMENDATION, "recommendation_dir"), HOST_LATENCY),
           outputs=(REPORT_HTML, FIGURES, HEADLINE, timings("report")),
           file_params=(FileParam("validate.profiles_dir"),),
           doc="One self-contained page (reports/report.html), its figures, and the headline metrics."),

@@ -254,3 +254,40 @@ def test_validate_fails_when_a_required_device_fails(chain, tmp_path):
     assert m["passed"] is False and m["failed_required"] == ["coral_edgetpu"]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert "float ops" in " ".join(s["devices"]["coral_edgetpu"]["reasons"])
+
+
+def test_evaluate_records_chance_and_keeps_host_latency_while_the_models_are_the_same(chain, tmp_path):
+    """The majority-class rate of the test split is in the summary; reports/host_latency.json is
+    rewritten only when a model or the measuring settings change, and report.html shows it."""
+    from edgeqat.data.shards import load_split_arrays
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.report import report
+
+    d, rec = chain["dir"], tmp_path / "host_latency.json"
+
+    def run(cfg: EvaluateConfig) -> dict:
+        return evaluate(cfg, chain["prepared"], d / "tflite", d / "fp32.keras", tmp_path / "evaluation.json",
+                        host_latency_json=rec)
+
+    cfg = EvaluateConfig(latency_runs=5, warmup_runs=1)
+    first = run(cfg)
+    kept = rec.read_bytes()
+    assert json.loads(kept)["qat_int8"]["latency_p50_ms"] == first["timings"]["qat_int8"]["latency_p50_ms"]
+    second = run(cfg)  # the same files measured again: other figures, the same record
+    assert rec.read_bytes() == kept and second["timings"]["host"] == first["timings"]["host"]
+    run(EvaluateConfig(latency_runs=6, warmup_runs=1))
+    assert json.loads(rec.read_text())["settings"]["latency_runs"] == 6
+
+    s = json.loads((tmp_path / "evaluation.json").read_text())
+    _, y = load_split_arrays(chain["prepared"] / "test")
+    counts = np.bincount(y, minlength=len(s["class_names"]))
+    assert s["majority_rate"] == pytest.approx(counts.max() / counts.sum())
+    assert s["majority_class"] == s["class_names"][int(counts.argmax())]
+
+    out = tmp_path / "report"
+    report(cfg, d / "summary.json", d / "devices.json", d / "train_history.csv", d / "qat_history.csv",
+           d / "confusion.csv", tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
+           out / "headline.json", rec, validate=ValidateConfig())
+    html = (out / "report.html").read_text()
+    p50 = json.loads(rec.read_text())["qat_int8"]["latency_p50_ms"]
+    assert "<th>p50 ms (host)</th>" in html and f"<td>{p50:.3f}</td>" in html and "measured when these models" in html

@@ -151,7 +151,7 @@ def challenger_vs_champion(reg: Any, name: str) -> str:
 
 def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
     from edgeqat.report import summary_markdown, with_latency
-    from edgeqat.timings import TIMINGS_DIR, read_timings
+    from edgeqat.timings import latest_latency
 
     commit = git(root, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "?"
     ran = ", ".join(res.stages_run) if res.stages_run else "none (everything up to date)"
@@ -160,11 +160,12 @@ def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
              f"DVC remote: {'pulled' if res.pulled else 'none'}{', pushed' if res.pushed else ''}. "
              f"Took {res.seconds:.0f} s.", ""]
     if res.gate_failure:
-        parts += [f"**Device gate FAILED**: {res.gate_failure}", ""]
+        kind = "Device gate" if "required device" in res.gate_failure else "Gate"
+        parts += [f"**{kind} FAILED**: {res.gate_failure}", ""]
     parts += [f"## Metrics against `{base}`", "", metrics_diff(root, base), ""]
     summary_file = root / "reports" / "summary.json"
     if summary_file.is_file():
-        summary = with_latency(read_json(summary_file), read_timings(root / TIMINGS_DIR).get("evaluate"))
+        summary = with_latency(read_json(summary_file), latest_latency(root))
         parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
     if res.registered:
         from edgeqat.registry import Registry
@@ -278,7 +279,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
         out = dvc(root, "repro", check=False)
         sys.stderr.write(out.stdout)
         res.stages_run = stages_in(out.stdout)
-        if out.returncode != 0 and not _gate_failed(root):  # a failed gate is reported below
+        if out.returncode != 0 and not _gate_failed(root, params):  # a failed gate is reported below
             raise EdgeqatError(f"dvc repro failed (exit {out.returncode}); see the log above")
     else:
         log("ci: pipeline up to date: no stage to run")
@@ -291,7 +292,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
             raise EdgeqatError(f"edgeqat stage {stage} failed (exit {proc.returncode}): "
                                + " / ".join(proc.stderr.strip().splitlines()[-3:]))
         if stage == "register" and proc.returncode == 1:
-            res.gate_failure = _gate_failed(root) or proc.stderr.strip().splitlines()[-1]
+            res.gate_failure = _gate_failed(root, params) or proc.stderr.strip().splitlines()[-1]
     registered = root / "logs" / "registered.json"
     if not res.gate_failure and registered.is_file():
         res.registered = read_json(registered)
@@ -307,11 +308,11 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
     return res
 
 
-def _gate_failed(root: Path) -> str:
-    from edgeqat.report import gate_failure
+def _gate_failed(root: Path, params: Any) -> str:
+    """Why the pipeline's model may not be registered: a required device, or chance level."""
+    from edgeqat.report import registry_gate
 
     summary = root / "reports" / "summary.json"
     if not summary.is_file():
         return ""
-    data = read_json(summary)
-    return gate_failure(data) if data.get("validation_passed") is False else ""
+    return registry_gate(read_json(summary), params.register.variant, params.register.chance_margin)

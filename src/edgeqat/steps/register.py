@@ -13,9 +13,12 @@ Each device's recommended model (``recommend.enabled``) is registered as its own
 ``<register.model_name>-<device>``, with the same tags and through the same gates, its own
 device as the required one: promotion is per device.
 
-When a required device failed at validate, nothing is registered and the step raises
-:class:`~edgeqat.errors.GateFailed` (exit status 1) naming the device and budget; the run is
-already tracked, marked failed. Registering the same execution twice reuses its versions.
+When a required device failed at validate, or the registered variant does not beat the test
+split's majority-class rate by ``register.chance_margin`` (a model that learned nothing),
+nothing is registered and the step raises :class:`~edgeqat.errors.GateFailed` (exit status 1)
+naming the device and budget, or the rates; the run is already tracked, marked failed. Under
+DVC the stage command reports that in one line and exits 0, so the experiment is kept
+(:mod:`edgeqat.adapters.cli.stages`). Registering the same execution twice reuses its versions.
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ from edgeqat.config import Params, RegisterConfig
 from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
 from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import gate_failure, summary_markdown, with_latency
-from edgeqat.timings import TIMINGS_DIR
+from edgeqat.report import registry_gate, summary_markdown, with_latency
 from edgeqat.variants import stand_in
 
 MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
@@ -169,7 +171,7 @@ def _find_run(params: Params, root: Path, uri: str) -> Any:
 
 def register(params: Params, *, root: str | Path = ".", uri: str | None = None) -> dict[str, Any]:
     from edgeqat.registry import Registry
-    from edgeqat.timings import read_timings
+    from edgeqat.timings import latest_latency
     from edgeqat.tracking import MODEL_TAG, stored_uri, tracking_uri
 
     cfg, root = params.register, Path(root)
@@ -178,8 +180,6 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if not summary_path.is_file():
         raise DataError(f"{summary_path}: not found; run the pipeline first (dvc repro)")
     summary = read_json(summary_path)
-    if summary.get("validation_passed") is False:
-        raise GateFailed(gate_failure(summary))
     if not card_file.is_file():
         raise ModelError(f"{card_file}: not found; run convert first")
     card = read_json(card_file)
@@ -187,6 +187,9 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if variant != cfg.variant:
         log(f"register: {cfg.variant} was not built (convert says why); registering {variant} in its place")
         cfg = cfg.model_copy(update={"variant": variant})
+    gate = registry_gate(summary, cfg.variant, cfg.chance_margin)  # a required device failed, or chance level
+    if gate:
+        raise GateFailed(gate)
     if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")
@@ -199,7 +202,7 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
     run = _find_run(params, root, uri)
     run_id, run_tags = run.info.run_id, run.data.tags
-    summary = with_latency(summary, read_timings(root / TIMINGS_DIR).get("evaluate"))
+    summary = with_latency(summary, latest_latency(root))
     data_sha = str(summary.get("data_sha256", "unknown"))
 
     tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),

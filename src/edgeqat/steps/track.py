@@ -5,8 +5,10 @@ time, one section per stage (``train/test_accuracy``, ``evaluate/qat_int8.accura
 training curves, the prepared data as the run's input dataset, the reports and models as
 artifacts, and the registered variant (and each device's recommended model) as LoggedModels
 that ``register`` then points versions at. It starts when the execution's first stage
-started and ends now. A run whose required device failed is still logged, marked FAILED
-with its verdicts, so it stays visible; register then refuses the model.
+started and ends now. A run whose required device failed, or whose registered variant is at
+chance level (:func:`edgeqat.report.registry_gate`), is still logged, marked FAILED with its
+verdicts and, for chance level, a warning tag and a warning atop its description, so it stays
+visible; register then refuses the model.
 
 Re-tracking the same execution (same params, same results) reuses its run: an execution is
 identified by a fingerprint of what it produced (``reports/tracked.json``, a DVC output
@@ -28,7 +30,7 @@ from edgeqat.config import Params
 from edgeqat.errors import DataError
 from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import gate_failure, ordered_variants
+from edgeqat.report import chance_warning, ordered_variants, registry_gate
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
 from edgeqat.variants import stand_in
 
@@ -127,8 +129,10 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _description(summary: dict[str, Any], gate: str) -> str:
+def _description(summary: dict[str, Any], gate: str, warning: str = "") -> str:
     lines = ["**edgeqat pipeline run**", ""]
+    if warning:
+        lines += [f"**{warning}**", ""]
     if summary.get("variants"):
         lines += ["| variant | accuracy | size (bytes) | gzip (bytes) | integer-only |", "|---|---|---|---|---|"]
         for name, r in ordered_variants(summary):
@@ -138,7 +142,7 @@ def _description(summary: dict[str, Any], gate: str) -> str:
     if devices:
         passed = sum(bool(v.get("passed")) for v in devices.values())
         lines += ["", f"Devices: {passed}/{len(devices)} pass for `{summary.get('validated_model', '?')}`."]
-    lines += ["", f"Device gate: {gate}"]
+    lines += ["", f"Gate: {gate}"]
     return "\n".join(lines)
 
 
@@ -179,11 +183,16 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     nums.update(timing_metrics(records))
     window = execution_window(records, execution_id())
     git = git_info(root, ignore=PIPELINE_OUTPUTS)
-    gate_text = gate_failure(summary) if summary.get("validation_passed") is False else ""
+    card_file = root / "models" / "tflite" / CARD_NAME
+    variant = stand_in(params.register.variant, read_json(card_file)) if card_file.is_file() else params.register.variant
+    gate_text = registry_gate(summary, variant, params.register.chance_margin)
+    warning = chance_warning(summary, variant, params.register.chance_margin)
     tags = {**git, "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
             "edgeqat.gate": "failed" if gate_text else "passed", **extra}
     if gate_text:
         tags["edgeqat.gate.reasons"] = gate_text[:5000]
+    if warning:
+        tags["edgeqat.warning.chance_level"] = warning[:5000]
     if f"prepare{SEP}data_sha256" in strings:
         tags["data_sha256"] = strings[f"prepare{SEP}data_sha256"]
     artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
@@ -205,11 +214,13 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
             logged = log_tflite_model(uri, run.experiment_id, run.run_id, m["name"], m["tflite"], m["card"],
                                       {**tags_m, "sha256": _sha(m["tflite"])})
             run.set_tags({MODEL_TAG + m["name"]: logged["model_id"]})
-        run.describe(_description(summary, gate_text or "passed"))
+        run.describe(_description(summary, gate_text or "passed", warning))
         run.finish("FAILED" if gate_text else "FINISHED", datetime.now(timezone.utc))
     info = run.info()
     log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {uri}"
-        + (" (marked FAILED: the device gate failed)" if gate_text else ""))
+        + (" (marked FAILED: its gate failed)" if gate_text else ""))
+    if warning:
+        log(f"track: {warning}")
     write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
     write_json(root / "reports" / "tracked.json", tracked)
     return {**info, "metrics_logged": len(nums), "reused": False}

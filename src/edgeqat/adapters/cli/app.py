@@ -113,6 +113,10 @@ from edgeqat.adapters.cli.report import install as _install_report_command  # no
 
 _install_report_command(app)
 
+from edgeqat.adapters.cli.data import install as _install_data_commands  # noqa: E402
+
+_install_data_commands(app)
+
 
 def main() -> None:
     argv = sys.argv[1:]
