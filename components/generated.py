@@ -83,6 +83,7 @@ def qat(
     qat__keep_float: list,
     qat__auto_keep_float: bool,
     qat__max_accuracy_drop: float,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."""
@@ -114,6 +115,7 @@ def prune(
     prune__qat_learning_rate: float,
     prune__batch_size: int,
     prune__seed: int,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
@@ -141,6 +143,7 @@ def cluster(
     cluster__qat_learning_rate: float,
     cluster__batch_size: int,
     cluster__seed: int,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."""
@@ -268,6 +271,7 @@ def recommend(
     validate__emulate: bool,
     validate__emulate_samples: int,
     validate__parity_samples: int,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """recommend.enabled: the best model per device of recommend.devices (else a one-line report)."""

@@ -70,6 +70,15 @@ class Stage:
     gate: str | None = None  # "<stage>.passed": KFP runs it only when that stage passed
     cached: bool = True  # False: a side effect (MLflow) that KFP must never skip from its cache
     returns_passed: bool = False  # the step's result["passed"] is a KFP output (for a gate)
+    # Dotted keys of other sections the step also reads, each passed as the keyword
+    # ``<section>_<key>`` (``convert.per_channel`` -> ``convert_per_channel``): a DVC param and a
+    # KFP parameter of the stage like its own sections' keys, without the rest of that section.
+    keys: tuple[str, ...] = ()
+
+
+def key_arg(key: str) -> str:
+    """The step keyword of a ``Stage.keys`` entry."""
+    return key.replace(".", "_")
 
 
 def metrics(stage: str) -> Port:
@@ -125,6 +134,10 @@ def arg(port: Port, name: str) -> Port:
     return replace(port, arg=name)
 
 
+# Weight scales are decided when a model is wrapped for QAT, so every stage that makes a QAT
+# model reads convert.per_channel (and re-runs when it changes), not only convert.
+PER_CHANNEL = ("convert.per_channel",)
+
 COMPUTE = ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
 
 STAGES: tuple[Stage, ...] = (
@@ -142,16 +155,18 @@ STAGES: tuple[Stage, ...] = (
           inputs=(PREPARED, FP32),
           outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
                    metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
-          file_params=(FileParam("qat.finetune_path"),),
+          file_params=(FileParam("qat.finetune_path"),), keys=PER_CHANNEL,
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
     Stage("prune", "edgeqat.steps.prune:prune", ("prune",),
           inputs=(PREPARED, FP32),
           outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
                    metrics("prune"), history("prune"), timings("prune")),
+          keys=PER_CHANNEL,
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
     Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",),
           inputs=(PREPARED, FP32, PRUNED),
           outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
+          keys=PER_CHANNEL,
           doc="Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."),
     Stage("convert", "edgeqat.steps.convert:convert", ("convert",),
           inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CQAT, PCQAT, CHANNEL),
@@ -171,6 +186,7 @@ STAGES: tuple[Stage, ...] = (
           # summary: only to run after validate, as the registry sees it
           inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
+          keys=PER_CHANNEL,
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
     Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate"),
           inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),
@@ -209,9 +225,11 @@ def section_keys(section: str) -> list[str]:
 
 
 def stage_params(stage: Stage) -> list[str]:
-    """Every key of the sections the stage receives, then the keys every stage receives."""
+    """Every key of the sections the stage receives, its own extra keys, then the keys every
+    stage receives."""
     sections = list(_params_model().model_fields) if stage.sections == (ALL,) else stage.sections
     keys = [k for s in sections for k in section_keys(s)]
+    keys += [k for k in stage.keys if k not in keys]
     return keys + [k for k in GLOBAL_KEYS if k not in keys]
 
 

@@ -70,7 +70,7 @@ def test_a_convolution_feeding_a_relu_keeps_its_weight_fake_quant(per_tensor):
     """tfmot's own scheme gives Conv2D -> ReLU a no-op config (weights trained unquantized);
     edgeqat's cluster-preserving scheme quantizes them, per tensor where asked."""
     from edgeqat.compression.annotate import quantize
-    from edgeqat.compression.cluster_scheme import cluster_preserving_scheme, per_tensor_layers, plain_scheme
+    from edgeqat.compression.schemes import cluster_preserving_scheme, per_tensor_layers, plain_scheme
     from edgeqat.models.batchnorm import fold_batchnorm
     from edgeqat.tf_compat import keras, tfmot
 

@@ -34,8 +34,14 @@ def test_each_stage_depends_on_the_keys_of_its_sections_and_every_module_its_ste
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(doc) == [s.name for s in STAGES]
     qat = doc["qat"]
+    # its own section, the one key of convert's it reads (QAT learns the weight scales), the trust decision
     assert set(qat["params"]) == {f"qat.{k}" for k in Params.model_fields["qat"].annotation.model_fields} | {
-        "train.trust_model_code"}
+        "convert.per_channel", "train.trust_model_code"}
+    # every stage that makes a QAT model re-runs when the weight granularity changes; none reads the rest of convert
+    for name in ("qat", "prune", "cluster", "recommend", "convert"):
+        assert "convert.per_channel" in doc[name]["params"], name
+        if name != "convert":
+            assert not {k for k in doc[name]["params"] if k.startswith("convert.")} - {"convert.per_channel"}, name
     # recommend reads the prune section (its candidates are fine-tuned with it): all of it
     assert {"prune.channel_fraction", "prune.target_sparsity", "prune.m_by_n"} <= set(doc["recommend"]["params"])
     # prune quantizes through compression.recipes, which QAT-wraps through compression.annotate

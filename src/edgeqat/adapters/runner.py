@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.config import Params
-from edgeqat.stages import ALL, STAGES, Stage
+from edgeqat.stages import ALL, STAGES, Stage, key_arg
 from edgeqat.timings import write_stage_timings
 
 RECORD_ENV = "EDGEQAT_RECORD_CONFIGS"  # a folder: each stage writes the configs it was given (tests)
@@ -23,11 +23,15 @@ def step_function(stage: Stage) -> Callable[..., Any]:
 
 
 def step_configs(stage: Stage, params: Params) -> tuple[Any, dict[str, Any]]:
-    """The first argument and the config keywords a stage's step receives."""
+    """The first argument and the config keywords a stage's step receives (with its extra keys)."""
     if stage.sections == (ALL,):
         return params, {}
     first, *others = stage.sections
-    return getattr(params, first), {s: getattr(params, s) for s in others}
+    kwargs = {s: getattr(params, s) for s in others}
+    for key in stage.keys:
+        section, name = key.split(".")
+        kwargs[key_arg(key)] = getattr(getattr(params, section), name)
+    return getattr(params, first), kwargs
 
 
 def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
@@ -42,7 +46,8 @@ def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
         return
     from edgeqat.io import write_json
 
-    dump = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in configs.items()}}
+    dump = {"first": json.loads(first.model_dump_json()),
+            **{k: json.loads(v.model_dump_json()) if hasattr(v, "model_dump_json") else v for k, v in configs.items()}}
     write_json(Path(folder) / f"{stage.name}.json", dump)
 
 
@@ -63,7 +68,8 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
     if stage.sections == (ALL,):
         kwargs["root"] = root
     kwargs.update(extra or {})
-    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json")})
+    extra_keys = {key_arg(k) for k in stage.keys}
+    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in extra_keys})
     started = datetime.now(timezone.utc)
     result = step_function(stage)(first, **kwargs) or {}
     timings = result.pop("timings", {}) if isinstance(result, dict) else {}

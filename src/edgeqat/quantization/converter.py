@@ -15,7 +15,16 @@
 | channel_pruned_qat_int8 | narrower FP32 -> QAT | int8 | int8  | convert.io_dtype |
 
 16x8 is post-training only: converting a QAT model to 16x8 fails in TF 2.21 ("not yet
-supported for op: 'DEQUANTIZE'"). ``per_channel=False`` gives one weight scale per tensor.
+supported for op: 'DEQUANTIZE'").
+
+``per_channel=False`` (``convert.per_channel``) gives one weight scale per tensor in every
+variant with quantized weights. The post-training ones get it from the converter's switches
+(one for Conv/Depthwise kernels, one for Dense); a QAT model carries its scales from training
+(:mod:`edgeqat.compression.schemes` wraps it per tensor when ``convert.per_channel`` is false).
+The file is read back and one that still holds more than one scale for a tensor is refused,
+naming it. ``ptq_int16x8`` cannot be made per tensor in TF 2.21 (its quantizer fails on a
+depthwise kernel: "Quantized dimension for tensor property and quantization parameters do not
+match"), which ``check-params`` says before any work starts.
 """
 
 from __future__ import annotations
@@ -56,9 +65,10 @@ def convert_variant(
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "ptq_float16":
         conv.target_spec.supported_types = [tf.float16]
+    if not per_channel and variant != "fp32":  # the converter's own switches (dynamic-range's too)
+        conv._experimental_disable_per_channel = True  # noqa: SLF001
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001
     if variant in INT_VARIANTS:
-        if not per_channel:
-            conv._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's own switch
         if variant in ("ptq_int8", "ptq_int16x8"):
             if representative is None:
                 raise ModelError(f"{variant} needs representative (calibration) data")
@@ -79,6 +89,21 @@ def convert_variant(
             conv.inference_output_type = _io_type(tf, io_dtype)
     try:
         with quiet_native():
-            return conv.convert()
+            blob = conv.convert()
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
         raise ModelError(f"TFLite conversion of variant {variant!r} failed: {err}") from None
+    return blob if per_channel else _per_tensor(variant, blob)
+
+
+def _per_tensor(variant: str, blob: bytes) -> bytes:
+    from edgeqat.quantization.inspect import not_per_tensor
+
+    left = not_per_tensor(blob)
+    if left:
+        shown = ", ".join(f"{r['op']} {r['tensor']!r} ({r['scales']} scales)" for r in left[:3])
+        more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+        raise ModelError(f"convert.per_channel: false cannot be honoured for variant {variant!r}: these weight "
+                         f"tensors keep a scale per output channel: {shown}{more}. A QAT model must have been "
+                         "trained per tensor: re-run the stage that made it with the same convert.per_channel")
+    return blob
+

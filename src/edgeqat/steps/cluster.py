@@ -9,7 +9,7 @@
 
 Both fine-tunes distil from the FP32 model (``cluster.distillation``), and BatchNorms are
 folded before clustering so that the kernels clustered are the kernels the device stores
-(:mod:`edgeqat.compression.cluster_scheme`).
+(:mod:`edgeqat.compression.schemes`).
 
 A stage of its own rather than part of prune: a change to the cluster section re-runs only
 this stage, not the pruning and channel-pruning fine-tunes, and PCQAT starts from the pruned
@@ -37,7 +37,10 @@ def cluster(
     cqat_out: str | Path,
     pcqat_out: str | Path,
     metrics_path: str | Path | None = None,
+    convert_per_channel: bool = True,
 ) -> dict[str, Any]:
+    """``convert_per_channel`` (``convert.per_channel``) False: every kernel of both models gets
+    one weight scale (clusters stay per ``cluster.per_channel``)."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
@@ -45,7 +48,8 @@ def cluster(
     data = PruneData(prepared, cfg.batch_size, cfg.seed)
     metrics: dict[str, Any] = {}
     for name, source, dest, preserve in (("cqat", fp32_model, cqat_out, False), ("pcqat", pruned_model, pcqat_out, True)):
-        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model)
+        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model,
+                                                     per_channel_scales=convert_per_channel)
         save_model(model, dest)
         m = metrics[name]
         log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "

@@ -35,7 +35,10 @@ def prune(
     metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
     pruned_out: str | Path | None = None,
+    convert_per_channel: bool = True,
 ) -> dict[str, Any]:
+    """``convert_per_channel`` (``convert.per_channel``) False: both QAT models get one weight
+    scale per kernel."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
@@ -43,13 +46,14 @@ def prune(
     data = PruneData(prepared, cfg.batch_size, cfg.seed)
 
     # 1. magnitude pruning -> pruning-preserving QAT
-    pqat, pqat_metrics, rows = train_pqat(cfg, fp32_model, data, pruned_out=pruned_out)
+    pqat, pqat_metrics, rows = train_pqat(cfg, fp32_model, data, pruned_out=pruned_out,
+                                         per_channel=convert_per_channel)
     save_model(pqat, pqat_out)
     log(f"prune: PQAT model at {pqat_metrics['keras_sparsity']:.1%} sparsity, test accuracy "
         f"{pqat_metrics['test_accuracy']:.4f} -> {pqat_out}")
 
     # 2. structured channel pruning -> fine-tune -> QAT
-    cq, channel_metrics = train_channel_pruned(cfg, fp32_model, data)
+    cq, channel_metrics = train_channel_pruned(cfg, fp32_model, data, convert_per_channel)
     save_model(cq, channel_pruned_out)
     log(f"prune: channel-pruned QAT test accuracy {channel_metrics['test_accuracy']:.4f} -> {channel_pruned_out}")
 

@@ -11,7 +11,9 @@ stays traceable.
 
 Each device's recommended model (``recommend.enabled``) is registered as its own model,
 ``<register.model_name>-<device>``, with the same tags and through the same gates, its own
-device as the required one: promotion is per device.
+device as the required one: promotion is per device. Its device verdict and accuracy are those
+of the recommend stage's validation of that very file on that device (the test split; the
+file's sha256 is checked against the one validated), so its gate can fail like the main one.
 
 When a required device failed at validate, nothing is registered and the step raises
 :class:`~edgeqat.errors.GateFailed` (exit status 1) naming the device and budget; the run is
@@ -225,6 +227,8 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
     report = read_json(report_file) if report_file.is_file() else {}
     if not report.get("enabled"):
         return {}
+    chosen_file = root / "models" / "recommended" / "recommended.json"
+    chosen = read_json(chosen_file) if chosen_file.is_file() else {}
     from edgeqat.tracking import MODEL_TAG
 
     cfg, run_id = params.register, run.info.run_id
@@ -241,14 +245,21 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
         if not tflite.is_file() or model_id is None:
             raise ModelError(f"{tflite}: not found or not logged with the run (listed in {report_file}); re-run "
                              "the recommend and track stages")
-        row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+        entry = chosen.get(device, {})
+        verdict = entry.get("validation")
+        sha = sha256_file(tflite)
+        if not verdict or verdict.get("sha256") != sha:
+            raise ModelError(f"{tflite}: no device validation of this file in {chosen_file} (sha256 {sha}); re-run "
+                             "the recommend stage")
         blob = tflite.read_bytes()
-        measured = {**row, "size_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
+        # What the device validation measured on the test split, not the search's validation-split figures.
+        measured = {"accuracy": verdict["accuracy"], "size_bytes": len(blob),
+                    "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
-        verdict = {"passed": True, "reasons": []}  # chosen = it passed every budget of this device
-        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), sha256_file(tflite)),
+        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), sha),
                 "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
-                "integer_only": _fmt(bool(row.get("integer_only"))), "edgeqat.model_name": name,
+                "integer_only": _fmt(bool(entry.get("integer_only"))), "edgeqat.model_name": name,
+                "accuracy_split": verdict.get("split", "test"),
                 **measured_tags(measured, reference, ref_name), **device_tags({device: verdict}, [device])}
         device_cfg = cfg.model_copy(update={"required_devices": [device]})
         out[device] = _register_one(
