@@ -141,6 +141,21 @@ def test_unknown_device_is_refused_before_prepare_runs(tmp_path):  # row 8
     refused(proc, "validate.devices", "'rpi5'", ws=tmp_path, before=before)
 
 
+def test_registering_a_variant_validate_does_not_validate_is_refused(tmp_path):
+    """The registry's device gate reads validate's verdicts: they must be the registered file's."""
+    params(tmp_path, register={"variant": "fp32"}, validate={"model": "qat_int8"})
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), "register.variant", "'fp32'", "validate.model", "'qat_int8'",
+            ws=tmp_path, before=before)
+
+
+def test_per_tensor_with_a_variant_it_cannot_honour_is_refused(tmp_path):
+    params(tmp_path, convert={"per_channel": False})  # the shipped variants include ptq_int16x8
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), "convert.per_channel", "'ptq_int16x8'", "convert.variants",
+            ws=tmp_path, before=before)
+
+
 def test_unknown_recommend_device(tmp_path):  # row 8
     params(tmp_path, recommend={"devices": ["cortex_m4", "nrf52"]})
     before = tree(tmp_path)

@@ -193,6 +193,7 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if entry.get("sha256") and entry["sha256"] != sha:
         raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
 
+    chosen = recommended_validations(root)  # every per-device file is the one validated, before any write
     reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
     run = _find_run(params, root, uri)
     run_id, run_tags = run.info.run_id, run.data.tags
@@ -206,7 +207,7 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
                          "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
-    result = {**main, "tracking_uri": uri, "recommended": register_recommended(reg, params, root, run, summary)}
+    result = {**main, "tracking_uri": uri, "recommended": register_recommended(reg, params, root, run, summary, chosen)}
     _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
     write_json(root / "logs" / "registered.json", result)
     return result
@@ -221,14 +222,38 @@ def _point_run_at_versions(uri: str, run: Any, registered: list[dict[str, Any]])
     append_to_description(uri, run.info.run_id, "Registered: " + ", ".join(links))
 
 
-def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any]) -> dict[str, Any]:
-    """Each device's recommended model -> a version of ``<register.model_name>-<device>``."""
+def recommended_validations(root: Path) -> dict[str, Any]:
+    """recommended.json's entries, each checked to carry the device validation of the very file
+    registered (its sha256); empty when the recommendation is off."""
     report_file = root / "reports" / "recommendation" / "recommendation.json"
     report = read_json(report_file) if report_file.is_file() else {}
     if not report.get("enabled"):
         return {}
     chosen_file = root / "models" / "recommended" / "recommended.json"
     chosen = read_json(chosen_file) if chosen_file.is_file() else {}
+    for device, r in sorted(report["devices"].items()):
+        if not r.get("chosen"):
+            continue
+        tflite = root / "models" / "recommended" / f"{device}.tflite"
+        if not tflite.is_file():
+            raise ModelError(f"{tflite}: not found (listed in {report_file}); re-run the recommend stage")
+        verdict = chosen.get(device, {}).get("validation")
+        sha = sha256_file(tflite)
+        if not verdict or verdict.get("sha256") != sha:
+            raise ModelError(f"{tflite}: no device validation of this file in {chosen_file} (sha256 {sha}); re-run "
+                             "the recommend stage")
+    return chosen
+
+
+def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any],
+                         chosen: dict[str, Any]) -> dict[str, Any]:
+    """Each device's recommended model -> a version of ``<register.model_name>-<device>``, tagged
+    with the verdict and test accuracy of its validation on that device (``chosen``: checked by
+    :func:`recommended_validations`)."""
+    report_file = root / "reports" / "recommendation" / "recommendation.json"
+    report = read_json(report_file) if report_file.is_file() else {}
+    if not report.get("enabled"):
+        return {}
     from edgeqat.tracking import MODEL_TAG
 
     cfg, run_id = params.register, run.info.run_id
@@ -242,21 +267,16 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
             continue
         tflite = root / "models" / "recommended" / f"{device}.tflite"
         model_id = run.data.tags.get(f"{MODEL_TAG}recommended-{device}")
-        if not tflite.is_file() or model_id is None:
-            raise ModelError(f"{tflite}: not found or not logged with the run (listed in {report_file}); re-run "
-                             "the recommend and track stages")
-        entry = chosen.get(device, {})
-        verdict = entry.get("validation")
-        sha = sha256_file(tflite)
-        if not verdict or verdict.get("sha256") != sha:
-            raise ModelError(f"{tflite}: no device validation of this file in {chosen_file} (sha256 {sha}); re-run "
-                             "the recommend stage")
+        if model_id is None:
+            raise ModelError(f"{tflite}: not logged with the run (listed in {report_file}); re-run the track stage")
+        entry = chosen[device]
+        verdict = entry["validation"]
         blob = tflite.read_bytes()
         # What the device validation measured on the test split, not the search's validation-split figures.
         measured = {"accuracy": verdict["accuracy"], "size_bytes": len(blob),
                     "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
-        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), sha),
+        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
                 "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
                 "integer_only": _fmt(bool(entry.get("integer_only"))), "edgeqat.model_name": name,
                 "accuracy_split": verdict.get("split", "test"),
