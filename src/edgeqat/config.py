@@ -149,20 +149,17 @@ Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8
                   "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
+PER_TENSOR_16X8 = ("convert.per_channel: false cannot be honoured for variant 'ptq_int16x8' in convert.variants: "
+                   "TF 2.21's 16x8 quantizer fails on depthwise kernels with one scale per tensor; remove it from "
+                   "convert.variants or set convert.per_channel: true")
+
+
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
     # Per-channel weight scales (false: one scale per tensor, for older accelerators). Read by
     # every stage that makes a QAT model too: QAT learns the scales the file stores.
     per_channel: bool = True
-
-    @model_validator(mode="after")
-    def _per_tensor_is_possible(self) -> "ConvertConfig":
-        if not self.per_channel and "ptq_int16x8" in self.variants:
-            raise ValueError("convert.per_channel: false cannot be honoured for variant 'ptq_int16x8' in "
-                             "convert.variants: TF 2.21's 16x8 quantizer fails on depthwise kernels with one scale "
-                             "per tensor; remove it from convert.variants or set convert.per_channel: true")
-        return self
 
 
 class EvaluateConfig(_Section):
@@ -286,6 +283,10 @@ class Params(_Section):
             raise ValueError(
                 f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"
             )
+        # Checked here, with the whole file, not in ConvertConfig: a stage given convert.per_channel
+        # alone (qat, prune, cluster on Kubeflow) fills the rest of the section with defaults.
+        if not self.convert.per_channel and "ptq_int16x8" in self.convert.variants:
+            raise ValueError(PER_TENSOR_16X8)
         if self.register.variant != self.validate.model:
             # The registry's device gate reads validate's verdicts, which are validate.model's.
             raise ValueError(

@@ -60,6 +60,10 @@ def convert_variant(
     model = qat_model if variant in QAT_VARIANTS else fp32_model
     if model is None:
         raise ModelError(f"variant {variant!r} needs its quantization-aware model")
+    if variant == "ptq_int16x8" and not per_channel:
+        from edgeqat.config import PER_TENSOR_16X8
+
+        raise ModelError(PER_TENSOR_16X8)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

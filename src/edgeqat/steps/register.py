@@ -187,6 +187,10 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")
+    validated = summary.get("validated_model")
+    if validated is not None and validated != cfg.variant:  # its device tags would be another file's verdicts
+        raise ModelError(f"{summary_path}: validate validated {validated!r} but register.variant is {cfg.variant!r}; "
+                         "set validate.model and register.variant to the same variant and re-run validate")
     entry = card["variants"][cfg.variant]
     tflite = card_file.parent / entry["file"]
     sha = sha256_file(tflite)
