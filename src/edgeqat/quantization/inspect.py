@@ -58,13 +58,9 @@ def _weight_arrays(model: str | Path | bytes) -> list[tuple[str, np.ndarray]]:
 
 def _weights(model: str | Path | bytes) -> list[tuple[str, str, np.ndarray, int]]:
     """(tensor name, op, stored values, output-channel axis) of every constant filter tensor."""
-    it, ops, tensors = _graph(model)
-    producer = {o: op for op in ops for o in op["outputs"]}
-    arrays = []
-    for op in ops:
-        t = _weight_tensor(op, producer, tensors) if op["op_name"] in WEIGHTED_OPS else None
-        if t is None:
-            continue
+    graph = _graph(model)
+    it, arrays = graph[0], []
+    for op, t in _weight_ops(graph):
         try:
             arr = np.array(it.get_tensor(t["index"]))
         except ValueError:
@@ -135,14 +131,19 @@ def _granularity(scales: np.ndarray) -> str:
     return "none" if scales.size == 0 else "per-tensor" if scales.size == 1 else "per-channel"
 
 
-def _weight_rows(graph: tuple[Any, list[dict], dict[int, dict]]) -> list[dict[str, Any]]:
+def _weight_ops(graph: tuple[Any, list[dict], dict[int, dict]]) -> Any:
+    """(op, its stored filter tensor) for every weighted op whose filter is a constant."""
     _, ops, tensors = graph
     producer = {o: op for op in ops for o in op["outputs"]}
-    rows = []
     for op in ops:
         t = _weight_tensor(op, producer, tensors) if op["op_name"] in WEIGHTED_OPS else None
-        if t is None:
-            continue
+        if t is not None:
+            yield op, t
+
+
+def _weight_rows(graph: tuple[Any, list[dict], dict[int, dict]]) -> list[dict[str, Any]]:
+    rows = []
+    for op, t in _weight_ops(graph):
         q = t["quantization_parameters"]
         scales, zps = np.asarray(q["scales"]), np.asarray(q["zero_points"])
         row: dict[str, Any] = {"op": op["op_name"], "tensor": t["name"], "dtype": np.dtype(t["dtype"]).name,
