@@ -149,9 +149,23 @@ Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8
                   "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
-PER_TENSOR_16X8 = ("convert.per_channel: false cannot be honoured for variant 'ptq_int16x8' in convert.variants: "
-                   "TF 2.21's 16x8 quantizer fails on depthwise kernels with one scale per tensor; remove it from "
-                   "convert.variants or set convert.per_channel: true")
+# Variants a per-tensor file cannot be made (or run) right for, measured on TF 2.21 / LiteRT 2.3
+# with the DS-CNN: the 16x8 quantizer fails on a depthwise kernel with one scale, and LiteRT's
+# dynamic-range depthwise kernel computes garbage from one (digits accuracy 0.089).
+NOT_PER_TENSOR = {
+    "ptq_int16x8": "TF 2.21's 16x8 quantizer fails on a depthwise kernel with one scale",
+    "ptq_dynamic": "LiteRT's dynamic-range depthwise kernel computes wrong outputs from one scale",
+}
+
+
+def per_tensor_refusal(variants: list[str]) -> str | None:
+    """Why ``convert.per_channel: false`` cannot be honoured for these variants (None: it can)."""
+    bad = [v for v in variants if v in NOT_PER_TENSOR]
+    if not bad:
+        return None
+    why = "; ".join(f"{v}: {NOT_PER_TENSOR[v]}" for v in bad)
+    return (f"convert.per_channel: false cannot be honoured for {bad} in convert.variants ({why}); remove them "
+            "from convert.variants or set convert.per_channel: true")
 
 
 class ConvertConfig(_Section):
@@ -285,8 +299,9 @@ class Params(_Section):
             )
         # Checked here, with the whole file, not in ConvertConfig: a stage given convert.per_channel
         # alone (qat, prune, cluster on Kubeflow) fills the rest of the section with defaults.
-        if not self.convert.per_channel and "ptq_int16x8" in self.convert.variants:
-            raise ValueError(PER_TENSOR_16X8)
+        refusal = None if self.convert.per_channel else per_tensor_refusal(self.convert.variants)
+        if refusal:
+            raise ValueError(refusal)
         if self.register.variant != self.validate.model:
             # The registry's device gate reads validate's verdicts, which are validate.model's.
             raise ValueError(

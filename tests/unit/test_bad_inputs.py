@@ -164,10 +164,10 @@ def test_register_refuses_a_summary_that_validated_another_variant(tmp_path):
 
 
 def test_per_tensor_with_a_variant_it_cannot_honour_is_refused(tmp_path):
-    params(tmp_path, convert={"per_channel": False})  # the shipped variants include ptq_int16x8
+    params(tmp_path, convert={"per_channel": False})  # the shipped variants include both
     before = tree(tmp_path)
-    refused(edgeqat("check-params", cwd=tmp_path), "convert.per_channel", "'ptq_int16x8'", "convert.variants",
-            ws=tmp_path, before=before)
+    refused(edgeqat("check-params", cwd=tmp_path), "convert.per_channel", "'ptq_dynamic'", "'ptq_int16x8'",
+            "convert.variants", ws=tmp_path, before=before)
 
 
 def test_unknown_recommend_device(tmp_path):  # row 8

@@ -22,9 +22,11 @@ variant with quantized weights. The post-training ones get it from the converter
 (one for Conv/Depthwise kernels, one for Dense); a QAT model carries its scales from training
 (:mod:`edgeqat.compression.schemes` wraps it per tensor when ``convert.per_channel`` is false).
 The file is read back and one that still holds more than one scale for a tensor is refused,
-naming it. ``ptq_int16x8`` cannot be made per tensor in TF 2.21 (its quantizer fails on a
-depthwise kernel: "Quantized dimension for tensor property and quantization parameters do not
-match"), which ``check-params`` says before any work starts.
+naming it. Two variants are refused (``check-params`` says so before any work starts):
+``ptq_int16x8``, whose quantizer fails on a per-tensor depthwise kernel in TF 2.21 ("Quantized
+dimension for tensor property and quantization parameters do not match"), and
+``ptq_dynamic``, whose file LiteRT 2.3's dynamic-range depthwise kernel runs wrong (a DS-CNN's
+per-tensor dynamic-range file scored 0.089 on digits; its per-channel one 0.989).
 """
 
 from __future__ import annotations
@@ -60,10 +62,12 @@ def convert_variant(
     model = qat_model if variant in QAT_VARIANTS else fp32_model
     if model is None:
         raise ModelError(f"variant {variant!r} needs its quantization-aware model")
-    if variant == "ptq_int16x8" and not per_channel:
-        from edgeqat.config import PER_TENSOR_16X8
+    if not per_channel:
+        from edgeqat.config import per_tensor_refusal
 
-        raise ModelError(PER_TENSOR_16X8)
+        refusal = per_tensor_refusal([variant])
+        if refusal:
+            raise ModelError(refusal)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
