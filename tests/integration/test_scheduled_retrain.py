@@ -51,7 +51,7 @@ def test_a_scheduled_run_retrains_on_images_the_data_repository_gained(tmp_path,
     _publish_images(data, 240, seed=1)
     proj = make_pipeline_repo(tmp_path / "proj", tiny_params(**{
         "prepare.source": "npz", "prepare.path": "data/raw/images.npz", "track.experiment": "scheduled",
-        "register.model_name": MODEL}))
+        "register.model_name": MODEL, "cluster.epochs": 1, "cluster.qat_epochs": 1}))
     _dvc(proj, "import", str(data), "images.npz", "-o", "data/raw/images.npz")
     run([str(BIN / "edgeqat"), "dvc", "write"], proj)
     run([*GIT, "add", "-A"], proj)
