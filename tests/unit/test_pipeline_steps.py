@@ -118,12 +118,12 @@ def test_io_dtype_sets_integer_model_io_and_keeps_its_accuracy(chain, tmp_path, 
     from edgeqat.steps.evaluate import evaluate
 
     d = chain["dir"]
-    convert(ConvertConfig(io_dtype=io_dtype, variants=["fp32", "qat_int8"]), chain["prepared"], d / "fp32.keras",
+    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras",
             d / "qat.h5", tmp_path / "t")
     v = json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["qat_int8"]
     assert v["input"]["dtype"] == expect and v["output"]["dtype"] == expect
-    evaluate(EvaluateConfig(latency_runs=1, warmup_runs=0), chain["prepared"], tmp_path / "t", d / "fp32.keras",
-             tmp_path / "summary.json")
+    evaluate(EvaluateConfig(latency_runs=1, warmup_runs=0, reference="qat_int8"), chain["prepared"], tmp_path / "t",
+             d / "fp32.keras", tmp_path / "summary.json")
     got = json.loads((tmp_path / "summary.json").read_text())
     want = json.loads((d / "summary.json").read_text())["variants"]["qat_int8"]["accuracy"]
     assert got["variants"]["qat_int8"]["accuracy"] == pytest.approx(want, abs=1 / got["num_test"] + 1e-9)
