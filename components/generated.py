@@ -27,6 +27,7 @@ def prepare(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__trust_model_code: bool,
     raw_data: Optional[Input[Dataset]] = None,
 ) -> None:
@@ -37,8 +38,48 @@ def prepare(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def preflight(
+    prepared: Input[Dataset],
+    preflight: Output[Artifact],
+    preflight_metrics: Output[Metrics],
+    preflight_timings: Output[Artifact],
+    train__model: str,
+    train__alpha: float,
+    train__weights: str,
+    train__from_model: str,
+    train__trust_model_code: bool,
+    train__epochs: int,
+    train__batch_size: int,
+    train__learning_rate: float,
+    train__early_stopping_patience: int,
+    train__dropout: float,
+    train__shuffle_buffer: int,
+    train__seed: int,
+    validate__model: str,
+    validate__variants: list,
+    validate__devices: list,
+    validate__required_devices: list,
+    validate__profiles_dir: str,
+    validate__max_accuracy_drop: float,
+    validate__latency_runs: int,
+    validate__emulate: bool,
+    validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
+    validate__parity_samples: int,
+    prune__channel_fraction: float,
+    recommend__channel_fractions: list,
+    pretrained_model: Optional[Input[Model]] = None,
+) -> None:
+    """Before training: the model's untrained int8 graph against every required device's budgets."""
+    from edgeqat.adapters.kfp.runner import run_component
+
+    return run_component('preflight', locals())
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train(
     prepared: Input[Dataset],
+    preflight_metrics: Input[Metrics],
     fp32_model: Output[Model],
     train_metrics: Output[Metrics],
     train_history: Output[Dataset],
@@ -83,6 +124,7 @@ def qat(
     qat__keep_float: list,
     qat__auto_keep_float: bool,
     qat__max_accuracy_drop: float,
+    convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
@@ -115,6 +157,7 @@ def prune(
     prune__qat_learning_rate: float,
     prune__batch_size: int,
     prune__seed: int,
+    convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
@@ -143,6 +186,7 @@ def cluster(
     cluster__qat_learning_rate: float,
     cluster__batch_size: int,
     cluster__seed: int,
+    convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
@@ -221,6 +265,7 @@ def validate(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> bool:
@@ -270,6 +315,7 @@ def recommend(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     convert__per_channel: bool,
     train__trust_model_code: bool,
@@ -307,6 +353,7 @@ def report(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> None:
@@ -319,6 +366,7 @@ def report(
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def track(
     prepare_metrics: Input[Metrics],
+    preflight_metrics: Input[Metrics],
     train_metrics: Input[Metrics],
     qat_metrics: Input[Metrics],
     prune_metrics: Input[Metrics],
@@ -328,6 +376,7 @@ def track(
     validate_metrics: Input[Metrics],
     recommend_metrics: Input[Metrics],
     prepare_timings: Input[Artifact],
+    preflight_timings: Input[Artifact],
     train_timings: Input[Artifact],
     qat_timings: Input[Artifact],
     prune_timings: Input[Artifact],
@@ -370,6 +419,7 @@ def track(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__model: str,
     train__alpha: float,
     train__weights: str,
@@ -431,6 +481,7 @@ def track(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,
@@ -483,6 +534,7 @@ def register(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__model: str,
     train__alpha: float,
     train__weights: str,
@@ -544,6 +596,7 @@ def register(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,
@@ -572,4 +625,4 @@ def register(
     return run_component('register', locals())
 
 
-COMPONENTS = {name: globals()[name] for name in ('prepare', 'train', 'qat', 'prune', 'cluster', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}
+COMPONENTS = {name: globals()[name] for name in ('prepare', 'preflight', 'train', 'qat', 'prune', 'cluster', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}

@@ -177,14 +177,31 @@ def _size(v: Any) -> str:
 
 
 def _latency_cell(est: Any, d: dict[str, Any]) -> str:
-    if est is None:
+    """The latency the budget was checked against, and where it came from: measured (device,
+    date), Vela, this host x a published ratio, or an estimate (its error band, extrapolated)."""
+    ms = d.get("latency_ms", est)
+    if ms is None:
         return "–"
-    txt = f"{est:.3g}"
-    if "vela" in str(d.get("latency_source", "")):
-        txt += " (vela)"
-    elif d.get("latency_extrapolated"):
-        txt += " (extrapolated)"
-    return txt
+    src = str(d.get("latency_source", ""))
+    if src == "measured":
+        return f"{ms:.3g} (measured on {d.get('latency_measured_on', 'the device')})"
+    if "vela" in src:
+        return f"{ms:.3g} (vela)"
+    if src.startswith("host-measured"):
+        return f"{ms:.3g} (this host x published ratio)"
+    band = d.get("latency_error_band") or {}
+    what = "estimate" + (f" ±{band['median_rel_error']:.0%}" if band.get("median_rel_error") is not None else "")
+    if d.get("latency_extrapolated"):
+        what += ", extrapolated" + ("" if d.get("latency_gated", True) else ", not gated")
+    return f"{ms:.3g} ({what})"
+
+
+def _emulation_cell(emu: dict[str, Any]) -> str:
+    if emu.get("bit_exact"):
+        return "bit-exact"
+    if emu.get("within_tolerance", False):
+        return "within parity tolerance"
+    return f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})"
 
 
 def _qemu_skipped(why: str) -> str:
@@ -194,11 +211,13 @@ def _qemu_skipped(why: str) -> str:
     return f"skipped ({why})" if why else "skipped"
 
 
-DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "est. latency ms", "arena bytes", "stored bytes",
+DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "latency ms", "arena bytes", "stored bytes",
                   "QEMU aarch64", "reasons")
-DEVICE_NOTE = ("Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
-               "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x "
-               "outside the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded "
+DEVICE_NOTE = ("Latency on the device is *measured* on it when its profile says how to reach it (`connect:`; the "
+               "device and the date follow), Vela's performance model for Ethos-U (*vela*), or an *estimate* from the "
+               "device's measured rows or else published figures (± its median held-out error); *extrapolated* marks "
+               "an estimate for a model more than 10x outside the MACs of the models it was fitted on (*not gated* "
+               "when validate.gate_on_extrapolated is false). The TFLM arena is what TFLite Micro's allocator recorded "
                "with its reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded weights and "
                "command stream on Ethos-U (in flash, or DRAM for the U65 profile).")
 
@@ -208,8 +227,7 @@ def device_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, d in summary["devices"].items():
         emu = d.get("emulation") or {}
-        emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
-            if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
+        emu_txt = _emulation_cell(emu) if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
         rows.append([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
             _fmt("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),

@@ -143,9 +143,13 @@ def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any
         elif prof.ram_bytes and d.get("interpreter_bytes") is not None and d.get("model_bytes") is not None:
             rows.append({"budget": "RAM (model + activations)", "used": d["model_bytes"] + d["interpreter_bytes"],
                          "available": prof.ram_bytes, "unit": "bytes"})
-        if prof.latency_budget_ms and d.get("latency_ms_estimate") is not None:
-            rows.append({"budget": "latency (" + ("Vela" if "vela" in str(d.get("latency_source", "")) else "estimate")
-                         + ")", "used": d["latency_ms_estimate"], "available": prof.latency_budget_ms, "unit": "ms"})
+        ms = d.get("latency_ms", d.get("latency_ms_estimate"))
+        if prof.latency_budget_ms and ms is not None:
+            src = str(d.get("latency_source", ""))
+            how = ("measured" if src == "measured" else "Vela" if "vela" in src else
+                   "this host x ratio" if src.startswith("host-measured") else
+                   "estimate, extrapolated" if d.get("latency_extrapolated") else "estimate")
+            rows.append({"budget": f"latency ({how})", "used": ms, "available": prof.latency_budget_ms, "unit": "ms"})
         out[name] = rows
     return out
 

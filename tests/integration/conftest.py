@@ -25,6 +25,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def require(reason: str | None, what: str) -> None:
+    """Skip with ``reason`` when a setup step (make arm64, make sshd) has not run here; under CI
+    (CI=true), whose .ci/run runs them first, that is a failure instead."""
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
 def run(cmd: list[str], cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)

@@ -649,11 +649,11 @@ def test_one_secret_rule_for_serve_and_install():  # row 14
 
 @pytest.fixture
 def receiver(monkeypatch, tmp_path):
-    """A real receiver on a loopback port, with a 1 s socket timeout to keep the test short."""
+    """A real receiver on a loopback port, with a 1 s request deadline to keep the test short."""
     from edgeqat.adapters.webhook import server as webhook
     from edgeqat.config import RegisterConfig
 
-    monkeypatch.setattr(webhook, "SOCKET_TIMEOUT_S", 1.0, raising=False)
+    monkeypatch.setattr(webhook, "REQUEST_DEADLINE_S", 1.0)
     rcv = webhook.Receiver(None, RegisterConfig(), tmp_path / "deploy")
     server = webhook.make_server(rcv, SECRET, "127.0.0.1", 0)
     t = threading.Thread(target=server.serve_forever, daemon=True)

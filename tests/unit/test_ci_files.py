@@ -31,9 +31,15 @@ def test_dockerfile_passes_hadolint():
 
 def test_dockerfile_installs_this_package_with_the_constraints():
     text = (REPO / "Dockerfile").read_text()
-    assert "pip install --no-cache-dir -c constraints.txt ." in text
+    assert "pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt" in text  # the runtime deps
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation -c constraints.txt ." in text
+    assert "[dev]" not in text and "chromium" not in text  # no dev extra, no browser
     for folder in ("src", "components", "pipelines"):
         assert f"COPY {folder} ./{folder}" in text
+    # the base is a build argument; the CA bundle only ever a secret mount, never copied in
+    assert "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}" in text
+    assert "--mount=type=secret,id=ca_bundle" in text and "ca-certificates.crt ." not in text
+    assert "USER 1000" in text
 
 
 def test_workflows_pass_the_github_workflow_schema():
@@ -58,8 +64,10 @@ def test_the_tests_workflow_runs_exactly_what_ci_runs():
     assert {"push", "pull_request"} <= set(tests[True])  # YAML 1.1 reads the `on` key as True
     assert _runs("tests.yml") == ["bash .ci/run"]
     ci = (REPO / ".ci" / "run").read_text()
-    # .ci/run installs what the tests need and runs the README's test commands, in order
-    order = [ci.index(cmd) for cmd in ("make arm64", "make browser", "make test\n", "make test-slow")]
+    # .ci/run installs what the tests need and runs the README's test commands, in order; the
+    # docker engine and image serve only the slow tier, so they come after the fast one
+    order = [ci.index(cmd) for cmd in ("make arm64", "make browser", "make sshd\n", "make test\n", "make docker\n",
+                                       "make image\n", "make test-slow")]
     assert order == sorted(order)
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "make test-slow" in readme

@@ -269,6 +269,23 @@ def test_validate_adds_device_verdicts_to_the_summary(chain):
     assert "## Devices: `qat_int8`" in md and "| cortex_m7 | yes | PASS |" in md
 
 
+def test_the_validate_stage_measures_on_host_and_keeps_the_row(chain, tmp_path):
+    """A device that is really there (`host`): its measured latency gates and is reported with its
+    device and date; the row goes to the profiles folder's measured.csv."""
+    from edgeqat.steps.validate import validate
+
+    d = chain["dir"]
+    m = validate(ValidateConfig(devices=["host"], required_devices=["host"], latency_runs=5, emulate=False,
+                                profiles_dir=str(tmp_path)),
+                 chain["prepared"], d / "tflite", d / "fp32.keras", d / "evaluation.json", tmp_path / "summary.json",
+                 tmp_path / "summary.md")
+    host = json.loads((tmp_path / "summary.json").read_text())["devices"]["host"]
+    assert m["passed"] and host["latency_source"] == "measured" and host["latency_ms"] == host["measured"]["p50_ms"] > 0
+    assert host["measured"]["device"] == "host" and host["measured"]["parity_within_tolerance"] is True
+    assert f"(measured on host, {host['measured']['date'][:10]}) |" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "measured.csv").read_text().splitlines()[1].startswith("host,")
+
+
 def test_validate_fails_when_a_required_device_fails(chain, tmp_path):
     from edgeqat.steps.validate import validate
 

@@ -263,3 +263,22 @@ def test_the_accuracy_budget_rejects_a_candidate_chosen_on_validation_and_report
     assert entry["outputs"] == "logits"  # the card facts of the chosen file, for the served model
     md = (tmp_path / "report" / "recommendation.md").read_text()
     assert "ranked on the **validation** split" in md and "On the test split: accuracy" in md
+def test_a_measured_device_ranks_candidates_on_measured_latency(comp, tmp_path):
+    """`host` is really there: every candidate is timed on it, the budget and the tie-break use
+    that, the report says so, and each measurement becomes a calibration row."""
+    calib = tmp_path / "measured.csv"
+    from edgeqat.steps.recommend import recommend
+
+    d = comp["dir"]
+    c = RecommendConfig(enabled=True, budget_accuracy_drop=1.0, sparsities=[], channel_fractions=[], latency_runs=5)
+    recommend(c, comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5", tmp_path / "report", tmp_path / "rec",
+              prune=PruneConfig(**TINY_PRUNE), devices=["host"], calibration=calib)
+    r = json.loads((tmp_path / "report" / "recommendation.json").read_text())["devices"]["host"]
+    tried = [c for c in r["candidates"] if c["accuracy"] is not None]
+    assert tried and all(c["latency_source"] == "measured" and c["latency_ms"] > 0 for c in tried)
+    chosen = next(c for c in tried if c["candidate"] == r["chosen"])
+    peers = [c for c in tried if c["verdict"] == "pass" and c["integer_only"] and c["accuracy"] == chosen["accuracy"]]
+    assert chosen["latency_ms"] == min(p["latency_ms"] for p in peers)  # equal accuracy: the fastest measured
+    assert "measured of a 100 ms budget" in r["reason"]
+    assert "(measured) |" in (tmp_path / "report" / "recommendation.md").read_text()
+    assert len(calib.read_text().splitlines()) == 1 + len(tried)

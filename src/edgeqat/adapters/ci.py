@@ -188,8 +188,9 @@ def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
         parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
     if res.registered:
         from edgeqat.registry import Registry
+        from edgeqat.tracking import usable_uri
 
-        reg = Registry(res.registered.get("tracking_uri"), root)
+        reg = Registry(usable_uri(res.registered.get("tracking_uri"), root), root)
         name = res.registered["model_name"]
         parts += [f"## Challenger vs champion: `{name}`", "", challenger_vs_champion(reg, name), ""]
         for device, r in sorted((res.registered.get("recommended") or {}).items()):
@@ -251,13 +252,14 @@ def submit_to_kubeflow(root: Path, params: Any, host: str, trigger: str) -> str:
     """With a Kubeflow cluster (``KFP_HOST``): compile and submit the pipeline; the report says so."""
     import tempfile
 
+    from edgeqat.adapters.kfp.images import resolve_image
     from edgeqat.pipelines.ops import compile_pipeline, run_request, submit
     from edgeqat.provenance import git_info
 
     git_tags = git_info(root)
     data_uri = os.environ.get("EDGEQAT_DATA_URI") or None
     with tempfile.TemporaryDirectory(prefix="edgeqat-ci-") as tmp:
-        pkg = compile_pipeline(Path(tmp) / "edge_pipeline.yaml", image=os.environ.get("EDGEQAT_IMAGE") or None,
+        pkg = compile_pipeline(Path(tmp) / "edge_pipeline.yaml", image=resolve_image(None, root),
                                data_from_uri=bool(data_uri))
         req = run_request(params, pkg, experiment="edgeqat", name=f"{trigger}-{git_tags['git_commit'][:8]}",
                           mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.config import Params
-from edgeqat.stages import ALL, STAGES, Stage, key_arg
+from edgeqat.stages import ALL, STAGES, Stage
 from edgeqat.timings import write_stage_timings
 
 RECORD_ENV = "EDGEQAT_RECORD_CONFIGS"  # a folder: each stage writes the configs it was given (tests)
@@ -23,14 +23,14 @@ def step_function(stage: Stage) -> Callable[..., Any]:
 
 
 def step_configs(stage: Stage, params: Params) -> tuple[Any, dict[str, Any]]:
-    """The first argument and the config keywords a stage's step receives (with its extra keys)."""
+    """The first argument and the config keywords a stage's step receives (its single keys too)."""
     if stage.sections == (ALL,):
         return params, {}
     first, *others = stage.sections
     kwargs = {s: getattr(params, s) for s in others}
     for key in stage.keys:
         section, name = key.split(".")
-        kwargs[key_arg(key)] = getattr(getattr(params, section), name)
+        kwargs[name] = getattr(getattr(params, section), name)
     return getattr(params, first), kwargs
 
 
@@ -38,6 +38,31 @@ def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | No
     paths = {p.name: root / p.path for p in (*stage.inputs, *stage.outputs)}
     paths.update({k: Path(v) for k, v in (overrides or {}).items() if v is not None})
     return paths
+
+
+def input_paths(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path]) -> dict[str, Path]:
+    """What the stage reads: its input ports and the files its params name (``prepare.path``)."""
+    found = {p.name: paths[p.name] for p in stage.inputs}
+    for fp in stage.file_params:
+        section, key = fp.key.split(".")
+        value = getattr(getattr(params, section), key, None)
+        if value:
+            found[fp.key] = root / value
+    return found
+
+
+def check_outputs(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path],
+                  protect: Mapping[str, Path] | None = None) -> None:
+    """Before the step runs: no output may replace the workspace, an input, or a folder that
+    no stage wrote (:func:`edgeqat.io.check_output`); ``protect``: more files to keep (params)."""
+    from edgeqat.io import check_output
+
+    inputs = {**input_paths(stage, params, root, paths), **(protect or {})}
+    for port in stage.outputs:
+        dest = paths[port.name]
+        known = dest.resolve() == (root / port.path).resolve()  # the table's path: a DVC out of this stage
+        check_output(dest, what=f"stage {stage.name}: output {port.name}", is_dir=port.is_dir, inputs=inputs,
+                     workspace=root, known=known)
 
 
 def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
@@ -53,14 +78,18 @@ def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
 
 def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
               overrides: Mapping[str, str | Path | None] | None = None, extra: Mapping[str, Any] | None = None,
-              table: tuple[Stage, ...] = STAGES) -> dict[str, Any]:
+              table: tuple[Stage, ...] = STAGES, protect: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """Call the stage's step with its configs and the workspace paths of its ports; write the
-    run-varying figures it returns under ``timings`` to its timings file. Returns the metrics."""
+    run-varying figures it returns under ``timings`` to its timings file. Returns the metrics.
+
+    Outputs are checked first (:func:`check_outputs`); an output folder written away from
+    the table's path gets :data:`edgeqat.io.OUTPUT_MARKER`, so the next run may replace it."""
     from edgeqat.stages import stage as find
 
     stage = find(stage, table) if isinstance(stage, str) else stage
     root = Path(root)
     paths = port_paths(stage, root, overrides)
+    check_outputs(stage, params, root, paths, protect)
     first, kwargs = step_configs(stage, params)
     for port in (*stage.inputs, *stage.outputs):
         if port.step_arg:
@@ -68,10 +97,15 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
     if stage.sections == (ALL,):
         kwargs["root"] = root
     kwargs.update(extra or {})
-    extra_keys = {key_arg(k) for k in stage.keys}
-    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in extra_keys})
+    keys = {k.split(".")[1] for k in stage.keys}
+    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in keys})
     started = datetime.now(timezone.utc)
     result = step_function(stage)(first, **kwargs) or {}
+    from edgeqat.io import mark_output
+
+    for port in stage.outputs:
+        if port.is_dir and paths[port.name].resolve() != (root / port.path).resolve():
+            mark_output(paths[port.name], stage.name)
     timings = result.pop("timings", {}) if isinstance(result, dict) else {}
     timing_port = f"{stage.name}_timings"
     if timing_port in paths:

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from edgeqat.errors import ModelError
+from edgeqat.models.exported import tflite_converter
 
 FLOAT_VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16")
 QAT_VARIANTS = ("qat_int8", "mixed", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
@@ -68,7 +69,7 @@ def convert_variant(
         refusal = per_tensor_refusal([variant])
         if refusal:
             raise ModelError(refusal)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = tflite_converter(model)  # a Keras model, or a SavedModel export (fp32 and post-training only)
     if variant != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "ptq_float16":

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from edgeqat.config import PruneConfig
-from edgeqat.io import CARD_NAME, log, read_json
+from edgeqat.io import CARD_NAME, log, read_json, variant_file
 
 # What the pipeline's variants are, in words (for the one-sentence reason).
 DESCRIBE = {
@@ -67,7 +67,7 @@ def existing(src: Sources) -> list[Candidate]:
     out = []
     for name, v in card["variants"].items():
         out.append(Candidate(name, DESCRIBE.get(name, name), "ready", bool(v["integer_only"]),
-                             (int(v["size_bytes"]), int(v["size_bytes"])), path=src.tflite_dir / v["file"]))
+                             (int(v["size_bytes"]), int(v["size_bytes"])), path=variant_file(src.tflite_dir, card, name)))
     return out
 
 

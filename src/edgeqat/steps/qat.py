@@ -21,6 +21,7 @@ from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
 from edgeqat.errors import DataError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
+from edgeqat.models.absent import mark, not_built, skip_line
 from edgeqat.models.io import load_model, save_model
 from edgeqat.compression.recipes import quantize
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
@@ -66,15 +67,29 @@ def qat(
     sensitivity_json: str | Path | None = None,
     sensitivity_md: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
-    convert_per_channel: bool = True,
+    variants: list[str] | None = None,
+    per_channel: bool = True,
 ) -> dict[str, Any]:
     """Plain QAT -> ``model_out``. With ``mixed_out``, also the mixed-precision model
     (``qat.keep_float``, or the fewest float layers meeting ``qat.max_accuracy_drop`` with
     ``qat.auto_keep_float``); with ``sensitivity_json``, the per-layer sensitivity report.
-    ``convert_per_channel`` (``convert.per_channel``) False: one weight scale per kernel,
-    BatchNorms folded first (:mod:`edgeqat.compression.schemes`)."""
+    ``variants`` (convert.variants; None: all): a model no requested variant needs is not
+    trained, and a marker takes its file's place (:mod:`edgeqat.models.absent`).
+    ``per_channel`` (``convert.per_channel``) False: one weight scale per kernel, BatchNorms
+    folded first (:mod:`edgeqat.compression.schemes`)."""
     from edgeqat.tf_compat import set_determinism
 
+    skipped = not_built("qat", variants, fp32_model)
+    if "mixed" not in skipped:
+        skipped.pop("qat_int8", None)  # the mixed model starts from the plain QAT one: trained either way
+    if skipped:
+        log(skip_line("qat", skipped))
+    if {"qat_int8", "mixed"} <= set(skipped):
+        return _nothing_to_build(skipped, model_out, mixed_out, metrics_path, history_path, sensitivity_json,
+                                 sensitivity_md)
+    if "mixed" in skipped:
+        mark(mixed_out, ["mixed"], skipped)
+        mixed_out = None
     t0 = time.monotonic()
     set_determinism(cfg.seed)
     prepared = Path(prepared)
@@ -88,7 +103,7 @@ def qat(
         val_ds = make_dataset(prepared / "val", norm, cfg.batch_size)
         test_ds = make_dataset(prepared / "test", norm, cfg.batch_size)
 
-        model = quantize(load_model(fp32_model), convert_per_channel)
+        model = quantize(load_model(fp32_model), per_channel)
         compile_classifier(model, cfg.learning_rate)
         with maybe_atomic_dir(tensorboard_dir) as tb:
             rows = fit(model, train_ds, val_ds, cfg.epochs, 0, tag="qat", log_dir=tb)
@@ -100,21 +115,40 @@ def qat(
         }
         sens = None
         if sensitivity_json is not None or (mixed_out is not None and cfg.auto_keep_float):
-            sens = _sensitivity(model, _reference(fp32_model, convert_per_channel), val_ds, sensitivity_json,
+            sens = _sensitivity(model, _reference(fp32_model, per_channel), val_ds, sensitivity_json,
                                 sensitivity_md)
             metrics["most_sensitive_layer"] = sens[0]["layer"] if sens else ""
         if mixed_out is not None:
-            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds, convert_per_channel)
+            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds, per_channel)
             metrics["mixed"] = info
             save_model(mixed, mixed_out)
         seconds = round(time.monotonic() - t0, 2)
     save_model(model, model_out)
+    if skipped:
+        metrics["not_built"] = {v: reason for v, (_, reason) in skipped.items()}
     if history_path is not None:
         write_text(history_path, history_csv(rows))
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     log(f"qat: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
     return {**metrics, "timings": {"training_seconds": seconds}}
+
+
+def _nothing_to_build(skipped: dict, model_out: Any, mixed_out: Any, metrics_path: Any, history_path: Any,
+                      sensitivity_json: Any, sensitivity_md: Any) -> dict[str, Any]:
+    """Markers and empty reports in place of every output: nothing here is requested or buildable."""
+    mark(model_out, ["qat_int8"], skipped)
+    mark(mixed_out, ["mixed"], skipped)
+    why = {v: reason for v, (_, reason) in skipped.items()}
+    if sensitivity_json is not None:
+        write_json(sensitivity_json, {"method": "not run: no QAT model built", "images": 0, "layers": [], "not_built": why})
+    if sensitivity_md is not None:
+        write_text(sensitivity_md, "# Quantization sensitivity\n\nNot run: no QAT model was built this run.\n")
+    if history_path is not None:
+        write_text(history_path, history_csv([]))
+    if metrics_path is not None:
+        write_json(metrics_path, {"not_built": why})
+    return {"not_built": why}
 
 
 def _reference(fp32_model: str | Path, per_channel: bool) -> Any:

@@ -29,6 +29,8 @@ from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json, write_text
 from edgeqat.progress import bar
+from edgeqat.models.absent import absent
+from edgeqat.models.exported import WHY as EXPORT_WHY, is_packed
 from edgeqat.recommend.candidates import Sources, existing, generated
 from edgeqat.recommend.search import Clock, recommend_for_device, stored
 from edgeqat.devices.validate import verdict_line
@@ -52,12 +54,12 @@ def recommendation_markdown(report: dict[str, Any]) -> str:
             lines += [f"On the test split: accuracy {t['accuracy']:.4f} ({t['accuracy_drop']:+.4f} vs the FP32 "
                       f"model's {t['reference_accuracy']:.4f}); device verdict: {verdict_line(t)}.", ""]
         lines += [f"Candidates ({SPLIT_NAMES[splits['search']]} split):", "",
-                  "| candidate | verdict | accuracy | drop | stored bytes | arena bytes | est. latency ms | reasons |",
+                  "| candidate | verdict | accuracy | drop | stored bytes | arena bytes | latency ms | reasons |",
                   "|---|---|---|---|---|---|---|---|"]
         for c in r["candidates"]:
             fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
             lines.append(f"| {c['candidate']} | {c['verdict']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['accuracy_drop'], '+.4f')} | "
-                         f"{stored(c):,} | {fmt(c['arena_bytes'], ',')} | {fmt(c['latency_ms_estimate'], '.2f')} | "
+                         f"{stored(c):,} | {fmt(c['arena_bytes'], ',')} | {latency_cell(c)} | "
                          f"{'; '.join(c['reasons']) or '–'} |")
         if r["skipped"]:
             lines += ["", "Skipped without making or running them:"]
@@ -67,6 +69,12 @@ def recommendation_markdown(report: dict[str, Any]) -> str:
 
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
+def latency_cell(row: dict[str, Any]) -> str:
+    """The latency a candidate was judged on, and where it came from (measured or estimated)."""
+    ms = row.get("latency_ms", row.get("latency_ms_estimate"))
+    if ms is None:
+        return "–"
+    return f"{ms:.3g} ({'measured' if row.get('latency_source') == 'measured' else 'est.'})"
 
 
 def _plot(dev: str, r: dict[str, Any], dest: Path) -> None:
@@ -116,12 +124,15 @@ def recommend(
     devices: Optional[list[str]] = None,
     profiles_dir: Optional[str | Path] = None,
     force: bool = False,
-    convert_per_channel: bool = True,
+    calibration: Optional[str | Path] = None,
+    per_channel: bool = True,
 ) -> dict[str, Any]:
     """``prune``: how candidates are fine-tuned; ``validate``: its ``profiles_dir`` (unless
     ``profiles_dir`` is given) and how the chosen model is validated (emulation, TFLM parity
-    samples); ``force``: run even when ``recommend.enabled`` is false (the CLI command);
-    ``convert_per_channel`` (``convert.per_channel``): the weight scales of the candidates it makes."""
+    samples, extrapolated estimates); ``force``: run even when ``recommend.enabled`` is false (the
+    CLI command); ``calibration``: the measured-rows file (default: the profiles folder's
+    measured.csv, else devices/measured.csv): candidates measured on a device add their rows;
+    ``per_channel`` (``convert.per_channel``): the weight scales of the candidates it makes."""
     if profiles_dir is None and validate is not None:
         profiles_dir = validate.profiles_dir
     if not (cfg.enabled or force):
@@ -132,12 +143,13 @@ def recommend(
         if metrics_path is not None:
             write_json(metrics_path, {"enabled": False})
         return {"enabled": False}
-    if qat_model is not None and not Path(qat_model).is_file():
-        qat_model = None
+    if qat_model is not None and (not Path(qat_model).is_file() or absent(qat_model) is not None):
+        qat_model = None  # not built this run (edgeqat.models.absent)
     tflite_dir = Path(tflite_dir)
     if not (tflite_dir / CARD_NAME).is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the pipeline first (dvc repro)")
     profiles = resolve_profiles(devices or cfg.devices, extra_dir=profiles_dir)
+    from edgeqat.devices.calibration import calibration_file
     from edgeqat.devices.eval_data import load_eval_data
 
     t0 = time.monotonic()
@@ -150,9 +162,13 @@ def recommend(
         work = out_dir / ".candidates"
         work.mkdir()
         src = Sources(Path(prepared), tflite_dir, Path(fp32_model), Path(qat_model) if qat_model else None, work, prune,
-                      convert_per_channel)
+                      per_channel)
         ready = {c.name: c for c in existing(src)}
-        candidates = list(ready.values()) + generated(src, cfg.sparsities, cfg.channel_fractions, ready)
+        if is_packed(fp32_model):  # no Keras layers to prune: the converted variants only
+            log(f"recommend: {fp32_model}: no pruning candidates: {EXPORT_WHY}")
+            candidates = list(ready.values())
+        else:
+            candidates = list(ready.values()) + generated(src, cfg.sparsities, cfg.channel_fractions, ready)
         log(f"recommend: {len(candidates)} candidate strategies for {', '.join(p.name for p in profiles)} "
             f"(at most {cfg.max_minutes:g} min)")
         cache: dict = {}
@@ -162,7 +178,8 @@ def recommend(
                 progress.start(p.name)
                 results[p.name] = recommend_for_device(p, candidates, search_data,
                                                        budget_accuracy_drop=cfg.budget_accuracy_drop,
-                                                       clock=clock, latency_runs=cfg.latency_runs, cache=cache)
+                                                       clock=clock, latency_runs=cfg.latency_runs, cache=cache,
+                                                       calibration=calibration or calibration_file(profiles_dir))
                 progress.done(f"{p.name}: {results[p.name]['reason']}")
         chosen_cards = {}
         by_name = {c.name: c for c in candidates}
@@ -171,7 +188,8 @@ def recommend(
             if r["chosen"]:
                 dest = out_dir / f"{p.name}.tflite"
                 shutil.copy(by_name[r["chosen"]].path, dest)
-                r["test"] = _validate_choice(dest, p, test_data, cfg, validate)
+                r["test"] = _validate_choice(dest, p, test_data, cfg, validate,
+                                             calibration or calibration_file(profiles_dir))
                 chosen_cards[p.name] = _chosen_entry(dest, r)
         shutil.rmtree(work)
         if models_out is not None:
@@ -195,16 +213,18 @@ def _chosen_row(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate_choice(path: Path, prof: Any, test_data: Any, cfg: RecommendConfig,
-                     validate: Optional[ValidateConfig]) -> dict[str, Any]:
+                     validate: Optional[ValidateConfig], calibration: Any) -> dict[str, Any]:
     """The chosen file on its device, as the validate stage runs it, on the test split."""
     from edgeqat.devices.validate import validate_on_device
 
     v = validate or ValidateConfig()
     verdict = validate_on_device(path, prof, test_data, latency_runs=cfg.latency_runs,
                                  max_accuracy_drop=cfg.budget_accuracy_drop, emulate=v.emulate,
-                                 emulate_samples=v.emulate_samples, parity_samples=v.parity_samples)
+                                 emulate_samples=v.emulate_samples, parity_samples=v.parity_samples,
+                                 gate_on_extrapolated=v.gate_on_extrapolated, calibration=calibration)
     out = {k: verdict[k] for k in ("passed", "reasons", "accuracy", "reference_accuracy", "latency_ms_estimate",
-                                   "arena_bytes", "stored_bytes", "stored_measure", "latency_extrapolated")
+                                   "latency_ms", "latency_source", "arena_bytes", "stored_bytes", "stored_measure",
+                                   "latency_extrapolated")
            if k in verdict}
     if "emulation" in verdict:
         out["emulation"] = {k: verdict["emulation"][k] for k in ("ran", "why", "bit_exact") if k in verdict["emulation"]}
@@ -225,6 +245,6 @@ def _chosen_entry(path: Path, r: dict[str, Any]) -> dict[str, Any]:
     row = _chosen_row(r)
     return {"file": path.name, "sha256": r["test"]["sha256"], "strategy": r["chosen"], "reason": r["reason"],
             **{k: row.get(k) for k in ("size_bytes", "stored_bytes", "size_measure", "arena_bytes",
-                                       "latency_ms_estimate")},
+                                       "latency_ms_estimate", "latency_ms", "latency_source")},
             "val_accuracy": row.get("accuracy"), "accuracy": r["test"]["accuracy"],
             "integer_only": is_integer_only(path), **card_facts(path), "validation": r["test"]}

@@ -31,10 +31,11 @@ from typing import Any
 from edgeqat import __version__
 from edgeqat.config import Params, RegisterConfig
 from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
-from edgeqat.io import CARD_NAME, log, read_json, sha256_file, write_json
+from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, summary_markdown, with_latency
 from edgeqat.timings import TIMINGS_DIR
+from edgeqat.variants import stand_in
 
 MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
 
@@ -171,7 +172,7 @@ def _find_run(params: Params, root: Path, uri: str) -> Any:
 def register(params: Params, *, root: str | Path = ".", uri: str | None = None) -> dict[str, Any]:
     from edgeqat.registry import Registry
     from edgeqat.timings import read_timings
-    from edgeqat.tracking import MODEL_TAG, tracking_uri
+    from edgeqat.tracking import MODEL_TAG, stored_uri, tracking_uri
 
     cfg, root = params.register, Path(root)
     uri = uri or tracking_uri(root)
@@ -184,6 +185,10 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if not card_file.is_file():
         raise ModelError(f"{card_file}: not found; run convert first")
     card = read_json(card_file)
+    variant = stand_in(cfg.variant, card)
+    if variant != cfg.variant:
+        log(f"register: {cfg.variant} was not built (convert says why); registering {variant} in its place")
+        cfg = cfg.model_copy(update={"variant": variant})
     if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")
@@ -192,7 +197,7 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
         raise ModelError(f"{summary_path}: validate validated {validated!r} but register.variant is {cfg.variant!r}; "
                          "set validate.model and register.variant to the same variant and re-run validate")
     entry = card["variants"][cfg.variant]
-    tflite = card_file.parent / entry["file"]
+    tflite = contained(card_file.parent, entry["file"], f"{card_file}: variants.{cfg.variant}.file")
     sha = sha256_file(tflite)
     if entry.get("sha256") and entry["sha256"] != sha:
         raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
@@ -206,12 +211,18 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
 
     tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
             "edgeqat.model_name": cfg.model_name}
-    main = _register_one(reg, cfg, cfg.model_name, run_tags[MODEL_TAG + cfg.variant], run_id, tags,
+    model_id = run_tags.get(MODEL_TAG + cfg.variant)
+    if model_id is None:  # register.variant changed since track ran
+        logged = sorted(k[len(MODEL_TAG):] for k in run_tags if k.startswith(MODEL_TAG))
+        raise EdgeqatError(f"register.variant {cfg.variant!r} was not logged with the tracked run {run_id} (it has: "
+                           f"{', '.join(logged) or 'no model'}); run `edgeqat stage track` again, then register")
+    main = _register_one(reg, cfg, cfg.model_name, model_id, run_id, tags,
                          description(summary, cfg, []), {},
                          "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
-    result = {**main, "tracking_uri": uri, "recommended": register_recommended(reg, params, root, run, summary, chosen)}
+    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary,
+                                                                                        chosen)}
     _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
     write_json(root / "logs" / "registered.json", result)
     return result

@@ -26,10 +26,11 @@ from typing import Any
 from edgeqat import __version__
 from edgeqat.config import Params
 from edgeqat.errors import DataError
-from edgeqat.io import CARD_NAME, flatten, log, read_json, write_json
+from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import gate_failure, ordered_variants
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
+from edgeqat.variants import stand_in
 
 # What a run's results are made of: the files whose bytes identify the execution.
 FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
@@ -109,15 +110,15 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
     out = []
     if (tflite_dir / CARD_NAME).is_file():
         card = read_json(tflite_dir / CARD_NAME)
-        variant = params.register.variant
+        variant = stand_in(params.register.variant, card)  # what register will register
         if variant in card.get("variants", {}):
-            out.append({"name": variant, "tflite": tflite_dir / card["variants"][variant]["file"],
+            out.append({"name": variant, "tflite": variant_file(tflite_dir, card, variant),
                         "card": {**{k: v for k, v in card.items() if k != "variants"},
                                  "variants": {variant: card["variants"][variant]}}})
         rec_dir = root / "models" / "recommended"
         chosen = read_json(rec_dir / "recommended.json") if (rec_dir / "recommended.json").is_file() else {}
         for device, entry in sorted(chosen.items()):
-            tfl = rec_dir / entry["file"]
+            tfl = contained(rec_dir, entry["file"], f"{rec_dir / 'recommended.json'}: {device}.file")
             if tfl.is_file():
                 out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
                             # the entry holds the facts recommend read from the file (its outputs,
@@ -157,7 +158,8 @@ def _dataset(root: Path, commit: str) -> dict[str, Any] | None:
 def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
           extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     from edgeqat.registry import log_tflite_model
-    from edgeqat.tracking import FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, tracking_uri
+    from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, stored_uri,
+                                  tracking_uri)
 
     cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
     uri = uri or tracking_uri(root)
@@ -170,7 +172,7 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     if existing is not None:
         info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
         log(f"track: this execution is already MLflow run {info['run_id']} in {cfg.experiment!r} at {uri}")
-        write_json(root / "logs" / "mlflow_run.json", info)
+        write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
         write_json(root / "reports" / "tracked.json", tracked)
         return {**info, "reused": True}
 
@@ -209,7 +211,7 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     info = run.info()
     log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {uri}"
         + (" (marked FAILED: the device gate failed)" if gate_text else ""))
-    write_json(root / "logs" / "mlflow_run.json", info)
+    write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
     write_json(root / "reports" / "tracked.json", tracked)
     return {**info, "metrics_logged": len(nums), "reused": False}
 

@@ -51,7 +51,8 @@ def _command(stage: Stage, table: tuple[Stage, ...]):
     def command(**kwargs: Any) -> None:
         from edgeqat.adapters.runner import run_stage
 
-        p = load_run_params(kwargs.pop("params"))
+        params_file = kwargs.pop("params")
+        p = load_run_params(params_file)
         extra = {}
         if "tag" in kwargs:
             from edgeqat.provenance import parse_tags
@@ -61,7 +62,7 @@ def _command(stage: Stage, table: tuple[Stage, ...]):
             from edgeqat.adapters.dvc import check_file_deps
 
             check_file_deps(stage, p, Path(os.environ.get("DVC_ROOT", ".")) / "dvc.yaml")
-        run_stage(stage, p, Path("."), overrides=kwargs, extra=extra, table=table)
+        run_stage(stage, p, Path("."), overrides=kwargs, extra=extra, table=table, protect={"--params": params_file})
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = stage.doc
