@@ -125,6 +125,7 @@ def qat(
     qat__auto_keep_float: bool,
     qat__max_accuracy_drop: float,
     convert__variants: list,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."""
@@ -157,6 +158,7 @@ def prune(
     prune__batch_size: int,
     prune__seed: int,
     convert__variants: list,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
@@ -185,6 +187,7 @@ def cluster(
     cluster__batch_size: int,
     cluster__seed: int,
     convert__variants: list,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."""
@@ -315,6 +318,7 @@ def recommend(
     validate__emulate_samples: int,
     validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """recommend.enabled: the best model per device of recommend.devices (else a one-line report)."""

@@ -153,12 +153,32 @@ Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8
                   "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
+# Variants a per-tensor file cannot be made (or run) right for, measured on TF 2.21 / LiteRT 2.3
+# with the DS-CNN: the 16x8 quantizer fails on a depthwise kernel with one scale, and LiteRT's
+# dynamic-range depthwise kernel computes garbage from one (digits accuracy 0.089).
+NOT_PER_TENSOR = {
+    "ptq_int16x8": "TF 2.21's 16x8 quantizer fails on a depthwise kernel with one scale",
+    "ptq_dynamic": "LiteRT's dynamic-range depthwise kernel computes wrong outputs from one scale",
+}
+
+
+def per_tensor_refusal(variants: list[str]) -> str | None:
+    """Why ``convert.per_channel: false`` cannot be honoured for these variants (None: it can)."""
+    bad = [v for v in variants if v in NOT_PER_TENSOR]
+    if not bad:
+        return None
+    why = "; ".join(f"{v}: {NOT_PER_TENSOR[v]}" for v in bad)
+    return (f"convert.per_channel: false cannot be honoured for {bad} in convert.variants ({why}); remove them "
+            "from convert.variants or set convert.per_channel: true")
+
+
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
     # The variants this run makes, or a named set (edgeqat.variants.SETS): quick | all. Stages
     # whose models no requested variant needs do no work (qat, prune, cluster).
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
-    # Per-channel weight scales (false: one scale per tensor, for older accelerators).
+    # Per-channel weight scales (false: one scale per tensor, for older accelerators). Read by
+    # every stage that makes a QAT model too: QAT learns the scales the file stores.
     per_channel: bool = True
 
     @field_validator("variants")
@@ -168,6 +188,7 @@ class ConvertConfig(_Section):
         if twice:
             raise ValueError(f"lists {', '.join(map(repr, twice))} more than once (each variant is converted once)")
         return v
+
     @field_validator("variants", mode="before")
     @classmethod
     def _named_set(cls, v: Any) -> Any:
@@ -313,6 +334,17 @@ class Params(_Section):
         if self.register.variant not in self.convert.variants:
             raise ValueError(
                 f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"
+            )
+        # Checked here, with the whole file, not in ConvertConfig: a stage given convert.per_channel
+        # alone (qat, prune, cluster on Kubeflow) fills the rest of the section with defaults.
+        refusal = None if self.convert.per_channel else per_tensor_refusal(self.convert.variants)
+        if refusal:
+            raise ValueError(refusal)
+        if self.register.variant != self.validate.model:
+            # The registry's device gate reads validate's verdicts, which are validate.model's.
+            raise ValueError(
+                f"register.variant {self.register.variant!r} is not validate.model {self.validate.model!r}: the "
+                "registered file must be the one validated on the devices; set both to the same variant"
             )
         return self
 

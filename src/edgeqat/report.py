@@ -99,6 +99,18 @@ def summary_intro(summary: dict[str, Any], code: str = "`") -> str:
             f"accuracy through the LiteRT interpreter; {latency}; reference = {code}{summary.get('reference', 'fp32')}{code}.")
 
 
+README_COLUMNS = ("variant", "accuracy", "accuracy_delta", "size_bytes", "gzip_bytes", "weight_sparsity", "integer_only")
+
+
+def results_table(summary: dict[str, Any]) -> str:
+    """The README's results table: every variant of a committed summary.json, nothing typed by hand."""
+    titles = dict(COLUMNS)
+    lines = ["| " + " | ".join(titles[k] for k in README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
+    for name, row in ordered_variants(summary):
+        lines.append("| " + " | ".join(name if k == "variant" else _fmt(k, row.get(k)) for k in README_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def pareto_text(summary: dict[str, Any]) -> str:
     """The Pareto front sentences, one per size measure ('' when a variant lacks accuracy or size)."""
     vs = summary.get("variants") or {}

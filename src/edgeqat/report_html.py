@@ -247,9 +247,11 @@ def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dic
         parts.append(_table(["device", "verdict", "runtime", "accuracy", "budget used", "reasons"], drows, left=(4, 5)))
     if recommendation and recommendation.get("enabled"):
         parts.append("<h2>Recommendation per device</h2>")
-        rrows = [[_e(dev), _e(r.get("chosen") or "no model fits"), _e(r.get("reason", ""))]
+        rrows = [[_e(dev), _e(r.get("chosen") or "no model fits"),
+                  f"{r['test']['accuracy']:.4f}" if r.get("test") else "–", _e(r.get("reason", ""))]
                  for dev, r in recommendation.get("devices", {}).items()]
-        parts.append(_table(["device", "chosen", "why"], rrows, left=(1, 2)))
+        # chosen on the validation split; the accuracy shown is the choice's on the test split
+        parts.append(_table(["device", "chosen", "test accuracy", "why (validation split)"], rrows, left=(1, 3)))
     elif recommendation is not None:
         parts.append("<h2>Recommendation per device</h2><p class=\"muted\">Off (<code>recommend.enabled: false</code>); "
                      "<code>edgeqat recommend --device ...</code> searches one.</p>")

@@ -153,6 +153,10 @@ def arg(port: Port, name: str) -> Port:
     return replace(port, arg=name)
 
 
+# Weight scales are decided when a model is wrapped for QAT, so every stage that makes a QAT
+# model reads convert.per_channel (and re-runs when it changes), not only convert.
+PER_CHANNEL = ("convert.per_channel",)
+
 COMPUTE = ("prepare", "preflight", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
 
 STAGES: tuple[Stage, ...] = (
@@ -175,20 +179,20 @@ STAGES: tuple[Stage, ...] = (
                        FileParam("train.weights")),
           resources=TRAINING,
           doc="FP32 baseline, or the user's pretrained model (train.from_model)."),
-    Stage("qat", "edgeqat.steps.qat:qat", ("qat",), keys=("convert.variants",),
+    Stage("qat", "edgeqat.steps.qat:qat", ("qat",), keys=("convert.variants", *PER_CHANNEL),
           inputs=(PREPARED, FP32),
           outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
                    metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
           file_params=(FileParam("qat.finetune_path"),),
           resources=TRAINING,
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
-    Stage("prune", "edgeqat.steps.prune:prune", ("prune",), keys=("convert.variants",),
+    Stage("prune", "edgeqat.steps.prune:prune", ("prune",), keys=("convert.variants", *PER_CHANNEL),
           inputs=(PREPARED, FP32),
           outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
                    metrics("prune"), history("prune"), timings("prune")),
           resources=TRAINING,
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
-    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",), keys=("convert.variants",),
+    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",), keys=("convert.variants", *PER_CHANNEL),
           inputs=(PREPARED, FP32, PRUNED),
           outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
           resources=TRAINING,
@@ -211,7 +215,7 @@ STAGES: tuple[Stage, ...] = (
           # summary: only to run after validate, as the registry sees it
           inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
-          resources=SEARCH,
+          keys=PER_CHANNEL, resources=SEARCH,
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
     Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate", "register"),
           inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -81,5 +82,15 @@ def test_the_pipeline_workflows_only_set_up_python_and_call_the_ci_entry_point()
     assert retrain[True]["schedule"][0]["cron"] == "0 3 * * 1"
     for workflow, extra in (("pipeline.yml", ""), ("retrain.yml", "--refresh-data ")):
         runs = _runs(workflow)
-        assert len(runs) == 2 and runs[0].startswith("python -m pip install -c constraints.txt -e .")
-        assert runs[1].startswith(f"edgeqat ci run {extra}--github --push-git"), runs[1]
+        assert len(runs) == 3 and runs[0].startswith("python -m pip install -c constraints.txt -e .")
+        assert runs[-1].startswith(f"edgeqat ci run {extra}--github --push-git"), runs[-1]
+
+
+@pytest.mark.parametrize("workflow", ["pipeline.yml", "retrain.yml"])
+def test_workflows_that_commit_set_a_git_identity_first(workflow):
+    """`edgeqat ci run` commits the results; a fresh runner has no user.name / user.email."""
+    runs = _runs(workflow)
+    ci = next(i for i, r in enumerate(runs) if r.startswith("edgeqat ci run"))
+    before = "\n".join(runs[:ci])
+    assert re.search(r"git config( --global)? user\.name \S", before), runs
+    assert re.search(r"git config( --global)? user\.email \S+@\S+", before), runs

@@ -111,13 +111,23 @@ def test_litert_accuracy_is_recomputed_not_copied(chain, tmp_path):
 
 
 @pytest.mark.parametrize("io_dtype, expect", [("uint8", "uint8"), ("float32", "float32")])
-def test_io_dtype_sets_integer_model_io(chain, tmp_path, io_dtype, expect):
+def test_io_dtype_sets_integer_model_io_and_keeps_its_accuracy(chain, tmp_path, io_dtype, expect):
+    """The I/O type changes how images go in and scores come out, not what the model predicts:
+    through LiteRT on the test split, the same accuracy as the int8-I/O file within one image."""
     from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
 
     d = chain["dir"]
-    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras", d / "qat.h5", tmp_path / "t")
+    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras",
+            d / "qat.h5", tmp_path / "t")
     v = json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["qat_int8"]
     assert v["input"]["dtype"] == expect and v["output"]["dtype"] == expect
+    evaluate(EvaluateConfig(latency_runs=1, warmup_runs=0, reference="qat_int8"), chain["prepared"], tmp_path / "t",
+             d / "fp32.keras", tmp_path / "summary.json")
+    got = json.loads((tmp_path / "summary.json").read_text())
+    want = json.loads((d / "summary.json").read_text())["variants"]["qat_int8"]["accuracy"]
+    assert got["variants"]["qat_int8"]["accuracy"] == pytest.approx(want, abs=1 / got["num_test"] + 1e-9)
+    assert want >= 0.6  # a model that learnt the classes: a broken I/O conversion would show
 
 
 def test_training_is_deterministic(tiny_prepared, tmp_path):
@@ -160,17 +170,6 @@ def test_missing_pretrained_model_is_named(tiny_prepared, tmp_path):
         train(TrainConfig(from_model=str(tmp_path / "nope.keras")), tiny_prepared, tmp_path / "out.keras")
 
 
-def test_qat_finetunes_on_separate_onsite_data(chain, tmp_path):
-    from conftest import synthetic_images
-    from edgeqat.steps.qat import qat
-
-    x, y = synthetic_images(40, size=20, seed=7)  # another size: resized on the fly
-    np.savez(tmp_path / "site.npz", x=x, y=y, class_names=np.array(["tl", "tr", "bl", "br"]))
-    m = qat(QatConfig(epochs=1, batch_size=16, finetune_source="npz", finetune_path=str(tmp_path / "site.npz")),
-            chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / "q.h5")
-    assert m["finetune_images"] == 40 and (tmp_path / "q.h5").is_file()
-
-
 def test_qat_finetune_with_unknown_classes_is_refused(chain, tmp_path):
     from conftest import synthetic_images
     from edgeqat.steps.qat import qat
@@ -200,17 +199,53 @@ def test_evaluate_without_model_card_says_so(tiny_prepared, tmp_path):
 
 
 def test_qat_writes_tensorboard_scalars_and_fake_quant_ranges(chain):
+    """By value: the ranges in TensorBoard are the ones the saved QAT model holds (the last
+    epoch's), and the input's range is the normalised images' (0..~0.82 here), not tfmot's
+    initial -6..6."""
+    from edgeqat.models.io import load_model
+    from edgeqat.models.training import fake_quant_ranges
     from edgeqat.tf_compat import tf
 
-    tags = set()
-    for f in (chain["dir"] / "tb_qat").rglob("events.out.tfevents.*"):
+    tags, logged = set(), {}
+    for f in sorted((chain["dir"] / "tb_qat").rglob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(f)):
-            tags |= {v.tag for v in event.summary.value}
+            for v in event.summary.value:
+                tags.add(v.tag)
+                if v.tag.startswith("fake_quant/"):
+                    logged[(v.tag.removeprefix("fake_quant/"), event.step)] = float(tf.make_ndarray(v.tensor))
     assert {"epoch_loss", "epoch_accuracy"} <= tags
-    ranges = [t for t in tags if t.startswith("fake_quant/")]
-    assert any(t.endswith("_min") for t in ranges) and any(t.endswith("_max") for t in ranges), sorted(tags)
+    last = max(step for _, step in logged)
+    saved = fake_quant_ranges(load_model(chain["dir"] / "qat.h5", quantized=True))
+    assert saved and {name: value for (name, step), value in logged.items() if step == last} == pytest.approx(saved)
+    lo = next(v for k, v in saved.items() if k.startswith("quantize_layer/") and k.endswith("_min"))
+    hi = next(v for k, v in saved.items() if k.startswith("quantize_layer/") and k.endswith("_max"))
+    assert -0.01 <= lo <= 0.01 and 0.6 < hi <= 1.0, (lo, hi)
     # the FP32 model has no fake-quant ranges: its TensorBoard logs hold no empty fake_quant run
     assert (chain["dir"] / "tb_train" / "train").is_dir() and not (chain["dir"] / "tb_train" / "fake_quant").exists()
+
+
+def test_qat_on_site_data_scores_higher_on_the_sites_images(chain, tmp_path):
+    """A domain-shifted site (inverted images: the lit quadrant is dark): QAT on the site's own
+    images scores higher on the site's held-out images than QAT on the main training split.
+    The site's images come at another size (20x20): resized on the fly."""
+    from conftest import synthetic_images
+    from edgeqat.data.shards import count_records
+    from edgeqat.models.io import load_model
+    from edgeqat.steps.qat import qat
+
+    x, y = synthetic_images(80, size=20, seed=11)
+    np.savez(tmp_path / "site.npz", x=255 - x, y=y, class_names=np.array(["tl", "tr", "bl", "br"]))
+    test_x, test_y = synthetic_images(40, seed=12)
+    test_x = 255 - test_x  # held out: the site's look, never fine-tuned on
+    cfg = dict(epochs=2, batch_size=16, learning_rate=0.01, keep_float=[])
+    scores = {}
+    for name, extra in (("site", dict(finetune_source="npz", finetune_path=str(tmp_path / "site.npz"))), ("main", {})):
+        m = qat(QatConfig(**cfg, **extra), chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / f"{name}.h5")
+        model = load_model(tmp_path / f"{name}.h5", quantized=True)
+        preds = np.argmax(model(test_x[..., None].astype("float32") / 255.0, training=False).numpy(), axis=-1)
+        scores[name] = float(np.mean(preds == test_y))
+        assert m["finetune_images"] == (80 if name == "site" else count_records(chain["prepared"] / "train"))
+    assert scores["site"] >= scores["main"] + 0.25 and scores["site"] >= 0.6, scores
 
 
 def test_validate_adds_device_verdicts_to_the_summary(chain):

@@ -34,10 +34,15 @@ def test_each_stage_depends_on_the_keys_of_its_sections_and_every_module_its_ste
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(doc) == [s.name for s in STAGES]
     qat = doc["qat"]
-    # its section, the one convert key that says which of its models to build, the global trust key
+    # its section, the convert keys that say which of its models to build and how their weights are
+    # scaled (QAT learns the scales), the global trust key
     assert set(qat["params"]) == {f"qat.{k}" for k in Params.model_fields["qat"].annotation.model_fields} | {
-        "convert.variants", "train.trust_model_code"}
-    assert "convert.io_dtype" not in qat["params"]  # only the single key, not convert's section
+        "convert.variants", "convert.per_channel", "train.trust_model_code"}
+    assert "convert.io_dtype" not in qat["params"]  # only the single keys, not convert's section
+    # every stage that makes a QAT model re-runs when the weight granularity changes
+    for name in ("qat", "prune", "cluster", "recommend", "convert"):
+        assert "convert.per_channel" in doc[name]["params"], name
+    assert not {k for k in doc["recommend"]["params"] if k.startswith("convert.")} - {"convert.per_channel"}
     # recommend reads the prune section (its candidates are fine-tuned with it): all of it
     assert {"prune.channel_fraction", "prune.target_sparsity", "prune.m_by_n"} <= set(doc["recommend"]["params"])
     # prune quantizes through compression.recipes, which QAT-wraps through compression.annotate

@@ -28,6 +28,11 @@ from edgeqat.io import log, read_json, write_text
 
 # What a results commit holds: the lock and the small files DVC does not cache (cache: false).
 RESULTS = ("dvc.lock", "metrics", "plots", "reports")
+# A scheduled run finds new data only through an import: data `dvc add`ed in this repository
+# changes only with a commit of its .dvc file, which the push workflow retrains on.
+NOTHING_TO_REFRESH = ("no imported data in this repository (`dvc import` from a data repository, or "
+                      "`dvc import-url`), so nothing can be new; data versioned here with `dvc add` is retrained "
+                      "when its .dvc file is committed (the push workflow), not on a schedule")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class CiResult:
     pulled: bool = False
     pushed: bool = False
     refreshed: list[str] = field(default_factory=list)
+    refresh_note: str = ""  # why --refresh-data had nothing to refresh
     registered: dict[str, Any] | None = None
     gate_failure: str = ""
     committed: str | None = None
@@ -90,6 +96,19 @@ def imports(root: Path) -> list[Path]:
         except yaml.YAMLError:
             continue
     return out
+
+
+def refresh_imports(root: Path) -> tuple[list[str], str]:
+    """`dvc update` of every import (the newest data its source holds): (the .dvc files updated,
+    why nothing could be new when there is no import)."""
+    found = imports(root)
+    if not found:
+        log(f"ci: --refresh-data: {NOTHING_TO_REFRESH}")
+        return [], NOTHING_TO_REFRESH
+    for f in found:
+        log(f"ci: dvc update {f.relative_to(root)}")
+        dvc(root, "update", str(f.relative_to(root)))
+    return [str(f.relative_to(root)) for f in found], ""
 
 
 def changed_stages(root: Path) -> list[str]:
@@ -156,7 +175,8 @@ def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
     commit = git(root, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "?"
     ran = ", ".join(res.stages_run) if res.stages_run else "none (everything up to date)"
     parts = [f"# edgeqat CI: {trigger} at `{commit}`", "",
-             f"Stages run: {ran}. Data refreshed: {', '.join(res.refreshed) or 'no'}. "
+             f"Stages run: {ran}. Data refreshed: {', '.join(res.refreshed) or 'no'}"
+             f"{f' ({res.refresh_note})' if res.refresh_note else ''}. "
              f"DVC remote: {'pulled' if res.pulled else 'none'}{', pushed' if res.pushed else ''}. "
              f"Took {res.seconds:.0f} s.", ""]
     if res.gate_failure:
@@ -204,7 +224,13 @@ def publish_on_github(report: str) -> None:
 
 
 def commit_results(root: Path, message: str, push: bool) -> str | None:
-    paths = [p for p in (*RESULTS, *[str(f.relative_to(root)) for f in imports(root)]) if (root / p).exists()]
+    from edgeqat.adapters.generate import readme_with_results
+
+    readme = readme_with_results(root)  # the README's results table follows the new results
+    if readme is not None and readme != (root / "README.md").read_text():
+        write_text(root / "README.md", readme)
+    paths = [p for p in (*RESULTS, *[str(f.relative_to(root)) for f in imports(root)], *(["README.md"] if readme else []))
+             if (root / p).exists()]
     git(root, "add", "--", *paths)
     if git(root, "diff", "--cached", "--quiet", check=False).returncode == 0:
         return None
@@ -269,10 +295,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
     else:
         log("ci: no DVC remote configured (dvc remote add -d ...): nothing to pull or push")
     if refresh_data:
-        for f in imports(root):
-            log(f"ci: dvc update {f.relative_to(root)}")
-            dvc(root, "update", str(f.relative_to(root)))
-            res.refreshed.append(str(f.relative_to(root)))
+        res.refreshed, res.refresh_note = refresh_imports(root)
     todo = changed_stages(root)
     if todo:
         log(f"ci: dvc repro ({len(todo)} stage(s) changed: {', '.join(todo)})")

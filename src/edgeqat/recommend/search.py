@@ -110,8 +110,11 @@ def nearest_miss(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data: EvalData, *,
                          budget_accuracy_drop: float, clock: Clock, latency_runs: int = 20,
-                         cache: Optional[dict] = None, calibration: Optional[Path] = None) -> dict[str, Any]:
-    """``calibration``: the project's measured-rows file (estimates learn from it, measurements add to it)."""
+                         cache: Optional[dict] = None, calibration: Optional[Path] = None,
+                         split: str = "validation") -> dict[str, Any]:
+    """``data``: the split every candidate is measured, budgeted and ranked on (``split`` names
+    it in the reason); the test split is for reporting the choice, never for making it.
+    ``calibration``: the project's measured-rows file (estimates learn from it, measurements add to it)."""
     t0 = time.monotonic()
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -172,8 +175,8 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
         drop = best.get("accuracy_drop")
         reason = f"{best['strategy']}: fits {_budget_text(prof, best)}"
         if drop is not None:
-            reason += f" with {drop * 100:.1f} pt accuracy loss" if drop >= 0 else \
-                f" at {-drop * 100:.1f} pt above the FP32 model's accuracy"
+            reason += f" with {drop * 100:.1f} pt accuracy loss on the {split} split" if drop >= 0 else \
+                f" at {-drop * 100:.1f} pt above the FP32 model's accuracy on the {split} split"
         # Say why the baseline (plain QAT) lost when it did, else the most accurate option that failed.
         qat = next((r for r in rows if r["candidate"] == "qat_int8" and r["verdict"] == "fail"), None)
         better = [r for r in rows if r["verdict"] == "fail" and (r["accuracy"] or 0) >= (best["accuracy"] or 0)]

@@ -9,7 +9,7 @@
 
 Both fine-tunes distil from the FP32 model (``cluster.distillation``), and BatchNorms are
 folded before clustering so that the kernels clustered are the kernels the device stores
-(:mod:`edgeqat.compression.cluster_scheme`).
+(:mod:`edgeqat.compression.schemes`).
 
 A stage of its own rather than part of prune: a change to the cluster section re-runs only
 this stage, not the pruning and channel-pruning fine-tunes, and PCQAT starts from the pruned
@@ -40,9 +40,12 @@ def cluster(
     metrics_path: str | Path | None = None,
     *,
     variants: list[str] | None = None,
+    per_channel: bool = True,
 ) -> dict[str, Any]:
     """``variants`` (convert.variants; None: all): only the requested of cqat_int8 / pcqat_int8 are
-    made; the other gets a marker in its file's place (:mod:`edgeqat.models.absent`)."""
+    made; the other gets a marker in its file's place (:mod:`edgeqat.models.absent`).
+    ``per_channel`` (``convert.per_channel``) False: every kernel of both models gets one weight
+    scale (its clusters stay as ``cluster.per_channel`` says)."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
@@ -62,7 +65,8 @@ def cluster(
         set_determinism(cfg.seed)
         data = PruneData(prepared, cfg.batch_size, cfg.seed)
     for name, source, dest, preserve in todo:
-        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model)
+        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model,
+                                                     per_channel_scales=per_channel)
         save_model(model, dest)
         m = metrics[name]
         log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "

@@ -15,8 +15,8 @@ from edgeqat.models.io import load_model
 from edgeqat.progress import bar
 from edgeqat.quantization.converter import convert_variant
 from edgeqat.errors import ModelError
-from edgeqat.quantization.inspect import weight_sparsity, weight_values
-from edgeqat.quantization.runtime import is_integer_only, load_interpreter, tensor_summary
+from edgeqat.quantization.inspect import card_facts, weight_sparsity, weight_values
+from edgeqat.quantization.runtime import is_integer_only
 
 
 def convert(
@@ -92,7 +92,8 @@ def convert(
                                    per_channel=cfg.per_channel)
             path = tmp / f"{variant}.tflite"
             path.write_bytes(blob)
-            it = load_interpreter(blob)
+            # Every fact below is read from the file (weights, activations, I/O, logits or
+            # probabilities), never copied from the config that asked for it.
             card["variants"][variant] = {
                 "file": path.name,
                 "size_bytes": len(blob),
@@ -101,9 +102,7 @@ def convert(
                 "weight_sparsity": round(weight_sparsity(blob)["sparsity"], 6),
                 # distinct stored weights in the fullest output channel of any conv/dense kernel
                 "weight_values_per_channel": weight_values(blob)["max_per_channel"],
-                "per_channel": cfg.per_channel,
-                "input": tensor_summary(it.get_input_details()[0]),
-                "output": tensor_summary(it.get_output_details()[0]),
+                **card_facts(blob),
             }
             metrics[variant] = {k: card["variants"][variant][k] for k in ("size_bytes", "weight_sparsity",
                                                                            "weight_values_per_channel")}

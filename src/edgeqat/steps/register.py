@@ -11,7 +11,9 @@ stays traceable.
 
 Each device's recommended model (``recommend.enabled``) is registered as its own model,
 ``<register.model_name>-<device>``, with the same tags and through the same gates, its own
-device as the required one: promotion is per device.
+device as the required one: promotion is per device. Its device verdict and accuracy are those
+of the recommend stage's validation of that very file on that device (the test split; the
+file's sha256 is checked against the one validated), so its gate can fail like the main one.
 
 When a required device failed at validate, or the registered variant does not beat the test
 split's majority-class rate by ``register.chance_margin`` (a model that learned nothing),
@@ -193,12 +195,17 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")
+    validated = summary.get("validated_model")
+    if validated is not None and validated != cfg.variant:  # its device tags would be another file's verdicts
+        raise ModelError(f"{summary_path}: validate validated {validated!r} but register.variant is {cfg.variant!r}; "
+                         "set validate.model and register.variant to the same variant and re-run validate")
     entry = card["variants"][cfg.variant]
     tflite = contained(card_file.parent, entry["file"], f"{card_file}: variants.{cfg.variant}.file")
     sha = sha256_file(tflite)
     if entry.get("sha256") and entry["sha256"] != sha:
         raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
 
+    chosen = recommended_validations(root)  # every per-device file is the one validated, before any write
     reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
     run = _find_run(params, root, uri)
     run_id, run_tags = run.info.run_id, run.data.tags
@@ -217,7 +224,8 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
                          "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
-    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary)}
+    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary,
+                                                                                        chosen)}
     _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
     write_json(root / "logs" / "registered.json", result)
     return result
@@ -232,8 +240,34 @@ def _point_run_at_versions(uri: str, run: Any, registered: list[dict[str, Any]])
     append_to_description(uri, run.info.run_id, "Registered: " + ", ".join(links))
 
 
-def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any]) -> dict[str, Any]:
-    """Each device's recommended model -> a version of ``<register.model_name>-<device>``."""
+def recommended_validations(root: Path) -> dict[str, Any]:
+    """recommended.json's entries, each checked to carry the device validation of the very file
+    registered (its sha256); empty when the recommendation is off."""
+    report_file = root / "reports" / "recommendation" / "recommendation.json"
+    report = read_json(report_file) if report_file.is_file() else {}
+    if not report.get("enabled"):
+        return {}
+    chosen_file = root / "models" / "recommended" / "recommended.json"
+    chosen = read_json(chosen_file) if chosen_file.is_file() else {}
+    for device, r in sorted(report["devices"].items()):
+        if not r.get("chosen"):
+            continue
+        tflite = root / "models" / "recommended" / f"{device}.tflite"
+        if not tflite.is_file():
+            raise ModelError(f"{tflite}: not found (listed in {report_file}); re-run the recommend stage")
+        verdict = chosen.get(device, {}).get("validation")
+        sha = sha256_file(tflite)
+        if not verdict or verdict.get("sha256") != sha:
+            raise ModelError(f"{tflite}: no device validation of this file in {chosen_file} (sha256 {sha}); re-run "
+                             "the recommend stage")
+    return chosen
+
+
+def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any],
+                         chosen: dict[str, Any]) -> dict[str, Any]:
+    """Each device's recommended model -> a version of ``<register.model_name>-<device>``, tagged
+    with the verdict and test accuracy of its validation on that device (``chosen``: checked by
+    :func:`recommended_validations`)."""
     report_file = root / "reports" / "recommendation" / "recommendation.json"
     report = read_json(report_file) if report_file.is_file() else {}
     if not report.get("enabled"):
@@ -251,17 +285,19 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
             continue
         tflite = root / "models" / "recommended" / f"{device}.tflite"
         model_id = run.data.tags.get(f"{MODEL_TAG}recommended-{device}")
-        if not tflite.is_file() or model_id is None:
-            raise ModelError(f"{tflite}: not found or not logged with the run (listed in {report_file}); re-run "
-                             "the recommend and track stages")
-        row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+        if model_id is None:
+            raise ModelError(f"{tflite}: not logged with the run (listed in {report_file}); re-run the track stage")
+        entry = chosen[device]
+        verdict = entry["validation"]
         blob = tflite.read_bytes()
-        measured = {**row, "size_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
+        # What the device validation measured on the test split, not the search's validation-split figures.
+        measured = {"accuracy": verdict["accuracy"], "size_bytes": len(blob),
+                    "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
-        verdict = {"passed": True, "reasons": []}  # chosen = it passed every budget of this device
-        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), sha256_file(tflite)),
+        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
                 "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
-                "integer_only": _fmt(bool(row.get("integer_only"))), "edgeqat.model_name": name,
+                "integer_only": _fmt(bool(entry.get("integer_only"))), "edgeqat.model_name": name,
+                "accuracy_split": verdict.get("split", "test"),
                 **measured_tags(measured, reference, ref_name), **device_tags({device: verdict}, [device])}
         device_cfg = cfg.model_copy(update={"required_devices": [device]})
         out[device] = _register_one(

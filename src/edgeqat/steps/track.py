@@ -123,9 +123,10 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
             tfl = contained(rec_dir, entry["file"], f"{rec_dir / 'recommended.json'}: {device}.file")
             if tfl.is_file():
                 out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
+                            # the entry holds the facts recommend read from the file (its outputs,
+                            # weights, I/O), which the served model relies on; export verifies the sha256
                             "card": {**{k: v for k, v in card.items() if k != "variants"},
-                                     "variants": {device: {"file": tfl.name, "strategy": entry["strategy"],
-                                                           "sha256": _sha(tfl)}}}})  # export verifies it
+                                     "variants": {device: {**entry, "file": tfl.name, "sha256": _sha(tfl)}}}})
     return out
 
 
