@@ -80,7 +80,7 @@ def test_local_run_of_the_compiled_pipeline(local_run):
     assert tags["orchestrator"] == "kubeflow" and tags["trigger"] == "local" and tags["purpose"] == "test"
     assert tags["data_sha256"] == summary["data_sha256"]
     assert mlrun.data.params["qat.epochs"] == "1" and mlrun.data.params["prepare.image_size"] == "8"
-    for key in ("prepare/num_train", "train/test_accuracy", "qat/test_accuracy", "prune/pqat.test_accuracy",
+    for key in ("prepare/num_train", "train/test_accuracy", "qat/test_accuracy",
                 "convert/qat_int8.size_bytes", "evaluate/qat_int8.accuracy", "validate/cortex_m7.passed"):
         assert key in mlrun.data.metrics, key
     epochs = len(client.get_metric_history(result["run_id"], "train/curve.accuracy"))

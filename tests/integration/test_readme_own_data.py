@@ -4,7 +4,7 @@ default device gate. Then a failed gate (a microcontroller the model does not fi
 an experiment too, registers nothing, and still turns `edgeqat ci run` red.
 
 The lines are read from README.md, so the test fails when the README drifts. Training is kept
-short through the scratch project's params.yaml (two epochs, five variants); the README's
+short through the scratch project's params.yaml (two epochs, three variants); the README's
 commands and the default model (DS-CNN, alpha 1.0) and default gate are as a user has them.
 Slow: two pipeline runs (about 4 min on 2 cores).
 """
