@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeqat.errors import ModelError
-from edgeqat.io import atomic_path
+from edgeqat.io import atomic_path, log
 
 
 def save_model(model: Any, dest: str | Path) -> Path:
@@ -59,13 +59,20 @@ def set_trust_model_code(enabled: bool) -> None:
     _trust_model_code = bool(enabled)
 
 
-def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None) -> Any:
+def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None,
+               samples: Any = None) -> Any:
     """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope.
 
-    Every model edgeqat reads comes through here. Unless the run trusts model code
-    (``train.trust_model_code``), the architecture is checked first and a file that would
-    run code on load (a Lambda layer, an unknown class) is refused (:mod:`edgeqat.models.trust`).
+    Every model edgeqat reads comes through here. A ``.keras`` zip's member sizes are
+    checked first (:mod:`edgeqat.models.keras_zip`). A file written by Keras 3 is translated
+    to tf-keras and checked against Keras 3's own outputs, on ``samples`` when given
+    (:mod:`edgeqat.models.keras3`); it may hold no code at all. Otherwise, unless the run
+    trusts model code (``train.trust_model_code``), the architecture is checked first and a
+    file that would run code on load (a Lambda layer, an unknown class) is refused
+    (:mod:`edgeqat.models.trust`).
     """
+    from edgeqat.models.keras3 import is_keras3
+    from edgeqat.models.keras_zip import check_members
     from edgeqat.models.trust import check_no_code
 
     path = Path(path)
@@ -73,6 +80,12 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
         raise ModelError(f"{path}: model not found")
     if not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or a SavedModel folder)")
+    if path.suffix == ".keras" and not path.is_dir():
+        check_members(path)  # before anything in it is read, by us or by Keras
+    if is_keras3(path):
+        from edgeqat.models.keras3 import load_keras3
+
+        return load_keras3(path, samples=samples, log=log)
     trusted = _trust_model_code if trust_code is None else trust_code
     if not trusted:
         check_no_code(path, quantized=quantized)

@@ -48,7 +48,9 @@ def train(
 
     if cfg.from_model:
         log(f"train: starting from the pretrained model {cfg.from_model} (no training)")
-        model = flatten(load_model(cfg.from_model, trust_code=cfg.trust_model_code), cfg.from_model)
+        # a Keras 3 file is checked against Keras 3 on the images it will see
+        samples = next(iter(val_ds.unbatch().batch(32)))[0].numpy()
+        model = flatten(load_model(cfg.from_model, trust_code=cfg.trust_model_code, samples=samples), cfg.from_model)
         check_model_fits_data(model, meta, cfg.from_model)
         compile_classifier(model, cfg.learning_rate)
         rows = [{"epoch": 0, "val_accuracy": accuracy(model, val_ds)}]

@@ -1,0 +1,120 @@
+"""Keras 3 models for the tests, built by Keras 3 itself in a child process (tests/keras3_build.py),
+and the chain of stages they go through. The test session runs tf-keras; Keras 3 runs only
+in that child and in edgeqat's own check.
+
+The issue's matrix: (kind, channels, head) -- each saved as .keras and as .h5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BUILD = Path(__file__).with_name("keras3_build.py")
+MATRIX = [("sequential", 1, "softmax"), ("rescaling", 3, "logits"), ("blocks", 1, "softmax"),
+          ("mobilenetv2", 3, "logits")]
+FORMATS = (".keras", ".h5")
+CLASSES = 4
+
+
+def size_of(kind: str) -> int:
+    return 32 if kind == "mobilenetv2" else 16  # MobileNetV2 takes 32x32 and up
+
+
+def normalize_of(kind: str) -> str:
+    return "raw" if kind == "rescaling" else "zero_one"  # the Rescaling model maps 0..255 itself
+
+
+def keras3_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    return env
+
+
+def build(jobs: list[dict], workdir: Path) -> float:
+    """Run the Keras 3 builder on ``jobs``; returns its wall time."""
+    spec = workdir / f"jobs-{time.monotonic_ns()}.json"
+    spec.write_text(json.dumps(jobs))
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, str(BUILD), str(spec)], env=keras3_env(), capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return time.monotonic() - t0
+
+
+def probe_inputs(kind: str, channels: int, path: Path, n: int = 32) -> Path:
+    """32 seeded inputs in the range the model is fed (0..255 for the Rescaling model)."""
+    s = size_of(kind)
+    x = np.random.default_rng(1).random((n, s, s, channels), dtype=np.float32)
+    np.save(path, x * (255.0 if normalize_of(kind) == "raw" else 1.0))
+    return path
+
+
+def split_arrays(prepared: Path, split: str, dest: Path) -> Path:
+    """A prepared split as the pipeline feeds it (normalized floats), for Keras 3 to train or score on."""
+    from edgeqat.data.shards import iter_shards, load_meta
+    from edgeqat.data.transform import normalize
+
+    scheme = load_meta(prepared)["normalization"]["scheme"]
+    xs, ys = zip(*[(normalize(x, scheme), y) for x, y in iter_shards(prepared / split)])
+    np.savez(dest, x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.int64))
+    return dest
+
+
+def max_output_difference(model, reference: Path, inputs: Path) -> float:
+    ours = np.asarray(model(np.load(inputs), training=False))
+    return float(np.abs(ours - np.load(reference)).max())
+
+
+def run_every_stage(model_path: Path, prepared: Path, d: Path) -> dict:
+    """train (from_model) -> qat -> prune -> cluster -> convert -> evaluate -> validate, lean:
+    one epoch each, the variants each stage makes."""
+    from edgeqat.config import (ClusterConfig, ConvertConfig, EvaluateConfig, PruneConfig, QatConfig, TrainConfig,
+                                ValidateConfig)
+    from edgeqat.steps.cluster import cluster
+    from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.prune import prune
+    from edgeqat.steps.qat import qat
+    from edgeqat.steps.train import train
+    from edgeqat.steps.validate import validate
+
+    variants = ["fp32", "ptq_int8", "qat_int8", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
+    out: dict = {"seconds": {}}
+    clock = [time.monotonic()]
+
+    def lap(stage: str) -> None:
+        now = time.monotonic()
+        out["seconds"][stage], clock[0] = round(now - clock[0], 1), now
+
+    out["train"] = train(TrainConfig(from_model=str(model_path), batch_size=32), prepared, d / "fp32.keras")
+    lap("train")
+    out["qat"] = qat(QatConfig(epochs=2, batch_size=32, learning_rate=1e-4), prepared, d / "fp32.keras", d / "qat.h5")
+    lap("qat")
+    out["prune"] = prune(PruneConfig(target_sparsity=0.5, epochs=1, pqat_epochs=1, channel_fraction=0.25,
+                                     channel_epochs=1, qat_epochs=1, batch_size=32),
+                         prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", pruned_out=d / "pruned.keras")
+    lap("prune")
+    out["cluster"] = cluster(ClusterConfig(number_of_clusters=16, epochs=1, qat_epochs=1, batch_size=32), prepared,
+                             d / "fp32.keras", d / "pruned.keras", d / "cqat.h5", d / "pcqat.h5")
+    lap("cluster")
+    out["convert"] = convert(ConvertConfig(variants=variants), prepared, d / "fp32.keras", d / "qat.h5", d / "tflite",
+                             pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5", pcqat_model=d / "pcqat.h5",
+                             channel_pruned_model=d / "cp.h5")
+    lap("convert")
+    out["evaluate"] = evaluate(EvaluateConfig(latency_runs=2, warmup_runs=1), prepared, d / "tflite", d / "fp32.keras",
+                               d / "evaluation.json", d / "evaluation.md")
+    lap("evaluate")
+    out["validate"] = validate(ValidateConfig(devices=["rpi4", "cortex_m7"], required_devices=[], latency_runs=2,
+                                              emulate=False, variants=variants),
+                               prepared, d / "tflite", d / "fp32.keras", d / "evaluation.json", d / "summary.json",
+                               devices_json=d / "devices.json")
+    lap("validate")
+    out["table"] = json.loads((d / "summary.json").read_text())["variants"]
+    return out
