@@ -122,6 +122,7 @@ def zoo_functional(shape, k):
                                                                     kernel_initializer=I.GlorotUniform(seed=10)),
                                L.ReLU(max_value=6.0, negative_slope=0.1, threshold=0.0), L.Dropout(0.1)],
                               name="nested_head")
+    nested.trainable = False  # frozen, as in transfer learning: its variables then all count as non-trainable
     h = nested(g)
     h = L.Reshape((4, 4))(h)
     h = L.Permute((2, 1))(h)

@@ -86,35 +86,29 @@ def run_every_stage(model_path: Path, prepared: Path, d: Path) -> dict:
     from edgeqat.steps.validate import validate
 
     variants = ["fp32", "ptq_int8", "qat_int8", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
+    stages = [
+        ("train", lambda: train(TrainConfig(from_model=str(model_path), batch_size=32), prepared, d / "fp32.keras")),
+        ("qat", lambda: qat(QatConfig(epochs=2, batch_size=32, learning_rate=1e-4), prepared, d / "fp32.keras",
+                            d / "qat.h5")),
+        ("prune", lambda: prune(PruneConfig(target_sparsity=0.5, epochs=1, pqat_epochs=1, channel_fraction=0.25,
+                                            channel_epochs=1, qat_epochs=1, batch_size=32),
+                                prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", pruned_out=d / "pruned.keras")),
+        ("cluster", lambda: cluster(ClusterConfig(number_of_clusters=16, epochs=1, qat_epochs=1, batch_size=32),
+                                    prepared, d / "fp32.keras", d / "pruned.keras", d / "cqat.h5", d / "pcqat.h5")),
+        ("convert", lambda: convert(ConvertConfig(variants=variants), prepared, d / "fp32.keras", d / "qat.h5",
+                                    d / "tflite", pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5",
+                                    pcqat_model=d / "pcqat.h5", channel_pruned_model=d / "cp.h5")),
+        ("evaluate", lambda: evaluate(EvaluateConfig(latency_runs=2, warmup_runs=1), prepared, d / "tflite",
+                                      d / "fp32.keras", d / "evaluation.json", d / "evaluation.md")),
+        ("validate", lambda: validate(ValidateConfig(devices=["rpi4", "cortex_m7"], required_devices=[], latency_runs=2,
+                                                     emulate=False, variants=variants),
+                                      prepared, d / "tflite", d / "fp32.keras", d / "evaluation.json",
+                                      d / "summary.json", devices_json=d / "devices.json")),
+    ]
     out: dict = {"seconds": {}}
-    clock = [time.monotonic()]
-
-    def lap(stage: str) -> None:
-        now = time.monotonic()
-        out["seconds"][stage], clock[0] = round(now - clock[0], 1), now
-
-    out["train"] = train(TrainConfig(from_model=str(model_path), batch_size=32), prepared, d / "fp32.keras")
-    lap("train")
-    out["qat"] = qat(QatConfig(epochs=2, batch_size=32, learning_rate=1e-4), prepared, d / "fp32.keras", d / "qat.h5")
-    lap("qat")
-    out["prune"] = prune(PruneConfig(target_sparsity=0.5, epochs=1, pqat_epochs=1, channel_fraction=0.25,
-                                     channel_epochs=1, qat_epochs=1, batch_size=32),
-                         prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", pruned_out=d / "pruned.keras")
-    lap("prune")
-    out["cluster"] = cluster(ClusterConfig(number_of_clusters=16, epochs=1, qat_epochs=1, batch_size=32), prepared,
-                             d / "fp32.keras", d / "pruned.keras", d / "cqat.h5", d / "pcqat.h5")
-    lap("cluster")
-    out["convert"] = convert(ConvertConfig(variants=variants), prepared, d / "fp32.keras", d / "qat.h5", d / "tflite",
-                             pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5", pcqat_model=d / "pcqat.h5",
-                             channel_pruned_model=d / "cp.h5")
-    lap("convert")
-    out["evaluate"] = evaluate(EvaluateConfig(latency_runs=2, warmup_runs=1), prepared, d / "tflite", d / "fp32.keras",
-                               d / "evaluation.json", d / "evaluation.md")
-    lap("evaluate")
-    out["validate"] = validate(ValidateConfig(devices=["rpi4", "cortex_m7"], required_devices=[], latency_runs=2,
-                                              emulate=False, variants=variants),
-                               prepared, d / "tflite", d / "fp32.keras", d / "evaluation.json", d / "summary.json",
-                               devices_json=d / "devices.json")
-    lap("validate")
+    for name, run in stages:
+        t0 = time.monotonic()
+        out[name] = run()
+        out["seconds"][name] = round(time.monotonic() - t0, 1)
     out["table"] = json.loads((d / "summary.json").read_text())["variants"]
     return out

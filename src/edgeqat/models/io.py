@@ -59,6 +59,22 @@ def set_trust_model_code(enabled: bool) -> None:
     _trust_model_code = bool(enabled)
 
 
+def check_model_file(path: str | Path) -> Path:
+    """What can be checked of a model file without TensorFlow, in milliseconds: it exists, its
+    suffix, and a .keras zip's member sizes (before anything in it is read, by us or by Keras).
+    A step calls it before its slow start so a bad file is refused at once."""
+    from edgeqat.models.keras_zip import check_members
+
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: model not found")
+    if not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or a SavedModel folder)")
+    if path.suffix == ".keras" and not path.is_dir():
+        check_members(path)
+    return path
+
+
 def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None,
                samples: Any = None) -> Any:
     """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope.
@@ -72,16 +88,9 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
     (:mod:`edgeqat.models.trust`).
     """
     from edgeqat.models.keras3 import is_keras3
-    from edgeqat.models.keras_zip import check_members
     from edgeqat.models.trust import check_no_code
 
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: model not found")
-    if not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or a SavedModel folder)")
-    if path.suffix == ".keras" and not path.is_dir():
-        check_members(path)  # before anything in it is read, by us or by Keras
+    path = check_model_file(path)
     if is_keras3(path):
         from edgeqat.models.keras3 import load_keras3
 

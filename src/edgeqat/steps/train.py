@@ -11,7 +11,7 @@ from edgeqat.data.shards import load_meta, make_dataset
 from edgeqat.errors import ModelError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
 from edgeqat.models.graph import flatten
-from edgeqat.models.io import load_model, save_model
+from edgeqat.models.io import check_model_file, load_model, save_model
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
 
 
@@ -38,6 +38,8 @@ def train(
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
+    if cfg.from_model:
+        check_model_file(cfg.from_model)  # a bad file is refused before TensorFlow starts
     set_determinism(cfg.seed)
     meta = load_meta(prepared)
     prepared = Path(prepared)

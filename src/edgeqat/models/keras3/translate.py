@@ -76,8 +76,7 @@ class _Walk:
             out["output_layers"] = self.endpoints(cfg.get("output_layers"), where, shift)
         elif isinstance(cfg.get("build_input_shape"), list):
             out["build_input_shape"] = cfg["build_input_shape"]
-        if cfg.get("trainable") is False:
-            out["trainable"] = False
+        # a frozen model's "trainable": false is on each of its layers too, where tf-keras reads it
         return {"class_name": cls, "config": out}
 
     def layer_entry(self, entry: Any, outer: str, functional: bool, shift: set) -> dict:
