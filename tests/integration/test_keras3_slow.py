@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 
 N_IMAGES = 600  # 120 test images: one point is 1.2 images
 EPOCHS = {"sequential": 20, "rescaling": 20, "blocks": 20, "mobilenetv2": 12}
+LEARNING_RATE = {"sequential": 0.005, "rescaling": 0.005, "blocks": 0.005, "mobilenetv2": 0.001}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def trained(tmp_path_factory):
         np.save(d / f"{kind}.inputs.npy", np.load(test)["x"][:32])  # the equivalence check's 32 samples
         jobs.append({"kind": kind, "shape": [k3.size_of(kind)] * 2 + [channels], "classes": 4, "out": str(d),
                      "train": str(k3.split_arrays(p, "train", d / f"{kind}.train.npz")), "epochs": EPOCHS[kind],
-                     "lr": 0.005, "probe": str(d / f"{kind}.inputs.npy"), "test": str(test)})
+                     "lr": LEARNING_RATE[kind], "probe": str(d / f"{kind}.inputs.npy"), "test": str(test)})
     seconds = k3.build(jobs, d)
     print(f"\nKeras 3 trained and saved the matrix in {seconds:.0f} s")
     return d, prepared
