@@ -85,7 +85,7 @@ def run_every_stage(model_path: Path, prepared: Path, d: Path) -> dict:
     from edgeqat.steps.train import train
     from edgeqat.steps.validate import validate
 
-    variants = ["fp32", "ptq_int8", "qat_int8", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
+    variants = ["fp32", "qat_int8", "pqat_int8", "cqat_int8"]  # one per stage: the slow tier stays lean
     stages = [
         ("train", lambda: train(TrainConfig(from_model=str(model_path), batch_size=32), prepared, d / "fp32.keras")),
         ("qat", lambda: qat(QatConfig(epochs=2, batch_size=32, learning_rate=1e-4), prepared, d / "fp32.keras",
@@ -96,8 +96,7 @@ def run_every_stage(model_path: Path, prepared: Path, d: Path) -> dict:
         ("cluster", lambda: cluster(ClusterConfig(number_of_clusters=16, epochs=1, qat_epochs=1, batch_size=32),
                                     prepared, d / "fp32.keras", d / "pruned.keras", d / "cqat.h5", d / "pcqat.h5")),
         ("convert", lambda: convert(ConvertConfig(variants=variants), prepared, d / "fp32.keras", d / "qat.h5",
-                                    d / "tflite", pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5",
-                                    pcqat_model=d / "pcqat.h5", channel_pruned_model=d / "cp.h5")),
+                                    d / "tflite", pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5")),
         ("evaluate", lambda: evaluate(EvaluateConfig(latency_runs=2, warmup_runs=1), prepared, d / "tflite",
                                       d / "fp32.keras", d / "evaluation.json", d / "evaluation.md")),
         ("validate", lambda: validate(ValidateConfig(devices=["rpi4", "cortex_m7"], required_devices=[], latency_runs=2,

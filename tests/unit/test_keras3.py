@@ -156,3 +156,28 @@ def test_keras3_weights_that_do_not_match_the_config_are_refused(built, tmp_path
     with pytest.raises(ModelError, match=r"mixed_up\.keras: model\.weights\.h5 holds layer 'conv2d' at "
                                          r"layers/conv2d/vars, where config\.json has 'renamed_conv'"):
         translate_file(dest)
+
+
+def test_default_layer_names_survive_quantization(tmp_path):
+    """Keras names layers conv2d, batch_normalization, ... unless told otherwise, so a user's
+    file (Keras 3 or 2) carries those names. Loaded in a fresh session, tfmot's split of a
+    SeparableConv2D must not create another 'conv2d' (it did: the rebuild then fed the user's
+    conv2d the wrong tensor), and the BatchNormalization after it is folded, not left float."""
+    from edgeqat.compression.annotate import quantize
+    from edgeqat.models.io import load_model, save_model
+    from edgeqat.tf_compat import keras, set_determinism
+
+    L = keras.layers
+    inp = keras.Input((16, 16, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)))
+    x = L.ReLU()(L.BatchNormalization()(L.SeparableConv2D(16, 3, padding="same")(x)))
+    model = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+    save_model(model, tmp_path / "defaults.keras")
+    set_determinism(0)  # a fresh session's name counters, as in a stage's own process
+
+    loaded = load_model(tmp_path / "defaults.keras")
+    assert "conv2d" in [l.name for l in loaded.layers]
+    wrapped, report = quantize(loaded)
+    assert report == {"as_depthwise": [], "output_only": []}
+    x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
+    assert wrapped(x).shape == (4, 4)

@@ -94,7 +94,7 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
     if is_keras3(path):
         from edgeqat.models.keras3 import load_keras3
 
-        return load_keras3(path, samples=samples, log=log)
+        return _reserve_names(load_keras3(path, samples=samples, log=log))
     trusted = _trust_model_code if trust_code is None else trust_code
     if not trusted:
         check_no_code(path, quantized=quantized)
@@ -105,7 +105,28 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
     try:
         if quantized:
             with tfmot.quantization.keras.quantize_scope():
-                return keras.models.load_model(path, **kwargs)
-        return keras.models.load_model(path, **kwargs)
+                return _reserve_names(keras.models.load_model(path, **kwargs))
+        return _reserve_names(keras.models.load_model(path, **kwargs))
     except Exception as err:  # noqa: BLE001 - Keras raises many types for unreadable files
         raise ModelError(f"{path}: cannot load Keras model: {err}") from None
+
+
+def _reserve_names(model: Any) -> Any:
+    """Take the loaded model's layer names in this process's name counter, as they were in the
+    session that built it. tfmot names the layers it creates from that counter (it splits a
+    SeparableConv2D into a new DepthwiseConv2D and Conv2D): in a fresh process a new Conv2D
+    would be called ``conv2d`` again, and tfmot's rebuild would wire the user's ``conv2d``,
+    a default name, to the wrong input."""
+    import importlib
+    import re
+
+    from edgeqat.tf_compat import keras
+
+    uids = importlib.import_module(f"{keras.__name__}.src.backend").get_default_graph_uid_map()
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop()
+        stack.extend(getattr(layer, "layers", []))
+        base, number = re.fullmatch(r"(.+?)(?:_(\d+))?", layer.name).groups()
+        uids[("", base)] = max(uids[("", base)], int(number or 0) + 1)
+    return model
