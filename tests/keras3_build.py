@@ -49,8 +49,8 @@ def rescaling(shape, k):
     """Functional, fed raw 0..255 pixels through its own Rescaling; logits head."""
     inp = keras.Input(shape, name="pixels")
     x = L.Rescaling(1 / 127.5, offset=-1.0)(inp)
-    x = L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
-    x = L.ReLU()(BN()(x))
+    x = L.ReLU()(BN()(L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)))
+    x = L.ReLU()(BN()(L.Conv2D(16, 3, padding="same", use_bias=False)(x)))
     x = L.ReLU()(BN()(L.SeparableConv2D(16, 3, padding="same")(x)))
     return keras.Model(inp, L.Dense(k)(L.GlobalAveragePooling2D()(x)), name="k3_rescaling")
 
@@ -61,8 +61,11 @@ def blocks(shape, k):
     x = L.ReLU(6.0)(BN()(L.Conv2D(8, 3, padding="same", use_bias=False)(inp)))
     y = L.ReLU(6.0)(BN()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)))
     x = L.Add()([x, L.Conv2D(8, 1)(y)])
-    x = L.Concatenate()([x, L.SeparableConv2D(8, 3, padding="same", activation="relu6")(x)])
-    x = L.Dropout(0.2)(L.GlobalAveragePooling2D()(L.MaxPooling2D()(x)))
+    x = L.Concatenate()([x, L.SeparableConv2D(8, 3, padding="same", activation="relu")(x)])
+    # a 1x1 conv feeding a 3x3 one: what channel pruning (the prune stage) can thin
+    x = L.ReLU(6.0)(BN()(L.Conv2D(16, 1, use_bias=False)(L.MaxPooling2D()(x))))
+    x = L.ReLU(6.0)(BN()(L.Conv2D(16, 3, padding="same", use_bias=False)(x)))
+    x = L.Dropout(0.2)(L.GlobalAveragePooling2D()(x))
     return keras.Model(inp, L.Dense(k, activation="softmax")(x), name="k3_blocks")
 
 

@@ -128,11 +128,11 @@ def test_a_keras3_file_is_the_pretrained_model_of_the_train_stage(built, tiny_pr
 
 
 def test_a_wrong_translation_is_caught_by_the_check(built, monkeypatch):
-    """The check against Keras 3 can fail: with relu6 mistranslated as relu, the blocks model
-    (a SeparableConv2D with activation relu6) is refused, naming the difference."""
+    """The check against Keras 3 can fail: with ReLU's max_value dropped as if it changed
+    nothing, the blocks model's ReLU(6.0) layers become plain ReLUs, and the file is refused."""
     from edgeqat.models.keras3 import load_keras3, table
 
-    monkeypatch.setitem(table.ACTIVATIONS, "relu6", "relu")
+    monkeypatch.setitem(table.LAYERS, "ReLU", table.Layer(drop={"max_value": table.ANY}))
     inputs = np.load(built / "blocks.inputs.npy") * 50  # large enough to pass 6 somewhere
     with pytest.raises(ModelError, match=r"blocks\.keras: the tf-keras translation of this Keras 3 model computes "
                                          r"different outputs \(max difference"):
