@@ -168,12 +168,13 @@ def test_default_layer_names_survive_quantization(tmp_path):
     from edgeqat.tf_compat import keras, set_determinism
 
     L = keras.layers
+    set_determinism(0)  # a fresh session's names: conv2d, batch_normalization, ...
     inp = keras.Input((16, 16, 3))
     x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(inp)))
     x = L.ReLU()(L.BatchNormalization()(L.SeparableConv2D(16, 3, padding="same")(x)))
     model = keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
     save_model(model, tmp_path / "defaults.keras")
-    set_determinism(0)  # a fresh session's name counters, as in a stage's own process
+    set_determinism(0)  # fresh name counters again, as in a stage's own process
 
     loaded = load_model(tmp_path / "defaults.keras")
     assert "conv2d" in [l.name for l in loaded.layers]
