@@ -27,6 +27,7 @@ def prepare(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__trust_model_code: bool,
     raw_data: Optional[Input[Dataset]] = None,
 ) -> None:
@@ -37,8 +38,48 @@ def prepare(
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def preflight(
+    prepared: Input[Dataset],
+    preflight: Output[Artifact],
+    preflight_metrics: Output[Metrics],
+    preflight_timings: Output[Artifact],
+    train__model: str,
+    train__alpha: float,
+    train__weights: str,
+    train__from_model: str,
+    train__trust_model_code: bool,
+    train__epochs: int,
+    train__batch_size: int,
+    train__learning_rate: float,
+    train__early_stopping_patience: int,
+    train__dropout: float,
+    train__shuffle_buffer: int,
+    train__seed: int,
+    validate__model: str,
+    validate__variants: list,
+    validate__devices: list,
+    validate__required_devices: list,
+    validate__profiles_dir: str,
+    validate__max_accuracy_drop: float,
+    validate__latency_runs: int,
+    validate__emulate: bool,
+    validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
+    validate__parity_samples: int,
+    prune__channel_fraction: float,
+    recommend__channel_fractions: list,
+    pretrained_model: Optional[Input[Model]] = None,
+) -> None:
+    """Before training: the model's untrained int8 graph against every required device's budgets."""
+    from edgeqat.adapters.kfp.runner import run_component
+
+    return run_component('preflight', locals())
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train(
     prepared: Input[Dataset],
+    preflight_metrics: Input[Metrics],
     fp32_model: Output[Model],
     train_metrics: Output[Metrics],
     train_history: Output[Dataset],
@@ -83,6 +124,8 @@ def qat(
     qat__keep_float: list,
     qat__auto_keep_float: bool,
     qat__max_accuracy_drop: float,
+    convert__variants: list,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."""
@@ -114,6 +157,8 @@ def prune(
     prune__qat_learning_rate: float,
     prune__batch_size: int,
     prune__seed: int,
+    convert__variants: list,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
@@ -141,6 +186,8 @@ def cluster(
     cluster__qat_learning_rate: float,
     cluster__batch_size: int,
     cluster__seed: int,
+    convert__variants: list,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."""
@@ -184,6 +231,7 @@ def evaluate(
     pareto: Output[Artifact],
     evaluate_metrics: Output[Metrics],
     evaluate_timings: Output[Artifact],
+    host_latency: Output[Artifact],
     headline_confusion: Output[ClassificationMetrics],
     evaluate__num_threads: int,
     evaluate__latency_runs: int,
@@ -218,6 +266,7 @@ def validate(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
 ) -> bool:
@@ -267,7 +316,9 @@ def recommend(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
+    convert__per_channel: bool,
     train__trust_model_code: bool,
 ) -> None:
     """recommend.enabled: the best model per device of recommend.devices (else a one-line report)."""
@@ -285,6 +336,7 @@ def report(
     confusion: Input[Dataset],
     pareto: Input[Artifact],
     recommendation: Input[Artifact],
+    host_latency: Input[Artifact],
     report_html: Output[HTML],
     figures: Output[Artifact],
     headline: Output[Metrics],
@@ -303,7 +355,19 @@ def report(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
+    register__model_name: str,
+    register__variant: str,
+    register__experiment: str,
+    register__auto_promote: bool,
+    register__promote_metric: str,
+    register__min_accuracy: float,
+    register__chance_margin: float,
+    register__max_accuracy_drop: float,
+    register__max_size_bytes: str,
+    register__required_devices: str,
+    register__deploy_dir: str,
     train__trust_model_code: bool,
 ) -> None:
     """One self-contained page (reports/report.html), its figures, and the headline metrics."""
@@ -315,6 +379,7 @@ def report(
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def track(
     prepare_metrics: Input[Metrics],
+    preflight_metrics: Input[Metrics],
     train_metrics: Input[Metrics],
     qat_metrics: Input[Metrics],
     prune_metrics: Input[Metrics],
@@ -324,6 +389,7 @@ def track(
     validate_metrics: Input[Metrics],
     recommend_metrics: Input[Metrics],
     prepare_timings: Input[Artifact],
+    preflight_timings: Input[Artifact],
     train_timings: Input[Artifact],
     qat_timings: Input[Artifact],
     prune_timings: Input[Artifact],
@@ -366,6 +432,7 @@ def track(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__model: str,
     train__alpha: float,
     train__weights: str,
@@ -427,6 +494,7 @@ def track(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,
@@ -443,6 +511,7 @@ def track(
     register__auto_promote: bool,
     register__promote_metric: str,
     register__min_accuracy: float,
+    register__chance_margin: float,
     register__max_accuracy_drop: float,
     register__max_size_bytes: str,
     register__required_devices: str,
@@ -479,6 +548,7 @@ def register(
     prepare__shard_size: int,
     prepare__seed: int,
     prepare__follow_symlinks: bool,
+    prepare__alpha_background: str,
     train__model: str,
     train__alpha: float,
     train__weights: str,
@@ -540,6 +610,7 @@ def register(
     validate__latency_runs: int,
     validate__emulate: bool,
     validate__emulate_samples: int,
+    validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     recommend__enabled: bool,
     recommend__devices: list,
@@ -556,6 +627,7 @@ def register(
     register__auto_promote: bool,
     register__promote_metric: str,
     register__min_accuracy: float,
+    register__chance_margin: float,
     register__max_accuracy_drop: float,
     register__max_size_bytes: str,
     register__required_devices: str,
@@ -568,4 +640,4 @@ def register(
     return run_component('register', locals())
 
 
-COMPONENTS = {name: globals()[name] for name in ('prepare', 'train', 'qat', 'prune', 'cluster', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}
+COMPONENTS = {name: globals()[name] for name in ('prepare', 'preflight', 'train', 'qat', 'prune', 'cluster', 'convert', 'evaluate', 'validate', 'recommend', 'report', 'track', 'register',)}

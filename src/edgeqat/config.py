@@ -14,8 +14,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeqat.errors import ConfigError
+from edgeqat.variants import SETS, VARIANTS, expand
 
 Source = Literal["digits", "idx", "folder", "npz"]
+# Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
+# before hours of training rather than after.
+MAX_EPOCHS = 1000
 
 
 class _Section(BaseModel):
@@ -42,6 +46,8 @@ class PrepareConfig(_Section):
     # source folder: read symlinked class folders and links pointing outside prepare.path
     # (refused by default: a link can pull in any file the user can read).
     follow_symlinks: bool = False
+    # source folder: what transparent pixels (PNG/GIF/WebP alpha) are composited onto
+    alpha_background: Literal["white", "black"] = "white"
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "PrepareConfig":
@@ -62,7 +68,7 @@ class TrainConfig(_Section):
     # Load model files that carry code (Lambda layers, custom classes): they run it on load.
     # Read by every stage that loads a model (the CLI applies it to the whole run).
     trust_model_code: bool = False
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(2e-3, gt=0, lt=1)
     early_stopping_patience: int = Field(5, ge=0)
@@ -72,7 +78,7 @@ class TrainConfig(_Section):
 
 
 class QatConfig(_Section):
-    epochs: int = Field(2, ge=1)
+    epochs: int = Field(2, ge=1, le=MAX_EPOCHS)
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(64, ge=1)
     # Optional on-site data to fine-tune on (any prepare source); null = the train split.
@@ -101,14 +107,14 @@ class PruneConfig(_Section):
     # tfmot prunes reaches target_sparsity (tfmot's own meaning).
     sparsity_scope: Literal["model", "layer"] = "model"
     m_by_n: bool = False  # 2:4 structured sparsity instead of the target_sparsity schedule
-    epochs: int = Field(2, ge=1)  # pruning fine-tune epochs
-    pqat_epochs: int = Field(1, ge=1)
+    epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # pruning fine-tune epochs
+    pqat_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     # Structured channel pruning -> channel_pruned_qat_int8.
     channel_fraction: float = Field(0.3, ge=0, lt=1)
-    channel_epochs: int = Field(2, ge=1)  # fine-tune of the narrower FP32 model
+    channel_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # fine-tune of the narrower FP32 model
     # Weight of the FP32 model's soft labels in that fine-tune (knowledge distillation); 0: labels only.
     channel_distillation: float = Field(0.7, ge=0, le=1)
-    qat_epochs: int = Field(1, ge=1)
+    qat_epochs: int = Field(1, ge=1, le=MAX_EPOCHS)
     learning_rate: float = Field(1e-3, gt=0, lt=1)
     qat_learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(64, ge=1)
@@ -132,8 +138,8 @@ class ClusterConfig(_Section):
     # tfmot's CentroidInitialization: kmeans_plus_plus (its default), density_based, linear, random
     centroid_init: Literal["kmeans_plus_plus", "density_based", "linear", "random"] = "kmeans_plus_plus"
     per_channel: bool = False  # Conv2D kernels: number_of_clusters per output channel (tfmot's cluster_per_channel)
-    epochs: int = Field(3, ge=1)  # clustering fine-tune
-    qat_epochs: int = Field(2, ge=1)  # cluster-preserving QAT
+    epochs: int = Field(3, ge=1, le=MAX_EPOCHS)  # clustering fine-tune
+    qat_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)  # cluster-preserving QAT
     # Weight of the FP32 model's soft labels in both fine-tunes (0: labels only): 16 shared
     # values per folded kernel cost accuracy that the teacher helps win back.
     distillation: float = Field(0.7, ge=0, le=1)
@@ -143,17 +149,52 @@ class ClusterConfig(_Section):
     seed: int = Field(42, ge=0)
 
 
-VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
-            "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
 Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
                   "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
+# Variants a per-tensor file cannot be made (or run) right for, measured on TF 2.21 / LiteRT 2.3
+# with the DS-CNN: the 16x8 quantizer fails on a depthwise kernel with one scale, and LiteRT's
+# dynamic-range depthwise kernel computes garbage from one (digits accuracy 0.089).
+NOT_PER_TENSOR = {
+    "ptq_int16x8": "TF 2.21's 16x8 quantizer fails on a depthwise kernel with one scale",
+    "ptq_dynamic": "LiteRT's dynamic-range depthwise kernel computes wrong outputs from one scale",
+}
+
+
+def per_tensor_refusal(variants: list[str]) -> str | None:
+    """Why ``convert.per_channel: false`` cannot be honoured for these variants (None: it can)."""
+    bad = [v for v in variants if v in NOT_PER_TENSOR]
+    if not bad:
+        return None
+    why = "; ".join(f"{v}: {NOT_PER_TENSOR[v]}" for v in bad)
+    return (f"convert.per_channel: false cannot be honoured for {bad} in convert.variants ({why}); remove them "
+            "from convert.variants or set convert.per_channel: true")
+
+
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
+    # The variants this run makes, or a named set (edgeqat.variants.SETS): quick | all. Stages
+    # whose models no requested variant needs do no work (qat, prune, cluster).
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
-    # Per-channel weight scales (false: one scale per tensor, for older accelerators).
+    # Per-channel weight scales (false: one scale per tensor, for older accelerators). Read by
+    # every stage that makes a QAT model too: QAT learns the scales the file stores.
     per_channel: bool = True
+
+    @field_validator("variants")
+    @classmethod
+    def _each_once(cls, v: list[str]) -> list[str]:
+        twice = sorted({x for x in v if v.count(x) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(map(repr, twice))} more than once (each variant is converted once)")
+        return v
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _named_set(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in SETS:
+            raise ValueError(f"expected a list of variants or one of the sets {', '.join(SETS)}")
+        return expand(v)
 
 
 class EvaluateConfig(_Section):
@@ -175,12 +216,17 @@ class ValidateConfig(_Section):
     model: str = "qat_int8"  # the variant the pipeline registers; its verdicts gate the registry
     variants: list[str] = []  # more variants to validate (reported, never gating)
     devices: list[str] = Field(default_factory=lambda: list(SHIPPED_DEVICES), min_length=1)
-    required_devices: list[str] = ["rpi4", "cortex_m7"]  # any of these failing fails the stage
+    # Any of these failing fails the gate. rpi4 alone by default: the default model passes it on every
+    # README data shape, while cortex_m7 fails from 28x28 up (docs/devices.md, bench/default_gate.py).
+    required_devices: list[str] = ["rpi4"]
     profiles_dir: Optional[str] = None  # a folder of your own device profile YAMLs
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # device accuracy vs the FP32 Keras model
     latency_runs: int = Field(50, ge=1)
     emulate: bool = True  # run ARM Linux profiles on aarch64 LiteRT under QEMU where available
-    emulate_samples: int = Field(16, ge=1)
+    emulate_samples: int = Field(16, ge=1)  # images the emulated aarch64 run and a measured device compare with host LiteRT
+    # An estimate extrapolated far outside the models it was fitted on may still fail a device on
+    # latency (docs/devices.md says why that is the default); false: such a verdict says "not gated".
+    gate_on_extrapolated: bool = True
     # Images TFLM runs per microcontroller profile; its outputs must equal LiteRT's bit for bit
     # there, and accuracy on the whole split comes from LiteRT once per model.
     parity_samples: int = Field(256, ge=1)
@@ -228,11 +274,23 @@ class RegisterConfig(_Section):
     # Compared with the champion's: higher accuracy, or lower size/latency, is better.
     promote_metric: Literal["accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms"] = "accuracy"
     min_accuracy: float = Field(0.0, ge=0, le=1)
+    # Gate: the registered variant's test accuracy must beat the test split's majority-class rate
+    # by this much (absolute), so a model that learned nothing is never registered; 0: no check.
+    chance_margin: float = Field(0.1, ge=0, le=1)
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the fp32 reference, in absolute accuracy
     max_size_bytes: Optional[int] = Field(None, ge=1)
     # null = validate.required_devices (as recorded in summary.json); [] = no device gate
     required_devices: Optional[list[str]] = None
     deploy_dir: str = "deploy"  # where `edgeqat webhook serve` exports each accepted champion
+
+    @field_validator("model_name")
+    @classmethod
+    def _mlflow_accepts_it(cls, v: str) -> str:
+        # MLflow's own rule, checked here rather than after the whole pipeline has run
+        if "/" in v or ":" in v or v.strip() in (".", "") or v.startswith("..") or v != v.strip():
+            raise ValueError("MLflow refuses a model name with '/' or ':', one starting with '..', or with "
+                             "spaces around it")
+        return v
 
 
 # pydantic warns that the `register` section shadows ABCMeta.register (a class method of the
@@ -277,6 +335,17 @@ class Params(_Section):
             raise ValueError(
                 f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"
             )
+        # Checked here, with the whole file, not in ConvertConfig: a stage given convert.per_channel
+        # alone (qat, prune, cluster on Kubeflow) fills the rest of the section with defaults.
+        refusal = None if self.convert.per_channel else per_tensor_refusal(self.convert.variants)
+        if refusal:
+            raise ValueError(refusal)
+        if self.register.variant != self.validate.model:
+            # The registry's device gate reads validate's verdicts, which are validate.model's.
+            raise ValueError(
+                f"register.variant {self.register.variant!r} is not validate.model {self.validate.model!r}: the "
+                "registered file must be the one validated on the devices; set both to the same variant"
+            )
         return self
 
 
@@ -306,16 +375,117 @@ def parse_params(raw: Any, source: str = "params") -> Params:
         raise ConfigError(describe_validation_error(err, source)) from None
 
 
+# Far above any params.yaml or profile (a few hundred values), far below what an alias bomb
+# (anchors of anchors, each alias repeating the one before) expands to.
+MAX_YAML_VALUES = 100_000
+
+
+def _scalar_key(node: yaml.Node) -> tuple[str, str] | None:
+    return (node.tag, node.value) if isinstance(node, yaml.ScalarNode) else None
+
+
+def _check_yaml_tree(root: yaml.Node, source: str) -> None:
+    """Refuse duplicate keys (naming the key and both lines) and aliases that expand past
+    :data:`MAX_YAML_VALUES` values, on the composed node graph, before anything is built:
+    an alias is the same node object again, so sizes are counted once per node."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, where: str) -> int:
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise ConfigError(f"{source}: {where or 'the document'} (line {node.start_mark.line + 1}) refers to "
+                                  "itself through a YAML alias; refused")
+            return sizes[key]
+        sizes[key] = -1  # in progress: a recursive alias comes back here
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(size(child, f"{where}[{i}]") for i, child in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], int] = {}
+            for k, v in node.value:
+                sk = _scalar_key(k)
+                name = f"{where}.{k.value}" if where and sk else (str(k.value) if sk else where)
+                if sk is not None and k.tag != "tag:yaml.org,2002:merge":
+                    if sk in first:
+                        raise ConfigError(f"{source}: duplicate key {name!r} at line {k.start_mark.line + 1} (first at "
+                                          f"line {first[sk]}); YAML keeps only the last, so one of them is refused")
+                    first[sk] = k.start_mark.line + 1
+                n += size(k, name) + size(v, name)
+        if n > MAX_YAML_VALUES:
+            raise ConfigError(f"{source}: {where or 'the document'} (line {node.start_mark.line + 1}) expands through "
+                              f"YAML aliases to over {MAX_YAML_VALUES:,} values; refused (an alias bomb?)")
+        sizes[key] = n
+        return n
+
+    size(root, "")
+
+
+class _CheckedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that checks the composed document (:func:`_check_yaml_tree`) first."""
+
+    source = "YAML"
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_tree(node, self.source)
+        return self.construct_document(node)
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """Safe YAML with no duplicate keys and bounded alias expansion; errors name ``source``."""
+    loader = _CheckedLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml_file(path: Path, what: str) -> Any:
-    """The parsed YAML of ``path``; a missing file or bad YAML is a ConfigError naming it."""
+    """The parsed YAML of ``path``; a missing file, bad YAML, a duplicate key or an alias bomb
+    is a ConfigError naming it."""
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return load_yaml_text(path.read_text(), str(path))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     return parse_params(read_yaml_file(path, "parameters file"), str(path))
+
+
+def set_params_text(text: str, updates: dict[str, Any], source: str = "params.yaml") -> str:
+    """``text`` (a params.yaml) with each dotted key of ``updates`` set, its comments and layout
+    kept (a key the file lacks is added at the top of its section). The result is checked."""
+    import re
+
+    lines = text.splitlines()
+    for dotted, value in updates.items():
+        section, key = dotted.split(".")
+        scalar = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+        head = next((i for i, ln in enumerate(lines) if re.match(rf"{re.escape(section)}:\s*(#.*)?$", ln)), None)
+        if head is None:
+            lines += [f"{section}:", f"  {key}: {scalar}"]
+            continue
+        end = next((i for i in range(head + 1, len(lines)) if re.match(r"\S", lines[i]) and not lines[i].startswith("#")),
+                   len(lines))
+        for i in range(head + 1, end):
+            m = re.match(rf"(\s+){re.escape(key)}:(\s*)(.*?)(\s+#.*)?$", lines[i])
+            if m:
+                lines[i] = f"{m.group(1)}{key}:{m.group(2) or ' '}{scalar}{m.group(4) or ''}"
+                break
+        else:
+            lines.insert(head + 1, f"  {key}: {scalar}")
+    out = "\n".join(lines) + "\n"
+    parsed = yaml.safe_load(out) or {}
+    for dotted, value in updates.items():
+        section, key = dotted.split(".")
+        if (parsed.get(section) or {}).get(key) != value:
+            raise ConfigError(f"{source}: could not set {dotted} to {value!r} (edit the file by hand)")
+    parse_params(parsed, source)
+    return out

@@ -22,3 +22,16 @@ class GateFailed(EdgeqatError):
     registered. Exit status 1, like a failing test, not 2 (bad input)."""
 
     exit_code = 1
+
+
+class UnsafePath(EdgeqatError):
+    """A name from a file, registry entry, tag or parameter would leave the folder it belongs
+    in, or an output would replace something that is not an edgeqat output."""
+
+
+class OutOfSpace(EdgeqatError):
+    """The disk (or quota) filled up while an output was written; nothing half-written is kept."""
+class DeviceBudgetError(ConfigError):
+    """Before any training: the model these settings describe cannot pass a required device
+    (a budget checked from its graph); the message names the device, the figure, the budget
+    and settings that would pass."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from edgeqat.errors import EdgeqatError
+from edgeqat.io import contained
 
 MANAGED_TAG = "edgeqat.managed"
 DEVICE_TAG = "edgeqat.device"
@@ -40,7 +41,9 @@ class Model:
 
     def folder(self, deploy_dir: str | Path) -> Path:
         """Where its champion is deployed: each device gets a folder of its own."""
-        return Path(deploy_dir) / self.device if self.device else Path(deploy_dir)
+        if not self.device:
+            return Path(deploy_dir)
+        return contained(deploy_dir, self.device, f"registered model {self.name!r}: device")
 
 
 def safe_device(device: str | None) -> bool:

@@ -27,7 +27,7 @@ from typing import Any
 
 from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
-from edgeqat.io import CARD_NAME, read_json, sha256_file, write_bytes, write_json
+from edgeqat.io import CARD_NAME, contained, read_json, redact, sha256_file, write_bytes, write_json
 from edgeqat.managed import Model, resolve
 
 CHAMPION = "champion"
@@ -264,7 +264,11 @@ def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION
             raise EdgeqatError(f"{name} version {version}: no {CARD_NAME} in its artifacts")
         card = read_json(cards[0])
         (variant, entry), = card["variants"].items()
-        tflite = cards[0].parent / entry["file"]
+        source = f"{name} version {version}: {CARD_NAME} variants.{variant}.file"  # the registry's word, not ours
+        if not str(entry.get("file", "")).endswith(".tflite"):  # nor overwrite the card, export.json, receiver state
+            raise EdgeqatError(f"{source}: {entry.get('file')!r} is not a .tflite file name; refused, nothing written")
+        tflite = contained(cards[0].parent, entry["file"], source)
+        contained(out, entry["file"], source)  # where it would be shipped: checked before anything is read
         got = sha256_file(tflite)
         if got != expected or entry.get("sha256") != expected:
             raise EdgeqatError(f"{name} version {version}: {entry['file']} sha256 {got} does not match the registered "
@@ -274,11 +278,11 @@ def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION
             shipped, blob, extra = _compile_for_npu(tflite, prof)
             card["variants"][variant]["deployment"] = {**extra, "source_file": entry["file"], "source_sha256": got}
         # File by file (each atomic), never replacing the folder: it may hold other things.
-        write_bytes(out / shipped, blob)
+        write_bytes(contained(out, shipped, source), blob)
         write_json(out / CARD_NAME, card)
         write_json(out / "export.json", {"model_name": name, "version": str(version), "alias": alias,
                                          "variant": variant, "file": shipped, "sha256": extra.get("sha256", got),
-                                         "registered_sha256": got, "device": device, "tracking_uri": reg.uri,
+                                         "registered_sha256": got, "device": device, "tracking_uri": redact(reg.uri),
                                          **({f"{alias}_set": True} if alias else {})})
     return {"version": str(version), "file": str(out / shipped), "sha256": extra.get("sha256", got), "variant": variant}
 

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeqat.tracking import check_reachable, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
+from edgeqat.tracking import open_store, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
 
 import mlflow.pyfunc
 import numpy as np
@@ -153,7 +153,7 @@ class Registry:
 
         self.root = Path(root)
         self.uri = uri or tracking_uri(self.root)
-        check_reachable(self.uri)
+        open_store(self.uri, self.root)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def _call(self, what: str, fn, *args, **kwargs):

@@ -9,11 +9,16 @@ the same execution twice reuses its run.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
 import json
 import logging
 import os
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from datetime import datetime
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from edgeqat.errors import EdgeqatError
+from edgeqat.io import REDACTED, log, redact
 from edgeqat.progress import verbose
 
 
@@ -53,14 +59,109 @@ def tracking_uri(root: str | Path = ".") -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / DEFAULT_DB}"
 
 
+def stored_uri(uri: str) -> str:
+    """The URI as files keep it (logs/mlflow_run.json, export.json): credentials redacted."""
+    return redact(uri)
+
+
+def usable_uri(stored: str | None, root: str | Path = ".") -> str:
+    """A URI read back from a file: with redacted credentials, ``MLFLOW_TRACKING_URI`` if it is
+    the same server (its credentials never left the environment)."""
+    here = tracking_uri(root)
+    if not stored or (REDACTED in stored and redact(here) == stored):
+        return here
+    if REDACTED in stored:
+        raise EdgeqatError(f"{stored}: its credentials are not kept in files; set MLFLOW_TRACKING_URI to it")
+    return stored
+
+
+def _probe(uri: str) -> urllib.request.Request:
+    """GET <server>/health, with the URI's user info as HTTP basic auth (urllib cannot take it in the URL)."""
+    parts = urllib.parse.urlsplit(uri)
+    host = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit((parts.scheme, host, f"{parts.path.rstrip('/')}/health", "", ""))
+    req = urllib.request.Request(url)
+    user = parts.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = parts.password if parts.username is not None else os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user is not None:
+        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password or '')}"
+        req.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    return req
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     if not uri.startswith(("http://", "https://")):
         return
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+        with urllib.request.urlopen(_probe(uri), timeout=timeout) as resp:
             resp.read()
-    except (urllib.error.URLError, OSError) as err:
-        raise EdgeqatError(f"MLflow tracking server {uri} is unreachable ({err}); start it or set MLFLOW_TRACKING_URI") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise EdgeqatError(f"MLflow tracking server {redact(uri)} is unreachable ({redact(str(err))}); start it or set "
+                           "MLFLOW_TRACKING_URI") from None
+
+
+@contextlib.contextmanager
+def mlflow_prints() -> Any:
+    """What MLflow writes to stdout meanwhile: dropped, or with --verbose shown with URLs redacted."""
+    caught = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(caught):
+            yield
+    finally:
+        if verbose() and caught.getvalue():
+            sys.stdout.write(redact(caught.getvalue()))
+
+
+# Where MLflow keeps artifact locations: rewritten together when a workspace moves.
+_LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                     ("logged_models", "artifact_location"), ("model_versions", "source"),
+                     ("model_versions", "storage_location"))
+
+
+def relocate_embedded_store(uri: str, root: str | Path = ".") -> int:
+    """The embedded store (``<root>/mlflow.db``) keeps absolute artifact paths; after the
+    workspace was copied or moved they still lead to the old ``mlartifacts/``, so a copy would
+    write into the original's. Point every location under an old workspace at this one (its
+    ``mlartifacts/`` came along with the copy). Returns the rows changed; other stores: 0."""
+    import sqlite3
+
+    here = Path(root).resolve()
+    db = here / DEFAULT_DB
+    if uri != f"sqlite:///{db}" or not db.is_file():
+        return 0
+    con = sqlite3.connect(db)
+    try:
+        tables = {t for (t,) in con.execute("select name from sqlite_master where type='table'")}
+        if "experiments" not in tables:
+            return 0
+        olds = set()
+        for (loc,) in con.execute("select artifact_location from experiments where artifact_location is not null"):
+            path = Path(urllib.parse.unquote(urllib.parse.urlsplit(loc).path)) if loc.startswith("file:") else Path(loc)
+            if path.name == DEFAULT_ARTIFACTS and path.parent != here:
+                olds.add(path.parent)
+        changed = 0
+        for old in sorted(olds):
+            for folder in (DEFAULT_ARTIFACTS, "mlruns"):  # mlruns: MLflow's own Default experiment
+                for a, b in (((old / folder).as_uri(), (here / folder).as_uri()), (str(old / folder), str(here / folder))):
+                    for table, col in _LOCATION_COLUMNS:
+                        if table in tables:
+                            changed += con.execute(
+                                f"update {table} set {col} = ? || substr({col}, ?) where substr({col}, 1, ?) = ? "
+                                f"and (length({col}) = ? or substr({col}, ? + 1, 1) = '/')",
+                                (b, len(a) + 1, len(a), a, len(a), len(a))).rowcount
+        con.commit()
+    finally:
+        con.close()
+    if olds:
+        log(f"{db}: the workspace was moved or copied from {', '.join(map(str, sorted(olds)))}: {changed} artifact "
+            f"location(s) now point to {here / DEFAULT_ARTIFACTS}")
+    return changed
+
+
+def open_store(uri: str, root: str | Path = ".") -> None:
+    """Before a step talks to MLflow: a server must answer; a moved embedded store is re-pointed."""
+    check_reachable(uri)
+    relocate_embedded_store(uri, root)
 
 
 def client_for(uri: str) -> Any:
@@ -92,12 +193,12 @@ def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
             if exp is not None:
                 return exp.experiment_id
             time.sleep(0.1)
-        raise EdgeqatError(f"MLflow at {uri}: creating experiment {name!r}: {err.message}") from None
+        raise EdgeqatError(f"MLflow at {redact(uri)}: creating experiment {name!r}: {err.message}") from None
 
 
 def find_run(uri: str, experiment: str, tag: str, value: str, root: str | Path = ".") -> Any | None:
     """The newest run of ``experiment`` whose tag ``tag`` equals ``value`` (None if none)."""
-    check_reachable(uri)  # the first call of a step: fail at once, not after the client's retries
+    open_store(uri, root)  # the first call of a step: fail at once, not after the client's retries
     client = client_for(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -116,7 +217,7 @@ class RunWriter:
 
     def __init__(self, *, uri: str, experiment: str, run_name: str, tags: dict[str, str],
                  start: datetime | None = None, root: str | Path = ".") -> None:
-        check_reachable(uri)
+        open_store(uri, root)
         self.uri, self.root = uri, Path(root)
         self.client = client_for(uri)
         self.experiment_id = _experiment_id(self.client, experiment, uri, self.root)
@@ -129,7 +230,8 @@ class RunWriter:
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
         if exc_type is not None and not self.finished:
-            self.client.set_terminated(self.run_id, "FAILED")
+            with mlflow_prints():
+                self.client.set_terminated(self.run_id, "FAILED")
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -173,7 +275,8 @@ class RunWriter:
                 self.client.log_artifact(self.run_id, str(path), dest or None)
 
     def finish(self, status: str = "FINISHED", end: datetime | None = None) -> None:
-        self.client.set_terminated(self.run_id, status, end_time=_ms(end))
+        with mlflow_prints():  # its "View run / View experiment at" lines: edgeqat prints the run's page itself
+            self.client.set_terminated(self.run_id, status, end_time=_ms(end))
         self.finished = True
 
     def info(self) -> dict[str, str]:
@@ -220,7 +323,7 @@ def append_to_description(uri: str, run_id: str, line: str) -> None:
 def run_page(uri: str, experiment_id: str, run_id: str, ui: str | None = None) -> str:
     """The run's page in the MLflow UI: the tracking server itself, or ``ui`` (where `mlflow ui`
     serves a local store)."""
-    base = (ui or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")).rstrip("/")
+    base = redact(ui or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")).rstrip("/")
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 

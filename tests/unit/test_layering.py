@@ -11,7 +11,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "edgeqat"
 ROOT = SRC.parents[1]
 
-FOUNDATION = {"config", "errors", "io", "timings", "tf_compat", "provenance", "stages", "progress", "__init__", "py"}
+FOUNDATION = {"config", "errors", "io", "timings", "tf_compat", "provenance", "stages", "progress", "variants", "__init__",
+              "py"}
 SERVICES = {"tracking", "registry"}
 DOMAIN = {"data", "models", "quantization", "compression", "devices", "recommend", "report", "report_html", "promotion",
           "managed"}

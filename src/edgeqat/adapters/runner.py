@@ -23,11 +23,15 @@ def step_function(stage: Stage) -> Callable[..., Any]:
 
 
 def step_configs(stage: Stage, params: Params) -> tuple[Any, dict[str, Any]]:
-    """The first argument and the config keywords a stage's step receives."""
+    """The first argument and the config keywords a stage's step receives (its single keys too)."""
     if stage.sections == (ALL,):
         return params, {}
     first, *others = stage.sections
-    return getattr(params, first), {s: getattr(params, s) for s in others}
+    kwargs = {s: getattr(params, s) for s in others}
+    for key in stage.keys:
+        section, name = key.split(".")
+        kwargs[name] = getattr(getattr(params, section), name)
+    return getattr(params, first), kwargs
 
 
 def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
@@ -36,26 +40,56 @@ def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | No
     return paths
 
 
+def input_paths(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path]) -> dict[str, Path]:
+    """What the stage reads: its input ports and the files its params name (``prepare.path``)."""
+    found = {p.name: paths[p.name] for p in stage.inputs}
+    for fp in stage.file_params:
+        section, key = fp.key.split(".")
+        value = getattr(getattr(params, section), key, None)
+        if value:
+            found[fp.key] = root / value
+    return found
+
+
+def check_outputs(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path],
+                  protect: Mapping[str, Path] | None = None) -> None:
+    """Before the step runs: no output may replace the workspace, an input, or a folder that
+    no stage wrote (:func:`edgeqat.io.check_output`); ``protect``: more files to keep (params)."""
+    from edgeqat.io import check_output
+
+    inputs = {**input_paths(stage, params, root, paths), **(protect or {})}
+    for port in stage.outputs:
+        dest = paths[port.name]
+        known = dest.resolve() == (root / port.path).resolve()  # the table's path: a DVC out of this stage
+        check_output(dest, what=f"stage {stage.name}: output {port.name}", is_dir=port.is_dir, inputs=inputs,
+                     workspace=root, known=known)
+
+
 def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
     folder = os.environ.get(RECORD_ENV)
     if not folder:
         return
     from edgeqat.io import write_json
 
-    dump = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in configs.items()}}
+    dump = {"first": json.loads(first.model_dump_json()),
+            **{k: json.loads(v.model_dump_json()) if hasattr(v, "model_dump_json") else v for k, v in configs.items()}}
     write_json(Path(folder) / f"{stage.name}.json", dump)
 
 
 def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
               overrides: Mapping[str, str | Path | None] | None = None, extra: Mapping[str, Any] | None = None,
-              table: tuple[Stage, ...] = STAGES) -> dict[str, Any]:
+              table: tuple[Stage, ...] = STAGES, protect: Mapping[str, Path] | None = None) -> dict[str, Any]:
     """Call the stage's step with its configs and the workspace paths of its ports; write the
-    run-varying figures it returns under ``timings`` to its timings file. Returns the metrics."""
+    run-varying figures it returns under ``timings`` to its timings file. Returns the metrics.
+
+    Outputs are checked first (:func:`check_outputs`); an output folder written away from
+    the table's path gets :data:`edgeqat.io.OUTPUT_MARKER`, so the next run may replace it."""
     from edgeqat.stages import stage as find
 
     stage = find(stage, table) if isinstance(stage, str) else stage
     root = Path(root)
     paths = port_paths(stage, root, overrides)
+    check_outputs(stage, params, root, paths, protect)
     first, kwargs = step_configs(stage, params)
     for port in (*stage.inputs, *stage.outputs):
         if port.step_arg:
@@ -63,9 +97,15 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
     if stage.sections == (ALL,):
         kwargs["root"] = root
     kwargs.update(extra or {})
-    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json")})
+    keys = {k.split(".")[1] for k in stage.keys}
+    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in keys})
     started = datetime.now(timezone.utc)
     result = step_function(stage)(first, **kwargs) or {}
+    from edgeqat.io import mark_output
+
+    for port in stage.outputs:
+        if port.is_dir and paths[port.name].resolve() != (root / port.path).resolve():
+            mark_output(paths[port.name], stage.name)
     timings = result.pop("timings", {}) if isinstance(result, dict) else {}
     timing_port = f"{stage.name}_timings"
     if timing_port in paths:

@@ -35,6 +35,17 @@ def _to_uint8(x: np.ndarray, scale: float) -> np.ndarray:
     return np.clip(np.round(x.astype(np.float32) * scale), 0, 255).astype(np.uint8)
 
 
+def _member_shape(zf: zipfile.ZipFile, name: str, path: Path) -> tuple[int, ...]:
+    """An array's shape from its .npy header alone (nothing of the data is read)."""
+    try:
+        with zf.open(f"{name}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return tuple(read(f)[0])
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DataError(f"{path}: array {name!r} is not a valid .npy array: {err}") from None
+
+
 def _read_member(zf: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
     """One small array of the archive, never unpickled; errors name the file and the array."""
     try:
@@ -83,6 +94,13 @@ class NpzSource(RecordSource):
             missing = {"x", "y"} - names
             if missing:
                 raise DataError(f"{path}: missing array(s) {sorted(missing)}; arrays present: {sorted(names)}")
+            x_shape, y_shape = _member_shape(zf, "x", path), _member_shape(zf, "y", path)
+            # checked on the headers, before y is allocated
+            if len(y_shape) != 1:
+                raise DataError(f"{path}: labels must be one-dimensional (one per image), got shape {y_shape}")
+            if not x_shape or y_shape[0] != x_shape[0]:
+                raise DataError(f"{path}: x has {x_shape[0] if x_shape else 0} images but y has {y_shape[0]} labels "
+                                f"(shapes {x_shape} and {y_shape})")
             y = _read_member(zf, "y", path)
             class_names = None
             if "class_names" in names:

@@ -36,6 +36,10 @@ class RecordSource(ABC):
         official test split (IDX ``t10k-*``, a folder's ``test/``) flags those ranges."""
         return [(Path(self.origin).name, 0, len(self), False)]
 
+    def name(self, i: int) -> str:
+        """Where record ``i`` comes from, for messages (a file, or the archive and index)."""
+        return f"{self.origin}[{i}]"
+
     def close(self) -> None:
         """Release temporary files; safe to call twice."""
 
@@ -61,6 +65,9 @@ def check_labels(labels: np.ndarray, class_names: list[str] | None, origin: str)
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0:
         raise DataError(f"{origin}: label {lo} is out of range (labels must be >= 0)")
+    if class_names is None and hi >= len(labels):  # checked before a name per class is made
+        raise DataError(f"{origin}: label {hi} is out of range: {len(labels)} images cannot fill {hi + 1:,} classes "
+                        f"0..{hi} (labels must be 0..K-1 with images in every class; or give class_names)")
     if class_names is not None:
         if hi >= len(class_names):
             raise DataError(

@@ -8,7 +8,8 @@ from edgeqat.data.base import RecordSource
 from edgeqat.errors import DataError
 
 
-def open_source(source: str, path: str | Path | None, *, follow_symlinks: bool = False) -> RecordSource:
+def open_source(source: str, path: str | Path | None, *, follow_symlinks: bool = False,
+                alpha_background: str = "white") -> RecordSource:
     if source == "digits":
         from edgeqat.data.arrays import DigitsSource
 
@@ -22,7 +23,7 @@ def open_source(source: str, path: str | Path | None, *, follow_symlinks: bool =
     if source == "folder":
         from edgeqat.data.folder import FolderSource
 
-        return FolderSource(path, follow_symlinks=follow_symlinks)
+        return FolderSource(path, follow_symlinks=follow_symlinks, alpha_background=alpha_background)
     if source == "npz":
         from edgeqat.data.arrays import NpzSource
 

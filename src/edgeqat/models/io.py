@@ -60,37 +60,47 @@ def set_trust_model_code(enabled: bool) -> None:
 
 
 def check_model_file(path: str | Path) -> Path:
-    """What can be checked of a model file without TensorFlow, in milliseconds: it exists, its
-    suffix, and a .keras zip's member sizes (before anything in it is read, by us or by Keras).
-    A step calls it before its slow start so a bad file is refused at once."""
+    """What can be checked of a model file without TensorFlow, in milliseconds: it exists, it is
+    not a marker for a model a stage skipped (:mod:`edgeqat.models.absent`), its suffix, and a
+    zip's member sizes (before anything in it is read, by us or by Keras). A step calls it
+    before its slow start so a bad file is refused at once."""
+    from edgeqat.models.absent import refuse_absent
+    from edgeqat.models.exported import is_export, is_packed
     from edgeqat.models.keras_zip import check_members
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model not found")
-    if not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
+    refuse_absent(path)  # a stage skipped this model: its reason, not a Keras error
+    if is_export(path):
+        return path
+    packed = is_packed(path)  # a packed SavedModel keeps the name it was given (models/fp32.keras)
+    if not packed and not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or a SavedModel folder)")
-    if path.suffix == ".keras" and not path.is_dir():
+    if packed or (path.suffix == ".keras" and not path.is_dir()):
         check_members(path)
     return path
 
 
 def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None,
                samples: Any = None) -> Any:
-    """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope.
+    """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope. A SavedModel
+    export without Keras layers comes back as an :class:`~edgeqat.models.exported.ExportedModel`.
 
-    Every model edgeqat reads comes through here. A ``.keras`` zip's member sizes are
-    checked first (:mod:`edgeqat.models.keras_zip`). A file written by Keras 3 is translated
-    to tf-keras and checked against Keras 3's own outputs, on ``samples`` when given
-    (:mod:`edgeqat.models.keras3`); it may hold no code at all. Otherwise, unless the run
-    trusts model code (``train.trust_model_code``), the architecture is checked first and a
-    file that would run code on load (a Lambda layer, an unknown class) is refused
-    (:mod:`edgeqat.models.trust`).
+    Every model edgeqat reads comes through here, after :func:`check_model_file`. A file
+    written by Keras 3 is translated to tf-keras and checked against Keras 3's own outputs,
+    on ``samples`` when given (:mod:`edgeqat.models.keras3`); it may hold no code at all.
+    Otherwise, unless the run trusts model code (``train.trust_model_code``), the
+    architecture is checked first and a file that would run code on load (a Lambda layer, an
+    unknown class) is refused (:mod:`edgeqat.models.trust`).
     """
+    from edgeqat.models.exported import ExportedModel, is_export, is_packed
     from edgeqat.models.keras3 import is_keras3
     from edgeqat.models.trust import check_no_code
 
     path = check_model_file(path)
+    if not quantized and (is_export(path) or is_packed(path)):
+        return ExportedModel(path)  # a graph without Keras layers (edgeqat.models.exported)
     if is_keras3(path):
         from edgeqat.models.keras3 import load_keras3
 
@@ -130,3 +140,14 @@ def _reserve_names(model: Any) -> Any:
         base, number = re.fullmatch(r"(.+?)(?:_(\d+))?", layer.name).groups()
         uids[("", base)] = max(uids[("", base)], int(number or 0) + 1)
     return model
+
+
+def check_model_fits_data(model: Any, meta: dict, origin: str) -> None:
+    """The model takes the prepared images and scores their classes (``meta``: prepared/meta.json)."""
+    want_in, k = tuple(meta["image_shape"]), len(meta["class_names"])
+    got_in = tuple(model.input_shape[1:])
+    if got_in != want_in:
+        raise ModelError(f"{origin}: model input shape {got_in} does not match the prepared images {want_in} (prepare.image_size / prepare.channels)")
+    got_out = model.output_shape[-1]
+    if got_out != k:
+        raise ModelError(f"{origin}: model has {got_out} outputs but the data has {k} classes")

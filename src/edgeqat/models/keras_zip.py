@@ -8,7 +8,8 @@ whitespace or a weights file of 3 GiB of zeros (a few MB zipped) is refused at o
 
 The caps leave wide room for real models: MobileNetV2's Keras 3 ``config.json`` is 163 KB
 and its nesting 15 levels deep; 1 GiB of float32 weights is 268M parameters, far beyond any
-edge device.
+edge device. The same caps guard a packed SavedModel (:mod:`edgeqat.models.exported`), whose
+variables count as weights.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def check_members(path: str | Path) -> list[zipfile.ZipInfo]:
     if len(infos) > MEMBERS_MAX:
         raise ModelError(f"{path}: the archive lists {len(infos)} members (at most {MEMBERS_MAX} for a model); refused")
     for info in infos:
-        cap = _CAPS.get(info.filename, OTHER_MAX)
+        weights = info.filename.startswith("saved_model/variables/")  # a packed SavedModel's
+        cap = WEIGHTS_MAX if weights else _CAPS.get(info.filename, OTHER_MAX)
         if info.file_size > cap:
             raise ModelError(f"{path}: member {info.filename} would unpack to {_size(info.file_size)} (limit "
                              f"{_size(cap)}); refused without reading it")

@@ -48,10 +48,22 @@ def split_files(src: RecordSource, splits: dict[str, np.ndarray]) -> dict[str, d
     return out
 
 
+def warn_unmeasured_classes(src: RecordSource, splits: dict[str, np.ndarray]) -> None:
+    """A class with too few images for every split trains but is never scored: say so."""
+    counts = {s: np.bincount(src.labels[splits[s]], minlength=len(src.class_names)) for s in ("val", "test")}
+    total = np.bincount(src.labels, minlength=len(src.class_names))
+    for k, cls in enumerate(src.class_names):
+        missing = [s for s in ("val", "test") if counts[s][k] == 0]
+        if missing:
+            log(f"prepare: warning: class {cls!r} has {total[k]} image(s), none in the {' or '.join(missing)} split: "
+                "its accuracy is never measured; add images to it")
+
+
 def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict[str, Any]:
     if cfg.source == "digits" and cfg.path not in ("", "data/raw"):
         log(f"prepare: source 'digits' is built in; prepare.path={cfg.path!r} is not used")
-    with open_source(cfg.source, cfg.path, follow_symlinks=cfg.follow_symlinks) as src:
+    with open_source(cfg.source, cfg.path, follow_symlinks=cfg.follow_symlinks,
+                     alpha_background=cfg.alpha_background) as src:
         log(f"prepare: {len(src)} images in {len(src.class_names)} classes from {src.origin}")
         splits, how = make_splits(src, cfg)
         # Calibration for PTQ: a class-mixed subset of the training split (already shuffled).
@@ -63,6 +75,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
                     f"add data or raise prepare.{name}_fraction"
                 )
         files = split_files(src, splits)
+        warn_unmeasured_classes(src, splits)
         meta = write_prepared(src, out_dir, cfg.image_size, cfg.channels, cfg.normalize, splits, cfg.shard_size)
     metrics = {
         "num_classes": len(meta["class_names"]),
@@ -75,6 +88,7 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "split_files": files,
         "counts": meta["counts"],
         "data_sha256": meta["data_sha256"],
+        "copies_of_train": meta["copies_of_train"],
     }
     if metrics_path is not None:
         write_json(metrics_path, metrics)

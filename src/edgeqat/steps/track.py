@@ -5,8 +5,10 @@ time, one section per stage (``train/test_accuracy``, ``evaluate/qat_int8.accura
 training curves, the prepared data as the run's input dataset, the reports and models as
 artifacts, and the registered variant (and each device's recommended model) as LoggedModels
 that ``register`` then points versions at. It starts when the execution's first stage
-started and ends now. A run whose required device failed is still logged, marked FAILED
-with its verdicts, so it stays visible; register then refuses the model.
+started and ends now. A run whose required device failed, or whose registered variant is at
+chance level (:func:`edgeqat.report.registry_gate`), is still logged, marked FAILED with its
+verdicts and, for chance level, a warning tag and a warning atop its description, so it stays
+visible; register then refuses the model.
 
 Re-tracking the same execution (same params, same results) reuses its run: an execution is
 identified by a fingerprint of what it produced (``reports/tracked.json``, a DVC output
@@ -26,10 +28,11 @@ from typing import Any
 from edgeqat import __version__
 from edgeqat.config import Params
 from edgeqat.errors import DataError
-from edgeqat.io import CARD_NAME, flatten, log, read_json, write_json
+from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import gate_failure, ordered_variants
+from edgeqat.report import chance_warning, ordered_variants, registry_gate
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
+from edgeqat.variants import stand_in
 
 # What a run's results are made of: the files whose bytes identify the execution.
 FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
@@ -109,25 +112,28 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
     out = []
     if (tflite_dir / CARD_NAME).is_file():
         card = read_json(tflite_dir / CARD_NAME)
-        variant = params.register.variant
+        variant = stand_in(params.register.variant, card)  # what register will register
         if variant in card.get("variants", {}):
-            out.append({"name": variant, "tflite": tflite_dir / card["variants"][variant]["file"],
+            out.append({"name": variant, "tflite": variant_file(tflite_dir, card, variant),
                         "card": {**{k: v for k, v in card.items() if k != "variants"},
                                  "variants": {variant: card["variants"][variant]}}})
         rec_dir = root / "models" / "recommended"
         chosen = read_json(rec_dir / "recommended.json") if (rec_dir / "recommended.json").is_file() else {}
         for device, entry in sorted(chosen.items()):
-            tfl = rec_dir / entry["file"]
+            tfl = contained(rec_dir, entry["file"], f"{rec_dir / 'recommended.json'}: {device}.file")
             if tfl.is_file():
                 out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
+                            # the entry holds the facts recommend read from the file (its outputs,
+                            # weights, I/O), which the served model relies on; export verifies the sha256
                             "card": {**{k: v for k, v in card.items() if k != "variants"},
-                                     "variants": {device: {"file": tfl.name, "strategy": entry["strategy"],
-                                                           "sha256": _sha(tfl)}}}})  # export verifies it
+                                     "variants": {device: {**entry, "file": tfl.name, "sha256": _sha(tfl)}}}})
     return out
 
 
-def _description(summary: dict[str, Any], gate: str) -> str:
+def _description(summary: dict[str, Any], gate: str, warning: str = "") -> str:
     lines = ["**edgeqat pipeline run**", ""]
+    if warning:
+        lines += [f"**{warning}**", ""]
     if summary.get("variants"):
         lines += ["| variant | accuracy | size (bytes) | gzip (bytes) | integer-only |", "|---|---|---|---|---|"]
         for name, r in ordered_variants(summary):
@@ -137,7 +143,7 @@ def _description(summary: dict[str, Any], gate: str) -> str:
     if devices:
         passed = sum(bool(v.get("passed")) for v in devices.values())
         lines += ["", f"Devices: {passed}/{len(devices)} pass for `{summary.get('validated_model', '?')}`."]
-    lines += ["", f"Device gate: {gate}"]
+    lines += ["", f"Gate: {gate}"]
     return "\n".join(lines)
 
 
@@ -156,7 +162,8 @@ def _dataset(root: Path, commit: str) -> dict[str, Any] | None:
 def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
           extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     from edgeqat.registry import log_tflite_model
-    from edgeqat.tracking import FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, tracking_uri
+    from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, stored_uri,
+                                  tracking_uri)
 
     cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
     uri = uri or tracking_uri(root)
@@ -169,7 +176,7 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     if existing is not None:
         info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
         log(f"track: this execution is already MLflow run {info['run_id']} in {cfg.experiment!r} at {uri}")
-        write_json(root / "logs" / "mlflow_run.json", info)
+        write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
         write_json(root / "reports" / "tracked.json", tracked)
         return {**info, "reused": True}
 
@@ -177,11 +184,16 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     nums.update(timing_metrics(records))
     window = execution_window(records, execution_id())
     git = git_info(root, ignore=PIPELINE_OUTPUTS)
-    gate_text = gate_failure(summary) if summary.get("validation_passed") is False else ""
+    card_file = root / "models" / "tflite" / CARD_NAME
+    variant = stand_in(params.register.variant, read_json(card_file)) if card_file.is_file() else params.register.variant
+    gate_text = registry_gate(summary, variant, params.register.chance_margin)
+    warning = chance_warning(summary, variant, params.register.chance_margin)
     tags = {**git, "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
             "edgeqat.gate": "failed" if gate_text else "passed", **extra}
     if gate_text:
         tags["edgeqat.gate.reasons"] = gate_text[:5000]
+    if warning:
+        tags["edgeqat.warning.chance_level"] = warning[:5000]
     if f"prepare{SEP}data_sha256" in strings:
         tags["data_sha256"] = strings[f"prepare{SEP}data_sha256"]
     artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
@@ -203,12 +215,14 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
             logged = log_tflite_model(uri, run.experiment_id, run.run_id, m["name"], m["tflite"], m["card"],
                                       {**tags_m, "sha256": _sha(m["tflite"])})
             run.set_tags({MODEL_TAG + m["name"]: logged["model_id"]})
-        run.describe(_description(summary, gate_text or "passed"))
+        run.describe(_description(summary, gate_text or "passed", warning))
         run.finish("FAILED" if gate_text else "FINISHED", datetime.now(timezone.utc))
     info = run.info()
     log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {uri}"
-        + (" (marked FAILED: the device gate failed)" if gate_text else ""))
-    write_json(root / "logs" / "mlflow_run.json", info)
+        + (" (marked FAILED: its gate failed)" if gate_text else ""))
+    if warning:
+        log(f"track: {warning}")
+    write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
     write_json(root / "reports" / "tracked.json", tracked)
     return {**info, "metrics_logged": len(nums), "reused": False}
 

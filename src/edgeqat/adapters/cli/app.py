@@ -82,10 +82,11 @@ def check_params(params: Path = ParamsOpt, as_json: bool = JsonOpt) -> None:
 @app.command("ui")
 def ui_hint() -> None:
     """How to open the MLflow UI on this project's store, and the page of the last run logged here."""
-    from edgeqat.io import read_json
-    from edgeqat.tracking import run_page, tracking_uri
+    from edgeqat.io import read_json, redact
+    from edgeqat.tracking import relocate_embedded_store, run_page, tracking_uri
 
-    uri = tracking_uri()
+    relocate_embedded_store(tracking_uri())  # a copied workspace: `mlflow ui` then finds its own artifacts
+    uri = redact(tracking_uri())
     if uri.startswith("sqlite:"):
         typer.echo(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
     else:
@@ -112,22 +113,36 @@ from edgeqat.adapters.cli.report import install as _install_report_command  # no
 
 _install_report_command(app)
 
+from edgeqat.adapters.cli.data import install as _install_data_commands  # noqa: E402
+
+_install_data_commands(app)
+
 
 def main() -> None:
     argv = sys.argv[1:]
     try:
         app()
     except EdgeqatError as err:
-        print(f"edgeqat: error: {err}", file=sys.stderr)
+        from edgeqat.io import redact
+
+        print(f"edgeqat: error: {redact(str(err))}", file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 2))  # 2: bad input; GateFailed: 1, like a failing test
     except Exception as err:  # noqa: BLE001 - the last resort: one line and a log, never a raw dump
         from edgeqat.adapters.cli import failure
+        from edgeqat.io import no_space, redact
+
+        full = no_space(err)
+        if full is not None:  # a write outside edgeqat's own (a library's file): still one line, no log to fill
+            where = f"{full.filename}: " if full.filename else ""
+            print(f"edgeqat: error: {where}no space left on the device ({full.strerror}); free some space and run "
+                  "again", file=sys.stderr)
+            sys.exit(2)
 
         if failure.verbose(argv):
             import traceback
 
-            traceback.print_exc()
-        print(failure.report(typer.main.get_command(app), argv, err), file=sys.stderr)
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(redact(failure.report(typer.main.get_command(app), argv, err)), file=sys.stderr)
         sys.exit(1)
 
 

@@ -70,8 +70,10 @@ def _stage_model(name: str) -> str | None:
 def write_log(command: str, argv: Sequence[str], exc: BaseException) -> Path:
     """The full traceback under logs/errors/ (the system temp folder if that is not writable)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    body = (f"edgeqat {' '.join(argv)}\ncwd: {os.getcwd()}\npython: {sys.version.split()[0]}\n\n"
-            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    from edgeqat.io import redact
+
+    body = redact(f"edgeqat {' '.join(argv)}\ncwd: {os.getcwd()}\npython: {sys.version.split()[0]}\n\n"
+                  + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     name = f"{stamp}-{command.replace(' ', '-')}-{os.getpid()}.log"
     for folder in (LOG_DIR, Path(tempfile.gettempdir()) / "edgeqat-errors"):
         try:

@@ -159,6 +159,9 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         reconcile_interval: float = typer.Option(30.0, "--reconcile-interval", min=0,
                                                  help="Seconds between checks of every watched alias against what "
                                                       "was deployed (0: only at start)."),
+        request_deadline: float = typer.Option(10.0, "--request-deadline", min=0.1,
+                                               help="Seconds a client has to send a whole request (headers and "
+                                                    "body); slower ones are closed."),
         params: Path = params_opt,
     ) -> None:
         """Receive MLflow's signed webhooks; gate, export or revert each move of `champion` of
@@ -171,7 +174,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         secret = check_secret(os.environ.get(SECRET_ENV, ""), "serve")
         receiver = Receiver(_registry(), cfg, deploy_dir or Path(cfg.deploy_dir), alias,
                             profiles_dir=p.validate.profiles_dir)
-        server = make_server(receiver, secret, host, port)
+        server = make_server(receiver, secret, host, port, deadline=request_deadline)
         log(f"webhook: listening on http://{host}:{server.server_address[1]}/ for {cfg.model_name}[-<device>]@{alias}"
             f" (reconcile {'every %g s' % reconcile_interval if reconcile_interval else 'at start only'})")
         receiver.start(reconcile_interval)

@@ -36,7 +36,7 @@ from edgeqat.config import RegisterConfig
 from edgeqat.io import log
 from edgeqat.managed import Model, ModelNotManaged, discover, resolve
 from edgeqat.promotion import export, gate_reasons, last_recorded, mark_unset, record_move, rejection_note
-from edgeqat.adapters.webhook.state import ReceiverState
+from edgeqat.adapters.webhook.state import ReceiverState, lock_deploy_folder
 
 CREATED = "model_version_alias.created"
 DELETED = "model_version_alias.deleted"
@@ -51,7 +51,12 @@ class Receiver:
                  profiles_dir: str | Path | None = None) -> None:
         self.reg, self.cfg, self.deploy_dir, self.alias = reg, cfg, Path(deploy_dir), alias
         self.profiles_dir = profiles_dir
-        self.state = ReceiverState(self.deploy_dir)  # an unreadable state file stops us here, clearly
+        self._lock = lock_deploy_folder(self.deploy_dir)  # a second receiver on this folder stops here
+        try:
+            self.state = ReceiverState(self.deploy_dir)  # an unreadable state file stops us here, clearly
+        except Exception:
+            self._lock.close()
+            raise
         self.models: dict[str, Model] = {}
         self.queue: queue.Queue = queue.Queue()
         self.errors: list[str] = []
@@ -78,6 +83,7 @@ class Receiver:
         self.stopping.set()
         self.queue.put(None)
         self.worker.join(timeout)
+        self._lock.close()  # the deploy folder is free for the next receiver
 
     def _tick(self, interval: float) -> None:
         while not self.stopping.wait(interval):

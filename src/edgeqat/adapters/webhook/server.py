@@ -12,27 +12,31 @@ What happens then (gate, export, revert, record a removal) is :class:`edgeqat.ad
 job, which also catches up on moves whose delivery never arrived. Delivery ids are
 remembered in the deploy folder, so a replay is refused after a restart too.
 
-Requests are verified on the HTTP thread and processed one at a time by a worker thread,
-so MLflow's delivery never waits on a download and two moves are never handled at once.
-The HTTP side is bounded: a fixed pool of :data:`HTTP_WORKERS` threads, at most
-:data:`MAX_PENDING` connections in flight (more are closed at once), and a
-:data:`SOCKET_TIMEOUT_S` read/write timeout, so stalled clients cannot pile up threads; a
-client that hangs up or times out is one log line, not a traceback.
+Requests are read by one thread on non-blocking sockets and processed one at a time by a
+worker thread, so MLflow's delivery never waits on a download and two moves are never
+handled at once. A connection costs a socket, not a thread: a client that sends its request
+slowly (a header line every few seconds) holds nothing the others need. Every request must
+arrive whole, headers and body, within :data:`REQUEST_DEADLINE_S` of its connection; a
+client may hold at most :data:`MAX_PER_CLIENT` connections and all clients together
+:data:`MAX_CONNECTIONS` (more are closed at once). A client that hangs up or runs out of
+time is one log line, not a traceback.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
+import io
 import json
+import selectors
 import socket
-import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from dataclasses import dataclass, field
+from http.client import HTTPException, parse_headers
+from typing import Any, Callable
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log
@@ -45,11 +49,12 @@ TIMESTAMP_HEADER = "X-MLflow-Timestamp"
 DELIVERY_HEADER = "X-MLflow-Delivery-Id"
 MAX_AGE_S = 300
 MAX_BODY = 1 << 20
+MAX_HEADER_BYTES = 16 << 10
 SECRET_ENV = "EDGEQAT_WEBHOOK_SECRET"
 MIN_SECRET_LEN = 16
-HTTP_WORKERS = 4
-MAX_PENDING = 16
-SOCKET_TIMEOUT_S = 10.0
+REQUEST_DEADLINE_S = 10.0  # the whole request, headers and body, from the moment it connects
+MAX_PER_CLIENT = 32
+MAX_CONNECTIONS = 256
 
 
 def check_secret(secret: str | None, command: str) -> str:
@@ -104,83 +109,250 @@ def verify(secret: str, headers: Any, body: bytes, now: float | None = None) -> 
     return event
 
 
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer on a fixed thread pool, with a cap on connections in flight."""
+Handler = Callable[[str, str, Any, bytes, str], "tuple[int, str]"]
 
-    def __init__(self, *args: Any, workers: int = HTTP_WORKERS, max_pending: int = MAX_PENDING, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgeqat-webhook-http")
-        self.slots, self.max_pending = threading.BoundedSemaphore(max_pending), max_pending
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            log(f"webhook: {client_address[0]}: too many connections in flight (> {self.max_pending}); closed")
-            self.shutdown_request(request)
-            return
-        request.settimeout(SOCKET_TIMEOUT_S)
-        self.pool.submit(self._serve_one, request, client_address)
+@dataclass
+class _Conn:
+    sock: socket.socket
+    client: str
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+    out: bytes = b""
+    head: tuple[str, str, Any, int] | None = None  # method, path, headers, body length
+    replying: bool = False
 
-    def _serve_one(self, request: Any, client_address: Any) -> None:
+
+def _response(status: int, msg: str) -> bytes:
+    from http import HTTPStatus
+
+    body = json.dumps({"status": status, "message": msg}).encode()
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+
+
+class BoundedHTTPServer:
+    """A small HTTP/1.1 server on one thread and non-blocking sockets: one request per
+    connection, each whole within ``deadline`` seconds, at most ``max_per_client``
+    connections per client address and ``max_connections`` in all. ``handle(method, path,
+    headers, body, client)`` returns ``(status, message)``, sent back as JSON."""
+
+    def __init__(self, address: tuple[str, int], handle: Handler, *, deadline: float | None = None,
+                 max_per_client: int | None = None, max_connections: int | None = None) -> None:
+        self.handle = handle
+        self.deadline = REQUEST_DEADLINE_S if deadline is None else deadline
+        self.max_per_client = MAX_PER_CLIENT if max_per_client is None else max_per_client
+        self.max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
+        self.socket = socket.create_server(address, backlog=128)
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.socket, selectors.EVENT_READ, None)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.conns: dict[int, _Conn] = {}
+        self.per_client: dict[str, int] = {}
+        self._refusing: set[str] = set()  # clients told about once, until they are under the limit again
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
         try:
-            self.process_request_thread(request, client_address)  # handles, logs errors, closes
+            while not self._stop.is_set():
+                now = time.monotonic()
+                soonest = min((c.deadline for c in self.conns.values()), default=now + poll_interval)
+                for key, mask in self.selector.select(max(0.0, min(poll_interval, soonest - now))):
+                    try:
+                        if key.data is None:
+                            self._accept()
+                        elif key.data == "wake":
+                            self._wake_r.recv(64)
+                        elif mask & selectors.EVENT_WRITE:
+                            self._write(key.data)
+                        else:
+                            self._read(key.data)
+                    except Exception as err:  # noqa: BLE001 - one connection's trouble never stops the loop
+                        log(f"webhook: connection error: {type(err).__name__}: {err}")
+                        if isinstance(key.data, _Conn):
+                            self._close(key.data)
+                self._expire(time.monotonic())
         finally:
-            self.slots.release()
+            self._stopped.set()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # socketserver would print a traceback; a client hanging up is routine, so one line
-        err = sys.exc_info()[1]
-        if isinstance(err, (ConnectionError, TimeoutError, socket.timeout)):
-            log(f"webhook: {client_address[0]}: connection dropped ({type(err).__name__}: {err})")
-        else:
-            log(f"webhook: {client_address[0]}: request failed: {type(err).__name__}: {err}")
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` (called from another thread) and wait for it."""
+        self._stop.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self._stopped.wait()
 
     def server_close(self) -> None:
-        super().server_close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: int = 8765) -> BoundedHTTPServer:
-    check_secret(secret, "serve")
-
-    class Handler(BaseHTTPRequestHandler):
-        timeout = SOCKET_TIMEOUT_S  # applied to the socket by StreamRequestHandler.setup
-
-        def _reply(self, status: int, msg: str) -> None:
-            body = json.dumps({"status": status, "message": msg}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802
+        for c in list(self.conns.values()):
+            self._close(c)
+        for s in (self.socket, self._wake_r, self._wake_w):
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                return self._reply(400, "bad Content-Length")
-            if length <= 0 or length > MAX_BODY:
-                return self._reply(413 if length > MAX_BODY else 400, "empty or oversized body")
-            body = self.rfile.read(length)
-            if len(body) < length:  # the client hung up mid-body
-                log(f"webhook: {self.client_address[0]}: body cut short ({len(body)} of {length} bytes); ignored")
-                self.close_connection = True
+                self.selector.unregister(s)
+            except (KeyError, ValueError):
+                pass
+            s.close()
+        self.selector.close()
+
+    # --- connections ------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, addr = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # e.g. out of file descriptors: the others carry on
+                if err.errno in (errno.EMFILE, errno.ENFILE):
+                    log(f"webhook: cannot accept a connection: {err.strerror}")
+                return
+            client = addr[0]
+            full = len(self.conns) >= self.max_connections
+            if full or self.per_client.get(client, 0) >= self.max_per_client:
+                if client not in self._refusing:
+                    self._refusing.add(client)
+                    limit = (f"{self.max_connections} connections in all" if full
+                             else f"{self.max_per_client} connections from one client")
+                    log(f"webhook: {client}: over {limit}; further connections closed at once until it has fewer")
+                sock.close()
+                continue
+            sock.setblocking(False)
+            c = _Conn(sock, client, time.monotonic() + self.deadline)
+            self.conns[sock.fileno()] = c
+            self.per_client[client] = self.per_client.get(client, 0) + 1
+            self.selector.register(sock, selectors.EVENT_READ, c)
+
+    def _close(self, c: _Conn) -> None:
+        if self.conns.pop(c.sock.fileno(), None) is None:
+            return
+        try:
+            self.selector.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        c.sock.close()
+        n = self.per_client.get(c.client, 1) - 1
+        if n <= 0:
+            self.per_client.pop(c.client, None)
+        else:
+            self.per_client[c.client] = n
+        if n < self.max_per_client and len(self.conns) < self.max_connections:
+            self._refusing.discard(c.client)
+
+    def _expire(self, now: float) -> None:
+        for c in [c for c in self.conns.values() if c.deadline <= now]:
+            if not c.replying:
+                log(f"webhook: {c.client}: request not complete within {self.deadline:g} s "
+                    f"({len(c.data)} bytes received); closed")
+            self._close(c)
+
+    def _read(self, c: _Conn) -> None:
+        try:
+            chunk = c.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
+            log(f"webhook: {c.client}: connection dropped ({type(err).__name__}: {err})")
+            return self._close(c)
+        if not chunk:
+            log(f"webhook: {c.client}: hung up before the request was complete ({len(c.data)} bytes received)")
+            return self._close(c)
+        c.data += chunk
+        if c.head is None:
+            end = c.data.find(b"\r\n\r\n")
+            if end < 0:
+                if len(c.data) > MAX_HEADER_BYTES:
+                    self._reply(c, 431, f"headers over {MAX_HEADER_BYTES} bytes")
                 return
             try:
-                event = verify(secret, self.headers, body)
-            except Refused as r:
-                log(f"webhook: refused a request from {self.client_address[0]}: {r.why}")
-                return self._reply(r.status, r.why)
+                c.head = self._parse_head(bytes(c.data[:end + 4]))
+            except ValueError as err:
+                return self._reply(c, 400, str(err))
+            del c.data[:end + 4]
+        method, path, headers, length = c.head
+        if length > MAX_BODY:
+            return self._reply(c, 413, "empty or oversized body")
+        if len(c.data) < length:
+            return
+        try:
+            status, msg = self.handle(method, path, headers, bytes(c.data[:length]), c.client)
+        except Exception as err:  # noqa: BLE001 - one line, and the server keeps serving
+            log(f"webhook: {c.client}: request failed: {type(err).__name__}: {err}")
+            status, msg = 500, "internal error"
+        self._reply(c, status, msg)
+
+    @staticmethod
+    def _parse_head(raw: bytes) -> tuple[str, str, Any, int]:
+        line, _, rest = raw.partition(b"\r\n")
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            raise ValueError("bad request line")
+        try:
+            headers = parse_headers(io.BytesIO(rest))
+        except HTTPException as err:
+            raise ValueError(f"bad headers: {err}") from None
+        if headers.get("Transfer-Encoding"):
+            raise ValueError("chunked bodies are not accepted; send Content-Length")
+        try:
+            length = int(headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ValueError("bad Content-Length") from None
+        if length < 0:
+            raise ValueError("bad Content-Length")
+        return parts[0], parts[1], headers, length
+
+    def _reply(self, c: _Conn, status: int, msg: str) -> None:
+        c.out, c.replying = _response(status, msg), True
+        c.deadline = time.monotonic() + self.deadline  # time to take the answer, then the connection goes
+        self.selector.modify(c.sock, selectors.EVENT_WRITE, c)
+        self._write(c)
+
+    def _write(self, c: _Conn) -> None:
+        try:
+            sent = c.sock.send(c.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return self._close(c)
+        c.out = c.out[sent:]
+        if not c.out:
             try:
-                outcome = receiver.accept(event)
-            except (EdgeqatError, OSError) as err:  # the delivery id could not be persisted: let MLflow retry
-                log(f"webhook: delivery {event['delivery_id']}: {err}")
-                return self._reply(503, "cannot record the delivery; retry")
-            self._reply(200, outcome)
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._close(c)
 
-        def do_GET(self) -> None:  # noqa: N802
-            self._reply(200 if self.path == "/health" else 404, "ok" if self.path == "/health" else "POST events here")
 
-        def log_message(self, fmt: str, *args: Any) -> None:
-            pass
+def make_server(receiver: Receiver, secret: str, host: str = "127.0.0.1", port: int = 8765, *,
+                deadline: float | None = None, max_per_client: int | None = None) -> BoundedHTTPServer:
+    check_secret(secret, "serve")
 
-    return BoundedHTTPServer((host, port), Handler)
+    def handle(method: str, path: str, headers: Any, body: bytes, client: str) -> tuple[int, str]:
+        if method == "GET":
+            return (200, "ok") if path == "/health" else (404, "POST events here")
+        if method != "POST":
+            return 405, "GET /health or POST events"
+        if not body:
+            return 400, "empty or oversized body"
+        try:
+            event = verify(secret, headers, body)
+        except Refused as r:
+            log(f"webhook: refused a request from {client}: {r.why}")
+            return r.status, r.why
+        try:
+            return 200, receiver.accept(event)
+        except (EdgeqatError, OSError) as err:  # the delivery id could not be persisted: let MLflow retry
+            log(f"webhook: delivery {event['delivery_id']}: {err}")
+            return 503, "cannot record the delivery; retry"
+
+    return BoundedHTTPServer((host, port), handle, deadline=deadline, max_per_client=max_per_client)

@@ -10,6 +10,10 @@ One JSON file in the deploy folder, ``<deploy_dir>/.edgeqat-receiver.json``::
          "updated_at": "<utc>"}},
      "deliveries": ["<X-MLflow-Delivery-Id>", ...]}   # oldest first, the last MAX_DELIVERIES
 
+One receiver per deploy folder: :func:`lock_deploy_folder` holds an advisory lock on
+``<deploy_dir>/.edgeqat-receiver.lock`` for the receiver's life, so a second one started on
+the same folder is refused instead of racing the first over the files and this state.
+
 Every change is written at once with :func:`edgeqat.io.write_json` (temporary file +
 rename), so a restart, or a crash mid-write, finds the old state or the new one, never
 half of one. A replayed delivery id is therefore refused after a restart as well.
@@ -17,6 +21,8 @@ half of one. A replayed delivery id is therefore refused after a restart as well
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections import OrderedDict
 from datetime import datetime, timezone
@@ -24,15 +30,37 @@ from pathlib import Path
 from typing import Any
 
 from edgeqat.errors import DataError, EdgeqatError
-from edgeqat.io import read_json, sha256_file, write_json
+from edgeqat.io import contained, read_json, sha256_file, write_json
 
 STATE_NAME = ".edgeqat-receiver.json"
+LOCK_NAME = ".edgeqat-receiver.lock"
 FORMAT = 1
 MAX_DELIVERIES = 10_000
 
 
 class ReceiverStateError(EdgeqatError):
     """The state file is unreadable or not a receiver state."""
+
+
+def lock_deploy_folder(deploy_dir: str | Path) -> Any:
+    """Hold the deploy folder for this process (released when the returned file is closed,
+    or the process ends); refused with who holds it if another receiver does."""
+    root = Path(deploy_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    f = open(root / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ReceiverStateError(f"{root}: deploy folder in use by another receiver ({holder}); run one receiver per "
+                                 "deploy folder (stop that one, or give this one another --deploy-dir)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def utc_now() -> str:
@@ -104,7 +132,7 @@ class ReceiverState:
         d = (self.model(name) or {}).get("deployed")
         if not d or d.get("version") != version:
             return False
-        f = self.root / d["file"]
+        f = contained(self.root, d["file"], f"{self.path}: models.{name}.deployed.file")
         return f.is_file() and sha256_file(f) == d.get("sha256")
 
     def _relative(self, file: str | Path) -> str:

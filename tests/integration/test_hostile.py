@@ -1,0 +1,342 @@
+"""Hostile input against real servers (issue 27): a registry version written by an attacker,
+slow and greedy HTTP clients, two receivers on one folder, credentials in the tracking URI,
+and a copied workspace. A real `mlflow server` on 127.0.0.1 and the real `edgeqat` command
+(and `edgeqat webhook serve` process); every socket stays on loopback, every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from integration.conftest import BIN, free_port, stop_process_group
+
+pytestmark = pytest.mark.integration
+
+SECRET = "a-webhook-secret-of-24ch"
+
+
+def edgeqat(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(BIN / "edgeqat"), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def one_line_refusal(proc: subprocess.CompletedProcess, *named: str) -> str:
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr and proc.stderr.count("edgeqat: error:") == 1, proc.stderr[-3000:]
+    for n in named:
+        assert n in proc.stderr, f"{n!r} not in:\n{proc.stderr[-3000:]}"
+    return proc.stderr
+
+
+def workspace(root: Path, model_name: str, **register) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["register"].update(model_name=model_name, **register)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root
+
+
+# --- an attacker's model version: paths from the registry stay in their folder ---------------
+
+
+def written(root: Path) -> list[Path]:
+    """Files named like the payload anywhere under ``root`` but the attacker's own upload."""
+    return [p for p in root.rglob("PWNED_BY_CARD*") if "payloads" not in p.relative_to(root).parts]
+
+
+def attacker_version(url: str, name: str, file: str, tmp: Path, card_dir: str = "a/b") -> str:
+    """What someone with registry access can create with the MLflow client: a version whose
+    model card names ``file``, with a sha256 tag (and gate tags) matching the bytes shipped."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(url, url)
+    payload = b"TFL3 not really a model: PWNED"
+    sha = hashlib.sha256(payload).hexdigest()
+    src = tmp / "payloads" / uuid.uuid4().hex[:8]  # the attacker's side: not the deploy host's files
+    arts = src / "artifacts"
+    (arts / card_dir).mkdir(parents=True)
+    target = (arts / card_dir / file).resolve() if not os.path.isabs(file) else None
+    if target is not None and arts.resolve() in target.parents:  # the bytes the card points at, in the download
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
+    (arts / card_dir / "model_card.json").write_text(json.dumps({"variants": {"qat_int8": {"file": file, "sha256": sha}}}))
+    run = client.create_run(client.create_experiment(f"attacker-{uuid.uuid4().hex[:8]}"))
+    client.log_artifacts(run.info.run_id, str(src), "model")
+    try:
+        client.create_registered_model(name)
+    except Exception:  # noqa: BLE001 - exists already
+        pass
+    mv = client.create_model_version(name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
+                                     tags={"sha256": sha, "accuracy": "1.0", "accuracy_drop": "0"})
+    return str(mv.version)
+
+
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink"])
+def test_export_of_a_card_naming_a_path_outside_is_refused(mlflow_server, tmp_path, case):
+    name = f"hostile-{case}-{uuid.uuid4().hex[:6]}"
+    ws = workspace(tmp_path / "ws", name)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    deploy = ws / "deploy"
+    deploy.mkdir()
+    file = {"dotdot": "../../PWNED_BY_CARD.tflite", "absolute": str(outside / "PWNED_BY_CARD.tflite"),
+            "symlink": "sub/PWNED_BY_CARD.tflite"}[case]
+    if case == "symlink":
+        (deploy / "sub").symlink_to(outside, target_is_directory=True)
+    version = attacker_version(mlflow_server, name, file, tmp_path)
+    proc = edgeqat("export", "--version", version, "--out", "deploy", cwd=ws, env={"MLFLOW_TRACKING_URI": mlflow_server})
+    why = {"dotdot": "leads outside it", "absolute": "is an absolute path", "symlink": "through a symlink"}[case]
+    one_line_refusal(proc, f"{name} version {version}: model_card.json variants.qat_int8.file", repr(file), why)
+    assert not written(tmp_path), "the file was written"
+    assert sorted(p.name for p in deploy.iterdir()) == (["sub"] if case == "symlink" else [])
+
+
+def test_the_receiver_refuses_an_attackers_champion_and_keeps_serving(mlflow_server, tmp_path):
+    name = f"hostile-rcv-{uuid.uuid4().hex[:6]}"
+    ws = workspace(tmp_path / "ws", name, required_devices=[])
+    version = attacker_version(mlflow_server, name, "../../PWNED_BY_CARD.tflite", tmp_path)
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(mlflow_server, mlflow_server).set_registered_model_alias(name, "champion", version)
+    with Served(ws, mlflow_server, ws / "deploy") as rcv:
+        rcv.wait_for_log("reconcile (start)")
+        assert rcv.health() < 1.0
+    log = rcv.log.read_text()
+    assert f"{name} version {version}: model_card.json variants.qat_int8.file" in log and "refused" in log, log
+    assert "Traceback" not in log
+    assert not written(tmp_path)
+
+
+# --- the receiver process: bounded against slow and greedy clients ---------------------------
+
+
+class Served:
+    """`edgeqat webhook serve` as a user runs it, on a free loopback port, stopped on exit."""
+
+    def __init__(self, ws: Path, url: str, deploy: Path, *extra: str) -> None:
+        self.ws, self.url, self.deploy, self.extra = ws, url, deploy, extra
+        self.port = free_port()
+        self.log = ws / f"receiver-{self.port}.log"
+
+    def __enter__(self) -> "Served":
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "edgeqat"), "webhook", "serve", "--port", str(self.port), "--deploy-dir", str(self.deploy),
+                 "--reconcile-interval", "0", *self.extra], cwd=self.ws, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "MLFLOW_TRACKING_URI": self.url, "EDGEQAT_WEBHOOK_SECRET": SECRET},
+                start_new_session=True)
+        self.wait_for_log("listening on")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process_group(self.proc)
+
+    def wait_for_log(self, text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} from the receiver:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.2)
+
+    def health(self, source: str = "127.0.0.1", timeout: float = 5.0) -> float:
+        """Seconds until /health answered 200 (a fresh connection each time)."""
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout, source_address=(source, 0)) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.split(b" ", 2)[1:2] == [b"200"], data[:200]
+        return time.monotonic() - t0
+
+
+@pytest.fixture
+def receiver(mlflow_server, tmp_path):
+    ws = workspace(tmp_path / "ws", f"nothing-{uuid.uuid4().hex[:6]}")
+    with Served(ws, mlflow_server, ws / "deploy", "--request-deadline", "3") as rcv:
+        yield rcv
+
+
+def _trickler(port: int, stop: threading.Event, closed: dict, i: int, every: float) -> None:
+    """A slowloris client from 127.0.0.2: one header line every ``every`` seconds, never done."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.sendall(b"POST / HTTP/1.1\r\n")
+            n = 0
+            while not stop.is_set():
+                s.settimeout(every)
+                try:
+                    if s.recv(1) == b"":
+                        break  # the server closed it
+                except socket.timeout:
+                    pass
+                s.sendall(f"X-Slow-{n}: {'a' * 20}\r\n".encode())
+                n += 1
+    except OSError:
+        pass
+    closed[i] = time.monotonic() - started
+
+
+def test_health_answers_within_a_second_through_a_30_connection_trickle(receiver, record_property):
+    stop, closed = threading.Event(), {}
+    clients = [threading.Thread(target=_trickler, args=(receiver.port, stop, closed, i, 1.0), daemon=True)
+               for i in range(30)]
+    for t in clients:
+        t.start()
+    latencies, t_end = [], time.monotonic() + 8  # longer than the 3 s deadline: the server must cut them
+    while time.monotonic() < t_end:
+        latencies.append(receiver.health(timeout=5))
+        time.sleep(0.1)
+    stop.set()
+    for t in clients:
+        t.join(15)
+    record_property("health_max_s", max(latencies))
+    record_property("health_p50_s", statistics.median(latencies))
+    print(f"/health during a 30-connection trickle: {len(latencies)} probes, max {max(latencies) * 1000:.1f} ms, "
+          f"p50 {statistics.median(latencies) * 1000:.1f} ms")
+    assert max(latencies) < 1.0, latencies
+    assert len(closed) == 30 and max(closed.values()) < 3 + 2.5, closed  # the whole-request deadline, not per read
+    log = receiver.log.read_text()
+    assert log.count("request not complete within 3 s") >= 30, log[-2000:]
+
+
+def test_one_client_holds_at_most_32_connections(receiver):
+    held = [socket.create_connection(("127.0.0.1", receiver.port), timeout=5, source_address=("127.0.0.2", 0))
+            for _ in range(40)]
+    try:
+        time.sleep(0.5)  # well within the 3 s request deadline: the 32 it accepted are still open
+        readable, _, _ = select.select(held, [], [], 0.2)
+        dropped = sum(s.recv(1) == b"" for s in readable)
+        assert dropped == 8 and len(readable) == 8, (dropped, len(readable))
+        assert receiver.health() < 1.0  # another client is still served
+    finally:
+        for s in held:
+            s.close()
+    receiver.wait_for_log("127.0.0.2: over 32 connections from one client")
+
+
+def test_a_second_receiver_on_the_same_deploy_folder_is_refused(receiver):
+    proc = edgeqat("webhook", "serve", "--port", str(free_port()), "--deploy-dir", str(receiver.deploy), cwd=receiver.ws,
+                   env={"MLFLOW_TRACKING_URI": receiver.url, "EDGEQAT_WEBHOOK_SECRET": SECRET}, timeout=120)
+    one_line_refusal(proc, str(receiver.deploy), "in use by another receiver", f"pid {receiver.proc.pid}")
+    assert receiver.health() < 1.0
+
+
+# --- secrets: a tracking URI with credentials works and is never printed -----------------------
+
+
+def _with_credentials(url: str) -> str:
+    return url.replace("http://", "http://alice:pw-SECRET@")
+
+
+def test_a_tracking_uri_with_credentials_works_and_is_never_printed(mlflow_server, tmp_path):
+    ws = workspace(tmp_path / "ws", "edgeqat-classifier")
+    (ws / "metrics").mkdir()
+    (ws / "metrics" / "train.json").write_text(json.dumps({"test_accuracy": 0.9, "run": uuid.uuid4().hex}))
+    (ws / "reports").mkdir()
+    (ws / "reports" / "notes.json").write_text("{}")
+    env = {"MLFLOW_TRACKING_URI": _with_credentials(mlflow_server)}
+    proc = edgeqat("stage", "track", cwd=ws, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]  # on 08117f3: "unreachable", with the password
+    assert "View experiment at" not in proc.stdout and "View run" not in proc.stdout, proc.stdout
+    history = edgeqat("history", "--json", cwd=ws, env=env)  # MLflow's own error, relayed: the server is named
+    one_line_refusal(history, "alice:***@", "edgeqat-classifier not found")
+    printed = proc.stdout + proc.stderr + history.stdout + history.stderr
+    assert "alice:***@" in proc.stderr and "pw-SECRET" not in printed, printed
+    leaked = [str(p) for p in ws.rglob("*") if p.is_file() and b"pw-SECRET" in p.read_bytes()]
+    assert not leaked
+    assert json.loads((ws / "logs" / "mlflow_run.json").read_text())["tracking_uri"] == \
+        _with_credentials(mlflow_server).replace("pw-SECRET", "***")
+
+
+def test_an_unreachable_server_with_credentials_is_named_without_them(tmp_path):
+    ws = workspace(tmp_path / "ws", "edgeqat-classifier")
+    port = free_port()
+    proc = edgeqat("history", cwd=ws, env={"MLFLOW_TRACKING_URI": f"http://alice:pw-SECRET@127.0.0.1:{port}"})
+    one_line_refusal(proc, f"http://alice:***@127.0.0.1:{port} is unreachable")
+    assert "pw-SECRET" not in proc.stdout + proc.stderr
+    assert not (ws / "logs").exists() or not any(b"pw-SECRET" in p.read_bytes() for p in (ws / "logs").rglob("*.log"))
+
+
+# --- register after register.variant changed ---------------------------------------------------
+
+
+def test_register_after_a_variant_change_says_to_track_again(mlflow_server, tmp_path):
+    """The run `track` logged holds qat_int8; register.variant now says ptq_float16."""
+    from importlib import resources
+
+    from mlflow.tracking import MlflowClient
+
+    ws = workspace(tmp_path / "ws", f"variant-{uuid.uuid4().hex[:6]}", variant="ptq_float16")
+    blob = (resources.files("tflite_micro") / "python" / "tflite_micro" / "sine_float.tflite").read_bytes()
+    (ws / "models" / "tflite").mkdir(parents=True)
+    (ws / "models" / "tflite" / "ptq_float16.tflite").write_bytes(blob)
+    sha = hashlib.sha256(blob).hexdigest()
+    (ws / "models" / "tflite" / "model_card.json").write_text(json.dumps(
+        {"variants": {v: {"file": f"{v}.tflite", "sha256": sha} for v in ("ptq_float16", "qat_int8")}}))
+    (ws / "reports").mkdir()
+    row = {"accuracy": 0.9, "size_bytes": len(blob)}
+    experiment, fp = f"variant-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    (ws / "reports" / "summary.json").write_text(json.dumps(
+        {"validation_passed": True, "variants": {"fp32": row, "ptq_float16": row, "qat_int8": row}}))
+    (ws / "reports" / "tracked.json").write_text(json.dumps({"experiment": experiment, "fingerprint": fp}))
+    client = MlflowClient(mlflow_server)
+    run = client.create_run(client.create_experiment(experiment),
+                            tags={"edgeqat.fingerprint": fp, "edgeqat.model.qat_int8": "m-1"})
+    proc = edgeqat("stage", "register", cwd=ws, env={"MLFLOW_TRACKING_URI": mlflow_server})
+    one_line_refusal(proc, "register.variant 'ptq_float16'", run.info.run_id, "(it has: qat_int8)",
+                     "edgeqat stage track")  # on 08117f3: KeyError 'edgeqat.model.ptq_float16', exit 1
+    assert not (ws / "logs" / "registered.json").exists()
+
+
+# --- the embedded store moves with the workspace --------------------------------------------
+
+
+def test_a_copied_workspace_keeps_its_artifacts_to_itself(tmp_path):
+    a = workspace(tmp_path / "a", "edgeqat-classifier")
+    (a / "metrics").mkdir()
+    (a / "metrics" / "train.json").write_text(json.dumps({"test_accuracy": 0.9}))
+    (a / "reports").mkdir()
+    (a / "reports" / "notes.json").write_text('{"workspace": "a"}')
+    env = {"MLFLOW_TRACKING_URI": ""}  # the embedded store: <workspace>/mlflow.db + mlartifacts/
+    first = edgeqat("stage", "track", cwd=a, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    b = tmp_path / "b"
+    shutil.copytree(a, b, symlinks=True)
+    (b / "metrics" / "train.json").write_text(json.dumps({"test_accuracy": 0.8}))  # a new execution in the copy
+    (b / "reports" / "notes.json").write_text('{"workspace": "b"}')
+    a_before = sorted(str(p.relative_to(a)) for p in (a / "mlartifacts").rglob("*"))
+    second = edgeqat("stage", "track", cwd=b, env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert sorted(str(p.relative_to(a)) for p in (a / "mlartifacts").rglob("*")) == a_before  # nothing written to a
+    assert "moved or copied from" in second.stderr, second.stderr
+    shutil.rmtree(a)  # and b works without a: every run's artifacts are read from b
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{b / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("edgeqat").experiment_id])
+    assert len(runs) == 2
+    for r in runs:
+        assert r.info.artifact_uri.startswith((b / "mlartifacts").as_uri()), r.info.artifact_uri
+        local = client.download_artifacts(r.info.run_id, "reports/notes.json", str(tmp_path / r.info.run_id[:8]))
+        assert json.loads(Path(local).read_text())["workspace"] in ("a", "b")
