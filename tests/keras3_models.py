@@ -21,6 +21,13 @@ MATRIX = [("sequential", 1, "softmax"), ("rescaling", 3, "logits"), ("blocks", 1
           ("mobilenetv2", 3, "logits")]
 FORMATS = (".keras", ".h5")
 CLASSES = 4
+# Files Keras 3 wrote, kept in the repository so the fast tier needs no Keras 3 process (one
+# costs 10-20 s on 2 cores): the matrix without MobileNetV2 (9 MB a file), the table's zoo and
+# the refusals. `python tests/keras3_models.py` writes them again; test_keras3.py's slow tests
+# build MobileNetV2 live, and test_keras3_slow.py builds and trains its models live.
+GOLDEN = Path(__file__).parent / "data" / "keras3"
+ZOO = [("zoo_functional", 3), ("zoo_sequential", 1)]
+REFUSING = ["with_lambda", "with_custom_layer", "with_mixed_precision", "with_hard_sigmoid", "with_lora", "with_ops"]
 
 
 def size_of(kind: str) -> int:
@@ -48,6 +55,20 @@ def build(jobs: list[dict], workdir: Path) -> float:
     return time.monotonic() - t0
 
 
+def golden_jobs(d: Path, kinds: list[tuple[str, int]] | None = None) -> list[dict]:
+    """Keras 3 builder jobs: random values in every variable, outputs on seeded probe inputs."""
+    if kinds is None:
+        kinds = [(kind, channels) for kind, channels, _ in MATRIX if kind != "mobilenetv2"] + ZOO
+    jobs = [{"kind": kind, "shape": [size_of(kind)] * 2 + [channels], "classes": CLASSES, "out": str(d),
+             "perturb": True, "probe": str(probe_inputs(kind, channels, d / f"{kind}.inputs.npy"))}
+            for kind, channels in kinds]
+    return jobs
+
+
+def refusal_jobs(d: Path) -> list[dict]:
+    return [{"kind": kind, "shape": [16, 16, 1], "classes": CLASSES, "out": str(d)} for kind in REFUSING]
+
+
 def probe_inputs(kind: str, channels: int, path: Path, n: int = 32) -> Path:
     """32 seeded inputs in the range the model is fed (0..255 for the Rescaling model)."""
     s = size_of(kind)
@@ -72,31 +93,25 @@ def max_output_difference(model, reference: Path, inputs: Path) -> float:
     return float(np.abs(ours - np.load(reference)).max())
 
 
-def run_every_stage(model_path: Path, prepared: Path, d: Path) -> dict:
-    """train (from_model) -> qat -> prune -> cluster -> convert -> evaluate -> validate, lean:
-    one epoch each, the variants each stage makes."""
-    from edgeqat.config import (ClusterConfig, ConvertConfig, EvaluateConfig, PruneConfig, QatConfig, TrainConfig,
-                                ValidateConfig)
-    from edgeqat.steps.cluster import cluster
+def run_stages(model_path: Path, prepared: Path, d: Path) -> dict:
+    """train (from_model) -> qat -> convert -> evaluate -> validate on the quick variant set
+    (fp32, ptq_int8, qat_int8), one QAT epoch: the slow tier stays lean. Pruning and
+    clustering take the same translated FP32 model as QAT does."""
+    from edgeqat.config import ConvertConfig, EvaluateConfig, QatConfig, TrainConfig, ValidateConfig
     from edgeqat.steps.convert import convert
     from edgeqat.steps.evaluate import evaluate
-    from edgeqat.steps.prune import prune
     from edgeqat.steps.qat import qat
     from edgeqat.steps.train import train
     from edgeqat.steps.validate import validate
+    from edgeqat.variants import SETS
 
-    variants = ["fp32", "qat_int8", "pqat_int8", "cqat_int8"]  # one per stage: the slow tier stays lean
+    variants = list(SETS["quick"])
     stages = [
         ("train", lambda: train(TrainConfig(from_model=str(model_path), batch_size=32), prepared, d / "fp32.keras")),
-        ("qat", lambda: qat(QatConfig(epochs=2, batch_size=32, learning_rate=1e-4), prepared, d / "fp32.keras",
-                            d / "qat.h5")),
-        ("prune", lambda: prune(PruneConfig(target_sparsity=0.5, epochs=1, pqat_epochs=1, channel_fraction=0.25,
-                                            channel_epochs=1, qat_epochs=1, batch_size=32),
-                                prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", pruned_out=d / "pruned.keras")),
-        ("cluster", lambda: cluster(ClusterConfig(number_of_clusters=16, epochs=1, qat_epochs=1, batch_size=32),
-                                    prepared, d / "fp32.keras", d / "pruned.keras", d / "cqat.h5", d / "pcqat.h5")),
+        ("qat", lambda: qat(QatConfig(epochs=1, batch_size=32, learning_rate=1e-4), prepared, d / "fp32.keras",
+                            d / "qat.h5", variants=variants)),
         ("convert", lambda: convert(ConvertConfig(variants=variants), prepared, d / "fp32.keras", d / "qat.h5",
-                                    d / "tflite", pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5")),
+                                    d / "tflite")),
         ("evaluate", lambda: evaluate(EvaluateConfig(latency_runs=2, warmup_runs=1), prepared, d / "tflite",
                                       d / "fp32.keras", d / "evaluation.json", d / "evaluation.md")),
         ("validate", lambda: validate(ValidateConfig(devices=["rpi4", "cortex_m7"], required_devices=[], latency_runs=2,
@@ -111,3 +126,12 @@ def run_every_stage(model_path: Path, prepared: Path, d: Path) -> dict:
         out["seconds"][name] = round(time.monotonic() - t0, 1)
     out["table"] = json.loads((d / "summary.json").read_text())["variants"]
     return out
+
+
+if __name__ == "__main__":  # write the kept Keras 3 files again (tests/data/keras3)
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    for old in GOLDEN.iterdir():
+        old.unlink()
+    print(f"Keras 3 wrote {GOLDEN} in {build(golden_jobs(GOLDEN) + refusal_jobs(GOLDEN), GOLDEN):.0f} s")
+    for spec in GOLDEN.glob("jobs-*.json"):
+        spec.unlink()

@@ -1,10 +1,13 @@
 """Keras 3 model files (what tf.keras saves since TensorFlow 2.16) as tf-keras models.
 
-Every model here is built and saved by Keras 3 itself, in one child process per module
-(tests/keras3_build.py), with random values in every variable so that a weight in the wrong
-slot shows. Each file is translated (no Keras 3 in this process) and its outputs compared
-with what Keras 3 computed on the same inputs. The issue's matrix through every stage is in
-tests/integration/test_keras3_slow.py.
+Every model here was built and saved by Keras 3 itself (tests/keras3_build.py), with random
+values in every variable so that a weight in the wrong slot shows. The fast tests read the
+files Keras 3 wrote once, kept in tests/data/keras3 with Keras 3's outputs on seeded inputs
+(`python tests/keras3_models.py` writes them again): a Keras 3 process costs 10-20 s on 2
+cores. The slow ones run Keras 3 live: MobileNetV2 built in a child process, and edgeqat's
+own check against Keras 3. Each file is translated (no Keras 3 in this process) and its
+outputs compared with what Keras 3 computed on the same inputs. The matrix through the
+stages is in tests/integration/test_keras3_slow.py.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import pytest
 import keras3_models as k3
 from edgeqat.errors import ModelError
 
-ZOO = [("zoo_functional", 3), ("zoo_sequential", 1)]
 REFUSALS = [  # (kind, what the one line must say)
     ("with_lambda", r"layer times_two cannot be translated to tf-keras: it is a Lambda: it stores Python code"),
     ("with_custom_layer", r"layer doubler cannot be translated to tf-keras: '(user>)?Doubler' is custom code from "
@@ -36,31 +38,32 @@ REFUSALS = [  # (kind, what the one line must say)
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Every Keras 3 file of this module, from one Keras 3 child process."""
+def built():
+    """The Keras 3 files kept in the repository (no Keras 3 process)."""
+    return k3.GOLDEN
+
+
+@pytest.fixture(scope="module")
+def mobilenet(tmp_path_factory):
+    """MobileNetV2 under a head, built by Keras 3 now (9 MB a file: not kept)."""
     d = tmp_path_factory.mktemp("keras3")
-    jobs = []
-    for kind, channels, _ in k3.MATRIX:
-        s = k3.size_of(kind)
-        jobs.append({"kind": kind, "shape": [s, s, channels], "classes": k3.CLASSES, "out": str(d), "perturb": True,
-                     "probe": str(k3.probe_inputs(kind, channels, d / f"{kind}.inputs.npy"))})
-    for kind, channels in ZOO:
-        jobs.append({"kind": kind, "shape": [16, 16, channels], "classes": k3.CLASSES, "out": str(d), "perturb": True,
-                     "probe": str(k3.probe_inputs(kind, channels, d / f"{kind}.inputs.npy"))})
-    for kind, _ in REFUSALS:
-        jobs.append({"kind": kind, "shape": [16, 16, 1], "classes": k3.CLASSES, "out": str(d)})
-    seconds = k3.build(jobs, d)
-    print(f"\nKeras 3 built and saved {len(jobs) * 2} files in {seconds:.1f} s")
+    seconds = k3.build(k3.golden_jobs(d, [("mobilenetv2", 3)]), d)
+    print(f"\nKeras 3 built and saved MobileNetV2 in {seconds:.1f} s")
     return d
 
 
+SLOW = pytest.mark.slow  # a Keras 3 process
+MATRIX = [pytest.param(*m, marks=SLOW) if m[0] == "mobilenetv2" else m for m in k3.MATRIX]
+
+
 @pytest.mark.parametrize("fmt", k3.FORMATS)
-@pytest.mark.parametrize("kind,channels,head", k3.MATRIX, ids=[m[0] for m in k3.MATRIX])
-def test_matrix_model_translates_with_the_same_outputs(built, kind, channels, head, fmt):
+@pytest.mark.parametrize("kind,channels,head", MATRIX, ids=[m[0] for m in k3.MATRIX])
+def test_matrix_model_translates_with_the_same_outputs(request, kind, channels, head, fmt):
     import time
 
     from edgeqat.models.keras3 import is_keras3, translate_file
 
+    built = request.getfixturevalue("mobilenet" if kind == "mobilenetv2" else "built")
     path = built / f"{kind}{fmt}"
     assert is_keras3(path)
     t0 = time.monotonic()
@@ -85,7 +88,7 @@ def test_translation_table_is_walked_in_full(built):
     from edgeqat.models.keras3 import table, translate_file
 
     used: set[str] = set()
-    for kind, _ in ZOO:
+    for kind, _ in k3.ZOO:
         for fmt in k3.FORMATS:
             model, u = translate_file(built / f"{kind}{fmt}")
             used |= u
@@ -108,6 +111,7 @@ def test_what_cannot_cross_is_refused_naming_the_layer(built, kind, pattern, fmt
     assert "DTypePolicy" not in message  # the old, misleading refusal
 
 
+@SLOW
 def test_a_keras3_file_is_the_pretrained_model_of_the_train_stage(built, tiny_prepared, tmp_path, capsys):
     """train.from_model = a Keras 3 .keras: translated, checked against Keras 3 in a child
     process on the prepared images, flattened, and saved as a tf-keras file."""
@@ -127,6 +131,7 @@ def test_a_keras3_file_is_the_pretrained_model_of_the_train_stage(built, tiny_pr
     assert [l.name for l in flat.layers][-1] == "dense"
 
 
+@SLOW
 def test_a_wrong_translation_is_caught_by_the_check(built, monkeypatch):
     """The check against Keras 3 can fail: with ReLU's max_value dropped as if it changed
     nothing, the blocks model's ReLU(6.0) layers become plain ReLUs, and the file is refused."""
