@@ -116,7 +116,9 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
     (tmp_path / "reports" / "summary.json").write_text(json.dumps(_summary()))
     timings = {name: {"latency_p50_ms": 0.07, "latency_p90_ms": 0.09, "speedup": 1.0} for name in _summary()["variants"]}
     (tmp_path / "logs" / "timings").mkdir(parents=True)
-    (tmp_path / "logs" / "timings" / "evaluate.json").write_text(json.dumps({"host": "x86_64 test", **timings}))
+    record = {"stage": "evaluate", "started_at": "2026-01-01T00:00:00.000+00:00",
+              "ended_at": "2026-01-01T00:00:09.000+00:00", "host": "x86_64 test", **timings}
+    (tmp_path / "logs" / "timings" / "evaluate.json").write_text(json.dumps(record))
 
     out = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "100"})
     assert out.returncode == 0, out.stderr
