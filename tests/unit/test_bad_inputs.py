@@ -829,3 +829,21 @@ def test_keras_file_that_is_not_a_zip(tmp_path, prepared_8x8, sine_tflite):
     proc = edgeqat("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference", "plain.keras",
                    "--no-emulate", cwd=tmp_path)
     refused(proc, "plain.keras: not a readable .keras archive", ws=tmp_path, before=before)
+
+
+def test_packed_savedmodel_variables_count_as_weights_in_the_zip_caps(tmp_path):
+    """models/fp32.keras made from a model.export() SavedModel is a zip of its files: variables
+    above the 64 MiB cap of other members are weights (1 GiB cap); anything else is not."""
+    from edgeqat.errors import ModelError
+    from edgeqat.models.exported import PACKED
+    from edgeqat.models.io import check_model_file
+
+    raw, crc = _deflated_run(b"\0", 128 << 20)
+    marker = _member(PACKED, b'{"format": "saved_model"}')
+    ok = _zip_raw(tmp_path / "fp32.keras", [marker, _member("saved_model/saved_model.pb", b"pb"),
+                                            ("saved_model/variables/variables.data-00000-of-00001", raw, crc, 128 << 20)])
+    assert check_model_file(ok) == ok
+    big = _zip_raw(tmp_path / "assets.keras", [marker, ("saved_model/assets/blob", raw, crc, 128 << 20)])
+    with pytest.raises(ModelError, match=r"assets\.keras: member saved_model/assets/blob would unpack to 128\.0 MiB "
+                                         r"\(limit 64\.0 MiB\)"):
+        check_model_file(big)
