@@ -111,3 +111,38 @@ def set_determinism(seed: int) -> None:
     _load("keras").backend.clear_session()
     _load("keras").utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+# Keras 3 runs only in a child process: this one has selected tf-keras for good. The child
+# loads a user's Keras 3 file with safe_mode (and only after edgeqat has refused any code in
+# it) and writes the model's outputs on the given inputs, for the translation check.
+_KERAS3_CHILD = """
+import os, sys
+import numpy as np
+import keras
+model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)
+out = model.predict(np.load(sys.argv[2]), verbose=0, batch_size=32)
+np.save(sys.argv[3], np.asarray(out, dtype=np.float32))
+print(keras.__version__)
+"""
+
+
+def keras3_outputs(model_path: Any, inputs_npy: Any, outputs_npy: Any, timeout: float = 900) -> tuple[int, str]:
+    """Run the Keras 3 that TensorFlow ships (``keras``, not ``tf_keras``) in a child process
+    without ``TF_USE_LEGACY_KERAS``: it loads ``model_path`` and saves its outputs on the
+    inputs to ``outputs_npy``. Returns (exit status, what it printed: its Keras version, or
+    its error)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "KERAS_BACKEND")}
+    env.update(KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3", PYTHONWARNINGS="ignore")
+    try:
+        proc = subprocess.run([sys.executable, "-c", _KERAS3_CHILD, str(model_path), str(inputs_npy), str(outputs_npy)],
+                              env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return -1, f"Keras 3 did not finish within {timeout:.0f} s"
+    if proc.returncode != 0:
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        return proc.returncode, lines[-1] if lines else f"exit status {proc.returncode}"
+    return 0, proc.stdout.strip()

@@ -725,3 +725,125 @@ def test_the_bounded_receiver_still_answers_signed_events(receiver):
                                           "X-MLflow-Delivery-Id": "d1"})
     with urllib.request.urlopen(req, timeout=10) as res:
         assert res.status == 200 and b"ignored" in res.read()
+
+
+# --- .keras zip caps (issue 27 item 8, branch i25-keras3) --------------------------------
+# Real zip bombs: a deflate stream of a repeated byte, with the right CRC, so that a reader
+# that trusted the archive would really unpack gigabytes. edgeqat refuses them from the zip's
+# central directory before reading any member.
+
+GiB = 1 << 30
+
+
+def _deflated_run(byte: bytes, size: int) -> tuple[bytes, int]:
+    """(raw deflate stream, CRC-32) of ``size`` copies of ``byte``: a fully flushed block
+    compresses every 64 MiB chunk to the same bytes, so it is made once and repeated."""
+    chunk_size = 64 << 20
+    assert size % chunk_size == 0
+    chunk = byte * chunk_size
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = c.compress(chunk) + c.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(size // chunk_size):
+        crc = zlib.crc32(chunk, crc)
+    return block * (size // chunk_size) + c.flush(zlib.Z_FINISH), crc
+
+
+def _zip_raw(path: Path, members: list[tuple[str, bytes, int, int]]) -> Path:
+    """A zip of already-deflated members (name, stream, crc, unpacked size), as zipfile
+    would write them; zipfile itself has no way to take a pre-compressed stream."""
+    out, central = bytearray(), bytearray()
+    for name, raw, crc, size in members:
+        n, offset = name.encode(), len(out)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(raw), size, len(n), 0) + n + raw
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(raw), size, len(n), 0,
+                               0, 0, 0, 0, offset) + n
+    out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
+                                 len(out), 0)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def _member(name: str, data: bytes) -> tuple[str, bytes, int, int]:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return name, c.compress(data) + c.flush(), zlib.crc32(data), len(data)
+
+
+META = _member("metadata.json", b'{"keras_version": "3.15.1"}')
+
+
+def _timed(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    """edgeqat(...) under /usr/bin/time: (process, seconds, max RSS in MB) of the refusal."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["/usr/bin/time", "-f", "time: %e s, max RSS %M kB", str(BIN / "edgeqat"), *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    stats = proc.stderr.strip().splitlines()[-1]
+    proc.stderr = "\n".join(proc.stderr.strip().splitlines()[:-1]) + "\n"
+    seconds, kb = stats.removeprefix("time: ").split(" s, max RSS ")
+    return proc, float(seconds), int(kb.removesuffix(" kB")) / 1024
+
+
+def test_keras_config_json_bomb_is_refused_from_the_zip_directory(tmp_path, prepared_8x8, sine_tflite):
+    raw, crc = _deflated_run(b" ", 3 * GiB // 2)  # 1.5 GiB of whitespace, 1.5 MB zipped
+    _zip_raw(tmp_path / "bomb.keras", [META, ("config.json", raw, crc, 3 * GiB // 2)])
+    assert zipfile.ZipFile(tmp_path / "bomb.keras").getinfo("config.json").file_size == 3 * GiB // 2
+    before = tree(tmp_path)
+    proc, seconds, rss = _timed("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference",
+                                "bomb.keras", "--no-emulate", cwd=tmp_path)
+    refused(proc, "bomb.keras: member config.json would unpack to 1.50 GiB (limit 16.0 MiB)", ws=tmp_path,
+            before=before)
+    print(f"\nconfig.json bomb refused in {seconds:.1f} s, max RSS {rss:.0f} MB")
+
+
+def test_keras_weights_bomb_is_refused_before_unpacking(tmp_path, prepared_8x8):
+    import json
+
+    raw, crc = _deflated_run(b"\0", 3 * GiB)  # 3 GiB of zeros, 3 MB zipped
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, 8, 8, 1], "name": "in"}},
+        {"class_name": "Flatten", "config": {"name": "flat"}}, {"class_name": "Dense", "config": {"name": "d", "units": 3}}]}}
+    _zip_raw(tmp_path / "bomb.keras", [META, _member("config.json", json.dumps(config).encode()),
+                                       ("model.weights.h5", raw, crc, 3 * GiB)])
+    params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 8, "calibration_size": 4},
+           train={"from_model": "bomb.keras"})
+    before = tree(tmp_path)
+    proc, seconds, rss = _timed("stage", "train", "--params", "params.yaml", "--prepared", "prep", "--fp32-model",
+                                "models/fp32.keras", cwd=tmp_path)
+    refused(proc, "bomb.keras: member model.weights.h5 would unpack to 3.00 GiB (limit 1.00 GiB)", ws=tmp_path,
+            before=before)
+    print(f"\nmodel.weights.h5 bomb refused in {seconds:.1f} s, max RSS {rss:.0f} MB")
+
+
+def test_keras_config_nested_too_deep_is_refused(tmp_path, prepared_8x8, sine_tflite):
+    deep = b"[" * 5000 + b"]" * 5000  # 10 kB of JSON: json.loads copes, walkers of it would not
+    _zip_raw(tmp_path / "deep.keras", [_member("config.json", deep)])
+    before = tree(tmp_path)
+    proc = edgeqat("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference", "deep.keras",
+                   "--no-emulate", cwd=tmp_path)
+    refused(proc, "deep.keras: config.json is nested deeper than 100 levels", ws=tmp_path, before=before)
+
+
+def test_keras_file_that_is_not_a_zip(tmp_path, prepared_8x8, sine_tflite):
+    (tmp_path / "plain.keras").write_text("not a zip")
+    before = tree(tmp_path)
+    proc = edgeqat("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference", "plain.keras",
+                   "--no-emulate", cwd=tmp_path)
+    refused(proc, "plain.keras: not a readable .keras archive", ws=tmp_path, before=before)
+
+
+def test_packed_savedmodel_variables_count_as_weights_in_the_zip_caps(tmp_path):
+    """models/fp32.keras made from a model.export() SavedModel is a zip of its files: variables
+    above the 64 MiB cap of other members are weights (1 GiB cap); anything else is not."""
+    from edgeqat.errors import ModelError
+    from edgeqat.models.exported import PACKED
+    from edgeqat.models.io import check_model_file
+
+    raw, crc = _deflated_run(b"\0", 128 << 20)
+    marker = _member(PACKED, b'{"format": "saved_model"}')
+    ok = _zip_raw(tmp_path / "fp32.keras", [marker, _member("saved_model/saved_model.pb", b"pb"),
+                                            ("saved_model/variables/variables.data-00000-of-00001", raw, crc, 128 << 20)])
+    assert check_model_file(ok) == ok
+    big = _zip_raw(tmp_path / "assets.keras", [marker, ("saved_model/assets/blob", raw, crc, 128 << 20)])
+    with pytest.raises(ModelError, match=r"assets\.keras: member saved_model/assets/blob would unpack to 128\.0 MiB "
+                                         r"\(limit 64\.0 MiB\)"):
+        check_model_file(big)

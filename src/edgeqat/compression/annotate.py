@@ -47,7 +47,8 @@ def _after_weighted(layer: Any) -> bool:
         return False
     ins = nodes[0].inbound_layers
     ins = ins if isinstance(ins, (list, tuple)) else [ins]
-    return len(ins) == 1 and type(ins[0]).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
+    # a SeparableConv2D becomes DepthwiseConv2D + Conv2D (_TRANSFORMED), whose Conv2D takes the fold
+    return len(ins) == 1 and type(ins[0]).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense", "SeparableConv2D")
 
 
 AFFINE = ("Rescaling", "Normalization")

@@ -14,11 +14,11 @@ the check for users who wrote the model themselves.
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from edgeqat.errors import ModelError
+from edgeqat.models.keras_zip import check_depth, read_json
 
 # Layers whose config holds code: Keras 2's Lambda (marshalled bytecode) and Keras 3's
 # serialized lambdas. TFOpLambda / SlicingOpLambda name a TF op instead (checked below).
@@ -52,15 +52,16 @@ def _read_config(path: Path) -> list[Any]:
             pb.ParseFromString(meta.read_bytes())
             return [json.loads(n.metadata) for n in pb.nodes if n.metadata]
         if path.suffix == ".keras":
-            with zipfile.ZipFile(path) as zf:
-                return [json.loads(zf.read("config.json"))]
+            return [read_json(path, "config.json")]  # member sizes and nesting bounded
         import h5py
 
         with h5py.File(path, "r") as f:
             raw = f.attrs.get("model_config")
         if raw is None:
             raise ModelError(f"{path}: HDF5 file holds no model_config (weights only?); save the whole model")
-        return [json.loads(raw.decode() if isinstance(raw, bytes) else raw)]
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        check_depth(config, f"{path}: model_config")
+        return [config]
     except ModelError:
         raise
     except Exception as err:  # noqa: BLE001 - h5py, zipfile, protobuf and json each raise their own

@@ -8,11 +8,10 @@ from typing import Any
 
 from edgeqat.config import TrainConfig
 from edgeqat.data.shards import load_meta, make_dataset
-from edgeqat.errors import ModelError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
 from edgeqat.models.exported import WHY as EXPORT_WHY, ExportedModel
 from edgeqat.models.graph import flatten
-from edgeqat.models.io import check_model_fits_data, load_model, save_model
+from edgeqat.models.io import check_model_file, check_model_fits_data, load_model, save_model
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
 
 
@@ -29,6 +28,8 @@ def train(
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
+    if cfg.from_model:
+        check_model_file(cfg.from_model)  # a bad file is refused before TensorFlow starts
     set_determinism(cfg.seed)
     meta = load_meta(prepared)
     prepared = Path(prepared)
@@ -39,14 +40,15 @@ def train(
 
     if cfg.from_model:
         log(f"train: starting from the pretrained model {cfg.from_model} (no training)")
-        model = load_model(cfg.from_model, trust_code=cfg.trust_model_code)
+        # a Keras 3 file is checked against Keras 3 on the images it will see
+        samples = next(iter(val_ds.unbatch().batch(32)))[0].numpy()
+        model = load_model(cfg.from_model, trust_code=cfg.trust_model_code, samples=samples)
         if isinstance(model, ExportedModel):  # no layers: kept as the SavedModel it is
             log(f"train: {cfg.from_model}: {EXPORT_WHY}; fp32 and the post-training variants are built from it")
-            check_model_fits_data(model, meta, cfg.from_model)
         else:
             model = flatten(model, cfg.from_model)
-            check_model_fits_data(model, meta, cfg.from_model)
             compile_classifier(model, cfg.learning_rate)
+        check_model_fits_data(model, meta, cfg.from_model)
         rows = [{"epoch": 0, "val_accuracy": accuracy(model, val_ds)}]
         if tensorboard_dir is not None:  # the stage's output folder exists either way
             with maybe_atomic_dir(tensorboard_dir) as tb:
