@@ -126,8 +126,10 @@ def save(model, dest: Path) -> Path:
     return dest
 
 
-def run_chain(model_path: Path, prepared: Path, d: Path, *, variants=VARIANTS, recommend_devices=("cortex_m7",)) -> dict:
-    """Every stage on ``model_path``; returns each stage's metrics and the per-variant table."""
+def run_chain(model_path: Path, prepared: Path, d: Path, *, variants=VARIANTS, recommend_devices=("cortex_m7",),
+              compress: bool = True) -> dict:
+    """Every stage on ``model_path``; returns each stage's metrics and the per-variant table.
+    ``compress=False`` leaves out prune and recommend (and needs no pruned variant)."""
     from edgeqat.steps.convert import convert
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.prune import prune
@@ -148,10 +150,13 @@ def run_chain(model_path: Path, prepared: Path, d: Path, *, variants=VARIANTS, r
     out["qat"] = qat(QatConfig(epochs=1, batch_size=16, keep_float=["@last"]), prepared, d / "fp32.keras", d / "qat.h5",
                      mixed_out=d / "mixed.h5", sensitivity_json=d / "sensitivity.json")
     lap("qat")
-    out["prune"] = prune(PruneConfig(**TINY_PRUNE), prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5")
-    lap("prune")
+    pruned = {}
+    if compress:
+        out["prune"] = prune(PruneConfig(**TINY_PRUNE), prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5")
+        lap("prune")
+        pruned = {"pqat_model": d / "pqat.h5", "channel_pruned_model": d / "cp.h5"}
     out["convert"] = convert(ConvertConfig(variants=list(variants)), prepared, d / "fp32.keras", d / "qat.h5", d / "tflite",
-                             mixed_model=d / "mixed.h5", pqat_model=d / "pqat.h5", channel_pruned_model=d / "cp.h5")
+                             mixed_model=d / "mixed.h5", **pruned)
     lap("convert")
     out["evaluate"] = evaluate(EvaluateConfig(latency_runs=2, warmup_runs=1), prepared, d / "tflite", d / "fp32.keras",
                                d / "evaluation.json", d / "evaluation.md")
@@ -160,14 +165,16 @@ def run_chain(model_path: Path, prepared: Path, d: Path, *, variants=VARIANTS, r
                                prepared, d / "tflite", d / "fp32.keras", d / "evaluation.json", d / "summary.json",
                                devices_json=d / "devices.json")
     lap("validate")
+    summary = json.loads((d / "summary.json").read_text())
+    out["table"], out["devices"] = summary["variants"], summary["devices"]
+    if not compress:
+        return out
     out["recommend"] = recommend(RecommendConfig(devices=list(recommend_devices), sparsities=[], channel_fractions=[],
                                                  latency_runs=2, max_minutes=2), prepared,
                                  d / "tflite", d / "fp32.keras", d / "qat.h5", d / "recommend", d / "recommended",
                                  prune=PruneConfig(**TINY_PRUNE), force=True,
                                  validate=ValidateConfig(emulate=False))  # the choice's final check: no QEMU here
     lap("recommend")
-    summary = json.loads((d / "summary.json").read_text())
-    out["table"], out["devices"] = summary["variants"], summary["devices"]
     return out
 
 

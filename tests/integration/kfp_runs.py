@@ -10,8 +10,9 @@ from pathlib import Path
 
 from edgeqat.stages import ALL, STAGES
 
-# The registered variant on a required device it cannot run on (float ops on an int8-only TPU).
-FAILING = {"validate.model": "fp32", "validate.required_devices": ["coral_edgetpu"]}
+# The registered (and so validated) variant on a required device it cannot run on: float ops
+# on an int8-only TPU.
+FAILING = {"validate.model": "fp32", "register.variant": "fp32", "validate.required_devices": ["coral_edgetpu"]}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -236,6 +236,7 @@ def test_a_failing_required_device_is_tracked_as_failed_and_registers_nothing(te
     versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
     p = yaml.safe_load((a / "params.yaml").read_text())
     p["validate"].update(model="fp32", required_devices=["coral_edgetpu"])  # float ops on an int8-only TPU
+    p["register"].update(variant="fp32")  # the registered file is the validated one (check-params)
     (a / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     proc = dvc(a, "repro", env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]  # under DVC a failed gate is a result: the run ends
