@@ -29,6 +29,11 @@ def prepare(
     prepare__follow_symlinks: bool,
     prepare__alpha_background: str,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
     raw_data: Optional[Input[Dataset]] = None,
 ) -> None:
     """Raw data -> resized, stratified, sharded train/val/test/calib splits."""
@@ -56,6 +61,11 @@ def train(
     train__dropout: float,
     train__shuffle_buffer: int,
     train__seed: int,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
     pretrained_model: Optional[Input[Model]] = None,
 ) -> None:
     """FP32 baseline, or the user's pretrained model (train.from_model)."""
@@ -85,6 +95,11 @@ def qat(
     qat__auto_keep_float: bool,
     qat__max_accuracy_drop: float,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -116,6 +131,11 @@ def prune(
     prune__batch_size: int,
     prune__seed: int,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -143,6 +163,11 @@ def cluster(
     cluster__batch_size: int,
     cluster__seed: int,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -167,6 +192,11 @@ def convert(
     convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Keras models -> .tflite variants and model_card.json."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -192,6 +222,11 @@ def evaluate(
     evaluate__reference: str,
     evaluate__headline: str,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -221,6 +256,11 @@ def validate(
     validate__emulate_samples: int,
     validate__parity_samples: int,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> bool:
     """The registered variant on every device profile: runs? fits? accurate? fast enough?"""
     from edgeqat.adapters.kfp.runner import run_component
@@ -270,6 +310,11 @@ def recommend(
     validate__emulate_samples: int,
     validate__parity_samples: int,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """recommend.enabled: the best model per device of recommend.devices (else a one-line report)."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -306,6 +351,11 @@ def report(
     validate__emulate_samples: int,
     validate__parity_samples: int,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """One self-contained page (reports/report.html), its figures, and the headline metrics."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -450,6 +500,7 @@ def track(
     register__required_devices: str,
     register__deploy_dir: str,
     mlflow_tracking_uri: str,
+    mlflow_experiment: str,
     run_tags: dict,
     kfp_run_id: str,
     kfp_run_name: str,
@@ -564,6 +615,10 @@ def register(
     register__required_devices: str,
     register__deploy_dir: str,
     mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """The run's model as a new MLflow model version (alias challenger); per-device models too."""
     from edgeqat.adapters.kfp.runner import run_component

@@ -393,6 +393,42 @@ def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_
 # --- concurrency ---------------------------------------------------------------------------
 
 
+def test_fifty_promotions_keep_the_model_tags_bounded_and_the_whole_history(url, v_good, reg, tmp_path):
+    """The history is one artifact per event in a run of its own; the registered model keeps only
+    where it is and the last move. History written by earlier versions (a tag per event) still reads."""
+    from edgeqat.promotion import promote
+    from edgeqat.registry import HISTORY_PREFIX
+
+    name = "history-it"
+    cfg = CFG.model_copy(update={"model_name": name})
+    reg.ensure_model(name)
+    model_id = _logged_model_of(reg, NAME, v_good["version"])
+    tags = {k: v for k, v in reg.version(NAME, v_good["version"])["tags"].items() if not k.startswith("edgeqat.")}
+    versions = [reg.create_version(name, model_id, v_good["run_id"], tags, "history test") for _ in range(2)]
+    old = {f"{HISTORY_PREFIX}20200101T000000000000.0000aaaa": {"action": "promote", "alias": "champion", "version": "1",
+                                                                "by": "edgeqat 0.x", "at": "2020-01-01T00:00:00"},
+           f"{HISTORY_PREFIX}20200101T000001000000.0000bbbb": {"action": "refused", "alias": "champion", "version": "2",
+                                                                "by": "edgeqat 0.x", "at": "2020-01-01T00:00:01"}}
+    for key, event in old.items():  # as edgeqat before this version recorded it
+        reg.client.set_registered_model_tag(name, key, json.dumps(event))
+    t0 = time.monotonic()
+    for i in range(50):
+        promote(reg, cfg, name, versions[i % 2], reason=f"promotion {i}", by="history test")
+    print(f"\n50 promotions: {time.monotonic() - t0:.1f} s")
+    ours = [k for k in reg.registered_model(name)["tags"] if k.startswith("edgeqat.")]
+    assert len(ours) <= 5, ours
+    res = cli(url, "history", "--model", name, "--json")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    events = json.loads(res.stdout)[name]
+    assert [e.get("reason") for e in events if e.get("by") == "history test"] == [f"promotion {i}" for i in range(50)]
+    assert [e["key"] for e in events[:2]] == list(old)  # the old tags first: time order
+    t0 = time.monotonic()
+    table = cli(url, "history", "--model", name, "--wide")
+    print(f"edgeqat history (52 events, in-process): {time.monotonic() - t0:.1f} s")
+    shown = re.findall(r"promotion (\d+)\b", table.stdout)
+    assert sorted(map(int, shown)) == list(range(50)) and table.stdout.count("edgeqat 0.x") == 2
+
+
 def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_versions_and_aliases(
         built, url, v_good, v_bad, reg, tmp_path, monkeypatch):
     """Both first `track`s race to create the experiment; both registrations race for challenger."""
@@ -616,6 +652,25 @@ def test_webhook_records_a_champion_removed_in_the_ui(url, reg, receiver, v_good
     assert res.exit_code == 0, res.output + repr(res.exception)
     wait_for(lambda: _export_json(receiver).get("champion_set") is True, what="the new champion to be deployed")
     assert _export_json(receiver)["version"] == v_good["version"] and not receiver.rcv.errors
+
+
+def test_a_version_registered_in_the_ui_gets_no_alias_through_the_receiver(url, reg, receiver, v_good):
+    """The MLflow UI's "Register model" button on a LoggedModel's page: a version from the very
+    model edgeqat registered, without the measurements register tags. As champion it fails the
+    same gates, so the receiver puts the champion back."""
+    previous = reg.alias_version(NAME, "champion")
+    model_id = _logged_model_of(reg, NAME, v_good["version"])
+    mv = reg.client.create_model_version(NAME, f"models:/{model_id}", run_id=v_good["run_id"], model_id=model_id)
+    clicked = str(mv.version)
+    _logged_model_of(reg, NAME, clicked)  # the server links it to the LoggedModel like any version
+    set_alias_rest(url, clicked)
+    wait_for(lambda: "revert" in _actions(reg, previous) and reg.alias_version(NAME, "champion") == previous,
+             what="the receiver to revert the champion set on a UI-registered version")
+    receiver.rcv.drain()
+    v = reg.version(NAME, clicked)
+    assert "no accuracy tag: not registered by edgeqat" in v["tags"]["edgeqat.rejected"]
+    assert v["description"].startswith("**edgeqat rejected this version as champion** on ")
+    assert _export_json(receiver)["version"] == previous and not receiver.rcv.errors
 
 
 def test_a_passing_champion_set_while_the_receiver_was_down_is_exported_on_start(url, reg, receiver, v_good):

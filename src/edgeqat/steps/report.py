@@ -1,6 +1,7 @@
 """report: the run's outputs -> reports/report.html (one self-contained page), its figures as
-PNGs (logged to MLflow with the reports), and metrics/headline.json (the few numbers
-`dvc metrics show/diff` and `dvc exp show` compare)."""
+PNGs (logged to MLflow with the reports), and metrics/headline.json (the six numbers of the
+validated model that `dvc metrics show/diff` and `dvc exp show` compare; every variant's are in
+metrics/evaluate.json)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ from edgeqat.config import EvaluateConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_bytes, write_json, write_text
-from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, headline, render
-
-# The variants the headline file compares, those converted (the registered one among them).
-HEADLINE_VARIANTS = ("fp32", "ptq_int8", "qat_int8", "pqat_int8", "channel_pruned_qat_int8", "cqat_int8", "pcqat_int8")
+from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, render
+from edgeqat.run_layout import dvc_headline
 
 
 def _png_bytes(fig: Any) -> bytes:
@@ -63,7 +62,7 @@ def report(
     html = render(summary, figures=embedded, budget_rows=rows,
                   recommendation=read_json(rec_file) if rec_file.is_file() else None)
     write_text(html_out, html)
-    head = headline(summary, HEADLINE_VARIANTS)
+    head = dvc_headline(summary)  # the validated model's six numbers: DVC's views stay within 100 columns
     write_json(headline_path, head)
     log(f"report: {html_out} ({len(html) // 1024} KiB, {len(embedded)} figures)")
     return head
