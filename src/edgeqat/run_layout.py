@@ -4,17 +4,19 @@ Settings are params (every params.yaml key); metrics are measurements, and only 
 a chart. The MLflow UI makes one section per key prefix (everything before the last ``/``) and
 orders sections alphabetically, so the names put what a person looks for first:
 
-=======================  ==========================================================  =========
-section                  keys                                                        default
-=======================  ==========================================================  =========
-``headline``             the validated model: accuracy, drop vs the reference,       6
-                         KiB, devices passed of validated, gate passed (1/0)
-``training/<stage>``     one curve per fine-tune and column, step = epoch            23
-                         (``training/prune/pqat.val_accuracy``)
-``validation``           ``<device>.passed`` (1/0) per validated device              11
-``variants``             ``<variant>.accuracy`` and ``<variant>.size_bytes``         22
-``system``               MLflow's system metrics (its own tab)                       ~8
-=======================  ==========================================================  =========
+=====================  ===========================================================  =======
+section                keys                                                         default
+=====================  ===========================================================  =======
+``headline``           the validated model's accuracy, KiB and devices passed:      3
+                       one row of charts, so the curves start on the first screen
+``training/<what>``    one curve per fine-tune and column, step = epoch: the FP32   23
+                       ``baseline`` (the train stage) first, then ``cluster``,
+                       ``prune``, ``qat`` (``training/prune/pqat.val_accuracy``)
+``validation``         ``<device>.passed`` (1/0) per validated device, the          14
+                       accuracy drop vs the reference, devices, gate passed (1/0)
+``variants``           ``<variant>.accuracy`` and ``<variant>.size_bytes``          22
+``system``             MLflow's system metrics (its own tab)                        ~8
+=====================  ===========================================================  =======
 
 Everything else a stage measured (per-class counts, Vela cycles, clustering facts, wall
 times) goes into one table artifact (:func:`metrics_table`), and the same numbers stay in
@@ -39,14 +41,20 @@ CURVE_COLUMNS = ("loss", "val_accuracy", "sparsity")
 MAX_METRICS = 70
 
 
+# The run page's first screen holds one row of three charts, then the first curves.
+RUN_HEADLINE = ("accuracy", "size_kib", "devices_passed")
+# Curve sections are named for what they train; the FP32 baseline's sorts first.
+CURVE_SECTION = {"train": "baseline"}
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.]+", "_", text.split(" (")[0].strip()).strip("_") or "fit"
 
 
 def curve_key(stage: str, fine_tune: str, column: str) -> str:
-    """``training/<stage>/<fine-tune>.<column>``: the stage names the section, the fine-tune
-    (as the step named its training run) and the column the chart."""
-    return f"{TRAINING}/{_slug(stage)}/{_slug(fine_tune)}.{column}"
+    """``training/<stage>/<fine-tune>.<column>``: the stage names the section (the train stage's
+    is ``baseline``), the fine-tune (as the step named its training run) and the column the chart."""
+    return f"{TRAINING}/{CURVE_SECTION.get(stage, _slug(stage))}/{_slug(fine_tune)}.{column}"
 
 
 def curve_points(stage: str, fine_tune: str, logs: Mapping[str, float]) -> dict[str, float]:
@@ -91,10 +99,11 @@ def headline(summary: Mapping[str, Any]) -> dict[str, float]:
 
 
 def dvc_headline(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """metrics/headline.json: six numbers, so `dvc metrics show` and `dvc exp show` stay narrow.
-    The test split's size rides along: accuracies on different test splits do not compare."""
+    """metrics/headline.json: five numbers of the validated model, so `dvc metrics show` fits
+    100 columns. The test split's size rides along: accuracies on different test splits do not
+    compare. (How many devices were validated is in metrics/validate.json.)"""
     head = headline(summary)
-    keys = ("accuracy", "accuracy_drop", "size_kib", "devices_passed", "devices")
+    keys = ("accuracy", "accuracy_drop", "size_kib", "devices_passed")
     return {**{k: head[k] for k in keys if k in head}, "test_images": summary.get("num_test")}
 
 
@@ -114,8 +123,10 @@ def validation_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
 
 
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
-    """Every run metric that reports/summary.json (validate's output) holds."""
-    return {**{f"{HEADLINE}/{k}": float(v) for k, v in headline(summary).items()},
+    """Every run metric that reports/summary.json (validate's output) holds: the headline's
+    three, the rest of the headline numbers under validation."""
+    head = headline(summary)
+    return {**{f"{HEADLINE if k in RUN_HEADLINE else VALIDATION}/{k}": float(v) for k, v in head.items()},
             **validation_metrics(summary), **variant_metrics(summary)}
 
 

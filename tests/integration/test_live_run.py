@@ -55,9 +55,9 @@ def test_train_alone_gives_a_run_with_one_point_per_epoch(workspace):
     assert tags["edgeqat.stage.prepare"].startswith("finished") and tags["edgeqat.stage.train"].startswith("finished")
     params = {p["key"]: p["value"] for p in got["data"]["params"]}
     assert params["train.epochs"] == str(TRAIN_EPOCHS) and params["prepare.source"] == "digits"  # settings: params
-    points = history(url, run_id, "training/train/train.val_accuracy")
+    points = history(url, run_id, "training/baseline/train.val_accuracy")
     assert [int(m.get("step", 0)) for m in points] == list(range(1, TRAIN_EPOCHS + 1))
-    assert len(history(url, run_id, "training/train/train.loss")) == TRAIN_EPOCHS
+    assert len(history(url, run_id, "training/baseline/train.loss")) == TRAIN_EPOCHS
 
 
 def test_points_appear_while_a_later_stage_still_runs(workspace):
@@ -78,7 +78,7 @@ def test_points_appear_while_a_later_stage_still_runs(workspace):
             if step not in seen:
                 seen[step], stamps[step] = now, int(m["timestamp"]) / 1000
         if train_during_qat is None:
-            train_during_qat = len(history(url, run_id, "training/train/train.val_accuracy"))
+            train_during_qat = len(history(url, run_id, "training/baseline/train.val_accuracy"))
         time.sleep(0.1)
     log.close()
     assert proc.returncode == 0, (ws / "qat.log").read_text()[-3000:]

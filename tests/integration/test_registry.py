@@ -73,8 +73,9 @@ def built(tmp_path_factory, tiny_prepared, server_proc):
 
     d = tmp_path_factory.mktemp("built")
     train(TrainConfig(model="dscnn", alpha=0.25, epochs=4, batch_size=8, learning_rate=0.01, early_stopping_patience=0),
-          tiny_prepared, d / "fp32.keras")
-    qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5")
+          tiny_prepared, d / "fp32.keras", history_path=d / "plots" / "train_history.csv")
+    qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5",
+        history_path=d / "plots" / "qat_history.csv")
     convert(ConvertConfig(variants=["fp32", "qat_int8"]), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite")
     started = datetime.now(timezone.utc)
     result = evaluate(EvaluateConfig(latency_runs=3, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
@@ -117,6 +118,7 @@ def _workspace(built, ws: Path, which: str = "good", recommend: dict[str, float 
     shutil.copytree(d / "tflite", ws / "models" / "tflite")
     shutil.copy(d / "fp32.keras", ws / "models" / "fp32.keras")
     shutil.copytree(d / "metrics", ws / "metrics")
+    shutil.copytree(d / "plots", ws / "plots")  # the training curves
     shutil.copytree(d / "timings", ws / "logs" / "timings")
     (ws / "reports").mkdir()
     for f in ("summary.json", "summary.md"):

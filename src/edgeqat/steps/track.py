@@ -137,12 +137,12 @@ def _dataset(params: Params, root: Path, commit: str) -> dict[str, Any] | None:
 def _runs_table_view(experiment_columns: list[str]) -> dict[str, Any]:
     """The experiment's runs table as edgeqat opens it (MLflow's shared-view tag): accuracy,
     size, devices and the gate verdict beside the run name."""
-    return {"selectedColumns": experiment_columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    return {"selectedColumns": experiment_columns, "columnOrder": experiment_columns,
+            "orderByKey": "attributes.start_time", "orderByAsc": False}
 
 
-RUNS_TABLE_COLUMNS = ["attributes.`Models`", "attributes.`Dataset`", f"metrics.`{HEADLINE}/accuracy`",
-                      f"metrics.`{HEADLINE}/accuracy_drop`", f"metrics.`{HEADLINE}/size_kib`",
-                      f"metrics.`{HEADLINE}/devices_passed`", "tags.`edgeqat.gate`"]
+RUNS_TABLE_COLUMNS = [f"metrics.`{HEADLINE}/accuracy`", f"metrics.`{HEADLINE}/size_kib`",
+                      f"metrics.`{HEADLINE}/devices_passed`", "tags.`edgeqat.gate`", "attributes.`Models`"]
 
 
 def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
