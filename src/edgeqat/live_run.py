@@ -190,8 +190,9 @@ class LiveRun:
             self.submit(send)
 
     def log_curve_points(self, points: Mapping[str, float], epoch: int, at: float, first_epoch: bool) -> None:
-        """One epoch's points, step = epoch; a fine-tune that runs again under the same key (a
-        recommend search) continues where the last one stopped."""
+        """One epoch's points, step = epoch; a fine-tune that starts again under the same key
+        (``first_epoch`` with points already logged: a recommend search) continues where the last
+        one stopped."""
         by_step: dict[int, dict[str, float]] = {}
         for key, value in points.items():
             if first_epoch and key in self._steps:

@@ -267,9 +267,12 @@ class RunWriter:
                 self.client.set_terminated(self.run_id, "FAILED")
 
     def log_params(self, params: dict[str, Any]) -> None:
+        """The params the run does not hold yet: a live run's stages logged theirs as they started
+        (MLflow's params are immutable; a KFP task may have seen an artifact path for a file param)."""
         from mlflow.entities import Param
 
-        plist = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        have = self.client.get_run(self.run_id).data.params
+        plist = [Param(k, str(v)[:6000]) for k, v in sorted(params.items()) if k not in have]
         for i in range(0, len(plist), 100):  # MLflow caps params per batch at 100
             self.client.log_batch(self.run_id, params=plist[i:i + 100])
 

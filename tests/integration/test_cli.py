@@ -276,3 +276,23 @@ def test_dvc_metrics_show_fits_100_columns(tmp_path):
     print(f"\ndvc metrics show: {width(out.stdout)} columns\n{out.stdout}")
     assert width(out.stdout) <= 100 and len(head) <= 6, out.stdout
     assert all(k in out.stdout for k in head) and "…" not in out.stdout
+
+
+@pytest.mark.slow
+def test_ui_starts_the_mlflow_ui_on_loopback_and_print_only_says_how(tmp_path):
+    from integration.conftest import free_port, stop_process_group, wait_until_up
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    printed = edgeqat("ui", "--print", cwd=tmp_path, env=env)
+    assert printed.returncode == 0 and f"--backend-store-uri sqlite:///{tmp_path.resolve()}/mlflow.db" in printed.stdout
+    assert "--host 127.0.0.1" in printed.stdout
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "edgeqat"), "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_up(proc, f"http://127.0.0.1:{port}", log, timeout=180)
+        assert f"MLflow UI on http://127.0.0.1:{port}" in log.read_text()
+    finally:
+        stop_process_group(proc)

@@ -277,7 +277,11 @@ def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(
     assert run.data.tags["edgeqat.fingerprint"] == read_json(ws / "reports" / "tracked.json")["fingerprint"]
     assert {a.path for a in reg.client.list_artifacts(run_id)} >= {"models", "reports"}
     assert {a.path for a in reg.client.list_artifacts(run_id, "models")} >= {"models/fp32.keras", "models/tflite"}
-    assert run.data.metrics["evaluate/qat_int8.accuracy"] == pytest.approx(row["accuracy"])
+    assert run.data.metrics["variants/qat_int8.accuracy"] == pytest.approx(row["accuracy"])
+    # the LoggedModel's page: the headline measured on it, the settings it was made with
+    logged = reg.client.get_logged_model(model_id)
+    assert {m.key: m.value for m in logged.metrics}["headline/accuracy"] == pytest.approx(round(row["accuracy"], 4))
+    assert logged.params["register.variant"] == "qat_int8"
 
     model = load_pyfunc(f"models:/{NAME}@challenger", url)
     x, _ = load_split_arrays(built["prepared"] / "test")

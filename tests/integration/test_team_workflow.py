@@ -121,6 +121,12 @@ def test_ci_run_retrains_on_new_data_registers_a_challenger_and_does_nothing_whe
     v2 = client.get_model_version(MODEL, "2")
     model_id = v2.source.removeprefix("models:/")
     assert client.get_logged_model(model_id).source_run_id == v2.run_id
+    # the run says what started it, and traces its data to the .dvc file the team committed
+    mlrun = client.get_run(v2.run_id)
+    assert mlrun.info.run_name.startswith("ci manual "), mlrun.info.run_name
+    raw = json.loads(mlrun.inputs.dataset_inputs[0].dataset.source)["raw"]
+    dvc_md5 = yaml.safe_load((a / "data" / "raw" / "data.npz.dvc").read_text())["outs"][0]["md5"]
+    assert raw["dvc_file"] == "data/raw/data.npz.dvc" and raw["dvc_hash"] == dvc_md5
 
     third, t3 = ci_run(a, env)
     assert third.returncode == 0, third.stderr[-3000:]

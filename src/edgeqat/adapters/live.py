@@ -118,7 +118,6 @@ class StageWatch:
         self.execution: Execution | None = None
         self.joins_only = stage.sections == (ALL,)  # track, register: complete or annotate a run, never start one
         self.started = time.monotonic()
-        self._first_epoch: set[str] = set()
 
     # --- set-up -------------------------------------------------------------------------------
 
@@ -200,11 +199,8 @@ class StageWatch:
         """A listener for :mod:`edgeqat.observe`: the epoch's points, at the moment it ended."""
         from edgeqat.run_layout import curve_points
 
-        if self.live is None:
-            return
-        first = fine_tune not in self._first_epoch
-        self._first_epoch.add(fine_tune)
-        self.live.log_curve_points(curve_points(self.stage.name, fine_tune, logs), epoch, time.time(), first)
+        if self.live is not None:  # epoch 1 again: the same fine-tune once more (a recommend search)
+            self.live.log_curve_points(curve_points(self.stage.name, fine_tune, logs), epoch, time.time(), epoch == 1)
 
     def run_for_step(self) -> dict[str, Any]:
         """What a step that completes the run (track) receives: the run, if one is live."""
