@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.io import log, redact
-from edgeqat.tracking import NOTE_TAG, _experiment_id, client_for, mlflow_prints, open_store  # noqa: I001 - quiets MLflow
+from edgeqat.tracking import NOTE_TAG, _experiment_id, client_for, open_store  # noqa: I001 - quiets MLflow
 
 EXECUTION_TAG = "edgeqat.execution"
 STAGE_TAG = "edgeqat.stage."  # + stage name: running | finished in N s | failed
@@ -130,8 +130,7 @@ class LiveRun:
                 if isinstance(item, threading.Event):
                     item.set()
                 elif not self.off and self.run_id is not None:
-                    with mlflow_prints():
-                        item(self._session.client, self.run_id)
+                    item(self._session.client, self.run_id)  # never redirect stdout here: the step's thread prints
             except Exception as err:  # noqa: BLE001
                 self._give_up(err)
             finally:

@@ -37,6 +37,7 @@ def quiet_mlflow() -> None:
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow's loggers and alembic's
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run at": edgeqat prints pages itself
     for name in ("mlflow", "alembic", "sqlalchemy", "huey"):  # already set up if mlflow was imported first
         if logging.getLogger(name).level < logging.ERROR:
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -34,6 +34,11 @@ def test_exp_run_switches_to_idx_files(tmp_path):
     assert meta["class_names"] == ["0", "1", "2"] and sum(meta["sizes"][s] for s in ("train", "val", "test")) == 120
     shown = run([str(BIN / "dvc"), "exp", "show", "--json"], repo)
     assert "prepare.source" in shown.stdout or "idx" in shown.stdout
+    # the experiments and their headline numbers within 100 columns (each changed param adds one)
+    table = run([str(BIN / "dvc"), "exp", "show", "--only-changed", "--drop", r"Created|.*/|prepare\..*"], repo,
+                {"COLUMNS": "100"}).stdout
+    print(f"\ndvc exp show --only-changed: {max(len(x.rstrip()) for x in table.splitlines())} columns\n{table}")
+    assert max(len(x.rstrip()) for x in table.splitlines()) <= 100 and "accuracy_drop" in table and "…" not in table
     exp_name = re.search(r"Ran experiment\(s\): (\S+)", out.stdout + out.stderr).group(1)
     check_the_run(repo, exp_name, epochs=json.loads((repo / "metrics" / "train.json").read_text())["epochs_run"])
 
@@ -65,7 +70,7 @@ def check_the_run(repo, exp_name: str, epochs: int) -> None:
     version = client.search_model_versions(f"run_id='{mlrun.info.run_id}'")[0]
     assert version.source == f"models:/{model_id}"
     logged = client.get_logged_model(model_id)
-    assert {"name": version.name, "version": version.version} in [
-        {**m, "version": str(m["version"])} for m in json.loads(logged.tags["mlflow.modelVersions"])]
+    assert (version.name, str(version.version)) in [
+        (m["name"], str(m["version"])) for m in json.loads(logged.tags["mlflow.modelVersions"])]
     assert logged.params["train.epochs"] == "2" and {m.key for m in logged.metrics} >= {"headline/accuracy"}
     assert {m.dataset_name for m in logged.metrics} == {"prepared"}

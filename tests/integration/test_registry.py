@@ -433,6 +433,14 @@ def test_fifty_promotions_keep_the_model_tags_bounded_and_the_whole_history(url,
     print(f"edgeqat history (52 events, in-process): {time.monotonic() - t0:.1f} s")
     shown = re.findall(r"promotion (\d+)\b", table.stdout)
     assert sorted(map(int, shown)) == list(range(50)) and table.stdout.count("edgeqat 0.x") == 2
+    from edgeqat.adapters.cli.app import app
+
+    for columns in ("80", "100"):  # narrow: times and versions whole, the reasons wrap between words
+        narrow = CliRunner().invoke(app, ["history", "--model", name, "--params", os.environ["EDGEQAT_IT_PARAMS"]],
+                                    env={"MLFLOW_TRACKING_URI": url, "COLUMNS": columns}).stdout
+        assert "…" not in narrow and max(map(len, narrow.splitlines())) <= int(columns), narrow
+        rows = [line.split() for line in narrow.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
+        assert len(rows) == 52 and {r[4] for r in rows[2:]} == set(versions), rows[:3]
 
 
 def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_versions_and_aliases(

@@ -185,14 +185,20 @@ def test_make_demo_in_a_fresh_clone_leaves_git_clean_and_a_clean_run(team):
     git(c, "commit", "-q", "-m", "Makefile")
     venv = Path(BIN).parent
     # -o: the venv exists already (the test runs in it); a demo would otherwise install into it
-    proc = run(["make", "-o", f"{venv}/bin/edgeqat", "demo", f"VENV={venv}"], c, {"MLFLOW_TRACKING_URI": ""})
+    proc = run(["make", "-o", f"{venv}/bin/edgeqat", "demo", f"VENV={venv}"], c,
+               {"MLFLOW_TRACKING_URI": "", "EDGEQAT_LIVE_RUN": "1"})  # live, as a user's demo runs
     assert re.search(r"^variant +accuracy ", proc.stdout, re.M) and re.search(r"^qat_int8 +0\.\d{4} ", proc.stdout, re.M)
+    # it ends with what to do next: the UI, promote the version it registered, export
+    assert re.search(r"edgeqat ui +#", proc.stdout) and re.search(r"edgeqat promote 1 +#", proc.stdout), proc.stdout
+    assert re.search(r"edgeqat export +#", proc.stdout)
     assert run(["git", "status", "--porcelain"], c).stdout.strip() == ""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{c / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    # one run: the live one of `dvc repro`, which the demo's own track and register then find again
     assert len(runs) == 1 and runs[0].data.tags["git_dirty"] == "false"
+    assert runs[0].data.tags["edgeqat.execution"].startswith("dvc-") and runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["git_commit"] == run(["git", "rev-parse", "HEAD"], c).stdout.strip()
     assert runs[0].info.end_time > runs[0].info.start_time
     team["c"] = c
