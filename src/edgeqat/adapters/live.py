@@ -99,11 +99,11 @@ def _dotted(params: Params, key: str) -> Any:
     return getattr(getattr(params, section), name)
 
 
-def _status_note(tags: Mapping[str, str], table: tuple[Stage, ...]) -> str:
+def _status_note(tags: Mapping[str, str], table: tuple[Stage, ...], title: str = "edgeqat execution in progress") -> str:
     from edgeqat.live_run import STAGE_TAG
 
     rows = [f"| {s.name} | {tags[STAGE_TAG + s.name]} |" for s in table if STAGE_TAG + s.name in tags]
-    return "\n".join(["**edgeqat execution in progress**", "", "| stage | status |", "|---|---|", *rows])
+    return "\n".join([f"**{title}**", "", "| stage | status |", "|---|---|", *rows])
 
 
 class StageWatch:
@@ -239,7 +239,7 @@ class StageWatch:
 
         def send(client: Any, run_id: str) -> None:
             run = client.get_run(run_id)
-            before = _status_note(run.data.tags, table) if run.info.status == "RUNNING" \
+            before = _status_note(run.data.tags, table, "The execution's stages") if run.info.status == "RUNNING" \
                 else run.data.tags.get(NOTE_TAG, "")
             live.describe_now(client, run_id, f"{head}\n\n---\n\n{before}".rstrip(),
                               full_text=f"stage {stage_name} {what}:\n{reason}\n")
