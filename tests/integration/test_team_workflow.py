@@ -196,9 +196,11 @@ def test_make_demo_in_a_fresh_clone_leaves_git_clean_and_a_clean_run(team):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{c / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
-    # one run: the live one of `dvc repro`, which the demo's own track and register then find again
+    # one run. The clone pulled every result from the DVC remote, so `dvc repro` ran no stage and
+    # opened no live run: the demo's own `edgeqat stage track` logged the execution from the files.
+    assert stages_run(proc.stdout + proc.stderr) == []
     assert len(runs) == 1 and runs[0].data.tags["git_dirty"] == "false"
-    assert runs[0].data.tags["edgeqat.execution"].startswith("dvc-") and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["edgeqat.execution"].startswith("cli-") and runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["git_commit"] == run(["git", "rev-parse", "HEAD"], c).stdout.strip()
     assert runs[0].info.end_time > runs[0].info.start_time
     team["c"] = c
