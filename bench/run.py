@@ -133,14 +133,19 @@ def main() -> int:
         f"| `dvc repro` again | {', '.join(ran_noop) or 'none'} | {t_noop:.1f} |",
         f"| `dvc exp run -S qat.epochs=3` | {', '.join(ran_exp)} | {t_exp:.0f} |",
         "",
-        "## Acceptance checks",
-        "",
-        "| check | result | measured |",
-        "|---|---|---|",
-        *[f"| {name} | {'pass' if ok else 'FAIL'} | {measured} |" for name, ok, measured in checks],
-        "",
+        *checks_table("Acceptance checks", checks),
     ]
-    args.out.write_text("\n".join(lines))
+    return finish(args.out, lines, checks)
+
+
+def checks_table(title: str, checks: list[tuple[str, bool, str]]) -> list[str]:
+    return [f"## {title}", "", "| check | result | measured |", "|---|---|---|",
+            *[f"| {name} | {'pass' if ok else 'FAIL'} | {measured} |" for name, ok, measured in checks], ""]
+
+
+def finish(out: Path, lines: list[str], checks: list[tuple[str, bool, str]]) -> int:
+    """Write and print the results; the exit status says whether every check passed."""
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0 if all(ok for _, ok, _ in checks) else 1
 

@@ -1,6 +1,8 @@
 """Kubeflow Pipelines v2 lightweight components, one per stage of the table (edgeqat.stages),
-generated into generated.py by `edgeqat generate`. The image they run in is ``BASE_IMAGE``:
-the project's image (Dockerfile), overridable with ``EDGEQAT_IMAGE`` when compiling.
+generated into generated.py by `edgeqat generate`. They are declared with ``BASE_IMAGE``:
+``DEFAULT_IMAGE``, a placeholder that was never pushed anywhere (the committed YAML carries it),
+unless ``EDGEQAT_IMAGE`` is set. Compiling for a cluster or a docker run replaces it with a real
+image and refuses the placeholder (edgeqat.adapters.kfp.images); `make image` builds one.
 Installed as ``edgeqat.components`` (pyproject maps this folder into the package).
 """
 

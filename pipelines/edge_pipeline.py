@@ -13,6 +13,9 @@ the ``data_uri`` / ``pretrained_model_uri`` parameters. An importer cannot take 
 on a cluster, and kfp.local cannot run ``dsl.OneOf`` over artifacts: hence a variant per input
 rather than a runtime switch.
 
+Resources: each task requests and is limited to its stage's ``resources`` (the stage table);
+the training stages also request an accelerator when compiled with one (``--gpu``).
+
 The gate: a stage with ``gate = "validate.passed"`` (register) runs inside ``dsl.If`` on
 validate's single bool output, so a model that fails a required device is never registered;
 track runs either way and logs the verdicts, marking the run failed.
@@ -71,9 +74,21 @@ def _default_components() -> dict[str, Any]:
     return COMPONENTS
 
 
+def set_resources(task: Any, stage: Stage, accelerator: str | None = None) -> None:
+    """The stage's CPU and memory requests and limits, and one ``accelerator`` (a Kubernetes
+    resource name such as nvidia.com/gpu) for a stage that trains, when one is asked for."""
+    r = stage.resources
+    task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
+    task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
+    if accelerator and r.accelerator:
+        task.set_accelerator_type(accelerator).set_accelerator_limit(1)
+
+
 def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
-                   table: tuple[Stage, ...] = STAGES, components: dict[str, Any] | None = None) -> Callable:
-    """The pipeline function (a KFP GraphComponent); the default is what edge_pipeline.yaml holds."""
+                   table: tuple[Stage, ...] = STAGES, components: dict[str, Any] | None = None,
+                   accelerator: str | None = None) -> Callable:
+    """The pipeline function (a KFP GraphComponent); the default is what edge_pipeline.yaml holds.
+    ``accelerator``: the resource name the training stages each request one of (none by default)."""
     signature = _signature(data_from_uri, model_from_uri)
     components = components if components is not None else _default_components()
     wanted = {"raw_data": data_from_uri, "pretrained_model": model_from_uri}
@@ -81,6 +96,7 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
     def edgeqat(*values: Any) -> Artifact:  # KFP passes one channel per parameter, in signature order
         args = dict(zip(signature.parameters, values))
         produced: dict[str, Any] = {}  # output name -> the channel of the task that writes it
+        imported: dict[str, Any] = {}  # importer name -> its artifact channel
         tasks: dict[str, Any] = {}
         final = None
         for stage in table:
@@ -88,9 +104,11 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
             kwargs.update({p.name: produced[p.name] for p in stage.inputs if p.kfp})
             for fp in stage.file_params:
                 if fp.importer and wanted.get(fp.importer):
-                    uri_param, cls = IMPORTERS[fp.importer]
-                    kwargs[fp.importer] = dsl.importer(artifact_uri=args[uri_param], artifact_class=cls,
-                                                       reimport=False).output
+                    if fp.importer not in imported:  # one importer task, whichever stages read it
+                        uri_param, cls = IMPORTERS[fp.importer]
+                        imported[fp.importer] = dsl.importer(artifact_uri=args[uri_param], artifact_class=cls,
+                                                             reimport=False).output
+                    kwargs[fp.importer] = imported[fp.importer]
             for name, _ in RUNTIME:
                 kwargs[name] = {"kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                                 "kfp_run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
@@ -101,8 +119,8 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
                     task = components[stage.name](**kwargs)
             else:
                 task = components[stage.name](**kwargs)
-            if not stage.cached:
-                task.set_caching_options(False)  # it writes to MLflow: never skip it
+            set_resources(task, stage, accelerator)
+            task.set_caching_options(stage.cached)  # False: it writes to MLflow, never skip it
             tasks[stage.name] = task
             for p in stage.outputs:
                 if p.kfp:

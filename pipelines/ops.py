@@ -31,9 +31,12 @@ SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # a projected service-account token
 
 
 def compile_pipeline(out: str | Path = PACKAGE, *, image: str | None = None,
-                     data_from_uri: bool = False, model_from_uri: bool = False, components: Any = None) -> Path:
-    """Compile the pipeline to ``out`` (written atomically); ``image`` replaces the components' image;
-    ``components``: name -> component, instead of the installed edgeqat.components.generated."""
+                     data_from_uri: bool = False, model_from_uri: bool = False, components: Any = None,
+                     accelerator: str | None = None) -> Path:
+    """Compile the pipeline to ``out`` (written atomically); ``image`` replaces the components' image
+    (the CLI resolves it: edgeqat.adapters.kfp.images); ``components``: name -> component, instead of
+    the installed edgeqat.components.generated; ``accelerator``: a resource name (nvidia.com/gpu)
+    the training stages each request one of."""
     from kfp import compiler
 
     from edgeqat.components import BASE_IMAGE
@@ -41,7 +44,8 @@ def compile_pipeline(out: str | Path = PACKAGE, *, image: str | None = None,
 
     with tempfile.TemporaryDirectory(prefix="edgeqat-compile-") as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        compiler.Compiler().compile(build_pipeline(data_from_uri, model_from_uri, components=components), str(path))
+        pipeline = build_pipeline(data_from_uri, model_from_uri, components=components, accelerator=accelerator)
+        compiler.Compiler().compile(pipeline, str(path))
         text = path.read_text()
     if image and image != BASE_IMAGE:
         text = text.replace(f"image: {BASE_IMAGE}\n", f"image: {image}\n")
@@ -90,11 +94,19 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def run_local(params: Params, *, package: str | Path | None = None, pipeline_root: str | Path = "kfp_local",
-              root: str | Path = ".", run_tags: dict[str, str] | None = None) -> dict[str, Any]:
-    """The whole compiled pipeline through kfp.local (one subprocess per task, this Python).
+              root: str | Path = ".", run_tags: dict[str, str] | None = None, docker: bool = False,
+              image: str | None = None, mlflow_tracking_uri: str | None = None, cache: bool = False) -> dict[str, Any]:
+    """The whole compiled pipeline through kfp.local.
 
-    Logs to the same MLflow store as the DVC path (``MLFLOW_TRACKING_URI`` or ``root``'s
-    mlflow.db). Returns the MLflow run info, the KFP run id and the task outputs folder.
+    By default each task is a subprocess of this Python (SubprocessRunner). With ``docker`` each
+    runs in a container of the image the package names (``image`` when compiling it here), through
+    DockerRunner, as a cluster runs it (edgeqat.adapters.kfp.containers says what that requires).
+    Logs to ``mlflow_tracking_uri``, else the DVC path's store (``MLFLOW_TRACKING_URI`` or
+    ``root``'s mlflow.db). Returns the MLflow run info, the KFP run id, the task outputs folder,
+    whether validate passed its required devices and whether register ran. ``cache``: reuse the
+    outputs of a compute task that ran before in this pipeline root with the same image, command
+    and arguments (kfp.local's cache, ``<pipeline root>/.kfp_cache``; track and register always
+    run). Its key does not cover edgeqat's code or the image's content: not across code changes.
     """
     from kfp import components, local
 
@@ -102,32 +114,62 @@ def run_local(params: Params, *, package: str | Path | None = None, pipeline_roo
     from edgeqat.tracking import get_run, tracking_uri
 
     pipeline_root = Path(pipeline_root).resolve()
+    uri = mlflow_tracking_uri or tracking_uri(root)
+    if docker:
+        from edgeqat.adapters.kfp.containers import container_params, server_uri
+
+        uri, params = server_uri(uri), container_params(params, pipeline_root, root)
     with contextlib.ExitStack() as stack:
         if package is None:
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgeqat-kfp-"))
-            package = compile_pipeline(Path(tmp) / "edge_pipeline.yaml")
+            package = compile_pipeline(Path(tmp) / "edge_pipeline.yaml", image=image)
+        runner = _docker_runner(package, pipeline_root) if docker else local.SubprocessRunner(use_venv=False)
         pipe = components.load_component_from_file(str(package))
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-                   raise_on_error=True)
-        tags = {**git_info(root), "trigger": "local", **(run_tags or {})}
-        args = pipeline_arguments(params, mlflow_tracking_uri=tracking_uri(root), run_tags=tags)
+        local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True, enable_caching=cache)
+        tags = {**git_info(root), "trigger": "local", "kfp_runner": "docker" if docker else "subprocess",
+                **(run_tags or {})}
+        args = pipeline_arguments(params, mlflow_tracking_uri=uri, run_tags=tags)
         t0 = time.monotonic()
         with warnings.catch_warnings(), _stdout_to_stderr():
-            # The component image is not a python:* image; locally the task runs in this Python.
+            # The component image is not a python:* image (it has its own Python at /opt/venv).
             warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            # the stage table's CPU/memory requests are for a cluster; kfp.local ignores them
+            warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
             try:
                 task = pipe(**args)
             except RuntimeError as err:
                 raise EdgeqatError(f"kfp.local pipeline run failed: {err}") from None
     run_info_path = Path(task.output.path)
-    info = read_json(run_info_path)
     job_dir = run_info_path.parents[1]  # <pipeline_root>/<kfp run name>/track/run_info
-    tags = get_run(info["run_id"], info["tracking_uri"]).data.tags
+    if docker:
+        from edgeqat.adapters.kfp.containers import unfinished_tasks
+
+        if unfinished := unfinished_tasks(job_dir):
+            raise EdgeqatError(f"kfp.local pipeline run {job_dir.name}: {', '.join(unfinished)} did not finish in "
+                               "its container (no executor output; its log is above)")
+    info = read_json(run_info_path)
+    mlrun = get_run(info["run_id"], info["tracking_uri"])
+    tags = mlrun.data.tags
     result = {**info, "kfp_run_id": tags["kfp_run_id"], "kfp_run_name": tags["kfp_run_name"],
-              "outputs": str(job_dir), "seconds": round(time.monotonic() - t0, 1)}
-    log(f"pipeline: kfp.local run {result['kfp_run_name']} finished in {result['seconds']} s; "
+              "outputs": str(job_dir), "seconds": round(time.monotonic() - t0, 1), "status": mlrun.info.status,
+              "validation_passed": tags.get("edgeqat.gate") != "failed",  # track's verdict on the required devices
+              "registered": (job_dir / "register" / "executor_output.json").is_file()}  # dsl.If ran it
+    log(f"pipeline: kfp.local run {result['kfp_run_name']} finished in {result['seconds']} s "
+        f"({'containers' if docker else 'subprocesses'}); "
         f"MLflow run {info['run_id']} tagged kfp_run_id={result['kfp_run_id']}")
     return result
+
+
+def _docker_runner(package: str | Path, pipeline_root: Path) -> Any:
+    """A DockerRunner for ``package``'s image, its pipeline root prepared for the container's user."""
+    from kfp import local
+
+    from edgeqat.adapters.kfp.containers import check_image, prepare_pipeline_root, runner_args
+    from edgeqat.adapters.kfp.images import package_images
+
+    for image in sorted(package_images(package)):
+        check_image(image)
+    return local.DockerRunner(**runner_args(prepare_pipeline_root(pipeline_root)))
 
 
 # --- cluster -------------------------------------------------------------------------------

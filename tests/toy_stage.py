@@ -12,16 +12,18 @@ from edgeqat.io import read_json, write_json
 from edgeqat.stages import PREPARED, STAGES, Port, Stage, metrics, stage, timings
 
 
-def count_classes(cfg: PrepareConfig, prepared: Path, toy_report: Path, metrics_path: Path) -> dict[str, Any]:
-    """The prepared split sizes, per class count: a stand-in for any new analysis stage."""
+def count_classes(cfg: PrepareConfig, prepared: Path, toy_report: Path, metrics_path: Path, *,
+                  variants: list[str]) -> dict[str, Any]:
+    """The prepared split sizes, per class count: a stand-in for any new analysis stage.
+    ``variants``: one key of another section (convert.variants), as a stage's ``keys`` pass it."""
     meta = read_json(Path(prepared) / "meta.json")
-    report = {"classes": len(meta["class_names"]), "sizes": meta["sizes"], "seed": cfg.seed}
+    report = {"classes": len(meta["class_names"]), "sizes": meta["sizes"], "seed": cfg.seed, "variants": variants}
     write_json(toy_report, report)
     write_json(metrics_path, {"classes": report["classes"]})
     return {"classes": report["classes"]}
 
 
-TOY = Stage("toy", "toy_stage:count_classes", ("prepare",), inputs=(PREPARED,),
+TOY = Stage("toy", "toy_stage:count_classes", ("prepare",), keys=("convert.variants",), inputs=(PREPARED,),
             outputs=(Port("toy_report", "reports/toy.json", dvc="committed"), metrics("toy"), timings("toy")),
             doc="Count the prepared classes (a toy stage).")
 TABLE = STAGES + (TOY,)  # the whole pipeline plus the new stage

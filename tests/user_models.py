@@ -163,7 +163,8 @@ def run_chain(model_path: Path, prepared: Path, d: Path, *, variants=VARIANTS, r
     out["recommend"] = recommend(RecommendConfig(devices=list(recommend_devices), sparsities=[], channel_fractions=[],
                                                  latency_runs=2, max_minutes=2), prepared,
                                  d / "tflite", d / "fp32.keras", d / "qat.h5", d / "recommend", d / "recommended",
-                                 prune=PruneConfig(**TINY_PRUNE), force=True)
+                                 prune=PruneConfig(**TINY_PRUNE), force=True,
+                                 validate=ValidateConfig(emulate=False))  # the choice's final check: no QEMU here
     lap("recommend")
     summary = json.loads((d / "summary.json").read_text())
     out["table"], out["devices"] = summary["variants"], summary["devices"]

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeqat.errors import ConfigError
+from edgeqat.variants import SETS, VARIANTS, expand
 
 Source = Literal["digits", "idx", "folder", "npz"]
 # Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
@@ -148,16 +149,36 @@ class ClusterConfig(_Section):
     seed: int = Field(42, ge=0)
 
 
-VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
-            "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
 Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
                   "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
 
 
+# Variants a per-tensor file cannot be made (or run) right for, measured on TF 2.21 / LiteRT 2.3
+# with the DS-CNN: the 16x8 quantizer fails on a depthwise kernel with one scale, and LiteRT's
+# dynamic-range depthwise kernel computes garbage from one (digits accuracy 0.089).
+NOT_PER_TENSOR = {
+    "ptq_int16x8": "TF 2.21's 16x8 quantizer fails on a depthwise kernel with one scale",
+    "ptq_dynamic": "LiteRT's dynamic-range depthwise kernel computes wrong outputs from one scale",
+}
+
+
+def per_tensor_refusal(variants: list[str]) -> str | None:
+    """Why ``convert.per_channel: false`` cannot be honoured for these variants (None: it can)."""
+    bad = [v for v in variants if v in NOT_PER_TENSOR]
+    if not bad:
+        return None
+    why = "; ".join(f"{v}: {NOT_PER_TENSOR[v]}" for v in bad)
+    return (f"convert.per_channel: false cannot be honoured for {bad} in convert.variants ({why}); remove them "
+            "from convert.variants or set convert.per_channel: true")
+
+
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
+    # The variants this run makes, or a named set (edgeqat.variants.SETS): quick | all. Stages
+    # whose models no requested variant needs do no work (qat, prune, cluster).
     variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
-    # Per-channel weight scales (false: one scale per tensor, for older accelerators).
+    # Per-channel weight scales (false: one scale per tensor, for older accelerators). Read by
+    # every stage that makes a QAT model too: QAT learns the scales the file stores.
     per_channel: bool = True
 
     @field_validator("variants")
@@ -167,6 +188,13 @@ class ConvertConfig(_Section):
         if twice:
             raise ValueError(f"lists {', '.join(map(repr, twice))} more than once (each variant is converted once)")
         return v
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _named_set(cls, v: Any) -> Any:
+        if isinstance(v, str) and v not in SETS:
+            raise ValueError(f"expected a list of variants or one of the sets {', '.join(SETS)}")
+        return expand(v)
 
 
 class EvaluateConfig(_Section):
@@ -188,12 +216,17 @@ class ValidateConfig(_Section):
     model: str = "qat_int8"  # the variant the pipeline registers; its verdicts gate the registry
     variants: list[str] = []  # more variants to validate (reported, never gating)
     devices: list[str] = Field(default_factory=lambda: list(SHIPPED_DEVICES), min_length=1)
-    required_devices: list[str] = ["rpi4", "cortex_m7"]  # any of these failing fails the stage
+    # Any of these failing fails the gate. rpi4 alone by default: the default model passes it on every
+    # README data shape, while cortex_m7 fails from 28x28 up (docs/devices.md, bench/default_gate.py).
+    required_devices: list[str] = ["rpi4"]
     profiles_dir: Optional[str] = None  # a folder of your own device profile YAMLs
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # device accuracy vs the FP32 Keras model
     latency_runs: int = Field(50, ge=1)
     emulate: bool = True  # run ARM Linux profiles on aarch64 LiteRT under QEMU where available
-    emulate_samples: int = Field(16, ge=1)
+    emulate_samples: int = Field(16, ge=1)  # images the emulated aarch64 run and a measured device compare with host LiteRT
+    # An estimate extrapolated far outside the models it was fitted on may still fail a device on
+    # latency (docs/devices.md says why that is the default); false: such a verdict says "not gated".
+    gate_on_extrapolated: bool = True
     # Images TFLM runs per microcontroller profile; its outputs must equal LiteRT's bit for bit
     # there, and accuracy on the whole split comes from LiteRT once per model.
     parity_samples: int = Field(256, ge=1)
@@ -241,6 +274,9 @@ class RegisterConfig(_Section):
     # Compared with the champion's: higher accuracy, or lower size/latency, is better.
     promote_metric: Literal["accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms"] = "accuracy"
     min_accuracy: float = Field(0.0, ge=0, le=1)
+    # Gate: the registered variant's test accuracy must beat the test split's majority-class rate
+    # by this much (absolute), so a model that learned nothing is never registered; 0: no check.
+    chance_margin: float = Field(0.1, ge=0, le=1)
     max_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the fp32 reference, in absolute accuracy
     max_size_bytes: Optional[int] = Field(None, ge=1)
     # null = validate.required_devices (as recorded in summary.json); [] = no device gate
@@ -298,6 +334,17 @@ class Params(_Section):
         if self.register.variant not in self.convert.variants:
             raise ValueError(
                 f"register.variant: variant {self.register.variant!r} is not in convert.variants {self.convert.variants}"
+            )
+        # Checked here, with the whole file, not in ConvertConfig: a stage given convert.per_channel
+        # alone (qat, prune, cluster on Kubeflow) fills the rest of the section with defaults.
+        refusal = None if self.convert.per_channel else per_tensor_refusal(self.convert.variants)
+        if refusal:
+            raise ValueError(refusal)
+        if self.register.variant != self.validate.model:
+            # The registry's device gate reads validate's verdicts, which are validate.model's.
+            raise ValueError(
+                f"register.variant {self.register.variant!r} is not validate.model {self.validate.model!r}: the "
+                "registered file must be the one validated on the devices; set both to the same variant"
             )
         return self
 
@@ -410,3 +457,35 @@ def read_yaml_file(path: Path, what: str) -> Any:
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     return parse_params(read_yaml_file(path, "parameters file"), str(path))
+
+
+def set_params_text(text: str, updates: dict[str, Any], source: str = "params.yaml") -> str:
+    """``text`` (a params.yaml) with each dotted key of ``updates`` set, its comments and layout
+    kept (a key the file lacks is added at the top of its section). The result is checked."""
+    import re
+
+    lines = text.splitlines()
+    for dotted, value in updates.items():
+        section, key = dotted.split(".")
+        scalar = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+        head = next((i for i, ln in enumerate(lines) if re.match(rf"{re.escape(section)}:\s*(#.*)?$", ln)), None)
+        if head is None:
+            lines += [f"{section}:", f"  {key}: {scalar}"]
+            continue
+        end = next((i for i in range(head + 1, len(lines)) if re.match(r"\S", lines[i]) and not lines[i].startswith("#")),
+                   len(lines))
+        for i in range(head + 1, end):
+            m = re.match(rf"(\s+){re.escape(key)}:(\s*)(.*?)(\s+#.*)?$", lines[i])
+            if m:
+                lines[i] = f"{m.group(1)}{key}:{m.group(2) or ' '}{scalar}{m.group(4) or ''}"
+                break
+        else:
+            lines.insert(head + 1, f"  {key}: {scalar}")
+    out = "\n".join(lines) + "\n"
+    parsed = yaml.safe_load(out) or {}
+    for dotted, value in updates.items():
+        section, key = dotted.split(".")
+        if (parsed.get(section) or {}).get(key) != value:
+            raise ConfigError(f"{source}: could not set {dotted} to {value!r} (edit the file by hand)")
+    parse_params(parsed, source)
+    return out

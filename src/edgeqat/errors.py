@@ -31,3 +31,7 @@ class UnsafePath(EdgeqatError):
 
 class OutOfSpace(EdgeqatError):
     """The disk (or quota) filled up while an output was written; nothing half-written is kept."""
+class DeviceBudgetError(ConfigError):
+    """Before any training: the model these settings describe cannot pass a required device
+    (a budget checked from its graph); the message names the device, the figure, the budget
+    and settings that would pass."""

@@ -6,8 +6,10 @@ import copy
 from typing import Any
 
 # Host latency is measured, not computed: it varies from run to run, so the evaluate stage keeps
-# it in its timings file (logs/timings/evaluate.json), never in summary.json, and the table shows
-# it when those timings are at hand (`edgeqat report`), not in the committed summary.md.
+# it in its timings file (logs/timings/evaluate.json), never in summary.json, and in
+# reports/host_latency.json, committed but rewritten only when the models change (for a clone
+# where DVC skips evaluate). The table shows it when one of them is at hand (`edgeqat report`,
+# report.html), not in the committed summary.md.
 LATENCY_KEYS = ("latency_p50_ms", "latency_p90_ms")
 LATENCY_COLUMNS = {"latency_p50_ms", "latency_p90_ms", "speedup"}
 
@@ -68,6 +70,8 @@ def with_latency(summary: dict[str, Any], evaluate_timings: dict[str, Any] | Non
         if isinstance(measured, dict):
             row.update({k: measured.get(k) for k in (*LATENCY_KEYS, "speedup")})
     out["host"] = evaluate_timings.get("host", out.get("host"))
+    if evaluate_timings.get("source"):
+        out["latency_source"] = evaluate_timings["source"]
     return out
 
 
@@ -83,11 +87,28 @@ def variant_table(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[
 def summary_intro(summary: dict[str, Any], code: str = "`") -> str:
     """What the table measured: the test split, the runtime, the host latency's conditions."""
     timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
+    source = f" (from {summary['latency_source']}, measured when these models were built)" \
+        if summary.get("latency_source") else ""
     latency = (f"latency = {code}invoke(){code} at {summary.get('num_threads', 1)} thread(s) on "
-               f"{summary.get('host', 'this host')}" if timed else
-               f"host latency: {code}edgeqat report{code} (measured per run, kept in logs/timings/)")
-    return (f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes; "
+               f"{summary.get('host', 'this host')}{source}" if timed else
+               f"no host latency recorded ({code}edgeqat stage evaluate{code} measures it)")
+    rate = summary.get("majority_rate")
+    chance = (f" (its most common class, {summary.get('majority_class', '?')!r}, is {rate:.4f} of it)"
+              if rate is not None else "")
+    return (f"Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} classes{chance}; "
             f"accuracy through the LiteRT interpreter; {latency}; reference = {code}{summary.get('reference', 'fp32')}{code}.")
+
+
+README_COLUMNS = ("variant", "accuracy", "accuracy_delta", "size_bytes", "gzip_bytes", "weight_sparsity", "integer_only")
+
+
+def results_table(summary: dict[str, Any]) -> str:
+    """The README's results table: every variant of a committed summary.json, nothing typed by hand."""
+    titles = dict(COLUMNS)
+    lines = ["| " + " | ".join(titles[k] for k in README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
+    for name, row in ordered_variants(summary):
+        lines.append("| " + " | ".join(name if k == "variant" else _fmt(k, row.get(k)) for k in README_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def pareto_text(summary: dict[str, Any]) -> str:
@@ -165,14 +186,31 @@ def _size(v: Any) -> str:
 
 
 def _latency_cell(est: Any, d: dict[str, Any]) -> str:
-    if est is None:
+    """The latency the budget was checked against, and where it came from: measured (device,
+    date), Vela, this host x a published ratio, or an estimate (its error band, extrapolated)."""
+    ms = d.get("latency_ms", est)
+    if ms is None:
         return "–"
-    txt = f"{est:.3g}"
-    if "vela" in str(d.get("latency_source", "")):
-        txt += " (vela)"
-    elif d.get("latency_extrapolated"):
-        txt += " (extrapolated)"
-    return txt
+    src = str(d.get("latency_source", ""))
+    if src == "measured":
+        return f"{ms:.3g} (measured on {d.get('latency_measured_on', 'the device')})"
+    if "vela" in src:
+        return f"{ms:.3g} (vela)"
+    if src.startswith("host-measured"):
+        return f"{ms:.3g} (this host x published ratio)"
+    band = d.get("latency_error_band") or {}
+    what = "estimate" + (f" ±{band['median_rel_error']:.0%}" if band.get("median_rel_error") is not None else "")
+    if d.get("latency_extrapolated"):
+        what += ", extrapolated" + ("" if d.get("latency_gated", True) else ", not gated")
+    return f"{ms:.3g} ({what})"
+
+
+def _emulation_cell(emu: dict[str, Any]) -> str:
+    if emu.get("bit_exact"):
+        return "bit-exact"
+    if emu.get("within_tolerance", False):
+        return "within parity tolerance"
+    return f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})"
 
 
 def _qemu_skipped(why: str) -> str:
@@ -182,11 +220,13 @@ def _qemu_skipped(why: str) -> str:
     return f"skipped ({why})" if why else "skipped"
 
 
-DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "est. latency ms", "arena bytes", "stored bytes",
+DEVICE_COLUMNS = ("device", "required", "verdict", "runtime", "accuracy", "latency ms", "arena bytes", "stored bytes",
                   "QEMU aarch64", "reasons")
-DEVICE_NOTE = ("Latency on the device is an *estimate* from the profile's speed model (published figures), or Vela's "
-               "performance model for Ethos-U (*vela*); *extrapolated* marks an estimate for a model more than 10x "
-               "outside the MACs of its calibration models. The TFLM arena is what TFLite Micro's allocator recorded "
+DEVICE_NOTE = ("Latency on the device is *measured* on it when its profile says how to reach it (`connect:`; the "
+               "device and the date follow), Vela's performance model for Ethos-U (*vela*), or an *estimate* from the "
+               "device's measured rows or else published figures (± its median held-out error); *extrapolated* marks "
+               "an estimate for a model more than 10x outside the MACs of the models it was fitted on (*not gated* "
+               "when validate.gate_on_extrapolated is false). The TFLM arena is what TFLite Micro's allocator recorded "
                "with its reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded weights and "
                "command stream on Ethos-U (in flash, or DRAM for the U65 profile).")
 
@@ -196,8 +236,7 @@ def device_rows(summary: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, d in summary["devices"].items():
         emu = d.get("emulation") or {}
-        emu_txt = ("bit-exact" if emu.get("bit_exact") else f"mismatch (top-1 agreement {emu.get('top1_agreement', 0):.3f})") \
-            if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
+        emu_txt = _emulation_cell(emu) if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
         rows.append([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
             _fmt("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),
@@ -273,4 +312,36 @@ def gate_failure(summary: dict[str, Any]) -> str:
     parts = [f"{d}: {'; '.join((devices.get(d) or {}).get('reasons') or ['not validated'])}" for d in failed]
     hint = " ".join(f"`edgeqat recommend --device {d}`" for d in failed)
     return (f"{model} failed required device(s) {', '.join(failed)} ({' | '.join(parts)}); the run is tracked, nothing "
-            f"is registered. To find a model that fits: {hint}")
+            f"is registered. To find a model that fits: {hint}; or drop the device from validate.required_devices")
+
+
+def chance_failure(summary: dict[str, Any], variant: str, margin: float) -> str:
+    """Why ``variant`` is no better than always answering the test split's most common class
+    ('' when it beats that rate by ``margin``, or when the summary predates the record)."""
+    rate, row = summary.get("majority_rate"), (summary.get("variants") or {}).get(variant) or {}
+    if margin <= 0 or rate is None or row.get("accuracy") is None:
+        return ""
+    if row["accuracy"] >= rate + margin - 1e-9:
+        return ""
+    return (f"{variant} accuracy {row['accuracy']:.4f} is not clearly above chance: always answering the test split's most "
+            f"common class ({summary.get('majority_class', '?')!r}) scores {rate:.4f}, and register.chance_margin asks "
+            f"for {margin:g} more ({rate + margin:.4f})")
+
+
+def chance_warning(summary: dict[str, Any], variant: str, margin: float) -> str:
+    """One warning line for the report and the console: the registered variant at chance level,
+    and which other variants are (every variant is listed when the FP32 model learned nothing)."""
+    main = chance_failure(summary, variant, margin)
+    if not main:
+        return ""
+    others = [n for n, _ in ordered_variants(summary) if n != variant and chance_failure(summary, n, margin)]
+    return ("WARNING: chance level: " + main + "; it is not registered"
+            + (f". Also at chance level: {', '.join(others)}" if others else ""))
+
+
+def registry_gate(summary: dict[str, Any], variant: str, margin: float) -> str:
+    """Every reason the pipeline's model may not be registered ('' = none): a required device
+    failed at validate, or its accuracy is at chance level."""
+    reasons = [gate_failure(summary) if summary.get("validation_passed") is False else "",
+               chance_failure(summary, variant, margin)]
+    return " | ".join(r for r in reasons if r)

@@ -3,8 +3,10 @@ embedded as data URIs, no script, no CDN): the comparison table, the Pareto plot
 curves, the headline variant's confusion matrix, each device's verdict with how much of its
 budgets the model uses (flash, RAM or arena, latency), and the per-device recommendation.
 
-Everything on it is a function of the run's outputs (no wall time, no host latency), so the
-page is the same bytes for the same inputs, like every other committed report.
+Everything on it is a function of the run's outputs (no wall time), so the page is the same
+bytes for the same inputs, like every other committed report. Its host latency comes from
+``reports/host_latency.json``, which evaluate rewrites only when a model file or the measuring
+settings change (:func:`edgeqat.timings.host_latency_record`); a re-run of the same models keeps it.
 """
 
 from __future__ import annotations
@@ -143,9 +145,13 @@ def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any
         elif prof.ram_bytes and d.get("interpreter_bytes") is not None and d.get("model_bytes") is not None:
             rows.append({"budget": "RAM (model + activations)", "used": d["model_bytes"] + d["interpreter_bytes"],
                          "available": prof.ram_bytes, "unit": "bytes"})
-        if prof.latency_budget_ms and d.get("latency_ms_estimate") is not None:
-            rows.append({"budget": "latency (" + ("Vela" if "vela" in str(d.get("latency_source", "")) else "estimate")
-                         + ")", "used": d["latency_ms_estimate"], "available": prof.latency_budget_ms, "unit": "ms"})
+        ms = d.get("latency_ms", d.get("latency_ms_estimate"))
+        if prof.latency_budget_ms and ms is not None:
+            src = str(d.get("latency_source", ""))
+            how = ("measured" if src == "measured" else "Vela" if "vela" in src else
+                   "this host x ratio" if src.startswith("host-measured") else
+                   "estimate, extrapolated" if d.get("latency_extrapolated") else "estimate")
+            rows.append({"budget": f"latency ({how})", "used": ms, "available": prof.latency_budget_ms, "unit": "ms"})
         out[name] = rows
     return out
 
@@ -180,28 +186,36 @@ def _table(head: list[str], rows: list[list[str]], row_classes: list[str] | None
 
 
 def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dict[str, list[dict]],
-           recommendation: dict[str, Any] | None) -> str:
+           recommendation: dict[str, Any] | None, warning: str = "") -> str:
     front = set(pareto_front(summary)) if summary.get("variants") else set()
     ref = summary.get("reference", "fp32")
+    timed = any(r.get("latency_p50_ms") is not None for r in (summary.get("variants") or {}).values())
     vrows, vcls = [], []
     for name, r in ordered_variants(summary):
+        p50 = [] if not timed else ["–" if r.get("latency_p50_ms") is None else f"{r['latency_p50_ms']:.3f}"]
         vrows.append([_e(name), f"{r.get('accuracy', 0):.4f}", f"{r.get('accuracy_delta', 0):+.4f}",
                       f"{r.get('size_bytes', 0):,}", f"{r.get('size_ratio', 0):.2f}x", f"{r.get('gzip_bytes', 0):,}",
-                      f"{r.get('weight_sparsity', 0):.0%}",
+                      *p50, f"{r.get('weight_sparsity', 0):.0%}",
                       "–" if r.get("weight_values_per_channel") is None else f"{r['weight_values_per_channel']:,}",
                       "yes" if r.get("integer_only") else "no"])
         vcls.append("front" if name in front else "")
+    latency = (f"host p50 ms: <code>invoke()</code> at {summary.get('num_threads', 1)} thread(s) on "
+               f"{_e(summary.get('host', '?'))}, measured when these models were built" if timed else
+               "no host latency recorded (<code>edgeqat stage evaluate</code> measures it)")
+    rate = summary.get("majority_rate")
+    chance = (f"; always answering its most common class (<code>{_e(summary.get('majority_class', '?'))}</code>) "
+              f"scores {rate:.4f}" if rate is not None else "")
     parts = [
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
         "<title>edgeqat report</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>edgeqat report</h1>",
+        *([f"<p class=\"fail\">{_e(warning)}</p>"] if warning else []),
         f"<p class=\"muted\">Test split: {summary.get('num_test', '?')} images, {len(summary.get('class_names', []))} "
-        f"classes; accuracy through the LiteRT interpreter; reference <code>{_e(ref)}</code>; data sha256 "
-        f"<code>{_e(str(summary.get('data_sha256', '?'))[:12])}</code>. Host latency varies from run to run and is "
-        "not on this page: <code>edgeqat report</code> prints the last run's.</p>",
+        f"classes{chance}; accuracy through the LiteRT interpreter; reference <code>{_e(ref)}</code>; data sha256 "
+        f"<code>{_e(str(summary.get('data_sha256', '?'))[:12])}</code>; {latency}.</p>",
         "<h2>Variants</h2>",
-        _table(["variant", "accuracy", "Δ vs ref", "size (bytes)", "size vs ref", "gzip (bytes)", "sparsity",
-                "weights/channel", "integer-only"], vrows, vcls),
+        _table(["variant", "accuracy", "Δ vs ref", "size (bytes)", "size vs ref", "gzip (bytes)",
+                *(["p50 ms (host)"] if timed else []), "sparsity", "weights/channel", "integer-only"], vrows, vcls),
         "<p class=\"muted\">Bold: on the Pareto front of accuracy vs flatbuffer size. <i>weights/channel</i>: most "
         "distinct stored weights in one output channel of any conv/dense kernel (clustering bounds it).</p>",
     ]
@@ -233,9 +247,11 @@ def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dic
         parts.append(_table(["device", "verdict", "runtime", "accuracy", "budget used", "reasons"], drows, left=(4, 5)))
     if recommendation and recommendation.get("enabled"):
         parts.append("<h2>Recommendation per device</h2>")
-        rrows = [[_e(dev), _e(r.get("chosen") or "no model fits"), _e(r.get("reason", ""))]
+        rrows = [[_e(dev), _e(r.get("chosen") or "no model fits"),
+                  f"{r['test']['accuracy']:.4f}" if r.get("test") else "–", _e(r.get("reason", ""))]
                  for dev, r in recommendation.get("devices", {}).items()]
-        parts.append(_table(["device", "chosen", "why"], rrows, left=(1, 2)))
+        # chosen on the validation split; the accuracy shown is the choice's on the test split
+        parts.append(_table(["device", "chosen", "test accuracy", "why (validation split)"], rrows, left=(1, 3)))
     elif recommendation is not None:
         parts.append("<h2>Recommendation per device</h2><p class=\"muted\">Off (<code>recommend.enabled: false</code>); "
                      "<code>edgeqat recommend --device ...</code> searches one.</p>")

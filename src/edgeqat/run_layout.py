@@ -76,8 +76,10 @@ def history_curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def headline(summary: Mapping[str, Any]) -> dict[str, float]:
-    """The validated model's few numbers: what the runs table and `dvc metrics show` compare."""
+def headline(summary: Mapping[str, Any], gate_passed: bool | None = None) -> dict[str, float]:
+    """The validated model's few numbers: what the runs table and `dvc metrics show` compare.
+    ``gate_passed``: the registry's verdict (:func:`edgeqat.report.registry_gate`, which adds
+    the chance-level check); by default, the device gate's."""
     variants = summary.get("variants") or {}
     model = summary.get("validated_model") or summary.get("headline")
     row = variants.get(model) or {}
@@ -93,18 +95,23 @@ def headline(summary: Mapping[str, Any]) -> dict[str, float]:
     if devices:
         out["devices_passed"] = sum(bool(d.get("passed")) for d in devices.values())
         out["devices"] = len(devices)
-    if summary.get("validation_passed") is not None:
-        out["gate_passed"] = 1.0 if summary["validation_passed"] else 0.0
+    if gate_passed is None and summary.get("validation_passed") is not None:
+        gate_passed = bool(summary["validation_passed"])
+    if gate_passed is not None:
+        out["gate_passed"] = 1.0 if gate_passed else 0.0
     return out
 
 
-def dvc_headline(summary: Mapping[str, Any]) -> dict[str, Any]:
-    """metrics/headline.json: five numbers of the validated model, so `dvc metrics show` fits
-    100 columns. The test split's size rides along: accuracies on different test splits do not
-    compare. (How many devices were validated is in metrics/validate.json.)"""
+def dvc_headline(summary: Mapping[str, Any], gate_passed: bool) -> dict[str, Any]:
+    """metrics/headline.json: the validated model's accuracy, KiB and devices passed, and
+    ``gate_passed`` (whether it may be registered, so a kept experiment whose gate failed says
+    so in `dvc exp show`): `dvc metrics show` fits 100 columns. The test split's size rides
+    along: accuracies on different test splits do not compare. (The drop vs FP32 and how many
+    devices were validated are in the MLflow run, ``validation/``, and reports/summary.json.)"""
     head = headline(summary)
-    keys = ("accuracy", "accuracy_drop", "size_kib", "devices_passed")
-    return {**{k: head[k] for k in keys if k in head}, "test_images": summary.get("num_test")}
+    keys = ("accuracy", "size_kib", "devices_passed")
+    return {**{k: head[k] for k in keys if k in head}, "gate_passed": bool(gate_passed),
+            "test_images": summary.get("num_test")}
 
 
 def variant_metrics(evaluation: Mapping[str, Any]) -> dict[str, float]:
@@ -122,10 +129,10 @@ def validation_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             for dev, v in sorted((summary.get("devices") or {}).items())}
 
 
-def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+def summary_metrics(summary: Mapping[str, Any], gate_passed: bool | None = None) -> dict[str, float]:
     """Every run metric that reports/summary.json (validate's output) holds: the headline's
     three, the rest of the headline numbers under validation."""
-    head = headline(summary)
+    head = headline(summary, gate_passed)
     return {**{f"{HEADLINE if k in RUN_HEADLINE else VALIDATION}/{k}": float(v) for k, v in head.items()},
             **validation_metrics(summary), **variant_metrics(summary)}
 

@@ -59,10 +59,33 @@ class FileParam:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What a cluster reserves (requests) and caps (limits) for one stage's container, in
+    Kubernetes quantities, compiled into the KFP pipeline. A request is what the scheduler
+    finds room for; past the memory limit the container is killed, so both leave headroom over
+    the peaks measured in containers on small data (docs/kubeflow.md) for real data sets."""
+
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "2Gi"
+    memory_limit: str = "4Gi"
+    accelerator: bool = False  # trains: takes an accelerator when the pipeline is compiled with --gpu
+
+
+LIGHT = Resources(cpu_request="500m", cpu_limit="1", memory_request="1Gi", memory_limit="2Gi")  # MLflow calls
+TRAINING = Resources(cpu_request="2", cpu_limit="4", memory_request="4Gi", memory_limit="8Gi", accelerator=True)
+# recommend fine-tunes candidates only when recommend.enabled (off by default): no accelerator held for it
+SEARCH = replace(TRAINING, accelerator=False)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     step: str  # "module:function", imported only when the stage runs
     sections: tuple[str, ...]  # params sections it receives; (ALL,) for the whole Params
+    # Single keys of other sections it receives, each as the step keyword named after the key
+    # (convert.variants -> variants=): a DVC param of the stage, a parameter of its component.
+    keys: tuple[str, ...] = ()
     inputs: tuple[Port, ...] = ()
     outputs: tuple[Port, ...] = ()
     file_params: tuple[FileParam, ...] = ()
@@ -70,6 +93,7 @@ class Stage:
     gate: str | None = None  # "<stage>.passed": KFP runs it only when that stage passed
     cached: bool = True  # False: a side effect (MLflow) that KFP must never skip from its cache
     returns_passed: bool = False  # the step's result["passed"] is a KFP output (for a gate)
+    resources: Resources = Resources()  # the container's CPU/memory (and accelerator) on a cluster
 
 
 def metrics(stage: str) -> Port:
@@ -91,6 +115,7 @@ def tensorboard(stage: str) -> Port:
 
 
 PREPARED = Port("prepared", "data/prepared", "Dataset", is_dir=True)
+PREFLIGHT = Port("preflight", "reports/preflight.json", arg="report_json", dvc="committed")
 FP32 = Port("fp32_model", "models/fp32.keras", "Model")
 QAT = Port("qat_model", "models/qat.h5", "Model")
 MIXED = Port("mixed_model", "models/mixed.h5", "Model")
@@ -115,6 +140,9 @@ TRACKED = Port("tracked", "reports/tracked.json", arg="", dvc="committed")
 MLFLOW_RUN = Port("mlflow_run", "logs/mlflow_run.json", arg="", dvc="side")
 REPORT_HTML = Port("report_html", "reports/report.html", "HTML", arg="html_out", dvc="committed")
 FIGURES = Port("figures", "reports/figures", arg="figures_dir", dvc="committed", is_dir=True)
+# Host latency committed with the results but never a DVC output: evaluate rewrites it only when
+# a model file or the measuring settings change (edgeqat.timings.host_latency_record).
+HOST_LATENCY = Port("host_latency", "reports/host_latency.json", arg="host_latency_json", dvc="side")
 # The few numbers DVC's metrics views compare (dvc metrics show/diff, dvc exp show); each stage's
 # detailed metrics file is committed beside it but kept out of those views.
 HEADLINE = Port("headline", "metrics/headline.json", "Metrics", arg="headline_path", dvc="metrics")
@@ -125,33 +153,49 @@ def arg(port: Port, name: str) -> Port:
     return replace(port, arg=name)
 
 
-COMPUTE = ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
+# Weight scales are decided when a model is wrapped for QAT, so every stage that makes a QAT
+# model reads convert.per_channel (and re-runs when it changes), not only convert.
+PER_CHANNEL = ("convert.per_channel",)
+
+COMPUTE = ("prepare", "preflight", "train", "qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "report")
 
 STAGES: tuple[Stage, ...] = (
     Stage("prepare", "edgeqat.steps.prepare:prepare", ("prepare",),
           outputs=(arg(PREPARED, "out_dir"), metrics("prepare"), timings("prepare")),
           file_params=(FileParam("prepare.path", importer="raw_data", kind="Dataset"),),
           doc="Raw data -> resized, stratified, sharded train/val/test/calib splits."),
-    Stage("train", "edgeqat.steps.train:train", ("train",),
+    Stage("preflight", "edgeqat.steps.preflight:preflight", ("train", "validate"),
+          keys=("prune.channel_fraction", "recommend.channel_fractions"),
           inputs=(PREPARED,),
+          outputs=(PREFLIGHT, metrics("preflight"), timings("preflight")),
+          file_params=(FileParam("train.from_model", importer="pretrained_model", kind="Model"),
+                       FileParam("validate.profiles_dir")),
+          doc="Before training: the model's untrained int8 graph against every required device's budgets."),
+    Stage("train", "edgeqat.steps.train:train", ("train",),
+          # preflight's metrics: only to run after it (the same bytes whenever it passes)
+          inputs=(PREPARED, arg(metrics("preflight"), "")),
           outputs=(arg(FP32, "model_out"), metrics("train"), history("train"), tensorboard("train"), timings("train")),
           file_params=(FileParam("train.from_model", importer="pretrained_model", kind="Model"),
                        FileParam("train.weights")),
+          resources=TRAINING,
           doc="FP32 baseline, or the user's pretrained model (train.from_model)."),
-    Stage("qat", "edgeqat.steps.qat:qat", ("qat",),
+    Stage("qat", "edgeqat.steps.qat:qat", ("qat",), keys=("convert.variants", *PER_CHANNEL),
           inputs=(PREPARED, FP32),
           outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
                    metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
           file_params=(FileParam("qat.finetune_path"),),
+          resources=TRAINING,
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
-    Stage("prune", "edgeqat.steps.prune:prune", ("prune",),
+    Stage("prune", "edgeqat.steps.prune:prune", ("prune",), keys=("convert.variants", *PER_CHANNEL),
           inputs=(PREPARED, FP32),
           outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
                    metrics("prune"), history("prune"), timings("prune")),
+          resources=TRAINING,
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
-    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",),
+    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",), keys=("convert.variants", *PER_CHANNEL),
           inputs=(PREPARED, FP32, PRUNED),
           outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
+          resources=TRAINING,
           doc="Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."),
     Stage("convert", "edgeqat.steps.convert:convert", ("convert",),
           inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CQAT, PCQAT, CHANNEL),
@@ -159,7 +203,7 @@ STAGES: tuple[Stage, ...] = (
           doc="Keras models -> .tflite variants and model_card.json."),
     Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",),
           inputs=(PREPARED, TFLITE, FP32),
-          outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate")),
+          outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate"), HOST_LATENCY),
           doc="Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."),
     Stage("validate", "edgeqat.steps.validate:validate", ("validate",),
           inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json")),
@@ -171,10 +215,11 @@ STAGES: tuple[Stage, ...] = (
           # summary: only to run after validate, as the registry sees it
           inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
+          keys=PER_CHANNEL, resources=SEARCH,
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
-    Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate"),
+    Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate", "register"),
           inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),
-                  CONFUSION, PARETO, arg(RECOMMENDATION, "recommendation_dir")),
+                  CONFUSION, PARETO, arg(RECOMMENDATION, "recommendation_dir"), HOST_LATENCY),
           outputs=(REPORT_HTML, FIGURES, HEADLINE, timings("report")),
           file_params=(FileParam("validate.profiles_dir"),),
           doc="One self-contained page (reports/report.html), its figures, and the headline metrics."),
@@ -193,12 +238,12 @@ STAGES += (
     Stage("track", "edgeqat.steps.track:track", (ALL,),
           inputs=tuple(arg(p, "") for p in _READ_BY_TRACK),
           outputs=(TRACKED, MLFLOW_RUN),
-          cached=False,
+          cached=False, resources=LIGHT,
           doc="Log the whole execution to MLflow: one run with params, metrics, curves, data, models, reports."),
     Stage("register", "edgeqat.steps.register:register", (ALL,),
           inputs=tuple(arg(p, "") for p in (TRACKED, MLFLOW_RUN, TFLITE, SUMMARY, RECOMMENDED, RECOMMENDATION)),
           outputs=(Port("registered", "logs/registered.json", arg="", dvc="side"),),
-          gate="validate.passed", cached=False,
+          gate="validate.passed", cached=False, resources=LIGHT,
           doc="The run's model as a new MLflow model version (alias challenger); per-device models too."),
 )
 
@@ -209,9 +254,10 @@ def section_keys(section: str) -> list[str]:
 
 
 def stage_params(stage: Stage) -> list[str]:
-    """Every key of the sections the stage receives, then the keys every stage receives."""
+    """Every key of the sections the stage receives, its single keys, then the keys every stage receives."""
     sections = list(_params_model().model_fields) if stage.sections == (ALL,) else stage.sections
     keys = [k for s in sections for k in section_keys(s)]
+    keys += [k for k in stage.keys if k not in keys]
     return keys + [k for k in GLOBAL_KEYS if k not in keys]
 
 

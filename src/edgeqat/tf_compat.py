@@ -83,7 +83,7 @@ def _load(name: str) -> Any:
         elif name == "tfmot_8bit":  # tfmot's registry and configs, not in its public API
             _load("tfmot")
             from tensorflow_model_optimization.python.core.quantization.keras import default_8bit as mod
-        elif name == "tfmot_quant":  # tfmot's quantization internals (edgeqat.compression.cluster_scheme)
+        elif name == "tfmot_quant":  # tfmot's quantization internals (edgeqat.compression.schemes)
             _load("tfmot")
             from tensorflow_model_optimization.python.core.quantization import keras as mod
         elif name == "tfmot_cluster_wrapper":  # tfmot's ClusterWeights wrapper (edgeqat.compression.clustering)

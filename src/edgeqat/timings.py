@@ -101,3 +101,45 @@ def execution_window(records: dict[str, dict[str, Any]], execution: str | None) 
     mine = [r for r in records.values() if r.get("execution") == execution]
     return (min(datetime.fromisoformat(r["started_at"]) for r in mine),
             max(datetime.fromisoformat(r["ended_at"]) for r in mine))
+
+
+# --- host latency kept with the results ------------------------------------------------------
+# DVC skips evaluate in a fresh clone (its outputs are committed), so the clone has no timings.
+# evaluate therefore also keeps reports/host_latency.json: committed with the results, never a
+# DVC output, and rewritten only when a measured model or the measuring settings change, so a
+# forced re-run of the same models leaves it (and git) untouched. It is in the shape of the
+# evaluate timings record (what edgeqat.report.with_latency reads), plus what it measured.
+HOST_LATENCY = "reports/host_latency.json"
+
+
+def host_latency_record(measured: dict[str, Any], shas: dict[str, str], settings: dict[str, Any],
+                        previous: str | Path | None) -> dict[str, Any]:
+    """This run's latency record, or the previous one when it measured the same model files
+    (same sha256 each) with the same settings: then the committed figures stand."""
+    fresh = {**measured, "settings": settings,
+             **{n: {**measured[n], "sha256": s} for n, s in shas.items() if isinstance(measured.get(n), dict)}}
+    if previous is not None and Path(previous).is_file():
+        try:
+            old = read_json(previous)
+        except Exception:  # noqa: BLE001 - a damaged record is simply measured again
+            old = None
+        if isinstance(old, dict) and old.get("settings") == settings and {
+                n: (old.get(n) or {}).get("sha256") for n in shas} == shas and \
+                {k for k, v in old.items() if isinstance(v, dict) and "sha256" in v} == set(shas):
+            return old
+    return fresh
+
+
+def latest_latency(root: str | Path) -> dict[str, Any] | None:
+    """Host latency for the table: this clone's last evaluate run, else the record committed
+    with the results (``reports/host_latency.json``), else None."""
+    root = Path(root)
+    timed = read_timings(root / TIMINGS_DIR).get("evaluate")
+    if timed:
+        return timed
+    path = root / HOST_LATENCY
+    try:
+        rec = read_json(path) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - only figures for the table
+        return None
+    return {**rec, "source": HOST_LATENCY} if isinstance(rec, dict) else None

@@ -116,7 +116,9 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
     (tmp_path / "reports" / "summary.json").write_text(json.dumps(_summary()))
     timings = {name: {"latency_p50_ms": 0.07, "latency_p90_ms": 0.09, "speedup": 1.0} for name in _summary()["variants"]}
     (tmp_path / "logs" / "timings").mkdir(parents=True)
-    (tmp_path / "logs" / "timings" / "evaluate.json").write_text(json.dumps({"host": "x86_64 test", **timings}))
+    record = {"stage": "evaluate", "started_at": "2026-01-01T00:00:00.000+00:00",
+              "ended_at": "2026-01-01T00:00:09.000+00:00", "host": "x86_64 test", **timings}
+    (tmp_path / "logs" / "timings" / "evaluate.json").write_text(json.dumps(record))
 
     out = edgeqat("report", cwd=tmp_path, env={"COLUMNS": "100"})
     assert out.returncode == 0, out.stderr
@@ -267,7 +269,7 @@ def test_dvc_metrics_show_fits_100_columns(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / "metrics").mkdir()
-    head = dvc_headline(_summary())
+    head = dvc_headline(_summary(), gate_passed=True)
     (tmp_path / "metrics" / "headline.json").write_text(json.dumps(head))
     (tmp_path / "dvc.yaml").write_text("metrics:\n- metrics/headline.json\n")
     out = subprocess.run([str(BIN / "dvc"), "metrics", "show"], cwd=tmp_path, capture_output=True, text=True,

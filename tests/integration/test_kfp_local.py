@@ -11,25 +11,38 @@ import yaml
 
 from integration.conftest import BIN, REPO, run
 from integration.conftest import tiny_params
+from integration.kfp_runs import FAILING, assert_gate_failed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_local_run_of_the_compiled_pipeline(tmp_path):
+def _run(cwd, params: str, check: bool = True, **env):
+    """`edgeqat pipeline run --local` on the committed package, kfp.local's cache on (a later run in
+    the same pipeline root reuses the compute tasks whose arguments did not change)."""
+    (cwd / "params.yaml").write_text(params)
+    t0 = time.monotonic()
+    proc = run([str(BIN / "edgeqat"), "pipeline", "run", "--local", "--cache", "--params", "params.yaml",
+                "--package", str(REPO / "pipelines" / "edge_pipeline.yaml"), "--pipeline-root", "kfp",
+                "--out", "kfp_run.json", "--tag", "purpose=test"], cwd, {"MLFLOW_TRACKING_URI": "", **env}, check=check)
+    return proc, json.loads((cwd / "kfp_run.json").read_text()), time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("kfp-local")
+    proc, result, wall = _run(tmp_path, tiny_params(), EDGEQAT_RECORD_CONFIGS=str(tmp_path / "configs"),
+                              EDGEQAT_LIVE_RUN="1")
+    print(f"\nkfp.local pipeline wall time: {wall:.1f} s")
+    return tmp_path, proc, result
+
+
+def test_local_run_of_the_compiled_pipeline(local_run):
     from mlflow.tracking import MlflowClient
 
-    params = tmp_path / "params.yaml"
-    params.write_text(tiny_params())
-    p = yaml.safe_load(params.read_text())
-    t0 = time.monotonic()
-    proc = run([str(BIN / "edgeqat"), "pipeline", "run", "--local", "--params", str(params),
-                "--package", str(REPO / "pipelines" / "edge_pipeline.yaml"), "--pipeline-root", "kfp",
-                "--out", "kfp_run.json", "--tag", "purpose=test"], tmp_path,
-               {"MLFLOW_TRACKING_URI": "", "EDGEQAT_RECORD_CONFIGS": str(tmp_path / "configs"), "EDGEQAT_LIVE_RUN": "1"})
-    wall = time.monotonic() - t0
-    print(f"\nkfp.local pipeline wall time: {wall:.1f} s")
-    result = json.loads((tmp_path / "kfp_run.json").read_text())
+    tmp_path, proc, result = local_run
+    p = yaml.safe_load((tmp_path / "params.yaml").read_text())
     assert json.loads(proc.stdout)["run_id"] == result["run_id"]
+    assert result["validation_passed"] is True and result["registered"] is True
 
     job = tmp_path / "kfp" / result["kfp_run_name"]
     assert job.is_dir() and result["outputs"] == str(job)
@@ -55,7 +68,8 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     params = load_params(tmp_path / "params.yaml")
     for stage in STAGES:
         first, others = step_configs(stage, params)
-        want = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in others.items()}}
+        want = {"first": json.loads(first.model_dump_json()),
+                **{k: json.loads(v.model_dump_json()) if hasattr(v, "model_dump_json") else v for k, v in others.items()}}
         assert json.loads((tmp_path / "configs" / f"{stage.name}.json").read_text()) == want, stage.name
 
     # One MLflow run, in the store `dvc repro` uses here (mlflow.db beside params), tagged with the KFP run.
@@ -79,3 +93,12 @@ def test_local_run_of_the_compiled_pipeline(tmp_path):
     assert epochs == json.loads((job / "train" / "train_metrics").read_text())["epochs_run"]
     # one run holds the registered model: a LoggedModel of this run, which the version points at
     assert tags["edgeqat.model.qat_int8"] in {o.model_id for o in mlrun.outputs.model_outputs}
+
+
+def test_a_failing_required_device_registers_nothing(local_run):
+    """The gate's other branch, asserted from what kfp.local's output folders hold (its
+    conditions have had bugs: kubeflow/pipelines PR #13313)."""
+    tmp_path, _, _ = local_run
+    proc, result, wall = _run(tmp_path, tiny_params(**FAILING), check=False)
+    print(f"\nkfp.local failing-gate wall time (compute stages from the cache): {wall:.1f} s")
+    assert_gate_failed(proc, result, f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -78,8 +78,12 @@ def params_file(tmp_path) -> Path:
     return path
 
 
-def _cli(args: list[str], cwd: Path, token: str | None = "s3cret", check: bool = True):
-    env = {"KFP_BEARER_TOKEN": token or "", "MLFLOW_TRACKING_URI": "", "KF_PIPELINES_SA_TOKEN_PATH": ""}
+IMAGE = "registry.example/team/edgeqat:0.1.0"
+
+
+def _cli(args: list[str], cwd: Path, token: str | None = "s3cret", check: bool = True, image: str = IMAGE):
+    env = {"KFP_BEARER_TOKEN": token or "", "MLFLOW_TRACKING_URI": "", "KF_PIPELINES_SA_TOKEN_PATH": "",
+           "EDGEQAT_IMAGE": image}
     return run([str(BIN / "edgeqat"), "pipeline", *args], cwd, env, check=check)
 
 
@@ -91,7 +95,8 @@ def _posted(recorder, prefix: str) -> dict:
 
 def test_submit_sends_package_parameters_and_experiment(kfp_api, params_file, tmp_path):
     host, rec = kfp_api
-    package = REPO / "pipelines" / "edge_pipeline.yaml"
+    package = tmp_path / "compiled.yaml"
+    _cli(["compile", "--out", str(package), "--image", "registry.example/team/edgeqat:7"], tmp_path, image="")
     out = _cli(["submit", "--host", host, "--params", str(params_file), "--package", str(package),
                 "--experiment", "retrain-exp", "--run-name", "nightly-1", "--mlflow-uri", "http://mlflow.example:5000",
                 "--tag", "trigger=test"], tmp_path)
@@ -102,6 +107,8 @@ def test_submit_sends_package_parameters_and_experiment(kfp_api, params_file, tm
     assert body["display_name"] == "nightly-1"
     assert body["experiment_id"] == "exp-1"
     assert body["pipeline_spec"] == yaml.safe_load(package.read_text())
+    executors = body["pipeline_spec"]["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {"registry.example/team/edgeqat:7"}
     sent = body["runtime_config"]["parameters"]
     assert sent["qat__epochs"] == 3 and sent["prepare__image_size"] == 8
     assert sent["train__from_model"] == "" and sent["convert__variants"][0] == "fp32"
@@ -124,6 +131,22 @@ def test_schedule_sends_a_recurring_run_with_the_cron(kfp_api, params_file, tmp_
     assert int(body["max_concurrency"]) == 1
     assert body["runtime_config"]["parameters"]["qat__epochs"] == 3
     assert body["pipeline_spec"]["pipelineInfo"]["name"] == "edgeqat"
+    executors = body["pipeline_spec"]["deploymentSpec"]["executors"].values()
+    assert {e["container"]["image"] for e in executors} == {IMAGE}  # from EDGEQAT_IMAGE
+
+
+def test_nothing_that_names_an_image_no_cluster_can_pull_is_sent(kfp_api, params_file, tmp_path):
+    host, rec = kfp_api
+    committed = REPO / "pipelines" / "edge_pipeline.yaml"  # carries the never-pushed placeholder
+    for args, image in ((["submit", "--package", str(committed)], IMAGE), (["submit"], ""),
+                        (["schedule", "--cron", "0 3 * * 1"], "")):
+        proc = _cli([*args, "--host", host, "--params", str(params_file), "--mlflow-uri", "http://m:5000"],
+                    tmp_path, check=False, image=image)
+        assert proc.returncode == 2, proc.stderr
+        line = proc.stderr.strip().splitlines()
+        assert len(line) == 1 and ("placeholder image" in line[0] or "no component image" in line[0]), proc.stderr
+        assert "make image" in line[0]
+    assert rec.requests == []
 
 
 def test_unreachable_host_is_a_clear_error(params_file, tmp_path):

@@ -7,12 +7,12 @@ failure instead, since `.ci/run` runs `make arm64` first.
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
 from conftest import synthetic_images
+from integration.conftest import require
 from edgeqat.devices.qemu import QemuUnavailable, compare_outputs, qemu_available, run_on_qemu
 
 pytestmark = pytest.mark.integration
@@ -20,11 +20,7 @@ N_SAMPLES = 8
 
 
 def _require(reason: str | None) -> None:
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"emulated aarch64 unavailable under CI: {reason}")
-    pytest.skip(reason)
+    require(reason, "emulated aarch64")
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeqat.config import ConvertConfig, EvaluateConfig, Params, QatConfig, RegisterConfig, TrackConfig, TrainConfig
-from edgeqat.errors import EdgeqatError, GateFailed
+from edgeqat.errors import EdgeqatError, GateFailed, ModelError
 from edgeqat.io import read_json, sha256_file, write_json
 from integration.conftest import BIN, free_port, start_mlflow_server, stop_process_group, wait_until_up
 
@@ -41,10 +41,11 @@ NAME = "edgeqat-it"
 SECRET = "it-webhook-secret-0123456789"
 EXPERIMENT = "it-registry"  # track.experiment: the runs the versions point into
 # The failing gate exercised here is a device verdict; the accuracy gates are unit-tested
-# (a 4-epoch model's QAT drop vs FP32 is not what these tests are about). validate required
+# (a 4-epoch model's QAT drop vs FP32 is not what these tests are about, nor is its accuracy on
+# 20 test images beating chance: tests/integration/test_chance_level.py is). validate required
 # only sim-pi, the registry requires both devices: the "bad" execution passes validate, is
 # tracked and registered, and fails the registry's gate on sim-m4.
-CFG = RegisterConfig(model_name=NAME, experiment="it-registry", max_accuracy_drop=0.5,
+CFG = RegisterConfig(model_name=NAME, experiment="it-registry", max_accuracy_drop=0.5, chance_margin=0.0,
                      required_devices=["sim-m4", "sim-pi"])
 M4_BUDGET = "arena 300 KB > 256 KB"
 
@@ -109,11 +110,12 @@ def _params(cfg: RegisterConfig = CFG, experiment: str = EXPERIMENT) -> Params:
     return Params(register=cfg, track=TrackConfig(experiment=experiment))
 
 
-def _workspace(built, ws: Path, which: str = "good", recommend: dict[str, float | None] | None = None) -> Path:
+def _workspace(built, ws: Path, which: str = "good", recommend: dict[str, float | dict | None] | None = None) -> Path:
     """The built model laid out as the DVC pipeline writes it, with the ``which`` summary.
 
-    ``recommend``: device -> the accuracy of the model recommended for it (the built
-    qat_int8 file), or None when no model fits it; as the recommend step writes them."""
+    ``recommend``: device -> the test-split accuracy of the model recommended for it (the built
+    qat_int8 file), or a verdict ``{"accuracy", "passed", "reasons"}`` of its validation on the
+    device, or None when no model fits it; as the recommend step writes them."""
     d = built["dir"]
     shutil.copytree(d / "tflite", ws / "models" / "tflite")
     shutil.copy(d / "fp32.keras", ws / "models" / "fp32.keras")
@@ -125,20 +127,27 @@ def _workspace(built, ws: Path, which: str = "good", recommend: dict[str, float 
         shutil.copy(d / which / f, ws / "reports" / f)
     if recommend is not None:
         source = d / "tflite" / "qat_int8.tflite"
-        chosen, report = {}, {"enabled": True, "devices": {}}
-        for dev, accuracy in recommend.items():
-            if accuracy is None:
+        chosen, report = {}, {"enabled": True, "splits": {"search": "val", "reported": "test"}, "devices": {}}
+        for dev, outcome in recommend.items():
+            if outcome is None:
                 report["devices"][dev] = {"chosen": None, "candidates": [],
                                           "reason": f"no model fits {dev}: the closest, qat_int8, misses flash by 90%."}
                 continue
+            verdict = outcome if isinstance(outcome, dict) else {"accuracy": outcome, "passed": True, "reasons": []}
+            accuracy = verdict["accuracy"]
             (ws / "models" / "recommended").mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, ws / "models" / "recommended" / f"{dev}.tflite")
-            row = {"candidate": "qat_int8", "integer_only": True, "accuracy": accuracy,
+            dest = ws / "models" / "recommended" / f"{dev}.tflite"
+            shutil.copy(source, dest)
+            row = {"candidate": "qat_int8", "integer_only": True, "accuracy": accuracy + 0.01,  # on the val split
                    "size_bytes": source.stat().st_size, "arena_bytes": 1000, "latency_ms_estimate": 2.0}
-            reason = f"QAT int8: fits {dev} at accuracy {accuracy}."
-            report["devices"][dev] = {"chosen": "qat_int8", "reason": reason, "candidates": [row]}
-            chosen[dev] = {"file": f"{dev}.tflite", "strategy": "qat_int8", "reason": reason,
-                           **{k: row[k] for k in ("accuracy", "size_bytes", "arena_bytes", "latency_ms_estimate")}}
+            reason = f"QAT int8: fits {dev} with 0.0 pt accuracy loss on the validation split."
+            test = {**verdict, "split": "test", "reference_accuracy": 0.95, "accuracy_drop": 0.95 - accuracy,
+                    "sha256": sha256_file(dest)}
+            report["devices"][dev] = {"chosen": "qat_int8", "reason": reason, "candidates": [row], "test": test}
+            chosen[dev] = {"file": f"{dev}.tflite", "sha256": test["sha256"], "strategy": "qat_int8", "reason": reason,
+                           "integer_only": True, "accuracy": accuracy, "val_accuracy": row["accuracy"],
+                           **{k: row[k] for k in ("size_bytes", "arena_bytes", "latency_ms_estimate")},
+                           "outputs": "logits", "validation": test}
         write_json(ws / "models" / "recommended" / "recommended.json", chosen)
         write_json(ws / "reports" / "recommendation" / "recommendation.json", report)
     return ws
@@ -945,6 +954,26 @@ def test_mlflow_models_serve_predicts_on_raw_images(url, v_good, built, tmp_path
             pass
         proc.wait(timeout=20)
         log.close()
+
+
+def test_a_per_device_model_carries_its_own_device_validation_and_its_gate_reads_it(built, url, reg, tmp_path):
+    """The verdict of the recommend stage's validation of the file on its device (test split) is
+    what the version carries: one that failed there is registered, gate failed, no challenger."""
+    why = "accuracy 0.7000 is 0.2500 below the reference 0.9500 (> validate.max_accuracy_drop 0.02)"
+    ws = _workspace(built, tmp_path, recommend={"sim-m7": {"accuracy": 0.7, "passed": False, "reasons": [why]}})
+    rec = _track_register(url, ws)["recommended"]["sim-m7"]
+    v = reg.client.get_model_version(f"{CFG.model_name}-sim-m7", rec["version"])
+    assert v.tags["device.sim-m7.passed"] == "false" and v.tags["device.sim-m7.reasons"] == why
+    assert float(v.tags["accuracy"]) == pytest.approx(0.7) and v.tags["accuracy_split"] == "test"
+    assert not rec["gates_passed"] and not rec["challenger"] and v.tags["gates.passed"] == "false"
+    # a file that is not the one validated is refused, naming it, before anything is registered
+    from edgeqat.steps.register import register
+
+    (ws / "models" / "recommended" / "sim-m7.tflite").write_bytes(b"TFL3" * 64)
+    versions = len(reg.all_versions(CFG.model_name))
+    with pytest.raises(ModelError, match=r"sim-m7.tflite: no device validation of this file"):
+        register(_params(), root=ws, uri=url)
+    assert len(reg.all_versions(CFG.model_name)) == versions
 
 
 def test_recommended_models_register_per_device_and_a_miss_registers_nothing(built, url, reg, tmp_path):

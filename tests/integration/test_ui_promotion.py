@@ -34,7 +34,8 @@ NAME = "edgeqat-ui"
 ALIAS = "champion"
 SECRET = "ui-webhook-secret-0123456789"
 # validate required only sim-pi; the registry requires sim-m4 too, which the "bad" execution fails
-CFG = RegisterConfig(model_name=NAME, experiment="it-ui", max_accuracy_drop=0.5, required_devices=["sim-m4", "sim-pi"])
+CFG = RegisterConfig(model_name=NAME, experiment="it-ui", max_accuracy_drop=0.5, chance_margin=0.0,
+                     required_devices=["sim-m4", "sim-pi"])
 SEND_FAILED = "Failed to send webhook to"  # what mlflow/webhooks/delivery.py logs when a delivery is lost
 
 

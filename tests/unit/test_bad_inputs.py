@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import marshal
+import json
 import os
 import signal
 import socket
@@ -139,6 +140,34 @@ def test_unknown_device_is_refused_before_prepare_runs(tmp_path):  # row 8
     assert "params.yaml: ok" not in err
     proc = edgeqat("stage", "prepare", "--params", "params.yaml", "--prepared", "prep", "--prepare-metrics", "m/p.json", cwd=tmp_path)
     refused(proc, "validate.devices", "'rpi5'", ws=tmp_path, before=before)
+
+
+def test_registering_a_variant_validate_does_not_validate_is_refused(tmp_path):
+    """The registry's device gate reads validate's verdicts: they must be the registered file's."""
+    params(tmp_path, register={"variant": "fp32"}, validate={"model": "qat_int8"})
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), "register.variant", "'fp32'", "validate.model", "'qat_int8'",
+            ws=tmp_path, before=before)
+
+
+def test_register_refuses_a_summary_that_validated_another_variant(tmp_path):
+    """params.yaml edited after validate ran: the summary's verdicts are not the registered file's."""
+    params(tmp_path, register={"variant": "fp32"}, validate={"model": "fp32"})
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "summary.json").write_text(json.dumps(
+        {"validated_model": "qat_int8", "validation_passed": True, "variants": {"fp32": {"accuracy": 0.9}}}))
+    (tmp_path / "models" / "tflite").mkdir(parents=True)
+    (tmp_path / "models" / "tflite" / "model_card.json").write_text(json.dumps({"variants": {"fp32": {"file": "fp32.tflite"}}}))
+    before = tree(tmp_path)
+    refused(edgeqat("stage", "register", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}),
+            "summary.json", "'qat_int8'", "register.variant", "'fp32'", ws=tmp_path, before=before)
+
+
+def test_per_tensor_with_a_variant_it_cannot_honour_is_refused(tmp_path):
+    params(tmp_path, convert={"per_channel": False})  # the shipped variants include both
+    before = tree(tmp_path)
+    refused(edgeqat("check-params", cwd=tmp_path), "convert.per_channel", "'ptq_dynamic'", "'ptq_int16x8'",
+            "convert.variants", ws=tmp_path, before=before)
 
 
 def test_unknown_recommend_device(tmp_path):  # row 8

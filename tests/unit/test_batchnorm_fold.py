@@ -70,14 +70,15 @@ def test_a_convolution_feeding_a_relu_keeps_its_weight_fake_quant(per_tensor):
     """tfmot's own scheme gives Conv2D -> ReLU a no-op config (weights trained unquantized);
     edgeqat's cluster-preserving scheme quantizes them, per tensor where asked."""
     from edgeqat.compression.annotate import quantize
-    from edgeqat.compression.cluster_scheme import cluster_preserving_scheme, per_tensor_layers, plain_scheme
+    from edgeqat.compression.schemes import cluster_preserving_scheme, per_tensor_layers, plain_scheme
     from edgeqat.models.batchnorm import fold_batchnorm
     from edgeqat.tf_compat import keras, tfmot
 
     with_bn, _ = fold_batchnorm(_trained(_functional(keras), (8, 8, 3))[0])
-    assert per_tensor_layers(with_bn) == {"conv"}  # conv_act feeds the BatchNorm that stays
+    assert per_tensor_layers(with_bn) == {"conv", "dw"}  # conv_act feeds the BatchNorm that stays
     folded, _ = fold_batchnorm(_trained(_functional(keras, unfoldable=False), (8, 8, 3))[0])
-    assert per_tensor_layers(folded) == {"conv", "conv_act"}
+    assert per_tensor_layers(folded) == {"conv", "dw", "conv_act"}
+    assert per_tensor_layers(folded, ("Conv2D",)) == {"conv", "conv_act"}  # the clustered kind
     names = per_tensor_layers(folded) if per_tensor else frozenset()
     theirs = tfmot.quantization.keras.quantize_model(folded)
     assert type(theirs.get_layer("quant_conv").quantize_config).__name__ == "NoOpQuantizeConfig"
@@ -89,3 +90,6 @@ def test_a_convolution_feeding_a_relu_keeps_its_weight_fake_quant(per_tensor):
         assert kernel_q[0].shape == (() if per_tensor else (8,))
         # a Conv2D with its own activation had a fake-quant already; it keeps it
         assert [w for w in ours.get_layer("quant_conv_act").weights if "kernel_min" in w.name]
+        # a depthwise kernel named per tensor gets one range too (convert.per_channel: false)
+        dw_q = [w for w in ours.get_layer("quant_dw").weights if "depthwise_kernel_min" in w.name]
+        assert dw_q and dw_q[0].shape.rank == (0 if per_tensor else 1)

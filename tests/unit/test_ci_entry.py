@@ -50,3 +50,46 @@ def test_the_report_goes_to_the_job_summary_and_the_commit(tmp_path, monkeypatch
     assert summary.read_text().startswith("# edgeqat CI")
     assert got == {"path": "/repos/team/edgeqat/commits/0123abcd/comments", "auth": "Bearer t0ken",
                    "body": {"body": "# edgeqat CI\n\n| a | b |\n"}}
+
+
+def _dvc_repo(path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    path.mkdir()
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "config", "core.analytics", "false"]):
+        subprocess.run(cmd, cwd=path, check=True, capture_output=True)
+    return lambda *args: subprocess.run([dvc, *args], cwd=path, check=True, capture_output=True, text=True)
+
+
+def test_refresh_updates_an_import_url_whose_source_gained_data(tmp_path):
+    """`--refresh-data` on `dvc import-url` data: the .dvc file takes the source's new content."""
+    import yaml
+
+    from edgeqat.adapters.ci import refresh_imports
+
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    (bucket / "a.txt").write_text("first images")
+    dvc = _dvc_repo(tmp_path / "proj")
+    (tmp_path / "proj" / "data").mkdir()
+    dvc("import-url", str(bucket), "data/raw")
+    before = yaml.safe_load((tmp_path / "proj" / "data" / "raw.dvc").read_text())["outs"][0]["md5"]
+    (bucket / "b.txt").write_text("new images")
+    refreshed, note = refresh_imports(tmp_path / "proj")
+    assert refreshed == ["data/raw.dvc"] and note == ""
+    after = yaml.safe_load((tmp_path / "proj" / "data" / "raw.dvc").read_text())["outs"][0]["md5"]
+    assert after != before and (tmp_path / "proj" / "data" / "raw" / "b.txt").read_text() == "new images"
+
+
+def test_refresh_with_data_added_in_the_repository_says_a_schedule_cannot_find_new_data(tmp_path):
+    from edgeqat.adapters.ci import refresh_imports
+
+    dvc = _dvc_repo(tmp_path / "proj")
+    (tmp_path / "proj" / "data").mkdir()
+    (tmp_path / "proj" / "data" / "raw.txt").write_text("images")
+    dvc("add", "data/raw.txt")
+    refreshed, note = refresh_imports(tmp_path / "proj")
+    assert refreshed == [] and "dvc add" in note and "push workflow" in note

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -30,9 +31,15 @@ def test_dockerfile_passes_hadolint():
 
 def test_dockerfile_installs_this_package_with_the_constraints():
     text = (REPO / "Dockerfile").read_text()
-    assert "pip install --no-cache-dir -c constraints.txt ." in text
+    assert "pip install --no-cache-dir -c constraints.txt -r /tmp/requirements.txt" in text  # the runtime deps
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation -c constraints.txt ." in text
+    assert "[dev]" not in text and "chromium" not in text  # no dev extra, no browser
     for folder in ("src", "components", "pipelines"):
         assert f"COPY {folder} ./{folder}" in text
+    # the base is a build argument; the CA bundle only ever a secret mount, never copied in
+    assert "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE}" in text
+    assert "--mount=type=secret,id=ca_bundle" in text and "ca-certificates.crt ." not in text
+    assert "USER 1000" in text
 
 
 def test_workflows_pass_the_github_workflow_schema():
@@ -57,8 +64,10 @@ def test_the_tests_workflow_runs_exactly_what_ci_runs():
     assert {"push", "pull_request"} <= set(tests[True])  # YAML 1.1 reads the `on` key as True
     assert _runs("tests.yml") == ["bash .ci/run"]
     ci = (REPO / ".ci" / "run").read_text()
-    # .ci/run installs what the tests need and runs the README's test commands, in order
-    order = [ci.index(cmd) for cmd in ("make arm64", "make browser", "make test\n", "make test-slow")]
+    # .ci/run installs what the tests need and runs the README's test commands, in order; the
+    # docker engine and image serve only the slow tier, so they come after the fast one
+    order = [ci.index(cmd) for cmd in ("make arm64", "make browser", "make sshd\n", "make test\n", "make docker\n",
+                                       "make image\n", "make test-slow")]
     assert order == sorted(order)
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "make test-slow" in readme
@@ -73,5 +82,15 @@ def test_the_pipeline_workflows_only_set_up_python_and_call_the_ci_entry_point()
     assert retrain[True]["schedule"][0]["cron"] == "0 3 * * 1"
     for workflow, extra in (("pipeline.yml", ""), ("retrain.yml", "--refresh-data ")):
         runs = _runs(workflow)
-        assert len(runs) == 2 and runs[0].startswith("python -m pip install -c constraints.txt -e .")
-        assert runs[1].startswith(f"edgeqat ci run {extra}--github --push-git"), runs[1]
+        assert len(runs) == 3 and runs[0].startswith("python -m pip install -c constraints.txt -e .")
+        assert runs[-1].startswith(f"edgeqat ci run {extra}--github --push-git"), runs[-1]
+
+
+@pytest.mark.parametrize("workflow", ["pipeline.yml", "retrain.yml"])
+def test_workflows_that_commit_set_a_git_identity_first(workflow):
+    """`edgeqat ci run` commits the results; a fresh runner has no user.name / user.email."""
+    runs = _runs(workflow)
+    ci = next(i for i, r in enumerate(runs) if r.startswith("edgeqat ci run"))
+    before = "\n".join(runs[:ci])
+    assert re.search(r"git config( --global)? user\.name \S", before), runs
+    assert re.search(r"git config( --global)? user\.email \S+@\S+", before), runs

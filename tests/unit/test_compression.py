@@ -88,7 +88,9 @@ def test_per_tensor_switch_gives_one_scale_per_weight_tensor(comp, tmp_path):
 
     assert set(scales(tmp_path / "t" / "ptq_int8.tflite")) == {1}
     assert max(scales(d / "tflite" / "ptq_int8.tflite")) > 1
-    assert json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["ptq_int8"]["per_channel"] is False
+    # the card reads it from the file (tests/unit/test_model_card.py flips every setting)
+    assert json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["ptq_int8"]["weights"][
+        "granularity"] == "per-tensor"
 
 
 def test_sensitivity_report_ranks_every_quantized_layer(comp):
@@ -332,6 +334,46 @@ def test_two_of_four_sparsity_holds_in_every_group_of_input_channels(tiny_prepar
         assert np.all((groups == 0).sum(axis=1) >= 2), w.name
         checked += 1
     assert checked >= 2
+
+
+@pytest.mark.slow
+def test_two_of_four_sparsity_holds_in_the_tflite_of_the_pruned_variants(tiny_prepared, tmp_path):
+    """prune.m_by_n through the prune and cluster stages: in the int8 files that ship (pqat_int8,
+    pcqat_int8), every run of 4 consecutive input channels of a conv/dense kernel holds at least
+    2 zeros (tfmot prunes no depthwise kernel; the stem's single input channel has no group of 4).
+    ~1.5 min on 2 cores."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from compressed_chain import TINY_CLUSTER
+    from edgeqat.config import ClusterConfig, PruneConfig
+    from edgeqat.models.io import save_model
+    from edgeqat.steps.cluster import cluster
+    from edgeqat.steps.convert import convert
+    from edgeqat.steps.prune import prune
+
+    d = tmp_path
+    save_model(tiny_model(), d / "fp32.keras")
+    prune(PruneConfig(**{**TINY_PRUNE, "m_by_n": True}), tiny_prepared, d / "fp32.keras", d / "pqat.h5", d / "cp.h5",
+          pruned_out=d / "pruned.keras")
+    cluster(ClusterConfig(**TINY_CLUSTER), tiny_prepared, d / "fp32.keras", d / "pruned.keras", d / "cqat.h5",
+            d / "pcqat.h5")
+    convert(ConvertConfig(variants=["pqat_int8", "pcqat_int8"]), tiny_prepared, d / "fp32.keras", None, d / "t",
+            pqat_model=d / "pqat.h5", pcqat_model=d / "pcqat.h5")
+    for variant in ("pqat_int8", "pcqat_int8"):
+        it = Interpreter(model_path=str(d / "t" / f"{variant}.tflite"))
+        tensors = {t["index"]: t for t in it.get_tensor_details()}
+        checked = 0
+        for op in it._get_ops_details():
+            if op["op_name"] not in ("CONV_2D", "FULLY_CONNECTED"):
+                continue
+            w = it.get_tensor(op["inputs"][1])  # OHWI / OI: input channels last
+            assert tensors[op["inputs"][1]]["dtype"] == np.int8
+            if w.shape[-1] % 4:
+                continue
+            groups = w.reshape(-1, 4)
+            assert np.all((groups == 0).sum(axis=1) >= 2), (variant, op["op_name"], tensors[op["inputs"][1]]["name"])
+            checked += 1
+        assert checked >= 2, variant  # the pointwise conv and the dense head
 
 
 def test_distillation_pulls_the_student_toward_the_teacher(tiny_prepared):

@@ -17,6 +17,7 @@ from edgeqat.config import (
     parse_params,
 )
 from edgeqat.errors import ConfigError, EdgeqatError
+from edgeqat.variants import VARIANTS, expand
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "params.yaml"
@@ -39,9 +40,10 @@ def test_shipped_params_yaml_validates_and_matches_file():
     for section, values in raw.items():
         model = getattr(params, section)
         for key, value in values.items():
-            assert getattr(model, key) == value, f"{section}.{key}"
+            want = expand(value) if (section, key) == ("convert", "variants") else value  # a named set
+            assert getattr(model, key) == want, f"{section}.{key}"
     assert params.prepare.source == raw["prepare"]["source"]
-    assert params.convert.variants == raw["convert"]["variants"]
+    assert raw["convert"]["variants"] == "all" and params.convert.variants == list(VARIANTS)
 
 
 def test_empty_and_none_mean_all_defaults():

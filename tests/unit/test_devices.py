@@ -10,7 +10,7 @@ import pytest
 
 from edgeqat.devices.profiles import available_profiles, load_profile_file, resolve_profiles
 from edgeqat.devices.validate import EvalData, validate_on_device
-from edgeqat.errors import ConfigError, ModelError
+from edgeqat.errors import ConfigError, EdgeqatError, ModelError
 
 
 def _convert(model, int8: bool, shape, lo: float = 0.0, hi: float = 1.0) -> bytes:
@@ -94,7 +94,11 @@ def test_shipped_profiles_load_and_cite_sources():
     assert {"rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "esp32s3",
             "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"} <= set(profs)
     for p in profs.values():
-        assert all(s.startswith("http") for s in p.sources), p.name
+        if p.connect is None:  # estimated: every figure cites where it is published
+            assert all(s.startswith("http") for s in p.sources), p.name
+        else:  # measured on the device: no published figure behind its latency
+            assert p.speed_model is None and p.sources, p.name
+    assert profs["host"].connect.local
     assert {p.device_class for p in profs.values()} >= {"arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu"}
     for p in (p for p in profs.values() if p.runtime == "vela"):
         assert p.vela.accelerator_config and p.vela.system_config and p.vela.memory_mode, p.name
@@ -315,7 +319,7 @@ def test_every_latency_says_its_source_and_estimates_flag_extrapolation(models):
     from edgeqat.report import device_table
 
     rows = device_table({"devices": {"coral_edgetpu": {**v, "required": False}}})
-    assert " (extrapolated) |" in rows[-1]
+    assert " (estimate, extrapolated) |" in rows[-1]
 
 
 def test_every_tflm_and_vela_run_has_a_time_limit(models):
@@ -358,3 +362,104 @@ def test_tflm_disagreeing_with_litert_is_a_fail(models):
     assert v["parity"]["samples"] == 10 and v["parity"]["max_abs_diff"] > 1 and not v["parity"]["bit_exact"]
     assert any("TFLite Micro outputs differ from LiteRT's" in r for r in v["reasons"]), v["reasons"]
     assert "accuracy" not in v  # LiteRT's accuracy is not claimed for the device
+
+
+def _with(name, **changes):
+    from edgeqat.devices.profiles import DeviceProfile
+
+    return DeviceProfile.model_validate({**load_profile_file(_shipped(name)).model_dump(), **changes})
+
+
+def test_an_extrapolated_estimate_says_so_and_gate_on_extrapolated_decides(models):
+    # 5,560 MACs on the Edge TPU, fitted on 569 M+ MAC models: extrapolated; a budget it misses
+    tight = _with("coral_edgetpu", latency_budget_ms=1e-6)
+    gated = validate_on_device(models["int8"], tight, latency_runs=2)
+    assert gated["latency_extrapolated"] and gated["latency_gated"] and not gated["passed"]
+    assert any("estimated latency" in r and "extrapolated outside its calibration range" in r for r in gated["reasons"])
+    assert gated["misses"]["latency"]["available"] == 1e-6
+    free = validate_on_device(models["int8"], tight, latency_runs=2, gate_on_extrapolated=False)
+    assert free["passed"] and free["latency_gated"] is False and "latency" not in free["misses"]
+    assert any("not gated" in n for n in free["notes"])
+    # an estimate inside its range gates whatever the switch says (cortex_m7: 0.26-7.5 M MAC models)
+    near = validate_on_device(models["oversized"], _with("cortex_m7", latency_budget_ms=1e-6, flash_bytes=None),
+                              latency_runs=2, gate_on_extrapolated=False)
+    assert near["latency_extrapolated"] is False and any("estimated latency" in r for r in near["reasons"])
+    from edgeqat.adapters.cli.devices import verdict_rows
+
+    assert "(extrap., not gated)" in verdict_rows([free])[0][2] and "(extrap.)" in verdict_rows([gated])[0][2]
+
+
+def test_x86_profiles_get_host_x86_evidence_scaled_by_their_ratio(models):
+    """j1900: this host's x86 kernels at the profile's 4 threads are reported; a profile that
+    names a ratio (host_scaling) gates on host x ratio, labelled so."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("x86 evidence needs an x86 host")
+    v = validate_on_device(models["int8"], _profile("j1900"), latency_runs=5)
+    ev = v["x86_evidence"]
+    assert ev["host_p50_ms"] > 0 and ev["threads"] == 4 and ev["latency_ms"] is None and "not scaled" in ev["note"]
+    assert v["latency_source"] == "estimate from published figures"  # no ratio: the estimate still gates
+    scaling = {"ratio": 1e9, "basis": "a test ratio", "source": "tests/unit/test_devices.py"}
+    scaled = validate_on_device(models["int8"], _with("j1900", host_scaling=scaling), latency_runs=5)
+    sev = scaled["x86_evidence"]
+    assert scaled["latency_source"] == "host-measured x published ratio"
+    assert scaled["latency_ms"] == pytest.approx(sev["host_p50_ms"] * 1e9) and not scaled["passed"]
+    assert any("x 1e+09, tests/unit/test_devices.py) > budget 100 ms" in r for r in scaled["reasons"]), scaled["reasons"]
+
+
+def test_emulated_aarch64_mismatch_fails_naming_the_first_differing_output():
+    from edgeqat.devices import parity
+    from edgeqat.devices.validate import emulation_reasons
+
+    x86 = np.array([[10, -3, 7, 0], [1, 2, 3, 4], [5, 5, -9, 0]], np.int8)
+    arm = x86.copy()
+    arm[1, 0] += 1  # a rounding unit, same top-1: within tolerance
+    assert emulation_reasons({"ran": True, **parity.compare(x86, arm)}) == []
+    arm[2, 1] = 12  # 7 units off and sample 2's top-1 moves
+    (reason,) = emulation_reasons({"ran": True, **parity.compare(x86, arm)})
+    assert reason.startswith("the emulated aarch64 run differs from host LiteRT beyond the parity tolerance")
+    assert "first at sample 2, output 1 (host 5, the emulated aarch64 run 12)" in reason
+    assert "2 of 3 samples differ, max |diff| 7, top-1 changed on 1" in reason
+    assert emulation_reasons({"ran": False, "why": "not set up: run `make arm64`"}) == []  # a skip, not a failure
+    assert emulation_reasons({"ran": False, "error": "segfault"}) == ["the emulated aarch64 run could not run: segfault"]
+
+
+def test_float_parity_allows_rounding_between_isas_only():
+    from edgeqat.devices import parity
+
+    ref = np.array([[0.5, 2.0, -1.0]], np.float32)
+    assert parity.compare(ref, ref + 1e-6)["within_tolerance"]
+    far = parity.compare(ref, ref + np.float32(0.01))
+    assert not far["within_tolerance"] and far["first_difference"]["output"] == 0
+
+
+def test_connect_block_short_form_and_bad_values_named(tmp_path):
+    import yaml
+
+    from edgeqat.devices.profiles import DeviceProfile
+
+    p = DeviceProfile.model_validate({**load_profile_file(_shipped("rpi4")).model_dump(), "connect": "ssh://pi@bench-pi:2222"})
+    assert p.connect.url == "ssh://pi@bench-pi:2222" and p.connect.python is None and not p.connect.local
+    assert p.expected_arch()[0] == "aarch64"
+    raw = {**load_profile_file(_shipped("cortex_m7")).model_dump(), "connect": "telnet://board"}
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as e:
+        load_profile_file(f)
+    assert "  connect.url:" in str(e.value)
+    raw["connect"] = "ssh://me@mcu"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="connect: measures with LiteRT on the device; runtime 'tflm'"):
+        load_profile_file(f)
+
+
+def test_calibrate_needs_a_device_that_is_really_there():
+    from typer.testing import CliRunner
+
+    from edgeqat.adapters.cli.app import app
+
+    r = CliRunner().invoke(app, ["devices", "calibrate", "rpi4"])  # `edgeqat` turns it into one line, exit 2
+    assert isinstance(r.exception, EdgeqatError) and "rpi4: its profile has no connect: block" in str(r.exception)
+    listing = CliRunner().invoke(app, ["devices"])  # the group still lists the profiles
+    assert listing.exit_code == 0 and "host" in listing.output and "measured" in listing.output

@@ -99,7 +99,7 @@ def test_compiled_pipeline_is_fresh(tmp_path):
     from edgeqat.pipelines.ops import compile_pipeline
 
     fresh = compile_pipeline(tmp_path / "p.yaml", image=DEFAULT_IMAGE).read_text()
-    assert COMMITTED.read_text() == fresh, "pipelines/edge_pipeline.yaml is stale: run `edgeqat pipeline compile`"
+    assert COMMITTED.read_text() == fresh, "pipelines/edge_pipeline.yaml is stale: run `edgeqat generate`"
 
 
 def test_every_pipeline_parameter_is_a_params_key_and_back():
@@ -163,6 +163,8 @@ def test_import_variant_reads_data_and_model_from_uri_parameters(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert "raw_data" in tasks["prepare"]["inputs"]["artifacts"]
     assert "pretrained_model" in tasks["train"]["inputs"]["artifacts"]
+    # preflight reads the same model before training: from the same importer task
+    assert tasks["preflight"]["inputs"]["artifacts"]["pretrained_model"] == tasks["train"]["inputs"]["artifacts"]["pretrained_model"]
 
 
 def test_unwired_non_default_key_is_refused(monkeypatch):

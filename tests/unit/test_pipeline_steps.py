@@ -111,13 +111,23 @@ def test_litert_accuracy_is_recomputed_not_copied(chain, tmp_path):
 
 
 @pytest.mark.parametrize("io_dtype, expect", [("uint8", "uint8"), ("float32", "float32")])
-def test_io_dtype_sets_integer_model_io(chain, tmp_path, io_dtype, expect):
+def test_io_dtype_sets_integer_model_io_and_keeps_its_accuracy(chain, tmp_path, io_dtype, expect):
+    """The I/O type changes how images go in and scores come out, not what the model predicts:
+    through LiteRT on the test split, the same accuracy as the int8-I/O file within one image."""
     from edgeqat.steps.convert import convert
+    from edgeqat.steps.evaluate import evaluate
 
     d = chain["dir"]
-    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras", d / "qat.h5", tmp_path / "t")
+    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras",
+            d / "qat.h5", tmp_path / "t")
     v = json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["qat_int8"]
     assert v["input"]["dtype"] == expect and v["output"]["dtype"] == expect
+    evaluate(EvaluateConfig(latency_runs=1, warmup_runs=0, reference="qat_int8"), chain["prepared"], tmp_path / "t",
+             d / "fp32.keras", tmp_path / "summary.json")
+    got = json.loads((tmp_path / "summary.json").read_text())
+    want = json.loads((d / "summary.json").read_text())["variants"]["qat_int8"]["accuracy"]
+    assert got["variants"]["qat_int8"]["accuracy"] == pytest.approx(want, abs=1 / got["num_test"] + 1e-9)
+    assert want >= 0.6  # a model that learnt the classes: a broken I/O conversion would show
 
 
 def test_training_is_deterministic(tiny_prepared, tmp_path):
@@ -160,17 +170,6 @@ def test_missing_pretrained_model_is_named(tiny_prepared, tmp_path):
         train(TrainConfig(from_model=str(tmp_path / "nope.keras")), tiny_prepared, tmp_path / "out.keras")
 
 
-def test_qat_finetunes_on_separate_onsite_data(chain, tmp_path):
-    from conftest import synthetic_images
-    from edgeqat.steps.qat import qat
-
-    x, y = synthetic_images(40, size=20, seed=7)  # another size: resized on the fly
-    np.savez(tmp_path / "site.npz", x=x, y=y, class_names=np.array(["tl", "tr", "bl", "br"]))
-    m = qat(QatConfig(epochs=1, batch_size=16, finetune_source="npz", finetune_path=str(tmp_path / "site.npz")),
-            chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / "q.h5")
-    assert m["finetune_images"] == 40 and (tmp_path / "q.h5").is_file()
-
-
 def test_qat_finetune_with_unknown_classes_is_refused(chain, tmp_path):
     from conftest import synthetic_images
     from edgeqat.steps.qat import qat
@@ -200,17 +199,53 @@ def test_evaluate_without_model_card_says_so(tiny_prepared, tmp_path):
 
 
 def test_qat_writes_tensorboard_scalars_and_fake_quant_ranges(chain):
+    """By value: the ranges in TensorBoard are the ones the saved QAT model holds (the last
+    epoch's), and the input's range is the normalised images' (0..~0.82 here), not tfmot's
+    initial -6..6."""
+    from edgeqat.models.io import load_model
+    from edgeqat.models.training import fake_quant_ranges
     from edgeqat.tf_compat import tf
 
-    tags = set()
-    for f in (chain["dir"] / "tb_qat").rglob("events.out.tfevents.*"):
+    tags, logged = set(), {}
+    for f in sorted((chain["dir"] / "tb_qat").rglob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(f)):
-            tags |= {v.tag for v in event.summary.value}
+            for v in event.summary.value:
+                tags.add(v.tag)
+                if v.tag.startswith("fake_quant/"):
+                    logged[(v.tag.removeprefix("fake_quant/"), event.step)] = float(tf.make_ndarray(v.tensor))
     assert {"epoch_loss", "epoch_accuracy"} <= tags
-    ranges = [t for t in tags if t.startswith("fake_quant/")]
-    assert any(t.endswith("_min") for t in ranges) and any(t.endswith("_max") for t in ranges), sorted(tags)
+    last = max(step for _, step in logged)
+    saved = fake_quant_ranges(load_model(chain["dir"] / "qat.h5", quantized=True))
+    assert saved and {name: value for (name, step), value in logged.items() if step == last} == pytest.approx(saved)
+    lo = next(v for k, v in saved.items() if k.startswith("quantize_layer/") and k.endswith("_min"))
+    hi = next(v for k, v in saved.items() if k.startswith("quantize_layer/") and k.endswith("_max"))
+    assert -0.01 <= lo <= 0.01 and 0.6 < hi <= 1.0, (lo, hi)
     # the FP32 model has no fake-quant ranges: its TensorBoard logs hold no empty fake_quant run
     assert (chain["dir"] / "tb_train" / "train").is_dir() and not (chain["dir"] / "tb_train" / "fake_quant").exists()
+
+
+def test_qat_on_site_data_scores_higher_on_the_sites_images(chain, tmp_path):
+    """A domain-shifted site (inverted images: the lit quadrant is dark): QAT on the site's own
+    images scores higher on the site's held-out images than QAT on the main training split.
+    The site's images come at another size (20x20): resized on the fly."""
+    from conftest import synthetic_images
+    from edgeqat.data.shards import count_records
+    from edgeqat.models.io import load_model
+    from edgeqat.steps.qat import qat
+
+    x, y = synthetic_images(80, size=20, seed=11)
+    np.savez(tmp_path / "site.npz", x=255 - x, y=y, class_names=np.array(["tl", "tr", "bl", "br"]))
+    test_x, test_y = synthetic_images(40, seed=12)
+    test_x = 255 - test_x  # held out: the site's look, never fine-tuned on
+    cfg = dict(epochs=2, batch_size=16, learning_rate=0.01, keep_float=[])
+    scores = {}
+    for name, extra in (("site", dict(finetune_source="npz", finetune_path=str(tmp_path / "site.npz"))), ("main", {})):
+        m = qat(QatConfig(**cfg, **extra), chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / f"{name}.h5")
+        model = load_model(tmp_path / f"{name}.h5", quantized=True)
+        preds = np.argmax(model(test_x[..., None].astype("float32") / 255.0, training=False).numpy(), axis=-1)
+        scores[name] = float(np.mean(preds == test_y))
+        assert m["finetune_images"] == (80 if name == "site" else count_records(chain["prepared"] / "train"))
+    assert scores["site"] >= scores["main"] + 0.25 and scores["site"] >= 0.6, scores
 
 
 def test_validate_adds_device_verdicts_to_the_summary(chain):
@@ -227,6 +262,23 @@ def test_validate_adds_device_verdicts_to_the_summary(chain):
     assert "## Devices: `qat_int8`" in md and "| cortex_m7 | yes | PASS |" in md
 
 
+def test_the_validate_stage_measures_on_host_and_keeps_the_row(chain, tmp_path):
+    """A device that is really there (`host`): its measured latency gates and is reported with its
+    device and date; the row goes to the profiles folder's measured.csv."""
+    from edgeqat.steps.validate import validate
+
+    d = chain["dir"]
+    m = validate(ValidateConfig(devices=["host"], required_devices=["host"], latency_runs=5, emulate=False,
+                                profiles_dir=str(tmp_path)),
+                 chain["prepared"], d / "tflite", d / "fp32.keras", d / "evaluation.json", tmp_path / "summary.json",
+                 tmp_path / "summary.md")
+    host = json.loads((tmp_path / "summary.json").read_text())["devices"]["host"]
+    assert m["passed"] and host["latency_source"] == "measured" and host["latency_ms"] == host["measured"]["p50_ms"] > 0
+    assert host["measured"]["device"] == "host" and host["measured"]["parity_within_tolerance"] is True
+    assert f"(measured on host, {host['measured']['date'][:10]}) |" in (tmp_path / "summary.md").read_text()
+    assert (tmp_path / "measured.csv").read_text().splitlines()[1].startswith("host,")
+
+
 def test_validate_fails_when_a_required_device_fails(chain, tmp_path):
     from edgeqat.steps.validate import validate
 
@@ -237,3 +289,40 @@ def test_validate_fails_when_a_required_device_fails(chain, tmp_path):
     assert m["passed"] is False and m["failed_required"] == ["coral_edgetpu"]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert "float ops" in " ".join(s["devices"]["coral_edgetpu"]["reasons"])
+
+
+def test_evaluate_records_chance_and_keeps_host_latency_while_the_models_are_the_same(chain, tmp_path):
+    """The majority-class rate of the test split is in the summary; reports/host_latency.json is
+    rewritten only when a model or the measuring settings change, and report.html shows it."""
+    from edgeqat.data.shards import load_split_arrays
+    from edgeqat.steps.evaluate import evaluate
+    from edgeqat.steps.report import report
+
+    d, rec = chain["dir"], tmp_path / "host_latency.json"
+
+    def run(cfg: EvaluateConfig) -> dict:
+        return evaluate(cfg, chain["prepared"], d / "tflite", d / "fp32.keras", tmp_path / "evaluation.json",
+                        host_latency_json=rec)
+
+    cfg = EvaluateConfig(latency_runs=5, warmup_runs=1)
+    first = run(cfg)
+    kept = rec.read_bytes()
+    assert json.loads(kept)["qat_int8"]["latency_p50_ms"] == first["timings"]["qat_int8"]["latency_p50_ms"]
+    second = run(cfg)  # the same files measured again: other figures, the same record
+    assert rec.read_bytes() == kept and second["timings"]["host"] == first["timings"]["host"]
+    run(EvaluateConfig(latency_runs=6, warmup_runs=1))
+    assert json.loads(rec.read_text())["settings"]["latency_runs"] == 6
+
+    s = json.loads((tmp_path / "evaluation.json").read_text())
+    _, y = load_split_arrays(chain["prepared"] / "test")
+    counts = np.bincount(y, minlength=len(s["class_names"]))
+    assert s["majority_rate"] == pytest.approx(counts.max() / counts.sum())
+    assert s["majority_class"] == s["class_names"][int(counts.argmax())]
+
+    out = tmp_path / "report"
+    report(cfg, d / "summary.json", d / "devices.json", d / "train_history.csv", d / "qat_history.csv",
+           d / "confusion.csv", tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
+           out / "headline.json", rec, validate=ValidateConfig())
+    html = (out / "report.html").read_text()
+    p50 = json.loads(rec.read_text())["qat_int8"]["latency_p50_ms"]
+    assert "<th>p50 ms (host)</th>" in html and f"<td>{p50:.3f}</td>" in html and "measured when these models" in html

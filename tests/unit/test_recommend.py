@@ -9,10 +9,13 @@ import re
 import pytest
 import yaml
 
-from edgeqat.config import PruneConfig, RecommendConfig
+from edgeqat.config import PruneConfig, RecommendConfig, ValidateConfig
 from edgeqat.devices.profiles import load_profile_file, shipped_profile_files
 
 from compressed_chain import TINY_PRUNE
+
+
+NO_QEMU = ValidateConfig(emulate=False)  # the chosen model's final validation: LiteRT/TFLM/Vela, no emulator
 
 
 def _profile(tmp_path, base, **changes):
@@ -27,11 +30,13 @@ def _run(comp, tmp_path, devices, **cfg):
     from edgeqat.steps.recommend import recommend
 
     d = comp["dir"]
-    # The untrained tiny model's accuracy is noise: these tests are about device budgets.
-    c = RecommendConfig(**{"enabled": True, "budget_accuracy_drop": 1.0, "sparsities": [], "channel_fractions": [0.7],
-                           "latency_runs": 3, **cfg})
+    # These tests are about device budgets; the accuracy budget is the shipped one (it is never
+    # switched off: test_the_accuracy_budget_... below rejects a candidate with it).
+    c = RecommendConfig(**{"enabled": True, "budget_accuracy_drop": RecommendConfig().budget_accuracy_drop,
+                           "sparsities": [], "channel_fractions": [0.7], "latency_runs": 3, **cfg})
     m = recommend(c, comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5",
-                  tmp_path / "report", tmp_path / "recommended", prune=PruneConfig(**TINY_PRUNE), devices=devices)
+                  tmp_path / "report", tmp_path / "recommended", prune=PruneConfig(**TINY_PRUNE), devices=devices,
+                  validate=NO_QEMU)
     return m, json.loads((tmp_path / "report" / "recommendation.json").read_text())
 
 
@@ -125,8 +130,8 @@ def test_the_recommend_command_prints_a_table_or_json(comp, tmp_path):
     smallest = min(v["size_bytes"] for v in comp["card"]["variants"].values())
     tiny = _profile(tmp_path, "cortex_m7", name="too_small", flash_bytes=smallest // 2)
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"recommend": {"budget_accuracy_drop": 1.0, "sparsities": [], "channel_fractions": [],
-                                                    "latency_runs": 3}, "prune": TINY_PRUNE}))
+    params.write_text(yaml.safe_dump({"recommend": {"sparsities": [], "channel_fractions": [], "latency_runs": 3},
+                                      "prune": TINY_PRUNE, "validate": {"emulate": False}}))
     d = comp["dir"]
     args = ["recommend", "-d", tiny, "-d", "rpi4", "--params", str(params), "--data", str(comp["prepared"]),
             "--models", str(d / "tflite"), "--fp32", str(d / "fp32.keras"), "--qat", str(d / "qat.h5"),
@@ -177,3 +182,103 @@ def test_ethos_u_flash_budget_plain_qat_misses_gets_a_pruned_or_clustered_model(
     assert all(t[v]["verdict"] == "fail" and t[v]["reasons"][0].startswith("model ") and "> flash" in t[v]["reasons"][0]
                for v in ("qat_int8", *shrunk))
     assert rep["devices"]["qat_sized_mcu"]["chosen"] == "channel_pruned_qat_int8"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_prepared):
+    """A trained tiny model's fp32 and ptq_int8 files, and a card where ptq_int8 is swapped for the
+    ptq_int8 of an untrained model of the same shape: an integer candidate at chance level."""
+    import shutil
+
+    from edgeqat.config import ConvertConfig
+    from edgeqat.data.shards import make_dataset
+    from edgeqat.models.io import save_model
+    from edgeqat.models.training import compile_classifier, fit
+    from edgeqat.steps.convert import convert
+
+    from compressed_chain import tiny_model
+
+    d = tmp_path_factory.mktemp("trained")
+    model = tiny_model()
+    compile_classifier(model, 0.02)
+    fit(model, make_dataset(tiny_prepared / "train", "zero_one", 16, shuffle_buffer=256, seed=0),
+        make_dataset(tiny_prepared / "val", "zero_one", 16), 12)
+    save_model(model, d / "fp32.keras")
+    save_model(tiny_model(), d / "untrained.keras")
+    convert(ConvertConfig(variants=["fp32"]), tiny_prepared, d / "fp32.keras", None, d / "tflite")
+    convert(ConvertConfig(variants=["ptq_int8"]), tiny_prepared, d / "untrained.keras", None, d / "chance")
+    card = json.loads((d / "tflite" / "model_card.json").read_text())
+    card["variants"]["ptq_int8"] = json.loads((d / "chance" / "model_card.json").read_text())["variants"]["ptq_int8"]
+    shutil.copy(d / "chance" / "ptq_int8.tflite", d / "tflite" / "ptq_int8.tflite")
+    (d / "tflite" / "model_card.json").write_text(json.dumps(card))
+    return d
+
+
+def _litert_accuracy(path, prepared, split):
+    import numpy as np
+
+    from edgeqat.data.shards import load_split_arrays
+    from edgeqat.quantization.runtime import TFLiteClassifier
+
+    x, y = load_split_arrays(prepared / split)
+    clf = TFLiteClassifier(path)
+    return float(np.mean([np.argmax(clf(img)) == label for img, label in zip(x.astype("float32") / 255.0, y)]))
+
+
+@pytest.mark.parametrize("budget", [0.1, 1.0])
+def test_the_accuracy_budget_rejects_a_candidate_chosen_on_validation_and_reported_on_test(trained, tiny_prepared,
+                                                                                          tmp_path, budget):
+    """A chance-level integer candidate would win on rpi4 (integer-only first) were the budget off
+    (1.0); with a real one it is rejected on the validation split and the float model is chosen.
+    The choice's accuracy is reported on the test split, which the search never read."""
+    from edgeqat.steps.recommend import recommend
+
+    cfg = RecommendConfig(enabled=True, budget_accuracy_drop=budget, sparsities=[], channel_fractions=[], latency_runs=3)
+    recommend(cfg, tiny_prepared, trained / "tflite", trained / "fp32.keras", None, tmp_path / "report",
+              tmp_path / "out", prune=PruneConfig(**TINY_PRUNE), devices=["rpi4"], validate=NO_QEMU)
+    rep = json.loads((tmp_path / "report" / "recommendation.json").read_text())
+    r = rep["devices"]["rpi4"]
+    rows = {c["candidate"]: c for c in r["candidates"]}
+    fp32_val = _litert_accuracy(trained / "tflite" / "fp32.tflite", tiny_prepared, "val")
+    chance_val = _litert_accuracy(trained / "tflite" / "ptq_int8.tflite", tiny_prepared, "val")
+    assert fp32_val - chance_val > 0.1 + 1e-9, (fp32_val, chance_val)  # the premise
+    # every candidate is measured on the validation split
+    assert rows["fp32"]["accuracy"] == pytest.approx(fp32_val)
+    assert rows["ptq_int8"]["accuracy"] == pytest.approx(chance_val)
+    assert rep["splits"] == {"search": "val", "reported": "test"}
+    if budget == 1.0:
+        assert r["chosen"] == "ptq_int8"
+        return
+    assert rows["ptq_int8"]["verdict"] == "fail" and "below the reference" in rows["ptq_int8"]["reasons"][0]
+    assert r["chosen"] == "fp32" and "validation split" in r["reason"]
+    # the choice, validated on its device on the test split
+    test_acc = _litert_accuracy(tmp_path / "out" / "rpi4.tflite", tiny_prepared, "test")
+    assert r["test"]["accuracy"] == pytest.approx(test_acc) and r["test"]["split"] == "test"
+    entry = json.loads((tmp_path / "out" / "recommended.json").read_text())["rpi4"]
+    assert entry["accuracy"] == pytest.approx(test_acc) and entry["val_accuracy"] == pytest.approx(fp32_val)
+    assert entry["validation"]["passed"] == r["test"]["passed"]
+    from edgeqat.io import sha256_file
+
+    assert entry["validation"]["sha256"] == entry["sha256"] == sha256_file(tmp_path / "out" / "rpi4.tflite")
+    assert entry["outputs"] == "logits"  # the card facts of the chosen file, for the served model
+    md = (tmp_path / "report" / "recommendation.md").read_text()
+    assert "ranked on the **validation** split" in md and "On the test split: accuracy" in md
+def test_a_measured_device_ranks_candidates_on_measured_latency(comp, tmp_path):
+    """`host` is really there: every candidate is timed on it, the budget and the tie-break use
+    that, the report says so, and each measurement becomes a calibration row."""
+    calib = tmp_path / "measured.csv"
+    from edgeqat.steps.recommend import recommend
+
+    d = comp["dir"]
+    c = RecommendConfig(enabled=True, budget_accuracy_drop=1.0, sparsities=[], channel_fractions=[], latency_runs=5)
+    recommend(c, comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5", tmp_path / "report", tmp_path / "rec",
+              prune=PruneConfig(**TINY_PRUNE), devices=["host"], calibration=calib)
+    r = json.loads((tmp_path / "report" / "recommendation.json").read_text())["devices"]["host"]
+    tried = [c for c in r["candidates"] if c["accuracy"] is not None]
+    assert tried and all(c["latency_source"] == "measured" and c["latency_ms"] > 0 for c in tried)
+    chosen = next(c for c in tried if c["candidate"] == r["chosen"])
+    peers = [c for c in tried if c["verdict"] == "pass" and c["integer_only"] and c["accuracy"] == chosen["accuracy"]]
+    assert chosen["latency_ms"] == min(p["latency_ms"] for p in peers)  # equal accuracy: the fastest measured
+    assert "measured of a 100 ms budget" in r["reason"]
+    assert "(measured) |" in (tmp_path / "report" / "recommendation.md").read_text()
+    assert len(calib.read_text().splitlines()) == 1 + len(tried)

@@ -87,8 +87,10 @@ def test_headline_of_the_validated_model():
                "devices": {"rpi4": {"passed": True}, "cortex_m4": {"passed": False}}}
     assert headline(summary) == {"accuracy": 0.97, "accuracy_drop": 0.02, "size_kib": 1.5, "devices_passed": 1,
                                  "devices": 2, "gate_passed": 0.0}
-    assert dvc_headline(summary) == {"accuracy": 0.97, "accuracy_drop": 0.02, "size_kib": 1.5, "devices_passed": 1,
-                                     "test_images": 359}
+    assert dvc_headline(summary, gate_passed=False) == {"accuracy": 0.97, "size_kib": 1.5, "devices_passed": 1,
+                                                        "gate_passed": False, "test_images": 359}
+    # the registry's verdict (chance level included) overrides the device gate's
+    assert headline({**summary, "validation_passed": True}, gate_passed=False)["gate_passed"] == 0.0
 
 
 def test_outputs_of_evaluate_and_validate_give_their_metrics(tmp_path):

@@ -34,8 +34,15 @@ def test_each_stage_depends_on_the_keys_of_its_sections_and_every_module_its_ste
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert list(doc) == [s.name for s in STAGES]
     qat = doc["qat"]
+    # its section, the convert keys that say which of its models to build and how their weights are
+    # scaled (QAT learns the scales), the global trust key
     assert set(qat["params"]) == {f"qat.{k}" for k in Params.model_fields["qat"].annotation.model_fields} | {
-        "train.trust_model_code"}
+        "convert.variants", "convert.per_channel", "train.trust_model_code"}
+    assert "convert.io_dtype" not in qat["params"]  # only the single keys, not convert's section
+    # every stage that makes a QAT model re-runs when the weight granularity changes
+    for name in ("qat", "prune", "cluster", "recommend", "convert"):
+        assert "convert.per_channel" in doc[name]["params"], name
+    assert not {k for k in doc["recommend"]["params"] if k.startswith("convert.")} - {"convert.per_channel"}
     # recommend reads the prune section (its candidates are fine-tuned with it): all of it
     assert {"prune.channel_fraction", "prune.target_sparsity", "prune.m_by_n"} <= set(doc["recommend"]["params"])
     # prune quantizes through compression.recipes, which QAT-wraps through compression.annotate
@@ -92,7 +99,7 @@ def test_a_new_stage_needs_only_a_table_entry_and_a_step(tmp_path, monkeypatch):
     doc = yaml.safe_load(dvc_yaml(Params(), toy_stage.TABLE))["stages"]
     assert doc["toy"]["cmd"] == "edgeqat stage toy" and "data/prepared" in doc["toy"]["deps"]
     assert {"metrics/toy.json": {"cache": False}} in doc["toy"]["outs"]  # committed, outside the headline metrics
-    assert "prepare.seed" in doc["toy"]["params"]
+    assert "prepare.seed" in doc["toy"]["params"] and "convert.variants" in doc["toy"]["params"]
 
     # the CLI
     import typer
@@ -149,7 +156,7 @@ def test_the_toy_stage_runs_in_kfp_local_with_the_configs_dvc_gives_it(tmp_path,
     from edgeqat.adapters.kfp.params import to_pipeline_values
     from edgeqat.pipelines.edge_pipeline import build_pipeline
 
-    params = load_params(_write(tmp_path / "params.yaml", "prepare:\n  image_size: 8\n  seed: 7\n"))
+    params = load_params(_write(tmp_path / "params.yaml", "prepare:\n  image_size: 8\n  seed: 7\nconvert:\n  variants: quick\n"))
     comp = _toy_components(tmp_path, toy_stage.MINI)
     kfp_cfg, cli_cfg = tmp_path / "kfp-configs", tmp_path / "cli-configs"
     monkeypatch.setenv("EDGEQAT_RECORD_CONFIGS", str(kfp_cfg))
@@ -175,6 +182,9 @@ def test_the_toy_stage_runs_in_kfp_local_with_the_configs_dvc_gives_it(tmp_path,
     for name in ("prepare", "toy"):
         assert json.loads((kfp_cfg / f"{name}.json").read_text()) == json.loads((cli_cfg / f"{name}.json").read_text())
     assert json.loads((ws / "reports" / "toy.json").read_text())["seed"] == 7
+    # a single key of another section (Stage.keys) arrives as its keyword, the named set expanded
+    assert json.loads((kfp_cfg / "toy.json").read_text())["variants"] == ["fp32", "ptq_int8", "qat_int8"]
+    assert json.loads((ws / "reports" / "toy.json").read_text())["variants"] == ["fp32", "ptq_int8", "qat_int8"]
 
 
 def _write(path: Path, text: str) -> Path:

@@ -28,6 +28,11 @@ from edgeqat.io import log, read_json, write_text
 
 # What a results commit holds: the lock and the small files DVC does not cache (cache: false).
 RESULTS = ("dvc.lock", "metrics", "plots", "reports")
+# A scheduled run finds new data only through an import: data `dvc add`ed in this repository
+# changes only with a commit of its .dvc file, which the push workflow retrains on.
+NOTHING_TO_REFRESH = ("no imported data in this repository (`dvc import` from a data repository, or "
+                      "`dvc import-url`), so nothing can be new; data versioned here with `dvc add` is retrained "
+                      "when its .dvc file is committed (the push workflow), not on a schedule")
 
 
 @dataclass
@@ -36,6 +41,7 @@ class CiResult:
     pulled: bool = False
     pushed: bool = False
     refreshed: list[str] = field(default_factory=list)
+    refresh_note: str = ""  # why --refresh-data had nothing to refresh
     registered: dict[str, Any] | None = None
     gate_failure: str = ""
     committed: str | None = None
@@ -92,6 +98,19 @@ def imports(root: Path) -> list[Path]:
         except yaml.YAMLError:
             continue
     return out
+
+
+def refresh_imports(root: Path) -> tuple[list[str], str]:
+    """`dvc update` of every import (the newest data its source holds): (the .dvc files updated,
+    why nothing could be new when there is no import)."""
+    found = imports(root)
+    if not found:
+        log(f"ci: --refresh-data: {NOTHING_TO_REFRESH}")
+        return [], NOTHING_TO_REFRESH
+    for f in found:
+        log(f"ci: dvc update {f.relative_to(root)}")
+        dvc(root, "update", str(f.relative_to(root)))
+    return [str(f.relative_to(root)) for f in found], ""
 
 
 def changed_stages(root: Path) -> list[str]:
@@ -153,20 +172,22 @@ def challenger_vs_champion(reg: Any, name: str) -> str:
 
 def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
     from edgeqat.report import summary_markdown, with_latency
-    from edgeqat.timings import TIMINGS_DIR, read_timings
+    from edgeqat.timings import latest_latency
 
     commit = git(root, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "?"
     ran = ", ".join(res.stages_run) if res.stages_run else "none (everything up to date)"
     parts = [f"# edgeqat CI: {trigger} at `{commit}`", "",
-             f"Stages run: {ran}. Data refreshed: {', '.join(res.refreshed) or 'no'}. "
+             f"Stages run: {ran}. Data refreshed: {', '.join(res.refreshed) or 'no'}"
+             f"{f' ({res.refresh_note})' if res.refresh_note else ''}. "
              f"DVC remote: {'pulled' if res.pulled else 'none'}{', pushed' if res.pushed else ''}. "
              f"Took {res.seconds:.0f} s.", ""]
     if res.gate_failure:
-        parts += [f"**Device gate FAILED**: {res.gate_failure}", ""]
+        kind = "Device gate" if "required device" in res.gate_failure else "Gate"
+        parts += [f"**{kind} FAILED**: {res.gate_failure}", ""]
     parts += [f"## Metrics against `{base}`", "", metrics_diff(root, base), ""]
     summary_file = root / "reports" / "summary.json"
     if summary_file.is_file():
-        summary = with_latency(read_json(summary_file), read_timings(root / TIMINGS_DIR).get("evaluate"))
+        summary = with_latency(read_json(summary_file), latest_latency(root))
         parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
     if res.registered:
         from edgeqat.registry import Registry
@@ -205,7 +226,13 @@ def publish_on_github(report: str) -> None:
 
 
 def commit_results(root: Path, message: str, push: bool) -> str | None:
-    paths = [p for p in (*RESULTS, *[str(f.relative_to(root)) for f in imports(root)]) if (root / p).exists()]
+    from edgeqat.adapters.generate import readme_with_results
+
+    readme = readme_with_results(root)  # the README's results table follows the new results
+    if readme is not None and readme != (root / "README.md").read_text():
+        write_text(root / "README.md", readme)
+    paths = [p for p in (*RESULTS, *[str(f.relative_to(root)) for f in imports(root)], *(["README.md"] if readme else []))
+             if (root / p).exists()]
     git(root, "add", "--", *paths)
     if git(root, "diff", "--cached", "--quiet", check=False).returncode == 0:
         return None
@@ -228,13 +255,14 @@ def submit_to_kubeflow(root: Path, params: Any, host: str, trigger: str) -> str:
     """With a Kubeflow cluster (``KFP_HOST``): compile and submit the pipeline; the report says so."""
     import tempfile
 
+    from edgeqat.adapters.kfp.images import resolve_image
     from edgeqat.pipelines.ops import compile_pipeline, run_request, submit
     from edgeqat.provenance import git_info
 
     git_tags = git_info(root)
     data_uri = os.environ.get("EDGEQAT_DATA_URI") or None
     with tempfile.TemporaryDirectory(prefix="edgeqat-ci-") as tmp:
-        pkg = compile_pipeline(Path(tmp) / "edge_pipeline.yaml", image=os.environ.get("EDGEQAT_IMAGE") or None,
+        pkg = compile_pipeline(Path(tmp) / "edge_pipeline.yaml", image=resolve_image(None, root),
                                data_from_uri=bool(data_uri))
         req = run_request(params, pkg, experiment="edgeqat", name=f"{trigger}-{git_tags['git_commit'][:8]}",
                           mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
@@ -269,10 +297,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
     else:
         log("ci: no DVC remote configured (dvc remote add -d ...): nothing to pull or push")
     if refresh_data:
-        for f in imports(root):
-            log(f"ci: dvc update {f.relative_to(root)}")
-            dvc(root, "update", str(f.relative_to(root)))
-            res.refreshed.append(str(f.relative_to(root)))
+        res.refreshed, res.refresh_note = refresh_imports(root)
     todo = changed_stages(root)
     if todo:
         log(f"ci: dvc repro ({len(todo)} stage(s) changed: {', '.join(todo)})")
@@ -281,7 +306,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
         out = dvc(root, "repro", check=False, env={"EDGEQAT_RUN_NAME": f"ci {trigger} {commit}"})
         sys.stderr.write(out.stdout)
         res.stages_run = stages_in(out.stdout)
-        if out.returncode != 0 and not _gate_failed(root):  # a failed gate is reported below
+        if out.returncode != 0 and not _gate_failed(root, params):  # a failed gate is reported below
             raise EdgeqatError(f"dvc repro failed (exit {out.returncode}); see the log above")
     else:
         log("ci: pipeline up to date: no stage to run")
@@ -294,7 +319,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
             raise EdgeqatError(f"edgeqat stage {stage} failed (exit {proc.returncode}): "
                                + " / ".join(proc.stderr.strip().splitlines()[-3:]))
         if stage == "register" and proc.returncode == 1:
-            res.gate_failure = _gate_failed(root) or proc.stderr.strip().splitlines()[-1]
+            res.gate_failure = _gate_failed(root, params) or proc.stderr.strip().splitlines()[-1]
     registered = root / "logs" / "registered.json"
     if not res.gate_failure and registered.is_file():
         res.registered = read_json(registered)
@@ -310,11 +335,11 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
     return res
 
 
-def _gate_failed(root: Path) -> str:
-    from edgeqat.report import gate_failure
+def _gate_failed(root: Path, params: Any) -> str:
+    """Why the pipeline's model may not be registered: a required device, or chance level."""
+    from edgeqat.report import registry_gate
 
     summary = root / "reports" / "summary.json"
     if not summary.is_file():
         return ""
-    data = read_json(summary)
-    return gate_failure(data) if data.get("validation_passed") is False else ""
+    return registry_gate(read_json(summary), params.register.variant, params.register.chance_margin)

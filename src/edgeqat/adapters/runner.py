@@ -23,11 +23,15 @@ def step_function(stage: Stage) -> Callable[..., Any]:
 
 
 def step_configs(stage: Stage, params: Params) -> tuple[Any, dict[str, Any]]:
-    """The first argument and the config keywords a stage's step receives."""
+    """The first argument and the config keywords a stage's step receives (its single keys too)."""
     if stage.sections == (ALL,):
         return params, {}
     first, *others = stage.sections
-    return getattr(params, first), {s: getattr(params, s) for s in others}
+    kwargs = {s: getattr(params, s) for s in others}
+    for key in stage.keys:
+        section, name = key.split(".")
+        kwargs[name] = getattr(getattr(params, section), name)
+    return getattr(params, first), kwargs
 
 
 def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
@@ -67,7 +71,8 @@ def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
         return
     from edgeqat.io import write_json
 
-    dump = {"first": json.loads(first.model_dump_json()), **{k: json.loads(v.model_dump_json()) for k, v in configs.items()}}
+    dump = {"first": json.loads(first.model_dump_json()),
+            **{k: json.loads(v.model_dump_json()) if hasattr(v, "model_dump_json") else v for k, v in configs.items()}}
     write_json(Path(folder) / f"{stage.name}.json", dump)
 
 
@@ -119,7 +124,8 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
     if stage.sections == (ALL,):
         kwargs["root"] = root
     kwargs.update(extra or {})
-    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json")})
+    keys = {k.split(".")[1] for k in stage.keys}
+    _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in keys})
     started = datetime.now(timezone.utc)
     result = _watched(stage, params, root, paths, table, runtime, first, kwargs)
     from edgeqat.io import mark_output

@@ -84,9 +84,9 @@ def cluster_preserving_quantize(model: Any, preserve_sparsity: bool, clustered_p
                                 per_tensor: frozenset[str] = frozenset()) -> Any:
     """QAT wrapping that keeps a stripped clustered model's centroids (and zeros: PCQAT):
     one set of centroids for the Conv2D kernels in ``clustered_per_tensor``, one weight scale
-    for those in ``per_tensor`` (``compression.cluster_scheme``)."""
+    for those in ``per_tensor`` (``compression.schemes``)."""
     from edgeqat.compression.annotate import quantize
-    from edgeqat.compression.cluster_scheme import centroids_per_tensor, cluster_preserving_scheme
+    from edgeqat.compression.schemes import centroids_per_tensor, cluster_preserving_scheme
 
     scheme = cluster_preserving_scheme(preserve_sparsity, per_tensor)
     what = "apply sparsity- and cluster-preserving QAT to" if preserve_sparsity else "apply cluster-preserving QAT to"
@@ -98,7 +98,7 @@ def as_default_qat(cqat: Any, clustered: Any, per_tensor: frozenset[str] = froze
     """The CQAT-trained weights in the default 8-bit wrapping of ``clustered`` (the stripped
     FP32 model CQAT started from; same scales and layout): a QAT model that saves and reloads."""
     from edgeqat.compression.annotate import quantize
-    from edgeqat.compression.cluster_scheme import plain_scheme
+    from edgeqat.compression.schemes import plain_scheme
     from edgeqat.tf_compat import tfmot
 
     trained = tfmot.experimental.combine.strip_clustering_cqat(cqat)

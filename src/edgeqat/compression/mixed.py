@@ -115,11 +115,18 @@ def _check_at_an_end(model: Any, keep: list[str]) -> None:
             )
 
 
-def quantize_keep_float(model: Any, keep: list[str]) -> Any:
-    """QAT-wrap every layer except the units of ``keep`` (and the input layer)."""
+def quantize_keep_float(model: Any, keep: list[str], per_channel: bool = True) -> Any:
+    """QAT-wrap every layer except the units of ``keep`` (and the input layer); ``per_channel``
+    False: BatchNorms folded, one weight scale per quantized kernel."""
     from edgeqat.compression.annotate import quantize
 
-    return quantize(model, float_layers(model, keep) if keep else ())[0]
+    if per_channel:
+        return quantize(model, float_layers(model, keep) if keep else ())[0]
+    from edgeqat.compression.schemes import per_tensor_model, plain_scheme
+
+    model, names = per_tensor_model(model)
+    floating = float_layers(model, keep) if keep else set()
+    return quantize(model, floating, scheme=plain_scheme(frozenset(names - floating)))[0]
 
 
 def _layer_reach(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:

@@ -130,10 +130,18 @@ def keras_sparsity(model: Any, *, depthwise: bool = True) -> float:
     return zeros / total if total else 0.0
 
 
-def prune_preserving_quantize(model: Any) -> Any:
-    """Wrap a stripped, pruned FP32 model for QAT that keeps its zeros at zero."""
+def prune_preserving_quantize(model: Any, per_channel: bool = True) -> Any:
+    """Wrap a stripped, pruned FP32 model for QAT that keeps its zeros at zero (``per_channel``
+    False: BatchNorms folded, one weight scale per kernel; folding keeps zeros zero)."""
     from edgeqat.compression.annotate import quantize
-    from edgeqat.tf_compat import tfmot
 
-    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    if per_channel:
+        from edgeqat.tf_compat import tfmot
+
+        scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    else:
+        from edgeqat.compression.schemes import per_tensor_model, prune_preserving_scheme
+
+        model, names = per_tensor_model(model)
+        scheme = prune_preserving_scheme(names)
     return quantize(model, scheme=scheme, what="apply pruning-preserving QAT to")[0]

@@ -16,12 +16,20 @@ from edgeqat.models.io import load_model
 from edgeqat.models.training import accuracy, compile_classifier, fit
 
 
-def quantize(model: Any) -> Any:
+def quantize(model: Any, per_channel: bool = True) -> Any:
     """tfmot's default 8-bit QAT wrapping, with edgeqat.compression.annotate's fallbacks
-    for layers tfmot has no config for (named in the log)."""
+    for layers tfmot has no config for (named in the log). ``per_channel`` False
+    (``convert.per_channel``): BatchNorms folded, one weight scale per kernel
+    (:mod:`edgeqat.compression.schemes`)."""
     from edgeqat.compression.annotate import quantize as annotate_quantize
 
-    wrapped, report = annotate_quantize(model)
+    scheme = None
+    if not per_channel:
+        from edgeqat.compression.schemes import per_tensor_model, plain_scheme
+
+        model, names = per_tensor_model(model)
+        scheme = plain_scheme(names)
+    wrapped, report = annotate_quantize(model, scheme=scheme)
     if report["as_depthwise"]:
         log(f"qat: {', '.join(report['as_depthwise'])}: per-channel affine preprocessing, quantized as a 1x1 "
             "depthwise convolution (same maths; tfmot has no config for it)")
@@ -32,9 +40,10 @@ def quantize(model: Any) -> Any:
 
 
 def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
-               pruned_out: str | Path | None = None) -> tuple[Any, dict[str, Any], list[dict]]:
+               pruned_out: str | Path | None = None, per_channel: bool = True) -> tuple[Any, dict[str, Any], list[dict]]:
     """Magnitude pruning to ``cfg.target_sparsity`` (or 2:4), then pruning-preserving QAT.
-    ``pruned_out``: where to save the stripped pruned FP32 model too (what PCQAT clusters)."""
+    ``pruned_out``: where to save the stripped pruned FP32 model too (what PCQAT clusters);
+    ``per_channel``: ``convert.per_channel`` (False: one weight scale per kernel)."""
     from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
     from edgeqat.models.io import save_model
 
@@ -54,7 +63,7 @@ def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
     sparsity = keras_sparsity(pruned)
     if pruned_out is not None:
         save_model(pruned, pruned_out)
-    pqat = prune_preserving_quantize(pruned)
+    pqat = prune_preserving_quantize(pruned, per_channel)
     compile_classifier(pqat, cfg.qat_learning_rate)
     fit(pqat, data.train, data.val, cfg.pqat_epochs, 0, tag="pqat")
     metrics = {
@@ -94,11 +103,12 @@ def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") ->
     return narrow, report
 
 
-def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
-    """The narrower model of :func:`train_narrow`, then QAT."""
+def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
+                         per_channel: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The narrower model of :func:`train_narrow`, then QAT (``per_channel``: ``convert.per_channel``)."""
     narrow, report = train_narrow(cfg, fp32_model, data)
     narrow_acc = accuracy(narrow, data.test)
-    cq = quantize(narrow)
+    cq = quantize(narrow, per_channel)
     compile_classifier(cq, cfg.qat_learning_rate)
     fit(cq, data.train, data.val, cfg.qat_epochs, 0, tag="channel-prune qat")
     metrics = {
@@ -117,16 +127,18 @@ def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneD
 
 
 def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "PruneData",
-                        preserve_sparsity: bool, teacher_model: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
+                        preserve_sparsity: bool, teacher_model: str | Path | None = None,
+                        per_channel_scales: bool = True) -> tuple[Any, dict[str, Any]]:
     """Cluster ``source_model``'s kernels to ``cfg.number_of_clusters`` while fine-tuning, then
     cluster-preserving QAT: CQAT, or PCQAT of a pruned model with ``preserve_sparsity``. Both
     fine-tunes distil from ``teacher_model`` (default: the source) with ``cfg.distillation``.
+    ``per_channel_scales`` False (``convert.per_channel``): every kernel gets one weight scale.
     Returns the model in the default QAT wrapping (it saves and reloads) and its metrics."""
     from edgeqat.compression.clustering import (as_default_qat, cluster_preserving_quantize, cluster_wrap,
                                                 distinct_values, strip)
     from edgeqat.compression.pruning import keras_sparsity
 
-    from edgeqat.compression.cluster_scheme import per_tensor_layers
+    from edgeqat.compression.schemes import per_tensor_layers
     from edgeqat.models.batchnorm import fold_batchnorm
 
     tag = "pcqat" if preserve_sparsity else "cqat"
@@ -156,7 +168,7 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
     # One weight scale per clustered kernel keeps its centroids one int8 code each; clustered
     # per channel, tfmot's per-channel scales already do.
     by_tensor = frozenset() if cfg.per_channel else frozenset(report["clustered"])
-    per_tensor = per_tensor_layers(clustered) & by_tensor
+    per_tensor = per_tensor_layers(clustered) & by_tensor if per_channel_scales else per_tensor_layers(clustered)
     model = cluster_preserving_quantize(clustered, preserve_sparsity, by_tensor, per_tensor)
     fit(_trainer(model, teacher, cfg.distillation, cfg.qat_learning_rate), data.train, data.val, cfg.qat_epochs, 0,
         tag=tag)

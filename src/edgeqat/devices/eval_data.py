@@ -1,5 +1,6 @@
-"""The test split as device validation and the recommendation search read it: normalised
-images, labels, and the FP32 Keras reference's top-1 on them."""
+"""A prepared split as device validation and the recommendation read it: normalised images,
+labels, and the FP32 Keras reference's top-1 on them. Validation reads the test split; the
+recommendation searches on the validation split and reports its choice on the test split."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from edgeqat.devices.validate import EvalData
 from edgeqat.errors import DataError
 
 
-def load_eval_data(prepared: str | Path, fp32_model: str | Path | None) -> EvalData:
-    """The test split, normalised as the model card says, and the Keras reference's top-1 on it."""
+def load_eval_data(prepared: str | Path, fp32_model: str | Path | None, split: str = "test") -> EvalData:
+    """The ``split`` (test, val), normalised as the model card says, and the Keras reference's top-1 on it."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
     xs, ys = [], []
-    for x, y in iter_shards(prepared / "test"):
+    for x, y in iter_shards(prepared / split):
         xs.append(normalize(x, scheme))
         ys.append(y)
     images, labels = np.concatenate(xs), np.concatenate(ys)
@@ -31,7 +32,7 @@ def load_eval_data(prepared: str | Path, fp32_model: str | Path | None) -> EvalD
         model = load_model(fp32_model)
         want = tuple(model.input_shape[1:])
         if tuple(images.shape[1:]) != want:
-            raise DataError(f"{prepared}: the prepared test images are {_shape(images.shape[1:])} but the reference "
+            raise DataError(f"{prepared}: the prepared {split} images are {_shape(images.shape[1:])} but the reference "
                             f"model {fp32_model} expects {_shape(want)}; prepare the data at the model's size")
         ref = np.concatenate([np.argmax(model(images[i:i + 256], training=False).numpy(), axis=-1)
                               for i in range(0, len(images), 256)])

@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edgeqat.config import describe_validation_error, read_yaml_file
 from edgeqat.errors import ConfigError
 
-DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu"]
+DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu", "host"]
+# platform.machine() values a device of each class may report (arch check before a measurement)
+CLASS_ARCH = {"arm_linux": ["aarch64", "arm64", "armv7l", "armv8l"], "phone": ["aarch64", "armv7l", "armv8l"],
+              "x86": ["x86_64", "AMD64", "i686"]}
 
 
 class SpeedModel(BaseModel):
@@ -50,6 +53,45 @@ class VelaConfig(BaseModel):
     timeout_s: float = Field(300.0, gt=0)
 
 
+class Connect(BaseModel):
+    """How to reach a device that is really there, so edgeqat measures on it instead of
+    estimating (:mod:`edgeqat.devices.runtimes.measured`). ``connect: ssh://user@host:port``
+    is short for ``connect: {url: ...}``; ``connect: local`` is the machine edgeqat runs on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str = Field(pattern=r"^(local|ssh://(?:[^@/\s:]+@)?[^@/\s:]+(?::\d{1,5})?/?)$")
+    # The device's Python (a command; may carry arguments or an environment): it needs numpy and
+    # ai-edge-litert or tflite-runtime. Default: python3 over SSH, this interpreter for ``local``.
+    python: Optional[str] = Field(None, min_length=1)
+    identity_file: Optional[str] = None  # ssh -i; otherwise ~/.ssh/config, the agent, default keys
+    ssh_options: list[str] = []  # more ssh -o options, e.g. StrictHostKeyChecking=accept-new
+    scratch: Optional[str] = None  # parent folder of the scratch folder on the device (default $TMPDIR or /tmp)
+    arch: Optional[list[str]] = None  # accepted platform.machine() values; default: the device class's
+    connect_timeout_s: float = Field(10.0, gt=0)
+    startup_timeout_s: float = Field(60.0, gt=0)  # the upload, the device's Python starting, the model loading
+    timeout_s: float = Field(120.0, gt=0)  # for the warm-up and timed runs on the device
+    warmup: int = Field(5, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+    @property
+    def local(self) -> bool:
+        return self.url == "local"
+
+
+class HostScaling(BaseModel):
+    """x86 evidence for an x86 target: this host's measurement (the profile's threads) times
+    ``ratio`` = the target's latency / this host's on the same workload, from a source you cite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ratio: float = Field(gt=0)
+    basis: str = Field(min_length=1)  # the workload and the two CPUs the ratio compares
+    source: str = Field(min_length=1)  # where the ratio is published (or measured)
+
+
 class DeviceProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[a-z0-9_]+$")
@@ -72,6 +114,8 @@ class DeviceProfile(BaseModel):
     speed_model_fp32: Optional[SpeedModel] = None  # for float models, where figures exist
 
     vela: Optional[VelaConfig] = None  # runtime "vela": the NPU Vela compiles for
+    connect: Optional[Connect] = None  # a device that is really there: latency measured on it
+    host_scaling: Optional[HostScaling] = None  # x86 targets: this host's latency x a published ratio
 
     def speed_model_for(self, dtype: str) -> Optional[SpeedModel]:
         """The speed model fitted on figures of the model's compute dtype (``int8`` or ``fp32``)."""
@@ -86,9 +130,18 @@ class DeviceProfile(BaseModel):
     def _runtime_needs(self) -> "DeviceProfile":
         if self.runtime == "vela" and self.vela is None:
             raise ValueError("runtime 'vela' needs a vela: block (accelerator_config, system_config, memory_mode)")
-        if self.runtime != "vela" and self.speed_model is None:
-            raise ValueError(f"runtime {self.runtime!r} needs a speed_model (its latency is estimated from it)")
+        if self.runtime != "vela" and self.speed_model is None and self.connect is None:
+            raise ValueError(f"runtime {self.runtime!r} needs a speed_model (its latency is estimated from it) "
+                             "or a connect: block (its latency is measured on it)")
+        if self.connect is not None and self.runtime != "litert":
+            raise ValueError(f"connect: measures with LiteRT on the device; runtime {self.runtime!r} cannot be measured")
         return self
+
+    def expected_arch(self) -> list[str]:
+        """platform.machine() values a connected device may report ([] = any)."""
+        if self.connect is not None and self.connect.arch is not None:
+            return list(self.connect.arch)
+        return list(CLASS_ARCH.get(self.device_class, []))
 
     @field_validator("supported_ops")
     @classmethod

@@ -150,12 +150,7 @@ def run_on_qemu(model_path: str | Path, inputs: np.ndarray, *, cpu: str = "corte
         (d / "cpuinfo").write_text(_cpuinfo(cpu, cores=max(4, threads)))
         prefix = sysroot
         if method == "sysroot":
-            prefix = d / "sysroot"
-            (prefix / "proc").mkdir(parents=True)
-            for entry in sysroot.iterdir():
-                if entry.name != "proc":
-                    (prefix / entry.name).symlink_to(entry)
-            shutil.copy(d / "cpuinfo", prefix / "proc" / "cpuinfo")
+            prefix = _make_prefix(d / "sysroot", sysroot, _cpuinfo(cpu, cores=max(4, threads)))
         guest = [QEMU, "-cpu", cpu, "-L", str(prefix), str(sysroot / PYTHON), "-s", "-B", str(RUNNER),
                  str(model_path), str(d / "inputs.npy"), str(d / "outputs.npy"), str(d / "result.json"), str(threads)]
         if method == "bind":
@@ -163,17 +158,8 @@ def run_on_qemu(model_path: str | Path, inputs: np.ndarray, *, cpu: str = "corte
             cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", script]
         else:
             cmd = guest
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONHOME": str(sysroot / "usr"),
-            "PYTHONPATH": str(site),
-            "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "HOME": tmp,
-            "TMPDIR": tmp,
-            "LANG": "C.UTF-8",
-            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-        }
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **_python_env(sysroot, site), "HOME": tmp, "TMPDIR": tmp,
+               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=tmp)
@@ -201,6 +187,36 @@ def run_on_qemu(model_path: str | Path, inputs: np.ndarray, *, cpu: str = "corte
         cpuinfo=method,
         extra={k: v for k, v in result.items() if k not in ("latency_ms", "machine")},
     )
+
+
+def _make_prefix(prefix: Path, sysroot: Path, cpuinfo_text: str) -> Path:
+    """A QEMU ``-L`` prefix: the arm64 root's top-level folders, plus an ARM proc/cpuinfo."""
+    (prefix / "proc").mkdir(parents=True)
+    for entry in sysroot.iterdir():
+        if entry.name != "proc":
+            (prefix / entry.name).symlink_to(entry)
+    (prefix / "proc" / "cpuinfo").write_text(cpuinfo_text)
+    return prefix
+
+
+def _python_env(sysroot: Path, site: Path) -> dict[str, str]:
+    return {"PYTHONHOME": str(sysroot / "usr"), "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+
+
+def emulated_python(folder: str | Path, *, cpu: str = "cortex-a72", root: Path | None = None) -> str:
+    """A shell command that starts the emulated aarch64 Python (a Raspberry Pi's, as far as the
+    model can tell): usable as a profile's ``connect.python``, so the device-lab path a Pi takes
+    runs on this machine. ``folder`` (new or empty) gets the run's QEMU prefix with an ARM
+    /proc/cpuinfo (the no-root way; see the module docstring). Raises QemuUnavailable."""
+    root = Path(root) if root is not None else arm64_root()
+    reason = qemu_available(root, "sysroot")
+    if reason is not None:
+        raise QemuUnavailable(reason)
+    sysroot, site = (root / "root").resolve(), (root / "site").resolve()
+    prefix = _make_prefix(Path(folder).resolve() / "sysroot", sysroot, _cpuinfo(cpu))
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in _python_env(sysroot, site).items())
+    return f"env {env} {QEMU} -cpu {shlex.quote(cpu)} -L {shlex.quote(str(prefix))} {shlex.quote(str(sysroot / PYTHON))}"
 
 
 def compare_outputs(x86: np.ndarray, arm: np.ndarray) -> dict:

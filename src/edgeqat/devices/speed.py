@@ -199,16 +199,58 @@ def error_band(device_class: str, macs: float) -> dict[str, Any]:
                       f"all held-out {device_class} models (none within 10x of this model's MACs)")}
 
 
-def estimate_latency(profile: DeviceProfile, work: Workload) -> dict[str, Any]:
+MEASURED_ESTIMATE = "estimate from measured rows"
+
+
+def _extrapolation(base: dict[str, Any], total: int, smallest: int, largest: int, what: str) -> None:
+    base["calibration_macs"] = [smallest, largest]
+    base["extrapolated"] = bool(total < smallest / 10 or total > largest * 10)
+    if total < smallest / 10:
+        base["note"] = (f"{total / 1e6:.2g} M MACs is far below the smallest {what} ({smallest / 1e6:.3g} M): "
+                        "the estimate is extrapolated and ignores fixed per-inference costs")
+    elif total > largest * 10:
+        base["note"] = f"{total / 1e6:.3g} M MACs is far above the largest {what} ({largest / 1e6:.3g} M): the estimate is extrapolated"
+
+
+def _from_measured(profile: DeviceProfile, work: Workload, want: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from edgeqat.devices import calibration
+
+    sm = profile.speed_model_for(want) or profile.speed_model
+    weights = _shipped_weights(published_rows()[sm.rows[0]]["device_class"]) if sm is not None else None
+    f = calibration.fit(rows, weights)
+    base = {"kernel_library": "XNNPACK" if profile.xnnpack else "LiteRT builtin", "runtime": "litert", "dtype": want,
+            "threads": profile.threads, "label": "estimate", "source": MEASURED_ESTIMATE,
+            "measured_rows": len(rows), "last_measured": max(r["date"] for r in rows)}
+    _extrapolation(base, work.total_macs, *f.macs_range, f"model measured on {profile.name}")
+    base["error_band"] = calibration.band(calibration.leave_one_out(rows, weights))
+    return {**base, "latency_ms_estimate": f.predict(work.macs),
+            "fit": {"const_ms": f.const_ms, "ms_per_mmac": f.ms_per_mmac, "rows": f.rows}}
+
+
+def estimate_latency(profile: DeviceProfile, work: Workload, measured: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     """The profile's estimate for a model, or why there is none (a float model on an int8 fit).
+
+    ``measured``: the project's calibration rows (:mod:`edgeqat.devices.calibration`); those of
+    this device with the model's dtype, the profile's threads and XNNPACK setting are fitted
+    first, and the published figures are used only where there are none.
 
     Every estimate says where it comes from (``source``), its held-out error band, and
     whether it is ``extrapolated``: the model's MACs more than 10x outside the range of the
     calibration models it was fitted on."""
-    want = "fp32" if work.compute_dtype in ("fp32", "float32") else "int8"
+    from edgeqat.devices import calibration
+
+    kind = calibration.compute_kind(work)
+    mine = calibration.rows_for(measured or [], profile.name, kind, profile.threads, profile.xnnpack)
+    if mine:
+        return _from_measured(profile, work, kind, mine)
+    want = "fp32" if kind == "fp32" else "int8"  # published figures: int8 or fp32 only
     sm = profile.speed_model_for(want)
     if sm is None:
         sm = profile.speed_model
+        if sm is None:
+            return {"label": "estimate", "latency_ms_estimate": None, "dtype": want, "threads": profile.threads,
+                    "note": f"no {want} latency estimate for {profile.name}: no measured rows at {profile.threads} "
+                            f"thread(s) yet (`edgeqat devices calibrate {profile.name}`) and no published speed model"}
         return {"kernel_library": sm.kernel_library, "runtime": sm.runtime, "dtype": sm.dtype, "threads": sm.threads,
                 "label": "estimate", "latency_ms_estimate": None,
                 "note": f"no {want} speed model for {profile.name} (published figures are {sm.dtype}): no latency estimate"}
@@ -216,17 +258,9 @@ def estimate_latency(profile: DeviceProfile, work: Workload) -> dict[str, Any]:
             "label": "estimate", "source": ESTIMATE}
     fit = fit_speed_model(sm)
     cal = [_macs(published_rows()[r]["model"]) for r in fit.calibration]
-    smallest, largest = min(cal), max(cal)
-    base["calibration_macs"] = [smallest, largest]
-    base["extrapolated"] = bool(work.total_macs < smallest / 10 or work.total_macs > largest * 10)
+    _extrapolation(base, work.total_macs, min(cal), max(cal), "calibration model")
     cls = published_rows()[fit.calibration[0]]["device_class"]
     base["error_band"] = error_band(cls, work.total_macs)
-    if work.total_macs < smallest / 10:
-        base["note"] = (f"{work.total_macs / 1e6:.2g} M MACs is far below the smallest calibration model "
-                        f"({smallest / 1e6:.3g} M): the estimate is extrapolated and ignores fixed per-inference costs")
-    elif work.total_macs > largest * 10:
-        base["note"] = (f"{work.total_macs / 1e6:.3g} M MACs is far above the largest calibration model "
-                        f"({largest / 1e6:.3g} M): the estimate is extrapolated")
     return {**base, "latency_ms_estimate": fit.predict(work.macs),
             "fit": {"ms_per_mmac": fit.ms_per_mmac, "calibration_rows": list(fit.calibration)}}
 

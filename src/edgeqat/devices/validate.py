@@ -3,8 +3,11 @@
 For each profile the model runs on that device's runtime -- LiteRT with the profile's
 threads and XNNPACK setting, or TensorFlow Lite Micro with the arena it really needs --
 and, for ARM Linux profiles that ask for it, on the aarch64 build of LiteRT under QEMU.
-The verdict lists every reason it fails; host-measured latency is reported but never
-gated on (an x86 host is not the device): the gate uses the profile's estimate.
+The verdict lists every reason it fails. The latency budget is checked against the best
+figure there is (:mod:`edgeqat.devices.latency_gate`): measured on the device itself when its
+profile says how to reach it (``connect:``, :mod:`edgeqat.devices.on_device`), else Vela's
+performance model or the profile's estimate. LiteRT latency timed in this process is reported
+but never gated on (an x86 host is not the device).
 
 Microcontroller profiles: budgets readable from the file (model bytes vs flash, the
 largest op's activations vs SRAM) fail before TFLM starts. TFLM then runs in a child
@@ -24,6 +27,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgeqat.devices import latency_gate, parity
+from edgeqat.devices.parity import PARITY_MAX_DIFF
 from edgeqat.devices.profiles import DeviceProfile
 from edgeqat.devices.speed import estimate_latency
 from edgeqat.devices.storage import stores_flatbuffer, vela_stored
@@ -97,13 +102,6 @@ def _litert_reference(path: Path, blob: bytes, data: EvalData) -> tuple[np.ndarr
         r = np.stack(raw)
         data.cache[key] = (r, dequantize_output(r, clf.out))
     return data.cache[key]
-
-
-# Raw output units TFLM may differ from LiteRT by (rounding), top-1 unchanged. Measured: 1 unit
-# out of FULLY_CONNECTED's requantization; 2 behind an int8 Softmax layer, which carries a
-# one-unit logit difference to its output (a user's model ending in a Softmax layer); a real
-# disagreement (a RELU6 model TFLM computes differently) was 128.
-PARITY_MAX_DIFF = 2
 
 
 def _run_on_tflm(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, data: Optional[EvalData],
@@ -180,8 +178,8 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
     src = "vendor performance model (vela)"
     v["latency_estimate"] = {"label": src, "source": src, "kernel_library": f"Ethos-U ({cfg.accelerator_config}, Vela)",
                              "runtime": "ethos-u", "latency_ms_estimate": res.inference_ms}
-    v["latency_ms_estimate"] = res.inference_ms
-    v["latency_source"], v["latency_extrapolated"] = src, False
+    v["latency_ms_estimate"] = v["latency_ms"] = res.inference_ms
+    v["latency_source"], v["latency_extrapolated"], v["latency_gated"] = src, False, True
     if not res.ran:
         reasons.append(f"{prof.name}: no Vela figures: {res.error}")
         return None
@@ -215,11 +213,18 @@ def _run_on_vela(path: Path, blob: bytes, prof: DeviceProfile, work: Workload, d
 def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[EvalData] = None, *,
                        latency_runs: int = 50, max_accuracy_drop: Optional[float] = None,
                        emulate: bool = True, emulate_samples: int = 16, parity_samples: int = 256,
-                       tflm_timeout_s: float = 300.0, vela_cache: Optional[dict] = None) -> dict[str, Any]:
-    """``vela_cache``: a dict shared by calls that may compile the same file for the same NPU."""
+                       tflm_timeout_s: float = 300.0, vela_cache: Optional[dict] = None,
+                       gate_on_extrapolated: bool = True, calibration: Optional[str | Path] = None) -> dict[str, Any]:
+    """``vela_cache``: a dict shared by calls that may compile the same file for the same NPU.
+    ``calibration``: the project's measured-rows file (:mod:`edgeqat.devices.calibration`):
+    estimates fit this device's rows first, and a measurement on the device adds its row.
+    ``emulate_samples`` images also go to a connected device for the parity check."""
+    from edgeqat.devices.calibration import read_rows
+
     path = Path(model)
     blob = check_tflite_file(path)
     work: Workload = analyze(blob)
+    measured_rows = read_rows(calibration)  # before this run adds its own
     reasons: list[str] = []
     notes: list[str] = []
     misses: dict[str, dict[str, float]] = {}  # budget -> {needed, available}: how far from fitting
@@ -268,6 +273,17 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
             if prof.ram_bytes is not None and need > prof.ram_bytes:
                 reasons.append(f"model + interpreter {need:,} bytes > RAM {prof.ram_bytes:,} bytes")
                 misses["ram"] = {"needed": need, "available": prof.ram_bytes}
+            if prof.connect is not None:  # the device itself: measured latency, peak RSS, parity
+                from edgeqat.devices.on_device import measure_into
+
+                row = measure_into(path, prof, work, data.images if data is not None else None, runs=latency_runs,
+                                   samples=emulate_samples, v=v, reasons=reasons, notes=notes)
+                if row is not None and calibration is not None:
+                    from edgeqat.devices.calibration import append_rows
+
+                    append_rows(calibration, [row])
+            elif prof.device_class == "x86":  # this host's x86 kernels at the profile's threads, scaled
+                v["x86_evidence"] = latency_gate.x86_evidence(prof, v["host_latency_ms"].get("p50"))
 
     # Accuracy through that runtime, and agreement with the reference model.
     if outputs is not None and data is not None:
@@ -285,23 +301,20 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
                                    f"{ref_acc:.4f} (> validate.max_accuracy_drop {max_accuracy_drop})")
                     misses["accuracy_drop"] = {"needed": drop, "available": max_accuracy_drop}
 
-    # Latency on the target: an estimate from the profile's speed model (Ethos-U: Vela's figure, above).
+    # Latency on the target: measured, x86 evidence or an estimate (Ethos-U: Vela's figure, above).
     if prof.runtime != "vela":
-        est = estimate_latency(prof, work)
+        est = estimate_latency(prof, work, measured_rows)
         v["latency_estimate"] = est
         v["latency_ms_estimate"] = est.get("latency_ms_estimate")
-        v["latency_source"] = est.get("source", "estimate from published figures")
-        v["latency_extrapolated"] = bool(est.get("extrapolated"))
-        if est.get("note"):
+        latency_gate.choose(v, est, gate_on_extrapolated)
+        if est.get("note") and v["latency_source"] != latency_gate.MEASURED:
             notes.append(est["note"])
-    if prof.runtime != "vela" and prof.latency_budget_ms is not None and v["latency_ms_estimate"] is not None \
-            and v["latency_ms_estimate"] > prof.latency_budget_ms:
-        reasons.append(f"estimated latency {v['latency_ms_estimate']:.1f} ms > budget {prof.latency_budget_ms:g} ms")
-        misses["latency"] = {"needed": v["latency_ms_estimate"], "available": prof.latency_budget_ms}
+        latency_gate.check_budget(prof, v, reasons, misses, notes)
 
     # Emulated ARM: the aarch64 LiteRT build on QEMU, compared with the x86 run.
     if prof.emulation == "qemu-aarch64" and outputs is not None:
         v["emulation"] = _emulate(path, prof, data, outputs, emulate, emulate_samples)
+        reasons += emulation_reasons(v["emulation"])
 
     v["notes"] = notes
     v["reasons"] = reasons
@@ -315,6 +328,16 @@ def validate_on_device(model: str | Path, prof: DeviceProfile, data: Optional[Ev
 def verdict_line(v: dict[str, Any]) -> str:
     """PASS, or FAIL (the reasons): a verdict in one line."""
     return "PASS" if v["passed"] else "FAIL (" + "; ".join(v["reasons"]) + ")"
+
+
+def emulation_reasons(emu: dict[str, Any]) -> list[str]:
+    """The emulated aarch64 run gates: outputs beyond the parity tolerance of the x86 run's, or a
+    run that crashed, fail the device (bit-exactness is why it runs); not set up is a skip."""
+    if emu.get("ran") and not emu.get("within_tolerance", True):
+        return [parity.describe(emu, "the emulated aarch64 run")]
+    if emu.get("error"):
+        return [f"the emulated aarch64 run could not run: {emu['error']}"]
+    return []
 
 
 def _emulate(path: Path, prof: DeviceProfile, data: Optional[EvalData], x86_out: np.ndarray,
@@ -337,8 +360,12 @@ def _emulate(path: Path, prof: DeviceProfile, data: Optional[EvalData], x86_out:
         clf.it.set_tensor(clf.inp["index"], x[None])
         clf.it.invoke()
         x86_raw.append(clf.it.get_tensor(clf.out["index"])[0].copy())
-    res = qemu.run_on_qemu(path, raw, cpu=prof.qemu_cpu, threads=1)
-    cmp = qemu.compare_outputs(np.stack(x86_raw), res.outputs.reshape(len(raw), -1))
-    return {"ran": True, "cpu": res.cpu, "machine": res.machine, "samples": len(raw), **cmp,
+    try:
+        res = qemu.run_on_qemu(path, raw, cpu=prof.qemu_cpu, threads=1)
+    except RuntimeError as err:  # the aarch64 build crashed or hung on this model: the check could not run
+        return {"ran": False, "why": "the emulated run failed", "error": str(err).splitlines()[0]}
+    arm = res.outputs.reshape(len(raw), -1)
+    cmp = {**parity.compare(np.stack(x86_raw), arm), **qemu.compare_outputs(np.stack(x86_raw), arm)}
+    return {"ran": True, "cpu": res.cpu, "machine": res.machine, **cmp,
             "emulated_latency_ms_p50": float(np.median(res.latency_ms)) if res.latency_ms else None,
             "note": "QEMU latency is not device latency"}

@@ -60,17 +60,23 @@ def set_trust_model_code(enabled: bool) -> None:
 
 
 def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None) -> Any:
-    """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope.
+    """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope. A SavedModel
+    export without Keras layers comes back as an :class:`~edgeqat.models.exported.ExportedModel`.
 
     Every model edgeqat reads comes through here. Unless the run trusts model code
     (``train.trust_model_code``), the architecture is checked first and a file that would
     run code on load (a Lambda layer, an unknown class) is refused (:mod:`edgeqat.models.trust`).
     """
+    from edgeqat.models.absent import refuse_absent
+    from edgeqat.models.exported import ExportedModel, is_export, is_packed
     from edgeqat.models.trust import check_no_code
 
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model not found")
+    refuse_absent(path)  # a stage skipped this model: its reason, not a Keras error
+    if not quantized and (is_export(path) or is_packed(path)):
+        return ExportedModel(path)  # a graph without Keras layers (edgeqat.models.exported)
     if not path.is_dir() and path.suffix not in (".keras", ".h5", ".hdf5"):
         raise ModelError(f"{path}: not a Keras model file (expected .keras, .h5 or a SavedModel folder)")
     trusted = _trust_model_code if trust_code is None else trust_code
@@ -87,3 +93,14 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
         return keras.models.load_model(path, **kwargs)
     except Exception as err:  # noqa: BLE001 - Keras raises many types for unreadable files
         raise ModelError(f"{path}: cannot load Keras model: {err}") from None
+
+
+def check_model_fits_data(model: Any, meta: dict, origin: str) -> None:
+    """The model takes the prepared images and scores their classes (``meta``: prepared/meta.json)."""
+    want_in, k = tuple(meta["image_shape"]), len(meta["class_names"])
+    got_in = tuple(model.input_shape[1:])
+    if got_in != want_in:
+        raise ModelError(f"{origin}: model input shape {got_in} does not match the prepared images {want_in} (prepare.image_size / prepare.channels)")
+    got_out = model.output_shape[-1]
+    if got_out != k:
+        raise ModelError(f"{origin}: model has {got_out} outputs but the data has {k} classes")

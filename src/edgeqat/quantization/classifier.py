@@ -20,11 +20,17 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 class CardClassifier:
     """Normalisation, input quantization and class names come from the model card beside the
-    ``.tflite``; the classifier head outputs logits, turned into probabilities with a softmax."""
+    ``.tflite``, and so does what the model outputs (``outputs``, read from the file at
+    convert): logits get a softmax, a softmax head's probabilities are returned as they are.
+    (A card written before edgeqat recorded it describes a zoo model: logits.)"""
 
     def __init__(self, tflite: str | Path) -> None:
         self.card = load_card(tflite)
         self.clf = TFLiteClassifier(Path(tflite))
+        self.outputs_logits = self.card.get("outputs", "logits") == "logits"
+
+    def _probabilities(self, out: np.ndarray) -> np.ndarray:
+        return softmax(out) if self.outputs_logits else out
 
     def images(self, model_input: Any) -> np.ndarray:
         """(N, H, W[, C]) uint8 from an array, one image, or a DataFrame of flattened pixels."""
@@ -47,7 +53,7 @@ class CardClassifier:
         norm = self.card["normalization"]
         xn = (x.astype(np.float32) - float(norm["mean"])) / float(norm["std"])
         k = len(self.card["class_names"])
-        probs = np.stack([softmax(self.clf(img)) for img in xn]) if len(xn) else np.zeros((0, k))
+        probs = np.stack([self._probabilities(self.clf(img)) for img in xn]) if len(xn) else np.zeros((0, k))
         idx = probs.argmax(axis=-1)
         return {
             "class_index": idx.astype(np.int64),

@@ -15,7 +15,18 @@
 | channel_pruned_qat_int8 | narrower FP32 -> QAT | int8 | int8  | convert.io_dtype |
 
 16x8 is post-training only: converting a QAT model to 16x8 fails in TF 2.21 ("not yet
-supported for op: 'DEQUANTIZE'"). ``per_channel=False`` gives one weight scale per tensor.
+supported for op: 'DEQUANTIZE'").
+
+``per_channel=False`` (``convert.per_channel``) gives one weight scale per tensor in every
+variant with quantized weights. The post-training ones get it from the converter's switches
+(one for Conv/Depthwise kernels, one for Dense); a QAT model carries its scales from training
+(:mod:`edgeqat.compression.schemes` wraps it per tensor when ``convert.per_channel`` is false).
+The file is read back and one that still holds more than one scale for a tensor is refused,
+naming it. Two variants are refused (``check-params`` says so before any work starts):
+``ptq_int16x8``, whose quantizer fails on a per-tensor depthwise kernel in TF 2.21 ("Quantized
+dimension for tensor property and quantization parameters do not match"), and
+``ptq_dynamic``, whose file LiteRT 2.3's dynamic-range depthwise kernel runs wrong (a DS-CNN's
+per-tensor dynamic-range file scored 0.089 on digits; its per-channel one 0.989).
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from edgeqat.errors import ModelError
+from edgeqat.models.exported import tflite_converter
 
 FLOAT_VARIANTS = ("fp32", "ptq_dynamic", "ptq_float16")
 QAT_VARIANTS = ("qat_int8", "mixed", "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8")
@@ -51,14 +63,21 @@ def convert_variant(
     model = qat_model if variant in QAT_VARIANTS else fp32_model
     if model is None:
         raise ModelError(f"variant {variant!r} needs its quantization-aware model")
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if not per_channel:
+        from edgeqat.config import per_tensor_refusal
+
+        refusal = per_tensor_refusal([variant])
+        if refusal:
+            raise ModelError(refusal)
+    conv = tflite_converter(model)  # a Keras model, or a SavedModel export (fp32 and post-training only)
     if variant != "fp32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "ptq_float16":
         conv.target_spec.supported_types = [tf.float16]
+    if not per_channel and variant != "fp32":  # the converter's own switches (dynamic-range's too)
+        conv._experimental_disable_per_channel = True  # noqa: SLF001
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True  # noqa: SLF001
     if variant in INT_VARIANTS:
-        if not per_channel:
-            conv._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's own switch
         if variant in ("ptq_int8", "ptq_int16x8"):
             if representative is None:
                 raise ModelError(f"{variant} needs representative (calibration) data")
@@ -79,6 +98,21 @@ def convert_variant(
             conv.inference_output_type = _io_type(tf, io_dtype)
     try:
         with quiet_native():
-            return conv.convert()
+            blob = conv.convert()
     except Exception as err:  # noqa: BLE001 - the converter raises ConverterError and friends
         raise ModelError(f"TFLite conversion of variant {variant!r} failed: {err}") from None
+    return blob if per_channel else _per_tensor(variant, blob)
+
+
+def _per_tensor(variant: str, blob: bytes) -> bytes:
+    from edgeqat.quantization.inspect import not_per_tensor
+
+    left = not_per_tensor(blob)
+    if left:
+        shown = ", ".join(f"{r['op']} {r['tensor']!r} ({r['scales']} scales)" for r in left[:3])
+        more = f" and {len(left) - 3} more" if len(left) > 3 else ""
+        raise ModelError(f"convert.per_channel: false cannot be honoured for variant {variant!r}: these weight "
+                         f"tensors keep a scale per output channel: {shown}{more}. A QAT model must have been "
+                         "trained per tensor: re-run the stage that made it with the same convert.per_channel")
+    return blob
+

@@ -54,7 +54,11 @@ def _quiet(xnnpack: bool) -> Any:
 _loaded_once = False
 
 
-def load_interpreter(model: str | Path | bytes, num_threads: int = 1, xnnpack: bool = True) -> Any:
+def load_interpreter(model: str | Path | bytes, num_threads: int = 1, xnnpack: bool = True,
+                     allocate: bool = True) -> Any:
+    """``allocate`` False: the tensors as the file stores them, for reading (a kernel's or
+    delegate's preparation may rewrite them: XNNPACK expands a Dense kernel's one scale
+    into one per output channel)."""
     Interpreter = interpreter_class()
     try:
         if not isinstance(model, (bytes, bytearray)) and not Path(model).is_file():
@@ -64,7 +68,8 @@ def load_interpreter(model: str | Path | bytes, num_threads: int = 1, xnnpack: b
                 it = Interpreter(model_content=bytes(model), num_threads=num_threads, **_resolver(xnnpack))
             else:
                 it = Interpreter(model_path=str(model), num_threads=num_threads, **_resolver(xnnpack))
-            it.allocate_tensors()
+            if allocate:
+                it.allocate_tensors()
     except ModelError:
         raise
     except (ValueError, RuntimeError) as err:

@@ -59,6 +59,7 @@ class Sources:
     qat_model: Optional[Path]
     workdir: Path
     prune: PruneConfig
+    per_channel: bool = True  # convert.per_channel: the weight scales of the models it makes
 
 
 def existing(src: Sources) -> list[Candidate]:
@@ -74,7 +75,7 @@ def _convert_qat_model(model: Any, src: Sources, out: Path, io_dtype: str = "int
     from edgeqat.io import atomic_path
     from edgeqat.quantization.converter import convert_variant
 
-    blob = convert_variant("qat_int8", None, model, None, io_dtype)
+    blob = convert_variant("qat_int8", None, model, None, io_dtype, per_channel=src.per_channel)
     with atomic_path(out, suffix=".tflite") as tmp:
         tmp.write_bytes(blob)
     return out
@@ -103,7 +104,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         def make_pqat(cfg=cfg, s=s) -> Path:
             from edgeqat.compression.recipes import train_pqat
 
-            model, _, _ = train_pqat(cfg, src.fp32_model, data())
+            model, _, _ = train_pqat(cfg, src.fp32_model, data(), per_channel=src.per_channel)
             return _convert_qat_model(model, src, src.workdir / f"pqat_{int(s * 100)}.tflite")
 
         # Pruning zeroes weights but the flatbuffer still stores them: raw size == plain QAT.
@@ -118,7 +119,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         def make_channel(cfg=cfg, f=f) -> Path:
             from edgeqat.compression.recipes import train_channel_pruned
 
-            model, _ = train_channel_pruned(cfg, src.fp32_model, data())
+            model, _ = train_channel_pruned(cfg, src.fp32_model, data(), src.per_channel)
             return _convert_qat_model(model, src, src.workdir / f"channel_{int(f * 100)}.tflite")
 
         # Inner convolutions lose f of their inputs and outputs: weights shrink by up to (1-f)^2.
@@ -137,7 +138,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
 
             narrow, _ = train_narrow(cfg, src.fp32_model, data())
             narrow_path = save_model(narrow, src.workdir / f"narrow_{int(f * 100)}.keras")
-            model, _, _ = train_pqat(cfg, narrow_path, data())
+            model, _, _ = train_pqat(cfg, narrow_path, data(), per_channel=src.per_channel)
             return _convert_qat_model(model, src, src.workdir / f"channel_{int(f * 100)}_pqat_{int(s * 100)}.tflite")
 
         bounds = (int(qat_size * (1 - f) ** 2), qat_size) if qat_size else (None, None)

@@ -9,10 +9,11 @@ it is skipped, with the reason, when
   bounds are flatbuffer bytes, and Vela's encoding for Ethos-U can be smaller);
 - making it would not finish inside the time left (its cost forecast from the last
   fine-tune of this search; the first fine-tune starts whenever any time is left).
-The choice: passes every budget of the device (ops, flash, SRAM arena, RAM, latency
-estimate) and loses at most ``budget_accuracy_drop`` vs the FP32 Keras model; an
-integer-only model whenever one passes; the most accurate, ties broken by size, then
-latency estimate. Size is the device's own measure (:mod:`edgeqat.devices.storage`): the
+The choice: passes every budget of the device (ops, flash, SRAM arena, RAM, latency) and
+loses at most ``budget_accuracy_drop`` vs the FP32 Keras model; an integer-only model
+whenever one passes; the most accurate, ties broken by size, then latency. On a device that
+is really there (``connect:``) every candidate's latency is measured on it: the budget is
+checked against that, and ties are broken by measured latency before size. Size is the device's own measure (:mod:`edgeqat.devices.storage`): the
 flatbuffer on LiteRT/TFLM, where pruned and clustered models store every weight as plain
 QAT does, and Vela's encoded flash on Ethos-U, where zeros and clusters shrink.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
@@ -53,6 +55,7 @@ def _row(c: Candidate, v: dict[str, Any]) -> dict[str, Any]:
             "stored_bytes": v.get("stored_bytes"), "size_measure": v.get("stored_measure", "flatbuffer"),
             "weight_sparsity": round(weight_sparsity(c.path)["sparsity"], 4),
             "arena_bytes": v.get("arena_bytes"), "latency_ms_estimate": v.get("latency_ms_estimate"),
+            "latency_ms": v.get("latency_ms"), "latency_source": v.get("latency_source"),
             "integer_only": not v["workload"]["float_ops"], "reasons": v["reasons"], "misses": v.get("misses", {}),
             "hard_failure": v.get("hard_failure", False)}
 
@@ -82,8 +85,10 @@ def _budget_text(prof: DeviceProfile, row: dict[str, Any]) -> str:
         parts.append(f"{stored(row) / 1024:.0f} KiB{what} in {prof.flash_bytes / 1024:.0f} KiB flash")
     if prof.sram_bytes and row.get("arena_bytes"):
         parts.append(f"a {row['arena_bytes'] / 1024:.0f} KiB arena in {prof.sram_bytes / 1024:.0f} KiB SRAM")
-    if prof.latency_budget_ms and row.get("latency_ms_estimate") is not None:
-        parts.append(f"~{row['latency_ms_estimate']:.2g} ms estimated of a {prof.latency_budget_ms:g} ms budget")
+    ms = row.get("latency_ms", row.get("latency_ms_estimate"))
+    if prof.latency_budget_ms and ms is not None:
+        how = "measured" if row.get("latency_source") == "measured" else "estimated"
+        parts.append(f"~{ms:.2g} ms {how} of a {prof.latency_budget_ms:g} ms budget")
     return ", ".join(parts) or "every budget"
 
 
@@ -105,7 +110,11 @@ def nearest_miss(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
 
 def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data: EvalData, *,
                          budget_accuracy_drop: float, clock: Clock, latency_runs: int = 20,
-                         cache: Optional[dict] = None) -> dict[str, Any]:
+                         cache: Optional[dict] = None, calibration: Optional[Path] = None,
+                         split: str = "validation") -> dict[str, Any]:
+    """``data``: the split every candidate is measured, budgeted and ranked on (``split`` names
+    it in the reason); the test split is for reporting the choice, never for making it.
+    ``calibration``: the project's measured-rows file (estimates learn from it, measurements add to it)."""
     t0 = time.monotonic()
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -139,7 +148,7 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
                 v = cache[key]
             else:
                 v = validate_on_device(c.path, prof, data, latency_runs=latency_runs,
-                                       max_accuracy_drop=budget_accuracy_drop, emulate=False)
+                                       max_accuracy_drop=budget_accuracy_drop, emulate=False, calibration=calibration)
                 if cache is not None:
                     cache[key] = v
             row = _row(c, v)
@@ -149,9 +158,15 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
             progress.done(f"{c.name}: {verdict_line(v)}")
     passing = [r for r in rows if r["verdict"] == "pass"]
     # Integer-only first (what edgeqat is for: smaller and faster on every target; a float model
-    # is chosen only when no integer one passes), then most accurate, then smaller, then faster.
-    passing.sort(key=lambda r: (not r["integer_only"], -(r["accuracy"] or 0), stored(r),
-                                r["latency_ms_estimate"] if r["latency_ms_estimate"] is not None else float("inf")))
+    # is chosen only when no integer one passes), then most accurate, then smaller, then faster;
+    # on a measured device faster before smaller (its latency is a fact there, not an estimate).
+    def speed(r: dict[str, Any]) -> float:
+        ms = r.get("latency_ms", r.get("latency_ms_estimate"))
+        return ms if ms is not None else float("inf")
+
+    measured = prof.connect is not None
+    passing.sort(key=lambda r: (not r["integer_only"], -(r["accuracy"] or 0),
+                                *((speed(r), stored(r)) if measured else (stored(r), speed(r)))))
     out: dict[str, Any] = {"device": prof.name, "title": prof.title, "candidates": rows, "skipped": skipped,
                            "seconds": round(time.monotonic() - t0, 1)}
     if passing:
@@ -160,8 +175,8 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
         drop = best.get("accuracy_drop")
         reason = f"{best['strategy']}: fits {_budget_text(prof, best)}"
         if drop is not None:
-            reason += f" with {drop * 100:.1f} pt accuracy loss" if drop >= 0 else \
-                f" at {-drop * 100:.1f} pt above the FP32 model's accuracy"
+            reason += f" with {drop * 100:.1f} pt accuracy loss on the {split} split" if drop >= 0 else \
+                f" at {-drop * 100:.1f} pt above the FP32 model's accuracy on the {split} split"
         # Say why the baseline (plain QAT) lost when it did, else the most accurate option that failed.
         qat = next((r for r in rows if r["candidate"] == "qat_int8" and r["verdict"] == "fail"), None)
         better = [r for r in rows if r["verdict"] == "fail" and (r["accuracy"] or 0) >= (best["accuracy"] or 0)]

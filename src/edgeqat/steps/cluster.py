@@ -9,7 +9,7 @@
 
 Both fine-tunes distil from the FP32 model (``cluster.distillation``), and BatchNorms are
 folded before clustering so that the kernels clustered are the kernels the device stores
-(:mod:`edgeqat.compression.cluster_scheme`).
+(:mod:`edgeqat.compression.schemes`).
 
 A stage of its own rather than part of prune: a change to the cluster section re-runs only
 this stage, not the pruning and channel-pruning fine-tunes, and PCQAT starts from the pruned
@@ -26,6 +26,7 @@ from typing import Any
 from edgeqat.compression.recipes import PruneData, train_clustered_qat
 from edgeqat.config import ClusterConfig
 from edgeqat.io import log, write_json
+from edgeqat.models.absent import mark, not_built, skip_line
 from edgeqat.models.io import save_model
 
 
@@ -37,15 +38,35 @@ def cluster(
     cqat_out: str | Path,
     pcqat_out: str | Path,
     metrics_path: str | Path | None = None,
+    *,
+    variants: list[str] | None = None,
+    per_channel: bool = True,
 ) -> dict[str, Any]:
+    """``variants`` (convert.variants; None: all): only the requested of cqat_int8 / pcqat_int8 are
+    made; the other gets a marker in its file's place (:mod:`edgeqat.models.absent`).
+    ``per_channel`` (``convert.per_channel``) False: every kernel of both models gets one weight
+    scale (its clusters stay as ``cluster.per_channel`` says)."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
-    set_determinism(cfg.seed)
-    data = PruneData(prepared, cfg.batch_size, cfg.seed)
+    skipped = not_built("cluster", variants, fp32_model)
     metrics: dict[str, Any] = {}
+    if skipped:
+        log(skip_line("cluster", skipped))
+        metrics["not_built"] = {v: reason for v, (_, reason) in skipped.items()}
+    todo = []
     for name, source, dest, preserve in (("cqat", fp32_model, cqat_out, False), ("pcqat", pruned_model, pcqat_out, True)):
-        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model)
+        if f"{name}_int8" in skipped:
+            mark(dest, [f"{name}_int8"], skipped)
+        else:
+            todo.append((name, source, dest, preserve))
+    data = None
+    if todo:  # else TensorFlow is not even imported
+        set_determinism(cfg.seed)
+        data = PruneData(prepared, cfg.batch_size, cfg.seed)
+    for name, source, dest, preserve in todo:
+        model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model,
+                                                     per_channel_scales=per_channel)
         save_model(model, dest)
         m = metrics[name]
         log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "

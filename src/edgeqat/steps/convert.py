@@ -9,13 +9,14 @@ from typing import Any
 from edgeqat.config import ConvertConfig
 from edgeqat.data.shards import load_meta, load_split_arrays
 from edgeqat.data.transform import normalize
-from edgeqat.io import CARD_NAME, atomic_path, sha256_file, write_json
+from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json
+from edgeqat.models.absent import absent
 from edgeqat.models.io import load_model
 from edgeqat.progress import bar
 from edgeqat.quantization.converter import convert_variant
 from edgeqat.errors import ModelError
-from edgeqat.quantization.inspect import weight_sparsity, weight_values
-from edgeqat.quantization.runtime import is_integer_only, load_interpreter, tensor_summary
+from edgeqat.quantization.inspect import card_facts, weight_sparsity, weight_values
+from edgeqat.quantization.runtime import is_integer_only
 
 
 def convert(
@@ -39,15 +40,31 @@ def convert(
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
     fp32 = load_model(fp32_model)
-    qat = load_model(qat_model, quantized=True) if "qat_int8" in cfg.variants and qat_model else None
-    sources = {"qat_int8": qat}
-    for variant, path, stage in (("mixed", mixed_model, "qat"), ("pqat_int8", pqat_model, "prune"),
-                                 ("cqat_int8", cqat_model, "cluster"), ("pcqat_int8", pcqat_model, "cluster"),
+    sources: dict[str, Any] = {}
+    not_built: dict[str, str] = {}  # requested, but its model cannot be made from this FP32 model
+    for variant, path, stage in (("qat_int8", qat_model, "qat"), ("mixed", mixed_model, "qat"),
+                                 ("pqat_int8", pqat_model, "prune"), ("cqat_int8", cqat_model, "cluster"),
+                                 ("pcqat_int8", pcqat_model, "cluster"),
                                  ("channel_pruned_qat_int8", channel_pruned_model, "prune")):
-        if variant in cfg.variants:
-            if path is None:
-                raise ModelError(f"convert.variants: {variant!r} needs its model file; run the {stage} stage")
-            sources[variant] = load_model(path, quantized=True)
+        if variant not in cfg.variants:
+            continue
+        if path is None:
+            if variant == "qat_int8":
+                continue  # convert_variant names what is missing
+            raise ModelError(f"convert.variants: {variant!r} needs its model file; run the {stage} stage")
+        marker = absent(path)
+        if marker is not None and marker["kind"] == "cannot_build":
+            not_built[variant] = marker["reason"]
+            log(f"convert: {variant} not built: {marker['reason']}")
+            continue
+        if marker is not None:  # the stage ran for another convert.variants than this one
+            raise ModelError(f"{path}: the {stage} stage did not build {variant} ({marker['reason']} when it ran); "
+                             f"re-run it with this convert.variants (dvc repro does)")
+        sources[variant] = load_model(path, quantized=True)
+    todo = [v for v in cfg.variants if v not in not_built]
+    if not todo:
+        raise ModelError(f"convert: none of convert.variants {cfg.variants} can be built: "
+                         + "; ".join(f"{v}: {r}" for v, r in not_built.items()))
     calib_x, _ = load_split_arrays(prepared / "calib")
 
     def representative():
@@ -63,17 +80,20 @@ def convert(
         "fp32_model": Path(fp32_model).name,
         "variants": {},
     }
+    if not_built:
+        card["not_built"] = not_built
     metrics: dict[str, Any] = {}
     seconds: dict[str, float] = {}
-    with atomic_path(out_dir, is_dir=True) as tmp, bar("convert", total=len(cfg.variants)) as progress:
-        for variant in cfg.variants:
+    with atomic_path(out_dir, is_dir=True) as tmp, bar("convert", total=len(todo)) as progress:
+        for variant in todo:
             t0 = time.monotonic()
             progress.start(variant)
             blob = convert_variant(variant, fp32, sources.get(variant), representative, cfg.io_dtype,
                                    per_channel=cfg.per_channel)
             path = tmp / f"{variant}.tflite"
             path.write_bytes(blob)
-            it = load_interpreter(blob)
+            # Every fact below is read from the file (weights, activations, I/O, logits or
+            # probabilities), never copied from the config that asked for it.
             card["variants"][variant] = {
                 "file": path.name,
                 "size_bytes": len(blob),
@@ -82,15 +102,15 @@ def convert(
                 "weight_sparsity": round(weight_sparsity(blob)["sparsity"], 6),
                 # distinct stored weights in the fullest output channel of any conv/dense kernel
                 "weight_values_per_channel": weight_values(blob)["max_per_channel"],
-                "per_channel": cfg.per_channel,
-                "input": tensor_summary(it.get_input_details()[0]),
-                "output": tensor_summary(it.get_output_details()[0]),
+                **card_facts(blob),
             }
             metrics[variant] = {k: card["variants"][variant][k] for k in ("size_bytes", "weight_sparsity",
                                                                            "weight_values_per_channel")}
             seconds[variant] = round(time.monotonic() - t0, 2)
             progress.done(f"{variant}: {len(blob):,} bytes in {seconds[variant]} s")
         write_json(tmp / CARD_NAME, card)
+    if not_built:
+        metrics["not_built"] = not_built
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     return {**metrics, "timings": {"conversion_seconds": seconds}}

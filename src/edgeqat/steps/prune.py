@@ -22,6 +22,7 @@ from typing import Any
 from edgeqat.compression.recipes import PruneData, train_channel_pruned, train_pqat
 from edgeqat.config import PruneConfig
 from edgeqat.io import log, write_json, write_text
+from edgeqat.models.absent import mark, not_built, skip_line
 from edgeqat.models.io import save_model
 from edgeqat.models.training import HISTORY_COLUMNS, history_csv
 
@@ -35,25 +36,52 @@ def prune(
     metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
     pruned_out: str | Path | None = None,
+    *,
+    variants: list[str] | None = None,
+    per_channel: bool = True,
 ) -> dict[str, Any]:
+    """``variants`` (convert.variants; None: all): part 1 runs for pqat_int8 or pcqat_int8 (PCQAT
+    clusters the pruned model), part 2 for channel_pruned_qat_int8; a model not made gets a
+    marker in its file's place (:mod:`edgeqat.models.absent`). ``per_channel``
+    (``convert.per_channel``) False: both QAT models get one weight scale per kernel."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
-    set_determinism(cfg.seed)
-    data = PruneData(prepared, cfg.batch_size, cfg.seed)
+    skipped = not_built("prune", variants, fp32_model)
+    magnitude = not {"pqat_int8", "pcqat_int8"} <= set(skipped)
+    if magnitude:  # the pruned model PCQAT needs comes with the PQAT one
+        skipped.pop("pqat_int8", None)
+    if skipped:
+        log(skip_line("prune", skipped))
+    metrics: dict[str, Any] = {}
+    rows: list[dict] = []
+    channel = "channel_pruned_qat_int8" not in skipped
+    data = None
+    if magnitude or channel:  # else TensorFlow is not even imported
+        set_determinism(cfg.seed)
+        data = PruneData(prepared, cfg.batch_size, cfg.seed)
 
     # 1. magnitude pruning -> pruning-preserving QAT
-    pqat, pqat_metrics, rows = train_pqat(cfg, fp32_model, data, pruned_out=pruned_out)
-    save_model(pqat, pqat_out)
-    log(f"prune: PQAT model at {pqat_metrics['keras_sparsity']:.1%} sparsity, test accuracy "
-        f"{pqat_metrics['test_accuracy']:.4f} -> {pqat_out}")
+    if magnitude:
+        pqat, metrics["pqat"], rows = train_pqat(cfg, fp32_model, data, pruned_out=pruned_out,
+                                                 per_channel=per_channel)
+        save_model(pqat, pqat_out)
+        log(f"prune: PQAT model at {metrics['pqat']['keras_sparsity']:.1%} sparsity, test accuracy "
+            f"{metrics['pqat']['test_accuracy']:.4f} -> {pqat_out}")
+    else:
+        mark(pqat_out, ["pqat_int8"], skipped)
+        mark(pruned_out, ["pcqat_int8"], skipped)
 
     # 2. structured channel pruning -> fine-tune -> QAT
-    cq, channel_metrics = train_channel_pruned(cfg, fp32_model, data)
-    save_model(cq, channel_pruned_out)
-    log(f"prune: channel-pruned QAT test accuracy {channel_metrics['test_accuracy']:.4f} -> {channel_pruned_out}")
-
-    metrics = {"pqat": pqat_metrics, "channel_pruned": channel_metrics}
+    if channel:
+        cq, metrics["channel_pruned"] = train_channel_pruned(cfg, fp32_model, data, per_channel)
+        save_model(cq, channel_pruned_out)
+        log(f"prune: channel-pruned QAT test accuracy {metrics['channel_pruned']['test_accuracy']:.4f} "
+            f"-> {channel_pruned_out}")
+    else:
+        mark(channel_pruned_out, ["channel_pruned_qat_int8"], skipped)
+    if skipped:
+        metrics["not_built"] = {v: reason for v, (_, reason) in skipped.items()}
     if metrics_path is not None:
         write_json(metrics_path, metrics)
     if history_path is not None:  # per pruning epoch, with the sparsity the schedule reached

@@ -21,6 +21,7 @@ from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
 from edgeqat.errors import DataError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
+from edgeqat.models.absent import mark, not_built, skip_line
 from edgeqat.models.io import load_model, save_model
 from edgeqat.compression.recipes import quantize
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
@@ -66,12 +67,29 @@ def qat(
     sensitivity_json: str | Path | None = None,
     sensitivity_md: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
+    variants: list[str] | None = None,
+    per_channel: bool = True,
 ) -> dict[str, Any]:
     """Plain QAT -> ``model_out``. With ``mixed_out``, also the mixed-precision model
     (``qat.keep_float``, or the fewest float layers meeting ``qat.max_accuracy_drop`` with
-    ``qat.auto_keep_float``); with ``sensitivity_json``, the per-layer sensitivity report."""
+    ``qat.auto_keep_float``); with ``sensitivity_json``, the per-layer sensitivity report.
+    ``variants`` (convert.variants; None: all): a model no requested variant needs is not
+    trained, and a marker takes its file's place (:mod:`edgeqat.models.absent`).
+    ``per_channel`` (``convert.per_channel``) False: one weight scale per kernel, BatchNorms
+    folded first (:mod:`edgeqat.compression.schemes`)."""
     from edgeqat.tf_compat import set_determinism
 
+    skipped = not_built("qat", variants, fp32_model)
+    if "mixed" not in skipped:
+        skipped.pop("qat_int8", None)  # the mixed model starts from the plain QAT one: trained either way
+    if skipped:
+        log(skip_line("qat", skipped))
+    if {"qat_int8", "mixed"} <= set(skipped):
+        return _nothing_to_build(skipped, model_out, mixed_out, metrics_path, history_path, sensitivity_json,
+                                 sensitivity_md)
+    if "mixed" in skipped:
+        mark(mixed_out, ["mixed"], skipped)
+        mixed_out = None
     t0 = time.monotonic()
     set_determinism(cfg.seed)
     prepared = Path(prepared)
@@ -85,7 +103,7 @@ def qat(
         val_ds = make_dataset(prepared / "val", norm, cfg.batch_size)
         test_ds = make_dataset(prepared / "test", norm, cfg.batch_size)
 
-        model = quantize(load_model(fp32_model))
+        model = quantize(load_model(fp32_model), per_channel)
         compile_classifier(model, cfg.learning_rate)
         with maybe_atomic_dir(tensorboard_dir) as tb:
             rows = fit(model, train_ds, val_ds, cfg.epochs, 0, tag="qat", log_dir=tb)
@@ -97,14 +115,17 @@ def qat(
         }
         sens = None
         if sensitivity_json is not None or (mixed_out is not None and cfg.auto_keep_float):
-            sens = _sensitivity(model, fp32_model, val_ds, sensitivity_json, sensitivity_md)
+            sens = _sensitivity(model, _reference(fp32_model, per_channel), val_ds, sensitivity_json,
+                                sensitivity_md)
             metrics["most_sensitive_layer"] = sens[0]["layer"] if sens else ""
         if mixed_out is not None:
-            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds)
+            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds, per_channel)
             metrics["mixed"] = info
             save_model(mixed, mixed_out)
         seconds = round(time.monotonic() - t0, 2)
     save_model(model, model_out)
+    if skipped:
+        metrics["not_built"] = {v: reason for v, (_, reason) in skipped.items()}
     if history_path is not None:
         write_text(history_path, history_csv(rows))
     if metrics_path is not None:
@@ -113,8 +134,35 @@ def qat(
     return {**metrics, "timings": {"training_seconds": seconds}}
 
 
-def _sensitivity(model: Any, fp32_model: str | Path, val_ds: Any, out_json: Any, out_md: Any) -> list[dict]:
-    from edgeqat.compression.sensitivity import layer_sensitivity, sensitivity_markdown
+def _nothing_to_build(skipped: dict, model_out: Any, mixed_out: Any, metrics_path: Any, history_path: Any,
+                      sensitivity_json: Any, sensitivity_md: Any) -> dict[str, Any]:
+    """Markers and empty reports in place of every output: nothing here is requested or buildable."""
+    mark(model_out, ["qat_int8"], skipped)
+    mark(mixed_out, ["mixed"], skipped)
+    why = {v: reason for v, (_, reason) in skipped.items()}
+    if sensitivity_json is not None:
+        write_json(sensitivity_json, {"method": "not run: no QAT model built", "images": 0, "layers": [], "not_built": why})
+    if sensitivity_md is not None:
+        write_text(sensitivity_md, "# Quantization sensitivity\n\nNot run: no QAT model was built this run.\n")
+    if history_path is not None:
+        write_text(history_path, history_csv([]))
+    if metrics_path is not None:
+        write_json(metrics_path, {"not_built": why})
+    return {"not_built": why}
+
+
+def _reference(fp32_model: str | Path, per_channel: bool) -> Any:
+    """The FP32 model the QAT model was wrapped from (BatchNorms folded for per-tensor QAT)."""
+    model = load_model(fp32_model)
+    if per_channel:
+        return model
+    from edgeqat.models.batchnorm import fold_batchnorm
+
+    return fold_batchnorm(model)[0]
+
+
+def _sensitivity(model: Any, reference: Any, val_ds: Any, out_json: Any, out_md: Any) -> list[dict]:
+    from edgeqat.compression.sensitivity import layer_sensitivity
 
     xs, n = [], 0
     for x, _ in val_ds:
@@ -122,7 +170,7 @@ def _sensitivity(model: Any, fp32_model: str | Path, val_ds: Any, out_json: Any,
         n += len(xs[-1])
         if n >= 256:
             break
-    rows = layer_sensitivity(load_model(fp32_model), model, np.concatenate(xs)[:256])
+    rows = layer_sensitivity(reference, model, np.concatenate(xs)[:256])
     if rows:
         log(f"qat: most quantization-sensitive layer: {rows[0]['layer']} (relative error {rows[0]['relative_error']:.3f})")
     doc = {"method": "keras: QAT fake-quant vs FP32 float activations, each unit fed the FP32 input (isolated)",
@@ -136,17 +184,18 @@ def _sensitivity(model: Any, fp32_model: str | Path, val_ds: Any, out_json: Any,
     return rows
 
 
-def _train_mixed(cfg: QatConfig, fp32: Any, keep: list[str], train_ds: Any, val_ds: Any) -> tuple[Any, float]:
+def _train_mixed(cfg: QatConfig, fp32: Any, keep: list[str], train_ds: Any, val_ds: Any,
+                 per_channel: bool) -> tuple[Any, float]:
     from edgeqat.compression.mixed import quantize_keep_float
 
-    model = quantize_keep_float(fp32, keep)
+    model = quantize_keep_float(fp32, keep, per_channel)
     compile_classifier(model, cfg.learning_rate)
     fit(model, train_ds, val_ds, cfg.epochs, 0, tag=f"qat mixed (float: {', '.join(keep) or 'none'})")
     return model, accuracy(model, val_ds)
 
 
 def _mixed(cfg: QatConfig, fp32_model: str | Path, qat_model: Any, qat_metrics: dict, sens: list[dict] | None,
-           train_ds: Any, val_ds: Any, test_ds: Any) -> tuple[Any, dict]:
+           train_ds: Any, val_ds: Any, test_ds: Any, per_channel: bool) -> tuple[Any, dict]:
     """The mixed-precision QAT model and what was kept float (and why)."""
     from edgeqat.compression.mixed import closure, resolve_keep_float
 
@@ -155,7 +204,7 @@ def _mixed(cfg: QatConfig, fp32_model: str | Path, qat_model: Any, qat_metrics: 
     info: dict[str, Any] = {"fp32_val_accuracy": fp32_val}
     if not cfg.auto_keep_float:
         keep = resolve_keep_float(fp32, cfg.keep_float)
-        model, val = (qat_model, qat_metrics["val_accuracy"]) if not keep else _train_mixed(cfg, fp32, keep, train_ds, val_ds)
+        model, val = (qat_model, qat_metrics["val_accuracy"]) if not keep else _train_mixed(cfg, fp32, keep, train_ds, val_ds, per_channel)
     else:
         keep, model, val = [], qat_model, qat_metrics["val_accuracy"]
         trials = []
@@ -166,7 +215,7 @@ def _mixed(cfg: QatConfig, fp32_model: str | Path, qat_model: Any, qat_metrics: 
                 break
             keep = [n for n in ranked if n in closure(fp32, nxt, set(keep))] + \
                    sorted(closure(fp32, nxt, set(keep)) - set(ranked))
-            model, val = _train_mixed(cfg, fp32, keep, train_ds, val_ds)
+            model, val = _train_mixed(cfg, fp32, keep, train_ds, val_ds, per_channel)
             trials.append({"keep_float": list(keep), "val_accuracy": val})
             log(f"qat: auto_keep_float: float {keep} -> val accuracy {val:.4f} (FP32 {fp32_val:.4f})")
         info["trials"] = len(trials)

@@ -11,11 +11,16 @@ stays traceable.
 
 Each device's recommended model (``recommend.enabled``) is registered as its own model,
 ``<register.model_name>-<device>``, with the same tags and through the same gates, its own
-device as the required one: promotion is per device.
+device as the required one: promotion is per device. Its device verdict and accuracy are those
+of the recommend stage's validation of that very file on that device (the test split; the
+file's sha256 is checked against the one validated), so its gate can fail like the main one.
 
-When a required device failed at validate, nothing is registered and the step raises
-:class:`~edgeqat.errors.GateFailed` (exit status 1) naming the device and budget; the run is
-already tracked, marked failed. Registering the same execution twice reuses its versions.
+When a required device failed at validate, or the registered variant does not beat the test
+split's majority-class rate by ``register.chance_margin`` (a model that learned nothing),
+nothing is registered and the step raises :class:`~edgeqat.errors.GateFailed` (exit status 1)
+naming the device and budget, or the rates; the run is already tracked, marked failed. Under
+DVC the stage command reports that in one line and exits 0, so the experiment is kept
+(:mod:`edgeqat.adapters.cli.stages`). Registering the same execution twice reuses its versions.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from edgeqat.config import Params, RegisterConfig
 from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
 from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import gate_failure, summary_markdown, with_latency
-from edgeqat.timings import TIMINGS_DIR
+from edgeqat.report import registry_gate, summary_markdown, with_latency
+from edgeqat.variants import stand_in
 
 MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
 
@@ -168,7 +173,7 @@ def _find_run(params: Params, root: Path, uri: str) -> Any:
 
 def register(params: Params, *, root: str | Path = ".", uri: str | None = None) -> dict[str, Any]:
     from edgeqat.registry import Registry
-    from edgeqat.timings import read_timings
+    from edgeqat.timings import latest_latency
     from edgeqat.tracking import MODEL_TAG, stored_uri, tracking_uri
 
     cfg, root = params.register, Path(root)
@@ -177,24 +182,34 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if not summary_path.is_file():
         raise DataError(f"{summary_path}: not found; run the pipeline first (dvc repro)")
     summary = read_json(summary_path)
-    if summary.get("validation_passed") is False:
-        raise GateFailed(gate_failure(summary))
     if not card_file.is_file():
         raise ModelError(f"{card_file}: not found; run convert first")
     card = read_json(card_file)
+    variant = stand_in(cfg.variant, card)
+    if variant != cfg.variant:
+        log(f"register: {cfg.variant} was not built (convert says why); registering {variant} in its place")
+        cfg = cfg.model_copy(update={"variant": variant})
+    gate = registry_gate(summary, cfg.variant, cfg.chance_margin)  # a required device failed, or chance level
+    if gate:
+        raise GateFailed(gate)
     if cfg.variant not in card.get("variants", {}) or cfg.variant not in summary.get("variants", {}):
         raise ModelError(f"{card_file}: no converted and evaluated variant {cfg.variant!r} (register.variant); has: "
                          f"{', '.join(sorted(card.get('variants', {})))}")
+    validated = summary.get("validated_model")
+    if validated is not None and validated != cfg.variant:  # its device tags would be another file's verdicts
+        raise ModelError(f"{summary_path}: validate validated {validated!r} but register.variant is {cfg.variant!r}; "
+                         "set validate.model and register.variant to the same variant and re-run validate")
     entry = card["variants"][cfg.variant]
     tflite = contained(card_file.parent, entry["file"], f"{card_file}: variants.{cfg.variant}.file")
     sha = sha256_file(tflite)
     if entry.get("sha256") and entry["sha256"] != sha:
         raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
 
+    chosen = recommended_validations(root)  # every per-device file is the one validated, before any write
     reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
     run = _find_run(params, root, uri)
     run_id, run_tags = run.info.run_id, run.data.tags
-    summary = with_latency(summary, read_timings(root / TIMINGS_DIR).get("evaluate"))
+    summary = with_latency(summary, latest_latency(root))
     data_sha = str(summary.get("data_sha256", "unknown"))
 
     tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
@@ -209,7 +224,8 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
                          "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
-    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary)}
+    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary,
+                                                                                        chosen)}
     _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
     write_json(root / "logs" / "registered.json", result)
     return result
@@ -224,8 +240,34 @@ def _point_run_at_versions(uri: str, run: Any, registered: list[dict[str, Any]])
     append_to_description(uri, run.info.run_id, "Registered: " + ", ".join(links))
 
 
-def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any]) -> dict[str, Any]:
-    """Each device's recommended model -> a version of ``<register.model_name>-<device>``."""
+def recommended_validations(root: Path) -> dict[str, Any]:
+    """recommended.json's entries, each checked to carry the device validation of the very file
+    registered (its sha256); empty when the recommendation is off."""
+    report_file = root / "reports" / "recommendation" / "recommendation.json"
+    report = read_json(report_file) if report_file.is_file() else {}
+    if not report.get("enabled"):
+        return {}
+    chosen_file = root / "models" / "recommended" / "recommended.json"
+    chosen = read_json(chosen_file) if chosen_file.is_file() else {}
+    for device, r in sorted(report["devices"].items()):
+        if not r.get("chosen"):
+            continue
+        tflite = root / "models" / "recommended" / f"{device}.tflite"
+        if not tflite.is_file():
+            raise ModelError(f"{tflite}: not found (listed in {report_file}); re-run the recommend stage")
+        verdict = chosen.get(device, {}).get("validation")
+        sha = sha256_file(tflite)
+        if not verdict or verdict.get("sha256") != sha:
+            raise ModelError(f"{tflite}: no device validation of this file in {chosen_file} (sha256 {sha}); re-run "
+                             "the recommend stage")
+    return chosen
+
+
+def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any],
+                         chosen: dict[str, Any]) -> dict[str, Any]:
+    """Each device's recommended model -> a version of ``<register.model_name>-<device>``, tagged
+    with the verdict and test accuracy of its validation on that device (``chosen``: checked by
+    :func:`recommended_validations`)."""
     report_file = root / "reports" / "recommendation" / "recommendation.json"
     report = read_json(report_file) if report_file.is_file() else {}
     if not report.get("enabled"):
@@ -243,17 +285,19 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
             continue
         tflite = root / "models" / "recommended" / f"{device}.tflite"
         model_id = run.data.tags.get(f"{MODEL_TAG}recommended-{device}")
-        if not tflite.is_file() or model_id is None:
-            raise ModelError(f"{tflite}: not found or not logged with the run (listed in {report_file}); re-run "
-                             "the recommend and track stages")
-        row = next(c for c in r["candidates"] if c["candidate"] == r["chosen"])
+        if model_id is None:
+            raise ModelError(f"{tflite}: not logged with the run (listed in {report_file}); re-run the track stage")
+        entry = chosen[device]
+        verdict = entry["validation"]
         blob = tflite.read_bytes()
-        measured = {**row, "size_bytes": len(blob), "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
+        # What the device validation measured on the test split, not the search's validation-split figures.
+        measured = {"accuracy": verdict["accuracy"], "size_bytes": len(blob),
+                    "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
-        verdict = {"passed": True, "reasons": []}  # chosen = it passed every budget of this device
-        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), sha256_file(tflite)),
+        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
                 "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
-                "integer_only": _fmt(bool(row.get("integer_only"))), "edgeqat.model_name": name,
+                "integer_only": _fmt(bool(entry.get("integer_only"))), "edgeqat.model_name": name,
+                "accuracy_split": verdict.get("split", "test"),
                 **measured_tags(measured, reference, ref_name), **device_tags({device: verdict}, [device])}
         device_cfg = cfg.model_copy(update={"required_devices": [device]})
         out[device] = _register_one(

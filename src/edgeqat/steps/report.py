@@ -1,17 +1,19 @@
 """report: the run's outputs -> reports/report.html (one self-contained page), its figures as
-PNGs (logged to MLflow with the reports), and metrics/headline.json (the six numbers of the
-validated model that `dvc metrics show/diff` and `dvc exp show` compare; every variant's are in
-metrics/evaluate.json)."""
+PNGs (logged to MLflow with the reports), and metrics/headline.json (the validated model's few
+numbers that `dvc metrics show/diff` and `dvc exp show` compare, within 100 columns, and
+``gate_passed``: whether the model may be registered, so an experiment whose gate failed says
+so in `dvc exp show`; every variant's numbers are in metrics/evaluate.json)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from edgeqat.config import EvaluateConfig, ValidateConfig
+from edgeqat.config import EvaluateConfig, RegisterConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_bytes, write_json, write_text
+from edgeqat.report import chance_warning, registry_gate, with_latency
 from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, render
 from edgeqat.run_layout import dvc_headline
 
@@ -36,8 +38,10 @@ def report(
     html_out: str | Path,
     figures_dir: str | Path,
     headline_path: str | Path,
+    host_latency_json: str | Path | None = None,
     *,
     validate: ValidateConfig,
+    register: RegisterConfig | None = None,
 ) -> dict[str, Any]:
     summary_json = Path(summary_json)
     if not summary_json.is_file():
@@ -59,10 +63,16 @@ def report(
     if Path(pareto_png).is_file():
         embedded["pareto"] = base64.b64encode(Path(pareto_png).read_bytes()).decode()
     rec_file = Path(recommendation_dir) / "recommendation.json"
-    html = render(summary, figures=embedded, budget_rows=rows,
-                  recommendation=read_json(rec_file) if rec_file.is_file() else None)
+    register = register or RegisterConfig()
+    warning = chance_warning(summary, register.variant, register.chance_margin)
+    if warning:
+        log(f"report: {warning}")
+    # the latency committed with the results: it changes only with the models (edgeqat.timings)
+    latency = read_json(host_latency_json) if host_latency_json and Path(host_latency_json).is_file() else None
+    html = render(with_latency(summary, latency), figures=embedded, budget_rows=rows,
+                  recommendation=read_json(rec_file) if rec_file.is_file() else None, warning=warning)
     write_text(html_out, html)
-    head = dvc_headline(summary)  # the validated model's six numbers: DVC's views stay within 100 columns
+    head = dvc_headline(summary, gate_passed=not registry_gate(summary, register.variant, register.chance_margin))
     write_json(headline_path, head)
     log(f"report: {html_out} ({len(html) // 1024} KiB, {len(embedded)} figures)")
     return head

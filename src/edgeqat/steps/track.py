@@ -10,7 +10,9 @@ measured, the reports and models as artifacts, and the registered variant (and e
 recommended model) as LoggedModels that ``register`` then points versions at. The run's
 metrics follow :mod:`edgeqat.run_layout` (at most :data:`~edgeqat.run_layout.MAX_METRICS`),
 so the MLflow UI opens on the headline and the training curves. A run whose required device
-failed is marked FAILED with its verdicts, so it stays visible; register then refuses the model.
+failed, or whose registered variant is at chance level (:func:`edgeqat.report.registry_gate`),
+is marked FAILED with its verdicts and, for chance level, a warning tag and a warning atop its
+description, so it stays visible; register then refuses the model.
 
 Without a live run (live logging off, or everything cached), track creates the run itself,
 from the execution's real start. Re-tracking the same execution (same params, same results)
@@ -33,9 +35,10 @@ from edgeqat.config import Params
 from edgeqat.errors import DataError
 from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import gate_failure, ordered_variants
+from edgeqat.report import chance_warning, ordered_variants, registry_gate
 from edgeqat.run_layout import HEADLINE, history_curves, metrics_table, summary_metrics, variant_metrics, within_budget
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
+from edgeqat.variants import stand_in
 
 # What a run's results are made of: the files whose bytes identify the execution.
 FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
@@ -56,14 +59,15 @@ def stage_metrics(metrics_dir: Path, skip: set[str]) -> dict[str, dict[str, Any]
     return out
 
 
-def run_metrics(root: Path) -> dict[str, float]:
-    """What the finished run holds besides the curves (headline, validation, variants)."""
+def run_metrics(root: Path, gate_passed: bool | None = None) -> dict[str, float]:
+    """What the finished run holds besides the curves (headline, validation, variants);
+    ``gate_passed``: the registry's verdict (by default, the device gate's)."""
     summary_file, evaluation_file = root / "reports" / "summary.json", root / "reports" / "evaluation.json"
     out: dict[str, float] = {}
     if evaluation_file.is_file():
         out.update(variant_metrics(read_json(evaluation_file)))
     if summary_file.is_file():
-        out.update(summary_metrics(read_json(summary_file)))
+        out.update(summary_metrics(read_json(summary_file), gate_passed))
     return out
 
 
@@ -84,7 +88,7 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
     out = []
     if (tflite_dir / CARD_NAME).is_file():
         card = read_json(tflite_dir / CARD_NAME)
-        variant = params.register.variant
+        variant = stand_in(params.register.variant, card)  # what register will register
         if variant in card.get("variants", {}):
             out.append({"name": variant, "tflite": variant_file(tflite_dir, card, variant),
                         "card": {**{k: v for k, v in card.items() if k != "variants"},
@@ -95,14 +99,17 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
             tfl = contained(rec_dir, entry["file"], f"{rec_dir / 'recommended.json'}: {device}.file")
             if tfl.is_file():
                 out.append({"name": f"recommended-{device}", "tflite": tfl, "device": device, "strategy": entry["strategy"],
+                            # the entry holds the facts recommend read from the file (its outputs,
+                            # weights, I/O), which the served model relies on; export verifies the sha256
                             "card": {**{k: v for k, v in card.items() if k != "variants"},
-                                     "variants": {device: {"file": tfl.name, "strategy": entry["strategy"],
-                                                           "sha256": _sha(tfl)}}}})  # export verifies it
+                                     "variants": {device: {**entry, "file": tfl.name, "sha256": _sha(tfl)}}}})
     return out
 
 
-def _description(summary: dict[str, Any], gate: str) -> str:
+def _description(summary: dict[str, Any], gate: str, warning: str = "") -> str:
     lines = ["**edgeqat pipeline run**", ""]
+    if warning:
+        lines += [f"**{warning}**", ""]
     if summary.get("variants"):
         lines += ["| variant | accuracy | size (bytes) | gzip (bytes) | integer-only |", "|---|---|---|---|---|"]
         for name, r in ordered_variants(summary):
@@ -112,7 +119,7 @@ def _description(summary: dict[str, Any], gate: str) -> str:
     if devices:
         passed = sum(bool(v.get("passed")) for v in devices.values())
         lines += ["", f"Devices: {passed}/{len(devices)} pass for `{summary.get('validated_model', '?')}`."]
-    lines += ["", f"Device gate: {gate}"]
+    lines += ["", f"Gate: {gate}"]
     return "\n".join(lines)
 
 
@@ -158,7 +165,11 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     uri = uri or tracking_uri(root)
     summary = read_json(root / "reports" / "summary.json") if (root / "reports" / "summary.json").is_file() else {}
     per_stage = stage_metrics(root / "metrics", skip={"track"})  # bad files fail before MLflow is touched
-    wanted = run_metrics(root)
+    card_file = root / "models" / "tflite" / CARD_NAME
+    variant = stand_in(params.register.variant, read_json(card_file)) if card_file.is_file() else params.register.variant
+    gate_text = registry_gate(summary, variant, params.register.chance_margin)
+    warning = chance_warning(summary, variant, params.register.chance_margin)
+    wanted = run_metrics(root, gate_passed=not gate_text if summary else None)
     fp = fingerprint(params, root, extra)
     tracked = {"experiment": cfg.experiment, "fingerprint": fp, "models": [m["name"] for m in _models(params, root)]}
     check_reachable(uri)
@@ -173,11 +184,12 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
     records = read_timings(root / TIMINGS_DIR)
     window = execution_window(records, execution_id())
     git = git_info(root, ignore=PIPELINE_OUTPUTS)
-    gate_text = gate_failure(summary) if summary.get("validation_passed") is False else ""
     tags = {**git, **(live.get("tags") or {}), "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
             "edgeqat.gate": "failed" if gate_text else "passed", **extra}
     if gate_text:
         tags["edgeqat.gate.reasons"] = gate_text[:5000]  # whole in the description
+    if warning:
+        tags["edgeqat.warning.chance_level"] = warning[:5000]
     if per_stage.get("prepare", {}).get("data_sha256"):
         tags["data_sha256"] = str(per_stage["prepare"]["data_sha256"])
     artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
@@ -214,17 +226,19 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
             logged = log_tflite_model(uri, run.experiment_id, run.run_id, m["name"], m["tflite"], m["card"],
                                       {**tags_m, "sha256": _sha(m["tflite"])})
             run.set_tags({MODEL_TAG + m["name"]: logged["model_id"]})
-            if m["name"] == params.register.variant:
+            if m["name"] == variant:
                 registered_model = logged["model_id"]
                 run.log_model_params(registered_model, flatten(json.loads(params.model_dump_json())))
         # The headline, linked to the registered variant's LoggedModel and the dataset (its model page shows them).
         heads = {k: v for k, v in keep.items() if k.startswith(f"{HEADLINE}/") and k not in have}
         run.log_metrics(heads, model_id=registered_model, dataset=(ds["name"], ds["digest"]) if ds else None)
-        run.describe(_description(summary, gate_text or "passed"))
+        run.describe(_description(summary, gate_text or "passed", warning))
         run.finish("FAILED" if gate_text else "FINISHED", datetime.now(timezone.utc))
     info = run.info()
     log(f"track: MLflow run {info['run_id']} in experiment {cfg.experiment!r} at {uri}"
-        + (" (marked FAILED: the device gate failed)" if gate_text else ""))
+        + (" (marked FAILED: its gate failed)" if gate_text else ""))
+    if warning:
+        log(f"track: {warning}")
     write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
     write_json(root / "reports" / "tracked.json", tracked)
     return {**info, "metrics_logged": len(run.metric_keys()), "reused": False}

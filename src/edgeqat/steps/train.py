@@ -10,19 +10,10 @@ from edgeqat.config import TrainConfig
 from edgeqat.data.shards import load_meta, make_dataset
 from edgeqat.errors import ModelError
 from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
+from edgeqat.models.exported import WHY as EXPORT_WHY, ExportedModel
 from edgeqat.models.graph import flatten
-from edgeqat.models.io import load_model, save_model
+from edgeqat.models.io import check_model_fits_data, load_model, save_model
 from edgeqat.models.training import accuracy, compile_classifier, fit, history_csv
-
-
-def check_model_fits_data(model: Any, meta: dict, origin: str) -> None:
-    want_in, k = tuple(meta["image_shape"]), len(meta["class_names"])
-    got_in = tuple(model.input_shape[1:])
-    if got_in != want_in:
-        raise ModelError(f"{origin}: model input shape {got_in} does not match the prepared images {want_in} (prepare.image_size / prepare.channels)")
-    got_out = model.output_shape[-1]
-    if got_out != k:
-        raise ModelError(f"{origin}: model has {got_out} outputs but the data has {k} classes")
 
 
 def train(
@@ -48,9 +39,14 @@ def train(
 
     if cfg.from_model:
         log(f"train: starting from the pretrained model {cfg.from_model} (no training)")
-        model = flatten(load_model(cfg.from_model, trust_code=cfg.trust_model_code), cfg.from_model)
-        check_model_fits_data(model, meta, cfg.from_model)
-        compile_classifier(model, cfg.learning_rate)
+        model = load_model(cfg.from_model, trust_code=cfg.trust_model_code)
+        if isinstance(model, ExportedModel):  # no layers: kept as the SavedModel it is
+            log(f"train: {cfg.from_model}: {EXPORT_WHY}; fp32 and the post-training variants are built from it")
+            check_model_fits_data(model, meta, cfg.from_model)
+        else:
+            model = flatten(model, cfg.from_model)
+            check_model_fits_data(model, meta, cfg.from_model)
+            compile_classifier(model, cfg.learning_rate)
         rows = [{"epoch": 0, "val_accuracy": accuracy(model, val_ds)}]
         if tensorboard_dir is not None:  # the stage's output folder exists either way
             with maybe_atomic_dir(tensorboard_dir) as tb:

@@ -19,6 +19,7 @@ from typing import Any
 
 
 from edgeqat.config import ValidateConfig
+from edgeqat.devices.calibration import calibration_file
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.devices.eval_data import check_model_takes_data, load_eval_data
 from edgeqat.devices.storage import storage_table
@@ -27,17 +28,28 @@ from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, variant_file, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.report import gate_failure, summary_markdown
+from edgeqat.variants import stand_in
 
 
 def _slim(v: dict[str, Any]) -> dict[str, Any]:
     """The fields summary.json keeps per device (devices.json keeps everything)."""
     keys = ("passed", "reasons", "title", "runtime", "latency_ms_estimate", "arena_bytes", "model_bytes",
-            "stored_bytes", "stored_measure",
-            "interpreter_bytes", "accuracy", "agreement", "notes", "latency_source", "latency_extrapolated")
+            "stored_bytes", "stored_measure", "interpreter_bytes", "accuracy", "agreement", "notes", "latency_ms",
+            "latency_source", "latency_extrapolated", "latency_gated", "latency_measured_on")
     out = {k: v[k] for k in keys if k in v}
+    band = (v.get("latency_estimate") or {}).get("error_band") or {}
+    if band.get("median_rel_error") is not None:
+        out["latency_error_band"] = {k: band[k] for k in ("median_rel_error", "max_rel_error", "heldout_points")}
+    m = v.get("measured") or {}
+    if m:  # a measurement on the device: where, when, on what (the figures are the device's, not this host's)
+        out["measured"] = {k: m[k] for k in ("ran", "check", "why", "device", "where", "date", "cpu", "machine", "runtime",
+                                             "runtime_version", "p50_ms", "p90_ms", "runs", "peak_rss_bytes") if k in m}
+        if "parity" in m:
+            out["measured"]["parity_within_tolerance"] = m["parity"].get("within_tolerance")
     if "emulation" in v:
         e = v["emulation"]
-        out["emulation"] = {k: e[k] for k in ("ran", "why", "bit_exact", "top1_agreement", "cpu") if k in e}
+        out["emulation"] = {k: e[k] for k in ("ran", "why", "error", "bit_exact", "top1_agreement", "cpu", "within_tolerance",
+                                              "first_difference") if k in e}
     return out
 
 
@@ -67,7 +79,11 @@ def validate(
     if not card_file.is_file():
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the convert stage first")
     card = read_json(card_file)
-    names = [cfg.model] + [v for v in cfg.variants if v != cfg.model]
+    model = stand_in(cfg.model, card)
+    if model != cfg.model:
+        log(f"validate: {cfg.model} was not built (convert says why); validating {model} in its place")
+        cfg = cfg.model_copy(update={"model": model})
+    names = [cfg.model] + [v for v in cfg.variants if v != cfg.model and v not in card.get("not_built", {})]
     for name in names:
         if name not in card["variants"]:
             raise ModelError(f"validate: variant {name!r} was not converted (have: {', '.join(sorted(card['variants']))})")
@@ -87,7 +103,8 @@ def validate(
                 verdict = validate_on_device(
                     path, prof, data, latency_runs=cfg.latency_runs, max_accuracy_drop=cfg.max_accuracy_drop,
                     emulate=cfg.emulate, emulate_samples=cfg.emulate_samples,
-                    parity_samples=cfg.parity_samples, vela_cache=vela_cache)
+                    parity_samples=cfg.parity_samples, vela_cache=vela_cache,
+                    gate_on_extrapolated=cfg.gate_on_extrapolated, calibration=calibration_file(cfg.profiles_dir))
                 progress.done(f"{name} on {prof.name}: {verdict_line(verdict)}")
                 measured[name][prof.name] = split_measured(verdict)
                 full[name][prof.name] = verdict
@@ -112,7 +129,8 @@ def validate(
                                "devices_passed": sum(v["passed"] for v in full[cfg.model].values()),
                                "devices": len(profiles)}
     for d, v in full[cfg.model].items():
-        metrics[d] = {k: v[k] for k in ("passed", "latency_ms_estimate", "arena_bytes", "accuracy") if v.get(k) is not None}
+        metrics[d] = {k: v[k] for k in ("passed", "latency_ms_estimate", "latency_ms", "arena_bytes", "accuracy")
+                      if v.get(k) is not None}
     # Vela's stored bytes (flash or DRAM) and cycles of every variant (the flatbuffer sizes are evaluate's size_bytes)
     metrics["vela_figures"] = {n: {d: {s["measure"].removeprefix("vela_") + "_bytes": s["bytes"], "cycles": s["cycles"]}
                                    for d, s in per.items() if s["measure"].startswith("vela") and s["bytes"] is not None}

@@ -134,6 +134,10 @@ from edgeqat.adapters.cli.report import install as _install_report_command  # no
 
 _install_report_command(app)
 
+from edgeqat.adapters.cli.data import install as _install_data_commands  # noqa: E402
+
+_install_data_commands(app)
+
 
 def command() -> typer.core.TyperGroup:
     """The click command tree, with plain help (:mod:`edgeqat.adapters.cli.help`)."""

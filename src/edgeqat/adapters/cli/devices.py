@@ -1,4 +1,4 @@
-"""CLI commands of device validation: `devices`, `validate MODEL --device ...`, `stage validate`.
+"""CLI commands of device validation: `devices`, `devices calibrate DEVICE`, `validate MODEL --device ...`.
 
 Kept apart from cli.py (which calls :func:`install`); nothing heavy loads until a command runs.
 Exit status: 0 when every device passes, 1 when a device fails, 2 on bad input.
@@ -21,7 +21,7 @@ def _fmt_bytes(v: Optional[int]) -> str:
     return f"{v / 2**20:.0f} MiB" if v >= 2**20 else f"{v / 1024:.0f} KiB"
 
 
-VERDICT_COLS = (Col("device"), Col("verdict"), Col("est. latency ms", "right"), Col("estimate from", wide=True, text=True),
+VERDICT_COLS = (Col("device"), Col("verdict"), Col("latency ms", "right"), Col("latency from", wide=True, text=True),
                 Col("arena B", "right", wide_header="TFLM arena bytes", drop=1), Col("accuracy", "right"),
                 Col("agreement", "right", wide=True), Col("stored B", "right", wide_header="stored bytes (device measure)", drop=1),
                 Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, drop=2),
@@ -29,11 +29,22 @@ VERDICT_COLS = (Col("device"), Col("verdict"), Col("est. latency ms", "right"), 
 
 
 def _latency(v: dict) -> tuple[str, str]:
-    est, le = v.get("latency_ms_estimate"), v.get("latency_estimate") or {}
-    if est is None:
+    """The figure the budget was checked against and where it came from."""
+    ms = v.get("latency_ms", v.get("latency_ms_estimate"))
+    le, src = v.get("latency_estimate") or {}, str(v.get("latency_source", ""))
+    if ms is None:
         return "–", "–"
-    return ((f"{est:.0f}" if est >= 100 else f"{est:.3g}") + (" (extrap.)" if le.get("extrapolated") else ""),
-            f"{le.get('label', 'estimate')}, {le.get('kernel_library')}")
+    cell = f"{ms:.0f}" if ms >= 100 else f"{ms:.3g}"
+    if src == "measured":
+        return cell + " (measured)", f"measured on {v.get('latency_measured_on')}"
+    if "vela" in src:
+        return cell + " (vela)", src
+    band = le.get("error_band") or {}
+    within = f", ±{band['median_rel_error']:.0%} median held-out error" if band.get("median_rel_error") is not None else ""
+    tag = " (extrap.)" if v.get("latency_extrapolated") else ""
+    if v.get("latency_extrapolated") and not v.get("latency_gated", True):
+        tag = " (extrap., not gated)"
+    return cell + tag, f"{src or 'estimate'}, {le.get('kernel_library')}{within}"
 
 
 def _stored(v: dict) -> str:
@@ -59,7 +70,9 @@ def _emulation(v: dict) -> str:
         return "–"
     if not emu.get("ran"):
         return f"skipped: {emu.get('why')}"
-    return "bit-exact with x86" if emu.get("bit_exact") else f"outputs differ (max |diff| {emu.get('max_abs_diff')})"
+    if emu.get("bit_exact"):
+        return "bit-exact with x86"
+    return ("within parity tolerance" if emu.get("within_tolerance") else "outputs differ") + f" (max |diff| {emu.get('max_abs_diff'):.3g})"
 
 
 def verdict_rows(verdicts: list[dict]) -> list[list]:
@@ -76,7 +89,7 @@ def verdict_rows(verdicts: list[dict]) -> list[list]:
 
 
 def profile_rows(profs: dict) -> list[list]:
-    return [[n, p.device_class, p.runtime, p.speed_model.kernel_library if p.speed_model else "Vela",
+    return [[n, p.device_class, p.runtime, p.speed_model.kernel_library if p.speed_model else ("measured" if p.connect else "Vela"),
              _fmt_bytes(p.ram_bytes or p.sram_bytes), _fmt_bytes(p.flash_bytes), "yes" if p.int8_only else "no", p.title]
             for n, p in profs.items()]
 
@@ -87,8 +100,13 @@ PROFILE_COLS = (Col("profile"), Col("class", drop=2), Col("runtime"), Col("kerne
 
 
 def install(app: typer.Typer, stage: typer.Typer) -> None:
-    @app.command("devices")
+    devices_app = typer.Typer(help="List the device profiles (shipped ones and yours); `calibrate` measures one.",
+                              no_args_is_help=False, invoke_without_command=True)
+    app.add_typer(devices_app, name="devices")
+
+    @devices_app.callback(invoke_without_command=True)
     def devices_cmd(
+        ctx: typer.Context,
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir", help="Also list your own profile YAMLs."),
         as_json: bool = typer.Option(False, "--json", help="Full profiles as JSON."),
         wide: bool = WideOpt,
@@ -96,6 +114,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         """List the device profiles (shipped ones and yours)."""
         from edgeqat.devices.profiles import available_profiles
 
+        if ctx.invoked_subcommand is not None:
+            return
         profs = available_profiles(profiles_dir)
         if as_json:
             echo_json({n: p.model_dump() for n, p in profs.items()})
@@ -112,10 +132,16 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         latency_runs: int = typer.Option(50, min=1),
         emulate: bool = typer.Option(True, help="Run ARM Linux profiles under QEMU where available."),
         parity_samples: int = typer.Option(256, min=1, help="Images TFLM runs (bit-exact with LiteRT) per MCU profile."),
+        gate_on_extrapolated: bool = typer.Option(True, help="Let an extrapolated latency estimate fail a device."),
+        calibration: Optional[Path] = typer.Option(
+            None, "--calibration", help="Measured-rows file estimates learn from and measurements add to "
+                                        "(default: PROFILES_DIR/measured.csv, else devices/measured.csv)."),
         as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON."),
         wide: bool = WideOpt,
     ) -> None:
-        """Check one .tflite against device profiles: ops, memory, accuracy, latency; exit 1 if any fails."""
+        """Check one .tflite against device profiles: ops, memory, accuracy, latency; exit 1 if any fails.
+        Profiles with `connect:` (a board over SSH, `host`) are measured on the device itself."""
+        from edgeqat.devices.calibration import calibration_file
         from edgeqat.devices.profiles import resolve_profiles
         from edgeqat.devices.validate import check_tflite_file, validate_on_device, verdict_line
         from edgeqat.progress import bar
@@ -135,14 +161,63 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
             for p in profs:
                 progress.start(p.name)
                 verdicts.append(validate_on_device(model, p, ev, latency_runs=latency_runs, emulate=emulate,
-                                                   parity_samples=parity_samples))
+                                                   parity_samples=parity_samples, gate_on_extrapolated=gate_on_extrapolated,
+                                                   calibration=calibration or calibration_file(profiles_dir)))
                 progress.done(f"{p.name}: {verdict_line(verdicts[-1])}")
         if as_json:
             echo_json({"model": str(model), "devices": {v["device"]: v for v in verdicts}})
         else:
             rows = verdict_rows(verdicts)
-            show(f"{model}:", table(VERDICT_COLS, rows, wide), *([] if wide else
-                 [f"  {r[0]}: {r[-1]}" for r in rows if r[1] == "FAIL"]), wide=wide)
+            show(f"{model}:", table(VERDICT_COLS, rows, wide), wide=wide)
+            if not wide:  # one unfolded line per failing device: what failed and why
+                for r in rows:
+                    if r[1] == "FAIL":
+                        typer.echo(f"  {r[0]}: {r[-1]}")
         if not all(v["passed"] for v in verdicts):
             raise typer.Exit(1)
 
+
+    @devices_app.command("calibrate")
+    def calibrate_cmd(
+        device: str = typer.Argument(..., help="A profile with connect: (e.g. host, or your board's YAML)."),
+        profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir", help="A folder of your own profiles."),
+        calibration: Optional[Path] = typer.Option(
+            None, "--calibration", help="Where the rows go (default: PROFILES_DIR/measured.csv, else devices/measured.csv)."),
+        dtype: str = typer.Option("int8", help="int8 or fp32: the reference models' compute dtype."),
+        runs: int = typer.Option(30, min=1, help="Timed runs per model (after the profile's warm-up)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the rows and errors as JSON."),
+    ) -> None:
+        """Measure a reference set (the zoo models at a few sizes) on a device and write its rows:
+        estimates for that device then fit them. Prints the held-out error before and after."""
+        from edgeqat.devices.calibrate import calibrate
+        from edgeqat.devices.calibration import calibration_file
+        from edgeqat.devices.profiles import resolve_profiles
+
+        if dtype not in ("int8", "fp32"):
+            raise EdgeqatError(f"--dtype: expected int8 or fp32, got {dtype!r}")
+        from edgeqat.devices.runtimes.measured import MeasureError
+
+        (prof,) = resolve_profiles([device], extra_dir=profiles_dir)
+        if prof.connect is None:
+            raise EdgeqatError(f"{prof.name}: its profile has no connect: block, so there is nothing to measure on "
+                               "(add `connect: ssh://user@host` or use `host`)")
+        out = calibration or calibration_file(profiles_dir)
+        try:
+            res = calibrate(prof, out, dtype=dtype, runs=runs)
+        except MeasureError as err:
+            raise EdgeqatError(f"{prof.name}: {err.check} check could not run: {err}; no row was written") from None
+        if as_json:
+            echo_json(res)
+            return
+        rows = [[r["model"], f"{r['macs'] / 1e6:.3g}", f"{r['measured_ms']:.3g}",
+                 "–" if r["published_ms"] is None else f"{r['published_ms']:.3g}",
+                 "–" if r["loo_ms"] is None else f"{r['loo_ms']:.3g}"] for r in res["rows"]]
+        cols = (Col("model"), Col("M MACs", "right"), Col("measured ms", "right"), Col("published est.", "right"),
+                Col("held-out est.", "right"))
+        before, after = res["before"], res["after"]
+        show(table(cols, rows, False),
+             f"{len(res['rows'])} rows for {prof.name} in {out}",
+             "held-out error: " + (f"published figures median {before['median_rel_error']:.0%} (max {before['max_rel_error']:.0%}), "
+                                   if before.get("median_rel_error") is not None else "no published estimate, ")
+             + (f"measured rows (leave-one-out) median {after['median_rel_error']:.0%} (max {after['max_rel_error']:.0%})"
+                if after.get("median_rel_error") is not None else "too few rows for a held-out check"))

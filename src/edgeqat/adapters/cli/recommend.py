@@ -10,23 +10,29 @@ import typer
 from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
 
 
-CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=True), Col("accuracy", "right"),
-               Col("drop", "right", wide_header="drop vs FP32", drop=1), Col("size B", "right"),
-               Col("arena B", "right", drop=2), Col("est. ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
+CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=True),
+               Col("val acc", "right", wide_header="accuracy (val: chosen on)"),
+               Col("test acc", "right", wide_header="accuracy (test: reported)"),
+               Col("drop", "right", wide_header="test drop vs FP32", drop=1), Col("size B", "right"),
+               Col("arena B", "right", drop=2), Col("latency ms", "right"), Col("tried", "right", wide=True), Col("skipped", "right", wide=True),
                Col("reason", wide=True, text=True))
 
 
 def choice_rows(devices: dict) -> list[list]:
     """One row of CHOICE_COLS per device of recommendation.json (narrow, the reason prints below)."""
+    from edgeqat.steps.recommend import latency_cell
+
     def fmt(v, f):
         return "–" if v is None else format(v, f)
 
     rows = []
     for dev, r in devices.items():
         c = next((c for c in r["candidates"] if c["candidate"] == r["chosen"]), {})
+        t = r.get("test") or {}
         rows.append([dev, r["chosen"] or "NO MODEL FITS", c.get("strategy"), fmt(c.get("accuracy"), ".4f"),
-                     fmt(c.get("accuracy_drop"), "+.4f"), fmt(c.get("size_bytes"), ","), fmt(c.get("arena_bytes"), ","),
-                     fmt(c.get("latency_ms_estimate"), ".3g"), len(r["candidates"]), len(r["skipped"]), r["reason"]])
+                     fmt(t.get("accuracy"), ".4f"), fmt(t.get("accuracy_drop"), "+.4f"), fmt(c.get("size_bytes"), ","),
+                     fmt(c.get("arena_bytes"), ","),
+                     latency_cell(c) if c else "–", len(r["candidates"]), len(r["skipped"]), r["reason"]])
     return rows
 
 
@@ -55,7 +61,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         cfg = p.recommend.model_copy(update={k: v for k, v in (("budget_accuracy_drop", budget_accuracy_drop),
                                                                 ("max_minutes", max_minutes)) if v is not None})
         m = recommend(cfg, data, models, fp32, qat if qat.is_file() else None, report, out, prune=p.prune,
-                      devices=device, profiles_dir=profiles_dir, force=True)
+                      validate=p.validate, devices=device, profiles_dir=profiles_dir, force=True,
+                      per_channel=p.convert.per_channel)
         from edgeqat.io import read_json
 
         rec = read_json(report / "recommendation.json")

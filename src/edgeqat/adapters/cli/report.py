@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
@@ -61,23 +61,31 @@ def render(summary: dict[str, Any], wide: bool) -> list[Any]:
 def install(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(summary: Path = typer.Option(Path("reports/summary.json")),
-                   timings: Path = typer.Option(Path("logs/timings/evaluate.json"),
-                                                help="Host latency of the last evaluate run."),
+                   timings: Optional[Path] = typer.Option(
+                       None, help="Host latency record [default: logs/timings/evaluate.json, the last evaluate run "
+                       "here, else reports/host_latency.json, committed with the results]."),
+                   params: Path = typer.Option(Path("params.yaml"), "--params",
+                                               help="register.variant and register.chance_margin, for the chance warning."),
                    wide: bool = WideOpt, as_json: bool = JsonOpt) -> None:
-        """Print the comparison table of the last evaluation (with the host latency measured here)."""
+        """Print the comparison table of the last evaluation, with host latency, and warn when the
+        registered variant is at chance level."""
+        from edgeqat.config import RegisterConfig, load_params
         from edgeqat.io import read_json
-        from edgeqat.report import with_latency
+        from edgeqat.report import chance_warning, with_latency
+        from edgeqat.timings import latest_latency
 
         if not summary.is_file():
             raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")
         data = read_json(summary)
+        cfg = load_params(params).register if params.is_file() else RegisterConfig()
         try:
-            measured = read_json(timings) if timings.is_file() else None
+            measured = (read_json(timings) if timings.is_file() else None) if timings is not None else latest_latency(".")
             data = with_latency(data, measured)
             rendered = render(data, wide)
+            warning = chance_warning(data, cfg.variant, cfg.chance_margin)
         except (AttributeError, KeyError, TypeError, ValueError) as err:  # valid JSON, but not a summary
             raise EdgeqatError(f"{summary}: not an edgeqat summary ({type(err).__name__}: {err}); rerun the pipeline") from None
         if as_json:
-            echo_json(data)
+            echo_json({**data, "warnings": [warning] if warning else []})
         else:
-            show(*rendered, wide=wide)
+            show(*rendered, *([warning] if warning else []), wide=wide)

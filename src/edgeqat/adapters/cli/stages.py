@@ -3,7 +3,9 @@
 
 Each stage command has ``--params`` and one option per port of the stage (``--fp32-model
 PATH``), defaulting to the table's workspace path, and runs :func:`run_stage`. Nothing heavy
-is imported until a command runs.
+is imported until a command runs. Under DVC (``DVC_STAGE`` set) a failed gate
+(:class:`~edgeqat.errors.GateFailed`) is printed in one line and the command exits 0, so
+``dvc exp run`` keeps the experiment; run directly, it exits 1.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Optional
 
 import typer
 
+from edgeqat.errors import GateFailed
 from edgeqat.stages import STAGES, Stage
 
 STAGE_HELP = "Run one pipeline stage (what dvc.yaml calls); paths default to the stage table's."
@@ -62,7 +65,15 @@ def _command(stage: Stage, table: tuple[Stage, ...]):
             from edgeqat.adapters.dvc import check_file_deps
 
             check_file_deps(stage, p, Path(os.environ.get("DVC_ROOT", ".")) / "dvc.yaml")
-        run_stage(stage, p, Path("."), overrides=kwargs, extra=extra, table=table, protect={"--params": params_file})
+        try:
+            run_stage(stage, p, Path("."), overrides=kwargs, extra=extra, table=table, protect={"--params": params_file})
+        except GateFailed as err:
+            if not os.environ.get("DVC_STAGE"):
+                raise  # exit 1: `make pipeline`, `edgeqat ci run` and scripts see the failure
+            # Under `dvc repro` / `dvc exp run` a failed gate is a result, not a crash: the stage
+            # succeeds so DVC keeps the experiment with its metrics and verdicts.
+            typer.echo(f"{stage.name}: GATE FAILED, nothing registered; the results are kept (dvc exp show): {err}",
+                       err=True)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = stage.doc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -80,8 +81,9 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
     """``table``: the stage table, or "module:attribute" naming one (a stage added outside edgeqat)."""
     import importlib
 
+    import edgeqat
     from edgeqat.adapters.runner import run_stage
-    from edgeqat.io import read_json
+    from edgeqat.io import log, read_json, write_json
     from edgeqat.models.io import set_trust_model_code
     from edgeqat.stages import stage as find
 
@@ -89,6 +91,9 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
         module, _, attr = table.partition(":")
         table = getattr(importlib.import_module(module), attr)
     stage = find(name, table)
+    # Which Python runs the task (the image's /opt/venv, or this machine's for kfp.local's
+    # SubprocessRunner): the first line of every task's log.
+    log(f"kfp component {name}: {sys.executable} (edgeqat {edgeqat.__version__}, uid {os.getuid()})")
     params = params_of(stage, args)
     set_trust_model_code(bool(getattr(params.train, "trust_model_code", False)))
     overrides: dict[str, Any] = {}
@@ -131,7 +136,11 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
                     log_metrics(args[port.name], result)
         if "headline_confusion" in args and (ws / "plots" / "confusion.csv").is_file():
             names = read_json(ws / "reports" / "evaluation.json")["class_names"]
-            args["headline_confusion"].log_confusion_matrix(*_confusion(ws / "plots" / "confusion.csv", names))
+            labels, matrix = _confusion(ws / "plots" / "confusion.csv", names)
+            args["headline_confusion"].log_confusion_matrix(labels, matrix)
+            # The matrix lives in the artifact's metadata; a file at its path too, because kfp.local's
+            # cache takes an output whose file is missing for a stale entry and re-runs the task.
+            write_json(Path(args["headline_confusion"].path), {"labels": labels, "matrix": matrix})
     if stage.returns_passed:
         return bool(result.get("passed"))
     return None

@@ -1,21 +1,26 @@
-"""The quantization scheme for clustered kernels: per-tensor int8, and fake-quantized.
+"""The quantization schemes edgeqat wraps models with: tfmot's, with per-tensor int8 weights
+where asked, and fake-quantized kernels under a ReLU.
 
-Two departures from tfmot's default 8-bit scheme, both needed for a clustered kernel's
-centroids to reach the .tflite as the same few int8 codes (and each measured on the zoo's
-models: see docs/compression.md):
+Per-tensor weight scales come from two places:
 
-- **Per-tensor weight scales for Conv2D.** tfmot quantizes Conv2D kernels per output
-  channel; each channel's scale then maps the tensor's 16 centroids to different codes, and a
-  16-cluster kernel stores dozens of distinct codes. With one scale per tensor, 16 centroids
-  are at most 16 codes. (Clustering per channel keeps tfmot's per-channel scales.)
-- **Conv/Dense followed by a ReLU layer keeps its weight fake-quant.** tfmot's
-  ``LayerReLUQuantize`` transform, meant to keep a fake-quant out of ``Add -> ReLU``, also
-  matches ``Conv2D -> ReLU`` and gives the convolution a no-op config: its kernel then trains
-  unquantized and without the cluster-preserving quantizer, and the converter quantizes it
-  afterwards on its own (per channel). That pattern is what a BatchNorm-folded model is made
-  of (``edgeqat.models.batchnorm``), so here the ReLU transforms cover ``Add`` only, and a
-  convolution feeding a ReLU gets a no-op *activation* instead, as tfmot does for
-  ``Conv2D -> BatchNorm -> ReLU``: weights fake-quantized, output quantized after the ReLU.
+- ``convert.per_channel: false`` (every QAT-family variant): every Conv2D and DepthwiseConv2D
+  kernel gets one scale (tfmot scales them per output channel; its Dense kernels are per
+  tensor already). BatchNorms are folded into their convolutions first
+  (:func:`per_tensor_model`): the converter would fold a BatchNorm's per-channel factor into
+  a kernel whose single scale cannot carry it, and leave that convolution in float.
+- **Clustered kernels** (CQAT, PCQAT). With per-channel scales each channel's scale maps the
+  tensor's 16 centroids to different codes, and a 16-cluster kernel stores dozens of distinct
+  codes. With one scale per tensor, 16 centroids are at most 16 codes. (Clustering per channel
+  keeps tfmot's per-channel scales unless ``convert.per_channel`` is false.)
+
+Both need one change to tfmot's layout: **Conv/Dense followed by a ReLU layer keeps its weight
+fake-quant.** tfmot's ``LayerReLUQuantize`` transform, meant to keep a fake-quant out of
+``Add -> ReLU``, also matches ``Conv2D -> ReLU`` and gives the convolution a no-op config: its
+kernel then trains unquantized (and without a cluster-preserving quantizer), and the converter
+quantizes it afterwards on its own, per channel. That pattern is what a BatchNorm-folded
+model is made of (``edgeqat.models.batchnorm``), so here the ReLU transforms cover ``Add``
+only, and a convolution feeding a ReLU gets a no-op *activation* instead, as tfmot does for
+``Conv2D -> BatchNorm -> ReLU``: weights fake-quantized, output quantized after the ReLU.
 
 And one fix to tfmot's cluster-preserving quantizer: it guesses that a Conv2D kernel was
 clustered per channel whenever its channels hold about as many distinct values each, which a
@@ -29,7 +34,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
-PER_TENSOR_KINDS = ("Conv2D",)  # Dense kernels are per-tensor in tfmot already
+# Kernels tfmot scales per output channel, and the attribute holding each; Dense kernels are
+# per-tensor in tfmot already.
+KERNEL_ATTR = {"Conv2D": "kernel", "DepthwiseConv2D": "depthwise_kernel"}
 
 
 def _tfmot() -> dict[str, Any]:
@@ -37,7 +44,8 @@ def _tfmot() -> dict[str, Any]:
 
     cp = q.collab_opts.cluster_preserve
     return dict(qaa=q.quantize_aware_activation, qlt=q.quantize_layout_transform, qutils=q.utils,
-                cpr=cp.cluster_preserve_quantize_registry, registry=q.default_8bit.default_8bit_quantize_registry,
+                cpr=cp.cluster_preserve_quantize_registry,
+                ppr=q.collab_opts.prune_preserve.prune_preserve_quantize_registry, registry=q.default_8bit.default_8bit_quantize_registry,
                 t=q.default_8bit.default_8bit_transforms, model_transformer=q.graph_transformations.model_transformer,
                 transforms=q.graph_transformations.transforms)
 
@@ -88,20 +96,22 @@ def _layout_transform(m: dict[str, Any]) -> Any:
     return Layout()
 
 
-def _per_tensor_config(m: dict[str, Any], weight_quantizer: Any = None) -> Any:
-    config = m["registry"].Default8BitQuantizeConfig(["kernel"], ["activation"], False)
+def _per_tensor_config(m: dict[str, Any], layer: Any, weight_quantizer: Any = None) -> Any:
+    """tfmot's own per-tensor config (what its ``disable_per_axis`` registry gives), so a saved
+    model reloads with one scale per kernel; ``weight_quantizer`` adds pruning or clustering."""
+    config = m["registry"].Default8BitQuantizeConfig([KERNEL_ATTR[type(layer).__name__]], ["activation"], False)
     if weight_quantizer is not None:
         config.weight_quantizer = weight_quantizer
     return config
 
 
-def per_tensor_layers(model: Any) -> frozenset[str]:
-    """The Conv2D layers that can take one weight scale: those no BatchNorm follows. (The
+def per_tensor_layers(model: Any, kinds: tuple[str, ...] = tuple(KERNEL_ATTR)) -> frozenset[str]:
+    """The layers of ``kinds`` that can take one weight scale: those no BatchNorm follows. (The
     converter folds a BatchNorm's per-channel factor into the kernel, which a per-tensor
     scale cannot carry: it then leaves the convolution in float.)"""
     out = set()
     for layer in model.layers:
-        if type(layer).__name__ in PER_TENSOR_KINDS:
+        if type(layer).__name__ in kinds:
             after = {type(n.outbound_layer).__name__ for n in layer.outbound_nodes}
             if not any("BatchNormalization" in kind for kind in after):
                 out.add(layer.name)
@@ -119,7 +129,10 @@ def cluster_preserving_scheme(preserve_sparsity: bool, per_tensor: frozenset[str
     class Registry(m["cpr"].Default8bitClusterPreserveQuantizeRegistry):
         def get_quantize_config(self, layer: Any) -> Any:
             if layer.name in per_tensor:
-                return _per_tensor_config(m, m["cpr"].ClusterPreserveDefault8BitWeightsQuantizer(preserve_sparsity))
+                # tfmot never preserves clusters in depthwise kernels (it does not cluster them)
+                keep = type(layer).__name__ != "DepthwiseConv2D"
+                return _per_tensor_config(m, layer, m["cpr"].ClusterPreserveDefault8BitWeightsQuantizer(preserve_sparsity)
+                                          if keep else None)
             return super().get_quantize_config(layer)
 
     class Scheme(base):
@@ -133,9 +146,10 @@ def cluster_preserving_scheme(preserve_sparsity: bool, per_tensor: frozenset[str
 
 
 def plain_scheme(per_tensor: frozenset[str] = frozenset()) -> Any:
-    """The default 8-bit scheme with the same layout and scales as
-    :func:`cluster_preserving_scheme`, minus the clustering variables: the wrapping a trained
-    CQAT model's weights move into, so it saves and reloads like any QAT model."""
+    """The default 8-bit scheme with one weight scale for the layers in ``per_tensor`` and the
+    ReLU fix: per-tensor QAT, and the wrapping a trained CQAT model's weights move into (the
+    same layout and scales as :func:`cluster_preserving_scheme`, minus the clustering
+    variables), so it saves and reloads like any QAT model."""
     from edgeqat.tf_compat import tfmot_8bit
 
     m = _tfmot()
@@ -143,7 +157,7 @@ def plain_scheme(per_tensor: frozenset[str] = frozenset()) -> Any:
     class Registry(m["registry"].Default8BitQuantizeRegistry):
         def get_quantize_config(self, layer: Any) -> Any:
             if layer.name in per_tensor:
-                return _per_tensor_config(m)
+                return _per_tensor_config(m, layer)
             return super().get_quantize_config(layer)
 
     class Scheme(tfmot_8bit.default_8bit_quantize_scheme.Default8BitQuantizeScheme):
@@ -154,6 +168,46 @@ def plain_scheme(per_tensor: frozenset[str] = frozenset()) -> Any:
             return Registry()
 
     return Scheme()
+
+
+def prune_preserving_scheme(per_tensor: frozenset[str]) -> Any:
+    """tfmot's pruning-preserving (PQAT) scheme with one weight scale for the layers in
+    ``per_tensor`` (its zeros kept by the same mask) and the ReLU fix."""
+    from edgeqat.tf_compat import tfmot
+
+    m = _tfmot()
+    pp = m["ppr"]
+
+    class Registry(pp.Default8bitPrunePreserveQuantizeRegistry):
+        def get_quantize_config(self, layer: Any) -> Any:
+            if layer.name in per_tensor:
+                # tfmot keeps no pruning mask on depthwise kernels (it does not prune them)
+                keep = type(layer).__name__ != "DepthwiseConv2D"
+                return _per_tensor_config(m, layer, pp.PrunePreserveDefault8BitWeightsQuantizer() if keep else None)
+            return super().get_quantize_config(layer)
+
+    class Scheme(tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme):
+        def get_layout_transformer(self) -> Any:
+            return _layout_transform(m)
+
+        def get_quantize_registry(self) -> Any:
+            return Registry()
+
+    return Scheme()
+
+
+def per_tensor_model(model: Any) -> tuple[Any, frozenset[str]]:
+    """(``model`` with its BatchNorms folded, the layers to quantize with one weight scale):
+    what every QAT recipe wraps when ``convert.per_channel`` is false."""
+    from edgeqat.models.batchnorm import fold_batchnorm
+    from edgeqat.tf_compat import keras
+
+    # A fresh copy: layers reused across models (tfmot's strip_pruning keeps them) have more
+    # than one inbound node, and a BatchNorm is folded only where its graph is unambiguous.
+    fresh = keras.models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    folded, _ = fold_batchnorm(fresh)
+    return folded, per_tensor_layers(folded)
 
 
 @contextlib.contextmanager

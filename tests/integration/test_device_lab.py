@@ -1,0 +1,211 @@
+"""A device that is really there: an OpenSSH server on 127.0.0.1 (a generated host key and user
+key, a high port) stands in for a board, a profile connects to it, and `edgeqat validate`
+measures on it. Also the `host` profile, and the failures a lab has: an unreachable host, a
+refused key, no Python, no LiteRT, the wrong architecture, a timeout shorter than one run.
+
+sshd comes from Debian's openssh-server (`.ci/run` installs it); without it these tests skip,
+and under CI (CI=true) fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from integration.conftest import free_port, require, run, stop_process_group
+
+pytestmark = pytest.mark.integration
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _require(reason: str | None) -> None:
+    require(reason, "the device lab")
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    """A real sshd on loopback, authorising one generated key; the client trusts only its host key."""
+    if not Path(SSHD).is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        _require("OpenSSH server/client not installed (apt-get install openssh-server)")
+    if os.geteuid() != 0:
+        _require("sshd must start as root here (privilege separation)")
+    root = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "user_key", "other_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / key)], check=True)
+    shutil.copy(root / "user_key.pub", root / "authorized_keys")
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
+    port = free_port()
+    log = open(root / "sshd.log", "w")
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-p", str(port), "-h", str(root / "host_key"),
+                             "-o", "ListenAddress=127.0.0.1", "-o", f"AuthorizedKeysFile={root / 'authorized_keys'}",
+                             "-o", "StrictModes=no", "-o", f"PidFile={root / 'sshd.pid'}", "-o", "PasswordAuthentication=no"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    host_key = (root / "host_key.pub").read_text().split()[:2]
+    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
+    try:
+        deadline = time.monotonic() + 20
+        while "Server listening" not in (root / "sshd.log").read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start:\n{(root / 'sshd.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield {"root": root, "port": port, "user": os.environ.get("USER") or "root"}
+    finally:
+        stop_process_group(proc)
+
+
+@pytest.fixture(scope="module")
+def lab_model(tmp_path_factory) -> Path:
+    """A small int8 conv net (~1 M MACs): a measurable workload that runs in well under a millisecond."""
+    from edgeqat.quantization.converter import convert_variant
+    from edgeqat.tf_compat import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((32, 32, 3))
+    x = L.Conv2D(16, 3, strides=2, activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, activation="relu")(x)
+    x = L.Conv2D(32, 1, activation="relu")(x)
+    model = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+    rng = np.random.default_rng(0)
+    rep = lambda: ([rng.random((1, 32, 32, 3), dtype=np.float32)] for _ in range(8))  # noqa: E731
+    path = tmp_path_factory.mktemp("lab") / "lab_int8.tflite"
+    path.write_bytes(convert_variant("ptq_int8", model, None, rep, "int8"))
+    return path
+
+
+def board(tmp_path: Path, sshd: dict, name: str = "bench_pi", *, device_class: str = "x86", budget: float = 100,
+          **connect) -> Path:
+    """A profile YAML for the sshd board; ``connect`` overrides its connect: fields."""
+    root = sshd["root"]
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    conn = {"url": f"ssh://{sshd['user']}@127.0.0.1:{sshd['port']}", "python": sys.executable,
+            "identity_file": str(root / "user_key"), "scratch": str(scratch), "connect_timeout_s": 5,
+            "ssh_options": [f"UserKnownHostsFile={root / 'known_hosts'}", "StrictHostKeyChecking=yes"], **connect}
+    prof = {"name": name, "title": "a board on the bench (sshd on 127.0.0.1)", "device_class": device_class,
+            "runtime": "litert", "threads": 1, "latency_budget_ms": budget, "connect": conn,
+            "sources": ["measured over SSH"]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(prof))  # YAML is a superset of JSON
+    return path
+
+
+def validate_cli(tmp_path: Path, model: Path, *profiles: Path | str, extra: tuple = ()) -> subprocess.CompletedProcess:
+    args = ["edgeqat", "validate", str(model), *sum((["-d", str(p)] for p in profiles), []),
+            "--calibration", str(tmp_path / "measured.csv"), *extra]
+    return run(args, cwd=tmp_path, check=False, env={"COLUMNS": "200"})
+
+
+def test_validate_measures_on_a_board_over_ssh(tmp_path, sshd, lab_model):
+    prof = board(tmp_path, sshd)
+    out = validate_cli(tmp_path, lab_model, prof, extra=("--json",))
+    assert out.returncode == 0, out.stdout + out.stderr
+    v = json.loads(out.stdout)["devices"]["bench_pi"]
+    m = v["measured"]
+    assert v["latency_source"] == "measured" and v["latency_ms"] == m["p50_ms"] > 0 and m["p90_ms"] >= m["p50_ms"]
+    assert m["where"].startswith("ssh://") and m["runs"] == 50 and m["date"]
+    assert m["peak_rss_bytes"] > m["rss_before_load_bytes"] > 0
+    assert m["machine"] == "x86_64" and m["cpu"] and m["runtime"] == "ai_edge_litert" and m["runtime_version"]
+    assert m["parity"]["within_tolerance"] and m["parity"]["bit_exact"] and m["parity"]["samples"] == 16
+    print(f"one remote measurement over SSH: {m['wall_s']:.2f} s (p50 {m['p50_ms']:.3f} ms)")
+    assert not list((tmp_path / "scratch").iterdir())  # the scratch folder on the device is gone
+    rows = (tmp_path / "measured.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("bench_pi,") and ",int8,1,True," in rows[1]
+    # the next estimate for this board fits its measured row
+    again = json.loads(validate_cli(tmp_path, lab_model, prof, extra=("--json",)).stdout)["devices"]["bench_pi"]
+    assert again["latency_estimate"]["source"] == "estimate from measured rows"
+    assert again["latency_estimate"]["latency_ms_estimate"] == pytest.approx(m["p50_ms"], rel=1e-6)
+
+
+@pytest.mark.parametrize("case, change, check, says", [
+    ("unreachable", {"url": "ssh://root@127.0.0.1:{closed}"}, "connect", "Connection refused"),
+    ("wrong key", {"identity_file": "{root}/other_key"}, "auth", "Permission denied"),
+    ("no python", {"python": "python3-not-installed"}, "python", "python3-not-installed"),
+    ("no runtime", {"python": f"{sys.executable} -S"}, "runtime", "numpy is missing on the device"),
+    ("wrong arch", {"device_class": "arm_linux"}, "arch", "the device is x86_64, the profile expects aarch64"),
+    ("timeout", {"timeout_s": 1e-6}, "timeout", "shorter than one inference"),
+])
+def test_each_failure_is_one_line_and_leaves_nothing(tmp_path, sshd, lab_model, case, change, check, says):
+    change = {k: v.format(closed=free_port(), root=sshd["root"]) if isinstance(v, str) else v for k, v in change.items()}
+    cls = change.pop("device_class", "x86")
+    prof = board(tmp_path, sshd, device_class=cls, **change)
+    out = validate_cli(tmp_path, lab_model, prof)
+    assert out.returncode == 1, out.stdout + out.stderr
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("  bench_pi: "))
+    assert f"measured latency could not run ({check} check)" in line and says in line, line
+    assert "Traceback" not in out.stdout + out.stderr
+    assert not list((tmp_path / "scratch").iterdir()), case  # nothing left on the device
+    assert not (tmp_path / "measured.csv").exists()  # no row from a measurement that did not happen
+
+
+def test_host_profile_measures_the_demo_model(tmp_path):
+    """`host`: the machine edgeqat runs on, measured in a child process with the same runner."""
+    from edgeqat.devices.calibrate import reference_model
+    from edgeqat.devices.profiles import resolve_profiles
+    from edgeqat.devices.validate import validate_on_device
+
+    # the demo's model: DS-CNN at width 1 on the digits as params.yaml prepares them (16x16x1, 10 classes)
+    model = reference_model("dscnn", 1.0, 16, "int8", tmp_path / "ref", channels=1)
+    (host,) = resolve_profiles(["host"])
+    v = validate_on_device(model, host, latency_runs=20, calibration=tmp_path / "measured.csv")
+    assert v["passed"], v["reasons"]
+    assert v["latency_source"] == "measured" and v["measured"]["where"] == "local" and v["latency_ms"] > 0
+    assert v["measured"]["threads"] == host.threads and v["measured"]["xnnpack"] is True
+    assert v["measured"]["parity"]["bit_exact"]
+
+
+@pytest.mark.slow
+def test_the_raspberry_pi_path_emulated_aarch64_python_over_ssh(tmp_path, sshd, lab_model):
+    """The remote interpreter is the emulated aarch64 Python from `make arm64`: the runner, the
+    arch check and the parity check take the path a Raspberry Pi's Python takes (~30 s)."""
+    from edgeqat.devices.qemu import QemuUnavailable, emulated_python
+
+    try:
+        python = emulated_python(tmp_path / "qemu", cpu="cortex-a72")
+    except QemuUnavailable as err:
+        _require(err.reason)
+    prof = board(tmp_path, sshd, "emulated_pi", device_class="arm_linux", budget=10_000, python=python,
+                 startup_timeout_s=300, timeout_s=300)
+    out = validate_cli(tmp_path, lab_model, prof, extra=("--json", "--latency-runs", "10"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    v = json.loads(out.stdout)["devices"]["emulated_pi"]
+    m = v["measured"]
+    assert v["latency_source"] == "measured" and m["p50_ms"] > 0 and m["peak_rss_bytes"] > 0
+    assert m["machine"] == "aarch64" and m["cpu"] == "Cortex-A72" and m["runtime"] == "ai_edge_litert"
+    assert m["parity"]["within_tolerance"], m["parity"]
+    assert not list((tmp_path / "scratch").iterdir())
+
+
+@pytest.mark.slow
+def test_calibrated_host_estimates_a_held_out_zoo_model_within_25_percent(tmp_path):
+    """`edgeqat devices calibrate host` (the zoo at nine sizes), then a zoo model at a size it never
+    measured: the estimate from the measured rows is within 25 % of its measurement (~3 min)."""
+    from edgeqat.devices.calibrate import reference_model
+    from edgeqat.devices.profiles import resolve_profiles
+    from edgeqat.devices.validate import validate_on_device
+
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = run(["edgeqat", "devices", "calibrate", "host", "--json"], cwd=tmp_path, env=env)
+    res = json.loads(out.stdout)
+    assert len(res["rows"]) == 9 and res["after"]["heldout_points"] == 9
+    assert (tmp_path / "devices" / "measured.csv").is_file()
+    model = reference_model("resnet", 1.5, 32, "int8", tmp_path / "heldout")  # a width the set does not have
+    host, j1900 = resolve_profiles(["host", "j1900"])
+    before = validate_on_device(model, j1900, latency_runs=5)["latency_ms_estimate"]  # the x86 PC estimate edgeqat had
+    v = validate_on_device(model, host, latency_runs=50, calibration=tmp_path / "devices" / "measured.csv")
+    est, measured = v["latency_ms_estimate"], v["latency_ms"]
+    assert v["latency_estimate"]["source"] == "estimate from measured rows" and not v["latency_estimate"]["extrapolated"]
+    err = abs(est - measured) / measured
+    print(f"held-out resnet a1.5 32x32: measured {measured:.4f} ms, estimate {est:.4f} ms ({err:.1%}); "
+          f"published x86-PC proxy (j1900) {before:.4f} ms ({abs(before - measured) / measured:.0%}); "
+          f"leave-one-out over the set: median {res['after']['median_rel_error']:.1%}")
+    assert err <= 0.25
