@@ -288,6 +288,9 @@ def test_register_after_a_variant_change_says_to_track_again(mlflow_server, tmp_
     from mlflow.tracking import MlflowClient
 
     ws = workspace(tmp_path / "ws", f"variant-{uuid.uuid4().hex[:6]}", variant="ptq_float16")
+    raw = yaml.safe_load((ws / "params.yaml").read_text())
+    raw["validate"]["model"] = "ptq_float16"  # the registered file is the validated one (check-params)
+    (ws / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     blob = (resources.files("tflite_micro") / "python" / "tflite_micro" / "sine_float.tflite").read_bytes()
     (ws / "models" / "tflite").mkdir(parents=True)
     (ws / "models" / "tflite" / "ptq_float16.tflite").write_bytes(blob)
