@@ -166,6 +166,7 @@ class Registry:
         open_store(self.uri, self.root)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self._events: dict[str, dict[str, Any]] = {}  # history events read or written: they never change
+        self._history_runs: dict[str, str] = {}  # model name -> its history run (never moves once made)
         self._lock = threading.Lock()  # the receiver reads history from its reconcile thread too
 
     def _call(self, what: str, fn, *args, **kwargs):
@@ -306,9 +307,14 @@ class Registry:
         its own tag, else (``create``) made; two first writers racing keep the earliest run."""
         from edgeqat.tracking import _experiment_id
 
+        with self._lock:
+            if name in self._history_runs:
+                return self._history_runs[name]
         rm = self._call(f"registered model {name!r}", self.client.get_registered_model, name)
         known = (rm.tags or {}).get(HISTORY_RUN_TAG)
         if known:
+            with self._lock:
+                self._history_runs[name] = known
             return known
         exp = self.client.get_experiment_by_name(HISTORY_EXPERIMENT)
         if exp is None and not create:
@@ -333,6 +339,8 @@ class Registry:
                 self.client.delete_run(mine.info.run_id)
         self._call(f"tagging registered model {name!r}", self.client.set_registered_model_tag, name, HISTORY_RUN_TAG,
                    run.info.run_id)
+        with self._lock:
+            self._history_runs[name] = run.info.run_id
         return run.info.run_id
 
     def history(self, name: str) -> list[dict[str, Any]]:

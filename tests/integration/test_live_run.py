@@ -20,6 +20,9 @@ from integration.conftest import BIN, run, tiny_params
 pytestmark = pytest.mark.integration
 
 TRAIN_EPOCHS, QAT_EPOCHS = 3, 6
+# The tests on the workspace run prepare, train, qat and prune as processes (~2 min at a load of
+# 5 on 2 cores): slow tier. The first-stage failure and the unreachable server stay fast (~5 s).
+WITH_STAGES = pytest.mark.slow
 
 
 def rest(url: str, path: str, **query: str) -> dict:
@@ -32,14 +35,20 @@ def history(url: str, run_id: str, key: str) -> list[dict]:
     return rest(url, "metrics/get-history", run_id=run_id, metric_key=key).get("metrics", [])
 
 
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, mlflow_server):
-    ws = tmp_path_factory.mktemp("live")
-    p = yaml.safe_load(tiny_params(**{"train.epochs": TRAIN_EPOCHS, "qat.epochs": QAT_EPOCHS}))
+def new_workspace(ws: Path, **overrides) -> Path:
+    """A project folder as a user has it: params.yaml (tiny settings) in a git repository."""
+    ws.mkdir(parents=True, exist_ok=True)
+    p = yaml.safe_load(tiny_params(**overrides))
     p["track"]["experiment"] = "it-live"
     (ws / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     run(["git", "init", "-q"], ws)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init"], ws)
+    return ws
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, mlflow_server):
+    ws = new_workspace(tmp_path_factory.mktemp("live"), **{"train.epochs": TRAIN_EPOCHS, "qat.epochs": QAT_EPOCHS})
     env = {"MLFLOW_TRACKING_URI": mlflow_server, "EDGEQAT_LIVE_RUN": "1", "EDGEQAT_PROGRESS": "plain"}
     for stage in ("prepare", "train"):
         run([str(BIN / "edgeqat"), "stage", stage], ws, env)
@@ -47,6 +56,7 @@ def workspace(tmp_path_factory, mlflow_server):
             "run_id": json.loads((ws / "logs" / "mlflow_live.json").read_text())["run_id"]}
 
 
+@WITH_STAGES
 def test_train_alone_gives_a_run_with_one_point_per_epoch(workspace):
     url, run_id = workspace["url"], workspace["run_id"]
     got = rest(url, "runs/get", run_id=run_id)["run"]
@@ -60,6 +70,7 @@ def test_train_alone_gives_a_run_with_one_point_per_epoch(workspace):
     assert len(history(url, run_id, "training/baseline/train.loss")) == TRAIN_EPOCHS
 
 
+@WITH_STAGES
 def test_points_appear_while_a_later_stage_still_runs(workspace):
     """qat runs in its own process; this one watches the REST API meanwhile."""
     url, run_id, ws = workspace["url"], workspace["run_id"], workspace["root"]
@@ -91,7 +102,8 @@ def test_points_appear_while_a_later_stage_still_runs(workspace):
           f"median {statistics.median(delays):.2f} s, max {max(delays):.2f} s")
 
 
-def test_a_failing_stage_marks_the_run_failed_with_the_stage_and_the_whole_message(workspace):
+@WITH_STAGES
+def test_a_failing_later_stage_marks_the_executions_run_failed(workspace):
     url, run_id, ws = workspace["url"], workspace["run_id"], workspace["root"]
     model = ws / "models" / "fp32.keras"
     model.write_bytes(b"not a keras file " * 20)  # prune will not load it
@@ -108,16 +120,37 @@ def test_a_failing_stage_marks_the_run_failed_with_the_stage_and_the_whole_messa
     assert tags["edgeqat.failed_stage"] == "prune" and tags["edgeqat.stage.qat"].startswith("finished")
 
 
-def test_an_unreachable_server_costs_one_line_and_no_failure(workspace, tmp_path):
+def test_a_failing_first_stage_opens_the_run_and_marks_it_failed_with_the_whole_message(mlflow_server, tmp_path):
+    """The first stage of an execution creates its run; when it raises, the run is FAILED and its
+    description names the stage and holds the whole message (prepare on a folder of no classes)."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "notes.txt").write_text("not a class folder")
+    ws = new_workspace(tmp_path / "ws", **{"prepare.source": "folder", "prepare.path": str(tmp_path / "raw")})
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "EDGEQAT_LIVE_RUN": "1", "EDGEQAT_PROGRESS": "plain"}
+    proc = run([str(BIN / "edgeqat"), "stage", "prepare"], ws, env, check=False)
+    assert proc.returncode != 0
+    error = next(line for line in proc.stderr.splitlines() if line.startswith("edgeqat: error: "))
+    message = error.removeprefix("edgeqat: error: ")
+    assert str(tmp_path / "raw") in message and len(message) > 60  # a real message, not a stub
+    run_id = json.loads((ws / "logs" / "mlflow_live.json").read_text())["run_id"]
+    got = rest(mlflow_server, "runs/get", run_id=run_id)["run"]
+    tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
+    assert got["info"]["status"] == "FAILED" and tags["edgeqat.failed_stage"] == "prepare"
+    note = tags["mlflow.note.content"]
+    assert note.startswith("**Stage `prepare` failed**") and message in note, note
+    params = {p["key"]: p["value"] for p in got["data"]["params"]}
+    assert params["prepare.source"] == "folder"  # logged at the start, before the stage raised
+
+
+def test_an_unreachable_server_costs_one_line_and_no_failure(tmp_path):
     from integration.conftest import free_port
 
-    ws = workspace["root"]
-    env = {**workspace["env"], "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    ws = new_workspace(tmp_path / "ws")
+    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}", "EDGEQAT_LIVE_RUN": "1", "EDGEQAT_PROGRESS": "plain"}
     t0 = time.monotonic()
-    proc = run([str(BIN / "edgeqat"), "stage", "prepare", "--prepared", str(tmp_path / "prepared"),
-                "--prepare-metrics", str(tmp_path / "m.json"), "--prepare-timings", str(tmp_path / "t.json")], ws, env)
+    proc = run([str(BIN / "edgeqat"), "stage", "prepare"], ws, env)
     took = time.monotonic() - t0
     lines = [x for x in proc.stderr.splitlines() if "live MLflow logging off" in x]
     assert len(lines) == 1 and "unreachable" in lines[0], proc.stderr
-    assert (tmp_path / "prepared" / "meta.json").is_file()
+    assert (ws / "data" / "prepared" / "meta.json").is_file()
     print(f"\nprepare with an unreachable MLflow server: {took:.1f} s")

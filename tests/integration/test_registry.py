@@ -408,13 +408,16 @@ def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_
 # --- concurrency ---------------------------------------------------------------------------
 
 
-def test_fifty_promotions_keep_the_model_tags_bounded_and_the_whole_history(url, v_good, reg, tmp_path):
+# 50 promotions (the issue's figure) take ~11 s against the server at a load of 5 on 2 cores: slow
+# tier; 8 (more events than the 5 tags allowed) keep the bound in the fast tier in ~2 s.
+@pytest.mark.parametrize("moves", [8, pytest.param(50, marks=pytest.mark.slow)])
+def test_many_promotions_keep_the_model_tags_bounded_and_the_whole_history(url, v_good, reg, tmp_path, moves):
     """The history is one artifact per event in a run of its own; the registered model keeps only
     where it is and the last move. History written by earlier versions (a tag per event) still reads."""
     from edgeqat.promotion import promote
     from edgeqat.registry import HISTORY_PREFIX
 
-    name = "history-it"
+    name = f"history-it-{moves}"
     cfg = CFG.model_copy(update={"model_name": name})
     reg.ensure_model(name)
     model_id = _logged_model_of(reg, NAME, v_good["version"])
@@ -427,21 +430,21 @@ def test_fifty_promotions_keep_the_model_tags_bounded_and_the_whole_history(url,
     for key, event in old.items():  # as edgeqat before this version recorded it
         reg.client.set_registered_model_tag(name, key, json.dumps(event))
     t0 = time.monotonic()
-    for i in range(50):
+    for i in range(moves):
         promote(reg, cfg, name, versions[i % 2], reason=f"promotion {i}", by="history test")
-    print(f"\n50 promotions: {time.monotonic() - t0:.1f} s")
+    print(f"\n{moves} promotions: {time.monotonic() - t0:.1f} s")
     ours = [k for k in reg.registered_model(name)["tags"] if k.startswith("edgeqat.")]
     assert len(ours) <= 5, ours
     res = cli(url, "history", "--model", name, "--json")
     assert res.exit_code == 0, res.output + repr(res.exception)
     events = json.loads(res.stdout)[name]
-    assert [e.get("reason") for e in events if e.get("by") == "history test"] == [f"promotion {i}" for i in range(50)]
+    assert [e.get("reason") for e in events if e.get("by") == "history test"] == [f"promotion {i}" for i in range(moves)]
     assert [e["key"] for e in events[:2]] == list(old)  # the old tags first: time order
     t0 = time.monotonic()
     table = cli(url, "history", "--model", name, "--wide")
-    print(f"edgeqat history (52 events, in-process): {time.monotonic() - t0:.1f} s")
+    print(f"edgeqat history ({moves + 2} events, in-process): {time.monotonic() - t0:.1f} s")
     shown = re.findall(r"promotion (\d+)\b", table.stdout)
-    assert sorted(map(int, shown)) == list(range(50)) and table.stdout.count("edgeqat 0.x") == 2
+    assert sorted(map(int, shown)) == list(range(moves)) and table.stdout.count("edgeqat 0.x") == 2
     from edgeqat.adapters.cli.app import app
 
     for columns in ("80", "100"):  # narrow: times and versions whole, the reasons wrap between words
@@ -449,7 +452,7 @@ def test_fifty_promotions_keep_the_model_tags_bounded_and_the_whole_history(url,
                                     env={"MLFLOW_TRACKING_URI": url, "COLUMNS": columns}).stdout
         assert "…" not in narrow and max(map(len, narrow.splitlines())) <= int(columns), narrow
         rows = [line.split() for line in narrow.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
-        assert len(rows) == 52 and {r[4] for r in rows[2:]} == set(versions), rows[:3]
+        assert len(rows) == moves + 2 and {r[4] for r in rows[2:]} == set(versions), rows[:3]
 
 
 def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_versions_and_aliases(
