@@ -49,14 +49,18 @@ pipeline: venv
 
 demo: pipeline
 	@$(BIN)/edgeqat report
-	@echo "MLflow run logged. To browse it:"
-	@$(BIN)/edgeqat ui
+	@v=$$($(BIN)/python -c "import json; print(json.load(open('logs/registered.json'))['version'])" 2>/dev/null || echo VERSION); \
+	echo ""; echo "Next:"; \
+	echo "  $(BIN)/edgeqat ui                # the MLflow UI on http://127.0.0.1:5000: the run's curves, metrics, models"; \
+	echo "  $(BIN)/edgeqat promote $$v        # make version $$v the champion (its gates are checked)"; \
+	echo "  $(BIN)/edgeqat export             # the champion's .tflite and model card into deploy/"; \
+	echo "  $(BIN)/edgeqat history            # every promotion, who and why"
 
 report: venv
 	@$(BIN)/edgeqat report
 
 ui: venv
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow.db) --host 127.0.0.1 --port 5000
+	$(BIN)/edgeqat ui
 
 # The fast tier on one pytest worker per core (two in CI): much of a test's time is one core's
 # work (graph building, conversion, a child process starting), so two workers nearly halve it.

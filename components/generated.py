@@ -29,6 +29,11 @@ def prepare(
     prepare__follow_symlinks: bool,
     prepare__alpha_background: str,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
     raw_data: Optional[Input[Dataset]] = None,
 ) -> None:
     """Raw data -> resized, stratified, sharded train/val/test/calib splits."""
@@ -68,6 +73,11 @@ def preflight(
     validate__parity_samples: int,
     prune__channel_fraction: float,
     recommend__channel_fractions: list,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
     pretrained_model: Optional[Input[Model]] = None,
 ) -> None:
     """Before training: the model's untrained int8 graph against every required device's budgets."""
@@ -96,6 +106,11 @@ def train(
     train__dropout: float,
     train__shuffle_buffer: int,
     train__seed: int,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
     pretrained_model: Optional[Input[Model]] = None,
 ) -> None:
     """FP32 baseline, or the user's pretrained model (train.from_model)."""
@@ -127,6 +142,11 @@ def qat(
     convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -160,6 +180,11 @@ def prune(
     convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -189,6 +214,11 @@ def cluster(
     convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -213,6 +243,11 @@ def convert(
     convert__variants: list,
     convert__per_channel: bool,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Keras models -> .tflite variants and model_card.json."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -239,6 +274,11 @@ def evaluate(
     evaluate__reference: str,
     evaluate__headline: str,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -269,6 +309,11 @@ def validate(
     validate__gate_on_extrapolated: bool,
     validate__parity_samples: int,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> bool:
     """The registered variant on every device profile: runs? fits? accurate? fast enough?"""
     from edgeqat.adapters.kfp.runner import run_component
@@ -320,6 +365,11 @@ def recommend(
     validate__parity_samples: int,
     convert__per_channel: bool,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """recommend.enabled: the best model per device of recommend.devices (else a one-line report)."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -369,6 +419,11 @@ def report(
     register__required_devices: str,
     register__deploy_dir: str,
     train__trust_model_code: bool,
+    mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """One self-contained page (reports/report.html), its figures, and the headline metrics."""
     from edgeqat.adapters.kfp.runner import run_component
@@ -517,6 +572,7 @@ def track(
     register__required_devices: str,
     register__deploy_dir: str,
     mlflow_tracking_uri: str,
+    mlflow_experiment: str,
     run_tags: dict,
     kfp_run_id: str,
     kfp_run_name: str,
@@ -633,6 +689,10 @@ def register(
     register__required_devices: str,
     register__deploy_dir: str,
     mlflow_tracking_uri: str,
+    mlflow_experiment: str,
+    run_tags: dict,
+    kfp_run_id: str,
+    kfp_run_name: str,
 ) -> None:
     """The run's model as a new MLflow model version (alias challenger); per-device models too."""
     from edgeqat.adapters.kfp.runner import run_component

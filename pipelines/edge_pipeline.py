@@ -109,9 +109,10 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
                         imported[fp.importer] = dsl.importer(artifact_uri=args[uri_param], artifact_class=cls,
                                                              reimport=False).output
                     kwargs[fp.importer] = imported[fp.importer]
-            for name, _ in RUNTIME.get(stage.name, ()):
+            for name, _ in RUNTIME:
                 kwargs[name] = {"kfp_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                "kfp_run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER}.get(name, args.get(name))
+                                "kfp_run_name": dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                                "mlflow_experiment": args.get("track__experiment")}.get(name, args.get(name))
             if stage.gate:
                 gate_stage = stage.gate.split(".")[0]
                 with dsl.If(tasks[gate_stage].outputs["Output"] == True, name=f"{gate_stage}-passed"):  # noqa: E712 (KFP condition)

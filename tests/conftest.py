@@ -6,12 +6,16 @@ in a couple of epochs; nothing is downloaded.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# No live MLflow run from the stages tests run (each would open a store: seconds per stage);
+# the tests of the live run set EDGEQAT_LIVE_RUN=1 for the processes they start.
+os.environ.setdefault("EDGEQAT_LIVE_RUN", "0")
 
 
 def synthetic_images(n: int, size: int = 16, classes: int = 4, channels: int = 1, seed: int = 0):

@@ -64,7 +64,8 @@ def static_gates(tags: dict[str, str], cfg: RegisterConfig) -> list[str]:
     reasons = []
     acc, drop, size = _num(tags, "accuracy"), _num(tags, "accuracy_drop"), _num(tags, "size_bytes")
     if acc is None:
-        reasons.append("no accuracy tag: not registered by edgeqat")
+        reasons.append("no accuracy tag: not registered by edgeqat (a version made with the MLflow UI's Register model "
+                       "carries none of the measurements the gates read; register it with `edgeqat stage register`)")
     elif acc < cfg.min_accuracy:
         reasons.append(f"accuracy {acc:.4f} < register.min_accuracy {cfg.min_accuracy}")
     if drop is not None and drop > cfg.max_accuracy_drop:

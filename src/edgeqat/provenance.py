@@ -45,3 +45,42 @@ def parse_tags(items: list[str]) -> dict[str, str]:
         k, v = t.split("=", 1)
         tags[k] = v
     return tags
+
+
+def raw_data_lineage(source: str, path: str | None, root: str | Path = ".") -> dict[str, str]:
+    """Where the raw data came from, as DVC knows it: the ``.dvc`` file of ``path`` (``dvc add``,
+    ``dvc import``, ``dvc import-url``: its hash, and the repository or URL it was imported from),
+    else the hash ``dvc.lock`` recorded for it as the prepare stage's dep. The built-in digits
+    have no DVC hash (they ship with scikit-learn)."""
+    import yaml
+
+    out = {"source": source}
+    if source == "digits" or not path:
+        out["path"] = "sklearn.datasets.load_digits (built in)"
+        return out
+    root, rel = Path(root), path.rstrip("/")
+    out["path"] = rel
+    dvcfile = root / f"{rel}.dvc"
+    try:
+        if dvcfile.is_file():
+            doc = yaml.safe_load(dvcfile.read_text()) or {}
+            outs = (doc.get("outs") or [{}])[0]
+            out["dvc_file"] = f"{rel}.dvc"
+            out["dvc_hash"] = str(outs.get("md5") or outs.get("etag") or outs.get("checksum") or "")
+            for dep in doc.get("deps") or []:  # an import: what it was imported from
+                repo = dep.get("repo") or {}
+                if repo:
+                    out["imported_from"] = f"{repo.get('url', '?')}:{dep.get('path', '')}@{repo.get('rev_lock', '?')}"
+                else:
+                    out["imported_from"] = str(dep.get("path", "?"))
+            return out
+        lock = root / "dvc.lock"
+        if lock.is_file():
+            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages") or {}
+            for dep in (stages.get("prepare") or {}).get("deps") or []:
+                if str(dep.get("path", "")).rstrip("/") == rel:
+                    out["dvc_hash"] = str(dep.get("md5") or dep.get("hash") or "")
+                    out["dvc_file"] = "dvc.lock (prepare's dep)"
+    except (OSError, yaml.YAMLError, AttributeError, IndexError, TypeError) as err:
+        out["unreadable"] = f"{type(err).__name__}: {err}"[:300]
+    return out

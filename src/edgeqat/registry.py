@@ -10,11 +10,14 @@ itself travels as ``code_paths`` so the model loads (``mlflow.pyfunc.load_model`
 ``mlflow models serve --env-manager local``) wherever mlflow, numpy, pandas and
 ai-edge-litert are installed; TensorFlow is never needed to predict.
 
-Promotion history: one registered-model tag per alias move, ``edgeqat.history.<utc>.<rand>``
-whose value is the JSON event. Tags live in the tracking server's database beside the
-aliases themselves (so they are as durable and as backed up as the registry), are shown
-in the UI, and an append is a single write of a fresh key: two writers can never lose
-each other's entries the way a read-modify-write JSON document would.
+Promotion history: one small JSON artifact per event (``history/edgeqat.history.<utc>.<rand>.json``)
+in a run of its own per registered model (experiment ``edgeqat-promotion-history``), so the
+history lives on the same tracking server as the aliases, and an append is a write of a fresh
+file: two writers never lose each other's entries the way a read-modify-write document would.
+The registered model itself carries two tags, whatever the history's length: where the history
+is (``edgeqat.history_run``) and the last event (``edgeqat.last_move``). History written by
+earlier versions, one registered-model tag per event (``edgeqat.history.<utc>.<rand>``), still
+reads, merged in time order.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeqat.tracking import open_store, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
+from edgeqat.tracking import mlflow_prints, open_store, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
 
 import mlflow.pyfunc
 import numpy as np
@@ -35,7 +38,12 @@ import numpy as np
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME
 
-HISTORY_PREFIX = "edgeqat.history."
+HISTORY_PREFIX = "edgeqat.history."  # an event's key; earlier versions: a registered-model tag each
+HISTORY_EXPERIMENT = "edgeqat-promotion-history"
+HISTORY_RUN_TAG = "edgeqat.history_run"  # on the registered model: the run holding its history
+LAST_MOVE_TAG = "edgeqat.last_move"  # on the registered model: the latest event, at a glance
+HISTORY_OF = "edgeqat.history_of"  # on the history run: the registered model's name
+HISTORY_DIR = "history"
 PKG_DIR = Path(__file__).resolve().parent
 # What the pyfunc model needs of edgeqat to load and predict (no TensorFlow), shipped as code_paths.
 MODEL_CODE = ("__init__.py", "errors.py", "io.py", "tracking.py", "registry.py", "quantization/__init__.py",
@@ -151,10 +159,15 @@ class Registry:
     def __init__(self, uri: str | None = None, root: str | Path = ".") -> None:
         from mlflow.tracking import MlflowClient
 
+        import threading
+
         self.root = Path(root)
         self.uri = uri or tracking_uri(self.root)
         open_store(self.uri, self.root)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self._events: dict[str, dict[str, Any]] = {}  # history events read or written: they never change
+        self._history_runs: dict[str, str] = {}  # model name -> its history run (never moves once made)
+        self._lock = threading.Lock()  # the receiver reads history from its reconcile thread too
 
     def _call(self, what: str, fn, *args, **kwargs):
         from mlflow.exceptions import MlflowException
@@ -200,7 +213,20 @@ class Registry:
                 break
             time.sleep(0.5)
             mv = self.client.get_model_version(name, mv.version)
+        self.link_logged_model(model_id, name, str(mv.version))
         return str(mv.version)
+
+    def link_logged_model(self, model_id: str, name: str, version: str) -> None:
+        """List the version on its LoggedModel's page (``mlflow.modelVersions``): a tracking
+        server does it itself; the embedded store does not."""
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        lm = self._call(f"logged model {model_id}", self.client.get_logged_model, model_id)
+        listed = json.loads(lm.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+        entry = {"name": name, "version": version}
+        if (name, version) not in {(m.get("name"), str(m.get("version"))) for m in listed}:
+            self._call(f"linking logged model {model_id} to {name!r} version {version}", self.client.set_logged_model_tags,
+                       model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*listed, entry])})
 
     def find_version(self, name: str, run_id: str, sha256: str) -> str | None:
         """The version of ``name`` already registered from run ``run_id`` for this file, if any."""
@@ -260,23 +286,94 @@ class Registry:
 
     # history
     def record(self, name: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Append ``event`` to ``name``'s history (a fresh artifact) and show it as the last move."""
         event = {"at": _now(), **event}
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         key = f"{HISTORY_PREFIX}{stamp}.{secrets.token_hex(4)}"
-        self._call(f"recording history on {name!r}", self.client.set_registered_model_tag,
-                   name, key, json.dumps(event, sort_keys=True))
+        run_id = self._history_run(name, create=True)
+        body = json.dumps(event, sort_keys=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{key}.json"
+            path.write_text(body)
+            self._call(f"recording history of {name!r}", self.client.log_artifact, run_id, str(path), HISTORY_DIR)
+        with self._lock:
+            self._events[key] = event
+        last = body if len(body) <= 5000 else json.dumps({k: event.get(k) for k in ("at", "action", "alias", "version", "by")})
+        self._call(f"tagging registered model {name!r}", self.client.set_registered_model_tag, name, LAST_MOVE_TAG, last)
         return {**event, "key": key}
 
-    def history(self, name: str) -> list[dict[str, Any]]:
+    def _history_run(self, name: str, create: bool) -> str | None:
+        """The run holding ``name``'s history: named by a registered-model tag, else found by
+        its own tag, else (``create``) made; two first writers racing keep the earliest run."""
+        from edgeqat.tracking import _experiment_id
+
+        with self._lock:
+            if name in self._history_runs:
+                return self._history_runs[name]
         rm = self._call(f"registered model {name!r}", self.client.get_registered_model, name)
-        out = []
-        for key, value in sorted((rm.tags or {}).items()):
+        known = (rm.tags or {}).get(HISTORY_RUN_TAG)
+        if known:
+            with self._lock:
+                self._history_runs[name] = known
+            return known
+        exp = self.client.get_experiment_by_name(HISTORY_EXPERIMENT)
+        if exp is None and not create:
+            return None
+        exp_id = exp.experiment_id if exp is not None else _experiment_id(self.client, HISTORY_EXPERIMENT, self.uri, self.root)
+
+        def find() -> Any:
+            runs = self._call("searching the history runs", self.client.search_runs, [exp_id],
+                              filter_string=f"tags.`{HISTORY_OF}` = '{name}'", max_results=10)
+            return min(runs, key=lambda r: (r.info.start_time, r.info.run_id)) if runs else None
+
+        run = find()
+        if run is None:
+            if not create:
+                return None
+            mine = self._call(f"creating the history run of {name!r}", self.client.create_run, exp_id,
+                              run_name=f"{name}: promotion history", tags={HISTORY_OF: name})
+            with mlflow_prints():  # MLflow's "View run at" lines
+                self.client.set_terminated(mine.info.run_id, "FINISHED")
+            run = find()
+            if run.info.run_id != mine.info.run_id:
+                self.client.delete_run(mine.info.run_id)
+        self._call(f"tagging registered model {name!r}", self.client.set_registered_model_tag, name, HISTORY_RUN_TAG,
+                   run.info.run_id)
+        with self._lock:
+            self._history_runs[name] = run.info.run_id
+        return run.info.run_id
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every recorded event of ``name``, oldest first: the history run's artifacts (each
+        downloaded once per process) and the tags earlier versions wrote."""
+        rm = self._call(f"registered model {name!r}", self.client.get_registered_model, name)
+        found: dict[str, dict[str, Any]] = {}
+        for key, value in (rm.tags or {}).items():
             if key.startswith(HISTORY_PREFIX):
                 try:
-                    out.append({**json.loads(value), "key": key})
+                    found[key] = json.loads(value)
                 except json.JSONDecodeError:
-                    out.append({"key": key, "unreadable": value})
-        return out
+                    found[key] = {"unreadable": value}
+        run_id = (rm.tags or {}).get(HISTORY_RUN_TAG) or self._history_run(name, create=False)
+        if run_id:
+            files = self._call(f"history of {name!r}", self.client.list_artifacts, run_id, HISTORY_DIR)
+            keys = [Path(f.path).name.removesuffix(".json") for f in files if f.path.endswith(".json")]
+            with self._lock:
+                missing = [k for k in keys if k not in self._events]
+            if missing:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = Path(self._call(f"downloading the history of {name!r}", self.client.download_artifacts,
+                                            run_id, HISTORY_DIR, tmp))
+                    for k in missing:
+                        try:
+                            event = json.loads((local / f"{k}.json").read_text())
+                        except (OSError, json.JSONDecodeError) as err:
+                            event = {"unreadable": f"{type(err).__name__}: {err}"}
+                        with self._lock:
+                            self._events[k] = event
+            with self._lock:
+                found.update({k: self._events[k] for k in keys if k in self._events})
+        return [{**event, "key": key} for key, event in sorted(found.items())]
 
     # export
     def download(self, name: str, version: str | int, dest: Path, subpath: str = "") -> Path:

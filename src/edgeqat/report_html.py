@@ -257,17 +257,3 @@ def render(summary: dict[str, Any], *, figures: dict[str, Any], budget_rows: dic
                      "<code>edgeqat recommend --device ...</code> searches one.</p>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-def headline(summary: dict[str, Any], variants: tuple[str, ...]) -> dict[str, Any]:
-    """The ten-odd numbers worth comparing across runs (DVC's metrics view)."""
-    vs = summary.get("variants", {})
-    # the test split's size: accuracies on different test splits do not compare
-    out: dict[str, Any] = {"test_images": summary.get("num_test"),
-                           "accuracy": {v: round(vs[v]["accuracy"], 4) for v in variants if v in vs},
-                           "size_kib": {v: round(vs[v]["size_bytes"] / 1024, 1) for v in variants if v in vs}}
-    devices = summary.get("devices") or {}
-    if devices:
-        out["devices_passed"] = sum(bool(d.get("passed")) for d in devices.values())
-        out["devices"] = len(devices)
-    return out

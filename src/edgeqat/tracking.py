@@ -37,6 +37,7 @@ def quiet_mlflow() -> None:
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")  # mlflow's loggers and alembic's
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run at": edgeqat prints pages itself
     for name in ("mlflow", "alembic", "sqlalchemy", "huey"):  # already set up if mlflow was imported first
         if logging.getLogger(name).level < logging.ERROR:
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -196,6 +197,25 @@ def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
         raise EdgeqatError(f"MLflow at {redact(uri)}: creating experiment {name!r}: {err.message}") from None
 
 
+# MLflow's UI loads a saved view of an experiment's runs table from this experiment tag (+ a key)
+# when its URL says ?viewStateShareKey=<key>; edgeqat's links open that view.
+VIEW_TAG = "mlflow.sharedViewState."
+VIEW_KEY = "edgeqat"
+
+
+def set_runs_view(client: Any, experiment_id: str, view: dict[str, Any]) -> None:
+    """Save the runs table's columns as the experiment's ``edgeqat`` view (once per change)."""
+    value = json.dumps(view, sort_keys=True)
+    if client.get_experiment(experiment_id).tags.get(VIEW_TAG + VIEW_KEY) != value:
+        client.set_experiment_tag(experiment_id, VIEW_TAG + VIEW_KEY, value)
+
+
+def experiment_page(uri: str, experiment_id: str, ui: str | None = None) -> str:
+    """The experiment's runs table in the MLflow UI, with edgeqat's columns."""
+    base = redact(ui or (uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000")).rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+
+
 def find_run(uri: str, experiment: str, tag: str, value: str, root: str | Path = ".") -> Any | None:
     """The newest run of ``experiment`` whose tag ``tag`` equals ``value`` (None if none)."""
     open_store(uri, root)  # the first call of a step: fail at once, not after the client's retries
@@ -225,6 +245,20 @@ class RunWriter:
         self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         self.finished = False
 
+    @classmethod
+    def resume(cls, *, uri: str, run_id: str, root: str | Path = ".") -> "RunWriter":
+        """An existing run (the execution's live run) to complete."""
+        open_store(uri, root)
+        self = cls.__new__(cls)
+        self.uri, self.root, self.client = uri, Path(root), client_for(uri)
+        run = self.client.get_run(run_id)
+        self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
+        self.experiment_id, self.finished = run.info.experiment_id, False
+        return self
+
+    def metric_keys(self) -> set[str]:
+        return set(self.client.get_run(self.run_id).data.metrics)
+
     def __enter__(self) -> "RunWriter":
         return self
 
@@ -234,21 +268,39 @@ class RunWriter:
                 self.client.set_terminated(self.run_id, "FAILED")
 
     def log_params(self, params: dict[str, Any]) -> None:
+        """The params the run does not hold yet: a live run's stages logged theirs as they started
+        (MLflow's params are immutable; a KFP task may have seen an artifact path for a file param)."""
         from mlflow.entities import Param
 
-        plist = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        have = self.client.get_run(self.run_id).data.params
+        plist = [Param(k, str(v)[:6000]) for k, v in sorted(params.items()) if k not in have]
         for i in range(0, len(plist), 100):  # MLflow caps params per batch at 100
             self.client.log_batch(self.run_id, params=plist[i:i + 100])
 
-    def log_metrics(self, metrics: dict[str, float], curves: dict[str, list[tuple[int, float]]] | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], curves: dict[str, list[tuple[int, float]]] | None = None, *,
+                    model_id: str | None = None, dataset: tuple[str, str] | None = None) -> None:
+        """``model_id``/``dataset`` (name, digest): link the values to a LoggedModel and the input
+        dataset, so the model's page lists them."""
         from mlflow.entities import Metric
 
         now = _ms(None)
-        mlist = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]
+        link = {"model_id": model_id, **({"dataset_name": dataset[0], "dataset_digest": dataset[1][:36]} if dataset else {})}
+        mlist = [Metric(k, float(v), now, 0, **link) for k, v in sorted(metrics.items())]
         for key, points in sorted((curves or {}).items()):
             mlist += [Metric(key, float(v), now, int(step)) for step, v in points]
         for i in range(0, len(mlist), 1000):
             self.client.log_batch(self.run_id, metrics=mlist[i:i + 1000])
+
+    def log_model_params(self, model_id: str, params: dict[str, Any]) -> None:
+        """The settings the LoggedModel was made with (its page's Parameters)."""
+        items = sorted((k, str(v)[:6000]) for k, v in params.items())
+        for i in range(0, len(items), 100):
+            self.client.log_model_params(model_id, dict(items[i:i + 100]))
+
+    def log_table(self, data: dict[str, list[Any]], artifact_file: str) -> None:
+        """A table artifact (MLflow shows it as a table)."""
+        with mlflow_prints():
+            self.client.log_table(self.run_id, data=data, artifact_file=artifact_file)
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -129,7 +129,8 @@ def test_report_fits_100_columns_and_wide_shows_every_column(tmp_path):
             rows.setdefault(line.split()[0], line)
     for name in _summary()["variants"]:  # whole names, every row
         assert name in rows and "0.070" in rows[name], out.stdout
-    assert "p90 ms" not in out.stdout  # narrow: some columns only with --wide
+    head = next(line for line in out.stdout.splitlines() if line.startswith("variant"))
+    assert "p90 ms" not in head and re.search(r"^--wide adds: .*p90 ms", out.stdout, re.M)  # said in one line
     assert re.search(r"^rpi_zero2w +yes +PASS", out.stdout, re.MULTILINE)
     assert "cortex_m4: model 184,168 bytes > flash 163,840 bytes; arena 40,208" in out.stdout  # the reasons, below
     assert re.search(r"^qat_int8 +301,449 +345,992 +152,960 +152,960 +152,960$", out.stdout, re.M), out.stdout  # stored bytes
@@ -155,7 +156,7 @@ def test_devices_fits_100_columns_and_says_it_as_json(tmp_path):
     out = edgeqat("devices", cwd=tmp_path, env={"COLUMNS": "100"})
     assert out.returncode == 0 and width(out.stdout) <= 100, out.stdout
     assert re.search(r"^cortex_m4 +mcu +tflm +CMSIS-NN +48 KiB +160 KiB +yes +Arm Cortex-M4", out.stdout, re.MULTILINE)
-    assert "…" in out.stdout  # the long titles are cut to fit
+    assert "…" not in out.stdout  # the long titles wrap between words, never cut
     wide = edgeqat("devices", "--wide", cwd=tmp_path, env={"COLUMNS": "100"})
     assert "Mid-range Android phone CPU (Pixel 3a class, Snapdragon 670, 2 big + 6 little cores)" in wide.stdout
     assert json.loads(edgeqat("devices", "--json", cwd=tmp_path).stdout)["cortex_m4"]["runtime"] == "tflm"
@@ -196,3 +197,104 @@ def test_a_stage_prints_only_its_own_lines(tmp_path, tiny_npz):
     assert len(foreign) <= 5, "\n".join(foreign)
     assert len([line for line in lines if re.match(r"\[edgeqat\] train epoch \d/2: loss=", line)]) == 2, lines
     assert len([line for line in lines if re.match(r"\[edgeqat\] convert \d/2: \w+: [\d,]+ bytes", line)]) == 2, lines
+
+
+# --- no table cuts a number or a name -------------------------------------------------------------
+
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?")
+
+
+def _cells(text: str) -> set[str]:
+    return {t for line in text.splitlines() for t in re.split(r"\s{2,}|\s(?=[-+]?\d)", line.strip()) if t}
+
+
+def _json_numbers(obj) -> set[float]:
+    if isinstance(obj, dict):
+        return set().union(*map(_json_numbers, obj.values())) if obj else set()
+    if isinstance(obj, list):
+        return set().union(*map(_json_numbers, obj)) if obj else set()
+    return {float(obj)} if isinstance(obj, (int, float)) and not isinstance(obj, bool) else set()
+
+
+def _shown_whole(number: str, values: set[float]) -> bool:
+    """A number as a table shows it (separators, rounding, a percent) is one of the JSON's values."""
+    n = float(number.replace(",", "").lstrip("+"))
+    decimals = len(number.split(".")[1]) if "." in number else 0
+    return any(abs(round(v, decimals) - n) < 10 ** -decimals / 2 + 1e-12 or abs(round(v * 100) - n) < 0.5 or
+               abs(v / 1024 - n) < 0.5 or abs(v / 1024 ** 2 - n) < 0.5 for v in values)
+
+
+@pytest.mark.parametrize("columns", ["80", "100"])
+def test_every_table_shows_each_number_and_name_whole(tmp_path, columns):
+    """At 80 and 100 columns: each number in `edgeqat report` and `edgeqat devices` is a value of
+    their --json (whole, not 501,44 for 501,449), each variant and device name is whole, nothing is
+    cut with an ellipsis, and what is left out is named in one line."""
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "summary.json").write_text(json.dumps(_summary()))
+    for command in (["report"], ["devices"]):
+        out = edgeqat(*command, cwd=tmp_path, env={"COLUMNS": columns})
+        data = json.loads(edgeqat(*command, "--json", cwd=tmp_path).stdout)
+        assert out.returncode == 0, out.stderr
+        assert width(out.stdout) <= int(columns) and "…" not in out.stdout, out.stdout
+        # the JSON's numbers, and those its texts quote (a device's reasons name its budgets)
+        values = _json_numbers(data) | {float(n.replace(",", "")) for n in NUMBER.findall(json.dumps(data))}
+        table = "\n".join(line for line in out.stdout.splitlines() if not line.startswith(("Test split", "Pareto")))
+        cut = [n for n in NUMBER.findall(table) if not _shown_whole(n, values)]
+        assert not cut, (cut, out.stdout)
+        names = set(data.get("variants", data)) | set(data.get("devices", {}))
+        firsts = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+        assert names <= firsts | {n for n in names if n in out.stdout.split()}, names - firsts
+        assert len([line for line in out.stdout.splitlines() if line.startswith("--wide adds: ")]) >= (columns == "80")
+
+
+def test_help_shows_plain_placeholders_in_panels_everyday_commands_first():
+    out = edgeqat("--help", env={"COLUMNS": "100"}).stdout
+    panels = re.findall(r"╭─ ([^─]+?) ─", out)
+    assert panels[:2] == ["Options", "Results and models"] and panels[-1] == "Project set-up", panels
+    assert out.index(" report ") < out.index(" generate ") and out.index(" report ") < out.index(" check-params ")
+    for command in (["promote", "--help"], ["validate", "--help"], ["stage", "track", "--help"], ["export", "--help"]):
+        text = edgeqat(*command, env={"COLUMNS": "100"}).stdout
+        assert not re.search(r"<(str|int|float|bool|path|list\[[a-z]+\])>", text), (command, text)
+    promote = edgeqat("promote", "--help", env={"COLUMNS": "100"}).stdout
+    assert "Usage: edgeqat promote [OPTIONS] VERSION" in promote and re.search(r"--alias +ALIAS ", promote)
+    assert re.search(r"--force +Promote", promote)  # a flag: no placeholder
+    validate = edgeqat("validate", "--help", env={"COLUMNS": "100"}).stdout
+    assert re.search(r"--device +-d +DEVICE ", validate) and re.search(r"--latency-runs +INTEGER", validate)
+
+
+def test_dvc_metrics_show_fits_100_columns(tmp_path):
+    """The headline file the report stage writes, as `dvc metrics show` prints it."""
+    from edgeqat.run_layout import dvc_headline
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "metrics").mkdir()
+    head = dvc_headline(_summary(), gate_passed=True)
+    (tmp_path / "metrics" / "headline.json").write_text(json.dumps(head))
+    (tmp_path / "dvc.yaml").write_text("metrics:\n- metrics/headline.json\n")
+    out = subprocess.run([str(BIN / "dvc"), "metrics", "show"], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "100"})
+    assert out.returncode == 0, out.stderr
+    print(f"\ndvc metrics show: {width(out.stdout)} columns\n{out.stdout}")
+    assert width(out.stdout) <= 100 and len(head) <= 6, out.stdout
+    assert all(k in out.stdout for k in head) and "…" not in out.stdout
+
+
+@pytest.mark.slow
+def test_ui_starts_the_mlflow_ui_on_loopback_and_print_only_says_how(tmp_path):
+    from integration.conftest import free_port, stop_process_group, wait_until_up
+
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    printed = edgeqat("ui", "--print", cwd=tmp_path, env=env)
+    assert printed.returncode == 0 and f"--backend-store-uri sqlite:///{tmp_path.resolve()}/mlflow.db" in printed.stdout
+    assert "--host 127.0.0.1" in printed.stdout
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "edgeqat"), "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_up(proc, f"http://127.0.0.1:{port}", log, timeout=180)
+        assert f"MLflow UI on http://127.0.0.1:{port}" in log.read_text()
+    finally:
+        stop_process_group(proc)

@@ -30,7 +30,8 @@ def _run(cwd, params: str, check: bool = True, **env):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("kfp-local")
-    proc, result, wall = _run(tmp_path, tiny_params(), EDGEQAT_RECORD_CONFIGS=str(tmp_path / "configs"))
+    proc, result, wall = _run(tmp_path, tiny_params(), EDGEQAT_RECORD_CONFIGS=str(tmp_path / "configs"),
+                              EDGEQAT_LIVE_RUN="1")
     print(f"\nkfp.local pipeline wall time: {wall:.1f} s")
     return tmp_path, proc, result
 
@@ -80,10 +81,15 @@ def test_local_run_of_the_compiled_pipeline(local_run):
     assert tags["orchestrator"] == "kubeflow" and tags["trigger"] == "local" and tags["purpose"] == "test"
     assert tags["data_sha256"] == summary["data_sha256"]
     assert mlrun.data.params["qat.epochs"] == "1" and mlrun.data.params["prepare.image_size"] == "8"
-    for key in ("prepare/num_train", "train/test_accuracy", "qat/test_accuracy",
-                "convert/qat_int8.size_bytes", "evaluate/qat_int8.accuracy", "validate/cortex_m7.passed"):
+    for key in ("headline/accuracy", "variants/qat_int8.accuracy", "variants/qat_int8.size_bytes",
+                "validation/cortex_m7.passed", "training/baseline/train.val_accuracy"):
         assert key in mlrun.data.metrics, key
-    epochs = len(client.get_metric_history(result["run_id"], "train/curve.accuracy"))
+    # one live run: every task logged to it while it worked, named after the KFP run
+    assert mlrun.info.run_name == result["kfp_run_name"] and tags["edgeqat.execution"] == f"kfp-{result['kfp_run_id']}"
+    assert all(tags.get(f"edgeqat.stage.{s.name}", "").startswith("finished") for s in STAGES), tags
+    assert len(client.search_runs([mlrun.info.experiment_id])) == 1
+    assert len([k for k in mlrun.data.metrics if not k.startswith("system/")]) <= 70
+    epochs = len(client.get_metric_history(result["run_id"], "training/baseline/train.val_accuracy"))
     assert epochs == json.loads((job / "train" / "train_metrics").read_text())["epochs_run"]
     # one run holds the registered model: a LoggedModel of this run, which the version points at
     assert tags["edgeqat.model.qat_int8"] in {o.model_id for o in mlrun.outputs.model_outputs}

@@ -23,6 +23,7 @@ def _workspace(root: Path, started: datetime) -> Path:
         d.mkdir(parents=True)
     (metrics / "prepare.json").write_text(json.dumps({"num_train": 100, "data_sha256": SHA, "counts": {"train": {"a": 60}}}))
     (metrics / "evaluate.json").write_text(json.dumps({"qat_int8": {"accuracy": 0.97, "size_bytes": 1234}}))
+    (reports / "evaluation.json").write_text(json.dumps({"variants": {"qat_int8": {"accuracy": 0.97, "size_bytes": 1234}}}))
     (plots / "train_history.csv").write_text("epoch,loss,accuracy,val_loss,val_accuracy\n1,1.0,0.5,1.1,0.4\n2,0.5,0.8,0.6,0.7\n")
     (reports / "summary.md").write_text("| variant |\n")
     (root / "data" / "prepared" / "meta.json").write_text(json.dumps({
@@ -46,10 +47,13 @@ def test_track_logs_one_complete_run_to_a_real_server(mlflow_server, tmp_path):
     client = MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["prepare/num_train"] == 100  # one section per stage in the MLflow UI
-    assert not [k for k in run.data.metrics if k.startswith("prepare/counts.")]  # per-class counts are not metrics
-    assert run.data.metrics["evaluate/qat_int8.accuracy"] == pytest.approx(0.97)
-    assert run.data.metrics["evaluate/qat_int8.latency_p50_ms"] == pytest.approx(0.5)  # from the timings
+    # measurements worth a chart are metrics, in the sections the UI lists; the rest is one table
+    assert run.data.metrics["variants/qat_int8.accuracy"] == pytest.approx(0.97)
+    assert not [k for k in run.data.metrics if k.startswith("prepare/")]  # counts and split sizes: the table
+    table = json.loads(Path(client.download_artifacts(info["run_id"], "tables/stage_metrics.json", str(ws))).read_text())
+    rows = {(r[0], r[1]): r[2] for r in table["data"]}
+    assert rows[("prepare", "num_train")] == 100 and rows[("prepare", "counts.train.a")] == 60
+    assert rows[("evaluate", "timings.qat_int8.latency_p50_ms")] == pytest.approx(0.5)  # from the timings
     assert run.data.params["qat.epochs"] == "2" and run.data.params["prepare.source"] == "digits"
     assert run.data.tags["data_sha256"] == SHA and run.data.tags["trigger"] == "test"
     assert "edgeqat pipeline run" in run.data.tags["mlflow.note.content"]  # the description
@@ -57,9 +61,10 @@ def test_track_logs_one_complete_run_to_a_real_server(mlflow_server, tmp_path):
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     # the execution's real start (its first stage), not the moment track ran
     assert abs(run.info.start_time - int(started.timestamp() * 1000)) < 1000
-    hist = client.get_metric_history(info["run_id"], "train/curve.val_accuracy")
+    hist = client.get_metric_history(info["run_id"], "training/baseline/train.val_accuracy")
     assert [(m.step, m.value) for m in hist] == [(1, 0.4), (2, 0.7)]
-    assert [a.path for a in client.list_artifacts(info["run_id"], "reports")] == ["reports/summary.md"]
+    assert [a.path for a in client.list_artifacts(info["run_id"], "reports")] == ["reports/evaluation.json",
+                                                                                   "reports/summary.md"]
     dataset = run.inputs.dataset_inputs[0].dataset
     assert dataset.digest == SHA[:36] and dataset.source_type == "dvc"
     assert json.loads(dataset.source)["path"] == "data/prepared"

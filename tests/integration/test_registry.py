@@ -74,8 +74,9 @@ def built(tmp_path_factory, tiny_prepared, server_proc):
 
     d = tmp_path_factory.mktemp("built")
     train(TrainConfig(model="dscnn", alpha=0.25, epochs=4, batch_size=8, learning_rate=0.01, early_stopping_patience=0),
-          tiny_prepared, d / "fp32.keras")
-    qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5")
+          tiny_prepared, d / "fp32.keras", history_path=d / "plots" / "train_history.csv")
+    qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5",
+        history_path=d / "plots" / "qat_history.csv")
     convert(ConvertConfig(variants=["fp32", "qat_int8"]), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite")
     started = datetime.now(timezone.utc)
     result = evaluate(EvaluateConfig(latency_runs=3, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
@@ -119,6 +120,7 @@ def _workspace(built, ws: Path, which: str = "good", recommend: dict[str, float 
     shutil.copytree(d / "tflite", ws / "models" / "tflite")
     shutil.copy(d / "fp32.keras", ws / "models" / "fp32.keras")
     shutil.copytree(d / "metrics", ws / "metrics")
+    shutil.copytree(d / "plots", ws / "plots")  # the training curves
     shutil.copytree(d / "timings", ws / "logs" / "timings")
     (ws / "reports").mkdir()
     for f in ("summary.json", "summary.md"):
@@ -284,7 +286,11 @@ def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(
     assert run.data.tags["edgeqat.fingerprint"] == read_json(ws / "reports" / "tracked.json")["fingerprint"]
     assert {a.path for a in reg.client.list_artifacts(run_id)} >= {"models", "reports"}
     assert {a.path for a in reg.client.list_artifacts(run_id, "models")} >= {"models/fp32.keras", "models/tflite"}
-    assert run.data.metrics["evaluate/qat_int8.accuracy"] == pytest.approx(row["accuracy"])
+    assert run.data.metrics["variants/qat_int8.accuracy"] == pytest.approx(row["accuracy"])
+    # the LoggedModel's page: the headline measured on it, the settings it was made with
+    logged = reg.client.get_logged_model(model_id)
+    assert {m.key: m.value for m in logged.metrics}["headline/accuracy"] == pytest.approx(round(row["accuracy"], 4))
+    assert logged.params["register.variant"] == "qat_int8"
 
     model = load_pyfunc(f"models:/{NAME}@challenger", url)
     x, _ = load_split_arrays(built["prepared"] / "test")
@@ -400,6 +406,53 @@ def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_
 
 
 # --- concurrency ---------------------------------------------------------------------------
+
+
+# 50 promotions (the issue's figure) take ~11 s against the server at a load of 5 on 2 cores: slow
+# tier; 8 (more events than the 5 tags allowed) keep the bound in the fast tier in ~2 s.
+@pytest.mark.parametrize("moves", [8, pytest.param(50, marks=pytest.mark.slow)])
+def test_many_promotions_keep_the_model_tags_bounded_and_the_whole_history(url, v_good, reg, tmp_path, moves):
+    """The history is one artifact per event in a run of its own; the registered model keeps only
+    where it is and the last move. History written by earlier versions (a tag per event) still reads."""
+    from edgeqat.promotion import promote
+    from edgeqat.registry import HISTORY_PREFIX
+
+    name = f"history-it-{moves}"
+    cfg = CFG.model_copy(update={"model_name": name})
+    reg.ensure_model(name)
+    model_id = _logged_model_of(reg, NAME, v_good["version"])
+    tags = {k: v for k, v in reg.version(NAME, v_good["version"])["tags"].items() if not k.startswith("edgeqat.")}
+    versions = [reg.create_version(name, model_id, v_good["run_id"], tags, "history test") for _ in range(2)]
+    old = {f"{HISTORY_PREFIX}20200101T000000000000.0000aaaa": {"action": "promote", "alias": "champion", "version": "1",
+                                                                "by": "edgeqat 0.x", "at": "2020-01-01T00:00:00"},
+           f"{HISTORY_PREFIX}20200101T000001000000.0000bbbb": {"action": "refused", "alias": "champion", "version": "2",
+                                                                "by": "edgeqat 0.x", "at": "2020-01-01T00:00:01"}}
+    for key, event in old.items():  # as edgeqat before this version recorded it
+        reg.client.set_registered_model_tag(name, key, json.dumps(event))
+    t0 = time.monotonic()
+    for i in range(moves):
+        promote(reg, cfg, name, versions[i % 2], reason=f"promotion {i}", by="history test")
+    print(f"\n{moves} promotions: {time.monotonic() - t0:.1f} s")
+    ours = [k for k in reg.registered_model(name)["tags"] if k.startswith("edgeqat.")]
+    assert len(ours) <= 5, ours
+    res = cli(url, "history", "--model", name, "--json")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    events = json.loads(res.stdout)[name]
+    assert [e.get("reason") for e in events if e.get("by") == "history test"] == [f"promotion {i}" for i in range(moves)]
+    assert [e["key"] for e in events[:2]] == list(old)  # the old tags first: time order
+    t0 = time.monotonic()
+    table = cli(url, "history", "--model", name, "--wide")
+    print(f"edgeqat history ({moves + 2} events, in-process): {time.monotonic() - t0:.1f} s")
+    shown = re.findall(r"promotion (\d+)\b", table.stdout)
+    assert sorted(map(int, shown)) == list(range(moves)) and table.stdout.count("edgeqat 0.x") == 2
+    from edgeqat.adapters.cli.app import app
+
+    for columns in ("80", "100"):  # narrow: times and versions whole, the reasons wrap between words
+        narrow = CliRunner().invoke(app, ["history", "--model", name, "--params", os.environ["EDGEQAT_IT_PARAMS"]],
+                                    env={"MLFLOW_TRACKING_URI": url, "COLUMNS": columns}).stdout
+        assert "…" not in narrow and max(map(len, narrow.splitlines())) <= int(columns), narrow
+        rows = [line.split() for line in narrow.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line)]
+        assert len(rows) == moves + 2 and {r[4] for r in rows[2:]} == set(versions), rows[:3]
 
 
 def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_versions_and_aliases(
@@ -625,6 +678,25 @@ def test_webhook_records_a_champion_removed_in_the_ui(url, reg, receiver, v_good
     assert res.exit_code == 0, res.output + repr(res.exception)
     wait_for(lambda: _export_json(receiver).get("champion_set") is True, what="the new champion to be deployed")
     assert _export_json(receiver)["version"] == v_good["version"] and not receiver.rcv.errors
+
+
+def test_a_version_registered_in_the_ui_gets_no_alias_through_the_receiver(url, reg, receiver, v_good):
+    """The MLflow UI's "Register model" button on a LoggedModel's page: a version from the very
+    model edgeqat registered, without the measurements register tags. As champion it fails the
+    same gates, so the receiver puts the champion back."""
+    previous = reg.alias_version(NAME, "champion")
+    model_id = _logged_model_of(reg, NAME, v_good["version"])
+    mv = reg.client.create_model_version(NAME, f"models:/{model_id}", run_id=v_good["run_id"], model_id=model_id)
+    clicked = str(mv.version)
+    _logged_model_of(reg, NAME, clicked)  # the server links it to the LoggedModel like any version
+    set_alias_rest(url, clicked)
+    wait_for(lambda: "revert" in _actions(reg, previous) and reg.alias_version(NAME, "champion") == previous,
+             what="the receiver to revert the champion set on a UI-registered version")
+    receiver.rcv.drain()
+    v = reg.version(NAME, clicked)
+    assert "no accuracy tag: not registered by edgeqat" in v["tags"]["edgeqat.rejected"]
+    assert v["description"].startswith("**edgeqat rejected this version as champion** on ")
+    assert _export_json(receiver)["version"] == previous and not receiver.rcv.errors
 
 
 def test_a_passing_champion_set_while_the_receiver_was_down_is_exported_on_start(url, reg, receiver, v_good):

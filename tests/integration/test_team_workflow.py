@@ -122,6 +122,12 @@ def test_ci_run_retrains_on_new_data_registers_a_challenger_and_does_nothing_whe
     v2 = client.get_model_version(MODEL, "2")
     model_id = v2.source.removeprefix("models:/")
     assert client.get_logged_model(model_id).source_run_id == v2.run_id
+    # the run says what started it, and traces its data to the .dvc file the team committed
+    mlrun = client.get_run(v2.run_id)
+    assert mlrun.info.run_name.startswith("ci manual "), mlrun.info.run_name
+    raw = json.loads(mlrun.inputs.dataset_inputs[0].dataset.source)["raw"]
+    dvc_md5 = yaml.safe_load((a / "data" / "raw" / "data.npz.dvc").read_text())["outs"][0]["md5"]
+    assert raw["dvc_file"] == "data/raw/data.npz.dvc" and raw["dvc_hash"] == dvc_md5
 
     third, t3 = ci_run(a, env)
     assert third.returncode == 0, third.stderr[-3000:]
@@ -180,7 +186,8 @@ def test_make_demo_in_a_fresh_clone_leaves_git_clean_and_a_clean_run(team):
     git(c, "commit", "-q", "-m", "Makefile")
     venv = Path(BIN).parent
     # -o: the venv exists already (the test runs in it); a demo would otherwise install into it
-    proc = run(["make", "-o", f"{venv}/bin/edgeqat", "demo", f"VENV={venv}"], c, {"MLFLOW_TRACKING_URI": ""})
+    proc = run(["make", "-o", f"{venv}/bin/edgeqat", "demo", f"VENV={venv}"], c,
+               {"MLFLOW_TRACKING_URI": "", "EDGEQAT_LIVE_RUN": "1"})  # live, as a user's demo runs
     assert re.search(r"^variant +accuracy ", proc.stdout, re.M) and re.search(r"^qat_int8 +0\.\d{4} ", proc.stdout, re.M)
     # DVC skipped evaluate here, yet host latency is shown: the record committed with the results
     assert not (c / "logs" / "timings" / "evaluate.json").exists()
@@ -188,12 +195,19 @@ def test_make_demo_in_a_fresh_clone_leaves_git_clean_and_a_clean_run(team):
     said = re.sub(r"\s+", " ", proc.stdout)  # the intro line is wrapped to the terminal's width
     assert "from reports/host_latency.json, measured when these models were built" in said, said[:3000]
     assert "p50 ms (host)" in (c / "reports" / "report.html").read_text()
+    # it ends with what to do next: the UI, promote the version it registered, export
+    assert re.search(r"edgeqat ui +#", proc.stdout) and re.search(r"edgeqat promote 1 +#", proc.stdout), proc.stdout
+    assert re.search(r"edgeqat export +#", proc.stdout)
     assert run(["git", "status", "--porcelain"], c).stdout.strip() == ""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{c / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    # one run. The clone pulled every result from the DVC remote, so `dvc repro` ran no stage and
+    # opened no live run: the demo's own `edgeqat stage track` logged the execution from the files.
+    assert stages_run(proc.stdout + proc.stderr) == []
     assert len(runs) == 1 and runs[0].data.tags["git_dirty"] == "false"
+    assert runs[0].data.tags["edgeqat.execution"].startswith("cli-") and runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["git_commit"] == run(["git", "rev-parse", "HEAD"], c).stdout.strip()
     assert runs[0].info.end_time > runs[0].info.start_time
     team["c"] = c

@@ -268,3 +268,45 @@ def test_a_restarted_receiver_catches_up_with_a_move_made_while_it_was_down(requ
         assert_deployed(receiver, reg, good2, built)
         assert reg.alias_version(NAME, ALIAS) == good2
         assert ALIAS in ui.shown_aliases(good2)
+
+
+# --- the run page -----------------------------------------------------------------------------
+
+
+def _on_first_screen(driver, keys: list[str]) -> dict[str, bool]:
+    """Whether the chart of each metric key has its title within the window, unscrolled (the UI
+    titles a chart with the key's last part and keeps the whole key as the title attribute)."""
+    return driver.execute_script("""
+        const out = {};
+        for (const k of arguments[0]) {
+          const el = document.querySelector(`h4[title="${k}"]`), r = el && el.getBoundingClientRect();
+          out[k] = !!r && r.width > 0 && r.top >= 0 && r.bottom <= window.innerHeight;
+        }
+        return out;""", keys)
+
+
+def test_the_run_page_opens_on_the_headline_and_the_training_curves(ui, versions, url):
+    """The run's Model metrics tab: the headline's charts, then the FP32 baseline's curves, on the
+    first screen (1400x1000); the experiment's runs table, opened as edgeqat links it, shows
+    accuracy, size and the gate."""
+    from edgeqat.tracking import experiment_page, get_run
+
+    run_id = versions["good"]["tracked"]["run_id"]
+    exp_id = get_run(run_id, url).info.experiment_id
+    keys = ["headline/accuracy", "headline/size_kib", "headline/devices_passed",
+            "training/baseline/train.loss", "training/baseline/train.val_accuracy"]
+    with ui.step("run-page-model-metrics"):
+        ui.driver.get("about:blank")
+        ui.driver.get(f"{url}/#/experiments/{exp_id}/runs/{run_id}/model-metrics")
+        ui.wait(60).until(lambda d: all(_on_first_screen(d, keys).values()))
+        assert ui.driver.find_elements("css selector", "h4[title^='training/']")  # curves, not only the headline
+        # drawn: the curve charts hold plotted lines
+        ui.wait(30).until(lambda d: len(d.find_elements("css selector", "svg .scatterlayer .trace")) >= 2)
+    with ui.step("runs-table-with-headline-columns"):
+        ui.driver.get("about:blank")
+        ui.driver.get(experiment_page(url, exp_id))
+        columns = ["metrics.`headline/accuracy`", "metrics.`headline/size_kib`", "metrics.`headline/devices_passed`",
+                   "tags.`edgeqat.gate`"]
+        ui.wait(60).until(lambda d: all(d.find_elements("css selector", f'.ag-header-cell[col-id="{c}"]') for c in columns))
+        cells = ui.driver.find_elements("css selector", f'.ag-cell[col-id="{columns[0]}"]')
+        assert {c.text for c in cells} == {"0.25"}, [c.text for c in cells]  # the runs' accuracy, in the table

@@ -131,7 +131,7 @@ def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
     for stage in STAGES:
         spec = COMPONENTS[stage.name].component_spec
         params = {n for n, i in (spec.inputs or {}).items() if not i.type.startswith("system.")}
-        assert params == {kfp_name(k) for k in stage_keys(stage)} | {n for n, _ in RUNTIME.get(stage.name, ())}, stage.name
+        assert params == {kfp_name(k) for k in stage_keys(stage)} | {n for n, _ in RUNTIME}, stage.name
         artifacts_in = {n for n, i in (spec.inputs or {}).items() if i.type.startswith("system.")}
         assert artifacts_in == {p.name for p in stage.inputs if p.kfp} | {f.importer for f in stage.file_params if f.importer}
         outs = set(spec.outputs or {}) - {"Output"}

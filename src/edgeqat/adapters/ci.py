@@ -58,8 +58,9 @@ def _tool(name: str) -> str:
     return str(here) if here.exists() else (shutil.which(name) or name)
 
 
-def _run(cmd: list[str], root: Path, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+def _run(cmd: list[str], root: Path, check: bool = True, quiet: bool = False,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env={**os.environ, **env} if env else None)
     if not quiet and proc.stderr.strip():
         sys.stderr.write(proc.stderr)
     if check and proc.returncode != 0:
@@ -68,8 +69,9 @@ def _run(cmd: list[str], root: Path, check: bool = True, quiet: bool = False) ->
     return proc
 
 
-def dvc(root: Path, *args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
-    return _run([_tool("dvc"), *args], root, check=check, quiet=quiet)
+def dvc(root: Path, *args: str, check: bool = True, quiet: bool = False,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return _run([_tool("dvc"), *args], root, check=check, quiet=quiet, env=env)
 
 
 def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -299,7 +301,9 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
     todo = changed_stages(root)
     if todo:
         log(f"ci: dvc repro ({len(todo)} stage(s) changed: {', '.join(todo)})")
-        out = dvc(root, "repro", check=False)
+        # the execution's live MLflow run is named for what started it (edgeqat.adapters.live)
+        commit = git(root, "rev-parse", "--short=8", "HEAD", check=False).stdout.strip() or "unknown"
+        out = dvc(root, "repro", check=False, env={"EDGEQAT_RUN_NAME": f"ci {trigger} {commit}"})
         sys.stderr.write(out.stdout)
         res.stages_run = stages_in(out.stdout)
         if out.returncode != 0 and not _gate_failed(root, params):  # a failed gate is reported below

@@ -76,14 +76,41 @@ def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
     write_json(Path(folder) / f"{stage.name}.json", dump)
 
 
+def _watched(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path], table: tuple[Stage, ...],
+             runtime: Any, first: Any, kwargs: dict[str, Any]) -> Any:
+    """The step call, watched: live MLflow logging around it, every epoch heard, a failure recorded."""
+    import inspect
+
+    from edgeqat.adapters.live import StageWatch
+    from edgeqat.observe import observing
+
+    fn = step_function(stage)
+    watch = StageWatch(stage, params, root, runtime, table).start()
+    try:
+        if "live_run" in inspect.signature(fn).parameters:
+            kwargs["live_run"] = watch.run_for_step()
+        with observing(watch.epoch):
+            result = fn(first, **kwargs) or {}
+        watch.succeeded(paths)
+        return result
+    except BaseException as err:
+        watch.failed(err)
+        raise
+    finally:
+        watch.close()
+
+
 def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
               overrides: Mapping[str, str | Path | None] | None = None, extra: Mapping[str, Any] | None = None,
-              table: tuple[Stage, ...] = STAGES, protect: Mapping[str, Path] | None = None) -> dict[str, Any]:
+              table: tuple[Stage, ...] = STAGES, protect: Mapping[str, Path] | None = None,
+              runtime: Any = None) -> dict[str, Any]:
     """Call the stage's step with its configs and the workspace paths of its ports; write the
     run-varying figures it returns under ``timings`` to its timings file. Returns the metrics.
 
     Outputs are checked first (:func:`check_outputs`); an output folder written away from
-    the table's path gets :data:`edgeqat.io.OUTPUT_MARKER`, so the next run may replace it."""
+    the table's path gets :data:`edgeqat.io.OUTPUT_MARKER`, so the next run may replace it.
+    Meanwhile the stage logs to its execution's live MLflow run (:mod:`edgeqat.adapters.live`;
+    ``runtime``: what KFP says about it); a step that takes ``live_run`` (track) gets that run."""
     from edgeqat.stages import stage as find
 
     stage = find(stage, table) if isinstance(stage, str) else stage
@@ -100,7 +127,7 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
     keys = {k.split(".")[1] for k in stage.keys}
     _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in keys})
     started = datetime.now(timezone.utc)
-    result = step_function(stage)(first, **kwargs) or {}
+    result = _watched(stage, params, root, paths, table, runtime, first, kwargs)
     from edgeqat.io import mark_output
 
     for port in stage.outputs:

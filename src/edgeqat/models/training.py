@@ -81,8 +81,10 @@ def _say_restored(stopper: Any, tag: str, ran: int, epochs: int, patience: int) 
 def progress_callback(keras: Any, tag: str, epochs: int, on_epoch_end: Any = None) -> Any:
     """A Keras callback showing the epochs, and the batches and validation of the current one
     (edgeqat.progress: bars on a terminal, one line per epoch in a log). ``on_epoch_end(model,
-    logs)`` may add to an epoch's logs first (they go into the history). Call ``close()`` after
-    fit, also when it raised."""
+    logs)`` may add to an epoch's logs first (they go into the history). Each finished epoch is
+    also reported to :mod:`edgeqat.observe` (the stage runner logs it live). Call ``close()``
+    after fit, also when it raised."""
+    from edgeqat.observe import epoch_end as observed
     from edgeqat.progress import bar
 
     class Bars(keras.callbacks.Callback):
@@ -117,6 +119,7 @@ def progress_callback(keras: Any, tag: str, epochs: int, on_epoch_end: Any = Non
             self.steps["fit"] = self.batches.count
             self.batches = self._closed(self.batches)
             self.epochs.done(" ".join(f"{k}={v:.4f}" for k, v in logs.items()))
+            observed(tag, epoch + 1, {k: float(v) for k, v in logs.items() if np.ndim(v) == 0})
 
         @staticmethod
         def _closed(b: Any) -> None:

@@ -1,7 +1,8 @@
 """report: the run's outputs -> reports/report.html (one self-contained page), its figures as
-PNGs (logged to MLflow with the reports), and metrics/headline.json (the few numbers
-`dvc metrics show/diff` and `dvc exp show` compare, and ``gate_passed``: whether the model may be
-registered, so an experiment whose gate failed says so in `dvc exp show`)."""
+PNGs (logged to MLflow with the reports), and metrics/headline.json (the validated model's few
+numbers that `dvc metrics show/diff` and `dvc exp show` compare, within 100 columns, and
+``gate_passed``: whether the model may be registered, so an experiment whose gate failed says
+so in `dvc exp show`; every variant's numbers are in metrics/evaluate.json)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_bytes, write_json, write_text
 from edgeqat.report import chance_warning, registry_gate, with_latency
-from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, headline, render
-
-# The variants the headline file compares, those converted (the registered one among them).
-HEADLINE_VARIANTS = ("fp32", "ptq_int8", "qat_int8", "pqat_int8", "channel_pruned_qat_int8", "cqat_int8", "pcqat_int8")
+from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, render
+from edgeqat.run_layout import dvc_headline
 
 
 def _png_bytes(fig: Any) -> bytes:
@@ -73,8 +72,7 @@ def report(
     html = render(with_latency(summary, latency), figures=embedded, budget_rows=rows,
                   recommendation=read_json(rec_file) if rec_file.is_file() else None, warning=warning)
     write_text(html_out, html)
-    head = {**headline(summary, HEADLINE_VARIANTS),
-            "gate_passed": not registry_gate(summary, register.variant, register.chance_margin)}
+    head = dvc_headline(summary, gate_passed=not registry_gate(summary, register.variant, register.chance_margin))
     write_json(headline_path, head)
     log(f"report: {html_out} ({len(html) // 1024} KiB, {len(embedded)} figures)")
     return head

@@ -1,24 +1,29 @@
-"""track: log the whole pipeline execution to MLflow as one run, from the workspace the stages wrote.
+"""track: complete the execution's MLflow run, from the workspace the stages wrote.
 
-One run holds everything: every params key, every stage's metrics under the same keys each
-time, one section per stage (``train/test_accuracy``, ``evaluate/qat_int8.accuracy``), the host timings, the
-training curves, the prepared data as the run's input dataset, the reports and models as
-artifacts, and the registered variant (and each device's recommended model) as LoggedModels
-that ``register`` then points versions at. It starts when the execution's first stage
-started and ends now. A run whose required device failed, or whose registered variant is at
-chance level (:func:`edgeqat.report.registry_gate`), is still logged, marked FAILED with its
-verdicts and, for chance level, a warning tag and a warning atop its description, so it stays
-visible; register then refuses the model.
+The first stage of the execution started the run and each stage logged to it as it worked
+(:mod:`edgeqat.adapters.live`): params, one point per epoch of every fine-tune, its status, the
+system metrics. track completes it: every params key, the curves and measurements of the
+stages DVC skipped as cached (from their files), the headline numbers (linked to the logged
+model and the dataset), the input dataset with its lineage (the raw data's DVC hash, its
+source, the prepared split's digest), one table artifact with every number any stage
+measured, the reports and models as artifacts, and the registered variant (and each device's
+recommended model) as LoggedModels that ``register`` then points versions at. The run's
+metrics follow :mod:`edgeqat.run_layout` (at most :data:`~edgeqat.run_layout.MAX_METRICS`),
+so the MLflow UI opens on the headline and the training curves. A run whose required device
+failed, or whose registered variant is at chance level (:func:`edgeqat.report.registry_gate`),
+is marked FAILED with its verdicts and, for chance level, a warning tag and a warning atop its
+description, so it stays visible; register then refuses the model.
 
-Re-tracking the same execution (same params, same results) reuses its run: an execution is
-identified by a fingerprint of what it produced (``reports/tracked.json``, a DVC output
-that is the same bytes on every machine), so ``make demo`` or CI can always ensure that the
-current results are in the current MLflow store without logging them twice.
+Without a live run (live logging off, or everything cached), track creates the run itself,
+from the execution's real start. Re-tracking the same execution (same params, same results)
+reuses its run: an execution is identified by a fingerprint of what it produced
+(``reports/tracked.json``, a DVC output that is the same bytes on every machine), so ``make
+demo`` or CI can always ensure that the current results are in the current MLflow store
+without logging them twice.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from datetime import datetime, timezone
@@ -31,67 +36,38 @@ from edgeqat.errors import DataError
 from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import chance_warning, ordered_variants, registry_gate
+from edgeqat.run_layout import HEADLINE, history_curves, metrics_table, summary_metrics, variant_metrics, within_budget
 from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
 from edgeqat.variants import stand_in
 
 # What a run's results are made of: the files whose bytes identify the execution.
 FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
                  "reports/recommendation/recommendation.json", "models/recommended/recommended.json")
+TABLE_ARTIFACT = "tables/stage_metrics.json"  # every number any stage measured: stage, key, value
 
 
-def numeric_leaves(data: dict[str, Any], prefix: str) -> tuple[dict[str, float], dict[str, str]]:
-    nums: dict[str, float] = {}
-    strings: dict[str, str] = {}
-    for k, v in flatten(data, prefix).items():
-        if isinstance(v, (bool, int, float)):
-            nums[k] = float(v)
-        elif isinstance(v, str):
-            strings[k] = v
-    return nums, strings
-
-
-# MLflow's UI groups a run's metrics by the prefix before "/": one section per stage.
-SEP = "/"
-# Per-class and per-file counts of the split: dozens of keys that compare nothing across runs
-# (they are in metrics/prepare.json, logged with the run's files).
-NOT_METRICS = ("prepare/counts.", "prepare/split_files.")
-
-
-def numeric_metrics(metrics_dir: Path, skip: set[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """Every numeric leaf of metrics/<stage>.json as '<stage>/<dotted key>'; strings come back apart."""
-    nums: dict[str, float] = {}
-    strings: dict[str, str] = {}
+def stage_metrics(metrics_dir: Path, skip: set[str]) -> dict[str, dict[str, Any]]:
+    """metrics/<stage>.json by stage (bad files fail before MLflow is touched)."""
+    out = {}
     for f in sorted(metrics_dir.glob("*.json")):
         if f.stem in skip:
             continue
         data = read_json(f)
         if not isinstance(data, dict):
             raise DataError(f"{f}: expected a JSON object of metrics, got {type(data).__name__}")
-        n, s = numeric_leaves(data, f"{f.stem}{SEP}")
-        nums.update({k: v for k, v in n.items() if not k.startswith(NOT_METRICS)})
-        strings.update(s)
-    return nums, strings
-
-
-def timing_metrics(records: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Host timings under the stage's own keys: ``evaluate/qat_int8.latency_p50_ms``, ``train/seconds``."""
-    out: dict[str, float] = {}
-    for stage, rec in records.items():
-        body = {k: v for k, v in rec.items() if k not in ("stage", "execution", "started_at", "ended_at")}
-        out.update(numeric_leaves(body, f"{stage}{SEP}")[0])
+        out[f.stem] = data
     return out
 
 
-def curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """<stage>_history.csv -> '<stage>/curve.<column>' stepped by epoch."""
-    out: dict[str, list[tuple[int, float]]] = {}
-    for f in sorted(plots_dir.glob("*_history.csv")):
-        stage = f.stem.removesuffix("_history")
-        with open(f, newline="") as fh:
-            for row in csv.DictReader(fh):
-                for col, val in row.items():
-                    if col != "epoch" and val not in ("", None):
-                        out.setdefault(f"{stage}{SEP}curve.{col}", []).append((int(row["epoch"]), float(val)))
+def run_metrics(root: Path, gate_passed: bool | None = None) -> dict[str, float]:
+    """What the finished run holds besides the curves (headline, validation, variants);
+    ``gate_passed``: the registry's verdict (by default, the device gate's)."""
+    summary_file, evaluation_file = root / "reports" / "summary.json", root / "reports" / "evaluation.json"
+    out: dict[str, float] = {}
+    if evaluation_file.is_file():
+        out.update(variant_metrics(read_json(evaluation_file)))
+    if summary_file.is_file():
+        out.update(summary_metrics(read_json(summary_file), gate_passed))
     return out
 
 
@@ -147,32 +123,57 @@ def _description(summary: dict[str, Any], gate: str, warning: str = "") -> str:
     return "\n".join(lines)
 
 
-def _dataset(root: Path, commit: str) -> dict[str, Any] | None:
+def _dataset(params: Params, root: Path, commit: str) -> dict[str, Any] | None:
+    """The run's input dataset: the prepared split (its digest), traced to the raw data
+    (source, path, DVC hash from the .dvc file or dvc.lock, what it was imported from)."""
+    from edgeqat.provenance import raw_data_lineage
+
     meta_path = root / "data" / "prepared" / "meta.json"
     if not meta_path.is_file():
         return None
     meta = read_json(meta_path)
+    raw = raw_data_lineage(params.prepare.source, params.prepare.path, root)
     return {"name": "prepared", "digest": meta["data_sha256"], "source_type": "dvc",
-            "source": {"path": "data/prepared", "git_commit": commit, "data_sha256": meta["data_sha256"]},
-            "profile": {f"num_{k}": v for k, v in meta.get("sizes", {}).items()},
+            "source": {"path": "data/prepared", "git_commit": commit, "data_sha256": meta["data_sha256"], "raw": raw},
+            "profile": {**{f"num_{k}": v for k, v in meta.get("sizes", {}).items()},
+                        **({"raw_dvc_hash": raw["dvc_hash"]} if raw.get("dvc_hash") else {})},
             "schema": {"image_shape": meta.get("image_shape"), "class_names": meta.get("class_names"),
                        "normalization": (meta.get("normalization") or {}).get("scheme")}}
 
 
+def _runs_table_view(experiment_columns: list[str]) -> dict[str, Any]:
+    """The experiment's runs table as edgeqat opens it (MLflow's shared-view tag): accuracy,
+    size, devices and the gate verdict beside the run name."""
+    return {"selectedColumns": experiment_columns, "columnOrder": experiment_columns,
+            "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
+RUNS_TABLE_COLUMNS = [f"metrics.`{HEADLINE}/accuracy`", f"metrics.`{HEADLINE}/size_kib`",
+                      f"metrics.`{HEADLINE}/devices_passed`", "tags.`edgeqat.gate`", "attributes.`Models`"]
+
+
 def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
-          extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+          extra_tags: dict[str, str] | None = None, live_run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``live_run`` (from the stage runner): the execution's live run to complete (``run_id``),
+    else the name and tags a new run gets."""
     from edgeqat.registry import log_tflite_model
-    from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, stored_uri,
-                                  tracking_uri)
+    from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, set_runs_view,
+                                  stored_uri, tracking_uri)
 
     cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
+    live = live_run or {}
     uri = uri or tracking_uri(root)
     summary = read_json(root / "reports" / "summary.json") if (root / "reports" / "summary.json").is_file() else {}
-    nums, strings = numeric_metrics(root / "metrics", skip={"track"})  # bad files fail before MLflow is touched
+    per_stage = stage_metrics(root / "metrics", skip={"track"})  # bad files fail before MLflow is touched
+    card_file = root / "models" / "tflite" / CARD_NAME
+    variant = stand_in(params.register.variant, read_json(card_file)) if card_file.is_file() else params.register.variant
+    gate_text = registry_gate(summary, variant, params.register.chance_margin)
+    warning = chance_warning(summary, variant, params.register.chance_margin)
+    wanted = run_metrics(root, gate_passed=not gate_text if summary else None)
     fp = fingerprint(params, root, extra)
     tracked = {"experiment": cfg.experiment, "fingerprint": fp, "models": [m["name"] for m in _models(params, root)]}
     check_reachable(uri)
-    existing = find_run(uri, cfg.experiment, FINGERPRINT_TAG, fp, root)
+    existing = None if live.get("run_id") else find_run(uri, cfg.experiment, FINGERPRINT_TAG, fp, root)
     if existing is not None:
         info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
         log(f"track: this execution is already MLflow run {info['run_id']} in {cfg.experiment!r} at {uri}")
@@ -181,40 +182,56 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
         return {**info, "reused": True}
 
     records = read_timings(root / TIMINGS_DIR)
-    nums.update(timing_metrics(records))
     window = execution_window(records, execution_id())
     git = git_info(root, ignore=PIPELINE_OUTPUTS)
-    card_file = root / "models" / "tflite" / CARD_NAME
-    variant = stand_in(params.register.variant, read_json(card_file)) if card_file.is_file() else params.register.variant
-    gate_text = registry_gate(summary, variant, params.register.chance_margin)
-    warning = chance_warning(summary, variant, params.register.chance_margin)
-    tags = {**git, "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
+    tags = {**git, **(live.get("tags") or {}), "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
             "edgeqat.gate": "failed" if gate_text else "passed", **extra}
     if gate_text:
-        tags["edgeqat.gate.reasons"] = gate_text[:5000]
+        tags["edgeqat.gate.reasons"] = gate_text[:5000]  # whole in the description
     if warning:
         tags["edgeqat.warning.chance_level"] = warning[:5000]
-    if f"prepare{SEP}data_sha256" in strings:
-        tags["data_sha256"] = strings[f"prepare{SEP}data_sha256"]
+    if per_stage.get("prepare", {}).get("data_sha256"):
+        tags["data_sha256"] = str(per_stage["prepare"]["data_sha256"])
     artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
     if cfg.log_models:
         artifacts.append((root / "models", "models"))
     if (root / "logs" / "tensorboard").is_dir():
         artifacts.append((root / "logs" / "tensorboard", "tensorboard"))
 
-    with RunWriter(uri=uri, experiment=cfg.experiment, tags=tags, root=root, start=window[0] if window else None,
-                   run_name=f"{params.train.model}-{git.get('git_commit', 'unknown')[:8]}") as run:
+    name = live.get("run_name") or f"{params.train.model}-{git.get('git_commit', 'unknown')[:8]}"
+    if live.get("run_id"):
+        writer = RunWriter.resume(uri=uri, run_id=live["run_id"], root=root)
+        writer.set_tags(tags)
+    else:
+        writer = RunWriter(uri=uri, experiment=cfg.experiment, tags=tags, root=root,
+                           start=window[0] if window else None, run_name=name)
+    with writer as run:
+        set_runs_view(run.client, run.experiment_id, _runs_table_view(RUNS_TABLE_COLUMNS))
         run.log_params(flatten(json.loads(params.model_dump_json())))
-        run.log_metrics(nums, curves(root / "plots"))
-        ds = _dataset(root, git.get("git_commit", "unknown"))
+        have = run.metric_keys()
+        curves = {k: v for k, v in history_curves(root / "plots").items() if k not in have}  # stages DVC skipped
+        curve_keys = {k for k in have if k.startswith("training/")} | set(curves)
+        keep, left = within_budget(wanted, curve_keys)
+        run.log_metrics({k: v for k, v in keep.items() if k not in have and not k.startswith(f"{HEADLINE}/")}, curves)
+        if left:
+            log(f"track: {len(left)} metric(s) past the run's budget are in {TABLE_ARTIFACT} only")
+        run.log_table(metrics_table(per_stage, records), TABLE_ARTIFACT)
+        ds = _dataset(params, root, git.get("git_commit", "unknown"))
         if ds is not None:
             run.log_dataset(**ds)
         run.log_artifacts(artifacts)
+        registered_model = None
         for m in _models(params, root):
             tags_m = {k: m[k] for k in ("device", "strategy") if k in m}
             logged = log_tflite_model(uri, run.experiment_id, run.run_id, m["name"], m["tflite"], m["card"],
                                       {**tags_m, "sha256": _sha(m["tflite"])})
             run.set_tags({MODEL_TAG + m["name"]: logged["model_id"]})
+            if m["name"] == variant:
+                registered_model = logged["model_id"]
+                run.log_model_params(registered_model, flatten(json.loads(params.model_dump_json())))
+        # The headline, linked to the registered variant's LoggedModel and the dataset (its model page shows them).
+        heads = {k: v for k, v in keep.items() if k.startswith(f"{HEADLINE}/") and k not in have}
+        run.log_metrics(heads, model_id=registered_model, dataset=(ds["name"], ds["digest"]) if ds else None)
         run.describe(_description(summary, gate_text or "passed", warning))
         run.finish("FAILED" if gate_text else "FINISHED", datetime.now(timezone.utc))
     info = run.info()
@@ -224,7 +241,7 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
         log(f"track: {warning}")
     write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
     write_json(root / "reports" / "tracked.json", tracked)
-    return {**info, "metrics_logged": len(nums), "reused": False}
+    return {**info, "metrics_logged": len(run.metric_keys()), "reused": False}
 
 
 def _sha(path: Path) -> str:

@@ -80,21 +80,42 @@ def check_params(params: Path = ParamsOpt, as_json: bool = JsonOpt) -> None:
 
 
 @app.command("ui")
-def ui_hint() -> None:
-    """How to open the MLflow UI on this project's store, and the page of the last run logged here."""
-    from edgeqat.io import read_json, redact
-    from edgeqat.tracking import relocate_embedded_store, run_page, tracking_uri
+def ui_cmd(
+    port: int = typer.Option(5000, "--port", help="Port of the UI on 127.0.0.1."),
+    print_only: bool = typer.Option(False, "--print", help="Only print how to open the UI and the pages, start nothing."),
+) -> None:
+    """Start the MLflow UI on this project's runs and models (127.0.0.1), and print the pages to open."""
+    import shutil
+    import subprocess
 
-    relocate_embedded_store(tracking_uri())  # a copied workspace: `mlflow ui` then finds its own artifacts
-    uri = redact(tracking_uri())
-    if uri.startswith("sqlite:"):
-        typer.echo(f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000   # then open http://127.0.0.1:5000")
-    else:
-        typer.echo(f"runs are logged to {uri}: open it in a browser")
+    from edgeqat.io import read_json, redact
+    from edgeqat.tracking import experiment_page, relocate_embedded_store, run_page, tracking_uri
+
+    uri = tracking_uri()
+    relocate_embedded_store(uri)  # a copied workspace: the UI then finds its own artifacts
+    embedded = uri.startswith("sqlite:")
+    ui = f"http://127.0.0.1:{port}" if embedded else None
     last = Path("logs/mlflow_run.json")
+    pages = []
     if last.is_file():
         info = read_json(last)
-        typer.echo(f"last run: {run_page(info['tracking_uri'], info['experiment_id'], info['run_id'])}")
+        pages = [f"runs:     {experiment_page(info['tracking_uri'], info['experiment_id'], ui)}",
+                 f"last run: {run_page(info['tracking_uri'], info['experiment_id'], info['run_id'], ui)}"]
+    if not embedded:  # a tracking server is its own UI
+        typer.echo(f"runs are logged to {redact(uri)}: open it in a browser")
+        typer.echo("\n".join(pages))
+        return
+    command = [shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow", "ui",
+               "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    if print_only:
+        typer.echo(f"mlflow {' '.join(command[1:])}   # then open {ui}")
+        typer.echo("\n".join(pages))
+        return
+    typer.echo(f"MLflow UI on {ui} (Ctrl-C stops it)" + ("\n" + "\n".join(pages) if pages else ""))
+    try:
+        raise typer.Exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 from edgeqat.adapters.cli.registry import install as _install_registry_commands  # noqa: E402
@@ -118,10 +139,17 @@ from edgeqat.adapters.cli.data import install as _install_data_commands  # noqa:
 _install_data_commands(app)
 
 
+def command() -> typer.core.TyperGroup:
+    """The click command tree, with plain help (:mod:`edgeqat.adapters.cli.help`)."""
+    from edgeqat.adapters.cli.help import tidy
+
+    return tidy(typer.main.get_command(app))
+
+
 def main() -> None:
     argv = sys.argv[1:]
     try:
-        app()
+        command()(prog_name="edgeqat")
     except EdgeqatError as err:
         from edgeqat.io import redact
 

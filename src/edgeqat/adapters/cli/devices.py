@@ -24,7 +24,7 @@ def _fmt_bytes(v: Optional[int]) -> str:
 VERDICT_COLS = (Col("device"), Col("verdict"), Col("latency ms", "right"), Col("latency from", wide=True, text=True),
                 Col("arena B", "right", wide_header="TFLM arena bytes", drop=1), Col("accuracy", "right"),
                 Col("agreement", "right", wide=True), Col("stored B", "right", wide_header="stored bytes (device measure)", drop=1),
-                Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, ellipsis=True, max_width=24, drop=2),
+                Col("Vela (Ethos-U)", wide=True, text=True), Col("QEMU aarch64", text=True, drop=2),
                 Col("reasons", wide=True, text=True))
 
 
@@ -96,7 +96,7 @@ def profile_rows(profs: dict) -> list[list]:
 
 PROFILE_COLS = (Col("profile"), Col("class", drop=2), Col("runtime"), Col("kernels", drop=3), Col("RAM", "right"),
                 Col("flash", "right", drop=1),
-                Col("int8", wide_header="int8 only"), Col("title", text=True, ellipsis=True))
+                Col("int8", wide_header="int8 only"), Col("title", text=True, drop=4))
 
 
 def install(app: typer.Typer, stage: typer.Typer) -> None:

@@ -60,8 +60,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         params: Path = params_opt,
         as_json: bool = JsonOpt,
     ) -> None:
-        """Move an alias (default `champion`) to VERSION after checking the gates (a per-device
-        model's on its own device)."""
+        """Move an alias (default `champion`) to VERSION after checking the gates (a per-device model's on its own device)."""
         from edgeqat.promotion import promote
 
         cfg = _params(params).register

@@ -3,8 +3,8 @@
 KFP ships a lightweight component as the source text of its function, so the components
 must exist as source: :func:`components_source` writes one ``@dsl.component`` per stage
 whose signature is the stage's ports (``Input``/``Output`` artifacts), its params keys
-(``<section>__<key>``, as the pipeline names them) and, for track and register, where
-MLflow is. Every body is the same two lines: hand ``locals()`` to
+(``<section>__<key>``, as the pipeline names them) and where MLflow is and which KFP run this
+is (every stage logs to the run's live MLflow run). Every body is the same two lines: hand ``locals()`` to
 :func:`edgeqat.adapters.kfp.runner.run_component`. ``edgeqat generate`` writes
 ``components/generated.py``; a test fails when it is stale.
 """
@@ -16,10 +16,10 @@ from edgeqat.stages import STAGES, Stage, stage_params
 
 # Stage-specific outputs that exist only for the Kubeflow UI.
 KFP_ONLY_OUTPUTS = {"evaluate": (("headline_confusion", "ClassificationMetrics"),)}
-# What the MLflow-writing stages need besides params.
-RUNTIME = {"track": (("mlflow_tracking_uri", "str"), ("run_tags", "dict"), ("kfp_run_id", "str"),
-                     ("kfp_run_name", "str")),
-           "register": (("mlflow_tracking_uri", "str"),)}
+# What every stage needs besides params: where MLflow is and which run this is, so each task
+# logs to the KFP run's live MLflow run (edgeqat.adapters.live); the experiment is track.experiment.
+RUNTIME = (("mlflow_tracking_uri", "str"), ("mlflow_experiment", "str"), ("run_tags", "dict"),
+           ("kfp_run_id", "str"), ("kfp_run_name", "str"))
 
 HEADER = '''"""Kubeflow Pipelines components, one per stage: GENERATED from src/edgeqat/stages.py by
 `edgeqat generate` (a test fails when this file is stale). Do not edit: every body hands its
@@ -55,7 +55,7 @@ def component_source(stage: Stage, table_ref: str | None = None) -> str:
     required += [f"    {p.name}: Output[{p.kind}]," for p in kfp_outputs(stage)]
     required += [f"    {name}: Output[{kind}]," for name, kind in KFP_ONLY_OUTPUTS.get(stage.name, ())]
     required += [f"    {kfp_name(key)}: {PYTHON_TYPES[k[kfp_name(key)]].__name__}," for key in stage_keys(stage)]
-    required += [f"    {name}: {typ}," for name, typ in RUNTIME.get(stage.name, ())]
+    required += [f"    {name}: {typ}," for name, typ in RUNTIME]
     optional = [f"    {fp.importer}: Optional[Input[{fp.kind}]] = None," for fp in stage.file_params if fp.importer]
     returns = "bool" if stage.returns_passed else "None"
     return "\n".join([

@@ -108,19 +108,24 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
             update[section] = getattr(params, section).model_copy(update={field: value})
         params = params.model_copy(update=update)
     extra: dict[str, Any] = {}
-    if "mlflow_tracking_uri" in args:
+    run_tags = {str(k): str(v) for k, v in (args.get("run_tags") or {}).items()}
+    if "mlflow_tracking_uri" in args and stage.sections == (ALL,):  # track and register take it as a keyword
         extra["uri"] = args["mlflow_tracking_uri"] or None
     if stage.name == "track":
         extra["extra_tags"] = {"orchestrator": "kubeflow", "kfp_run_id": args.get("kfp_run_id", ""),
-                               "kfp_run_name": args.get("kfp_run_name", ""),
-                               **{str(k): str(v) for k, v in (args.get("run_tags") or {}).items()}}
+                               "kfp_run_name": args.get("kfp_run_name", ""), **run_tags}
+    from edgeqat.adapters.live import Runtime
+
+    runtime = Runtime(uri=args.get("mlflow_tracking_uri") or None, experiment=args.get("mlflow_experiment") or None,
+                      kfp_run_id=str(args.get("kfp_run_id") or ""), kfp_run_name=str(args.get("kfp_run_name") or ""),
+                      tags=run_tags)
 
     with tempfile.TemporaryDirectory(prefix=f"edgeqat-{stage.name}-") as tmp:
         ws = Path(tmp)
         for port in stage.inputs:
             if port.kfp and args.get(port.name) is not None:
                 _link_tree(Path(args[port.name].path), ws / port.path)
-        result = run_stage(stage, params, ws, extra=extra, table=table)
+        result = run_stage(stage, params, ws, extra=extra, table=table, runtime=runtime)
         for port in stage.outputs:
             if port.kfp and args.get(port.name) is not None:
                 produced = ws / port.path
