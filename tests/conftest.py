@@ -16,6 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 # No live MLflow run from the stages tests run (each would open a store: seconds per stage);
 # the tests of the live run set EDGEQAT_LIVE_RUN=1 for the processes they start.
 os.environ.setdefault("EDGEQAT_LIVE_RUN", "0")
+# pytest-xdist's workers get COLUMNS=80 from their controller; a serial run has none, and the
+# tables' width rules (100 columns when piped) are pinned as a user's pipe sees them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 
 def synthetic_images(n: int, size: int = 16, classes: int = 4, channels: int = 1, seed: int = 0):
