@@ -70,7 +70,7 @@ test: venv
 	$(BIN)/pytest -m "not slow" -q -n $(PYTEST_WORKERS) --dist loadfile
 
 test-slow: venv
-	$(BIN)/pytest -m slow -q
+	$(BIN)/pytest -m slow -q -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: venv
 	$(BIN)/python bench/run.py
