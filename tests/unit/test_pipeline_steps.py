@@ -326,3 +326,18 @@ def test_evaluate_records_chance_and_keeps_host_latency_while_the_models_are_the
     html = (out / "report.html").read_text()
     p50 = json.loads(rec.read_text())["qat_int8"]["latency_p50_ms"]
     assert "<th>p50 ms (host)</th>" in html and f"<td>{p50:.3f}</td>" in html and "measured when these models" in html
+    assert json.loads((out / "headline.json").read_text())["gate_passed"] is True
+
+    # register.variant not built: validate validated its stand-in, which is at chance level here.
+    # The report judges the stand-in (what register would register), as track and register do.
+    from edgeqat.config import RegisterConfig
+
+    stood = json.loads((d / "summary.json").read_text())
+    stood["validated_model"] = "ptq_int8"
+    stood["variants"]["ptq_int8"]["accuracy"] = stood["majority_rate"]
+    (tmp_path / "stood.json").write_text(json.dumps(stood))
+    report(cfg, tmp_path / "stood.json", d / "devices.json", d / "train_history.csv", d / "qat_history.csv",
+           d / "confusion.csv", tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
+           out / "headline.json", rec, validate=ValidateConfig(), register=RegisterConfig(variant="qat_int8"))
+    assert json.loads((out / "headline.json").read_text())["gate_passed"] is False
+    assert "chance level: ptq_int8" in (out / "report.html").read_text()

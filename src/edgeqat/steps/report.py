@@ -64,7 +64,10 @@ def report(
         embedded["pareto"] = base64.b64encode(Path(pareto_png).read_bytes()).decode()
     rec_file = Path(recommendation_dir) / "recommendation.json"
     register = register or RegisterConfig()
-    warning = chance_warning(summary, register.variant, register.chance_margin)
+    # the variant register will register: validate's (its stand-in when register.variant was not
+    # built; check-params makes the two settings equal)
+    registered = summary.get("validated_model") or register.variant
+    warning = chance_warning(summary, registered, register.chance_margin)
     if warning:
         log(f"report: {warning}")
     # the latency committed with the results: it changes only with the models (edgeqat.timings)
@@ -72,7 +75,7 @@ def report(
     html = render(with_latency(summary, latency), figures=embedded, budget_rows=rows,
                   recommendation=read_json(rec_file) if rec_file.is_file() else None, warning=warning)
     write_text(html_out, html)
-    head = dvc_headline(summary, gate_passed=not registry_gate(summary, register.variant, register.chance_margin))
+    head = dvc_headline(summary, gate_passed=not registry_gate(summary, registered, register.chance_margin))
     write_json(headline_path, head)
     log(f"report: {html_out} ({len(html) // 1024} KiB, {len(embedded)} figures)")
     return head
