@@ -11,7 +11,7 @@ import yaml
 
 from integration.conftest import BIN, REPO, run
 from integration.conftest import tiny_params
-from integration.kfp_runs import FAILING, assert_gate_failed
+from integration.kfp_runs import FAILING, WITH_MIXED, assert_gate_failed
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def _run(cwd, params: str, check: bool = True, **env):
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("kfp-local")
-    proc, result, wall = _run(tmp_path, tiny_params(), EDGEQAT_RECORD_CONFIGS=str(tmp_path / "configs"),
+    proc, result, wall = _run(tmp_path, tiny_params(**WITH_MIXED), EDGEQAT_RECORD_CONFIGS=str(tmp_path / "configs"),
                               EDGEQAT_LIVE_RUN="1")
     print(f"\nkfp.local pipeline wall time: {wall:.1f} s")
     return tmp_path, proc, result

@@ -106,8 +106,8 @@ def test_points_appear_while_a_later_stage_still_runs(workspace):
 def test_a_failing_later_stage_marks_the_executions_run_failed(workspace):
     url, run_id, ws = workspace["url"], workspace["run_id"], workspace["root"]
     model = ws / "models" / "fp32.keras"
-    model.write_bytes(b"not a keras file " * 20)  # prune will not load it
-    proc = run([str(BIN / "edgeqat"), "stage", "prune"], ws, workspace["env"], check=False)
+    model.write_bytes(b"not a keras file " * 20)  # convert will not load it
+    proc = run([str(BIN / "edgeqat"), "stage", "convert"], ws, workspace["env"], check=False)
     assert proc.returncode != 0
     error = next(line for line in proc.stderr.splitlines() if line.startswith("edgeqat: error: "))
     message = error.removeprefix("edgeqat: error: ")
@@ -116,8 +116,8 @@ def test_a_failing_later_stage_marks_the_executions_run_failed(workspace):
     tags = {t["key"]: t["value"] for t in got["data"]["tags"]}
     assert got["info"]["status"] == "FAILED"
     note = tags["mlflow.note.content"]
-    assert note.startswith("**Stage `prune` failed**") and message in note, note
-    assert tags["edgeqat.failed_stage"] == "prune" and tags["edgeqat.stage.qat"].startswith("finished")
+    assert note.startswith("**Stage `convert` failed**") and message in note, note
+    assert tags["edgeqat.failed_stage"] == "convert" and tags["edgeqat.stage.qat"].startswith("finished")
 
 
 def test_a_failing_first_stage_opens_the_run_and_marks_it_failed_with_the_whole_message(mlflow_server, tmp_path):

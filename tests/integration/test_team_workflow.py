@@ -25,6 +25,7 @@ import yaml
 from conftest import synthetic_images
 from edgeqat.stages import STAGES
 from integration.conftest import BIN, REPO, make_pipeline_repo, run, stages_run, tiny_params
+from integration.kfp_runs import WITH_MIXED
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 GIT = ["git", "-c", "user.name=edgeqat test", "-c", "user.email=test@edgeqat.invalid"]
@@ -56,7 +57,7 @@ def team(tmp_path_factory, mlflow_server):
     run(["git", "init", "-q", "--bare", "--initial-branch=main", str(origin)], root)
     a = make_pipeline_repo(root / "a", tiny_params(**{
         "prepare.source": "npz", "prepare.path": "data/raw/data.npz",
-        "track.experiment": EXPERIMENT, "register.model_name": MODEL}))
+        "track.experiment": EXPERIMENT, "register.model_name": MODEL, **WITH_MIXED}))
     write_data(a, 240, seed=1)
     dvc(a, "add", "data/raw/data.npz")
     dvc(a, "remote", "add", "-d", "local", str(remote))  # the one documented command
@@ -249,12 +250,14 @@ def test_a_failing_required_device_is_tracked_as_failed_and_registers_nothing(te
     client = registry(team["url"])
     versions_before = len(client.search_model_versions(f"name='{MODEL}'"))
     p = yaml.safe_load((a / "params.yaml").read_text())
-    p["validate"].update(model="fp32", required_devices=["coral_edgetpu"])  # float ops on an int8-only TPU
-    p["register"].update(variant="fp32")  # the registered file is the validated one (check-params)
+    p["validate"].update(model="mixed", required_devices=["coral_edgetpu"])  # a float head on an int8-only TPU
+    p["register"].update(variant="mixed")  # the registered file is the validated one (check-params)
     (a / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     proc = dvc(a, "repro", env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]  # under DVC a failed gate is a result: the run ends
-    assert stages_run(proc.stdout) == ["validate", "recommend", "report", "track", "register"]
+    # preflight reads validate.required_devices too: it judges the QAT family as the int8 graph
+    # (passes); the float head shows when validate runs the mixed file
+    assert stages_run(proc.stdout) == ["preflight", "validate", "recommend", "report", "track", "register"]
     msg = proc.stderr + proc.stdout
     said = [ln for ln in msg.splitlines() if "GATE FAILED" in ln]
     assert len(said) == 1 and said[0].startswith("register: GATE FAILED, nothing registered")
