@@ -41,9 +41,9 @@ def assert_gate_failed(proc, result, mlflow_uri: str) -> None:
     job = Path(result["outputs"])
     done = ran(job)
     assert "register" not in done and not (job / "register").exists()  # never started
-    # validate and what reads its section ran again (the other stages came from kfp.local's cache:
-    # their arguments did not change), and every task that ran says so in its own log
-    assert done == {s.name for s in STAGES if "validate" in s.sections or s.sections == (ALL,)} - {"register"}
+    # validate and what reads its section ran again, and every task that ran says so in its own
+    # log (which others kfp.local's cache answered depends on the runner: not pinned here)
+    assert {s.name for s in STAGES if "validate" in s.sections or s.sections == (ALL,)} - {"register"} <= done, done
     logs = task_logs(proc.stderr)
     assert set(logs) == done and all(f"Task '{t}' finished with status SUCCESS" in logs[t] for t in done)
     summary = json.loads((job / "validate" / "summary").read_text())
