@@ -62,9 +62,10 @@ report: venv
 ui: venv
 	$(BIN)/edgeqat ui
 
-# The fast tier on one pytest worker per core (two in CI): much of a test's time is one core's
-# work (graph building, conversion, a child process starting), so two workers nearly halve it.
-# Whole files go to one worker (--dist loadfile), so a module's fixtures are built once.
+# Both tiers on PYTEST_WORKERS pytest workers (2: CI's cores). Much of a test's time is one
+# core's work (graph building, conversion, a child process starting); on 2 cores the fast tier
+# went from 2,791 s to 1,289 s (docs/testing.md). Whole files go to one worker (--dist loadfile),
+# so a module's fixtures are built once.
 PYTEST_WORKERS ?= 2
 test: venv
 	$(BIN)/pytest -m "not slow" -q -n $(PYTEST_WORKERS) --dist loadfile
