@@ -19,9 +19,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 ALL = "*"  # receives every params section (the whole Params)
-# Keys every stage receives whatever its sections: the run's trust decision applies to every
-# model any stage loads (a model file can carry code that runs when it is loaded).
-GLOBAL_KEYS = ("train.trust_model_code",)
+# The run's trust decision: whether a model file may carry code that runs when it is loaded. It
+# applies to every model any stage loads, so every stage depends on it (GLOBAL_KEYS); a step that
+# loads models and does not receive the train section takes it as a keyword (TRUST last in its
+# keys, where GLOBAL_KEYS puts it anyway, so dvc.yaml and the components keep their order).
+TRUST = "train.trust_model_code"
+GLOBAL_KEYS = (TRUST,)
 
 # KFP artifact class of a port (kfp.dsl.<name>).
 Kind = Literal["Dataset", "Model", "Metrics", "Artifact", "Markdown", "HTML"]
@@ -179,33 +182,33 @@ STAGES: tuple[Stage, ...] = (
                        FileParam("train.weights")),
           resources=TRAINING,
           doc="FP32 baseline, or the user's pretrained model (train.from_model)."),
-    Stage("qat", "edgeqat.steps.qat:qat", ("qat",), keys=("convert.variants", *PER_CHANNEL),
+    Stage("qat", "edgeqat.steps.qat:qat", ("qat",), keys=("convert.variants", *PER_CHANNEL, TRUST),
           inputs=(PREPARED, FP32),
           outputs=(arg(QAT, "model_out"), arg(MIXED, "mixed_out"), SENSITIVITY, SENSITIVITY_MD,
                    metrics("qat"), history("qat"), tensorboard("qat"), timings("qat")),
           file_params=(FileParam("qat.finetune_path"),),
           resources=TRAINING,
           doc="Quantization-aware fine-tuning of the FP32 model, plain and mixed precision."),
-    Stage("prune", "edgeqat.steps.prune:prune", ("prune",), keys=("convert.variants", *PER_CHANNEL),
+    Stage("prune", "edgeqat.steps.prune:prune", ("prune",), keys=("convert.variants", *PER_CHANNEL, TRUST),
           inputs=(PREPARED, FP32),
           outputs=(arg(PQAT, "pqat_out"), arg(PRUNED, "pruned_out"), arg(CHANNEL, "channel_pruned_out"),
                    metrics("prune"), history("prune"), timings("prune")),
           resources=TRAINING,
           doc="Magnitude pruning + pruning-preserving QAT, and structured channel pruning + QAT."),
-    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",), keys=("convert.variants", *PER_CHANNEL),
+    Stage("cluster", "edgeqat.steps.cluster:cluster", ("cluster",), keys=("convert.variants", *PER_CHANNEL, TRUST),
           inputs=(PREPARED, FP32, PRUNED),
           outputs=(arg(CQAT, "cqat_out"), arg(PCQAT, "pcqat_out"), metrics("cluster"), timings("cluster")),
           resources=TRAINING,
           doc="Weight clustering + cluster-preserving QAT of the FP32 model (CQAT) and of the pruned one (PCQAT)."),
-    Stage("convert", "edgeqat.steps.convert:convert", ("convert",),
+    Stage("convert", "edgeqat.steps.convert:convert", ("convert",), keys=(TRUST,),
           inputs=(PREPARED, FP32, QAT, MIXED, PQAT, CQAT, PCQAT, CHANNEL),
           outputs=(arg(TFLITE, "out_dir"), metrics("convert"), timings("convert")),
           doc="Keras models -> .tflite variants and model_card.json."),
-    Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",),
+    Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",), keys=(TRUST,),
           inputs=(PREPARED, TFLITE, FP32),
           outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate"), HOST_LATENCY),
           doc="Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."),
-    Stage("validate", "edgeqat.steps.validate:validate", ("validate",),
+    Stage("validate", "edgeqat.steps.validate:validate", ("validate",), keys=(TRUST,),
           inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json")),
           outputs=(SUMMARY, SUMMARY_MD, DEVICES, metrics("validate"), timings("validate")),
           file_params=(FileParam("validate.profiles_dir"),),
@@ -215,7 +218,7 @@ STAGES: tuple[Stage, ...] = (
           # summary: only to run after validate, as the registry sees it
           inputs=(PREPARED, TFLITE, FP32, QAT, arg(SUMMARY, "")),
           outputs=(RECOMMENDED, RECOMMENDATION, metrics("recommend"), timings("recommend")),
-          keys=PER_CHANNEL, resources=SEARCH,
+          keys=(*PER_CHANNEL, TRUST), resources=SEARCH,
           doc="recommend.enabled: the best model per device of recommend.devices (else a one-line report)."),
     Stage("report", "edgeqat.steps.report:report", ("evaluate", "validate", "register"),
           inputs=(SUMMARY, DEVICES, arg(history("train"), "train_history"), arg(history("qat"), "qat_history"),

@@ -276,10 +276,10 @@ def submit_to_kubeflow(root: Path, params: Any, host: str, trigger: str) -> str:
 def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_data: bool = False, push: bool = True,
            commit: bool = True, push_git: bool = False, report: str | Path = "ci-report.md",
            trigger: str | None = None, github: bool = False) -> CiResult:
-    from edgeqat.config import load_params
+    from edgeqat.adapters.run_params import load_run_params
 
     root, t0 = Path(root), time.monotonic()
-    params = load_params(root / params_file)  # a bad params file fails before anything runs
+    params = load_run_params(root / params_file)  # a bad params file or device fails before anything runs
     res = CiResult()
     trigger = trigger or os.environ.get("GITHUB_EVENT_NAME") or "manual"
     if os.environ.get("KFP_HOST"):

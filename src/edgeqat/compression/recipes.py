@@ -40,14 +40,16 @@ def quantize(model: Any, per_channel: bool = True) -> Any:
 
 
 def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
-               pruned_out: str | Path | None = None, per_channel: bool = True) -> tuple[Any, dict[str, Any], list[dict]]:
+               pruned_out: str | Path | None = None, per_channel: bool = True,
+               trust_code: bool = False) -> tuple[Any, dict[str, Any], list[dict]]:
     """Magnitude pruning to ``cfg.target_sparsity`` (or 2:4), then pruning-preserving QAT.
     ``pruned_out``: where to save the stripped pruned FP32 model too (what PCQAT clusters);
-    ``per_channel``: ``convert.per_channel`` (False: one weight scale per kernel)."""
+    ``per_channel``: ``convert.per_channel`` (False: one weight scale per kernel);
+    ``trust_code``: the run's ``train.trust_model_code``, for every model file read here."""
     from edgeqat.compression.pruning import keras_sparsity, magnitude_prune, prune_preserving_quantize
     from edgeqat.models.io import save_model
 
-    fp32 = load_model(fp32_model)
+    fp32 = load_model(fp32_model, trust_code=trust_code)
     rows: list[dict] = []
     if cfg.target_sparsity > 0 or cfg.m_by_n:
         what = "2:4 sparsity" if cfg.m_by_n else f"{cfg.target_sparsity:.0%} sparsity"
@@ -77,12 +79,13 @@ def train_pqat(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
     return pqat, metrics, rows
 
 
-def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") -> tuple[Any, dict[str, Any]]:
+def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
+                 trust_code: bool = False) -> tuple[Any, dict[str, Any]]:
     """Drop ``cfg.channel_fraction`` of the filters and fine-tune the narrower FP32 model."""
     from edgeqat.compression.channels import channel_prune
     from edgeqat.tf_compat import keras
 
-    fp32 = load_model(fp32_model)
+    fp32 = load_model(fp32_model, trust_code=trust_code)
     narrow, report = channel_prune(fp32, cfg.channel_fraction)
     log(f"prune: channel pruning removed {cfg.channel_fraction:.0%} of the channels of {report['channel_groups']} "
         f"group(s) ({report['residual_groups']} spanning residual merges; {len(report['pruned_layers'])} convolutions): "
@@ -104,9 +107,9 @@ def train_narrow(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData") ->
 
 
 def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneData",
-                         per_channel: bool = True) -> tuple[Any, dict[str, Any]]:
+                         per_channel: bool = True, trust_code: bool = False) -> tuple[Any, dict[str, Any]]:
     """The narrower model of :func:`train_narrow`, then QAT (``per_channel``: ``convert.per_channel``)."""
-    narrow, report = train_narrow(cfg, fp32_model, data)
+    narrow, report = train_narrow(cfg, fp32_model, data, trust_code)
     narrow_acc = accuracy(narrow, data.test)
     cq = quantize(narrow, per_channel)
     compile_classifier(cq, cfg.qat_learning_rate)
@@ -128,7 +131,7 @@ def train_channel_pruned(cfg: PruneConfig, fp32_model: str | Path, data: "PruneD
 
 def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "PruneData",
                         preserve_sparsity: bool, teacher_model: str | Path | None = None,
-                        per_channel_scales: bool = True) -> tuple[Any, dict[str, Any]]:
+                        per_channel_scales: bool = True, trust_code: bool = False) -> tuple[Any, dict[str, Any]]:
     """Cluster ``source_model``'s kernels to ``cfg.number_of_clusters`` while fine-tuning, then
     cluster-preserving QAT: CQAT, or PCQAT of a pruned model with ``preserve_sparsity``. Both
     fine-tunes distil from ``teacher_model`` (default: the source) with ``cfg.distillation``.
@@ -143,7 +146,7 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
 
     tag = "pcqat" if preserve_sparsity else "cqat"
     # Folded first: the converter would otherwise scale each channel's centroids apart.
-    source, folded = fold_batchnorm(load_model(source_model))
+    source, folded = fold_batchnorm(load_model(source_model, trust_code=trust_code))
     if folded:
         log(f"cluster: {tag}: folded {len(folded)} BatchNorm layer(s) into the layers before them")
     before = keras_sparsity(source)
@@ -157,7 +160,7 @@ def train_clustered_qat(cfg: ClusterConfig, source_model: str | Path, data: "Pru
         by_reason.setdefault(why, []).append(layer)
     for why, layers in by_reason.items():
         log(f"cluster: {tag}: left unclustered ({why}): {', '.join(layers)}")
-    teacher = load_model(teacher_model or source_model) if cfg.distillation > 0 else None
+    teacher = load_model(teacher_model or source_model, trust_code=trust_code) if cfg.distillation > 0 else None
     if teacher is not None:
         log(f"cluster: {tag}: fine-tuning with distillation from {teacher.name} (teacher weight {cfg.distillation})")
     fit(_trainer(wrapped, teacher, cfg.distillation, cfg.learning_rate), data.train, data.val, cfg.epochs, 0,

@@ -15,8 +15,10 @@ from edgeqat.devices.validate import EvalData
 from edgeqat.errors import DataError
 
 
-def load_eval_data(prepared: str | Path, fp32_model: str | Path | None, split: str = "test") -> EvalData:
-    """The ``split`` (test, val), normalised as the model card says, and the Keras reference's top-1 on it."""
+def load_eval_data(prepared: str | Path, fp32_model: str | Path | None, split: str = "test", *,
+                   trust_code: bool = False) -> EvalData:
+    """The ``split`` (test, val), normalised as the model card says, and the Keras reference's top-1 on it
+    (``trust_code``: whether the reference model's file may run code when loaded)."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
@@ -29,7 +31,7 @@ def load_eval_data(prepared: str | Path, fp32_model: str | Path | None, split: s
     if fp32_model is not None:
         from edgeqat.models.io import load_model
 
-        model = load_model(fp32_model)
+        model = load_model(fp32_model, trust_code=trust_code)
         want = tuple(model.input_shape[1:])
         if tuple(images.shape[1:]) != want:
             raise DataError(f"{prepared}: the prepared {split} images are {_shape(images.shape[1:])} but the reference "

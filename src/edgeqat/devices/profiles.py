@@ -7,6 +7,7 @@ and an error names the file and the dotted field at fault.
 
 from __future__ import annotations
 
+import csv
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -176,10 +177,32 @@ def _load_profile(path: Path) -> DeviceProfile:
     return prof
 
 
+def data_file(name: str) -> Path:
+    """A file of the shipped device data (``edgeqat/devices/data``)."""
+    return Path(str(resources.files("edgeqat.devices") / "data" / name))
+
+
+@lru_cache(maxsize=None)
+def published_rows(path: Optional[str] = None) -> dict[str, dict[str, Any]]:
+    """The rows of published_latency.csv by id: what a speed_model names (the speed model's fit
+    reads them too, :mod:`edgeqat.devices.speed`)."""
+    p = Path(path) if path else data_file("published_latency.csv")
+    rows = {}
+    with p.open(newline="") as f:
+        for i, r in enumerate(csv.DictReader(f), start=2):
+            try:
+                r["latency_ms"] = float(r["latency_ms"])
+                r["threads"] = int(r["threads"])
+            except (KeyError, ValueError) as err:
+                raise ConfigError(f"{p}:{i}: bad latency_ms/threads ({err})") from None
+            if r["id"] in rows:
+                raise ConfigError(f"{p}:{i}: duplicate id {r['id']!r}")
+            rows[r["id"]] = r
+    return rows
+
+
 def _check_speed_rows(prof: DeviceProfile, path: Path) -> None:
     """Every speed_model row must be in published_latency.csv: said now, naming the file."""
-    from edgeqat.devices.speed import published_rows
-
     rows = published_rows()
     for key in ("speed_model", "speed_model_fp32"):
         sm = getattr(prof, key)

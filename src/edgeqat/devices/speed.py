@@ -19,41 +19,20 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from edgeqat.devices.profiles import DeviceProfile, SpeedModel
+# published_rows: read where profiles are checked (their speed_model rows must exist), used here.
+from edgeqat.devices.profiles import DeviceProfile, SpeedModel, data_file, published_rows  # noqa: F401
 from edgeqat.devices.workload import Workload
 from edgeqat.errors import ConfigError
 
 
-def _data(name: str) -> Path:
-    return Path(str(resources.files("edgeqat.devices") / "data" / name))
-
-
-@lru_cache(maxsize=None)
-def published_rows(path: Optional[str] = None) -> dict[str, dict[str, Any]]:
-    p = Path(path) if path else _data("published_latency.csv")
-    rows = {}
-    with p.open(newline="") as f:
-        for i, r in enumerate(csv.DictReader(f), start=2):
-            try:
-                r["latency_ms"] = float(r["latency_ms"])
-                r["threads"] = int(r["threads"])
-            except (KeyError, ValueError) as err:
-                raise ConfigError(f"{p}:{i}: bad latency_ms/threads ({err})") from None
-            if r["id"] in rows:
-                raise ConfigError(f"{p}:{i}: duplicate id {r['id']!r}")
-            rows[r["id"]] = r
-    return rows
-
-
 @lru_cache(maxsize=None)
 def reference_workloads(path: Optional[str] = None) -> dict[str, dict[str, int]]:
-    p = Path(path) if path else _data("reference_workloads.csv")
+    p = Path(path) if path else data_file("reference_workloads.csv")
     with p.open(newline="") as f:
         return {r["model"]: {"dense": int(r["dense_macs"]), "depthwise": int(r["depthwise_macs"]),
                              "fc": int(r["fc_macs"]), "other": int(r["other_elems"])} for r in csv.DictReader(f)}

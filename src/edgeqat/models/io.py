@@ -49,16 +49,6 @@ def _drop_save_time(path: Path) -> None:
             zout.writestr(fixed, data)
 
 
-# The trust decision of the run (train.trust_model_code), set once by the CLI from the params
-# file; a step may also pass it explicitly (the train step does, for train.from_model).
-_trust_model_code = False
-
-
-def set_trust_model_code(enabled: bool) -> None:
-    global _trust_model_code
-    _trust_model_code = bool(enabled)
-
-
 def check_model_file(path: str | Path) -> Path:
     """What can be checked of a model file without TensorFlow, in milliseconds: it exists, it is
     not a marker for a model a stage skipped (:mod:`edgeqat.models.absent`), its suffix, and a
@@ -82,7 +72,7 @@ def check_model_file(path: str | Path) -> Path:
     return path
 
 
-def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | None = None,
+def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool = False,
                samples: Any = None) -> Any:
     """Load a .keras/.h5 file or a SavedModel folder; ``quantized`` opens tfmot's scope. A SavedModel
     export without Keras layers comes back as an :class:`~edgeqat.models.exported.ExportedModel`.
@@ -90,9 +80,10 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
     Every model edgeqat reads comes through here, after :func:`check_model_file`. A file
     written by Keras 3 is translated to tf-keras and checked against Keras 3's own outputs,
     on ``samples`` when given (:mod:`edgeqat.models.keras3`); it may hold no code at all.
-    Otherwise, unless the run trusts model code (``train.trust_model_code``), the
-    architecture is checked first and a file that would run code on load (a Lambda layer, an
-    unknown class) is refused (:mod:`edgeqat.models.trust`).
+    Otherwise, unless ``trust_code`` (the run's ``train.trust_model_code``, which the stage
+    runner hands to every step that loads a model), the architecture is checked first and a
+    file that would run code on load (a Lambda layer, an unknown class) is refused
+    (:mod:`edgeqat.models.trust`).
     """
     from edgeqat.models.exported import ExportedModel, is_export, is_packed
     from edgeqat.models.keras3 import is_keras3
@@ -105,7 +96,7 @@ def load_model(path: str | Path, *, quantized: bool = False, trust_code: bool | 
         from edgeqat.models.keras3 import load_keras3
 
         return _reserve_names(load_keras3(path, samples=samples, log=log))
-    trusted = _trust_model_code if trust_code is None else trust_code
+    trusted = bool(trust_code)
     if not trusted:
         check_no_code(path, quantized=quantized)
     from edgeqat.tf_compat import keras, tfmot

@@ -60,6 +60,7 @@ class Sources:
     workdir: Path
     prune: PruneConfig
     per_channel: bool = True  # convert.per_channel: the weight scales of the models it makes
+    trust_code: bool = False  # train.trust_model_code: whether the model files read may run code when loaded
 
 
 def existing(src: Sources) -> list[Candidate]:
@@ -104,7 +105,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         def make_pqat(cfg=cfg, s=s) -> Path:
             from edgeqat.compression.recipes import train_pqat
 
-            model, _, _ = train_pqat(cfg, src.fp32_model, data(), per_channel=src.per_channel)
+            model, _, _ = train_pqat(cfg, src.fp32_model, data(), per_channel=src.per_channel, trust_code=src.trust_code)
             return _convert_qat_model(model, src, src.workdir / f"pqat_{int(s * 100)}.tflite")
 
         # Pruning zeroes weights but the flatbuffer still stores them: raw size == plain QAT.
@@ -119,7 +120,7 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
         def make_channel(cfg=cfg, f=f) -> Path:
             from edgeqat.compression.recipes import train_channel_pruned
 
-            model, _ = train_channel_pruned(cfg, src.fp32_model, data(), src.per_channel)
+            model, _ = train_channel_pruned(cfg, src.fp32_model, data(), src.per_channel, src.trust_code)
             return _convert_qat_model(model, src, src.workdir / f"channel_{int(f * 100)}.tflite")
 
         # Inner convolutions lose f of their inputs and outputs: weights shrink by up to (1-f)^2.
@@ -136,9 +137,9 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
             from edgeqat.models.io import save_model
             from edgeqat.compression.recipes import train_narrow, train_pqat
 
-            narrow, _ = train_narrow(cfg, src.fp32_model, data())
+            narrow, _ = train_narrow(cfg, src.fp32_model, data(), src.trust_code)
             narrow_path = save_model(narrow, src.workdir / f"narrow_{int(f * 100)}.keras")
-            model, _, _ = train_pqat(cfg, narrow_path, data(), per_channel=src.per_channel)
+            model, _, _ = train_pqat(cfg, narrow_path, data(), per_channel=src.per_channel, trust_code=src.trust_code)
             return _convert_qat_model(model, src, src.workdir / f"channel_{int(f * 100)}_pqat_{int(s * 100)}.tflite")
 
         bounds = (int(qat_size * (1 - f) ** 2), qat_size) if qat_size else (None, None)
@@ -150,7 +151,8 @@ def generated(src: Sources, sparsities: list[float], fractions: list[float], rea
             from edgeqat.models.io import load_model
 
             log("recommend: converting the QAT model with uint8 input/output")
-            return _convert_qat_model(load_model(src.qat_model, quantized=True), src, src.workdir / "qat_uint8io.tflite", "uint8")
+            qat_model = load_model(src.qat_model, quantized=True, trust_code=src.trust_code)
+            return _convert_qat_model(qat_model, src, src.workdir / "qat_uint8io.tflite", "uint8")
 
         out.append(Candidate("qat_int8@uint8io", "QAT int8 with uint8 input/output", "convert", True,
                              (qat_size, qat_size), make=make_uint8))

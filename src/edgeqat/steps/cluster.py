@@ -41,11 +41,13 @@ def cluster(
     *,
     variants: list[str] | None = None,
     per_channel: bool = True,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
     """``variants`` (convert.variants; None: all): only the requested of cqat_int8 / pcqat_int8 are
     made; the other gets a marker in its file's place (:mod:`edgeqat.models.absent`).
     ``per_channel`` (``convert.per_channel``) False: every kernel of both models gets one weight
-    scale (its clusters stay as ``cluster.per_channel`` says)."""
+    scale (its clusters stay as ``cluster.per_channel`` says). ``trust_model_code``: the run's
+    trust decision for the model files read."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
@@ -66,7 +68,7 @@ def cluster(
         data = PruneData(prepared, cfg.batch_size, cfg.seed)
     for name, source, dest, preserve in todo:
         model, metrics[name] = train_clustered_qat(cfg, source, data, preserve_sparsity=preserve, teacher_model=fp32_model,
-                                                     per_channel_scales=per_channel)
+                                                     per_channel_scales=per_channel, trust_code=trust_model_code)
         save_model(model, dest)
         m = metrics[name]
         log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "

@@ -32,14 +32,16 @@ def convert(
     cqat_model: str | Path | None = None,
     pcqat_model: str | Path | None = None,
     channel_pruned_model: str | Path | None = None,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
     """``mixed_model`` / ``pqat_model`` / ``cqat_model`` / ``pcqat_model`` /
     ``channel_pruned_model`` (.h5 from the qat, prune and cluster stages) are needed only for
-    the variants of the same names."""
+    the variants of the same names. ``trust_model_code``: the run's trust decision for the
+    model files read."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
-    fp32 = load_model(fp32_model)
+    fp32 = load_model(fp32_model, trust_code=trust_model_code)
     sources: dict[str, Any] = {}
     not_built: dict[str, str] = {}  # requested, but its model cannot be made from this FP32 model
     for variant, path, stage in (("qat_int8", qat_model, "qat"), ("mixed", mixed_model, "qat"),
@@ -60,7 +62,7 @@ def convert(
         if marker is not None:  # the stage ran for another convert.variants than this one
             raise ModelError(f"{path}: the {stage} stage did not build {variant} ({marker['reason']} when it ran); "
                              f"re-run it with this convert.variants (dvc repro does)")
-        sources[variant] = load_model(path, quantized=True)
+        sources[variant] = load_model(path, quantized=True, trust_code=trust_model_code)
     todo = [v for v in cfg.variants if v not in not_built]
     if not todo:
         raise ModelError(f"convert: none of convert.variants {cfg.variants} can be built: "

@@ -25,10 +25,10 @@ from edgeqat.timings import host_latency_record
 from edgeqat.variants import stand_in
 
 
-def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str) -> np.ndarray:
+def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str, trust_code: bool) -> np.ndarray:
     from edgeqat.models.io import load_model
 
-    model = load_model(fp32_model)
+    model = load_model(fp32_model, trust_code=trust_code)
     preds = [np.argmax(model(normalize(x, scheme), training=False).numpy(), axis=-1) for x, _ in iter_shards(test_dir)]
     return np.concatenate(preds)
 
@@ -73,7 +73,10 @@ def evaluate(
     metrics_path: str | Path | None = None,
     pareto_png: str | Path | None = None,
     host_latency_json: str | Path | None = None,
+    *,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
+    """``trust_model_code``: the run's trust decision for the FP32 model file."""
     prepared, tflite_dir = Path(prepared), Path(tflite_dir)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
@@ -91,7 +94,7 @@ def evaluate(
         if required not in names:
             raise ModelError(f"evaluate: variant {required!r} was not converted (have: {', '.join(names)})")
     test_dir = prepared / "test"
-    keras_pred = _keras_predictions(fp32_model, test_dir, scheme)
+    keras_pred = _keras_predictions(fp32_model, test_dir, scheme, trust_model_code)
 
     variants: dict[str, dict[str, Any]] = {}
     latency: dict[str, dict[str, Any]] = {}  # host measurements: the stage's timings, not its outputs

@@ -39,11 +39,13 @@ def prune(
     *,
     variants: list[str] | None = None,
     per_channel: bool = True,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
     """``variants`` (convert.variants; None: all): part 1 runs for pqat_int8 or pcqat_int8 (PCQAT
     clusters the pruned model), part 2 for channel_pruned_qat_int8; a model not made gets a
     marker in its file's place (:mod:`edgeqat.models.absent`). ``per_channel``
-    (``convert.per_channel``) False: both QAT models get one weight scale per kernel."""
+    (``convert.per_channel``) False: both QAT models get one weight scale per kernel.
+    ``trust_model_code``: the run's trust decision for the model files read."""
     from edgeqat.tf_compat import set_determinism
 
     t0 = time.monotonic()
@@ -64,7 +66,7 @@ def prune(
     # 1. magnitude pruning -> pruning-preserving QAT
     if magnitude:
         pqat, metrics["pqat"], rows = train_pqat(cfg, fp32_model, data, pruned_out=pruned_out,
-                                                 per_channel=per_channel)
+                                                 per_channel=per_channel, trust_code=trust_model_code)
         save_model(pqat, pqat_out)
         log(f"prune: PQAT model at {metrics['pqat']['keras_sparsity']:.1%} sparsity, test accuracy "
             f"{metrics['pqat']['test_accuracy']:.4f} -> {pqat_out}")
@@ -74,7 +76,7 @@ def prune(
 
     # 2. structured channel pruning -> fine-tune -> QAT
     if channel:
-        cq, metrics["channel_pruned"] = train_channel_pruned(cfg, fp32_model, data, per_channel)
+        cq, metrics["channel_pruned"] = train_channel_pruned(cfg, fp32_model, data, per_channel, trust_model_code)
         save_model(cq, channel_pruned_out)
         log(f"prune: channel-pruned QAT test accuracy {metrics['channel_pruned']['test_accuracy']:.4f} "
             f"-> {channel_pruned_out}")

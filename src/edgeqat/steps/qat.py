@@ -69,6 +69,7 @@ def qat(
     tensorboard_dir: str | Path | None = None,
     variants: list[str] | None = None,
     per_channel: bool = True,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
     """Plain QAT -> ``model_out``. With ``mixed_out``, also the mixed-precision model
     (``qat.keep_float``, or the fewest float layers meeting ``qat.max_accuracy_drop`` with
@@ -76,7 +77,8 @@ def qat(
     ``variants`` (convert.variants; None: all): a model no requested variant needs is not
     trained, and a marker takes its file's place (:mod:`edgeqat.models.absent`).
     ``per_channel`` (``convert.per_channel``) False: one weight scale per kernel, BatchNorms
-    folded first (:mod:`edgeqat.compression.schemes`)."""
+    folded first (:mod:`edgeqat.compression.schemes`). ``trust_model_code``: the run's trust
+    decision for the FP32 model file (:func:`~edgeqat.models.io.load_model`)."""
     from edgeqat.tf_compat import set_determinism
 
     skipped = not_built("qat", variants, fp32_model)
@@ -103,7 +105,7 @@ def qat(
         val_ds = make_dataset(prepared / "val", norm, cfg.batch_size)
         test_ds = make_dataset(prepared / "test", norm, cfg.batch_size)
 
-        model = quantize(load_model(fp32_model), per_channel)
+        model = quantize(load_model(fp32_model, trust_code=trust_model_code), per_channel)
         compile_classifier(model, cfg.learning_rate)
         with maybe_atomic_dir(tensorboard_dir) as tb:
             rows = fit(model, train_ds, val_ds, cfg.epochs, 0, tag="qat", log_dir=tb)
@@ -115,11 +117,12 @@ def qat(
         }
         sens = None
         if sensitivity_json is not None or (mixed_out is not None and cfg.auto_keep_float):
-            sens = _sensitivity(model, _reference(fp32_model, per_channel), val_ds, sensitivity_json,
+            sens = _sensitivity(model, _reference(fp32_model, per_channel, trust_model_code), val_ds, sensitivity_json,
                                 sensitivity_md)
             metrics["most_sensitive_layer"] = sens[0]["layer"] if sens else ""
         if mixed_out is not None:
-            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds, per_channel)
+            mixed, info = _mixed(cfg, fp32_model, model, metrics, sens, train_ds, val_ds, test_ds, per_channel,
+                                 trust_model_code)
             metrics["mixed"] = info
             save_model(mixed, mixed_out)
         seconds = round(time.monotonic() - t0, 2)
@@ -151,9 +154,9 @@ def _nothing_to_build(skipped: dict, model_out: Any, mixed_out: Any, metrics_pat
     return {"not_built": why}
 
 
-def _reference(fp32_model: str | Path, per_channel: bool) -> Any:
+def _reference(fp32_model: str | Path, per_channel: bool, trust_code: bool) -> Any:
     """The FP32 model the QAT model was wrapped from (BatchNorms folded for per-tensor QAT)."""
-    model = load_model(fp32_model)
+    model = load_model(fp32_model, trust_code=trust_code)
     if per_channel:
         return model
     from edgeqat.models.batchnorm import fold_batchnorm
@@ -195,11 +198,11 @@ def _train_mixed(cfg: QatConfig, fp32: Any, keep: list[str], train_ds: Any, val_
 
 
 def _mixed(cfg: QatConfig, fp32_model: str | Path, qat_model: Any, qat_metrics: dict, sens: list[dict] | None,
-           train_ds: Any, val_ds: Any, test_ds: Any, per_channel: bool) -> tuple[Any, dict]:
+           train_ds: Any, val_ds: Any, test_ds: Any, per_channel: bool, trust_code: bool) -> tuple[Any, dict]:
     """The mixed-precision QAT model and what was kept float (and why)."""
     from edgeqat.compression.mixed import closure, resolve_keep_float
 
-    fp32 = load_model(fp32_model)
+    fp32 = load_model(fp32_model, trust_code=trust_code)
     fp32_val = accuracy(fp32, val_ds)
     info: dict[str, Any] = {"fp32_val_accuracy": fp32_val}
     if not cfg.auto_keep_float:

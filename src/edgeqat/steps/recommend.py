@@ -126,13 +126,15 @@ def recommend(
     force: bool = False,
     calibration: Optional[str | Path] = None,
     per_channel: bool = True,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
     """``prune``: how candidates are fine-tuned; ``validate``: its ``profiles_dir`` (unless
     ``profiles_dir`` is given) and how the chosen model is validated (emulation, TFLM parity
     samples, extrapolated estimates); ``force``: run even when ``recommend.enabled`` is false (the
     CLI command); ``calibration``: the measured-rows file (default: the profiles folder's
     measured.csv, else devices/measured.csv): candidates measured on a device add their rows;
-    ``per_channel`` (``convert.per_channel``): the weight scales of the candidates it makes."""
+    ``per_channel`` (``convert.per_channel``): the weight scales of the candidates it makes;
+    ``trust_model_code``: the run's trust decision for the model files it reads."""
     if profiles_dir is None and validate is not None:
         profiles_dir = validate.profiles_dir
     if not (cfg.enabled or force):
@@ -153,8 +155,8 @@ def recommend(
     from edgeqat.devices.eval_data import load_eval_data
 
     t0 = time.monotonic()
-    search_data = load_eval_data(prepared, fp32_model, split="val")
-    test_data = load_eval_data(prepared, fp32_model, split="test")
+    search_data = load_eval_data(prepared, fp32_model, split="val", trust_code=trust_model_code)
+    test_data = load_eval_data(prepared, fp32_model, split="test", trust_code=trust_model_code)
     clock = Clock(cfg.max_minutes * 60)
     target = atomic_path(models_out, is_dir=True) if models_out is not None else tempfile.TemporaryDirectory()
     with target as out_dir:
@@ -162,7 +164,7 @@ def recommend(
         work = out_dir / ".candidates"
         work.mkdir()
         src = Sources(Path(prepared), tflite_dir, Path(fp32_model), Path(qat_model) if qat_model else None, work, prune,
-                      per_channel)
+                      per_channel, trust_model_code)
         ready = {c.name: c for c in existing(src)}
         if is_packed(fp32_model):  # no Keras layers to prune: the converted variants only
             log(f"recommend: {fp32_model}: no pruning candidates: {EXPORT_WHY}")

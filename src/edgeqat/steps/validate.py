@@ -73,7 +73,10 @@ def validate(
     summary_md: str | Path | None = None,
     devices_json: str | Path | None = None,
     metrics_path: str | Path | None = None,
+    *,
+    trust_model_code: bool = False,
 ) -> dict[str, Any]:
+    """``trust_model_code``: the run's trust decision for the FP32 reference model's file."""
     tflite_dir = Path(tflite_dir)
     card_file = tflite_dir / CARD_NAME
     if not card_file.is_file():
@@ -88,7 +91,7 @@ def validate(
         if name not in card["variants"]:
             raise ModelError(f"validate: variant {name!r} was not converted (have: {', '.join(sorted(card['variants']))})")
     profiles = resolve_profiles(cfg.devices, extra_dir=cfg.profiles_dir)
-    data = load_eval_data(prepared, fp32_model)
+    data = load_eval_data(prepared, fp32_model, trust_code=trust_model_code)
     full: dict[str, dict[str, Any]] = {}
     measured: dict[str, dict[str, Any]] = {}
     vela_cache: dict = {}  # one Vela compile per (file, NPU) for the verdicts and the storage table

@@ -54,12 +54,6 @@ def _root(
         os.environ[VERBOSE_ENV] = "1"
 
 
-def _params(path: Path):
-    from edgeqat.adapters.cli.stages import load_run_params
-
-    return load_run_params(path)
-
-
 from edgeqat.adapters.cli.stages import install as _install_stage_commands  # noqa: E402
 
 _install_stage_commands(stage, app)
@@ -72,7 +66,9 @@ _install_ci_commands(app)
 @app.command("check-params")
 def check_params(params: Path = ParamsOpt, as_json: bool = JsonOpt) -> None:
     """Validate a parameters file without running anything (exit 2 naming what is wrong)."""
-    p = _params(params)
+    from edgeqat.adapters.run_params import load_run_params
+
+    p = load_run_params(params)
     if as_json:  # the parameters with every default filled in
         echo_json({"params": str(params), "ok": True, "resolved": json.loads(p.model_dump_json())})
     else:

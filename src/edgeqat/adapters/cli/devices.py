@@ -152,7 +152,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
 
         ev = None
         if data is not None:
-            ev = load_eval_data(data, reference)
+            ev = load_eval_data(data, reference, trust_code=False)  # a file named on the command line: never trusted
         elif reference is not None:
             raise EdgeqatError("--reference needs --data (the images to compare on)")
         check_model_takes_data(model, ev, data)

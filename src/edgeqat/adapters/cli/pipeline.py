@@ -98,7 +98,7 @@ def run_cmd(
 ) -> None:
     """Run the whole pipeline locally: each task a subprocess of this Python (default), or a container
     (--docker). Exit 1 when validate failed a required device: the run is tracked, nothing registered."""
-    from edgeqat.config import load_params
+    from edgeqat.adapters.run_params import load_run_params
     from edgeqat.errors import GateFailed
     from edgeqat.pipelines.ops import run_local
 
@@ -114,7 +114,7 @@ def run_cmd(
         from edgeqat.adapters.kfp.images import resolve_image
 
         image = resolve_image(image)
-    p = load_params(params)
+    p = load_run_params(params)
     result = run_local(p, package=package, pipeline_root=pipeline_root, run_tags=_tags(tag),
                        docker=docker, image=image, mlflow_tracking_uri=mlflow_uri, cache=cache)
     _finish(result, out)
@@ -126,11 +126,11 @@ def run_cmd(
 def _request(params: Path, package: Optional[Path], image: Optional[str], experiment: str, name: str,
              mlflow_uri: Optional[str], data_uri: Optional[str], model_uri: Optional[str], tag: list[str],
              cron: Optional[str], tmp: Path, trigger: str, accelerator: Optional[str] = None):
-    from edgeqat.config import load_params
+    from edgeqat.adapters.run_params import load_run_params
     from edgeqat.pipelines.ops import run_request
     from edgeqat.provenance import git_info
 
-    p = load_params(params)
+    p = load_run_params(params)
     pkg = _package(tmp, package, image, data_uri, model_uri, accelerator)
     tags = {**git_info("."), "trigger": trigger, **_tags(tag)}
     return run_request(p, pkg, experiment=experiment, name=name,

@@ -54,15 +54,15 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Search the compression strategies for each device; exit 1 when a device gets no model."""
-        from edgeqat.adapters.cli.app import _params
+        from edgeqat.adapters.run_params import load_run_params
         from edgeqat.steps.recommend import recommend
 
-        p = _params(params)
+        p = load_run_params(params)
         cfg = p.recommend.model_copy(update={k: v for k, v in (("budget_accuracy_drop", budget_accuracy_drop),
                                                                 ("max_minutes", max_minutes)) if v is not None})
         m = recommend(cfg, data, models, fp32, qat if qat.is_file() else None, report, out, prune=p.prune,
                       validate=p.validate, devices=device, profiles_dir=profiles_dir, force=True,
-                      per_channel=p.convert.per_channel)
+                      per_channel=p.convert.per_channel, trust_model_code=p.train.trust_model_code)
         from edgeqat.io import read_json
 
         rec = read_json(report / "recommendation.json")

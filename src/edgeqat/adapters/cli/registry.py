@@ -18,9 +18,9 @@ from edgeqat.errors import EdgeqatError
 
 
 def _params(path: Path):
-    from edgeqat.config import load_params
+    from edgeqat.adapters.run_params import load_run_params
 
-    return load_params(path)
+    return load_run_params(path)
 
 
 def _registry():

@@ -23,18 +23,6 @@ from edgeqat.stages import STAGES, Stage
 STAGE_HELP = "Run one pipeline stage (what dvc.yaml calls); paths default to the stage table's."
 
 
-def load_run_params(path: Path):
-    """The run's params; their train.trust_model_code decides for every model this run loads."""
-    from edgeqat.config import load_params
-    from edgeqat.devices.profiles import check_device_names
-    from edgeqat.models.io import set_trust_model_code
-
-    p = load_params(path)
-    check_device_names(p, str(path))
-    set_trust_model_code(p.train.trust_model_code)
-    return p
-
-
 def _option(port_name: str) -> str:
     return "--" + port_name.replace("_", "-")
 
@@ -52,6 +40,7 @@ def _command(stage: Stage, table: tuple[Stage, ...]):
             [], "--tag", help="Extra MLflow run tag KEY=VALUE (repeatable).")))
 
     def command(**kwargs: Any) -> None:
+        from edgeqat.adapters.run_params import load_run_params
         from edgeqat.adapters.runner import run_stage
 
         params_file = kwargs.pop("params")
