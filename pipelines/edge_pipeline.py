@@ -3,6 +3,9 @@
 Each stage's task takes its params keys from the pipeline parameters of the same names
 (``qat.epochs`` <-> ``qat__epochs``, encoded by ``edgeqat.adapters.kfp.params``) and each of
 its inputs from the task whose output has the same name, so the edges follow from the table.
+A stage that receives every section (track, register) takes instead the output of the
+``params`` task, which validates all the parameters once and hands them on as one JSON
+document (``params_json``).
 Besides the params, runtime parameters (names without ``__``) say where MLflow is, which tags
 the run gets, and (in the import variants) the artifact URIs.
 
@@ -29,8 +32,9 @@ from typing import Any, Callable
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model
 
-from edgeqat.adapters.kfp.codegen import RUNTIME, stage_keys
-from edgeqat.adapters.kfp.params import PYTHON_TYPES, kfp_name, kinds, to_pipeline_values
+from edgeqat.adapters.kfp.codegen import (PARAMS_JSON, PARAMS_RESOURCES, PARAMS_TASK, RUNTIME, component_keys,
+                                          stage_keys, takes_all)
+from edgeqat.adapters.kfp.params import PYTHON_TYPES, dotted_keys, kfp_name, kinds, to_pipeline_values
 from edgeqat.config import Params
 from edgeqat.stages import STAGES, Stage
 
@@ -62,8 +66,6 @@ def _signature(data_from_uri: bool, model_from_uri: bool) -> inspect.Signature:
 
 def unwired_keys(table: tuple[Stage, ...] = STAGES) -> list[str]:
     """params keys no stage takes (a key added to config.py whose section no stage receives)."""
-    from edgeqat.adapters.kfp.params import dotted_keys
-
     taken = {k for s in table for k in stage_keys(s)}
     return [k for k in dotted_keys() if k not in taken]
 
@@ -74,10 +76,11 @@ def _default_components() -> dict[str, Any]:
     return COMPONENTS
 
 
-def set_resources(task: Any, stage: Stage, accelerator: str | None = None) -> None:
+def set_resources(task: Any, stage: Stage | None, accelerator: str | None = None) -> None:
     """The stage's CPU and memory requests and limits, and one ``accelerator`` (a Kubernetes
-    resource name such as nvidia.com/gpu) for a stage that trains, when one is asked for."""
-    r = stage.resources
+    resource name such as nvidia.com/gpu) for a stage that trains, when one is asked for.
+    ``stage`` None: the params task's."""
+    r = stage.resources if stage is not None else PARAMS_RESOURCES
     task.set_cpu_request(r.cpu_request).set_cpu_limit(r.cpu_limit)
     task.set_memory_request(r.memory_request).set_memory_limit(r.memory_limit)
     if accelerator and r.accelerator:
@@ -99,8 +102,15 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
         imported: dict[str, Any] = {}  # importer name -> its artifact channel
         tasks: dict[str, Any] = {}
         final = None
+        params_json = None  # the whole params, validated once, for the stages that take every section
+        if any(takes_all(s) for s in table):  # first: bad parameters stop the run before any training
+            params_task = components[PARAMS_TASK](**{kfp_name(k): args[kfp_name(k)] for k in dotted_keys()})
+            set_resources(params_task, None, accelerator)
+            params_json = params_task.output
         for stage in table:
-            kwargs = {kfp_name(k): args[kfp_name(k)] for k in stage_keys(stage)}
+            kwargs = {kfp_name(k): args[kfp_name(k)] for k in component_keys(stage)}
+            if takes_all(stage):
+                kwargs[PARAMS_JSON] = params_json
             kwargs.update({p.name: produced[p.name] for p in stage.inputs if p.kfp})
             for fp in stage.file_params:
                 if fp.importer and wanted.get(fp.importer):

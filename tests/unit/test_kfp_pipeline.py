@@ -120,18 +120,21 @@ def test_every_pipeline_parameter_is_a_params_key_and_back():
 
 
 def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
-    from edgeqat.adapters.kfp.codegen import KFP_ONLY_OUTPUTS, RUNTIME, stage_keys
+    from edgeqat.adapters.kfp.codegen import KFP_ONLY_OUTPUTS, PARAMS_JSON, PARAMS_TASK, RUNTIME, stage_keys
     from edgeqat.adapters.kfp.params import kfp_name
     from edgeqat.components.generated import COMPONENTS
     from edgeqat.pipelines.edge_pipeline import unwired_keys
-    from edgeqat.stages import STAGES
+    from edgeqat.stages import ALL, STAGES
 
     assert unwired_keys() == []
-    assert list(COMPONENTS) == [s.name for s in STAGES]
+    assert list(COMPONENTS) == [PARAMS_TASK] + [s.name for s in STAGES]
+    # the params task takes every key; track and register take what it made of them, as one parameter
+    assert set(COMPONENTS[PARAMS_TASK].component_spec.inputs) == {kfp_name(k) for k in dotted_keys()}
     for stage in STAGES:
         spec = COMPONENTS[stage.name].component_spec
         params = {n for n, i in (spec.inputs or {}).items() if not i.type.startswith("system.")}
-        assert params == {kfp_name(k) for k in stage_keys(stage)} | {n for n, _ in RUNTIME}, stage.name
+        keys = {PARAMS_JSON} if stage.sections == (ALL,) else {kfp_name(k) for k in stage_keys(stage)}
+        assert params == keys | {n for n, _ in RUNTIME}, stage.name
         artifacts_in = {n for n, i in (spec.inputs or {}).items() if i.type.startswith("system.")}
         assert artifacts_in == {p.name for p in stage.inputs if p.kfp} | {f.importer for f in stage.file_params if f.importer}
         outs = set(spec.outputs or {}) - {"Output"}
@@ -139,6 +142,7 @@ def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
 
 
 def test_component_bodies_only_hand_their_arguments_to_the_runner():
+    from edgeqat.adapters.kfp.codegen import PARAMS_TASK
     from edgeqat.components.generated import COMPONENTS
 
     for name, component in COMPONENTS.items():
@@ -147,7 +151,8 @@ def test_component_bodies_only_hand_their_arguments_to_the_runner():
         assert len(statements) == 2, name  # the import and the return
         imp, ret = statements
         assert isinstance(imp, ast.ImportFrom) and imp.module == "edgeqat.adapters.kfp.runner", name
-        assert isinstance(ret, ast.Return) and ast.unparse(ret.value).startswith(f"run_component({name!r}, locals()"), name
+        call = "run_params(locals())" if name == PARAMS_TASK else f"run_component({name!r}, locals()"
+        assert isinstance(ret, ast.Return) and ast.unparse(ret.value).startswith(call), name
 
 
 def test_import_variant_reads_data_and_model_from_uri_parameters(tmp_path):

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from edgeqat.stages import STAGES
+from edgeqat.adapters.kfp.codegen import PARAMS_TASK
+from edgeqat.stages import LIGHT, STAGES
 
 TRAINING = {"train", "qat", "prune", "cluster"}
 
@@ -44,7 +45,9 @@ def compiled(tmp_path_factory):
 def test_every_task_requests_and_is_limited_to_its_stage_resources(compiled):
     plain, _ = compiled
     containers = _executors(plain)
-    assert set(containers) == {s.name for s in STAGES}
+    assert set(containers) == {s.name for s in STAGES} | {PARAMS_TASK}
+    params_task = containers[PARAMS_TASK]["resources"]  # validates the parameters: the light stages' share
+    assert (params_task["resourceCpuLimit"], params_task["resourceMemoryLimit"]) == (LIGHT.cpu_limit, LIGHT.memory_limit)
     for stage in STAGES:
         res, want = containers[stage.name]["resources"], stage.resources
         assert (res["resourceCpuRequest"], res["resourceCpuLimit"]) == (want.cpu_request, want.cpu_limit), stage.name

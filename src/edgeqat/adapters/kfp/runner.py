@@ -5,11 +5,14 @@ runs), and hand the outputs back as artifacts.
 A component receives the keys of its params sections as ``<section>__<key>`` parameters;
 they become typed configs here (errors name the dotted key). A stage that receives every
 section (track, register) gets the whole :class:`~edgeqat.config.Params` the pipeline was
-started with, so nothing is carried from task to task.
+started with, as one JSON document: the params task (:func:`run_params`) validates the
+pipeline's parameters once, the way the CLI and CI load a params file
+(:mod:`edgeqat.adapters.run_params`), and hands that document on.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -17,18 +20,40 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgeqat.adapters.kfp.codegen import PARAMS_JSON, takes_all
 from edgeqat.adapters.kfp.params import dotted_name, from_pipeline_values, kinds, section_config
+from edgeqat.adapters.run_params import checked, parse_run_params
 from edgeqat.config import Params
-from edgeqat.stages import ALL, STAGES, Stage
+from edgeqat.errors import ConfigError
+from edgeqat.stages import STAGES, Stage
+
+PIPELINE_PARAMETERS = "pipeline parameters"
+
+
+def run_params(values: Mapping[str, Any]) -> str:
+    """The params task's body: the pipeline's parameters (``<section>__<key>``, KFP-encoded) as
+    one params document, validated and checked as a params file is, in JSON."""
+    k = kinds()
+    params = from_pipeline_values({name: v for name, v in values.items() if name in k}, PIPELINE_PARAMETERS)
+    return checked(params, PIPELINE_PARAMETERS).model_dump_json()
+
+
+def params_from_json(text: str, source: str) -> Params:
+    """The inverse of :func:`run_params`, for the stages that take the whole params."""
+    try:
+        raw = json.loads(text)
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{source}: {PARAMS_JSON} is not a JSON params document ({err})") from None
+    return parse_run_params(raw, source)
 
 
 def params_of(stage: Stage, values: Mapping[str, Any]) -> Params:
     """The stage's configs from its component arguments: every section validated on its own,
     or all of them together (cross-section rules included) for a stage that receives them all."""
+    if takes_all(stage):
+        return params_from_json(values[PARAMS_JSON], f"{stage.name} component")
     k = kinds()
     given = {name: v for name, v in values.items() if name in k}
-    if stage.sections == (ALL,):
-        return from_pipeline_values(given, f"{stage.name} component")
     by_section: dict[str, dict[str, Any]] = {}
     for name, v in given.items():
         section, key = dotted_name(name).split(".")
@@ -84,7 +109,6 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
     import edgeqat
     from edgeqat.adapters.runner import run_stage
     from edgeqat.io import log, read_json, write_json
-    from edgeqat.models.io import set_trust_model_code
     from edgeqat.stages import stage as find
 
     if isinstance(table, str):
@@ -94,8 +118,7 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
     # Which Python runs the task (the image's /opt/venv, or this machine's for kfp.local's
     # SubprocessRunner): the first line of every task's log.
     log(f"kfp component {name}: {sys.executable} (edgeqat {edgeqat.__version__}, uid {os.getuid()})")
-    params = params_of(stage, args)
-    set_trust_model_code(bool(getattr(params.train, "trust_model_code", False)))
+    params = params_of(stage, args)  # train.trust_model_code among them: run_stage hands it to the step
     overrides: dict[str, Any] = {}
     for fp in stage.file_params:  # an imported artifact (cluster runs) replaces the local path
         artifact = args.get(fp.importer) if fp.importer else None
@@ -109,7 +132,7 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
         params = params.model_copy(update=update)
     extra: dict[str, Any] = {}
     run_tags = {str(k): str(v) for k, v in (args.get("run_tags") or {}).items()}
-    if "mlflow_tracking_uri" in args and stage.sections == (ALL,):  # track and register take it as a keyword
+    if "mlflow_tracking_uri" in args and takes_all(stage):  # track and register take it as a keyword
         extra["uri"] = args["mlflow_tracking_uri"] or None
     if stage.name == "track":
         extra["extra_tags"] = {"orchestrator": "kubeflow", "kfp_run_id": args.get("kfp_run_id", ""),
