@@ -103,7 +103,7 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
         tasks: dict[str, Any] = {}
         final = None
         params_json = None  # the whole params, validated once, for the stages that take every section
-        if any(takes_all(s) for s in table):  # first: bad parameters stop the run before any training
+        if any(takes_all(s) for s in table):  # depends on no task: a cluster runs it at once
             params_task = components[PARAMS_TASK](**{kfp_name(k): args[kfp_name(k)] for k in dotted_keys()})
             set_resources(params_task, None, accelerator)
             params_json = params_task.output

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeqat.config import PrepareConfig
+from edgeqat.config import Params, PrepareConfig
 from edgeqat.io import read_json, write_json
-from edgeqat.stages import PREPARED, STAGES, Port, Stage, metrics, stage, timings
+from edgeqat.stages import ALL, PREPARED, STAGES, Port, Stage, metrics, stage, timings
 
 
 def count_classes(cfg: PrepareConfig, prepared: Path, toy_report: Path, metrics_path: Path, *,
@@ -28,3 +28,16 @@ TOY = Stage("toy", "toy_stage:count_classes", ("prepare",), keys=("convert.varia
             doc="Count the prepared classes (a toy stage).")
 TABLE = STAGES + (TOY,)  # the whole pipeline plus the new stage
 MINI = (stage("prepare"), TOY)  # what the kfp.local run needs of it
+
+
+def echo_params(params: Params, *, prepared: Path, toy_params: Path, root: Path, uri: str | None = None) -> dict[str, Any]:
+    """A stage that receives every section, as track and register do: writes the params it was given."""
+    write_json(toy_params, {"params": params.model_dump(mode="json"), "uri": uri})
+    return {}
+
+
+# Receives the whole Params: on KFP, as the params task's one JSON document.
+TOY_ALL = Stage("toy_all", "toy_stage:echo_params", (ALL,), inputs=(PREPARED,),
+                outputs=(Port("toy_params", "reports/toy_params.json", dvc="committed"),),
+                doc="Write the params it received (a toy stage taking every section).")
+MINI_ALL = (stage("prepare"), TOY_ALL)

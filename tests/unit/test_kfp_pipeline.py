@@ -198,3 +198,34 @@ def test_cli_help_imports_neither_kfp_nor_tensorflow():
     code = "import sys, edgeqat.adapters.cli.app; print(sorted({m.split('.')[0] for m in sys.modules} & {'kfp', 'tensorflow', 'mlflow'}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("params", [Params(), _non_default_params()], ids=["defaults", "changed"])
+def test_the_params_task_hands_on_the_params_it_was_given(params):
+    from edgeqat.adapters.kfp.runner import params_from_json, run_params
+
+    text = run_params({**to_pipeline_values(params), "unrelated": 1})
+    assert params_from_json(text, "track component") == params
+    with pytest.raises(ConfigError, match="track component: params_json is not a JSON params document"):
+        params_from_json("", "track component")
+    with pytest.raises(ConfigError, match=r"register\.max_size_bytes"):
+        params_from_json('{"register": {"max_size_bytes": -1}}', "register component")
+    with pytest.raises(ConfigError, match=r"pipeline parameters: invalid parameters\n  validate.devices: unknown device"):
+        run_params({**to_pipeline_values(params), "validate__devices": [*params.validate.devices, "no_such_board"]})
+
+
+def test_track_and_register_take_one_params_parameter_fed_by_every_pipeline_parameter():
+    from edgeqat.adapters.kfp.codegen import PARAMS_JSON, PARAMS_TASK, RUNTIME
+
+    spec = yaml.safe_load(COMMITTED.read_text())
+    runtime = {n for n, _ in RUNTIME}
+    for name in ("track", "register"):
+        inputs = spec["components"][f"comp-{name}"]["inputDefinitions"]["parameters"]
+        assert set(inputs) == {PARAMS_JSON} | runtime, name
+    track = spec["root"]["dag"]["tasks"]["track"]["inputs"]["parameters"][PARAMS_JSON]
+    assert track["taskOutputParameter"]["producerTask"] == PARAMS_TASK
+    gate = spec["components"]["comp-condition-1"]["dag"]["tasks"]["register"]["inputs"]["parameters"][PARAMS_JSON]
+    assert gate["componentInputParameter"].endswith(PARAMS_TASK + "-Output")  # through the dsl.If, from the same task
+    # every pipeline parameter a person sets reaches the params task under its own name
+    fed = spec["root"]["dag"]["tasks"][PARAMS_TASK]["inputs"]["parameters"]
+    assert {n: v["componentInputParameter"] for n, v in fed.items()} == {kfp_name(k): kfp_name(k) for k in dotted_keys()}

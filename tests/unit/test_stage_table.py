@@ -130,12 +130,12 @@ def test_a_new_stage_needs_only_a_table_entry_and_a_step(tmp_path, monkeypatch):
     assert spec["root"]["dag"]["tasks"]["toy"]["inputs"]["artifacts"]["prepared"]["taskOutputArtifact"]["producerTask"] == "prepare"
 
 
-def _toy_components(tmp_path: Path, table) -> object:
+def _toy_components(tmp_path: Path, table, table_ref: str = "toy_stage:TABLE") -> object:
     import importlib
 
     from edgeqat.adapters.kfp.codegen import components_source
 
-    (tmp_path / "toy_components.py").write_text(components_source(table, table_ref="toy_stage:TABLE"))
+    (tmp_path / "toy_components.py").write_text(components_source(table, table_ref=table_ref))
     sys.path.insert(0, str(tmp_path))
     try:
         sys.modules.pop("toy_components", None)
@@ -190,3 +190,71 @@ def test_the_toy_stage_runs_in_kfp_local_with_the_configs_dvc_gives_it(tmp_path,
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@pytest.mark.integration
+def test_a_stage_taking_every_section_gets_the_values_set_when_the_run_is_started(tmp_path, monkeypatch, capfd):
+    """On KFP such a stage (track, register) takes one parameter, the params task's JSON: the
+    pipeline's per-key parameters, as a person sets them when starting a run, still reach its
+    step; a bad one stops the run at the params task, naming the key, before that stage runs."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    import toy_stage
+    from kfp import local
+
+    from edgeqat.adapters.kfp.params import to_pipeline_values
+    from edgeqat.pipelines.edge_pipeline import build_pipeline
+
+    comp = _toy_components(tmp_path, toy_stage.MINI_ALL, "toy_stage:MINI_ALL")
+    assert "params" in comp.COMPONENTS and "toy_all" in comp.COMPONENTS
+    pipe = build_pipeline(table=toy_stage.MINI_ALL, components=comp.COMPONENTS)
+    args = {**to_pipeline_values(load_params(_write(tmp_path / "params.yaml", "prepare:\n  image_size: 8\n"))),
+            "mlflow_tracking_uri": "", "run_tags": {}}
+    # what a person overrides when submitting: register's and track's settings among them
+    args.update(register__max_size_bytes="123456", register__required_devices='["rpi4"]', track__experiment="submitted",
+                train__trust_model_code=True, qat__epochs=3)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp"), raise_on_error=True)
+    task = pipe(**args)
+    job = Path(task.output.path).parents[1]
+    got = json.loads((job / "toy-all" / "toy_params").read_text())["params"]  # KFP names the task toy-all
+    assert got["register"]["max_size_bytes"] == 123456 and got["register"]["required_devices"] == ["rpi4"]
+    assert got["track"]["experiment"] == "submitted" and got["train"]["trust_model_code"] is True
+    assert got["qat"]["epochs"] == 3 and got["prepare"]["image_size"] == 8
+
+    # an unknown device: the params task refuses it as `edgeqat check-params` would
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "kfp-bad"), raise_on_error=True)
+    with pytest.raises(RuntimeError, match="params"):
+        pipe(**{**args, "validate__devices": ["rpi4", "no_such_board"]})
+    assert "validate.devices: unknown device(s) 'no_such_board'" in capfd.readouterr().out
+    assert not list(tmp_path.glob("kfp-bad/*/toy-all"))  # the stage never started
+
+
+def test_every_step_that_can_load_a_model_is_handed_the_trust_decision():
+    """train.trust_model_code reaches every model load as an argument (no process-wide switch): a
+    step that can reach edgeqat.models.io gets it in its train config or as its ``trust_model_code``
+    keyword (Stage.keys), from the params the stage runs with."""
+    import inspect
+
+    from edgeqat.adapters.runner import step_configs, step_function
+    from edgeqat.config import parse_params
+    from edgeqat.stages import ALL, TRUST
+
+    raw = Params().model_dump()
+    raw["train"]["trust_model_code"] = True
+    trusting = parse_params(raw)
+    loaders = []
+    for stage in STAGES:
+        module = stage.step.partition(":")[0]
+        if "io.py" not in {p.name for p in code_deps(module) if p.parent.name == "models"}:
+            continue
+        loaders.append(stage.name)
+        first, kwargs = step_configs(stage, trusting)
+        takes = "trust_model_code" in inspect.signature(step_function(stage)).parameters
+        if stage.sections[0] in ("train", ALL):
+            assert first.train.trust_model_code if stage.sections == (ALL,) else first.trust_model_code, stage.name
+        else:
+            assert takes and TRUST in stage.keys and kwargs["trust_model_code"] is True, stage.name
+    assert {"qat", "prune", "cluster", "convert", "evaluate", "validate", "recommend", "train"} <= set(loaders)
+    import edgeqat.models.io as model_io
+
+    assert not hasattr(model_io, "set_trust_model_code")  # the old process global is gone
