@@ -267,7 +267,7 @@ def test_a_failing_required_device_is_tracked_as_failed_and_registers_nothing(te
     r = client.get_run(run_id)
     assert r.info.status == "FAILED" and r.data.tags["edgeqat.gate"] == "failed"
     assert "coral_edgetpu" in r.data.tags["edgeqat.gate.reasons"]
-    assert r.data.metrics["validate/coral_edgetpu.passed"] == 0.0
+    assert r.data.metrics["validation/coral_edgetpu.passed"] == 0.0
     assert "Gate:" in r.data.tags["mlflow.note.content"] and "coral_edgetpu" in r.data.tags["mlflow.note.content"]
     assert len(client.search_model_versions(f"name='{MODEL}'")) == versions_before
     register = edgeqat(a, "stage", "register", env=env, check=False)

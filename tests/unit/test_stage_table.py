@@ -91,6 +91,35 @@ def test_changing_quantize_marks_the_stages_that_quantize_changed_and_no_other(t
     assert any("compression/recipes.py" in json.dumps(s) for s in status["prune"])
 
 
+@pytest.mark.integration
+def test_editing_a_string_in_a_presentation_module_leaves_dvc_status_clean(tmp_path):
+    """Deps mean "results may change": a new progress line, error docstring or epoch-log message
+    (adapters/dvc.py NOT_DEPS) re-runs no stage, while the same kind of edit to io.py re-runs all."""
+    from integration.conftest import run
+
+    repo = _scratch_repo(tmp_path)
+    pkg = repo / "src" / "edgeqat"
+
+    def edit(rel: str, old: str, new: str) -> None:
+        path = pkg / rel
+        text = path.read_text()
+        assert old in text, f"{rel} no longer holds {old!r}: pick another string"
+        path.write_text(text.replace(old, new, 1))
+
+    def status() -> dict:
+        return json.loads(run([str(BIN / "dvc"), "status", "--json"], repo).stdout)
+
+    assert status() == {}
+    edit("progress.py", 'PREFIX = "[edgeqat]"', 'PREFIX = "[edgeqat:]"')
+    edit("progress.py", '"""4s, 2m05s, 1h03m."""', '"""4s, 2m05s or 1h03m."""')
+    edit("errors.py", "A parameter is unknown", "A parameter is not known")
+    edit("observe.py", "live logging of", "live logging for")
+    assert status() == {}
+    # the control: a string in a module that writes results (io.py) marks every stage changed
+    edit("io.py", 'print(f"[edgeqat] {redact(msg)}"', 'print(f"[edgeqat:] {redact(msg)}"')
+    assert set(status()) == {s.name for s in STAGES}
+
+
 def test_a_new_stage_needs_only_a_table_entry_and_a_step(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(TESTS))
     import toy_stage

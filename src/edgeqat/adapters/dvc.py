@@ -3,7 +3,8 @@
 Per stage: ``cmd: edgeqat stage <name>``; deps = its input ports, the files its params name
 (content-tracked, so replacing a pretrained model re-runs train), and every package module
 its step imports, transitively (so a change to ``compression/annotate.py`` re-runs every stage
-that quantizes); params = every key of the sections it receives; outs by how the table says
+that quantizes), except the modules in :data:`NOT_DEPS`, whose edits cannot change what a
+stage writes (so editing a progress bar re-runs nothing); params = every key of the sections it receives; outs by how the table says
 DVC sees them (cached, or committed with ``cache: false``; run-varying "side" files are not
 outputs at all).
 
@@ -31,7 +32,8 @@ HEADER = """\
 # Generated from the stage table (src/edgeqat/stages.py) and params.yaml by `edgeqat dvc write`:
 # edit the table or params.yaml, then rerun that command (a test fails when this file is stale).
 # Each stage runs one step (`edgeqat stage <name>`); deps list every package module the step
-# imports, params every key of the sections it receives.
+# imports except the presentation-only ones (NOT_DEPS in src/edgeqat/adapters/dvc.py), params
+# every key of the sections it receives.
 """
 
 PLOTS = [
@@ -49,6 +51,34 @@ PLOTS = [
 
 
 # --- code deps ---------------------------------------------------------------------------
+
+# A DVC dep means "results may change": these modules (and packages) are imported by steps but
+# cannot change a byte a stage writes, so they are not deps and editing them re-runs nothing.
+# What they import still counts. tests/unit/test_not_deps.py pins this list and checks that each
+# entry stays what its reason says; a module that starts to compute results must leave it.
+NOT_DEPS: dict[str, str] = {
+    # Bars and plain lines on stderr, and the --verbose switch (which only lets libraries' log
+    # lines through). Standard library and rich only; writes to no file; its `track` passes the
+    # items through unchanged.
+    "edgeqat.progress": "progress output on stderr",
+    # Hands each finished epoch's numbers (a copy) to whoever listens (the runner's live MLflow
+    # logging, not a DVC output); a listener that raises is dropped, so it never stops the work.
+    "edgeqat.observe": "epoch notifications for live logging",
+    # Exception classes and their docstrings only: every message is written where it is raised
+    # (a dep), and the class tree is pinned by the test, since an `except` picks by it.
+    "edgeqat.errors": "error types",
+    # How a step is run (CLI, DVC, KFP, CI, webhook): no step imports them (tests/unit/
+    # test_layering.py), and that the same step gets the same configs and paths under every
+    # runner is pinned by tests (test_stage_table.py), not by re-running stages. Listed so that
+    # this stays a decision rather than an accident of the import graph.
+    "edgeqat.adapters": "how a step is run",
+}
+
+
+def not_a_dep(module: str) -> bool:
+    """Whether ``module`` is (in) an entry of :data:`NOT_DEPS`."""
+    return any(module == m or module.startswith(m + ".") for m in NOT_DEPS)
+
 
 
 def _module_file(module: str) -> Path | None:
@@ -75,7 +105,8 @@ def _imported(path: Path) -> set[str]:
 
 def code_deps(module: str) -> list[Path]:
     """Files of every edgeqat module ``module`` imports, transitively, plus the data folders
-    (profiles, published figures) of the packages among them."""
+    (profiles, published figures) of the packages among them; not the files of the modules in
+    :data:`NOT_DEPS` (whose own imports are still followed)."""
     seen: dict[str, Path] = {}
     todo = [module]
     while todo:
@@ -89,7 +120,7 @@ def code_deps(module: str) -> list[Path]:
         parts = m.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
         todo += sorted(_imported(f))
-    files = set(seen.values())
+    files = {f for m, f in seen.items() if not not_a_dep(m)}
     for pkg in {f.parent for f in files}:
         for sub in pkg.iterdir():
             if sub.is_dir() and not (sub / "__init__.py").exists() and sub.name != "__pycache__" \
