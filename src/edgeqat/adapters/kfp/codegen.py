@@ -14,8 +14,6 @@ from __future__ import annotations
 from edgeqat.adapters.kfp.params import PYTHON_TYPES, kfp_name, kinds
 from edgeqat.stages import STAGES, Stage, stage_params
 
-# Stage-specific outputs that exist only for the Kubeflow UI.
-KFP_ONLY_OUTPUTS = {"evaluate": (("headline_confusion", "ClassificationMetrics"),)}
 # What every stage needs besides params: where MLflow is and which run this is, so each task
 # logs to the KFP run's live MLflow run (edgeqat.adapters.live); the experiment is track.experiment.
 RUNTIME = (("mlflow_tracking_uri", "str"), ("mlflow_experiment", "str"), ("run_tags", "dict"),
@@ -53,7 +51,7 @@ def component_source(stage: Stage, table_ref: str | None = None) -> str:
     k = kinds()
     required = [f"    {p.name}: Input[{p.kind}]," for p in kfp_inputs(stage)]
     required += [f"    {p.name}: Output[{p.kind}]," for p in kfp_outputs(stage)]
-    required += [f"    {name}: Output[{kind}]," for name, kind in KFP_ONLY_OUTPUTS.get(stage.name, ())]
+    required += [f"    {name}: Output[{kind}]," for name, kind in stage.kfp_only_outputs]
     required += [f"    {kfp_name(key)}: {PYTHON_TYPES[k[kfp_name(key)]].__name__}," for key in stage_keys(stage)]
     required += [f"    {name}: {typ}," for name, typ in RUNTIME]
     optional = [f"    {fp.importer}: Optional[Input[{fp.kind}]] = None," for fp in stage.file_params if fp.importer]
@@ -73,7 +71,7 @@ def component_source(stage: Stage, table_ref: str | None = None) -> str:
 def components_source(table: tuple[Stage, ...] = STAGES, table_ref: str | None = None) -> str:
     names = ", ".join(repr(s.name) for s in table)
     used = {p.kind for s in table for p in (*kfp_inputs(s), *kfp_outputs(s))}
-    used |= {kind for s in table for _, kind in KFP_ONLY_OUTPUTS.get(s.name, ())}
+    used |= {kind for s in table for _, kind in s.kfp_only_outputs}
     used |= {fp.kind for s in table for fp in s.file_params if fp.importer}
     header = HEADER.format(kinds=", ".join(sorted(used | {"Input", "Output"})))
     return header + "".join("\n\n" + component_source(s, table_ref) for s in table) + \
