@@ -910,7 +910,7 @@ def test_unreachable_mlflow_fails_clearly_and_leaves_local_outputs_intact(built,
     for step in (track, register):
         started = time.monotonic()
         with pytest.raises(EdgeqatError, match=f"MLflow tracking server {dead} is unreachable"):
-            step(_params(), root=ws, uri=dead)
+            step(_params(), workspace=ws, uri=dead)
         assert time.monotonic() - started < 30, f"{step.__name__}: slow to fail"  # no client retries
     assert {p: sha256_file(p) for p in sorted(ws.rglob("*")) if p.is_file()} == before  # no tracked/registered.json
 
