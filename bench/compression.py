@@ -28,7 +28,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
 from run import machine  # noqa: E402  (bench/run.py)
+from edgeqat.stages import Workspace  # noqa: E402
 
 WORK = REPO / "bench" / "work"
 IDX_DIR = WORK / "idx"
@@ -128,45 +129,24 @@ def _set_bn_momentum(model: Any, momentum: float) -> int:
 
 
 def run_chain(params: Any, work: Path) -> dict[str, Any]:
-    from edgeqat.steps.cluster import cluster
-    from edgeqat.steps.convert import convert
-    from edgeqat.steps.evaluate import evaluate
-    from edgeqat.steps.prepare import prepare
-    from edgeqat.steps.prune import prune
-    from edgeqat.steps.qat import qat
-    from edgeqat.steps.train import train
+    """prepare -> evaluate as `dvc repro` runs them (run_stage), in a workspace at ``work`` laid
+    out by the stage table (no live MLflow run: it is not what is measured)."""
+    import os
 
+    from edgeqat.adapters.runner import run_stage
+
+    os.environ.setdefault("EDGEQAT_LIVE_RUN", "0")
     work.mkdir(parents=True, exist_ok=True)
-    p = work / "prepared"
-    fp32, qat_h5, mixed_h5 = work / "fp32.keras", work / "qat.h5", work / "mixed.h5"
-    pqat_h5, cp_h5, tfl = work / "pqat.h5", work / "channel_pruned_qat.h5", work / "tflite"
-    pruned, cqat_h5, pcqat_h5 = work / "pruned.keras", work / "cqat.h5", work / "pcqat.h5"
+    ws = Workspace(work)
     times: dict[str, float] = {}
     metrics: dict[str, Any] = {}
-
-    def step(name: str, fn: Callable[[], Any]) -> Any:
+    for name in ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate"):
         say(f"{work.name}: {name} ...")
         t = time.monotonic()
-        out = fn()
+        metrics[name] = run_stage(name, params, work)  # a stage no requested variant needs writes markers only
         times[name] = round(time.monotonic() - t, 1)
-        metrics[name] = out
         say(f"{work.name}: {name} done in {times[name]:.0f} s")
-        return out
-
-    step("prepare", lambda: prepare(params.prepare, p, work / "prepare.json"))
-    step("train", lambda: train(params.train, p, fp32, work / "train.json", work / "train_history.csv"))
-    step("qat", lambda: qat(params.qat, p, fp32, qat_h5, work / "qat.json", work / "qat_history.csv",
-                            mixed_out=mixed_h5, sensitivity_json=work / "sensitivity.json",
-                            sensitivity_md=work / "sensitivity.md"))
-    step("prune", lambda: prune(params.prune, p, fp32, pqat_h5, cp_h5, work / "prune.json", pruned_out=pruned))
-    if {"cqat_int8", "pcqat_int8"} & set(params.convert.variants):
-        step("cluster", lambda: cluster(params.cluster, p, fp32, pruned, cqat_h5, pcqat_h5, work / "cluster.json"))
-    step("convert", lambda: convert(params.convert, p, fp32, qat_h5, tfl, work / "convert.json",
-                                    mixed_model=mixed_h5, pqat_model=pqat_h5, cqat_model=cqat_h5, pcqat_model=pcqat_h5,
-                                    channel_pruned_model=cp_h5))
-    step("evaluate", lambda: evaluate(params.evaluate, p, tfl, fp32, work / "summary.json", work / "summary.md",
-                                      work / "confusion.csv", work / "evaluate.json", pareto_png=work / "pareto.png"))
-    summary = json.loads((work / "summary.json").read_text())
+    summary = json.loads(ws.path("evaluation").read_text())
     return {"params": params.model_dump(), "times": times, "metrics": metrics, "summary": summary}
 
 
@@ -474,7 +454,7 @@ def main() -> int:
             res["idx"] = idx
             try:
                 res["handwritten"] = handwritten_tfmot(
-                    work / "prepared", CASES_DIR / "b_handwritten", alpha=params.train.alpha,
+                    Workspace(work).path("prepared"), CASES_DIR / "b_handwritten", alpha=params.train.alpha,
                     epochs=params.train.epochs, patience=params.train.early_stopping_patience,
                     batch_size=params.train.batch_size, learning_rate=params.train.learning_rate,
                     dropout=params.train.dropout, qat_epochs=params.qat.epochs,

@@ -135,9 +135,10 @@ def build_pipeline(data_from_uri: bool = False, model_from_uri: bool = False, *,
             for p in stage.outputs:
                 if p.kfp:
                     produced[p.name] = task.outputs[p.name]
-            if stage.name == "track" or final is None:  # the run's MLflow run, else the first artifact
-                final = task.outputs["mlflow_run"] if stage.name == "track" else \
-                    next((task.outputs[p.name] for p in stage.outputs if p.kfp), None)
+            if stage.pipeline_result:  # the run's MLflow run
+                final = task.outputs[stage.pipeline_result]
+            elif final is None:  # else the first artifact
+                final = next((task.outputs[p.name] for p in stage.outputs if p.kfp), None)
         return final
 
     edgeqat.__signature__ = signature  # type: ignore[attr-defined]

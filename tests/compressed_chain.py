@@ -35,10 +35,10 @@ def build_comp(tmp_path_factory, tiny_prepared):
     save_model(tiny_model(), d / "fp32.keras")
     out["qat"] = qat(QatConfig(epochs=1, batch_size=16, keep_float=["@last"]), p, d / "fp32.keras", d / "qat.h5",
                      mixed_out=d / "mixed.h5", sensitivity_json=d / "sensitivity.json", sensitivity_md=d / "sensitivity.md")
-    out["prune"] = prune(PruneConfig(**TINY_PRUNE), p, d / "fp32.keras", d / "pqat.h5", d / "cp.h5", d / "prune.json",
-                         d / "prune_history.csv", pruned_out=d / "pruned.keras")
+    out["prune"] = prune(PruneConfig(**TINY_PRUNE), p, d / "fp32.keras", d / "pqat.h5", d / "cp.h5",
+                         history_path=d / "prune_history.csv", pruned_out=d / "pruned.keras")
     out["cluster"] = cluster(ClusterConfig(**TINY_CLUSTER), p, d / "fp32.keras", d / "pruned.keras", d / "cqat.h5",
-                             d / "pcqat.h5", d / "cluster.json")
+                             d / "pcqat.h5")
     out["convert"] = convert(ConvertConfig(variants=ALL), p, d / "fp32.keras", d / "qat.h5", d / "tflite",
                              mixed_model=d / "mixed.h5", pqat_model=d / "pqat.h5", cqat_model=d / "cqat.h5",
                              pcqat_model=d / "pcqat.h5", channel_pruned_model=d / "cp.h5")

@@ -12,14 +12,13 @@ from edgeqat.io import read_json, write_json
 from edgeqat.stages import ALL, PREPARED, STAGES, Port, Stage, metrics, stage, timings
 
 
-def count_classes(cfg: PrepareConfig, prepared: Path, toy_report: Path, metrics_path: Path, *,
-                  variants: list[str]) -> dict[str, Any]:
+def count_classes(cfg: PrepareConfig, prepared: Path, toy_report: Path, *, variants: list[str]) -> dict[str, Any]:
     """The prepared split sizes, per class count: a stand-in for any new analysis stage.
-    ``variants``: one key of another section (convert.variants), as a stage's ``keys`` pass it."""
+    ``variants``: one key of another section (convert.variants), as a stage's ``keys`` pass it.
+    The metrics it returns are written to its metrics port by the stage runner."""
     meta = read_json(Path(prepared) / "meta.json")
     report = {"classes": len(meta["class_names"]), "sizes": meta["sizes"], "seed": cfg.seed, "variants": variants}
     write_json(toy_report, report)
-    write_json(metrics_path, {"classes": report["classes"]})
     return {"classes": report["classes"]}
 
 

@@ -7,16 +7,19 @@ generated), the KFP components and the DAG's edges (adapters/kfp: an input is wi
 output of the same name). A new stage is a new :class:`Stage` here plus its step function.
 
 Paths are relative to the workspace root (the repository for DVC; a scratch folder that the
-KFP runner lays out the same way). A step is called as
-``step(<first section's config>, <port.arg>=<path>, ..., <other section>=<its config>)``;
-a stage that receives every section (``ALL``) gets the whole :class:`~edgeqat.config.Params`
-as its first argument.
+KFP runner lays out the same way); :class:`Workspace` resolves each port by name. A step is
+called as ``step(<first section's config>, <port.arg>=<path>, ..., <other section>=<its config>)``
+(or with ``workspace=`` instead of the port keywords, for a stage marked ``workspace``) and
+returns its metrics, which the stage runner writes to the stage's metrics port; a stage that
+receives every section (``ALL``) gets the whole :class:`~edgeqat.config.Params` as its first
+argument.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Mapping
 
 ALL = "*"  # receives every params section (the whole Params)
 # The run's trust decision: whether a model file may carry code that runs when it is loaded. It
@@ -45,6 +48,7 @@ class Port:
     dvc: Dvc = "out"
     kfp: bool = True  # an artifact in the KFP pipeline (False: DVC/CLI path only)
     is_dir: bool = False
+    returned: bool = False  # the stage runner writes the dict the step returns here (the step is not given it)
 
     @property
     def step_arg(self) -> str:
@@ -97,10 +101,17 @@ class Stage:
     cached: bool = True  # False: a side effect (MLflow) that KFP must never skip from its cache
     returns_passed: bool = False  # the step's result["passed"] is a KFP output (for a gate)
     resources: Resources = Resources()  # the container's CPU/memory (and accelerator) on a cluster
+    # The step takes the stage's Workspace (``workspace=``) and reads its ports by name, rather
+    # than one keyword per port; it may resolve only the ports listed here (:class:`Workspace`).
+    workspace: bool = False
+    run_tags: bool = False  # the step takes extra MLflow run tags (extra_tags=): the CLI's --tag, KFP's run tags
+    pipeline_result: str | None = None  # the output the compiled KFP pipeline returns (else the first artifact)
+    kfp_only_outputs: tuple[tuple[str, str], ...] = ()  # (name, kfp.dsl class): outputs only for the Kubeflow UI
 
 
 def metrics(stage: str) -> Port:
-    return Port(f"{stage}_metrics", f"metrics/{stage}.json", "Metrics", arg="metrics_path", dvc="committed")
+    """The metrics the step returns, written by the stage runner (the step is not given the path)."""
+    return Port(f"{stage}_metrics", f"metrics/{stage}.json", "Metrics", arg="", dvc="committed", returned=True)
 
 
 def timings(stage: str) -> Port:
@@ -207,6 +218,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", "edgeqat.steps.evaluate:evaluate", ("evaluate",), keys=(TRUST,),
           inputs=(PREPARED, TFLITE, FP32),
           outputs=(EVALUATION, EVALUATION_MD, CONFUSION, PARETO, metrics("evaluate"), timings("evaluate"), HOST_LATENCY),
+          # the headline variant's confusion matrix, drawn by the Kubeflow UI
+          kfp_only_outputs=(("headline_confusion", "ClassificationMetrics"),),
           doc="Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."),
     Stage("validate", "edgeqat.steps.validate:validate", ("validate",), keys=(TRUST,),
           inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json")),
@@ -229,24 +242,24 @@ STAGES: tuple[Stage, ...] = (
 )
 
 # track and register receive the whole Params and read the workspace the stages above wrote
-# (``root``), so every file they read is an input (a DVC dep, a KFP edge) passed to no keyword.
-_READ_BY_TRACK = (
-    *(metrics(s) for s in COMPUTE if s != "report"), *(timings(s) for s in COMPUTE),
-    history("train"), history("qat"), history("prune"), CONFUSION, PREPARED, FP32, TFLITE, RECOMMENDED,
-    RECOMMENDATION, EVALUATION, SUMMARY, SUMMARY_MD, DEVICES, SENSITIVITY, SENSITIVITY_MD, PARETO,
-    REPORT_HTML, FIGURES, HEADLINE, tensorboard("train"), tensorboard("qat"),
-)
-
+# through their Workspace, by port name: each file either reads is one of its inputs here (a DVC
+# dep, a KFP edge), and a name that is not fails (:class:`Workspace`), so neither can read a file
+# DVC does not see, nor miss one whose path changed.
 STAGES += (
     Stage("track", "edgeqat.steps.track:track", (ALL,),
-          inputs=tuple(arg(p, "") for p in _READ_BY_TRACK),
+          inputs=(*(metrics(s) for s in COMPUTE if s != "report"), *(timings(s) for s in COMPUTE),
+                  history("train"), history("qat"), history("prune"), CONFUSION, PREPARED, FP32, TFLITE, RECOMMENDED,
+                  RECOMMENDATION, EVALUATION, SUMMARY, SUMMARY_MD, DEVICES, SENSITIVITY, SENSITIVITY_MD, PARETO,
+                  REPORT_HTML, FIGURES, HEADLINE, tensorboard("train"), tensorboard("qat")),
           outputs=(TRACKED, MLFLOW_RUN),
-          cached=False, resources=LIGHT,
+          workspace=True, run_tags=True, pipeline_result=MLFLOW_RUN.name, cached=False, resources=LIGHT,
           doc="Log the whole execution to MLflow: one run with params, metrics, curves, data, models, reports."),
     Stage("register", "edgeqat.steps.register:register", (ALL,),
-          inputs=tuple(arg(p, "") for p in (TRACKED, MLFLOW_RUN, TFLITE, SUMMARY, RECOMMENDED, RECOMMENDATION)),
-          outputs=(Port("registered", "logs/registered.json", arg="", dvc="side"),),
-          gate="validate.passed", cached=False, resources=LIGHT,
+          # the host latency the version is tagged with: run-varying side files, no DVC dep, no KFP edge
+          inputs=(TRACKED, MLFLOW_RUN, TFLITE, SUMMARY, RECOMMENDED, RECOMMENDATION,
+                  replace(timings("evaluate"), kfp=False), replace(HOST_LATENCY, kfp=False)),
+          outputs=(Port("registered", "logs/registered.json", dvc="side"),),
+          workspace=True, gate="validate.passed", cached=False, resources=LIGHT,
           doc="The run's model as a new MLflow model version (alias challenger); per-device models too."),
 )
 
@@ -270,11 +283,6 @@ def _params_model():
     return Params
 
 
-def workspace_steps() -> set[str]:
-    """Stages whose step reads the whole workspace (``root=``) rather than one path per port."""
-    return {s.name for s in STAGES if s.sections == (ALL,)}
-
-
 def stage(name: str, table: tuple[Stage, ...] | None = None) -> Stage:
     for s in (STAGES if table is None else table):
         if s.name == name:
@@ -285,10 +293,53 @@ def stage(name: str, table: tuple[Stage, ...] | None = None) -> Stage:
     raise EdgeqatError(f"no stage {name!r} (stages: {known})")
 
 
-def port_path(name: str, table: tuple[Stage, ...] | None = None) -> str:
-    """The workspace path of the output named ``name``."""
-    for s in (STAGES if table is None else table):
-        for p in s.outputs:
-            if p.name == name:
-                return p.path
-    raise KeyError(name)
+class UnknownPort(KeyError):
+    """A port name the table (or the stage) does not have: a programming error, named in full."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Every named port of a stage table, resolved to its path under one root: the repository
+    for DVC, a scratch folder the KFP runner lays out the same way. ``ws.path("summary")``.
+
+    ``stage``: only that stage's ports resolve (what the stage runner gives a step that takes a
+    Workspace), so a step cannot read a file its stage does not declare, which DVC would not see
+    as a dep. ``overrides``: port name -> a path given instead of the table's (the CLI's options).
+    """
+
+    root: Path
+    table: tuple[Stage, ...] | None = None  # None: edgeqat's own STAGES
+    stage: Stage | None = None
+    overrides: Mapping[str, Path] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def ports(self) -> dict[str, Port]:
+        """Name -> port: the stage's own, else every output and input of the table."""
+        stages = (self.stage,) if self.stage is not None else (STAGES if self.table is None else self.table)
+        found: dict[str, Port] = {}
+        for s in stages:
+            for p in (*s.outputs, *s.inputs):
+                found.setdefault(p.name, p)
+        return found
+
+    def port(self, name: str) -> Port:
+        ports = self.ports()
+        if name not in ports:
+            where = f"stage {self.stage.name}" if self.stage is not None else "the stage table"
+            raise UnknownPort(f"no port {name!r} in {where} (ports: {', '.join(sorted(ports))})")
+        return ports[name]
+
+    def path(self, name: str) -> Path:
+        port = self.port(name)
+        return Path(self.overrides[name]) if self.overrides.get(name) is not None else self.root / port.path
+
+
+def workspace(value: Workspace | str | Path, stage_name: str) -> Workspace:
+    """A step's ``workspace=`` argument: a Workspace as given, or a folder (a direct call) laid
+    out as the table says, restricted to the named stage's ports."""
+    return value if isinstance(value, Workspace) else Workspace(Path(value), stage=stage(stage_name))

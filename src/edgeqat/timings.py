@@ -78,15 +78,21 @@ def write_stage_timings(root: str | Path, stage: str, started: datetime, ended: 
     return write_json(Path(path) if path else Path(root) / TIMINGS_DIR / f"{stage}.json", record)
 
 
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """One stage's timings record, or None (missing or unreadable: they are only timings)."""
+    try:
+        rec = read_json(path) if Path(path).is_file() else None
+    except Exception:  # noqa: BLE001 - a damaged timing file must never fail a stage
+        return None
+    return rec if isinstance(rec, dict) and "started_at" in rec else None
+
+
 def read_timings(folder: str | Path) -> dict[str, dict[str, Any]]:
-    """Every stage's record in ``folder`` (unreadable ones skipped: they are only timings)."""
+    """Every stage's record in ``folder`` (unreadable ones skipped)."""
     out = {}
     for f in sorted(Path(folder).glob("*.json")):
-        try:
-            rec = read_json(f)
-        except Exception:  # noqa: BLE001 - a damaged timing file must never fail a stage
-            continue
-        if isinstance(rec, dict) and "started_at" in rec:
+        rec = read_record(f)
+        if rec is not None:
             out[rec.get("stage", f.stem)] = rec
     return out
 
@@ -109,7 +115,7 @@ def execution_window(records: dict[str, dict[str, Any]], execution: str | None) 
 # DVC output, and rewritten only when a measured model or the measuring settings change, so a
 # forced re-run of the same models leaves it (and git) untouched. It is in the shape of the
 # evaluate timings record (what edgeqat.report.with_latency reads), plus what it measured.
-HOST_LATENCY = "reports/host_latency.json"
+HOST_LATENCY = "reports/host_latency.json"  # the host_latency port's path (a label here: evaluate needs no table)
 
 
 def host_latency_record(measured: dict[str, Any], shas: dict[str, str], settings: dict[str, Any],
@@ -130,14 +136,13 @@ def host_latency_record(measured: dict[str, Any], shas: dict[str, str], settings
     return fresh
 
 
-def latest_latency(root: str | Path) -> dict[str, Any] | None:
-    """Host latency for the table: this clone's last evaluate run, else the record committed
-    with the results (``reports/host_latency.json``), else None."""
-    root = Path(root)
-    timed = read_timings(root / TIMINGS_DIR).get("evaluate")
+def latest_latency(evaluate_timings: str | Path, host_latency: str | Path) -> dict[str, Any] | None:
+    """Host latency for the table: this clone's last evaluate run (its timings record), else
+    the record committed with the results (``reports/host_latency.json``), else None."""
+    timed = read_record(evaluate_timings)
     if timed:
         return timed
-    path = root / HOST_LATENCY
+    path = Path(host_latency)
     try:
         rec = read_json(path) if path.is_file() else None
     except Exception:  # noqa: BLE001 - only figures for the table

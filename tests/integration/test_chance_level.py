@@ -73,7 +73,7 @@ def test_it_is_not_registered_and_the_console_says_why(shuffled):
 
     ws, env = shuffled["ws"], shuffled["env"]
     with pytest.raises(GateFailed, match="chance"):
-        register(shuffled["params"], root=ws, uri=shuffled["url"])
+        register(shuffled["params"], workspace=ws, uri=shuffled["url"])
     proc = run([str(BIN / "edgeqat"), "stage", "register"], ws, env, check=False)
     assert proc.returncode == 1, proc.stderr  # a failed gate: CI goes red
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -43,7 +43,7 @@ def test_track_logs_one_complete_run_to_a_real_server(mlflow_server, tmp_path):
     started = datetime.now(timezone.utc) - timedelta(minutes=10)
     ws = _workspace(tmp_path, started)
     params = Params(track=TrackConfig(experiment="it-track"))
-    info = track(params, root=ws, uri=mlflow_server, extra_tags={"trigger": "test"})
+    info = track(params, workspace=ws, uri=mlflow_server, extra_tags={"trigger": "test"})
     client = MlflowClient(tracking_uri=mlflow_server)
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED"
@@ -72,7 +72,7 @@ def test_track_logs_one_complete_run_to_a_real_server(mlflow_server, tmp_path):
     tracked = json.loads((ws / "reports" / "tracked.json").read_text())
     assert run.data.tags["edgeqat.fingerprint"] == tracked["fingerprint"]
 
-    again = track(params, root=ws, uri=mlflow_server, extra_tags={"trigger": "test"})
+    again = track(params, workspace=ws, uri=mlflow_server, extra_tags={"trigger": "test"})
     assert again["run_id"] == info["run_id"] and again["reused"]  # the same execution is not logged twice
 
 
@@ -80,5 +80,5 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     ws = _workspace(tmp_path, datetime.now(timezone.utc))
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(EdgeqatError, match=f"MLflow tracking server {url} is unreachable"):
-        track(Params(), root=ws, uri=url)
+        track(Params(), workspace=ws, uri=url)
     assert not (ws / "logs" / "mlflow_run.json").exists()

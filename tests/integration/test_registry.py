@@ -80,7 +80,8 @@ def built(tmp_path_factory, tiny_prepared, server_proc):
     convert(ConvertConfig(variants=["fp32", "qat_int8"]), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite")
     started = datetime.now(timezone.utc)
     result = evaluate(EvaluateConfig(latency_runs=3, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
-                      d / "summary.json", d / "summary.md", d / "confusion.csv", metrics_path=d / "metrics" / "evaluate.json")
+                      d / "summary.json", d / "summary.md", d / "confusion.csv")
+    write_json(d / "metrics" / "evaluate.json", {k: v for k, v in result.items() if k != "timings"})  # as the runner does
     write_stage_timings(d, "evaluate", started, datetime.now(timezone.utc), result["timings"],
                         d / "timings" / "evaluate.json")
     summary = {**read_json(d / "summary.json"), "validated_model": "qat_int8"}
@@ -159,8 +160,8 @@ def _track_register(url: str, ws: Path, cfg: RegisterConfig = CFG) -> dict:
     from edgeqat.steps.track import track
 
     params = _params(cfg)
-    tracked = track(params, root=ws, uri=url)
-    return {**register(params, root=ws, uri=url), "tracked": tracked, "root": ws}
+    tracked = track(params, workspace=ws, uri=url)
+    return {**register(params, workspace=ws, uri=url), "tracked": tracked, "root": ws}
 
 
 def _logged_model_of(reg, name: str, version: str) -> str:
@@ -311,13 +312,13 @@ def test_tracking_and_registering_the_same_execution_again_creates_nothing(url, 
     from edgeqat.steps.track import track
 
     before = (reg.versions(NAME), len(reg.history(NAME)))
-    again = track(_params(), root=v_good["root"], uri=url)
+    again = track(_params(), workspace=v_good["root"], uri=url)
     assert again["reused"] and again["run_id"] == v_good["run_id"]
     exp = reg.client.get_experiment_by_name(EXPERIMENT)
     fingerprint = read_json(v_good["root"] / "reports" / "tracked.json")["fingerprint"]
     same = reg.client.search_runs([exp.experiment_id], f"tags.`edgeqat.fingerprint` = '{fingerprint}'")
     assert [r.info.run_id for r in same] == [v_good["run_id"]]  # still one run for the execution
-    out = register(_params(), root=v_good["root"], uri=url)
+    out = register(_params(), workspace=v_good["root"], uri=url)
     assert not out["new"] and out["version"] == v_good["version"] and out["run_id"] == v_good["run_id"]
     assert (reg.versions(NAME), len(reg.history(NAME))) == before
     assert reg.alias_version(NAME, "challenger") == v_good["version"]
@@ -489,9 +490,9 @@ def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_
         try:
             barrier.wait(timeout=30)
             # the same results from two executions (a tag of each sets them apart)
-            tracked[i] = track(params, root=spaces[i], uri=url, extra_tags={"it.execution": str(i)})
+            tracked[i] = track(params, workspace=spaces[i], uri=url, extra_tags={"it.execution": str(i)})
             barrier.wait(timeout=180)
-            results[i] = register(params, root=spaces[i], uri=url)
+            results[i] = register(params, workspace=spaces[i], uri=url)
         except Exception as err:  # surfaced below
             errors.append(err)
             barrier.abort()
@@ -529,7 +530,7 @@ def test_a_required_device_failure_is_tracked_as_a_failed_run_and_registers_noth
 
     ws = _workspace(built, tmp_path, "failed")
     models = {m["name"]: reg.versions(m["name"]) for m in reg.find_models(NAME)}
-    tracked = track(_params(), root=ws, uri=url)
+    tracked = track(_params(), workspace=ws, uri=url)
     run = reg.client.get_run(tracked["run_id"])
     assert run.info.status == "FAILED"
     assert run.data.tags["edgeqat.gate"] == "failed"
@@ -537,7 +538,7 @@ def test_a_required_device_failure_is_tracked_as_a_failed_run_and_registers_noth
     assert "edgeqat.model.qat_int8" in run.data.tags  # the model is logged with the run, to look at
 
     with pytest.raises(GateFailed) as err:
-        register(_params(), root=ws, uri=url)
+        register(_params(), workspace=ws, uri=url)
     why = str(err.value)
     assert "sim-m4" in why and M4_BUDGET in why and "edgeqat recommend --device sim-m4" in why
     assert err.value.exit_code == 1
@@ -909,7 +910,7 @@ def test_unreachable_mlflow_fails_clearly_and_leaves_local_outputs_intact(built,
     for step in (track, register):
         started = time.monotonic()
         with pytest.raises(EdgeqatError, match=f"MLflow tracking server {dead} is unreachable"):
-            step(_params(), root=ws, uri=dead)
+            step(_params(), workspace=ws, uri=dead)
         assert time.monotonic() - started < 30, f"{step.__name__}: slow to fail"  # no client retries
     assert {p: sha256_file(p) for p in sorted(ws.rglob("*")) if p.is_file()} == before  # no tracked/registered.json
 
@@ -975,7 +976,7 @@ def test_a_per_device_model_carries_its_own_device_validation_and_its_gate_reads
     (ws / "models" / "recommended" / "sim-m7.tflite").write_bytes(b"TFL3" * 64)
     versions = len(reg.all_versions(CFG.model_name))
     with pytest.raises(ModelError, match=r"sim-m7.tflite: no device validation of this file"):
-        register(_params(), root=ws, uri=url)
+        register(_params(), workspace=ws, uri=url)
     assert len(reg.all_versions(CFG.model_name)) == versions
 
 

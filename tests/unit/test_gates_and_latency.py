@@ -8,7 +8,8 @@ import json
 import pytest
 
 from edgeqat.report import chance_failure, chance_warning, registry_gate, summary_intro, with_latency
-from edgeqat.timings import HOST_LATENCY, host_latency_record, latest_latency
+from edgeqat.timings import HOST_LATENCY, host_latency_record
+from edgeqat.timings import latest_latency as _latest_latency
 
 
 def summary(acc: dict[str, float], rate: float = 0.34, **extra) -> dict:
@@ -87,6 +88,12 @@ def test_the_committed_latency_stands_while_the_same_models_are_measured_the_sam
 
 
 def test_the_table_takes_this_clones_timings_else_the_committed_record(tmp_path):
+    def latest_latency(root):
+        from edgeqat.stages import Workspace
+
+        ws = Workspace(root)
+        return _latest_latency(ws.path("evaluate_timings"), ws.path("host_latency"))
+
     assert latest_latency(tmp_path) is None
     (tmp_path / "reports").mkdir()
     (tmp_path / HOST_LATENCY).write_text(json.dumps(host_latency_record(MEASURED, SHAS, SETTINGS, None)))

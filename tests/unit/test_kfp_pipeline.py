@@ -120,7 +120,7 @@ def test_every_pipeline_parameter_is_a_params_key_and_back():
 
 
 def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
-    from edgeqat.adapters.kfp.codegen import KFP_ONLY_OUTPUTS, PARAMS_JSON, PARAMS_TASK, RUNTIME, stage_keys
+    from edgeqat.adapters.kfp.codegen import PARAMS_JSON, PARAMS_TASK, RUNTIME, stage_keys
     from edgeqat.adapters.kfp.params import kfp_name
     from edgeqat.components.generated import COMPONENTS
     from edgeqat.pipelines.edge_pipeline import unwired_keys
@@ -138,7 +138,7 @@ def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
         artifacts_in = {n for n, i in (spec.inputs or {}).items() if i.type.startswith("system.")}
         assert artifacts_in == {p.name for p in stage.inputs if p.kfp} | {f.importer for f in stage.file_params if f.importer}
         outs = set(spec.outputs or {}) - {"Output"}
-        assert outs == {p.name for p in stage.outputs if p.kfp} | {n for n, _ in KFP_ONLY_OUTPUTS.get(stage.name, ())}
+        assert outs == {p.name for p in stage.outputs if p.kfp} | {n for n, _ in stage.kfp_only_outputs}
 
 
 def test_component_bodies_only_hand_their_arguments_to_the_runner():

@@ -17,40 +17,33 @@ TINY_TRAIN = dict(model="dscnn", alpha=0.25, epochs=6, batch_size=8, learning_ra
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory, tiny_prepared):
-    from edgeqat.steps.convert import convert
-    from edgeqat.steps.evaluate import evaluate
-    from edgeqat.steps.qat import qat
-    from edgeqat.steps.train import train
-    from edgeqat.steps.validate import validate
+    """The stages as the CLI and KFP run them (run_stage), in one workspace laid out by the table."""
+    from edgeqat.adapters.runner import run_stage
+    from edgeqat.config import Params
+    from edgeqat.stages import Workspace
 
     d = tmp_path_factory.mktemp("chain")
-    out = {"dir": d, "prepared": tiny_prepared}
-    out["train"] = train(TrainConfig(**TINY_TRAIN), tiny_prepared, d / "fp32.keras", d / "train.json", d / "train_history.csv",
-                         tensorboard_dir=d / "tb_train")
-    out["qat"] = qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "qat.json",
-                     d / "qat_history.csv", tensorboard_dir=d / "tb_qat")
-    # The variants converted from the FP32 and plain QAT models (tests/unit/test_compression.py covers the rest).
-    out["convert"] = convert(ConvertConfig(variants=BASIC), tiny_prepared, d / "fp32.keras", d / "qat.h5", d / "tflite", d / "convert.json")
-    out["evaluate"] = evaluate(
-        EvaluateConfig(latency_runs=5, warmup_runs=1), tiny_prepared, d / "tflite", d / "fp32.keras",
-        d / "evaluation.json", d / "evaluation.md", d / "confusion.csv", d / "evaluate.json",
-    )
-    out["validate"] = validate(
-        ValidateConfig(devices=["cortex_m7", "coral_edgetpu", "rpi4"], required_devices=["cortex_m7"], latency_runs=3,
-                       emulate=False),
-        tiny_prepared, d / "tflite", d / "fp32.keras", d / "evaluation.json", d / "summary.json", d / "summary.md",
-        d / "devices.json", d / "validate.json")
+    params = Params(
+        train=TrainConfig(**TINY_TRAIN), qat=QatConfig(epochs=1, batch_size=16),
+        # The variants converted from the FP32 and plain QAT models (tests/unit/test_compression.py covers the rest).
+        convert=ConvertConfig(variants=BASIC), evaluate=EvaluateConfig(latency_runs=5, warmup_runs=1),
+        validate=ValidateConfig(devices=["cortex_m7", "coral_edgetpu", "rpi4"], required_devices=["cortex_m7"],
+                                latency_runs=3, emulate=False))
+    out = {"dir": d, "ws": Workspace(d), "prepared": tiny_prepared}
+    for name in ("train", "qat", "convert", "evaluate", "validate"):
+        out[name] = run_stage(name, params, d, overrides={"prepared": tiny_prepared})
     return out
 
 
 def test_train_writes_model_metrics_and_curves(chain):
-    d, m = chain["dir"], chain["train"]
-    assert (d / "fp32.keras").is_file()
+    ws, m = chain["ws"], chain["train"]
+    assert ws.path("fp32_model").is_file()
     assert m["epochs_run"] == 6 and 0.0 <= m["test_accuracy"] <= 1.0
-    # the metrics file is a function of the inputs; the wall time goes to the stage's timings
-    assert json.loads((d / "train.json").read_text()) == {k: v for k, v in m.items() if k != "timings"}
-    assert m["timings"]["training_seconds"] > 0
-    rows = (d / "train_history.csv").read_text().splitlines()
+    # the runner writes the metrics the step returned (a function of the inputs); the wall time
+    # goes to the stage's timings
+    assert json.loads(ws.path("train_metrics").read_text()) == m and "timings" not in m
+    assert json.loads(ws.path("train_timings").read_text())["training_seconds"] > 0
+    rows = ws.path("train_history").read_text().splitlines()
     assert rows[0] == "epoch,loss,accuracy,val_loss,val_accuracy" and len(rows) == 7
 
 
@@ -60,7 +53,7 @@ def test_tiny_model_learns_the_synthetic_classes(chain):
 
 
 def test_convert_writes_every_variant_with_a_model_card(chain):
-    d = chain["dir"] / "tflite"
+    d = chain["ws"].path("tflite")
     card = json.loads((d / "model_card.json").read_text())
     assert card["class_names"] == ["tl", "tr", "bl", "br"]
     assert card["input_shape"] == [16, 16, 1]
@@ -80,10 +73,10 @@ def test_convert_writes_every_variant_with_a_model_card(chain):
 
 
 def test_evaluate_measures_every_variant_through_litert(chain):
-    d = chain["dir"]
-    summary = json.loads((d / "summary.json").read_text())
+    ws = chain["ws"]
+    summary = json.loads(ws.path("summary").read_text())
     assert set(summary["variants"]) == {"fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "qat_int8"}
-    latency = chain["evaluate"]["timings"]
+    latency = json.loads(ws.path("evaluate_timings").read_text())  # written by the runner
     for name, v in summary["variants"].items():
         assert 0.0 <= v["accuracy"] <= 1.0 and 0.0 <= v["agreement"] <= 1.0 and v["gzip_bytes"] > 0
         # host latency varies from run to run: it is in the stage's timings, never in summary.json
@@ -92,9 +85,9 @@ def test_evaluate_measures_every_variant_through_litert(chain):
     assert summary["variants"]["fp32"]["size_ratio"] == 1.0
     # The interpreter's FP32 predictions match Keras' on (nearly) every image.
     assert summary["variants"]["fp32"]["agreement"] >= 0.95
-    confusion = (d / "confusion.csv").read_text().splitlines()
+    confusion = ws.path("confusion").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 1 + summary["num_test"]
-    md = (d / "summary.md").read_text()
+    md = ws.path("summary_report").read_text()
     assert "| qat_int8 |" in md and "| fp32 |" in md
 
 
@@ -105,9 +98,9 @@ def test_litert_accuracy_is_recomputed_not_copied(chain, tmp_path):
     from edgeqat.data.transform import normalize
 
     x, y = load_split_arrays(chain["prepared"] / "test")
-    clf = TFLiteClassifier(chain["dir"] / "tflite" / "qat_int8.tflite")
+    clf = TFLiteClassifier(chain["ws"].path("tflite") / "qat_int8.tflite")
     acc = float(np.mean([np.argmax(clf(img)) == label for img, label in zip(normalize(x, "zero_one"), y)]))
-    assert acc == pytest.approx(json.loads((chain["dir"] / "summary.json").read_text())["variants"]["qat_int8"]["accuracy"])
+    assert acc == pytest.approx(json.loads(chain["ws"].path("summary").read_text())["variants"]["qat_int8"]["accuracy"])
 
 
 @pytest.mark.parametrize("io_dtype, expect", [("uint8", "uint8"), ("float32", "float32")])
@@ -117,15 +110,15 @@ def test_io_dtype_sets_integer_model_io_and_keeps_its_accuracy(chain, tmp_path, 
     from edgeqat.steps.convert import convert
     from edgeqat.steps.evaluate import evaluate
 
-    d = chain["dir"]
-    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], d / "fp32.keras",
-            d / "qat.h5", tmp_path / "t")
+    ws = chain["ws"]
+    convert(ConvertConfig(io_dtype=io_dtype, variants=["qat_int8"]), chain["prepared"], ws.path("fp32_model"),
+            ws.path("qat_model"), tmp_path / "t")
     v = json.loads((tmp_path / "t" / "model_card.json").read_text())["variants"]["qat_int8"]
     assert v["input"]["dtype"] == expect and v["output"]["dtype"] == expect
     evaluate(EvaluateConfig(latency_runs=1, warmup_runs=0, reference="qat_int8"), chain["prepared"], tmp_path / "t",
-             d / "fp32.keras", tmp_path / "summary.json")
+             ws.path("fp32_model"), tmp_path / "summary.json")
     got = json.loads((tmp_path / "summary.json").read_text())
-    want = json.loads((d / "summary.json").read_text())["variants"]["qat_int8"]["accuracy"]
+    want = json.loads(ws.path("summary").read_text())["variants"]["qat_int8"]["accuracy"]
     assert got["variants"]["qat_int8"]["accuracy"] == pytest.approx(want, abs=1 / got["num_test"] + 1e-9)
     assert want >= 0.6  # a model that learnt the classes: a broken I/O conversion would show
 
@@ -146,7 +139,7 @@ def test_training_is_deterministic(tiny_prepared, tmp_path):
 def test_from_model_skips_training(chain, tmp_path):
     from edgeqat.steps.train import train
 
-    m = train(TrainConfig(from_model=str(chain["dir"] / "fp32.keras")), chain["prepared"], tmp_path / "fp32.keras",
+    m = train(TrainConfig(from_model=str(chain["ws"].path("fp32_model"))), chain["prepared"], tmp_path / "fp32.keras",
               history_path=tmp_path / "h.csv")
     assert m["epochs_run"] == 0
     assert m["test_accuracy"] == pytest.approx(chain["train"]["test_accuracy"])
@@ -178,7 +171,7 @@ def test_qat_finetune_with_unknown_classes_is_refused(chain, tmp_path):
     np.savez(tmp_path / "site.npz", x=x, y=y, class_names=np.array(["tl", "tr", "bl", "zz"]))
     with pytest.raises(DataError, match=r"\['zz'\]"):
         qat(QatConfig(epochs=1, finetune_source="npz", finetune_path=str(tmp_path / "site.npz")),
-            chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / "q.h5")
+            chain["prepared"], chain["ws"].path("fp32_model"), tmp_path / "q.h5")
 
 
 def test_corrupt_tflite_is_reported(tmp_path):
@@ -207,7 +200,7 @@ def test_qat_writes_tensorboard_scalars_and_fake_quant_ranges(chain):
     from edgeqat.tf_compat import tf
 
     tags, logged = set(), {}
-    for f in sorted((chain["dir"] / "tb_qat").rglob("events.out.tfevents.*")):
+    for f in sorted(chain["ws"].path("qat_tensorboard").rglob("events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(str(f)):
             for v in event.summary.value:
                 tags.add(v.tag)
@@ -215,13 +208,14 @@ def test_qat_writes_tensorboard_scalars_and_fake_quant_ranges(chain):
                     logged[(v.tag.removeprefix("fake_quant/"), event.step)] = float(tf.make_ndarray(v.tensor))
     assert {"epoch_loss", "epoch_accuracy"} <= tags
     last = max(step for _, step in logged)
-    saved = fake_quant_ranges(load_model(chain["dir"] / "qat.h5", quantized=True))
+    saved = fake_quant_ranges(load_model(chain["ws"].path("qat_model"), quantized=True))
     assert saved and {name: value for (name, step), value in logged.items() if step == last} == pytest.approx(saved)
     lo = next(v for k, v in saved.items() if k.startswith("quantize_layer/") and k.endswith("_min"))
     hi = next(v for k, v in saved.items() if k.startswith("quantize_layer/") and k.endswith("_max"))
     assert -0.01 <= lo <= 0.01 and 0.6 < hi <= 1.0, (lo, hi)
     # the FP32 model has no fake-quant ranges: its TensorBoard logs hold no empty fake_quant run
-    assert (chain["dir"] / "tb_train" / "train").is_dir() and not (chain["dir"] / "tb_train" / "fake_quant").exists()
+    tb = chain["ws"].path("train_tensorboard")
+    assert (tb / "train").is_dir() and not (tb / "fake_quant").exists()
 
 
 def test_qat_on_site_data_scores_higher_on_the_sites_images(chain, tmp_path):
@@ -240,7 +234,7 @@ def test_qat_on_site_data_scores_higher_on_the_sites_images(chain, tmp_path):
     cfg = dict(epochs=2, batch_size=16, learning_rate=0.01, keep_float=[])
     scores = {}
     for name, extra in (("site", dict(finetune_source="npz", finetune_path=str(tmp_path / "site.npz"))), ("main", {})):
-        m = qat(QatConfig(**cfg, **extra), chain["prepared"], chain["dir"] / "fp32.keras", tmp_path / f"{name}.h5")
+        m = qat(QatConfig(**cfg, **extra), chain["prepared"], chain["ws"].path("fp32_model"), tmp_path / f"{name}.h5")
         model = load_model(tmp_path / f"{name}.h5", quantized=True)
         preds = np.argmax(model(test_x[..., None].astype("float32") / 255.0, training=False).numpy(), axis=-1)
         scores[name] = float(np.mean(preds == test_y))
@@ -249,16 +243,16 @@ def test_qat_on_site_data_scores_higher_on_the_sites_images(chain, tmp_path):
 
 
 def test_validate_adds_device_verdicts_to_the_summary(chain):
-    d, m = chain["dir"], chain["validate"]
-    s = json.loads((d / "summary.json").read_text())
-    ev = json.loads((d / "evaluation.json").read_text())
+    ws, m = chain["ws"], chain["validate"]
+    s = json.loads(ws.path("summary").read_text())
+    ev = json.loads(ws.path("evaluation").read_text())
     assert s["variants"] == ev["variants"]  # the evaluate table, unchanged
     assert set(s["devices"]) == {"cortex_m7", "coral_edgetpu", "rpi4"}
     m7 = s["devices"]["cortex_m7"]
     assert m7["required"] is True and m7["passed"] is True and m7["arena_bytes"] > 0
     assert m7["accuracy"] == pytest.approx(ev["variants"]["qat_int8"]["accuracy"])
     assert m["passed"] is True and s["validation_passed"] is True
-    md = (d / "summary.md").read_text()
+    md = ws.path("summary_report").read_text()
     assert "## Devices: `qat_int8`" in md and "| cortex_m7 | yes | PASS |" in md
 
 
@@ -267,10 +261,10 @@ def test_the_validate_stage_measures_on_host_and_keeps_the_row(chain, tmp_path):
     device and date; the row goes to the profiles folder's measured.csv."""
     from edgeqat.steps.validate import validate
 
-    d = chain["dir"]
+    ws = chain["ws"]
     m = validate(ValidateConfig(devices=["host"], required_devices=["host"], latency_runs=5, emulate=False,
                                 profiles_dir=str(tmp_path)),
-                 chain["prepared"], d / "tflite", d / "fp32.keras", d / "evaluation.json", tmp_path / "summary.json",
+                 chain["prepared"], ws.path("tflite"), ws.path("fp32_model"), ws.path("evaluation"), tmp_path / "summary.json",
                  tmp_path / "summary.md")
     host = json.loads((tmp_path / "summary.json").read_text())["devices"]["host"]
     assert m["passed"] and host["latency_source"] == "measured" and host["latency_ms"] == host["measured"]["p50_ms"] > 0
@@ -282,10 +276,10 @@ def test_the_validate_stage_measures_on_host_and_keeps_the_row(chain, tmp_path):
 def test_validate_fails_when_a_required_device_fails(chain, tmp_path):
     from edgeqat.steps.validate import validate
 
-    d = chain["dir"]
+    ws = chain["ws"]
     m = validate(ValidateConfig(model="fp32", devices=["coral_edgetpu"], required_devices=["coral_edgetpu"],
                                 latency_runs=2, emulate=False),
-                 chain["prepared"], d / "tflite", d / "fp32.keras", d / "evaluation.json", tmp_path / "summary.json")
+                 chain["prepared"], ws.path("tflite"), ws.path("fp32_model"), ws.path("evaluation"), tmp_path / "summary.json")
     assert m["passed"] is False and m["failed_required"] == ["coral_edgetpu"]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert "float ops" in " ".join(s["devices"]["coral_edgetpu"]["reasons"])
@@ -298,10 +292,10 @@ def test_evaluate_records_chance_and_keeps_host_latency_while_the_models_are_the
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.report import report
 
-    d, rec = chain["dir"], tmp_path / "host_latency.json"
+    ws, rec = chain["ws"], tmp_path / "host_latency.json"
 
     def run(cfg: EvaluateConfig) -> dict:
-        return evaluate(cfg, chain["prepared"], d / "tflite", d / "fp32.keras", tmp_path / "evaluation.json",
+        return evaluate(cfg, chain["prepared"], ws.path("tflite"), ws.path("fp32_model"), tmp_path / "evaluation.json",
                         host_latency_json=rec)
 
     cfg = EvaluateConfig(latency_runs=5, warmup_runs=1)
@@ -320,8 +314,8 @@ def test_evaluate_records_chance_and_keeps_host_latency_while_the_models_are_the
     assert s["majority_class"] == s["class_names"][int(counts.argmax())]
 
     out = tmp_path / "report"
-    report(cfg, d / "summary.json", d / "devices.json", d / "train_history.csv", d / "qat_history.csv",
-           d / "confusion.csv", tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
+    report(cfg, ws.path("summary"), ws.path("devices_report"), ws.path("train_history"), ws.path("qat_history"),
+           ws.path("confusion"), tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
            out / "headline.json", rec, validate=ValidateConfig())
     html = (out / "report.html").read_text()
     p50 = json.loads(rec.read_text())["qat_int8"]["latency_p50_ms"]
@@ -332,12 +326,12 @@ def test_evaluate_records_chance_and_keeps_host_latency_while_the_models_are_the
     # The report judges the stand-in (what register would register), as track and register do.
     from edgeqat.config import RegisterConfig
 
-    stood = json.loads((d / "summary.json").read_text())
+    stood = json.loads((ws.path("summary")).read_text())
     stood["validated_model"] = "ptq_int8"
     stood["variants"]["ptq_int8"]["accuracy"] = stood["majority_rate"]
     (tmp_path / "stood.json").write_text(json.dumps(stood))
-    report(cfg, tmp_path / "stood.json", d / "devices.json", d / "train_history.csv", d / "qat_history.csv",
-           d / "confusion.csv", tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
+    report(cfg, tmp_path / "stood.json", ws.path("devices_report"), ws.path("train_history"), ws.path("qat_history"),
+           ws.path("confusion"), tmp_path / "none.png", tmp_path / "none", out / "report.html", out / "figures",
            out / "headline.json", rec, validate=ValidateConfig(), register=RegisterConfig(variant="qat_int8"))
     assert json.loads((out / "headline.json").read_text())["gate_passed"] is False
     assert "chance level: ptq_int8" in (out / "report.html").read_text()

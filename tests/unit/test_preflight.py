@@ -12,6 +12,7 @@ import pytest
 
 from edgeqat.config import TrainConfig, ValidateConfig
 from edgeqat.errors import DeviceBudgetError
+from edgeqat.stages import Workspace
 
 
 @pytest.mark.parametrize("name,shape", [("dscnn", (16, 16, 1)), ("resnet", (16, 16, 3))])
@@ -36,19 +37,29 @@ def test_the_layer_census_counts_what_the_converted_file_holds(name, shape):
 
 
 def _run(prepared, tmp_path, train: TrainConfig, required: list[str]):
-    from edgeqat.steps.preflight import preflight
+    """The stage as the CLI runs it, in a workspace at ``tmp_path`` (the runner writes the metrics)."""
+    from edgeqat.adapters.runner import run_stage
+    from edgeqat.config import Params
 
-    return preflight(train, prepared, tmp_path / "preflight.json", tmp_path / "passed.json",
-                     validate=ValidateConfig(required_devices=required))
+    params = Params(train=train, validate=ValidateConfig(required_devices=required))
+    return run_stage("preflight", params, tmp_path, overrides={"prepared": prepared})
+
+
+def _passed(tmp_path):
+    return Workspace(tmp_path).path("preflight_metrics")
+
+
+def _report(tmp_path):
+    return Workspace(tmp_path).path("preflight")
 
 
 def test_a_pass_writes_the_same_bytes_whatever_the_devices(tiny_prepared, tmp_path):
     """train depends on the metrics file: a new device list must re-run the check, not training."""
     _run(tiny_prepared, tmp_path, TrainConfig(alpha=0.5), ["rpi4"])
-    first, report = (tmp_path / "passed.json").read_bytes(), json.loads((tmp_path / "preflight.json").read_text())
+    first, report = _passed(tmp_path).read_bytes(), json.loads(_report(tmp_path).read_text())
     _run(tiny_prepared, tmp_path, TrainConfig(alpha=0.5), ["rpi4", "cortex_m7"])
-    assert (tmp_path / "passed.json").read_bytes() == first == b'{\n  "passed": true\n}\n'
-    again = json.loads((tmp_path / "preflight.json").read_text())
+    assert _passed(tmp_path).read_bytes() == first == b'{\n  "passed": true\n}\n'
+    again = json.loads(_report(tmp_path).read_text())
     assert set(report["devices"]) == {"rpi4"} and set(again["devices"]) == {"rpi4", "cortex_m7"}
     m7 = again["devices"]["cortex_m7"]
     assert m7["passed"] and m7["figures"]["flash"]["budget"] == 2_097_152 and m7["figures"]["latency"]["value"] > 0
@@ -64,8 +75,8 @@ def test_a_device_that_cannot_fit_names_the_figure_the_budget_and_a_setting_that
     assert re.search(r"cortex_m4 \(.*\): flash 1\d\d,\d{3} bytes > budget 163,840 bytes", msg), msg
     assert "passes with train.alpha=0.75" in msg
     assert "validate.required_devices=[rpi4]" in msg
-    assert not (tmp_path / "passed.json").exists()  # train would not start
-    report = json.loads((tmp_path / "preflight.json").read_text())
+    assert not _passed(tmp_path).exists()  # train would not start
+    report = json.loads(_report(tmp_path).read_text())
     assert report["devices"]["cortex_m4"]["passed"] is False and report["devices"]["rpi4"]["passed"] is True
     proposed = report["devices"]["cortex_m4"]["settings"][0]["set"]
     assert proposed == {"train.alpha": 0.75}

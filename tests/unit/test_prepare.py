@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
@@ -57,8 +56,8 @@ def _source_index(x: np.ndarray) -> np.ndarray:
 
 def test_prepare_npz_layout_counts_and_content(npz, tmp_path):
     f, x_src, y_src = npz
-    out, metrics_path = tmp_path / "prepared", tmp_path / "metrics" / "prepare.json"
-    metrics = prepare(_cfg(f), out, metrics_path)
+    out = tmp_path / "prepared"
+    metrics = prepare(_cfg(f), out)
 
     assert sorted(p.name for p in out.iterdir()) == ["calib", "meta.json", "test", "train", "val"]
     meta = load_meta(out)
@@ -91,17 +90,14 @@ def test_prepare_npz_layout_counts_and_content(npz, tmp_path):
     _, y_train = load_split_arrays(out / "train")
     assert (np.diff(y_train) != 0).sum() > 10
 
-    # the metrics file and the return value agree with meta.json
-    written = json.loads(metrics_path.read_text())
-    assert written == metrics
+    # the returned metrics (the runner writes them as metrics/prepare.json) agree with meta.json
     assert metrics["num_classes"] == 3
     assert (metrics["num_train"], metrics["num_val"], metrics["num_test"], metrics["num_calib"]) == (78, 18, 24, 20)
     assert metrics["image_shape"] == [8, 8, 1]
     assert metrics["counts"] == meta["counts"]
     assert metrics["data_sha256"] == meta["data_sha256"]
     # nothing temporary left beside the outputs
-    assert sorted(os.listdir(tmp_path)) == ["metrics", "prepared", "raw"]
-    assert os.listdir(tmp_path / "metrics") == ["prepare.json"]
+    assert sorted(os.listdir(tmp_path)) == ["prepared", "raw"]
 
 
 def test_shards_hold_at_most_shard_size_records(npz, tmp_path):
@@ -211,7 +207,7 @@ def test_failed_prepare_leaves_no_output(tmp_path):
     bad.write_bytes(np.random.default_rng(0).bytes(500))
     out = tmp_path / "prepared"
     with pytest.raises(DataError) as info:
-        prepare(PrepareConfig(source="folder", path=str(raw), image_size=8, shard_size=4), out, tmp_path / "m.json")
+        prepare(PrepareConfig(source="folder", path=str(raw), image_size=8, shard_size=4), out)
     assert str(bad) in str(info.value)
     assert not out.exists()
     assert sorted(os.listdir(tmp_path)) == ["raw"]  # no temporary folder, no metrics

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -37,13 +35,12 @@ def _cfg(path, **kw):
 
 
 def test_idx_t10k_files_are_exactly_the_test_split(mnist_like, tmp_path):
-    m = prepare(_cfg(mnist_like), tmp_path / "out", tmp_path / "prepare.json")
+    m = prepare(_cfg(mnist_like), tmp_path / "out")
     assert m["num_test"] == 40 and m["num_train"] + m["num_val"] == 120
     assert m["test_split"] == "designated"
     assert m["split_files"]["test"] == {"t10k-images-idx3-ubyte.gz": 40}
     assert m["split_files"]["train"] == {"train-images-idx3-ubyte.gz": m["num_train"]}
     assert m["split_files"]["val"] == {"train-images-idx3-ubyte.gz": m["num_val"]}
-    assert json.loads((tmp_path / "prepare.json").read_text())["split_files"] == m["split_files"]
     x_test, _ = load_split_arrays(tmp_path / "out" / "test")
     assert (x_test[:, 0, 0, 0] == 255).all()  # every test image came from t10k
     for split in ("train", "val", "calib"):

@@ -25,9 +25,12 @@ from typing import Any
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log, read_json, write_text
+from edgeqat.stages import STAGES, Workspace
 
-# What a results commit holds: the lock and the small files DVC does not cache (cache: false).
-RESULTS = ("dvc.lock", "metrics", "plots", "reports")
+# What a results commit holds: the lock and the folders of the small files DVC does not cache
+# (cache: false): metrics, plots, reports.
+RESULTS = ("dvc.lock", *sorted({Path(p.path).parts[0] for s in STAGES for p in s.outputs
+                                if p.dvc in ("committed", "metrics")}))
 # A scheduled run finds new data only through an import: data `dvc add`ed in this repository
 # changes only with a commit of its .dvc file, which the push workflow retrains on.
 NOTHING_TO_REFRESH = ("no imported data in this repository (`dvc import` from a data repository, or "
@@ -185,9 +188,10 @@ def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
         kind = "Device gate" if "required device" in res.gate_failure else "Gate"
         parts += [f"**{kind} FAILED**: {res.gate_failure}", ""]
     parts += [f"## Metrics against `{base}`", "", metrics_diff(root, base), ""]
-    summary_file = root / "reports" / "summary.json"
+    ws = Workspace(root)
+    summary_file = ws.path("summary")
     if summary_file.is_file():
-        summary = with_latency(read_json(summary_file), latest_latency(root))
+        summary = with_latency(read_json(summary_file), latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
         parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
     if res.registered:
         from edgeqat.registry import Registry
@@ -320,7 +324,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
                                + " / ".join(proc.stderr.strip().splitlines()[-3:]))
         if stage == "register" and proc.returncode == 1:
             res.gate_failure = _gate_failed(root, params) or proc.stderr.strip().splitlines()[-1]
-    registered = root / "logs" / "registered.json"
+    registered = Workspace(root).path("registered")
     if not res.gate_failure and registered.is_file():
         res.registered = read_json(registered)
     res.seconds = time.monotonic() - t0
@@ -339,7 +343,7 @@ def _gate_failed(root: Path, params: Any) -> str:
     """Why the pipeline's model may not be registered: a required device, or chance level."""
     from edgeqat.report import registry_gate
 
-    summary = root / "reports" / "summary.json"
+    summary = Workspace(root).path("summary")
     if not summary.is_file():
         return ""
     return registry_gate(read_json(summary), params.register.variant, params.register.chance_margin)

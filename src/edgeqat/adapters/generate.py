@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from edgeqat.config import Params
-from edgeqat.stages import STAGES, Stage
+from edgeqat.stages import STAGES, Stage, Workspace
 
 
 def generated_files(params: Params, table: tuple[Stage, ...] = STAGES, root: str | Path = ".") -> dict[Path, str]:
@@ -42,7 +42,7 @@ def readme_with_results(root: Path) -> str | None:
 
     from edgeqat.report import results_table
 
-    readme, summary = root / "README.md", root / "reports" / "summary.json"
+    readme, summary = root / "README.md", Workspace(root).path("summary")
     if not (readme.is_file() and summary.is_file()):
         return None
     text = readme.read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.config import Params
-from edgeqat.stages import ALL, STAGES, Stage
+from edgeqat.stages import ALL, STAGES, Stage, Workspace
 from edgeqat.timings import write_stage_timings
 
 RECORD_ENV = "EDGEQAT_RECORD_CONFIGS"  # a folder: each stage writes the configs it was given (tests)
@@ -34,10 +34,14 @@ def step_configs(stage: Stage, params: Params) -> tuple[Any, dict[str, Any]]:
     return getattr(params, first), kwargs
 
 
-def port_paths(stage: Stage, root: Path, overrides: Mapping[str, str | Path | None] | None = None) -> dict[str, Path]:
-    paths = {p.name: root / p.path for p in (*stage.inputs, *stage.outputs)}
-    paths.update({k: Path(v) for k, v in (overrides or {}).items() if v is not None})
-    return paths
+def stage_workspace(stage: Stage, root: Path, table: tuple[Stage, ...],
+                    overrides: Mapping[str, str | Path | None] | None = None) -> Workspace:
+    """The stage's ports under ``root``, with the paths given instead of the table's."""
+    return Workspace(root, table, stage, {k: Path(v) for k, v in (overrides or {}).items() if v is not None})
+
+
+def port_paths(ws: Workspace) -> dict[str, Path]:
+    return {name: ws.path(name) for name in ws.ports()}
 
 
 def input_paths(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path]) -> dict[str, Path]:
@@ -76,9 +80,20 @@ def _record(stage: Stage, first: Any, configs: dict[str, Any]) -> None:
     write_json(Path(folder) / f"{stage.name}.json", dump)
 
 
+def _write_returned(stage: Stage, paths: Mapping[str, Path], result: Any) -> None:
+    """The metrics the step returned -> its stage's returned port (metrics/<stage>.json)."""
+    from edgeqat.io import write_json
+
+    for port in stage.outputs:
+        if port.returned:
+            write_json(paths[port.name], result)
+
+
 def _watched(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path], table: tuple[Stage, ...],
-             runtime: Any, first: Any, kwargs: dict[str, Any]) -> Any:
-    """The step call, watched: live MLflow logging around it, every epoch heard, a failure recorded."""
+             runtime: Any, first: Any, kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The step call, watched: live MLflow logging around it, every epoch heard, a failure recorded.
+    Returns the step's metrics (written to its returned port first) and the run-varying figures
+    it returned under ``timings``."""
     import inspect
 
     from edgeqat.adapters.live import StageWatch
@@ -91,8 +106,10 @@ def _watched(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path]
             kwargs["live_run"] = watch.run_for_step()
         with observing(watch.epoch):
             result = fn(first, **kwargs) or {}
+        timings = result.pop("timings", {}) if isinstance(result, dict) else {}
+        _write_returned(stage, paths, result)
         watch.succeeded(paths)
-        return result
+        return result, timings
     except BaseException as err:
         watch.failed(err)
         raise
@@ -109,31 +126,33 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
 
     Outputs are checked first (:func:`check_outputs`); an output folder written away from
     the table's path gets :data:`edgeqat.io.OUTPUT_MARKER`, so the next run may replace it.
+    The dict the step returns (less ``timings``) is written to the stage's returned port
+    (``metrics/<stage>.json``). A stage marked ``workspace`` gets its :class:`Workspace` as
+    ``workspace=`` instead of one keyword per port.
     Meanwhile the stage logs to its execution's live MLflow run (:mod:`edgeqat.adapters.live`;
     ``runtime``: what KFP says about it); a step that takes ``live_run`` (track) gets that run."""
     from edgeqat.stages import stage as find
 
     stage = find(stage, table) if isinstance(stage, str) else stage
     root = Path(root)
-    paths = port_paths(stage, root, overrides)
+    ws = stage_workspace(stage, root, table, overrides)
+    paths = port_paths(ws)
     check_outputs(stage, params, root, paths, protect)
     first, kwargs = step_configs(stage, params)
-    for port in (*stage.inputs, *stage.outputs):
-        if port.step_arg:
-            kwargs[port.step_arg] = paths[port.name]
-    if stage.sections == (ALL,):
-        kwargs["root"] = root
+    if stage.workspace:
+        kwargs["workspace"] = ws
+    else:
+        kwargs.update({p.step_arg: paths[p.name] for p in (*stage.inputs, *stage.outputs) if p.step_arg})
     kwargs.update(extra or {})
     keys = {k.split(".")[1] for k in stage.keys}
     _record(stage, first, {k: v for k, v in kwargs.items() if hasattr(v, "model_dump_json") or k in keys})
     started = datetime.now(timezone.utc)
-    result = _watched(stage, params, root, paths, table, runtime, first, kwargs)
+    result, timings = _watched(stage, params, root, paths, table, runtime, first, kwargs)
     from edgeqat.io import mark_output
 
     for port in stage.outputs:
         if port.is_dir and paths[port.name].resolve() != (root / port.path).resolve():
             mark_output(paths[port.name], stage.name)
-    timings = result.pop("timings", {}) if isinstance(result, dict) else {}
     timing_port = f"{stage.name}_timings"
     if timing_port in paths:
         write_stage_timings(root, stage.name, started, datetime.now(timezone.utc), timings, paths[timing_port])

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgeqat.compression.recipes import PruneData, train_clustered_qat
 from edgeqat.config import ClusterConfig
-from edgeqat.io import log, write_json
+from edgeqat.io import log
 from edgeqat.models.absent import mark, not_built, skip_line
 from edgeqat.models.io import save_model
 
@@ -37,7 +37,6 @@ def cluster(
     pruned_model: str | Path,
     cqat_out: str | Path,
     pcqat_out: str | Path,
-    metrics_path: str | Path | None = None,
     *,
     variants: list[str] | None = None,
     per_channel: bool = True,
@@ -74,6 +73,4 @@ def cluster(
         log(f"cluster: {name.upper()}: at most {m['max_values_per_tensor']} distinct weights per kernel "
             f"({m['max_values_per_channel']} per channel), sparsity {m['keras_sparsity_after_qat']:.1%}, "
             f"test accuracy {m['test_accuracy']:.4f} -> {dest}")
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     return {**metrics, "timings": {"training_seconds": round(time.monotonic() - t0, 2)}}

@@ -25,7 +25,6 @@ def convert(
     fp32_model: str | Path,
     qat_model: str | Path | None,
     out_dir: str | Path,
-    metrics_path: str | Path | None = None,
     *,
     mixed_model: str | Path | None = None,
     pqat_model: str | Path | None = None,
@@ -113,6 +112,4 @@ def convert(
         write_json(tmp / CARD_NAME, card)
     if not_built:
         metrics["not_built"] = not_built
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     return {**metrics, "timings": {"conversion_seconds": seconds}}

@@ -70,7 +70,6 @@ def evaluate(
     summary_json: str | Path,
     summary_md: str | Path | None = None,
     confusion_csv: str | Path | None = None,
-    metrics_path: str | Path | None = None,
     pareto_png: str | Path | None = None,
     host_latency_json: str | Path | None = None,
     *,
@@ -148,8 +147,6 @@ def evaluate(
 
         pareto_plot(summary, pareto_png)
     metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     host = f"{platform.machine()} {platform.processor() or platform.system()}".strip()
     timings = {"host": host, "num_threads": cfg.num_threads, **latency}
     if host_latency_json is not None:  # kept with the results for a clone where DVC skips this stage

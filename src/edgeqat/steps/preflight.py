@@ -94,7 +94,6 @@ def preflight(
     cfg: TrainConfig,
     prepared: str | Path,
     report_json: str | Path,
-    metrics_path: str | Path,
     *,
     validate: ValidateConfig,
     channel_fraction: float = 0.3,
@@ -110,7 +109,6 @@ def preflight(
     if not profiles:
         log("preflight: no required devices (validate.required_devices is empty): nothing to check")
         write_json(report_json, report)
-        write_json(metrics_path, {"passed": True})
         return {"passed": True}
 
     model, keras_model, what = _model(cfg, meta)
@@ -148,7 +146,6 @@ def preflight(
     seconds = {"graph_seconds": round(graph_s, 2), "total_seconds": round(time.monotonic() - t0, 2)}
     if failed:
         raise DeviceBudgetError(_message(report, failed, validate, report_json, seconds["total_seconds"]))
-    write_json(metrics_path, {"passed": True})
     log(f"preflight: every required device can hold {what} ({seconds['total_seconds']:.0f} s)")
     return {"passed": True, "timings": seconds}
 

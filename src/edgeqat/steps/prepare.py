@@ -13,7 +13,7 @@ from edgeqat.data.prepared import write_prepared
 from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
 from edgeqat.errors import DataError
-from edgeqat.io import log, write_json
+from edgeqat.io import log
 
 
 def make_splits(src: RecordSource, cfg: PrepareConfig) -> tuple[dict[str, np.ndarray], str]:
@@ -59,7 +59,7 @@ def warn_unmeasured_classes(src: RecordSource, splits: dict[str, np.ndarray]) ->
                 "its accuracy is never measured; add images to it")
 
 
-def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | None = None) -> dict[str, Any]:
+def prepare(cfg: PrepareConfig, out_dir: str | Path) -> dict[str, Any]:
     if cfg.source == "digits" and cfg.path not in ("", "data/raw"):
         log(f"prepare: source 'digits' is built in; prepare.path={cfg.path!r} is not used")
     with open_source(cfg.source, cfg.path, follow_symlinks=cfg.follow_symlinks,
@@ -90,6 +90,4 @@ def prepare(cfg: PrepareConfig, out_dir: str | Path, metrics_path: str | Path | 
         "data_sha256": meta["data_sha256"],
         "copies_of_train": meta["copies_of_train"],
     }
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     return metrics

@@ -21,7 +21,7 @@ from typing import Any
 
 from edgeqat.compression.recipes import PruneData, train_channel_pruned, train_pqat
 from edgeqat.config import PruneConfig
-from edgeqat.io import log, write_json, write_text
+from edgeqat.io import log, write_text
 from edgeqat.models.absent import mark, not_built, skip_line
 from edgeqat.models.io import save_model
 from edgeqat.models.training import HISTORY_COLUMNS, history_csv
@@ -33,7 +33,6 @@ def prune(
     fp32_model: str | Path,
     pqat_out: str | Path,
     channel_pruned_out: str | Path,
-    metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
     pruned_out: str | Path | None = None,
     *,
@@ -84,8 +83,6 @@ def prune(
         mark(channel_pruned_out, ["channel_pruned_qat_int8"], skipped)
     if skipped:
         metrics["not_built"] = {v: reason for v, (_, reason) in skipped.items()}
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     if history_path is not None:  # per pruning epoch, with the sparsity the schedule reached
         write_text(history_path, history_csv(rows, HISTORY_COLUMNS + ("sparsity",)))
     return {**metrics, "timings": {"training_seconds": round(time.monotonic() - t0, 2)}}

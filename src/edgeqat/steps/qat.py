@@ -60,7 +60,6 @@ def qat(
     prepared: str | Path,
     fp32_model: str | Path,
     model_out: str | Path,
-    metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
     *,
     mixed_out: str | Path | None = None,
@@ -87,8 +86,7 @@ def qat(
     if skipped:
         log(skip_line("qat", skipped))
     if {"qat_int8", "mixed"} <= set(skipped):
-        return _nothing_to_build(skipped, model_out, mixed_out, metrics_path, history_path, sensitivity_json,
-                                 sensitivity_md)
+        return _nothing_to_build(skipped, model_out, mixed_out, history_path, sensitivity_json, sensitivity_md)
     if "mixed" in skipped:
         mark(mixed_out, ["mixed"], skipped)
         mixed_out = None
@@ -131,14 +129,12 @@ def qat(
         metrics["not_built"] = {v: reason for v, (_, reason) in skipped.items()}
     if history_path is not None:
         write_text(history_path, history_csv(rows))
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     log(f"qat: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
     return {**metrics, "timings": {"training_seconds": seconds}}
 
 
-def _nothing_to_build(skipped: dict, model_out: Any, mixed_out: Any, metrics_path: Any, history_path: Any,
-                      sensitivity_json: Any, sensitivity_md: Any) -> dict[str, Any]:
+def _nothing_to_build(skipped: dict, model_out: Any, mixed_out: Any, history_path: Any, sensitivity_json: Any,
+                      sensitivity_md: Any) -> dict[str, Any]:
     """Markers and empty reports in place of every output: nothing here is requested or buildable."""
     mark(model_out, ["qat_int8"], skipped)
     mark(mixed_out, ["mixed"], skipped)
@@ -149,8 +145,6 @@ def _nothing_to_build(skipped: dict, model_out: Any, mixed_out: Any, metrics_pat
         write_text(sensitivity_md, "# Quantization sensitivity\n\nNot run: no QAT model was built this run.\n")
     if history_path is not None:
         write_text(history_path, history_csv([]))
-    if metrics_path is not None:
-        write_json(metrics_path, {"not_built": why})
     return {"not_built": why}
 
 

@@ -117,7 +117,6 @@ def recommend(
     qat_model: Optional[str | Path],
     report_dir: str | Path,
     models_out: Optional[str | Path] = None,
-    metrics_path: Optional[str | Path] = None,
     *,
     prune: PruneConfig,
     validate: Optional[ValidateConfig] = None,
@@ -142,8 +141,6 @@ def recommend(
         if models_out is not None:
             with atomic_path(models_out, is_dir=True) as tmp:
                 write_json(tmp / "recommended.json", {})
-        if metrics_path is not None:
-            write_json(metrics_path, {"enabled": False})
         return {"enabled": False}
     if qat_model is not None and (not Path(qat_model).is_file() or absent(qat_model) is not None):
         qat_model = None  # not built this run (edgeqat.models.absent)
@@ -204,8 +201,6 @@ def recommend(
                         **({"test_accuracy": r["test"]["accuracy"], "val_accuracy": _chosen_row(r)["accuracy"],
                             "passed_on_test": r["test"]["passed"]} if r["chosen"] else {})}
                   for dev, r in results.items()}}
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     seconds = round(time.monotonic() - t0, 1)
     return {**metrics, "timings": {"search_seconds": seconds, "within_budget": seconds <= cfg.max_minutes * 60 + 60}}
 

@@ -37,6 +37,7 @@ from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
 from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import registry_gate, summary_markdown, with_latency
+from edgeqat.stages import Workspace, workspace as as_workspace
 from edgeqat.variants import stand_in
 
 MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
@@ -157,10 +158,10 @@ def _auto_promote(reg: Any, cfg: RegisterConfig, name: str, result: dict[str, An
     log(f"register: {name} version {result['version']} is the new champion (was {champion or 'unset'})")
 
 
-def _find_run(params: Params, root: Path, uri: str) -> Any:
+def _find_run(params: Params, ws: Workspace, uri: str) -> Any:
     from edgeqat.tracking import FINGERPRINT_TAG, find_run
 
-    tracked_file = root / "reports" / "tracked.json"
+    tracked_file, root = ws.path("tracked"), ws.root
     if not tracked_file.is_file():
         raise DataError(f"{tracked_file}: not found; run the track stage first")
     tracked = read_json(tracked_file)
@@ -171,14 +172,16 @@ def _find_run(params: Params, root: Path, uri: str) -> Any:
     return run
 
 
-def register(params: Params, *, root: str | Path = ".", uri: str | None = None) -> dict[str, Any]:
+def register(params: Params, *, workspace: Workspace | str | Path = ".", uri: str | None = None) -> dict[str, Any]:
+    """``workspace``: the register stage's ports (from the stage runner), or the folder that holds them."""
     from edgeqat.registry import Registry
     from edgeqat.timings import latest_latency
     from edgeqat.tracking import MODEL_TAG, stored_uri, tracking_uri
 
-    cfg, root = params.register, Path(root)
+    ws = as_workspace(workspace, "register")
+    cfg, root = params.register, ws.root
     uri = uri or tracking_uri(root)
-    summary_path, card_file = root / "reports" / "summary.json", root / "models" / "tflite" / CARD_NAME
+    summary_path, card_file = ws.path("summary"), ws.path("tflite") / CARD_NAME
     if not summary_path.is_file():
         raise DataError(f"{summary_path}: not found; run the pipeline first (dvc repro)")
     summary = read_json(summary_path)
@@ -205,11 +208,11 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
     if entry.get("sha256") and entry["sha256"] != sha:
         raise ModelError(f"{tflite}: sha256 {sha} differs from {card_file}'s {entry['sha256']}; re-run convert")
 
-    chosen = recommended_validations(root)  # every per-device file is the one validated, before any write
+    chosen = recommended_validations(ws)  # every per-device file is the one validated, before any write
     reg = Registry(uri, root)  # fails clearly here if MLflow is unreachable, before any write
-    run = _find_run(params, root, uri)
+    run = _find_run(params, ws, uri)
     run_id, run_tags = run.info.run_id, run.data.tags
-    summary = with_latency(summary, latest_latency(root))
+    summary = with_latency(summary, latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
     data_sha = str(summary.get("data_sha256", "unknown"))
 
     tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
@@ -224,10 +227,10 @@ def register(params: Params, *, root: str | Path = ".", uri: str | None = None) 
                          "edgeqat: int8 TFLite classifiers (pyfunc over LiteRT), one version per validated run")
     if main["new"] and cfg.auto_promote:
         _auto_promote(reg, cfg, cfg.model_name, main, tags)
-    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, root, run, summary,
+    result = {**main, "tracking_uri": stored_uri(uri), "recommended": register_recommended(reg, params, ws, run, summary,
                                                                                         chosen)}
     _point_run_at_versions(uri, run, [main, *[r for r in result["recommended"].values() if r]])
-    write_json(root / "logs" / "registered.json", result)
+    write_json(ws.path("registered"), result)
     return result
 
 
@@ -240,19 +243,24 @@ def _point_run_at_versions(uri: str, run: Any, registered: list[dict[str, Any]])
     append_to_description(uri, run.info.run_id, "Registered: " + ", ".join(links))
 
 
-def recommended_validations(root: Path) -> dict[str, Any]:
+def _recommendation(ws: Workspace) -> tuple[Path, dict[str, Any]]:
+    """The recommend stage's report file and its content (empty when it wrote none)."""
+    report_file = ws.path("recommendation") / "recommendation.json"
+    return report_file, read_json(report_file) if report_file.is_file() else {}
+
+
+def recommended_validations(ws: Workspace) -> dict[str, Any]:
     """recommended.json's entries, each checked to carry the device validation of the very file
     registered (its sha256); empty when the recommendation is off."""
-    report_file = root / "reports" / "recommendation" / "recommendation.json"
-    report = read_json(report_file) if report_file.is_file() else {}
+    report_file, report = _recommendation(ws)
     if not report.get("enabled"):
         return {}
-    chosen_file = root / "models" / "recommended" / "recommended.json"
+    chosen_file = ws.path("recommended") / "recommended.json"
     chosen = read_json(chosen_file) if chosen_file.is_file() else {}
     for device, r in sorted(report["devices"].items()):
         if not r.get("chosen"):
             continue
-        tflite = root / "models" / "recommended" / f"{device}.tflite"
+        tflite = ws.path("recommended") / f"{device}.tflite"
         if not tflite.is_file():
             raise ModelError(f"{tflite}: not found (listed in {report_file}); re-run the recommend stage")
         verdict = chosen.get(device, {}).get("validation")
@@ -263,13 +271,12 @@ def recommended_validations(root: Path) -> dict[str, Any]:
     return chosen
 
 
-def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary: dict[str, Any],
+def register_recommended(reg: Any, params: Params, ws: Workspace, run: Any, summary: dict[str, Any],
                          chosen: dict[str, Any]) -> dict[str, Any]:
     """Each device's recommended model -> a version of ``<register.model_name>-<device>``, tagged
     with the verdict and test accuracy of its validation on that device (``chosen``: checked by
     :func:`recommended_validations`)."""
-    report_file = root / "reports" / "recommendation" / "recommendation.json"
-    report = read_json(report_file) if report_file.is_file() else {}
+    report_file, report = _recommendation(ws)
     if not report.get("enabled"):
         return {}
     from edgeqat.tracking import MODEL_TAG
@@ -283,7 +290,7 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
             log(f"register: {device}: nothing registered ({r['reason']})")
             out[device] = None
             continue
-        tflite = root / "models" / "recommended" / f"{device}.tflite"
+        tflite = ws.path("recommended") / f"{device}.tflite"
         model_id = run.data.tags.get(f"{MODEL_TAG}recommended-{device}")
         if model_id is None:
             raise ModelError(f"{tflite}: not logged with the run (listed in {report_file}); re-run the track stage")
@@ -294,7 +301,7 @@ def register_recommended(reg: Any, params: Params, root: Path, run: Any, summary
         measured = {"accuracy": verdict["accuracy"], "size_bytes": len(blob),
                     "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
-        tags = {**lineage_tags(params, root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
+        tags = {**lineage_tags(params, ws.root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
                 "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
                 "integer_only": _fmt(bool(entry.get("integer_only"))), "edgeqat.model_name": name,
                 "accuracy_split": verdict.get("split", "test"),

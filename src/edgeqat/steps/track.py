@@ -37,12 +37,20 @@ from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_fi
 from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
 from edgeqat.report import chance_warning, ordered_variants, registry_gate
 from edgeqat.run_layout import HEADLINE, history_curves, metrics_table, summary_metrics, variant_metrics, within_budget
-from edgeqat.timings import TIMINGS_DIR, execution_id, execution_window, read_timings
+from edgeqat.stages import Workspace, workspace as as_workspace
+from edgeqat.timings import execution_id, execution_window, read_timings
 from edgeqat.variants import stand_in
 
-# What a run's results are made of: the files whose bytes identify the execution.
-FINGERPRINTED = ("metrics", "reports/summary.json", "models/tflite/" + CARD_NAME,
-                 "reports/recommendation/recommendation.json", "models/recommended/recommended.json")
+# Track reads its workspace by port name (its inputs in the stage table); folders are named by
+# a port they hold (the folder of headline.json holds every stage's metrics).
+METRICS_DIR, TIMINGS_DIR, CURVES_DIR = "headline", "prepare_timings", "train_history"
+# Folders logged whole as artifacts: (a port in it, artifact folder).
+ARTIFACT_DIRS = (("summary", "reports"), ("confusion", "plots"))
+MODELS_DIR, TENSORBOARD_DIR = ("fp32_model", "models"), ("train_tensorboard", "tensorboard")
+# What a run's results are made of: the files whose bytes identify the execution (a folder of
+# metrics, or a file in a port's folder).
+FINGERPRINTED = ((METRICS_DIR, None), ("summary", ""), ("tflite", CARD_NAME),
+                 ("recommendation", "recommendation.json"), ("recommended", "recommended.json"))
 TABLE_ARTIFACT = "tables/stage_metrics.json"  # every number any stage measured: stage, key, value
 
 
@@ -59,10 +67,10 @@ def stage_metrics(metrics_dir: Path, skip: set[str]) -> dict[str, dict[str, Any]
     return out
 
 
-def run_metrics(root: Path, gate_passed: bool | None = None) -> dict[str, float]:
+def run_metrics(ws: Workspace, gate_passed: bool | None = None) -> dict[str, float]:
     """What the finished run holds besides the curves (headline, validation, variants);
     ``gate_passed``: the registry's verdict (by default, the device gate's)."""
-    summary_file, evaluation_file = root / "reports" / "summary.json", root / "reports" / "evaluation.json"
+    summary_file, evaluation_file = ws.path("summary"), ws.path("evaluation")
     out: dict[str, float] = {}
     if evaluation_file.is_file():
         out.update(variant_metrics(read_json(evaluation_file)))
@@ -71,20 +79,22 @@ def run_metrics(root: Path, gate_passed: bool | None = None) -> dict[str, float]
     return out
 
 
-def fingerprint(params: Params, root: Path, extra: dict[str, str]) -> str:
+def fingerprint(params: Params, ws: Workspace, extra: dict[str, str]) -> str:
     """sha256 over the params, the run tags given, and the bytes of the execution's results."""
     h = hashlib.sha256(json.dumps({"params": params.model_dump(mode="json"), "tags": extra}, sort_keys=True).encode())
-    for rel in FINGERPRINTED:
-        p = root / rel
+    root = ws.root
+    for port, name in FINGERPRINTED:
+        p = ws.path(port).parent if name is None else ws.path(port) / name if name else ws.path(port)
         files = sorted(p.glob("*.json")) if p.is_dir() else [p] if p.is_file() else []
         for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+            name_of = f.relative_to(root) if f.is_relative_to(root) else f  # a path given instead of the table's
+            h.update(name_of.as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def _models(params: Params, root: Path) -> list[dict[str, Any]]:
+def _models(params: Params, ws: Workspace) -> list[dict[str, Any]]:
     """The .tflite files to log as models: the registered variant, then each device's recommendation."""
-    tflite_dir = root / "models" / "tflite"
+    tflite_dir = ws.path("tflite")
     out = []
     if (tflite_dir / CARD_NAME).is_file():
         card = read_json(tflite_dir / CARD_NAME)
@@ -93,7 +103,7 @@ def _models(params: Params, root: Path) -> list[dict[str, Any]]:
             out.append({"name": variant, "tflite": variant_file(tflite_dir, card, variant),
                         "card": {**{k: v for k, v in card.items() if k != "variants"},
                                  "variants": {variant: card["variants"][variant]}}})
-        rec_dir = root / "models" / "recommended"
+        rec_dir = ws.path("recommended")
         chosen = read_json(rec_dir / "recommended.json") if (rec_dir / "recommended.json").is_file() else {}
         for device, entry in sorted(chosen.items()):
             tfl = contained(rec_dir, entry["file"], f"{rec_dir / 'recommended.json'}: {device}.file")
@@ -123,18 +133,18 @@ def _description(summary: dict[str, Any], gate: str, warning: str = "") -> str:
     return "\n".join(lines)
 
 
-def _dataset(params: Params, root: Path, commit: str) -> dict[str, Any] | None:
+def _dataset(params: Params, ws: Workspace, commit: str) -> dict[str, Any] | None:
     """The run's input dataset: the prepared split (its digest), traced to the raw data
     (source, path, DVC hash from the .dvc file or dvc.lock, what it was imported from)."""
     from edgeqat.provenance import raw_data_lineage
 
-    meta_path = root / "data" / "prepared" / "meta.json"
+    meta_path = ws.path("prepared") / "meta.json"
     if not meta_path.is_file():
         return None
     meta = read_json(meta_path)
-    raw = raw_data_lineage(params.prepare.source, params.prepare.path, root)
+    raw = raw_data_lineage(params.prepare.source, params.prepare.path, ws.root)
     return {"name": "prepared", "digest": meta["data_sha256"], "source_type": "dvc",
-            "source": {"path": "data/prepared", "git_commit": commit, "data_sha256": meta["data_sha256"], "raw": raw},
+            "source": {"path": ws.port("prepared").path, "git_commit": commit, "data_sha256": meta["data_sha256"], "raw": raw},
             "profile": {**{f"num_{k}": v for k, v in meta.get("sizes", {}).items()},
                         **({"raw_dvc_hash": raw["dvc_hash"]} if raw.get("dvc_hash") else {})},
             "schema": {"image_shape": meta.get("image_shape"), "class_names": meta.get("class_names"),
@@ -152,36 +162,38 @@ RUNS_TABLE_COLUMNS = [f"metrics.`{HEADLINE}/accuracy`", f"metrics.`{HEADLINE}/si
                       f"metrics.`{HEADLINE}/devices_passed`", "tags.`edgeqat.gate`", "attributes.`Models`"]
 
 
-def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
+def track(params: Params, *, workspace: Workspace | str | Path = ".", uri: str | None = None,
           extra_tags: dict[str, str] | None = None, live_run: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``live_run`` (from the stage runner): the execution's live run to complete (``run_id``),
-    else the name and tags a new run gets."""
+    """``workspace``: the track stage's ports (from the stage runner), or the folder that holds
+    them; ``live_run`` (from the stage runner): the execution's live run to complete
+    (``run_id``), else the name and tags a new run gets."""
     from edgeqat.registry import log_tflite_model
     from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, set_runs_view,
                                   stored_uri, tracking_uri)
 
-    cfg, root, extra = params.track, Path(root), dict(extra_tags or {})
+    ws = as_workspace(workspace, "track")
+    cfg, root, extra = params.track, ws.root, dict(extra_tags or {})
     live = live_run or {}
     uri = uri or tracking_uri(root)
-    summary = read_json(root / "reports" / "summary.json") if (root / "reports" / "summary.json").is_file() else {}
-    per_stage = stage_metrics(root / "metrics", skip={"track"})  # bad files fail before MLflow is touched
-    card_file = root / "models" / "tflite" / CARD_NAME
+    summary = read_json(ws.path("summary")) if ws.path("summary").is_file() else {}
+    per_stage = stage_metrics(ws.path(METRICS_DIR).parent, skip={"track"})  # bad files fail before MLflow is touched
+    card_file = ws.path("tflite") / CARD_NAME
     variant = stand_in(params.register.variant, read_json(card_file)) if card_file.is_file() else params.register.variant
     gate_text = registry_gate(summary, variant, params.register.chance_margin)
     warning = chance_warning(summary, variant, params.register.chance_margin)
-    wanted = run_metrics(root, gate_passed=not gate_text if summary else None)
-    fp = fingerprint(params, root, extra)
-    tracked = {"experiment": cfg.experiment, "fingerprint": fp, "models": [m["name"] for m in _models(params, root)]}
+    wanted = run_metrics(ws, gate_passed=not gate_text if summary else None)
+    fp = fingerprint(params, ws, extra)
+    tracked = {"experiment": cfg.experiment, "fingerprint": fp, "models": [m["name"] for m in _models(params, ws)]}
     check_reachable(uri)
     existing = None if live.get("run_id") else find_run(uri, cfg.experiment, FINGERPRINT_TAG, fp, root)
     if existing is not None:
         info = {"run_id": existing.info.run_id, "experiment_id": existing.info.experiment_id, "tracking_uri": uri}
         log(f"track: this execution is already MLflow run {info['run_id']} in {cfg.experiment!r} at {uri}")
-        write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
-        write_json(root / "reports" / "tracked.json", tracked)
+        write_json(ws.path("mlflow_run"), {**info, "tracking_uri": stored_uri(uri)})
+        write_json(ws.path("tracked"), tracked)
         return {**info, "reused": True}
 
-    records = read_timings(root / TIMINGS_DIR)
+    records = read_timings(ws.path(TIMINGS_DIR).parent)
     window = execution_window(records, execution_id())
     git = git_info(root, ignore=PIPELINE_OUTPUTS)
     tags = {**git, **(live.get("tags") or {}), "edgeqat_version": __version__, FINGERPRINT_TAG: fp,
@@ -192,11 +204,11 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
         tags["edgeqat.warning.chance_level"] = warning[:5000]
     if per_stage.get("prepare", {}).get("data_sha256"):
         tags["data_sha256"] = str(per_stage["prepare"]["data_sha256"])
-    artifacts = [(root / "reports", "reports"), (root / "plots", "plots")]
+    artifacts = [(ws.path(port).parent, name) for port, name in ARTIFACT_DIRS]
     if cfg.log_models:
-        artifacts.append((root / "models", "models"))
-    if (root / "logs" / "tensorboard").is_dir():
-        artifacts.append((root / "logs" / "tensorboard", "tensorboard"))
+        artifacts.append((ws.path(MODELS_DIR[0]).parent, MODELS_DIR[1]))
+    if ws.path(TENSORBOARD_DIR[0]).parent.is_dir():
+        artifacts.append((ws.path(TENSORBOARD_DIR[0]).parent, TENSORBOARD_DIR[1]))
 
     name = live.get("run_name") or f"{params.train.model}-{git.get('git_commit', 'unknown')[:8]}"
     if live.get("run_id"):
@@ -209,19 +221,19 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
         set_runs_view(run.client, run.experiment_id, _runs_table_view(RUNS_TABLE_COLUMNS))
         run.log_params(flatten(json.loads(params.model_dump_json())))
         have = run.metric_keys()
-        curves = {k: v for k, v in history_curves(root / "plots").items() if k not in have}  # stages DVC skipped
+        curves = {k: v for k, v in history_curves(ws.path(CURVES_DIR).parent).items() if k not in have}  # stages DVC skipped
         curve_keys = {k for k in have if k.startswith("training/")} | set(curves)
         keep, left = within_budget(wanted, curve_keys)
         run.log_metrics({k: v for k, v in keep.items() if k not in have and not k.startswith(f"{HEADLINE}/")}, curves)
         if left:
             log(f"track: {len(left)} metric(s) past the run's budget are in {TABLE_ARTIFACT} only")
         run.log_table(metrics_table(per_stage, records), TABLE_ARTIFACT)
-        ds = _dataset(params, root, git.get("git_commit", "unknown"))
+        ds = _dataset(params, ws, git.get("git_commit", "unknown"))
         if ds is not None:
             run.log_dataset(**ds)
         run.log_artifacts(artifacts)
         registered_model = None
-        for m in _models(params, root):
+        for m in _models(params, ws):
             tags_m = {k: m[k] for k in ("device", "strategy") if k in m}
             logged = log_tflite_model(uri, run.experiment_id, run.run_id, m["name"], m["tflite"], m["card"],
                                       {**tags_m, "sha256": _sha(m["tflite"])})
@@ -239,8 +251,8 @@ def track(params: Params, *, root: str | Path = ".", uri: str | None = None,
         + (" (marked FAILED: its gate failed)" if gate_text else ""))
     if warning:
         log(f"track: {warning}")
-    write_json(root / "logs" / "mlflow_run.json", {**info, "tracking_uri": stored_uri(uri)})
-    write_json(root / "reports" / "tracked.json", tracked)
+    write_json(ws.path("mlflow_run"), {**info, "tracking_uri": stored_uri(uri)})
+    write_json(ws.path("tracked"), tracked)
     return {**info, "metrics_logged": len(run.metric_keys()), "reused": False}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from edgeqat.config import TrainConfig
 from edgeqat.data.shards import load_meta, make_dataset
-from edgeqat.io import log, maybe_atomic_dir, write_json, write_text
+from edgeqat.io import log, maybe_atomic_dir, write_text
 from edgeqat.models.exported import WHY as EXPORT_WHY, ExportedModel
 from edgeqat.models.graph import flatten
 from edgeqat.models.io import check_model_file, check_model_fits_data, load_model, save_model
@@ -19,7 +19,6 @@ def train(
     cfg: TrainConfig,
     prepared: str | Path,
     model_out: str | Path,
-    metrics_path: str | Path | None = None,
     history_path: str | Path | None = None,
     *,
     tensorboard_dir: str | Path | None = None,
@@ -70,7 +69,5 @@ def train(
     save_model(model, model_out)
     if history_path is not None:
         write_text(history_path, history_csv(rows))
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     log(f"train: test accuracy {metrics['test_accuracy']:.4f} -> {model_out}")
     return {**metrics, "timings": {"training_seconds": round(time.monotonic() - t0, 2)}}

@@ -72,7 +72,6 @@ def validate(
     summary_json: str | Path,
     summary_md: str | Path | None = None,
     devices_json: str | Path | None = None,
-    metrics_path: str | Path | None = None,
     *,
     trust_model_code: bool = False,
 ) -> dict[str, Any]:
@@ -139,6 +138,4 @@ def validate(
                                    for d, s in per.items() if s["measure"].startswith("vela") and s["bytes"] is not None}
                                for n, per in summary["storage"].items()}
     metrics["vela_figures"] = {n: per for n, per in metrics["vela_figures"].items() if per}
-    if metrics_path is not None:
-        write_json(metrics_path, metrics)
     return {**metrics, "timings": {"devices": measured}}

@@ -91,7 +91,9 @@ def ui_cmd(
     relocate_embedded_store(uri)  # a copied workspace: the UI then finds its own artifacts
     embedded = uri.startswith("sqlite:")
     ui = f"http://127.0.0.1:{port}" if embedded else None
-    last = Path("logs/mlflow_run.json")
+    from edgeqat.stages import Workspace
+
+    last = Workspace(Path(".")).path("mlflow_run")
     pages = []
     if last.is_file():
         info = read_json(last)

@@ -8,6 +8,9 @@ from typing import Optional
 import typer
 
 from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
+from edgeqat.stages import Workspace
+
+WS = Workspace(Path("."))  # the table's paths, relative to where the command runs
 
 
 CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=True),
@@ -43,12 +46,12 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         budget_accuracy_drop: Optional[float] = typer.Option(None, help="Max accuracy loss vs FP32 (default: params)."),
         max_minutes: Optional[float] = typer.Option(None, help="Bound on the whole search (default: params)."),
         params: Path = typer.Option(Path("params.yaml"), "--params"),
-        data: Path = typer.Option(Path("data/prepared"), "--data"),
-        models: Path = typer.Option(Path("models/tflite"), help="The converted variants and their model card."),
-        fp32: Path = typer.Option(Path("models/fp32.keras")),
-        qat: Path = typer.Option(Path("models/qat.h5")),
-        out: Path = typer.Option(Path("models/recommended"), help="Chosen .tflite per device + recommended.json."),
-        report: Path = typer.Option(Path("reports/recommendation"), help="Folder for recommendation.{json,md} and plots."),
+        data: Path = typer.Option(WS.path("prepared"), "--data"),
+        models: Path = typer.Option(WS.path("tflite"), help="The converted variants and their model card."),
+        fp32: Path = typer.Option(WS.path("fp32_model")),
+        qat: Path = typer.Option(WS.path("qat_model")),
+        out: Path = typer.Option(WS.path("recommended"), help="Chosen .tflite per device + recommended.json."),
+        report: Path = typer.Option(WS.path("recommendation"), help="Folder for recommendation.{json,md} and plots."),
         profiles_dir: Optional[Path] = typer.Option(None, "--profiles-dir"),
         wide: bool = WideOpt,
         as_json: bool = JsonOpt,

@@ -10,6 +10,9 @@ import typer
 
 from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
 from edgeqat.errors import EdgeqatError
+from edgeqat.stages import Workspace
+
+WS = Workspace(Path("."))  # the table's paths, relative to where the command runs
 
 # By report.COLUMNS key: short headers, and what only --wide shows, so the table fits 100 columns.
 VARIANT_COLS = {
@@ -60,10 +63,10 @@ def render(summary: dict[str, Any], wide: bool) -> list[Any]:
 
 def install(app: typer.Typer) -> None:
     @app.command("report")
-    def report_cmd(summary: Path = typer.Option(Path("reports/summary.json")),
+    def report_cmd(summary: Path = typer.Option(WS.path("summary")),
                    timings: Optional[Path] = typer.Option(
-                       None, help="Host latency record [default: logs/timings/evaluate.json, the last evaluate run "
-                       "here, else reports/host_latency.json, committed with the results]."),
+                       None, help=f"Host latency record [default: {WS.path('evaluate_timings')}, the last evaluate run "
+                       f"here, else {WS.path('host_latency')}, committed with the results]."),
                    params: Path = typer.Option(Path("params.yaml"), "--params",
                                                help="register.variant and register.chance_margin, for the chance warning."),
                    wide: bool = WideOpt, as_json: bool = JsonOpt) -> None:
@@ -79,7 +82,8 @@ def install(app: typer.Typer) -> None:
         data = read_json(summary)
         cfg = load_params(params).register if params.is_file() else RegisterConfig()
         try:
-            measured = (read_json(timings) if timings.is_file() else None) if timings is not None else latest_latency(".")
+            measured = (read_json(timings) if timings.is_file() else None) if timings is not None else \
+                latest_latency(WS.path("evaluate_timings"), WS.path("host_latency"))
             data = with_latency(data, measured)
             rendered = render(data, wide)
             warning = chance_warning(data, cfg.variant, cfg.chance_margin)

@@ -35,7 +35,7 @@ def _command(stage: Stage, table: tuple[Stage, ...]):
     for name, port in ports.items():
         params.append(inspect.Parameter(name, kw, annotation=Optional[Path], default=typer.Option(
             None, _option(name), help=f"default: {port.path}")))
-    if stage.name == "track":
+    if stage.run_tags:
         params.append(inspect.Parameter("tag", kw, annotation=list[str], default=typer.Option(
             [], "--tag", help="Extra MLflow run tag KEY=VALUE (repeatable).")))
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 from edgeqat.adapters.kfp.params import PYTHON_TYPES, dotted_keys, kfp_name, kinds
 from edgeqat.stages import ALL, LIGHT, STAGES, Stage, stage_params
 
-# Stage-specific outputs that exist only for the Kubeflow UI.
-KFP_ONLY_OUTPUTS = {"evaluate": (("headline_confusion", "ClassificationMetrics"),)}
 # What every stage needs besides params: where MLflow is and which run this is, so each task
 # logs to the KFP run's live MLflow run (edgeqat.adapters.live); the experiment is track.experiment.
 RUNTIME = (("mlflow_tracking_uri", "str"), ("mlflow_experiment", "str"), ("run_tags", "dict"),
@@ -78,7 +76,7 @@ def component_source(stage: Stage, table_ref: str | None = None) -> str:
     not edgeqat's own (a test adding a stage)."""
     required = [f"    {p.name}: Input[{p.kind}]," for p in kfp_inputs(stage)]
     required += [f"    {p.name}: Output[{p.kind}]," for p in kfp_outputs(stage)]
-    required += [f"    {name}: Output[{kind}]," for name, kind in KFP_ONLY_OUTPUTS.get(stage.name, ())]
+    required += [f"    {name}: Output[{kind}]," for name, kind in stage.kfp_only_outputs]
     required += [f"    {PARAMS_JSON}: str,"] if takes_all(stage) else _key_lines(component_keys(stage))
     required += [f"    {name}: {typ}," for name, typ in RUNTIME]
     optional = [f"    {fp.importer}: Optional[Input[{fp.kind}]] = None," for fp in stage.file_params if fp.importer]
@@ -117,7 +115,7 @@ def components_source(table: tuple[Stage, ...] = STAGES, table_ref: str | None =
         raise ValueError(f"stage name {PARAMS_TASK!r} is taken by the KFP task that validates the params")
     names = ([PARAMS_TASK] if any(takes_all(s) for s in table) else []) + [s.name for s in table]
     used = {p.kind for s in table for p in (*kfp_inputs(s), *kfp_outputs(s))}
-    used |= {kind for s in table for _, kind in KFP_ONLY_OUTPUTS.get(s.name, ())}
+    used |= {kind for s in table for _, kind in s.kfp_only_outputs}
     used |= {fp.kind for s in table for fp in s.file_params if fp.importer}
     header = HEADER.format(kinds=", ".join(sorted(used | {"Input", "Output"})))
     sources = ([params_component_source()] if PARAMS_TASK in names else []) + [component_source(s, table_ref) for s in table]

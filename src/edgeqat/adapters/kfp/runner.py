@@ -25,7 +25,7 @@ from edgeqat.adapters.kfp.params import dotted_name, from_pipeline_values, kinds
 from edgeqat.adapters.run_params import checked, parse_run_params
 from edgeqat.config import Params
 from edgeqat.errors import ConfigError
-from edgeqat.stages import STAGES, Stage
+from edgeqat.stages import STAGES, Stage, Workspace
 
 PIPELINE_PARAMETERS = "pipeline parameters"
 
@@ -134,7 +134,7 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
     run_tags = {str(k): str(v) for k, v in (args.get("run_tags") or {}).items()}
     if "mlflow_tracking_uri" in args and takes_all(stage):  # track and register take it as a keyword
         extra["uri"] = args["mlflow_tracking_uri"] or None
-    if stage.name == "track":
+    if stage.run_tags:
         extra["extra_tags"] = {"orchestrator": "kubeflow", "kfp_run_id": args.get("kfp_run_id", ""),
                                "kfp_run_name": args.get("kfp_run_name", ""), **run_tags}
     from edgeqat.adapters.live import Runtime
@@ -157,9 +157,10 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
                 _link_tree(produced, Path(args[port.name].path))
                 if port.kind == "Metrics":
                     log_metrics(args[port.name], result)
-        if "headline_confusion" in args and (ws / "plots" / "confusion.csv").is_file():
-            names = read_json(ws / "reports" / "evaluation.json")["class_names"]
-            labels, matrix = _confusion(ws / "plots" / "confusion.csv", names)
+        paths = Workspace(ws, table)
+        if "headline_confusion" in args and paths.path("confusion").is_file():
+            names = read_json(paths.path("evaluation"))["class_names"]
+            labels, matrix = _confusion(paths.path("confusion"), names)
             args["headline_confusion"].log_confusion_matrix(labels, matrix)
             # The matrix lives in the artifact's metadata; a file at its path too, because kfp.local's
             # cache takes an output whose file is missing for a stale entry and re-runs the task.
