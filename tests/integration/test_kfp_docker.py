@@ -19,6 +19,7 @@ import yaml
 
 from integration.conftest import BIN, REPO, run, tiny_params
 from integration.kfp_runs import FAILING, assert_gate_failed, ran, task_logs
+from edgeqat.adapters.kfp.codegen import PARAMS_TASK
 from edgeqat.stages import STAGES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -86,9 +87,11 @@ def test_every_task_runs_in_the_image_and_logs_to_the_mlflow_server(docker_run, 
 
     cwd, proc, result = docker_run
     job = Path(result["outputs"])
-    assert ran(job) == {s.name for s in STAGES}
+    tasks = {PARAMS_TASK} | {s.name for s in STAGES}  # the params task validates what track and register get
+    assert ran(job) == tasks
     logs = task_logs(proc.stderr)
-    assert set(logs) == {s.name for s in STAGES}
+    assert set(logs) == tasks
+    assert f"Found image '{image}'" in logs[PARAMS_TASK] and "finished with status SUCCESS" in logs[PARAMS_TASK]
     for stage in STAGES:
         log = logs[stage.name]
         assert f"Found image '{image}'" in log, stage.name  # run in a container of the image just built
