@@ -13,10 +13,10 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgeqat import datasources
 from edgeqat.errors import ConfigError
 from edgeqat.variants import SETS, VARIANTS, expand
 
-Source = Literal["digits", "idx", "folder", "npz"]
 # Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
 # before hours of training rather than after.
 MAX_EPOCHS = 1000
@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 
 class PrepareConfig(_Section):
-    source: Source = "digits"
+    source: str = "digits"  # a name in edgeqat.datasources.SOURCES
     # Always present (default data/raw) so `dvc exp run -S prepare.path=...` can set it.
     path: str = "data/raw"
     image_size: int = Field(16, ge=8, le=1024)
@@ -48,6 +48,11 @@ class PrepareConfig(_Section):
     follow_symlinks: bool = False
     # source folder: what transparent pixels (PNG/GIF/WebP alpha) are composited onto
     alpha_background: Literal["white", "black"] = "white"
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        return datasources.check_name(v)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "PrepareConfig":
@@ -82,7 +87,7 @@ class QatConfig(_Section):
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(64, ge=1)
     # Optional on-site data to fine-tune on (any prepare source); null = the train split.
-    finetune_source: Optional[Source] = None
+    finetune_source: Optional[str] = None
     finetune_path: Optional[str] = None
     seed: int = Field(42, ge=0)
     # Mixed precision (the `mixed` variant): layer-name globs, or @first / @last, kept float.
@@ -92,9 +97,14 @@ class QatConfig(_Section):
     auto_keep_float: bool = False
     max_accuracy_drop: float = Field(0.01, ge=0, lt=1)
 
+    @field_validator("finetune_source")
+    @classmethod
+    def _known_source(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else datasources.check_name(v)
+
     @model_validator(mode="after")
     def _source_needs_path(self) -> "QatConfig":
-        if self.finetune_source not in (None, "digits") and not self.finetune_path:
+        if self.finetune_source is not None and datasources.needs_path(self.finetune_source) and not self.finetune_path:
             raise ValueError(f"finetune_source {self.finetune_source!r} needs finetune_path")
         return self
 
