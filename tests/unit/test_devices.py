@@ -463,3 +463,46 @@ def test_calibrate_needs_a_device_that_is_really_there():
     assert isinstance(r.exception, EdgeqatError) and "rpi4: its profile has no connect: block" in str(r.exception)
     listing = CliRunner().invoke(app, ["devices"])  # the group still lists the profiles
     assert listing.exit_code == 0 and "host" in listing.output and "measured" in listing.output
+
+
+# --- `shipped`: the default device list, resolved from the profiles folder ---------------------
+
+# What config.SHIPPED_DEVICES listed before the list moved to the profiles folder: the same
+# devices, in the same order, so a default run validates (and reports) exactly as before.
+FORMER_DEFAULT = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4",
+                  "esp32s3", "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"]
+
+
+def test_shipped_is_the_default_and_resolves_to_every_shipped_device_but_host():
+    from edgeqat.adapters.run_params import default_params, parse_run_params
+    from edgeqat.config import Params, parse_params
+
+    assert Params().validate.devices == ["shipped"]
+    assert default_params().validate.devices == FORMER_DEFAULT
+    assert parse_run_params({"validate": {"devices": "shipped"}}, "p").validate.devices == FORMER_DEFAULT
+    # an item of a list, beside a profile of one's own; each device once
+    got = parse_run_params({"validate": {"devices": ["cortex_m4", "shipped"]}}, "p").validate.devices
+    assert got == ["cortex_m4"] + [d for d in FORMER_DEFAULT if d != "cortex_m4"]
+    assert [p.name for p in resolve_profiles(["shipped"])] == FORMER_DEFAULT  # a step given the raw value
+    assert parse_params({"validate": {"devices": "shipped"}}).validate.devices == ["shipped"]  # config cannot resolve
+
+
+def test_a_profile_added_to_the_folder_is_shipped_without_another_edit(tmp_path, monkeypatch):
+    from edgeqat.devices import profiles
+
+    extra = tmp_path / "my_board.yaml"
+    extra.write_text((profiles.shipped_profile_files()[0]).read_text().replace("name: android_midrange", "name: my_board"))
+    files = profiles.shipped_profile_files() + [extra]
+    monkeypatch.setattr(profiles, "shipped_profile_files", lambda: files)
+    profiles.shipped_devices.cache_clear()
+    try:
+        assert profiles.shipped_devices() == (*FORMER_DEFAULT, "my_board")
+    finally:
+        profiles.shipped_devices.cache_clear()
+
+
+def test_a_required_device_outside_shipped_is_refused_naming_the_key():
+    from edgeqat.adapters.run_params import parse_run_params
+
+    with pytest.raises(ConfigError, match=r"validate.required_devices: \['nope'\] not in validate.devices"):
+        parse_run_params({"validate": {"devices": "shipped", "required_devices": ["nope"]}}, "p")

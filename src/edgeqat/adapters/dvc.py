@@ -103,6 +103,17 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
+def _named_by_table(module: str) -> list[str]:
+    """Modules ``module`` imports by name from a table rather than by an import statement: the
+    readers and detectors of the data sources (:mod:`edgeqat.datasources`), which the opener
+    loads when a source is opened, so they are deps of every stage that opens one."""
+    if module != "edgeqat.data.sources":
+        return []
+    from edgeqat.datasources import SOURCES
+
+    return sorted({ref.partition(":")[0] for s in SOURCES.values() for ref in (s.reader, s.detect) if ref})
+
+
 def code_deps(module: str) -> list[Path]:
     """Files of every edgeqat module ``module`` imports, transitively, plus the data folders
     (profiles, published figures) of the packages among them; not the files of the modules in
@@ -117,6 +128,7 @@ def code_deps(module: str) -> list[Path]:
         if f is None:
             continue
         seen[m] = f
+        todo += _named_by_table(m)
         parts = m.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
         todo += sorted(_imported(f))
