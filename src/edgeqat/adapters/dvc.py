@@ -104,14 +104,21 @@ def _imported(path: Path) -> set[str]:
 
 
 def _named_by_table(module: str) -> list[str]:
-    """Modules ``module`` imports by name from a table rather than by an import statement: the
-    readers and detectors of the data sources (:mod:`edgeqat.datasources`), which the opener
-    loads when a source is opened, so they are deps of every stage that opens one."""
-    if module != "edgeqat.data.sources":
-        return []
-    from edgeqat.datasources import SOURCES
+    """Modules ``module`` imports by name from a table rather than by an import statement, so
+    they are deps of every stage that imports ``module``: the readers and detectors of the data
+    sources (:mod:`edgeqat.datasources`, loaded by the opener) and the runtimes
+    (:mod:`edgeqat.devices.runtimes.base`, loaded by :mod:`~edgeqat.devices.runtimes.registry`)."""
+    if module == "edgeqat.data.sources":
+        from edgeqat.datasources import SOURCES
 
-    return sorted({ref.partition(":")[0] for s in SOURCES.values() for ref in (s.reader, s.detect) if ref})
+        refs = [ref for s in SOURCES.values() for ref in (s.reader, s.detect) if ref]
+    elif module == "edgeqat.devices.runtimes.registry":
+        from edgeqat.devices.runtimes.base import RUNTIMES
+
+        refs = [ref for ref in RUNTIMES.values() if isinstance(ref, str)]
+    else:
+        return []
+    return sorted({ref.partition(":")[0] for ref in refs})
 
 
 def code_deps(module: str) -> list[Path]:

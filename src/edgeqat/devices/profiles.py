@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeqat.config import SHIPPED, describe_validation_error, read_yaml_file
+from edgeqat.devices.runtimes.base import RUNTIMES, known
 from edgeqat.errors import ConfigError
 
 DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu", "host"]
@@ -98,7 +99,7 @@ class DeviceProfile(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     title: str
     device_class: DeviceClass
-    runtime: Literal["litert", "tflm", "vela"]
+    runtime: str  # a name in edgeqat.devices.runtimes.registry.RUNTIMES
     threads: int = Field(1, ge=1)
     xnnpack: bool = True
     ram_bytes: Optional[int] = Field(None, ge=1)
@@ -126,6 +127,13 @@ class DeviceProfile(BaseModel):
         return None
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, v: str) -> str:
+        if v not in RUNTIMES:
+            raise ValueError(f"unknown runtime (known: {known()})")
+        return v
 
     @model_validator(mode="after")
     def _runtime_needs(self) -> "DeviceProfile":
