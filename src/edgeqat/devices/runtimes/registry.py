@@ -16,6 +16,11 @@ def runtime_for(prof: Any) -> Runtime:
     if entry is None:
         raise ConfigError(f"device profile {prof.name!r}: unknown runtime {prof.runtime!r} (known: {known()})")
     if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        entry = RUNTIMES[prof.runtime] = getattr(import_module(module), attr)
+        if entry not in _LOADED:  # the table keeps the reference (DVC deps are read from it)
+            module, _, attr = entry.partition(":")
+            _LOADED[entry] = getattr(import_module(module), attr)
+        entry = _LOADED[entry]
     return entry
+
+
+_LOADED: dict[str, Runtime] = {}

@@ -44,15 +44,13 @@ class Vela(Runtime):
             reasons.append(f"{res.cpu_ops} operator(s) fall back to the CPU ({', '.join(res.cpu_op_names) or 'unnamed'}); "
                            f"{prof.name} allows {cfg.max_cpu_ops}")
             misses["cpu_ops"] = {"needed": res.cpu_ops, "available": cfg.max_cpu_ops}
-        if prof.sram_bytes is not None and res.sram_bytes > prof.sram_bytes:
-            reasons.append(f"Vela's plan needs {res.sram_bytes:,} bytes of SRAM > {prof.sram_bytes:,} bytes available")
-            misses["sram"] = {"needed": res.sram_bytes, "available": prof.sram_bytes}
-        if prof.flash_bytes is not None and res.flash_bytes > prof.flash_bytes:
-            reasons.append(f"Vela's plan puts {res.flash_bytes:,} bytes in flash > {prof.flash_bytes:,} bytes available")
-            misses["flash"] = {"needed": res.flash_bytes, "available": prof.flash_bytes}
-        if prof.ram_bytes is not None and res.dram_bytes > prof.ram_bytes:
-            reasons.append(f"Vela's plan puts {res.dram_bytes:,} bytes in DRAM > {prof.ram_bytes:,} bytes available")
-            misses["ram"] = {"needed": res.dram_bytes, "available": prof.ram_bytes}
+        for key, needed, available, plan in (
+                ("sram", res.sram_bytes, prof.sram_bytes, f"needs {res.sram_bytes:,} bytes of SRAM"),
+                ("flash", res.flash_bytes, prof.flash_bytes, f"puts {res.flash_bytes:,} bytes in flash"),
+                ("ram", res.dram_bytes, prof.ram_bytes, f"puts {res.dram_bytes:,} bytes in DRAM")):
+            if available is not None and needed > available:
+                reasons.append(f"Vela's plan {plan} > {available:,} bytes available")
+                misses[key] = {"needed": needed, "available": available}
         if prof.latency_budget_ms is not None and res.inference_ms > prof.latency_budget_ms:
             reasons.append(f"Vela's estimated latency {res.inference_ms:.3f} ms > budget {prof.latency_budget_ms:g} ms")
             misses["latency"] = {"needed": res.inference_ms, "available": prof.latency_budget_ms}
