@@ -29,7 +29,7 @@ TABLE = STAGES + (TOY,)  # the whole pipeline plus the new stage
 MINI = (stage("prepare"), TOY)  # what the kfp.local run needs of it
 
 
-def echo_params(params: Params, *, prepared: Path, toy_params: Path, root: Path, uri: str | None = None) -> dict[str, Any]:
+def echo_params(params: Params, *, prepared: Path, toy_params: Path, uri: str | None = None) -> dict[str, Any]:
     """A stage that receives every section, as track and register do: writes the params it was given."""
     write_json(toy_params, {"params": params.model_dump(mode="json"), "uri": uri})
     return {}
