@@ -45,7 +45,7 @@ def int8_model(model_name: str, alpha: float, size: int, channels: int, classes:
 
 
 def main() -> int:
-    from edgeqat.config import SHIPPED_DEVICES, load_params
+    from edgeqat.config import SHIPPED, load_params
     from edgeqat.devices.profiles import resolve_profiles
     from edgeqat.devices.validate import validate_on_device
 
@@ -53,7 +53,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "default_gate_results.md")
     args = ap.parse_args()
     params = load_params(REPO / "params.yaml")
-    profiles = resolve_profiles(SHIPPED_DEVICES)
+    profiles = resolve_profiles([SHIPPED])
     cells: dict[str, list[str]] = {p.name: [] for p in profiles}
     passes: dict[str, bool] = {p.name: True for p in profiles}
     with tempfile.TemporaryDirectory() as tmp:

@@ -35,7 +35,7 @@ from kfp.dsl import Artifact, Dataset, Model
 from edgeqat.adapters.kfp.codegen import (PARAMS_JSON, PARAMS_RESOURCES, PARAMS_TASK, RUNTIME, component_keys,
                                           stage_keys, takes_all)
 from edgeqat.adapters.kfp.params import PYTHON_TYPES, dotted_keys, kfp_name, kinds, to_pipeline_values
-from edgeqat.config import Params
+from edgeqat.adapters.run_params import default_params
 from edgeqat.stages import STAGES, Stage
 
 PIPELINE_NAME = "edgeqat"
@@ -55,7 +55,7 @@ IMPORTERS = {"raw_data": ("data_uri", Dataset), "pretrained_model": ("pretrained
 
 def _signature(data_from_uri: bool, model_from_uri: bool) -> inspect.Signature:
     kw = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    defaults = to_pipeline_values(Params())
+    defaults = to_pipeline_values(default_params())
     wanted = {"data_uri": data_from_uri, "pretrained_model_uri": model_from_uri}
     extra = {n: v for n, v in IMPORT_PARAMETERS.items() if wanted[n]}  # required: they come first
     extra.update(RUNTIME_PARAMETERS)

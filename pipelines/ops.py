@@ -24,6 +24,7 @@ from edgeqat.config import Params
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log, read_json, write_text
 from edgeqat.adapters.kfp.params import kfp_name, to_pipeline_values
+from edgeqat.adapters.run_params import default_params
 
 PACKAGE = Path(__file__).resolve().parent / "edge_pipeline.yaml"
 TOKEN_ENV = "KFP_BEARER_TOKEN"  # a bearer token (e.g. from `gcloud auth print-access-token` or an OIDC proxy)
@@ -62,7 +63,7 @@ def pipeline_arguments(params: Params, *, mlflow_tracking_uri: str = "", run_tag
     """
     from edgeqat.pipelines.edge_pipeline import unwired_keys
 
-    values, defaults = to_pipeline_values(params), to_pipeline_values(Params())
+    values, defaults = to_pipeline_values(params), to_pipeline_values(default_params())
     ignored = [k for k in unwired_keys() if values[kfp_name(k)] != defaults[kfp_name(k)]]
     if ignored:
         raise EdgeqatError(f"{', '.join(ignored)}: not wired into the Kubeflow pipeline yet (run it with DVC: dvc repro)")

@@ -13,10 +13,10 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgeqat import datasources
 from edgeqat.errors import ConfigError
 from edgeqat.variants import SETS, VARIANTS, expand
 
-Source = Literal["digits", "idx", "folder", "npz"]
 # Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
 # before hours of training rather than after.
 MAX_EPOCHS = 1000
@@ -28,7 +28,7 @@ class _Section(BaseModel):
 
 
 class PrepareConfig(_Section):
-    source: Source = "digits"
+    source: str = "digits"  # a name in edgeqat.datasources.SOURCES
     # Always present (default data/raw) so `dvc exp run -S prepare.path=...` can set it.
     path: str = "data/raw"
     image_size: int = Field(16, ge=8, le=1024)
@@ -48,6 +48,11 @@ class PrepareConfig(_Section):
     follow_symlinks: bool = False
     # source folder: what transparent pixels (PNG/GIF/WebP alpha) are composited onto
     alpha_background: Literal["white", "black"] = "white"
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, v: str) -> str:
+        return datasources.check_name(v)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "PrepareConfig":
@@ -82,7 +87,7 @@ class QatConfig(_Section):
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     batch_size: int = Field(64, ge=1)
     # Optional on-site data to fine-tune on (any prepare source); null = the train split.
-    finetune_source: Optional[Source] = None
+    finetune_source: Optional[str] = None
     finetune_path: Optional[str] = None
     seed: int = Field(42, ge=0)
     # Mixed precision (the `mixed` variant): layer-name globs, or @first / @last, kept float.
@@ -92,9 +97,14 @@ class QatConfig(_Section):
     auto_keep_float: bool = False
     max_accuracy_drop: float = Field(0.01, ge=0, lt=1)
 
+    @field_validator("finetune_source")
+    @classmethod
+    def _known_source(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else datasources.check_name(v)
+
     @model_validator(mode="after")
     def _source_needs_path(self) -> "QatConfig":
-        if self.finetune_source not in (None, "digits") and not self.finetune_path:
+        if self.finetune_source is not None and datasources.needs_path(self.finetune_source) and not self.finetune_path:
             raise ValueError(f"finetune_source {self.finetune_source!r} needs finetune_path")
         return self
 
@@ -206,8 +216,9 @@ class EvaluateConfig(_Section):
     headline: str = "qat_int8"
 
 
-SHIPPED_DEVICES = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4", "esp32s3",
-                   "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"]
+# A device list may name this: every shipped profile (edgeqat.devices.profiles.shipped_devices
+# resolves it when the params are loaded; config.py may not read device data).
+SHIPPED = "shipped"
 
 
 class ValidateConfig(_Section):
@@ -215,7 +226,7 @@ class ValidateConfig(_Section):
 
     model: str = "qat_int8"  # the variant the pipeline registers; its verdicts gate the registry
     variants: list[str] = []  # more variants to validate (reported, never gating)
-    devices: list[str] = Field(default_factory=lambda: list(SHIPPED_DEVICES), min_length=1)
+    devices: list[str] = Field(default_factory=lambda: [SHIPPED], min_length=1)
     # Any of these failing fails the gate. rpi4 alone by default: the default model passes it on every
     # README data shape, while cortex_m7 fails from 28x28 up (docs/devices.md, bench/default_gate.py).
     required_devices: list[str] = ["rpi4"]
@@ -231,8 +242,15 @@ class ValidateConfig(_Section):
     # there, and accuracy on the whole split comes from LiteRT once per model.
     parity_samples: int = Field(256, ge=1)
 
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _shipped_is_a_list(cls, v: Any) -> Any:
+        return [v] if v == SHIPPED else v
+
     @model_validator(mode="after")
     def _required_are_validated(self) -> "ValidateConfig":
+        if SHIPPED in self.devices:
+            return self  # checked once the names are resolved (edgeqat.devices.profiles)
         missing = [d for d in self.required_devices if d not in self.devices]
         if missing:
             raise ValueError(f"validate.required_devices: {missing} not in validate.devices {self.devices}")

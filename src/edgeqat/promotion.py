@@ -275,8 +275,13 @@ def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION
             raise EdgeqatError(f"{name} version {version}: {entry['file']} sha256 {got} does not match the registered "
                                f"{expected} (card says {entry.get('sha256')}); nothing exported")
         shipped, blob, extra = entry["file"], tflite.read_bytes(), {}
-        if prof is not None and prof.runtime == "vela":
-            shipped, blob, extra = _compile_for_npu(tflite, prof)
+        artifact = None
+        if prof is not None:
+            from edgeqat.devices.runtimes.registry import runtime_for
+
+            artifact = runtime_for(prof).export(tflite, prof)
+        if artifact is not None:  # the runtime ships its own file (Vela's compile for an NPU)
+            shipped, blob, extra = artifact
             card["variants"][variant]["deployment"] = {**extra, "source_file": entry["file"], "source_sha256": got}
         # File by file (each atomic), never replacing the folder: it may hold other things.
         write_bytes(contained(out, shipped, source), blob)
@@ -295,21 +300,3 @@ def mark_unset(out: str | Path, name: str, alias: str, by: str) -> Path:
     doc.update({f"{alias}_set": False, f"{alias}_removed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 f"{alias}_removed_by": by})
     return write_json(path, doc)
-
-
-def _compile_for_npu(tflite: Path, prof: Any) -> tuple[str, bytes, dict[str, Any]]:
-    """Vela's compiled file for an Ethos-U profile, or an error that says why there is none."""
-    import hashlib
-
-    from edgeqat.devices.vela import compile_model
-
-    res = compile_model(tflite, prof.vela)
-    if not res.ran or res.compiled is None:
-        raise EdgeqatError(f"export for {prof.name}: {res.error}; nothing exported")
-    file = f"{tflite.stem}_vela.tflite"
-    return file, res.compiled, {
-        "device": prof.name, "file": file, "sha256": hashlib.sha256(res.compiled).hexdigest(),
-        "compiler": "vela", "vela_version": res.version, "vela_config": res.config,
-        "npu_ops": res.npu_ops, "cpu_ops": res.cpu_ops, "cpu_op_names": res.cpu_op_names,
-        "cycles": res.cycles, "inference_ms": res.inference_ms, "latency_source": "vendor performance model (vela)",
-        "sram_bytes": res.sram_bytes, "flash_bytes": res.flash_bytes}

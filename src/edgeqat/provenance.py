@@ -54,9 +54,12 @@ def raw_data_lineage(source: str, path: str | None, root: str | Path = ".") -> d
     have no DVC hash (they ship with scikit-learn)."""
     import yaml
 
+    from edgeqat.datasources import builtin_origin
+
     out = {"source": source}
-    if source == "digits" or not path:
-        out["path"] = "sklearn.datasets.load_digits (built in)"
+    builtin = builtin_origin(source)
+    if builtin or not path:
+        out["path"] = builtin or "sklearn.datasets.load_digits (built in)"
         return out
     root, rel = Path(root), path.rstrip("/")
     out["path"] = rel

@@ -13,7 +13,7 @@ from PIL import Image
 
 from edgeqat.data.idx import write_idx
 from edgeqat.data.sources import open_source
-from edgeqat.errors import DataError
+from edgeqat.errors import ConfigError, DataError
 
 N, H, W, K = 40, 12, 12, 4
 
@@ -500,3 +500,50 @@ def test_open_source_needs_path_and_known_name(tmp_path):
         open_source("npz", None)
     with pytest.raises(DataError, match="unknown data source 'csv'"):
         open_source("csv", tmp_path)
+
+
+# =========================================================================== a source added by its entry
+
+
+@pytest.fixture
+def toy_source(monkeypatch):
+    """tests/toy_source.py's entry registered for one test (and gone after it)."""
+    import toy_source
+
+    from edgeqat.datasources import SOURCES
+
+    monkeypatch.setitem(SOURCES, toy_source.ENTRY.name, toy_source.ENTRY)
+    return toy_source
+
+
+def test_a_registered_source_runs_through_params_prepare_and_data_add(toy_source, tmp_path):
+    from edgeqat.config import parse_params
+    from edgeqat.data.describe import source_kind
+    from edgeqat.data.shards import load_meta
+    from edgeqat.steps.prepare import prepare
+
+    raw = toy_source.write(tmp_path / "site.pixels")
+    p = parse_params({"prepare": {"source": "pixel_lines", "path": str(raw), "image_size": 8, "calibration_size": 4},
+                      "qat": {"finetune_source": "pixel_lines", "finetune_path": str(raw)}})
+    metrics = prepare(p.prepare, tmp_path / "prepared")
+    assert metrics["num_classes"] == 3
+    assert metrics["num_train"] + metrics["num_val"] + metrics["num_test"] == 60
+    assert load_meta(tmp_path / "prepared")["image_shape"] == [8, 8, 1]
+    assert source_kind(raw) == "pixel_lines"  # `edgeqat data add` recognises its layout
+
+
+def test_a_registered_source_that_reads_a_path_needs_one(toy_source):
+    from edgeqat.config import parse_params
+
+    with pytest.raises(ConfigError, match="finetune_path"):
+        parse_params({"qat": {"finetune_source": "pixel_lines"}})
+
+
+def test_an_unknown_source_is_named_with_the_known_ones():
+    from edgeqat.config import parse_params
+
+    with pytest.raises(ConfigError) as info:
+        parse_params({"prepare": {"source": "pixel_lines"}})
+    assert "prepare.source: unknown data source 'pixel_lines' (known: digits, idx, folder, npz)" in str(info.value)
+    with pytest.raises(DataError, match="unknown data source 'pixel_lines' \\(known: digits, idx, folder, npz\\)"):
+        open_source("pixel_lines", "x")

@@ -463,3 +463,101 @@ def test_calibrate_needs_a_device_that_is_really_there():
     assert isinstance(r.exception, EdgeqatError) and "rpi4: its profile has no connect: block" in str(r.exception)
     listing = CliRunner().invoke(app, ["devices"])  # the group still lists the profiles
     assert listing.exit_code == 0 and "host" in listing.output and "measured" in listing.output
+
+
+# --- `shipped`: the default device list, resolved from the profiles folder ---------------------
+
+# What config.SHIPPED_DEVICES listed before the list moved to the profiles folder: the same
+# devices, in the same order, so a default run validates (and reports) exactly as before.
+FORMER_DEFAULT = ["rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4",
+                  "esp32s3", "ethos_u55_128", "ethos_u55_256", "ethos_u65_256"]
+
+
+def test_shipped_is_the_default_and_resolves_to_every_shipped_device_but_host():
+    from edgeqat.adapters.run_params import default_params, parse_run_params
+    from edgeqat.config import Params, parse_params
+
+    assert Params().validate.devices == ["shipped"]
+    assert default_params().validate.devices == FORMER_DEFAULT
+    assert parse_run_params({"validate": {"devices": "shipped"}}, "p").validate.devices == FORMER_DEFAULT
+    # an item of a list, beside a profile of one's own; each device once
+    got = parse_run_params({"validate": {"devices": ["cortex_m4", "shipped"]}}, "p").validate.devices
+    assert got == ["cortex_m4"] + [d for d in FORMER_DEFAULT if d != "cortex_m4"]
+    assert [p.name for p in resolve_profiles(["shipped"])] == FORMER_DEFAULT  # a step given the raw value
+    assert parse_params({"validate": {"devices": "shipped"}}).validate.devices == ["shipped"]  # config cannot resolve
+
+
+def test_a_profile_added_to_the_folder_is_shipped_without_another_edit(tmp_path, monkeypatch):
+    from edgeqat.devices import profiles
+
+    extra = tmp_path / "my_board.yaml"
+    extra.write_text((profiles.shipped_profile_files()[0]).read_text().replace("name: android_midrange", "name: my_board"))
+    files = profiles.shipped_profile_files() + [extra]
+    monkeypatch.setattr(profiles, "shipped_profile_files", lambda: files)
+    profiles.shipped_devices.cache_clear()
+    try:
+        assert profiles.shipped_devices() == (*FORMER_DEFAULT, "my_board")
+    finally:
+        profiles.shipped_devices.cache_clear()
+
+
+def test_a_required_device_outside_shipped_is_refused_naming_the_key():
+    from edgeqat.adapters.run_params import parse_run_params
+
+    with pytest.raises(ConfigError, match=r"validate.required_devices: \['nope'\] not in validate.devices"):
+        parse_run_params({"validate": {"devices": "shipped", "required_devices": ["nope"]}}, "p")
+
+
+# --- a runtime added by its entry -------------------------------------------------------------
+
+
+def _toy_profile(tmp_path, **changes):
+    import yaml
+
+    raw = load_profile_file(_shipped("rpi4")).model_dump(exclude_none=True)
+    raw.update(name="toy_board", runtime="toy_accel", **changes)
+    f = tmp_path / "toy_board.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    return f
+
+
+def test_a_registered_runtime_validates_and_exports_through_its_entry(models, tmp_path, monkeypatch):
+    import toy_runtime
+
+    from edgeqat.devices.runtimes.base import RUNTIMES
+    from edgeqat.devices.runtimes.registry import runtime_for
+
+    monkeypatch.setitem(RUNTIMES, toy_runtime.TOY.name, toy_runtime.TOY)
+    # flash smaller than the model: a runtime that keeps its own copy is not checked against it
+    prof = load_profile_file(_toy_profile(tmp_path, flash_bytes=64))
+    rng = np.random.default_rng(0)
+    images = rng.random((12, 16, 16, 1), dtype=np.float32)
+    data = EvalData(images, labels=rng.integers(0, 4, 12), reference_preds=rng.integers(0, 4, 12))
+    v = validate_on_device(models["int8"], prof, data, latency_runs=2)
+    assert v["runtime"] == "toy_accel" and v["passed"], v["reasons"]
+    assert v["latency_ms"] == toy_runtime.LATENCY_MS and "latency_estimate" not in v  # its own figure, not an estimate
+    assert v["stored_measure"] == "vela" and v["stored_bytes"] is None and "flash" not in v["misses"]
+    assert 0.0 <= v["accuracy"] <= 1.0 and "agreement" in v  # scored on the toy runtime's outputs
+    file, blob, extra = runtime_for(prof).export(models["int8"], prof)
+    assert file == "int8_toy_board.tflite" and blob == models["int8"].read_bytes() and extra["compiler"] == "toy_accel"
+    # over its budget: the reason is the runtime's own
+    slow = load_profile_file(_toy_profile(tmp_path, latency_budget_ms=1.0))
+    v = validate_on_device(models["int8"], slow, data, latency_runs=2)
+    assert not v["passed"] and v["misses"]["latency"]["needed"] == toy_runtime.LATENCY_MS
+
+
+def test_a_profile_naming_an_unregistered_runtime_is_refused_with_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_profile_file(_toy_profile(tmp_path))
+    assert "  runtime: unknown runtime (known: litert, tflm, vela) (got 'toy_accel')" in str(e.value)
+
+
+def test_vela_runtime_ships_the_compiled_file_and_litert_the_tflite_as_it_is(models):
+    from edgeqat.devices.runtimes.registry import runtime_for
+    from edgeqat.devices.vela import compiled_ops
+
+    npu, cpu = _profile("ethos_u55_128"), _profile("rpi4")
+    file, blob, extra = runtime_for(npu).export(models["int8"], npu)
+    assert file == "int8_vela.tflite" and extra["compiler"] == "vela" and extra["device"] == "ethos_u55_128"
+    assert "ethos-u" in compiled_ops(blob)  # Vela's NPU op: the compiled file, not the registered one
+    assert runtime_for(cpu).export(models["int8"], cpu) is None

@@ -110,7 +110,10 @@ def test_every_pipeline_parameter_is_a_params_key_and_back():
     mirrored = {n for n in declared if "__" in n}
     assert {dotted_name(n) for n in mirrored} == set(dotted_keys())
     assert set(declared) - mirrored == set(RUNTIME_PARAMETERS)
-    defaults, k = to_pipeline_values(Params()), kinds()
+    from edgeqat.adapters.run_params import default_params
+
+    # the defaults as a run sees them (validate.devices: shipped resolved to the list)
+    defaults, k = to_pipeline_values(default_params()), kinds()
     for name in mirrored:
         assert declared[name]["parameterType"] == KFP_TYPES[k[name]], name
         assert declared[name]["defaultValue"] == defaults[name], name
@@ -204,8 +207,10 @@ def test_cli_help_imports_neither_kfp_nor_tensorflow():
 def test_the_params_task_hands_on_the_params_it_was_given(params):
     from edgeqat.adapters.kfp.runner import params_from_json, run_params
 
+    from edgeqat.adapters.run_params import checked
+
     text = run_params({**to_pipeline_values(params), "unrelated": 1})
-    assert params_from_json(text, "track component") == params
+    assert params_from_json(text, "track component") == checked(params, "test")  # `shipped` resolved
     with pytest.raises(ConfigError, match="track component: params_json is not a JSON params document"):
         params_from_json("", "track component")
     with pytest.raises(ConfigError, match=r"register\.max_size_bytes"):

@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "edgeqat"
 ROOT = SRC.parents[1]
 
 FOUNDATION = {"config", "errors", "io", "timings", "tf_compat", "provenance", "stages", "progress", "observe", "run_layout",
-              "variants", "__init__", "py"}
+              "variants", "datasources", "__init__", "py"}
 SERVICES = {"tracking", "live_run", "registry"}
 DOMAIN = {"data", "models", "quantization", "compression", "devices", "recommend", "report", "report_html", "promotion",
           "managed"}

@@ -103,6 +103,24 @@ def _imported(path: Path) -> set[str]:
     return found
 
 
+def _named_by_table(module: str) -> list[str]:
+    """Modules ``module`` imports by name from a table rather than by an import statement, so
+    they are deps of every stage that imports ``module``: the readers and detectors of the data
+    sources (:mod:`edgeqat.datasources`, loaded by the opener) and the runtimes
+    (:mod:`edgeqat.devices.runtimes.base`, loaded by :mod:`~edgeqat.devices.runtimes.registry`)."""
+    if module == "edgeqat.data.sources":
+        from edgeqat.datasources import SOURCES
+
+        refs = [ref for s in SOURCES.values() for ref in (s.reader, s.detect) if ref]
+    elif module == "edgeqat.devices.runtimes.registry":
+        from edgeqat.devices.runtimes.base import RUNTIMES
+
+        refs = [ref for ref in RUNTIMES.values() if isinstance(ref, str)]
+    else:
+        return []
+    return sorted({ref.partition(":")[0] for ref in refs})
+
+
 def code_deps(module: str) -> list[Path]:
     """Files of every edgeqat module ``module`` imports, transitively, plus the data folders
     (profiles, published figures) of the packages among them; not the files of the modules in
@@ -117,6 +135,7 @@ def code_deps(module: str) -> list[Path]:
         if f is None:
             continue
         seen[m] = f
+        todo += _named_by_table(m)
         parts = m.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages run first
         todo += sorted(_imported(f))

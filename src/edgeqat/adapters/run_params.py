@@ -18,11 +18,18 @@ from edgeqat.config import Params, load_params, parse_params
 
 
 def checked(params: Params, source: str) -> Params:
-    """``params`` once every device they name is known (a ConfigError naming ``source`` if not)."""
-    from edgeqat.devices.profiles import check_device_names
+    """``params`` with ``shipped`` resolved to the shipped devices, once every device they name is
+    known (a ConfigError naming ``source`` if not)."""
+    from edgeqat.devices.profiles import check_device_names, with_shipped_devices
 
+    params = with_shipped_devices(params, source)
     check_device_names(params, source)
     return params
+
+
+def default_params() -> Params:
+    """Every key at its default, resolved as a run's params are."""
+    return checked(Params(), "defaults")
 
 
 def load_run_params(path: str | Path) -> Params:

@@ -58,6 +58,13 @@ def _read_member(zf: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
         raise DataError(f"{path}: array {name!r} is unreadable: {err}") from None
 
 
+def holds_one_npz(path: Path) -> bool:
+    """An .npz file, or a folder holding exactly one (what `edgeqat data add` reads as this source)."""
+    if path.is_file():
+        return path.suffix == ".npz"
+    return path.is_dir() and sum(p.name.endswith(".npz") for p in path.iterdir() if not p.name.startswith(".")) == 1
+
+
 class NpzSource(RecordSource):
     """``x``: (N, H, W) or (N, H, W, C) images, uint8 or float in [0, 1] or [0, 255];
     ``y``: (N,) integer labels; optional ``class_names``.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeqat.data.sources import open_source
+from edgeqat.data.sources import detect_source, layouts, open_source
 from edgeqat.errors import DataError
 
 SAMPLE = 200
@@ -25,7 +25,7 @@ MAX_IMAGE_SIZE = 96
 
 @dataclass(frozen=True)
 class DataDescription:
-    source: str  # folder | idx | npz
+    source: str  # the name of the source that reads it (edgeqat.datasources)
     classes: list[str]
     images: int
     image_size: int
@@ -38,25 +38,16 @@ class DataDescription:
 
 
 def source_kind(path: Path) -> str:
-    """folder, idx or npz, from what ``path`` holds."""
-    if path.is_file():
-        if path.suffix == ".npz":
-            return "npz"
-        if "idx3" in path.name:
-            return "idx"
-        raise DataError(f"{path}: not a data set edgeqat reads (a folder of class subfolders, MNIST-style IDX "
-                        "files, or an .npz)")
-    if not path.is_dir():
+    """The name of the first source (in the table's order) whose layout ``path`` holds."""
+    if not path.exists():
         raise DataError(f"{path}: not found")
-    names = [p.name for p in path.iterdir() if not p.name.startswith(".")]
-    if any("idx3" in n for n in names):
-        return "idx"
-    if any(p.is_dir() for p in path.iterdir() if not p.name.startswith(".")):
-        return "folder"
-    if sum(n.endswith(".npz") for n in names) == 1:
-        return "npz"
-    raise DataError(f"{path}: holds no class subfolders, IDX files or single .npz (one subfolder of images per class "
-                    "is the usual layout)")
+    found = detect_source(path)
+    if found is None and path.is_dir():
+        raise DataError(f"{path}: holds no class subfolders (one subfolder of images per class is the usual layout) "
+                        f"nor any other data set edgeqat reads ({layouts()})")
+    if found is None:
+        raise DataError(f"{path}: not a data set edgeqat reads ({layouts()})")
+    return found.name
 
 
 def _gray(img: np.ndarray) -> bool:

@@ -91,6 +91,11 @@ def designated_test_dir(root: Path) -> Path | None:
     return test if test.is_dir() and _class_dirs(test) else None
 
 
+def holds_class_folders(path: Path) -> bool:
+    """A folder with subfolders (what `edgeqat data add` reads as this source)."""
+    return path.is_dir() and any(p.is_dir() for p in path.iterdir() if not p.name.startswith("."))
+
+
 class FolderSource(RecordSource):
     """Classes are the subfolders of ``root`` or, when ``root/test/<class>/`` exists (the
     test split the data came with), of ``root/train/`` (or of ``root`` minus ``test/``).

@@ -73,6 +73,13 @@ def is_test_file(name: str) -> bool:
     return name.startswith(("t10k", "test"))
 
 
+def holds_idx(path: Path) -> bool:
+    """An IDX image file, or a folder with one (what `edgeqat data add` reads as this source)."""
+    if path.is_file():
+        return "idx3" in path.name and path.suffix != ".npz"
+    return path.is_dir() and any("idx3" in p.name for p in path.iterdir() if not p.name.startswith("."))
+
+
 class IdxSource(RecordSource):
     def __init__(self, path: str | Path) -> None:
         root = Path(path)

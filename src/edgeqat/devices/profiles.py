@@ -15,7 +15,8 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeqat.config import describe_validation_error, read_yaml_file
+from edgeqat.config import SHIPPED, describe_validation_error, read_yaml_file
+from edgeqat.devices.runtimes.base import RUNTIMES, known
 from edgeqat.errors import ConfigError
 
 DeviceClass = Literal["arm_linux", "phone", "x86", "edge_tpu", "mcu", "npu", "host"]
@@ -98,7 +99,7 @@ class DeviceProfile(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     title: str
     device_class: DeviceClass
-    runtime: Literal["litert", "tflm", "vela"]
+    runtime: str  # a name in edgeqat.devices.runtimes.registry.RUNTIMES
     threads: int = Field(1, ge=1)
     xnnpack: bool = True
     ram_bytes: Optional[int] = Field(None, ge=1)
@@ -126,6 +127,13 @@ class DeviceProfile(BaseModel):
         return None
     sources: list[str] = Field(min_length=1)
     notes: str = ""
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, v: str) -> str:
+        if v not in RUNTIMES:
+            raise ValueError(f"unknown runtime (known: {known()})")
+        return v
 
     @model_validator(mode="after")
     def _runtime_needs(self) -> "DeviceProfile":
@@ -217,6 +225,43 @@ def shipped_profile_files() -> list[Path]:
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith((".yaml", ".yml")))
 
 
+# The order the default device list (and so every table of verdicts) has always had; a shipped
+# profile not named here follows them, by name, so adding a device needs no edit here.
+_SHIPPED_ORDER = ("rpi4", "rpi_zero2w", "j1900", "android_midrange", "coral_edgetpu", "cortex_m7", "cortex_m4",
+                  "esp32s3", "ethos_u55_128", "ethos_u55_256", "ethos_u65_256")
+
+
+@lru_cache(maxsize=1)
+def shipped_devices() -> tuple[str, ...]:
+    """What ``shipped`` in a device list means: every profile in ``edgeqat/devices/profiles``
+    except ``host`` (this machine, measured rather than estimated)."""
+    names = {p.name for p in map(load_profile_file, shipped_profile_files()) if p.device_class != "host"}
+    return tuple(n for n in _SHIPPED_ORDER if n in names) + tuple(sorted(names - set(_SHIPPED_ORDER)))
+
+
+def expand_devices(names: list[str] | tuple[str, ...]) -> list[str]:
+    """``names`` with ``shipped`` replaced by the shipped devices (each name once, first place kept)."""
+    out = [d for n in names for d in (shipped_devices() if n == SHIPPED else (n,))]
+    return list(dict.fromkeys(out))
+
+
+def with_shipped_devices(params: Any, source: str = "params") -> Any:
+    """``params`` with ``shipped`` resolved in validate.devices and recommend.devices, and the rule
+    config.py leaves for then (every required device is validated) checked."""
+    v, r = params.validate, params.recommend
+    if SHIPPED in v.devices:
+        v = v.model_copy(update={"devices": expand_devices(v.devices)})
+        missing = [d for d in v.required_devices if d not in v.devices]
+        if missing:
+            raise ConfigError(f"{source}: invalid parameters\n  validate: validate.required_devices: {missing} not in "
+                              f"validate.devices {v.devices}")
+    if SHIPPED in r.devices:
+        r = r.model_copy(update={"devices": expand_devices(r.devices)})
+    if v is params.validate and r is params.recommend:
+        return params
+    return params.model_copy(update={"validate": v, "recommend": r})
+
+
 def available_profiles(extra_dir: str | Path | None = None) -> dict[str, DeviceProfile]:
     """Shipped profiles, then user files from ``extra_dir`` (a user file overrides a shipped name)."""
     files = shipped_profile_files()
@@ -239,7 +284,7 @@ def resolve_profiles(names: list[str], extra_files: list[str | Path] = (), extra
         prof = load_profile_file(f)
         known[prof.name] = prof
     picked = []
-    for name in names:
+    for name in expand_devices(names):
         if name.endswith((".yaml", ".yml")) or "/" in name:
             picked.append(load_profile_file(name))
         elif name in known:
@@ -254,7 +299,8 @@ def check_device_names(params: Any, source: str = "params") -> None:
     the params are read (before hours of training), not at the validate stage. Kept out of
     the params model itself so that config.py needs no device data (and a profile edit does
     not re-run every stage that reads params)."""
-    names = {"validate.devices": params.validate.devices, "recommend.devices": params.recommend.devices}
+    names = {"validate.devices": expand_devices(params.validate.devices),
+             "recommend.devices": expand_devices(params.recommend.devices)}
     if not any(names.values()):
         return
     try:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
+from edgeqat.devices.runtimes.registry import runtime_for
+from edgeqat.devices.runtimes.vela import vela_stored
 from edgeqat.devices.workload import Workload, analyze
 
 MEASURES = {"flatbuffer": "flatbuffer bytes (LiteRT / TFLite Micro)",
@@ -28,14 +30,7 @@ MEASURES = {"flatbuffer": "flatbuffer bytes (LiteRT / TFLite Micro)",
 
 def stores_flatbuffer(prof: DeviceProfile) -> bool:
     """True when the device keeps the .tflite as it is (LiteRT, TFLite Micro)."""
-    return prof.runtime != "vela"
-
-
-def vela_stored(res: Any) -> tuple[str, Optional[int]]:
-    """(measure, bytes) of a Vela compile: the memory the weights live in."""
-    if "flash" in (res.weights_area or "Flash").lower():
-        return "vela_flash", res.flash_bytes
-    return "vela_dram", res.dram_bytes
+    return runtime_for(prof).stores_flatbuffer
 
 
 def runs_dtype(prof: DeviceProfile, work: Workload) -> Optional[str]:

@@ -12,6 +12,7 @@ from edgeqat.data.base import RecordSource
 from edgeqat.data.prepared import write_prepared
 from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
+from edgeqat.datasources import needs_path
 from edgeqat.errors import DataError
 from edgeqat.io import log
 
@@ -60,10 +61,9 @@ def warn_unmeasured_classes(src: RecordSource, splits: dict[str, np.ndarray]) ->
 
 
 def prepare(cfg: PrepareConfig, out_dir: str | Path) -> dict[str, Any]:
-    if cfg.source == "digits" and cfg.path not in ("", "data/raw"):
-        log(f"prepare: source 'digits' is built in; prepare.path={cfg.path!r} is not used")
-    with open_source(cfg.source, cfg.path, follow_symlinks=cfg.follow_symlinks,
-                     alpha_background=cfg.alpha_background) as src:
+    if not needs_path(cfg.source) and cfg.path not in ("", "data/raw"):
+        log(f"prepare: source {cfg.source!r} is built in; prepare.path={cfg.path!r} is not used")
+    with open_source(cfg.source, cfg.path, settings=cfg) as src:
         log(f"prepare: {len(src)} images in {len(src.class_names)} classes from {src.origin}")
         splits, how = make_splits(src, cfg)
         # Calibration for PTQ: a class-mixed subset of the training split (already shuffled).

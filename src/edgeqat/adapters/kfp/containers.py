@@ -37,12 +37,13 @@ def server_uri(uri: str) -> str:
 
 
 def _used_file_params(params: Params) -> dict[str, str]:
-    """The file-naming params keys that are set and read (prepare.path is not read for digits)."""
+    """The file-naming params keys that are set and read (a built-in source reads no prepare.path)."""
+    from edgeqat.datasources import needs_path
     from edgeqat.stages import STAGES
 
     used = {}
     for key in dict.fromkeys(fp.key for s in STAGES for fp in s.file_params):
-        if key == "prepare.path" and params.prepare.source == "digits":
+        if key == "prepare.path" and not needs_path(params.prepare.source):
             continue
         section, name = key.split(".")
         value = getattr(getattr(params, section), name)
