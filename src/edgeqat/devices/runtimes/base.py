@@ -10,6 +10,7 @@ may turn the registered file into the file a device is shipped (:meth:`Runtime.e
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -38,7 +39,7 @@ class RunContext:
     notes: list[str] = field(default_factory=list)
 
 
-class Runtime:
+class Runtime(ABC):
     name: str = ""
     #: the device keeps the .tflite as it is, so its flash budget checks the flatbuffer's bytes
     #: (False: the runtime stores its own compiled form and checks it itself)
@@ -46,9 +47,9 @@ class Runtime:
     #: latency is the runtime's own figure, set in run(); False: the profile's estimate or a measurement
     own_latency: bool = False
 
+    @abstractmethod
     def run(self, ctx: RunContext) -> Optional[np.ndarray]:
         """Run the model; return the full-split outputs to score, or None (not run, or not trusted)."""
-        raise NotImplementedError
 
     def export(self, tflite: Path, prof: Any) -> Optional[tuple[str, bytes, dict[str, Any]]]:
         """(file name, bytes, deployment record) a device of ``prof`` is shipped, or None: the
