@@ -14,6 +14,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +24,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from integration.conftest import BIN, free_port, stop_process_group
+from integration.conftest import BIN, free_port, run, stop_process_group
+from yaml_bomb import params_with_alias_bomb
 
 pytestmark = pytest.mark.integration
 
@@ -240,6 +242,66 @@ def test_a_second_receiver_on_the_same_deploy_folder_is_refused(receiver):
                    env={"MLFLOW_TRACKING_URI": receiver.url, "EDGEQAT_WEBHOOK_SECRET": SECRET}, timeout=120)
     one_line_refusal(proc, str(receiver.deploy), "in use by another receiver", f"pid {receiver.proc.pid}")
     assert receiver.health() < 1.0
+
+
+# --- an alias bomb in params.yaml: refused before DVC parses it --------------------------------
+# DVC reads params.yaml with its own YAML loader (dvc status held it 25 s at 2 GB, then was killed),
+# so the entry points that run DVC check the file with edgeqat's loader first.
+
+# `edgeqat ...` with an audit hook appending every command it starts to the file argv[1].
+WATCHED = ("import sys; log = open(sys.argv.pop(1), 'a'); "
+           "sys.addaudithook(lambda e, a: e == 'subprocess.Popen' and print(a[1], file=log, flush=True)); "
+           "sys.argv[0] = 'edgeqat'; from edgeqat.adapters.cli.app import main; main()")
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.relative_to(root).parts}
+
+
+@pytest.fixture(scope="module")
+def bombed_repo(tmp_path_factory) -> Path:
+    """A git + DVC repository with this project's dvc.yaml and the bomb in params.yaml, committed."""
+    repo = tmp_path_factory.mktemp("bombed")
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(params_with_alias_bomb())
+    env = {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "a bombed params.yaml"]):
+        run(cmd, repo, env=env)
+    return repo
+
+
+@pytest.mark.parametrize("entry", ["ci run", "make pipeline"])
+def test_an_alias_bomb_in_params_is_refused_before_dvc_starts(bombed_repo, tmp_path, entry):
+    repo = bombed_repo
+    started, site = tmp_path / "started.txt", tmp_path / "dvc-site-cache"
+    if entry == "ci run":
+        cmd = [sys.executable, "-c", WATCHED, str(started), "ci", "run", "--no-commit"]
+    else:  # the venv is up to date (-o): only the pipeline's own commands run
+        cmd = ["make", "-f", str(REPO / "Makefile"), f"VENV={BIN.parent}", "-o", str(BIN / "edgeqat"), "pipeline"]
+        dry = subprocess.run([*cmd, "-n"], cwd=repo, capture_output=True, text=True, check=True).stdout.splitlines()
+        assert dry[0] == f"{BIN / 'edgeqat'} check-params", dry  # before `dvc remote`, `dvc pull`, `dvc repro`
+    before = _files(repo)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(site)}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # a DVC that got the file would hang: its group is killed
+    t0 = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        stop_process_group(proc)
+        raise AssertionError(f"`{entry}` still running after 30 s: the bomb reached a YAML parser") from None
+    seconds = time.monotonic() - t0
+    print(f"{entry}: alias bomb refused in {seconds:.1f} s")
+    refusal = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    one_line_refusal(refusal, "params.yaml", "expands through YAML aliases", "alias bomb")
+    assert seconds < 10, seconds
+    # DVC never ran: nothing it writes when it opens the repository (.dvc/tmp/lock, its site cache)
+    assert _files(repo) == before, sorted(_files(repo) - before)
+    assert not site.exists()
+    if entry == "ci run":  # and edgeqat started no command at all
+        assert not started.exists() or not started.read_text().strip(), started.read_text()
 
 
 # --- secrets: a tracking URI with credentials works and is never printed -----------------------
