@@ -41,7 +41,10 @@ venv: $(BIN)/edgeqat
 
 # A configured DVC remote is pulled first, so a clone re-runs only what is not cached there; track
 # and register then make sure this store holds the results (they reuse what it already has).
+# check-params comes before any dvc command: DVC parses params.yaml with its own YAML loader, which
+# a file of nested aliases (an alias bomb) holds for minutes at gigabytes; edgeqat's refuses it at once.
 pipeline: venv
+	$(BIN)/edgeqat check-params
 	@if $(BIN)/dvc remote default >/dev/null 2>&1; then $(BIN)/dvc pull --allow-missing; fi
 	$(BIN)/dvc repro
 	$(BIN)/edgeqat stage track

@@ -500,7 +500,7 @@ def set_params_text(text: str, updates: dict[str, Any], source: str = "params.ya
         else:
             lines.insert(head + 1, f"  {key}: {scalar}")
     out = "\n".join(lines) + "\n"
-    parsed = yaml.safe_load(out) or {}
+    parsed = load_yaml_text(out, source) or {}  # the checked loader: an alias bomb here would hang `data add`
     for dotted, value in updates.items():
         section, key = dotted.split(".")
         if (parsed.get(section) or {}).get(key) != value:

@@ -14,6 +14,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +24,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from integration.conftest import BIN, free_port, stop_process_group
+from integration.conftest import BIN, free_port, run, stop_process_group
+from yaml_bomb import params_with_alias_bomb
 
 pytestmark = pytest.mark.integration
 
@@ -171,53 +173,125 @@ class Served:
 
 @pytest.fixture
 def receiver(mlflow_server, tmp_path):
-    ws = workspace(tmp_path / "ws", f"nothing-{uuid.uuid4().hex[:6]}")
+    name = f"nothing-{uuid.uuid4().hex[:6]}"
+    ws = workspace(tmp_path / "ws", name)
     with Served(ws, mlflow_server, ws / "deploy", "--request-deadline", "3") as rcv:
+        rcv.model_name = name
         yield rcv
 
 
-def _trickler(port: int, stop: threading.Event, closed: dict, i: int, every: float) -> None:
-    """A slowloris client from 127.0.0.2: one header line every ``every`` seconds, never done."""
-    started = time.monotonic()
+def deliver(port: int, name: str, delivery_id: str) -> tuple[float, int, str]:
+    """MLflow's delivery of ``champion`` moving on ``name``, signed with the receiver's secret:
+    (seconds to the answer, status, the answer's message)."""
+    import http.client
+
+    from edgeqat.adapters.webhook.server import sign
+
+    body = json.dumps({"entity": "model_version_alias", "action": "created", "timestamp": "now",
+                       "data": {"name": name, "alias": "champion", "version": "1"}}).encode()
+    ts = str(int(time.time()))
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)) as s:
-            s.sendall(b"POST / HTTP/1.1\r\n")
-            n = 0
-            while not stop.is_set():
-                s.settimeout(every)
-                try:
-                    if s.recv(1) == b"":
-                        break  # the server closed it
-                except socket.timeout:
-                    pass
-                s.sendall(f"X-Slow-{n}: {'a' * 20}\r\n".encode())
-                n += 1
-    except OSError:
-        pass
-    closed[i] = time.monotonic() - started
+        conn.request("POST", "/", body, {"X-MLflow-Signature": sign(SECRET, delivery_id, ts, body),
+                                         "X-MLflow-Timestamp": ts, "X-MLflow-Delivery-Id": delivery_id,
+                                         "Content-Type": "application/json"})
+        res = conn.getresponse()
+        answer = json.loads(res.read())
+        return time.monotonic() - t0, res.status, answer["message"]
+    finally:
+        conn.close()
 
 
-def test_health_answers_within_a_second_through_a_30_connection_trickle(receiver, record_property):
-    stop, closed = threading.Event(), {}
-    clients = [threading.Thread(target=_trickler, args=(receiver.port, stop, closed, i, 1.0), daemon=True)
-               for i in range(30)]
-    for t in clients:
-        t.start()
-    latencies, t_end = [], time.monotonic() + 8  # longer than the 3 s deadline: the server must cut them
-    while time.monotonic() < t_end:
-        latencies.append(receiver.health(timeout=5))
-        time.sleep(0.1)
-    stop.set()
-    for t in clients:
-        t.join(15)
-    record_property("health_max_s", max(latencies))
-    record_property("health_p50_s", statistics.median(latencies))
-    print(f"/health during a 30-connection trickle: {len(latencies)} probes, max {max(latencies) * 1000:.1f} ms, "
-          f"p50 {statistics.median(latencies) * 1000:.1f} ms")
-    assert max(latencies) < 1.0, latencies
-    assert len(closed) == 30 and max(closed.values()) < 3 + 2.5, closed  # the whole-request deadline, not per read
+class Trickle:
+    """``n`` slowloris clients from 127.0.0.2, each sending one header line every ``every``
+    seconds and never finishing; one the server cuts connects again, until :meth:`stop`."""
+
+    def __init__(self, port: int, n: int, every: float) -> None:
+        self.port, self.every = port, every
+        self.halt, self.lock = threading.Event(), threading.Lock()
+        self.open, self.cut = 0, []  # connections open now; lifetimes of those the server closed
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(n)]
+
+    def __enter__(self) -> "Trickle":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.halt.set()
+        for t in self.threads:
+            t.join(15)
+
+    def _client(self) -> None:
+        while not self.halt.is_set():
+            started = time.monotonic()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                              source_address=("127.0.0.2", 0)) as s:
+                    with self.lock:
+                        self.open += 1
+                    try:
+                        if self._trickle(s):
+                            return  # stopped by us, not cut
+                    finally:
+                        with self.lock:
+                            self.open -= 1
+            except OSError:
+                pass  # reset while sending: cut as well
+            with self.lock:
+                self.cut.append(time.monotonic() - started)
+            time.sleep(0.1)
+
+    def _trickle(self, s: socket.socket) -> bool:
+        """True when stopped, False when the server closed the connection."""
+        s.sendall(b"POST / HTTP/1.1\r\n")
+        n = 0
+        while not self.halt.is_set():
+            s.settimeout(self.every)
+            try:
+                if s.recv(1) == b"":
+                    return False
+            except socket.timeout:
+                pass
+            s.sendall(f"X-Slow-{n}: {'a' * 20}\r\n".encode())
+            n += 1
+        return True
+
+
+def test_health_and_signed_deliveries_are_served_through_a_30_connection_trickle(receiver, record_property):
+    """Issue 27 finding 3: 16 slow clients held /health and MLflow's signed deliveries for 60 s.
+    Here 30 trickle for 8 s, reconnecting when cut (a 3 s whole-request deadline): /health is
+    probed every 0.1 s, and two signed deliveries and a replay arrive in the middle of it."""
+    latencies, delivered, ids = [], [], [f"trickle-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    with Trickle(receiver.port, 30, every=1.0) as trickle:
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        while (now := time.monotonic()) < t0 + 8:
+            if len(delivered) < 2 and now - t0 >= (1.5, 5.0)[len(delivered)]:  # before and after the first cut
+                open_now = trickle.open
+                delivered.append((open_now, *deliver(receiver.port, receiver.model_name, ids[len(delivered)])))
+            latencies.append(receiver.health(timeout=5))
+            time.sleep(0.1)
+        replay = deliver(receiver.port, receiver.model_name, ids[0])
+    hi, p50 = max(latencies), statistics.median(latencies)
+    record_property("health_max_s", hi)
+    record_property("health_p50_s", p50)
+    record_property("delivery_s", [d[1] for d in delivered])
+    print(f"/health during a 30-connection trickle: {len(latencies)} probes, max {hi * 1000:.1f} ms, "
+          f"median {p50 * 1000:.1f} ms; signed deliveries answered in "
+          + ", ".join(f"{d[1] * 1000:.1f} ms ({d[0]} slow connections open)" for d in delivered))
+    assert hi < 1.0, latencies
+    for open_now, seconds, status, body in delivered:
+        assert open_now >= 20, delivered  # the trickle was really holding connections then
+        assert (status, body) == (200, "queued") and seconds < 1.0, delivered
+    assert replay[1:] == (200, "duplicate delivery, ignored"), replay  # the receiver kept both ids
+    state = json.loads((receiver.deploy / ".edgeqat-receiver.json").read_text())
+    assert set(ids) <= set(state["deliveries"]), state
+    assert len(trickle.cut) >= 30 and max(trickle.cut) < 3 + 2.5, trickle.cut  # the whole-request deadline
     log = receiver.log.read_text()
     assert log.count("request not complete within 3 s") >= 30, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]
 
 
 def test_one_client_holds_at_most_32_connections(receiver):
@@ -240,6 +314,66 @@ def test_a_second_receiver_on_the_same_deploy_folder_is_refused(receiver):
                    env={"MLFLOW_TRACKING_URI": receiver.url, "EDGEQAT_WEBHOOK_SECRET": SECRET}, timeout=120)
     one_line_refusal(proc, str(receiver.deploy), "in use by another receiver", f"pid {receiver.proc.pid}")
     assert receiver.health() < 1.0
+
+
+# --- an alias bomb in params.yaml: refused before DVC parses it --------------------------------
+# DVC reads params.yaml with its own YAML loader (dvc status held it 25 s at 2 GB, then was killed),
+# so the entry points that run DVC check the file with edgeqat's loader first.
+
+# `edgeqat ...` with an audit hook appending every command it starts to the file argv[1].
+WATCHED = ("import sys; log = open(sys.argv.pop(1), 'a'); "
+           "sys.addaudithook(lambda e, a: e == 'subprocess.Popen' and print(a[1], file=log, flush=True)); "
+           "sys.argv[0] = 'edgeqat'; from edgeqat.adapters.cli.app import main; main()")
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.relative_to(root).parts}
+
+
+@pytest.fixture(scope="module")
+def bombed_repo(tmp_path_factory) -> Path:
+    """A git + DVC repository with this project's dvc.yaml and the bomb in params.yaml, committed."""
+    repo = tmp_path_factory.mktemp("bombed")
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    (repo / "params.yaml").write_text(params_with_alias_bomb())
+    env = {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], [str(BIN / "dvc"), "init", "-q"], ["git", "add", "-A"],
+                ["git", "commit", "-qm", "a bombed params.yaml"]):
+        run(cmd, repo, env=env)
+    return repo
+
+
+@pytest.mark.parametrize("entry", ["ci run", "make pipeline"])
+def test_an_alias_bomb_in_params_is_refused_before_dvc_starts(bombed_repo, tmp_path, entry):
+    repo = bombed_repo
+    started, site = tmp_path / "started.txt", tmp_path / "dvc-site-cache"
+    if entry == "ci run":
+        cmd = [sys.executable, "-c", WATCHED, str(started), "ci", "run", "--no-commit"]
+    else:  # the venv is up to date (-o): only the pipeline's own commands run
+        cmd = ["make", "-f", str(REPO / "Makefile"), f"VENV={BIN.parent}", "-o", str(BIN / "edgeqat"), "pipeline"]
+        dry = subprocess.run([*cmd, "-n"], cwd=repo, capture_output=True, text=True, check=True).stdout.splitlines()
+        assert dry[0] == f"{BIN / 'edgeqat'} check-params", dry  # before `dvc remote`, `dvc pull`, `dvc repro`
+    before = _files(repo)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(site)}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # a DVC that got the file would hang: its group is killed
+    t0 = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        stop_process_group(proc)
+        raise AssertionError(f"`{entry}` still running after 30 s: the bomb reached a YAML parser") from None
+    seconds = time.monotonic() - t0
+    print(f"{entry}: alias bomb refused in {seconds:.1f} s")
+    refusal = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    one_line_refusal(refusal, "params.yaml", "expands through YAML aliases", "alias bomb")
+    assert seconds < 10, seconds
+    # DVC never ran: nothing it writes when it opens the repository (.dvc/tmp/lock, its site cache)
+    assert _files(repo) == before, sorted(_files(repo) - before)
+    assert not site.exists()
+    if entry == "ci run":  # and edgeqat started no command at all
+        assert not started.exists() or not started.read_text().strip(), started.read_text()
 
 
 # --- secrets: a tracking URI with credentials works and is never printed -----------------------

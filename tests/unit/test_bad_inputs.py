@@ -678,7 +678,7 @@ def test_stalled_connections_hold_a_bounded_pool_and_time_out(receiver):  # row 
         s.sendall(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n")  # headers never finished
         stalled.append(s)
     time.sleep(0.3)
-    assert threading.active_count() - base <= 4  # the pool's size, not one thread per connection
+    assert threading.active_count() - base <= 4  # a reader and a worker thread, not one per connection
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:  # each times out after 1 s and is closed by the server
         try:
@@ -772,27 +772,49 @@ def _member(name: str, data: bytes) -> tuple[str, bytes, int, int]:
 META = _member("metadata.json", b'{"keras_version": "3.15.1"}')
 
 
-def _timed(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float, float]:
-    """edgeqat(...) under /usr/bin/time: (process, seconds, max RSS in MB) of the refusal."""
+def _timed(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess, float, float, float]:
+    """edgeqat(...) under /usr/bin/time: (process, wall seconds, CPU seconds (user + system),
+    peak RSS in MiB)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["/usr/bin/time", "-f", "time: %e s, max RSS %M kB", str(BIN / "edgeqat"), *map(str, args)],
+    proc = subprocess.run(["/usr/bin/time", "-f", "usage: %e %U %S %M", str(BIN / "edgeqat"), *map(str, args)],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    stats = proc.stderr.strip().splitlines()[-1]
-    proc.stderr = "\n".join(proc.stderr.strip().splitlines()[:-1]) + "\n"
-    seconds, kb = stats.removeprefix("time: ").split(" s, max RSS ")
-    return proc, float(seconds), int(kb.removesuffix(" kB")) / 1024
+    *lines, stats = proc.stderr.strip().splitlines()
+    proc.stderr = "\n".join(lines) + "\n"
+    wall, user, system, kib = stats.removeprefix("usage: ").split()
+    return proc, float(wall), float(user) + float(system), int(kib) / 1024
+
+
+# What refusing a bomb may cost beyond the same command refusing a file that is not a zip at all
+# (the same code path up to the zip's directory). Checking after unpacking costs the member's size
+# in memory when it is read whole (1.5 or 3 GiB), or, streamed, seconds of CPU: inflating the
+# members through zipfile took 4.4 s (config.json, 1.5 GiB) and 9.7 s (weights, 3 GiB) of CPU on
+# the 2-core test machine (1e2652d, load 7). CPU time, not wall time: on a loaded machine a
+# process waits longer, it does not work more. 08117f3: 3.9 GB RSS; 0.8 GB RSS and 45 s.
+EXTRA_RSS_MIB, EXTRA_CPU_S = 256, 1.0
+
+
+def _refused_cheaply(cwd: Path, plain: tuple, bomb: tuple, *named: str) -> None:
+    """``bomb`` is refused (naming ``named``) at no more memory and CPU than ``plain``, the same
+    command given a .keras that is not a zip; and neither leaves anything behind."""
+    before = tree(cwd)
+    base, _, base_cpu, base_rss = _timed(*plain, cwd=cwd)
+    refused(base, "not a readable .keras archive", ws=cwd, before=before)
+    proc, wall, cpu, rss = _timed(*bomb, cwd=cwd)
+    refused(proc, *named, ws=cwd, before=before)
+    print(f"\n{named[0]}: refused in {wall:.1f} s, {cpu:.2f} s CPU, peak RSS {rss:.0f} MiB; the same command on a "
+          f"file that is not a zip: {base_cpu:.2f} s CPU, {base_rss:.0f} MiB")
+    assert rss - base_rss < EXTRA_RSS_MIB, f"{rss - base_rss:.0f} MiB more than a plain refusal: the member was read"
+    assert cpu - base_cpu < EXTRA_CPU_S, f"{cpu - base_cpu:.2f} s more CPU than a plain refusal: it was unpacked"
 
 
 def test_keras_config_json_bomb_is_refused_from_the_zip_directory(tmp_path, prepared_8x8, sine_tflite):
     raw, crc = _deflated_run(b" ", 3 * GiB // 2)  # 1.5 GiB of whitespace, 1.5 MB zipped
     _zip_raw(tmp_path / "bomb.keras", [META, ("config.json", raw, crc, 3 * GiB // 2)])
     assert zipfile.ZipFile(tmp_path / "bomb.keras").getinfo("config.json").file_size == 3 * GiB // 2
-    before = tree(tmp_path)
-    proc, seconds, rss = _timed("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--reference",
-                                "bomb.keras", "--no-emulate", cwd=tmp_path)
-    refused(proc, "bomb.keras: member config.json would unpack to 1.50 GiB (limit 16.0 MiB)", ws=tmp_path,
-            before=before)
-    print(f"\nconfig.json bomb refused in {seconds:.1f} s, max RSS {rss:.0f} MB")
+    (tmp_path / "plain.keras").write_text("not a zip")
+    command = ("validate", sine_tflite, "--device", "rpi4", "--data", "prep", "--no-emulate", "--reference")
+    _refused_cheaply(tmp_path, (*command, "plain.keras"), (*command, "bomb.keras"),
+                     "bomb.keras: member config.json would unpack to 1.50 GiB (limit 16.0 MiB)")
 
 
 def test_keras_weights_bomb_is_refused_before_unpacking(tmp_path, prepared_8x8):
@@ -804,14 +826,13 @@ def test_keras_weights_bomb_is_refused_before_unpacking(tmp_path, prepared_8x8):
         {"class_name": "Flatten", "config": {"name": "flat"}}, {"class_name": "Dense", "config": {"name": "d", "units": 3}}]}}
     _zip_raw(tmp_path / "bomb.keras", [META, _member("config.json", json.dumps(config).encode()),
                                        ("model.weights.h5", raw, crc, 3 * GiB)])
-    params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 8, "calibration_size": 4},
-           train={"from_model": "bomb.keras"})
-    before = tree(tmp_path)
-    proc, seconds, rss = _timed("stage", "train", "--params", "params.yaml", "--prepared", "prep", "--fp32-model",
-                                "models/fp32.keras", cwd=tmp_path)
-    refused(proc, "bomb.keras: member model.weights.h5 would unpack to 3.00 GiB (limit 1.00 GiB)", ws=tmp_path,
-            before=before)
-    print(f"\nmodel.weights.h5 bomb refused in {seconds:.1f} s, max RSS {rss:.0f} MB")
+    (tmp_path / "plain.keras").write_text("not a zip")
+    for model in ("plain", "bomb"):  # the same command, train.from_model naming each
+        params(tmp_path, prepare={"source": "npz", "path": "raw/d.npz", "image_size": 8, "calibration_size": 4},
+               train={"from_model": f"{model}.keras"}).rename(tmp_path / f"{model}.yaml")
+    runs = [("stage", "train", "--params", f"{model}.yaml", "--prepared", "prep", "--fp32-model", "models/fp32.keras")
+            for model in ("plain", "bomb")]
+    _refused_cheaply(tmp_path, *runs, "bomb.keras: member model.weights.h5 would unpack to 3.00 GiB (limit 1.00 GiB)")
 
 
 def test_keras_config_nested_too_deep_is_refused(tmp_path, prepared_8x8, sine_tflite):

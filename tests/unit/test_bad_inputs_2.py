@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import REPO
 from test_bad_inputs import BIN, edgeqat, gray_images, image_folder, npz, params, prepare_with, refused, tree
+from yaml_bomb import params_with_alias_bomb
 
 # --- outputs never replace what is not theirs ----------------------------------------
 
@@ -95,22 +96,29 @@ def test_an_output_through_a_symlink_into_the_source_is_refused(folder_ws):
 # --- YAML: bounded, and no key given twice --------------------------------------------
 
 
-def _alias_bomb(levels: int = 9) -> str:
-    lines = ['a0: &a0 ["fp32", "fp32", "fp32", "fp32", "fp32", "fp32", "fp32", "fp32", "fp32"]']
-    for i in range(1, levels):
-        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]")
-    return "\n".join(lines)
-
-
 def test_yaml_alias_bomb_in_params_is_refused_at_once(tmp_path):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["convert"]["variants"] = "BOMB"
-    text = _alias_bomb() + "\n" + yaml.safe_dump(raw, sort_keys=False).replace("variants: BOMB", "variants: *a8")
-    (tmp_path / "params.yaml").write_text(text)  # 9**9 = 387 million names once expanded
+    (tmp_path / "params.yaml").write_text(params_with_alias_bomb())  # 9**9 = 387 million names once expanded
     before = tree(tmp_path)
     proc = subprocess.run([str(BIN / "edgeqat"), "check-params"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=30)  # on 08117f3: over 60 s and 1.8 GB, then killed
     refused(proc, "params.yaml", "YAML aliases", "over 100,000 values", ws=tmp_path, before=before)
+
+
+def test_data_add_refuses_an_alias_bomb_before_dvc_add(tmp_path):
+    """`edgeqat data add` rewrites params.yaml and runs `dvc add` (which parses params.yaml for
+    dvc.yaml's ${...}): the rewritten text is read by the checked loader first."""
+    image_folder(tmp_path / "imgs")
+    (tmp_path / "params.yaml").write_text(params_with_alias_bomb())
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "params.yaml"], ["git", "commit", "-qm", "p"],
+                [str(BIN / "dvc"), "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)
+    before = tree(tmp_path)
+    proc = subprocess.run([str(BIN / "edgeqat"), "data", "add", "imgs", "--no-commit"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=30)  # on 1e2652d: 1.4 GB after 20 s, killed
+    refused(proc, "params.yaml", "YAML aliases", "alias bomb", ws=tmp_path, before=before)
+    assert not (tmp_path / "imgs.dvc").exists()
 
 
 def test_small_yaml_aliases_still_work(tmp_path):
