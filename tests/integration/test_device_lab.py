@@ -12,8 +12,6 @@ and under CI (CI=true) fail.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -22,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from integration.conftest import free_port, require, run, stop_process_group
+from integration.conftest import free_port, require, run
+from sshd_lab import loopback_sshd, unavailable
 
 pytestmark = pytest.mark.integration
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def _require(reason: str | None) -> None:
@@ -35,33 +33,9 @@ def _require(reason: str | None) -> None:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     """A real sshd on loopback, authorising one generated key; the client trusts only its host key."""
-    if not Path(SSHD).is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        _require("OpenSSH server/client not installed (apt-get install openssh-server)")
-    if os.geteuid() != 0:
-        _require("sshd must start as root here (privilege separation)")
-    root = tmp_path_factory.mktemp("sshd")
-    for key in ("host_key", "user_key", "other_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / key)], check=True)
-    shutil.copy(root / "user_key.pub", root / "authorized_keys")
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
-    port = free_port()
-    log = open(root / "sshd.log", "w")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-p", str(port), "-h", str(root / "host_key"),
-                             "-o", "ListenAddress=127.0.0.1", "-o", f"AuthorizedKeysFile={root / 'authorized_keys'}",
-                             "-o", "StrictModes=no", "-o", f"PidFile={root / 'sshd.pid'}", "-o", "PasswordAuthentication=no"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    host_key = (root / "host_key.pub").read_text().split()[:2]
-    (root / "known_hosts").write_text("".join(f"[{h}]:{port} {' '.join(host_key)}\n" for h in ("127.0.0.1", "localhost")))
-    try:
-        deadline = time.monotonic() + 20
-        while "Server listening" not in (root / "sshd.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start:\n{(root / 'sshd.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield {"root": root, "port": port, "user": os.environ.get("USER") or "root"}
-    finally:
-        stop_process_group(proc)
+    _require(unavailable())
+    with loopback_sshd(tmp_path_factory.mktemp("sshd")) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
