@@ -49,6 +49,7 @@ def load() -> float:
 def default_tflite(keep: Path | None) -> tuple[Path, list[str]]:
     """models/tflite of the default run: a clone of HEAD, `dvc repro convert` there."""
     work = keep or Path(tempfile.mkdtemp(prefix="edgeqat-devlab-"))
+    work.mkdir(parents=True, exist_ok=True)
     clone = work / "edgeqat"
     sh(["git", "clone", "-q", str(REPO), str(clone)], work)
     print(f"[device_lab] dvc repro convert in {clone} (the default params.yaml)", flush=True)
