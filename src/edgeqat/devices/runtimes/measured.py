@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import shlex
 import shutil
@@ -105,7 +106,12 @@ TIMED_OUT = 124  # the device's `timeout` stopped its Python
 GRACE_S = 2.0  # between SIGTERM and SIGKILL when a local run is stopped
 
 
-def _script(python: str, scratch: Optional[str], bound_s: Optional[float] = None) -> str:
+def device_bound_s(conn: Connect) -> int:
+    """Whole seconds the device's own ``timeout`` allows its Python (SSH): the startup and the runs."""
+    return max(1, math.ceil(conn.startup_timeout_s + conn.timeout_s))
+
+
+def _script(python: str, scratch: Optional[str], bound_s: Optional[int] = None) -> str:
     """The shell script run on the device: a scratch folder removed on exit, the upload unpacked
     and run there. ``bound_s``: stop the device's Python after that long with the device's own
     ``timeout`` when it has one (for SSH, where the client cannot stop the remote side)."""
@@ -113,7 +119,7 @@ def _script(python: str, scratch: Optional[str], bound_s: Optional[float] = None
     run = f'{python} -c {shlex.quote(BOOTSTRAP)} "$d"'
     if bound_s is not None:
         # `sh -c` so a python that is a shell fragment ("env X=1 python3", "cd x; python3") is bounded whole
-        n = max(1, int(bound_s + 0.999))
+        n = bound_s
         inner = "sh -c " + shlex.quote(f'{python} -c {shlex.quote(BOOTSTRAP)} "$0"') + ' "$d"'
         run = (f"if timeout -k 2 1 true 2>/dev/null; then timeout -k 2 {n} {inner}\n"
                f"elif timeout 1 true 2>/dev/null; then timeout {n} {inner}\nelse {run}\nfi")
@@ -144,8 +150,8 @@ def command(conn: Connect) -> list[str]:
         argv += ["-i", str(Path(conn.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
     for opt in conn.ssh_options:
         argv += ["-o", opt]
-    bound = conn.startup_timeout_s + conn.timeout_s
-    return argv + [dest, "sh -c " + shlex.quote(_script(conn.python or "python3", conn.scratch, bound))]
+    script = _script(conn.python or "python3", conn.scratch, device_bound_s(conn))
+    return argv + [dest, "sh -c " + shlex.quote(script)]
 
 
 def _upload(model: bytes, inputs: np.ndarray, spec: dict[str, Any]) -> bytes:
@@ -266,7 +272,7 @@ def measure(prof: DeviceProfile, model: str | Path, inputs: np.ndarray, *, runs:
                            [float(v) for v in r.pop("latency_ms")], outputs, r, wall)
     if returncode == TIMED_OUT and not conn.local:
         raise MeasureError("timeout", f"the device stopped the run on {where} after "
-                                      f"{conn.startup_timeout_s + conn.timeout_s:g} s ({_phase(stderr)}); "
+                                      f"{device_bound_s(conn)} s ({_phase(stderr)}); "
                                       "connect.startup_timeout_s + connect.timeout_s is too short")
     if returncode == 255 and not conn.local and "edgeqat-runner: connected" not in stderr:
         raise _ssh_failure(where, stderr)
