@@ -88,7 +88,7 @@ def host_vs_estimates(tflite: Path) -> tuple[list[str], dict]:
         same = "yes" if (committed.get(name) or {}).get("sha256") == sha else "no"
         work, m = measure_model(host, path, RUNS)
         ej, er = estimate_latency(j1900, work), estimate_latency(rpi4, work)
-        ratio = [f"{e['latency_ms_estimate'] / m['p50_ms']:.1f}x" if e.get("latency_ms_estimate") else "–" for e in (ej, er)]
+        ratio = [f"{e['latency_ms_estimate'] / m['p50_ms']:.2g}x" if e.get("latency_ms_estimate") else "–" for e in (ej, er)]
         lines.append(f"| {name} | {same} | {m['p50_ms']:.4f} | {m['p90_ms']:.4f} | {_est(ej)} | {_est(er)} | "
                      f"{', '.join(ratio)} |")
         out[name] = {"p50": m["p50_ms"], "cpu": m.get("cpu"), "runtime": f"{m.get('runtime')} {m.get('runtime_version')}"}
