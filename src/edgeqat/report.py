@@ -185,24 +185,27 @@ def _size(v: Any) -> str:
     return "–" if v is None else f"{int(v):,}"
 
 
-def _latency_cell(est: Any, d: dict[str, Any]) -> str:
-    """The latency the budget was checked against, and where it came from: measured (device,
-    date), Vela, this host x a published ratio, or an estimate (its error band, extrapolated)."""
-    ms = d.get("latency_ms", est)
-    if ms is None:
-        return "–"
+def latency_provenance(d: dict[str, Any]) -> str:
+    """Where a verdict's latency came from: measured (device, date), Vela, this host x a
+    published ratio, or an estimate (its error band; extrapolated, and whether it was gated)."""
     src = str(d.get("latency_source", ""))
     if src == "measured":
-        return f"{ms:.3g} (measured on {d.get('latency_measured_on', 'the device')})"
+        return f"measured on {d.get('latency_measured_on', 'the device')}"
     if "vela" in src:
-        return f"{ms:.3g} (vela)"
+        return "vela"
     if src.startswith("host-measured"):
-        return f"{ms:.3g} (this host x published ratio)"
+        return "this host x published ratio"
     band = d.get("latency_error_band") or {}
     what = "estimate" + (f" ±{band['median_rel_error']:.0%}" if band.get("median_rel_error") is not None else "")
     if d.get("latency_extrapolated"):
         what += ", extrapolated" + ("" if d.get("latency_gated", True) else ", not gated")
-    return f"{ms:.3g} ({what})"
+    return what
+
+
+def _latency_cell(est: Any, d: dict[str, Any]) -> str:
+    """The latency the budget was checked against, and where it came from."""
+    ms = d.get("latency_ms", est)
+    return "–" if ms is None else f"{ms:.3g} ({latency_provenance(d)})"
 
 
 def _emulation_cell(emu: dict[str, Any]) -> str:

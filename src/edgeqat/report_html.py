@@ -18,7 +18,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgeqat.report import STORAGE_NOTE, ordered_variants, pareto_front, storage_rows
+from edgeqat.report import STORAGE_NOTE, latency_provenance, ordered_variants, pareto_front, storage_rows
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}
@@ -147,11 +147,8 @@ def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any
                          "available": prof.ram_bytes, "unit": "bytes"})
         ms = d.get("latency_ms", d.get("latency_ms_estimate"))
         if prof.latency_budget_ms and ms is not None:
-            src = str(d.get("latency_source", ""))
-            how = ("measured" if src == "measured" else "Vela" if "vela" in src else
-                   "this host x ratio" if src.startswith("host-measured") else
-                   "estimate, extrapolated" if d.get("latency_extrapolated") else "estimate")
-            rows.append({"budget": f"latency ({how})", "used": ms, "available": prof.latency_budget_ms, "unit": "ms"})
+            rows.append({"budget": f"latency ({latency_provenance(d)})", "used": ms,
+                         "available": prof.latency_budget_ms, "unit": "ms"})
         out[name] = rows
     return out
 

@@ -1,7 +1,9 @@
 """A device that is really there: an OpenSSH server on 127.0.0.1 (a generated host key and user
 key, a high port) stands in for a board, a profile connects to it, and `edgeqat validate`
-measures on it. Also the `host` profile, and the failures a lab has: an unreachable host, a
-refused key, no Python, no LiteRT, the wrong architecture, a timeout shorter than one run.
+measures on it, also through an ssh config alias and a jump host. Also the `host` profile, a
+measured latency over budget, and the failures a lab has: an unreachable host, a refused key,
+no Python, no numpy, no LiteRT, the wrong architecture, a timeout shorter than one run, and a
+device that never answers (stopped on both ends, no scratch folder left).
 
 sshd comes from Debian's openssh-server (`.ci/run` installs it); without it these tests skip,
 and under CI (CI=true) fail.
@@ -10,8 +12,6 @@ and under CI (CI=true) fail.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from integration.conftest import free_port, require, run, stop_process_group
+from integration.conftest import free_port, require, run
+from sshd_lab import loopback_sshd, unavailable
 
 pytestmark = pytest.mark.integration
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def _require(reason: str | None) -> None:
@@ -33,33 +33,9 @@ def _require(reason: str | None) -> None:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     """A real sshd on loopback, authorising one generated key; the client trusts only its host key."""
-    if not Path(SSHD).is_file() or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
-        _require("OpenSSH server/client not installed (apt-get install openssh-server)")
-    if os.geteuid() != 0:
-        _require("sshd must start as root here (privilege separation)")
-    root = tmp_path_factory.mktemp("sshd")
-    for key in ("host_key", "user_key", "other_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / key)], check=True)
-    shutil.copy(root / "user_key.pub", root / "authorized_keys")
-    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
-    port = free_port()
-    log = open(root / "sshd.log", "w")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-p", str(port), "-h", str(root / "host_key"),
-                             "-o", "ListenAddress=127.0.0.1", "-o", f"AuthorizedKeysFile={root / 'authorized_keys'}",
-                             "-o", "StrictModes=no", "-o", f"PidFile={root / 'sshd.pid'}", "-o", "PasswordAuthentication=no"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-    host_key = (root / "host_key.pub").read_text().split()[:2]
-    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_key)}\n")
-    try:
-        deadline = time.monotonic() + 20
-        while "Server listening" not in (root / "sshd.log").read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sshd did not start:\n{(root / 'sshd.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield {"root": root, "port": port, "user": os.environ.get("USER") or "root"}
-    finally:
-        stop_process_group(proc)
+    _require(unavailable())
+    with loopback_sshd(tmp_path_factory.mktemp("sshd")) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +56,18 @@ def lab_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("lab") / "lab_int8.tflite"
     path.write_bytes(convert_variant("ptq_int8", model, None, rep, "int8"))
     return path
+
+
+@pytest.fixture(scope="module")
+def numpy_only(tmp_path_factory) -> Path:
+    """A folder holding numpy (and its bundled libraries) and nothing else: with `python -S` and
+    this as PYTHONPATH, the device has numpy but no LiteRT."""
+    site = Path(np.__file__).resolve().parent.parent
+    folder = tmp_path_factory.mktemp("numpy_only")
+    for name in ("numpy", "numpy.libs"):
+        if (site / name).exists():
+            (folder / name).symlink_to(site / name)
+    return folder
 
 
 def board(tmp_path: Path, sshd: dict, name: str = "bench_pi", *, device_class: str = "x86", budget: float = 100,
@@ -132,11 +120,17 @@ def test_validate_measures_on_a_board_over_ssh(tmp_path, sshd, lab_model):
     ("wrong key", {"identity_file": "{root}/other_key"}, "auth", "Permission denied"),
     ("no python", {"python": "python3-not-installed"}, "python", "python3-not-installed"),
     ("no runtime", {"python": f"{sys.executable} -S"}, "runtime", "numpy is missing on the device"),
+    ("no litert", {"python": "env PYTHONPATH={numpy_only} " + f"{sys.executable} -S"}, "runtime",
+     "no LiteRT on the device: neither ai_edge_litert nor tflite_runtime imports"),
     ("wrong arch", {"device_class": "arm_linux"}, "arch", "the device is x86_64, the profile expects aarch64"),
     ("timeout", {"timeout_s": 1e-6}, "timeout", "shorter than one inference"),
+    # the device's Python hangs past startup + run time: the device's own `timeout` stops it (~1 s)
+    ("hard timeout", {"python": f"sleep 8; {sys.executable}", "startup_timeout_s": 0.5, "timeout_s": 0.5}, "timeout",
+     "the device stopped the run"),
 ])
-def test_each_failure_is_one_line_and_leaves_nothing(tmp_path, sshd, lab_model, case, change, check, says):
-    change = {k: v.format(closed=free_port(), root=sshd["root"]) if isinstance(v, str) else v for k, v in change.items()}
+def test_each_failure_is_one_line_and_leaves_nothing(tmp_path, sshd, lab_model, numpy_only, case, change, check, says):
+    change = {k: v.format(closed=free_port(), root=sshd["root"], numpy_only=numpy_only) if isinstance(v, str) else v
+              for k, v in change.items()}
     cls = change.pop("device_class", "x86")
     prof = board(tmp_path, sshd, device_class=cls, **change)
     out = validate_cli(tmp_path, lab_model, prof)
@@ -146,6 +140,62 @@ def test_each_failure_is_one_line_and_leaves_nothing(tmp_path, sshd, lab_model, 
     assert "Traceback" not in out.stdout + out.stderr
     assert not list((tmp_path / "scratch").iterdir()), case  # nothing left on the device
     assert not (tmp_path / "measured.csv").exists()  # no row from a measurement that did not happen
+
+
+@pytest.mark.parametrize("python", ["sleep 8; {py}", "trap '' TERM; sleep 8; {py}"], ids=["stops", "ignores SIGTERM"])
+def test_a_local_run_past_its_time_is_killed_and_leaves_no_scratch_folder(tmp_path, lab_model, python):
+    """`connect: local` whose Python never answers: the whole process group is stopped (SIGTERM,
+    so the script's trap removes the folder; SIGKILL 2 s later for one that ignores it, and the
+    folder is removed from here). ~0.5 s and ~2.5 s."""
+    from edgeqat.devices.profiles import Connect, resolve_profiles
+    from edgeqat.devices.runtimes.measured import MeasureError, measure
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    conn = Connect(url="local", python=python.format(py=sys.executable), scratch=str(scratch),
+                   connect_timeout_s=0.1, startup_timeout_s=0.1, timeout_s=0.1)
+    (host,) = resolve_profiles(["host"])
+    t0 = time.monotonic()
+    with pytest.raises(MeasureError) as err:
+        measure(host.model_copy(update={"connect": conn}), lab_model, np.zeros((1, 32, 32, 3), np.int8), runs=5)
+    assert err.value.check == "timeout" and "within 0.3 s (while the device's Python started)" in str(err.value)
+    assert time.monotonic() - t0 < 6  # not the 8 s the device's Python would have taken
+    assert not list(scratch.iterdir())
+
+
+def test_a_measured_latency_over_budget_fails_the_device(tmp_path, lab_model):
+    """The budget is checked against the measured p50, and the reason says it was measured."""
+    from edgeqat.devices.profiles import resolve_profiles
+    from edgeqat.devices.validate import validate_on_device
+
+    (host,) = resolve_profiles(["host"])
+    v = validate_on_device(lab_model, host.model_copy(update={"latency_budget_ms": 1e-6}), latency_runs=5,
+                           calibration=tmp_path / "measured.csv")
+    p50 = v["measured"]["p50_ms"]
+    assert not v["passed"] and v["latency_source"] == "measured" and v["latency_ms"] == p50 > 1e-6
+    reason = next(r for r in v["reasons"] if "latency" in r)
+    assert reason == f"measured latency p50 {p50:.3g} ms on host, {v['measured']['date'][:10]} > budget 1e-06 ms"
+    assert v["misses"]["latency"] == {"needed": p50, "available": 1e-6}
+
+
+def test_an_ssh_config_alias_through_a_jump_host(tmp_path, sshd, lab_model):
+    """`connect.ssh_config` (ssh -F): the board is an alias of that file, reached through a
+    ProxyJump hop given in ssh_options (the same sshd, named `localhost`): two logins, one measurement."""
+    root, port, user = sshd["root"], sshd["port"], sshd["user"]
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host lab-jump\n  HostName localhost\n  Port {port}\n  User {user}\n"
+                      f"Host lab-board\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+                      f"Host *\n  IdentityFile {root / 'user_key'}\n  IdentitiesOnly yes\n"
+                      f"  UserKnownHostsFile {root / 'known_hosts'}\n  StrictHostKeyChecking yes\n  BatchMode yes\n")
+    prof = board(tmp_path, sshd, url="ssh://lab-board", identity_file=None, ssh_config=str(config),
+                 ssh_options=["ProxyJump=lab-jump"])
+    logins = (root / "sshd.log").read_text().count("Accepted publickey")
+    out = validate_cli(tmp_path, lab_model, prof, extra=("--json",))
+    assert out.returncode == 0, out.stdout + out.stderr
+    m = json.loads(out.stdout)["devices"]["bench_pi"]["measured"]
+    assert m["where"] == "ssh://lab-board" and m["p50_ms"] > 0 and m["parity"]["bit_exact"]
+    assert (root / "sshd.log").read_text().count("Accepted publickey") - logins == 2  # the hop, then the board
+    assert not list((tmp_path / "scratch").iterdir())
 
 
 def test_host_profile_measures_the_demo_model(tmp_path):

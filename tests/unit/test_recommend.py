@@ -11,6 +11,7 @@ import yaml
 
 from edgeqat.config import PruneConfig, RecommendConfig, ValidateConfig
 from edgeqat.devices.profiles import load_profile_file, shipped_profile_files
+from edgeqat.recommend.search import rank_key
 
 from compressed_chain import TINY_PRUNE
 
@@ -263,6 +264,32 @@ def test_the_accuracy_budget_rejects_a_candidate_chosen_on_validation_and_report
     assert entry["outputs"] == "logits"  # the card facts of the chosen file, for the served model
     md = (tmp_path / "report" / "recommendation.md").read_text()
     assert "ranked on the **validation** split" in md and "On the test split: accuracy" in md
+
+
+def _ranked(rows, measured):
+    return [r["candidate"] for r in sorted(rows, key=rank_key(measured))]
+
+
+def test_rank_key_puts_measured_speed_before_size_and_estimates_size_first():
+    """Synthetic rows where the fastest is not the smallest: a device that is really there ranks
+    equally accurate integer models by measured latency, an estimated one by size."""
+    def row(name, acc, size, ms, integer=True, stored=None):
+        return {"candidate": name, "integer_only": integer, "accuracy": acc, "size_bytes": size,
+                "stored_bytes": stored, "latency_ms": ms}
+    rows = [row("small_slow", 0.9, 100, 2.0), row("big_fast", 0.9, 200, 1.0), row("float_best", 0.95, 50, 0.5, False),
+            row("less_accurate_tiny", 0.8, 10, 0.1), row("unknown_speed", 0.9, 90, None),
+            row("vela_encoded_small", 0.9, 300, 3.0, stored=80)]
+    assert _ranked(rows, measured=True) == ["big_fast", "small_slow", "vela_encoded_small", "unknown_speed",
+                                            "less_accurate_tiny", "float_best"]
+    assert _ranked(rows, measured=False) == ["vela_encoded_small", "unknown_speed", "small_slow", "big_fast",
+                                             "less_accurate_tiny", "float_best"]
+    # an estimate (no measured latency) ranks on latency_ms_estimate as the speed
+    est = [{**row("a", 0.9, 100, None), "latency_ms_estimate": 3.0}, {**row("b", 0.9, 100, None), "latency_ms_estimate": 1.0}]
+    for r in est:
+        del r["latency_ms"]
+    assert _ranked(est, measured=False) == ["b", "a"]
+
+
 def test_a_measured_device_ranks_candidates_on_measured_latency(comp, tmp_path):
     """`host` is really there: every candidate is timed on it, the budget and the tie-break use
     that, the report says so, and each measurement becomes a calibration row."""
@@ -278,7 +305,9 @@ def test_a_measured_device_ranks_candidates_on_measured_latency(comp, tmp_path):
     assert tried and all(c["latency_source"] == "measured" and c["latency_ms"] > 0 for c in tried)
     chosen = next(c for c in tried if c["candidate"] == r["chosen"])
     peers = [c for c in tried if c["verdict"] == "pass" and c["integer_only"] and c["accuracy"] == chosen["accuracy"]]
+    assert len(peers) >= 2, peers  # a tie to break: qat_int8 and its uint8-io twin at least
     assert chosen["latency_ms"] == min(p["latency_ms"] for p in peers)  # equal accuracy: the fastest measured
+    assert r["chosen"] == min((c for c in tried if c["verdict"] == "pass"), key=rank_key(measured=True))["candidate"]
     assert "measured of a 100 ms budget" in r["reason"]
     assert "(measured) |" in (tmp_path / "report" / "recommendation.md").read_text()
     assert len(calib.read_text().splitlines()) == 1 + len(tried)

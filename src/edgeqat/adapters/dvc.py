@@ -104,10 +104,16 @@ def _imported(path: Path) -> set[str]:
 
 
 def _named_by_table(module: str) -> list[str]:
-    """Modules ``module`` imports by name from a table rather than by an import statement, so
-    they are deps of every stage that imports ``module``: the readers and detectors of the data
-    sources (:mod:`edgeqat.datasources`, loaded by the opener) and the runtimes
-    (:mod:`edgeqat.devices.runtimes.base`, loaded by :mod:`~edgeqat.devices.runtimes.registry`)."""
+    """Modules ``module`` imports by name from a table, or reads as a file, rather than by an
+    import statement, so they are deps of every stage that imports ``module``: the readers and
+    detectors of the data sources (:mod:`edgeqat.datasources`, loaded by the opener), the
+    runtimes (:mod:`edgeqat.devices.runtimes.base`, loaded by
+    :mod:`~edgeqat.devices.runtimes.registry`) and the runner a measurement sends to the device
+    (:mod:`~edgeqat.devices.runtimes.measured` reads it as a file)."""
+    if module == "edgeqat.devices.runtimes.measured":
+        from edgeqat.devices.runtimes.measured import RUNNER
+
+        return [".".join(RUNNER.relative_to(PKG.parent).with_suffix("").parts)]
     if module == "edgeqat.data.sources":
         from edgeqat.datasources import SOURCES
 

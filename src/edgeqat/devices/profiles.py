@@ -67,6 +67,9 @@ class Connect(BaseModel):
     python: Optional[str] = Field(None, min_length=1)
     identity_file: Optional[str] = None  # ssh -i; otherwise ~/.ssh/config, the agent, default keys
     ssh_options: list[str] = []  # more ssh -o options, e.g. StrictHostKeyChecking=accept-new
+    # ssh -F: the lab's own ssh config (aliases, jump hosts, keys) instead of ~/.ssh/config. OpenSSH
+    # hands it on to a ProxyJump hop; ``ssh_options`` apply to the device only, not to the hop.
+    ssh_config: Optional[str] = None
     scratch: Optional[str] = None  # parent folder of the scratch folder on the device (default $TMPDIR or /tmp)
     arch: Optional[list[str]] = None  # accepted platform.machine() values; default: the device class's
     connect_timeout_s: float = Field(10.0, gt=0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
 from edgeqat.devices.storage import stores_flatbuffer
@@ -76,6 +76,22 @@ def _precheck(c: Candidate, prof: DeviceProfile, clock: Clock) -> Optional[str]:
 def stored(row: dict[str, Any]) -> int:
     """The row's size by its device's measure (the flatbuffer when the device gave none)."""
     return row["stored_bytes"] if row.get("stored_bytes") is not None else row["size_bytes"]
+
+
+def _speed(row: dict[str, Any]) -> float:
+    ms = row.get("latency_ms", row.get("latency_ms_estimate"))
+    return ms if ms is not None else float("inf")
+
+
+def rank_key(measured: bool) -> Callable[[dict[str, Any]], tuple]:
+    """The order of passing candidates, best first: integer-only first (what edgeqat is for:
+    smaller and faster on every target; a float model is chosen only when no integer one
+    passes), then most accurate, then smaller, then faster; on a ``measured`` device (one with
+    ``connect:``) faster before smaller, as its latency is a fact there, not an estimate."""
+    def key(r: dict[str, Any]) -> tuple:
+        size_speed = (_speed(r), stored(r)) if measured else (stored(r), _speed(r))
+        return (not r["integer_only"], -(r["accuracy"] or 0), *size_speed)
+    return key
 
 
 def _budget_text(prof: DeviceProfile, row: dict[str, Any]) -> str:
@@ -156,17 +172,7 @@ def recommend_for_device(prof: DeviceProfile, candidates: list[Candidate], data:
                 row["accuracy_drop"] = v["reference_accuracy"] - v["accuracy"]
             rows.append(row)
             progress.done(f"{c.name}: {verdict_line(v)}")
-    passing = [r for r in rows if r["verdict"] == "pass"]
-    # Integer-only first (what edgeqat is for: smaller and faster on every target; a float model
-    # is chosen only when no integer one passes), then most accurate, then smaller, then faster;
-    # on a measured device faster before smaller (its latency is a fact there, not an estimate).
-    def speed(r: dict[str, Any]) -> float:
-        ms = r.get("latency_ms", r.get("latency_ms_estimate"))
-        return ms if ms is not None else float("inf")
-
-    measured = prof.connect is not None
-    passing.sort(key=lambda r: (not r["integer_only"], -(r["accuracy"] or 0),
-                                *((speed(r), stored(r)) if measured else (stored(r), speed(r)))))
+    passing = sorted((r for r in rows if r["verdict"] == "pass"), key=rank_key(measured=prof.connect is not None))
     out: dict[str, Any] = {"device": prof.name, "title": prof.title, "candidates": rows, "skipped": skipped,
                            "seconds": round(time.monotonic() - t0, 1)}
     if passing:

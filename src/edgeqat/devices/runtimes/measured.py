@@ -11,6 +11,12 @@ SSH is the system OpenSSH client, so ``~/.ssh/config`` (aliases, jump hosts, key
 agent work as everywhere else; ``BatchMode=yes`` makes it fail instead of prompting. ``local``
 runs the same script with this interpreter. Every way it can fail is a :class:`MeasureError`
 with the check that could not run and one line saying why.
+
+A run that outlives its time is stopped on both ends, so it leaves no scratch folder: here the
+script runs in its own process group, which gets SIGTERM (the script's trap then removes the
+folder) and SIGKILL after a grace period; on an SSH device, where killing the client does not
+stop the remote shell, the device's Python runs under the device's own ``timeout`` when it has
+one (coreutils or BusyBox), so the remote side ends, and cleans up, by itself.
 """
 
 from __future__ import annotations
@@ -18,7 +24,11 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
+import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -92,12 +102,31 @@ class Measurement:
                 **{k: self.info[k] for k in keep if self.info.get(k) is not None}}
 
 
-def _script(python: str, scratch: Optional[str]) -> str:
+TIMED_OUT = 124  # the device's `timeout` stopped its Python
+GRACE_S = 2.0  # between SIGTERM and SIGKILL when a local run is stopped
+
+
+def device_bound_s(conn: Connect) -> int:
+    """Whole seconds the device's own ``timeout`` allows its Python (SSH): the startup and the runs."""
+    return max(1, math.ceil(conn.startup_timeout_s + conn.timeout_s))
+
+
+def _script(python: str, scratch: Optional[str], bound_s: Optional[int] = None) -> str:
+    """The shell script run on the device: a scratch folder removed on exit, the upload unpacked
+    and run there. ``bound_s``: stop the device's Python after that long with the device's own
+    ``timeout`` when it has one (for SSH, where the client cannot stop the remote side)."""
     parent = shlex.quote(scratch) if scratch else '"${TMPDIR:-/tmp}"'
+    run = f'{python} -c {shlex.quote(BOOTSTRAP)} "$d"'
+    if bound_s is not None:
+        # `sh -c` so a python that is a shell fragment ("env X=1 python3", "cd x; python3") is bounded whole
+        n = bound_s
+        inner = "sh -c " + shlex.quote(f'{python} -c {shlex.quote(BOOTSTRAP)} "$0"') + ' "$d"'
+        run = (f"if timeout -k 2 1 true 2>/dev/null; then timeout -k 2 {n} {inner}\n"
+               f"elif timeout 1 true 2>/dev/null; then timeout {n} {inner}\nelse {run}\nfi")
     return (f'd=$(mktemp -d {parent}/edgeqat-XXXXXX) || exit {NO_SCRATCH}\n'
             "trap 'rm -rf \"$d\"' EXIT\ntrap 'exit 129' HUP INT TERM\n"
-            "echo 'edgeqat-runner: connected' >&2\n"
-            f'{python} -c {shlex.quote(BOOTSTRAP)} "$d"\n')
+            'echo "edgeqat-runner: connected $d" >&2\n'
+            f"{run}\n")
 
 
 def ssh_target(url: str) -> tuple[str, Optional[int]]:
@@ -113,13 +142,16 @@ def command(conn: Connect) -> list[str]:
         return ["sh", "-c", _script(conn.python or shlex.quote(sys.executable), conn.scratch)]
     dest, port = ssh_target(conn.url)
     argv = ["ssh", "-T", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, round(conn.connect_timeout_s))}"]
+    if conn.ssh_config:
+        argv += ["-F", str(Path(conn.ssh_config).expanduser())]
     if port is not None:
         argv += ["-p", str(port)]
     if conn.identity_file:
         argv += ["-i", str(Path(conn.identity_file).expanduser()), "-o", "IdentitiesOnly=yes"]
     for opt in conn.ssh_options:
         argv += ["-o", opt]
-    return argv + [dest, "sh -c " + shlex.quote(_script(conn.python or "python3", conn.scratch))]
+    script = _script(conn.python or "python3", conn.scratch, device_bound_s(conn))
+    return argv + [dest, "sh -c " + shlex.quote(script)]
 
 
 def _upload(model: bytes, inputs: np.ndarray, spec: dict[str, Any]) -> bytes:
@@ -155,9 +187,53 @@ def _phase(stderr: str) -> str:
         return "during the first inference: connect.timeout_s is shorter than one run"
     if "runtime ready" in seen:
         return "while loading the model"
-    if "connected" in seen:
+    if any(p.startswith("connected") for p in seen):
         return "while the device's Python started"
     return "before the device answered"
+
+
+class _Stopped(Exception):
+    """The run outlived its time and was stopped; ``stderr`` is what it said before that."""
+
+    def __init__(self, stderr: bytes) -> None:
+        super().__init__("stopped")
+        self.stderr = stderr
+
+
+def _run(argv: list[str], payload: bytes, limit: float) -> tuple[int, bytes, bytes]:
+    """Run ``argv`` with ``payload`` on stdin in a new process group. Past ``limit`` seconds the
+    whole group (the shell, the Python, a ProxyJump's ssh) gets SIGTERM, then SIGKILL after
+    :data:`GRACE_S`, and :class:`_Stopped` is raised."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(payload, timeout=limit)
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        pass
+    for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, GRACE_S)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            _, err = proc.communicate(timeout=wait)
+            raise _Stopped(err or b"")
+        except subprocess.TimeoutExpired:
+            continue
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):  # a grandchild outside the group holds them
+        if pipe is not None:
+            pipe.close()
+    raise _Stopped(b"")
+
+
+def _remove_scratch(stderr: str) -> None:
+    """After a local run was killed outright (its trap could not run): remove its scratch folder."""
+    for ln in _lines(stderr):
+        if ln.startswith("edgeqat-runner: connected "):
+            d = Path(ln.removeprefix("edgeqat-runner: connected "))
+            if d.name.startswith("edgeqat-") and d.is_dir():
+                shutil.rmtree(d, ignore_errors=True)
 
 
 def measure(prof: DeviceProfile, model: str | Path, inputs: np.ndarray, *, runs: int = 50) -> Measurement:
@@ -175,15 +251,17 @@ def measure(prof: DeviceProfile, model: str | Path, inputs: np.ndarray, *, runs:
     argv = command(conn)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(argv, input=payload, capture_output=True, timeout=limit)
+        returncode, stdout, stderr_b = _run(argv, payload, limit)
     except FileNotFoundError:
         raise MeasureError("connect", f"`{argv[0]}` not found: install the OpenSSH client") from None
-    except subprocess.TimeoutExpired as err:
-        stderr = (err.stderr or b"").decode(errors="replace")
+    except _Stopped as err:
+        stderr = err.stderr.decode(errors="replace")
+        if conn.local:
+            _remove_scratch(stderr)
         raise MeasureError("timeout", f"no answer from {where} within {limit:g} s "
                                       f"({_phase(stderr)}); the run was stopped") from None
     wall = time.perf_counter() - t0
-    out, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    out, stderr = stdout.decode(errors="replace"), stderr_b.decode(errors="replace")
     result = next((ln for ln in reversed(_lines(out)) if ln.startswith("{")), None)
     if result is not None:
         r = json.loads(result)
@@ -192,14 +270,18 @@ def measure(prof: DeviceProfile, model: str | Path, inputs: np.ndarray, *, runs:
         outputs = np.load(io.BytesIO(base64.b64decode(r.pop("outputs_npy"))))
         return Measurement(prof.name, where, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            [float(v) for v in r.pop("latency_ms")], outputs, r, wall)
-    if proc.returncode == 255 and not conn.local and "edgeqat-runner: connected" not in stderr:
+    if returncode == TIMED_OUT and not conn.local:
+        raise MeasureError("timeout", f"the device stopped the run on {where} after "
+                                      f"{device_bound_s(conn)} s ({_phase(stderr)}); "
+                                      "connect.startup_timeout_s + connect.timeout_s is too short")
+    if returncode == 255 and not conn.local and "edgeqat-runner: connected" not in stderr:
         raise _ssh_failure(where, stderr)
-    if proc.returncode == 127:
+    if returncode == 127:
         raise MeasureError("python", f"no Python `{conn.python or 'python3'}` on {where} "
                                      f"({(_lines(stderr) or ['command not found'])[-1]}); set connect.python")
-    if proc.returncode == NO_SCRATCH:
+    if returncode == NO_SCRATCH:
         raise MeasureError("run", f"could not make a scratch folder on {where} "
                                   f"under {conn.scratch or '$TMPDIR or /tmp'}")
-    how = f"signal {proc.returncode - 128}" if proc.returncode > 128 else f"exit status {proc.returncode}"
+    how = f"signal {returncode - 128}" if returncode > 128 else f"exit status {returncode}"
     tail = [ln for ln in _lines(stderr) if not ln.startswith("edgeqat-runner: ")]
     raise MeasureError("run", f"the run on {where} failed ({how})" + (f": {tail[-1]}" if tail else ""))
