@@ -151,6 +151,8 @@ def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any
             how = ("measured" if src == "measured" else "Vela" if "vela" in src else
                    "this host x ratio" if src.startswith("host-measured") else
                    "estimate, extrapolated" if d.get("latency_extrapolated") else "estimate")
+            if d.get("latency_proxy"):
+                how += ", " + d["latency_proxy"].split(":")[0]
             rows.append({"budget": f"latency ({how})", "used": ms, "available": prof.latency_budget_ms, "unit": "ms"})
         out[name] = rows
     return out
