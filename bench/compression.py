@@ -128,9 +128,12 @@ def _set_bn_momentum(model: Any, momentum: float) -> int:
 # edgeqat's chain, step by step
 
 
-def run_chain(params: Any, work: Path) -> dict[str, Any]:
-    """prepare -> evaluate as `dvc repro` runs them (run_stage), in a workspace at ``work`` laid
-    out by the stage table (no live MLflow run: it is not what is measured)."""
+CHAIN = ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate")
+
+
+def run_chain(params: Any, work: Path, stages: tuple[str, ...] = CHAIN) -> dict[str, Any]:
+    """prepare -> evaluate (or ``stages`` of them) as `dvc repro` runs them (run_stage), in a
+    workspace at ``work`` laid out by the stage table (no live MLflow run: it is not what is measured)."""
     import os
 
     from edgeqat.adapters.runner import run_stage
@@ -140,7 +143,7 @@ def run_chain(params: Any, work: Path) -> dict[str, Any]:
     ws = Workspace(work)
     times: dict[str, float] = {}
     metrics: dict[str, Any] = {}
-    for name in ("prepare", "train", "qat", "prune", "cluster", "convert", "evaluate"):
+    for name in stages:
         say(f"{work.name}: {name} ...")
         t = time.monotonic()
         metrics[name] = run_stage(name, params, work)  # a stage no requested variant needs writes markers only

@@ -262,7 +262,7 @@ class RecommendConfig(_Section):
 
     enabled: bool = False
     devices: list[str] = ["cortex_m4", "coral_edgetpu", "rpi4"]
-    budget_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the FP32 Keras model, on the test split
+    budget_accuracy_drop: float = Field(0.02, ge=0, le=1)  # vs the FP32 model, on the validation split (the search's)
     max_minutes: float = Field(20.0, gt=0)  # bound on the whole search (fine-tunes included)
     sparsities: list[float] = [0.5, 0.75]  # PQAT candidates (the prune stage's own sparsity is reused)
     channel_fractions: list[float] = [0.3, 0.5, 0.7]  # channel-pruning candidates

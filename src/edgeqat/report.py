@@ -199,6 +199,11 @@ def latency_provenance(d: dict[str, Any]) -> str:
     what = "estimate" + (f" ±{band['median_rel_error']:.0%}" if band.get("median_rel_error") is not None else "")
     if d.get("latency_extrapolated"):
         what += ", extrapolated" + ("" if d.get("latency_gated", True) else ", not gated")
+    if d.get("latency_proxy"):  # another device class's figures (j1900: the Pi 4's ARM row)
+        what += f"; {d['latency_proxy']}"
+        x86 = d.get("x86_evidence") or {}
+        if x86.get("host_p50_ms") is not None:
+            what += f"; this x86 host at {x86['threads']} threads: {x86['host_p50_ms']:.3g}, unscaled"
     return what
 
 
@@ -229,7 +234,9 @@ DEVICE_NOTE = ("Latency on the device is *measured* on it when its profile says 
                "device and the date follow), Vela's performance model for Ethos-U (*vela*), or an *estimate* from the "
                "device's measured rows or else published figures (± its median held-out error); *extrapolated* marks "
                "an estimate for a model more than 10x outside the MACs of the models it was fitted on (*not gated* "
-               "when validate.gate_on_extrapolated is false). The TFLM arena is what TFLite Micro's allocator recorded "
+               "when validate.gate_on_extrapolated is false); *ARM proxy* marks an estimate fitted on another device "
+               "class's published figures (j1900, an x86 PC: no published ratio to this host for the same workload exists, "
+               "so it borrows the Raspberry Pi 4's ARM row), shown beside this x86 host's own unscaled time. The TFLM arena is what TFLite Micro's allocator recorded "
                "with its reference kernels on this host. Stored bytes: the flatbuffer on LiteRT/TFLM, Vela's encoded weights and "
                "command stream on Ethos-U (in flash, or DRAM for the U65 profile).")
 

@@ -100,6 +100,46 @@ def test_a_broken_model_raises_naming_it(tmp_path, qemu_ready):
         run_on_qemu(bad, np.zeros((1, 4), np.float32), timeout_s=300)
 
 
+@pytest.mark.slow
+def test_an_emulated_mismatch_fails_the_device_through_validate(tmp_path, qemu_ready, monkeypatch):
+    """The emulated aarch64 run gates, through validate_on_device and a real QEMU run: a float
+    model's ARM outputs differ from x86 LiteRT's in the last bits (fused multiply-adds, summation
+    order), within the float parity tolerance; with that tolerance at 0 the same run is a
+    mismatch, and rpi4 FAILS naming the first differing output."""
+    from conftest import synthetic_images
+    from edgeqat.devices import parity
+    from edgeqat.devices.profiles import resolve_profiles
+    from edgeqat.devices.validate import EvalData, validate_on_device
+    from edgeqat.quantization.converter import convert_variant
+    from edgeqat.quantization.runtime import TFLiteClassifier
+    from edgeqat.tf_compat import keras
+
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    inp = keras.Input((16, 16, 1))
+    x = L.Conv2D(32, 3, activation="relu")(inp)
+    x = L.Conv2D(32, 3, activation="relu")(x)
+    model = keras.Model(inp, L.Dense(4)(L.Flatten()(x)))  # long float dot products: rounding shows
+    path = tmp_path / "fp32.tflite"
+    path.write_bytes(convert_variant("fp32", model, None, None))
+    images = synthetic_images(8)[0][..., None].astype(np.float32) / 255.0
+    monkeypatch.setattr(parity, "FLOAT_RTOL", 0.0)
+
+    v = validate_on_device(path, resolve_profiles(["rpi4"])[0], EvalData(images), latency_runs=3, emulate_samples=8)
+
+    emu = v["emulation"]
+    assert emu["ran"] and emu["machine"] == "aarch64" and emu["samples"] == 8
+    largest = float(np.abs(np.stack([TFLiteClassifier(path, num_threads=1)(im) for im in images])).max())
+    assert 0 < emu["max_abs_diff"] <= 1e-3 * largest, emu  # a real difference, within the shipped tolerance
+    first = emu["first_difference"]
+    x86 = TFLiteClassifier(path, num_threads=1)(images[first["sample"]]).reshape(-1)
+    assert first["host"] == float(x86[first["output"]]) and first["device"] != first["host"]
+    assert not v["passed"]
+    (reason,) = v["reasons"]  # the emulated run is the only thing failing the device
+    assert reason.startswith("the emulated aarch64 run differs from host LiteRT beyond the parity tolerance")
+    assert f"first at sample {first['sample']}, output {first['output']} (host {first['host']:g}, " in reason
+
+
 def test_unavailable_reasons(tmp_path, monkeypatch):
     reason = qemu_available(root=tmp_path / "nowhere")
     assert reason is not None and "make arm64" in reason

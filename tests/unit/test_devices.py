@@ -408,6 +408,34 @@ def test_x86_profiles_get_host_x86_evidence_scaled_by_their_ratio(models):
     assert any("x 1e+09, tests/unit/test_devices.py) > budget 100 ms" in r for r in scaled["reasons"]), scaled["reasons"]
 
 
+def test_the_j1900_verdict_says_it_rests_on_an_arm_proxy(models):
+    """No published same-workload ratio exists for a J1900, so its latency verdict rests on the
+    Raspberry Pi 4's ARM row: the verdict, its notes, its failing reason and the tables say so,
+    with this host's unscaled x86 time beside it. An ARM profile on an ARM row is no proxy."""
+    import platform
+
+    from edgeqat.adapters.cli.devices import verdict_rows
+    from edgeqat.report import device_rows
+    from edgeqat.steps.validate import _slim
+
+    label = "ARM proxy: Raspberry Pi 4 row, not x86 evidence"
+    v = validate_on_device(models["int8"], _profile("j1900"), latency_runs=3)
+    assert v["passed"] and v["latency_proxy"] == label
+    (note,) = [n for n in v["notes"] if label in n]
+    row = verdict_rows([v])[0]
+    assert row[2].endswith("(extrap., ARM proxy)") and row[3].endswith(f"; {label}")
+    cell = device_rows({"devices": {"j1900": _slim(v)}})[0][5]
+    assert f"extrapolated; {label}" in cell
+    if platform.machine() == "x86_64":  # this host's own x86 time, shown and not scaled
+        host = v["x86_evidence"]["host_p50_ms"]
+        assert f"p50 {host:.3g} ms at 4 thread(s)" in note and "not scaled to j1900" in note
+        assert f"this x86 host at 4 threads: {host:.3g}, unscaled" in cell
+    tight = validate_on_device(models["int8"], _with("j1900", latency_budget_ms=1e-6), latency_runs=3)
+    assert not tight["passed"] and any(r.endswith(f"({label})") for r in tight["reasons"]), tight["reasons"]
+    arm = validate_on_device(models["int8"], _profile("rpi4"), latency_runs=3, emulate=False)
+    assert "latency_proxy" not in arm and not any("proxy" in n for n in arm["notes"])
+
+
 def test_emulated_aarch64_mismatch_fails_naming_the_first_differing_output():
     from edgeqat.devices import parity
     from edgeqat.devices.validate import emulation_reasons

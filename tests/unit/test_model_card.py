@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeqat.config import ConvertConfig
+from edgeqat.config import ConvertConfig, QatConfig
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # (model, convert settings): every setting the card reports takes more than one value here
@@ -18,7 +18,10 @@ SETUPS = {
     "per_channel": ("logits", dict(variants=["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8"])),
     "per_tensor_uint8": ("logits", dict(variants=["ptq_float16", "ptq_int8"], per_channel=False, io_dtype="uint8")),
     "softmax_float_io": ("softmax", dict(variants=["fp32", "ptq_int8"], io_dtype="float32")),
+    # the QAT family: trained with fake-quant, converted from tfmot's wrapped model
+    "qat_softmax": ("softmax", dict(variants=["qat_int8"])),
 }
+QAT_FAMILY = ("qat_int8",)
 
 
 def small_model(softmax: bool):
@@ -42,6 +45,7 @@ def converted(tmp_path_factory, tiny_prepared):
     from edgeqat.models.io import save_model
     from edgeqat.models.training import compile_classifier, fit
     from edgeqat.steps.convert import convert
+    from edgeqat.steps.qat import qat
 
     d = tmp_path_factory.mktemp("card")
     train = make_dataset(tiny_prepared / "train", "zero_one", 16, shuffle_buffer=256, seed=0)
@@ -51,30 +55,38 @@ def converted(tmp_path_factory, tiny_prepared):
         fit(model, train, make_dataset(tiny_prepared / "val", "zero_one", 16), 10)
         save_model(model, d / f"{head}.keras")
     for name, (head, settings) in SETUPS.items():
-        convert(ConvertConfig(**settings), tiny_prepared, d / f"{head}.keras", None, d / name)
+        qat_model = None
+        if set(settings["variants"]) & set(QAT_FAMILY):
+            qat_model = d / f"{name}_qat.h5"
+            qat(QatConfig(epochs=1, batch_size=16), tiny_prepared, d / f"{head}.keras", qat_model,
+                variants=settings["variants"], per_channel=settings.get("per_channel", True))
+        convert(ConvertConfig(**settings), tiny_prepared, d / f"{head}.keras", qat_model, d / name)
     return d
 
 
 def file_view(path) -> dict:
-    """What LiteRT reads from the flatbuffer: weight dtypes and scale counts, the dtypes compute
-    ops produce, I/O dtypes, and the op that makes the output."""
+    """What LiteRT reads from the flatbuffer: weight dtypes and scale counts, their scales' range
+    and zero points, the dtypes compute ops produce, I/O dtypes, and the op that makes the output."""
     from ai_edge_litert.interpreter import Interpreter
 
     it = Interpreter(model_path=str(path))  # not allocated: the tensors as the file stores them
     tensors = {t["index"]: t for t in it.get_tensor_details()}
     ops = it._get_ops_details()
     producer = {o: op for op in ops for o in op["outputs"]}
-    weights = []
+    weights, quantization = [], []
     for op in ops:
         if op["op_name"] in WEIGHTED:
             i = op["inputs"][1]
             if i in producer:  # float16 / dynamic storage goes through a DEQUANTIZE
                 i = producer[i]["inputs"][0]
-            weights.append((np.dtype(tensors[i]["dtype"]).name, tensors[i]["quantization_parameters"]["scales"].size))
+            q = tensors[i]["quantization_parameters"]
+            weights.append((np.dtype(tensors[i]["dtype"]).name, q["scales"].size))
+            quantization.append((float(q["scales"].min()), float(q["scales"].max()), sorted(set(q["zero_points"].tolist())))
+                                if q["scales"].size else None)
     last = producer[it.get_output_details()[0]["index"]]
     while last["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
         last = producer[last["inputs"][0]]
-    return {"weights": weights, "last_op": last["op_name"],
+    return {"weights": weights, "quantization": quantization, "last_op": last["op_name"],
             "activations": {np.dtype(tensors[o]["dtype"]).name for op in ops
                             if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") for o in op["outputs"]},
             "input": it.get_input_details()[0], "output": it.get_output_details()[0]}
@@ -88,13 +100,17 @@ def test_the_card_says_what_each_file_holds(converted, setup):
         entry, view = card["variants"][name], file_view(converted / setup / f"{name}.tflite")
         # weights: dtype and scale count per tensor, as stored
         assert [(w["dtype"], w["scales"]) for w in entry["weights"]["tensors"]] == view["weights"], name
+        # and their scales and zero points, as stored
+        assert [(w["scale_min"], w["scale_max"], w["zero_points"]) if w["scales"] else None
+                for w in entry["weights"]["tensors"]] == view["quantization"], name
         quantized = [n for dtype, n in view["weights"] if dtype == "int8"]
-        if not quantized:
-            assert entry["weights"]["granularity"] == "none"
-        elif settings.get("per_channel", True):
-            assert entry["weights"]["granularity"] == "per-channel" and max(quantized) > 1, name
-        else:
-            assert entry["weights"]["granularity"] == "per-tensor" and set(quantized) == {1}, name
+        kinds = {"per-tensor" if n == 1 else "per-channel" for n in quantized}
+        # per-channel QAT keeps tfmot's per-tensor Dense kernel: "mixed", as the file holds it
+        assert entry["weights"]["granularity"] == ("none" if not kinds else kinds.pop() if len(kinds) == 1 else "mixed")
+        if quantized and settings.get("per_channel", True):
+            assert max(quantized) > 1, name
+        elif quantized:
+            assert set(quantized) == {1}, name
         assert entry["activations"]["dtypes"] == sorted(view["activations"]), name
         for side in ("input", "output"):
             detail = view[side]
@@ -111,6 +127,8 @@ def test_the_card_says_what_each_file_holds(converted, setup):
         assert v["ptq_int8"]["input"]["dtype"] == v["ptq_int8"]["output"]["dtype"] == "uint8"
     if setup == "softmax_float_io":
         assert v["ptq_int8"]["input"]["dtype"] == "float32" and "int8" in v["ptq_int8"]["activations"]["dtypes"]
+    if setup == "qat_softmax":
+        assert v["qat_int8"]["activations"]["dtypes"] == ["int8"] and v["qat_int8"]["outputs"] == "probabilities"
 
 
 def test_dynamic_range_stores_int8_weights_and_computes_in_float(converted):

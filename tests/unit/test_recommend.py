@@ -297,7 +297,8 @@ def test_a_measured_device_ranks_candidates_on_measured_latency(comp, tmp_path):
     from edgeqat.steps.recommend import recommend
 
     d = comp["dir"]
-    c = RecommendConfig(enabled=True, budget_accuracy_drop=1.0, sparsities=[], channel_fractions=[], latency_runs=5)
+    c = RecommendConfig(enabled=True, budget_accuracy_drop=RecommendConfig().budget_accuracy_drop, sparsities=[],
+                        channel_fractions=[], latency_runs=5)
     recommend(c, comp["prepared"], d / "tflite", d / "fp32.keras", d / "qat.h5", tmp_path / "report", tmp_path / "rec",
               prune=PruneConfig(**TINY_PRUNE), devices=["host"], calibration=calib)
     r = json.loads((tmp_path / "report" / "recommendation.json").read_text())["devices"]["host"]

@@ -7,7 +7,8 @@ In the order a verdict prefers them:
 3. ``vendor performance model (vela)``: Ethos-U, from Vela's compile (set by the Vela runtime);
 4. an estimate: from this device's measured rows (``devices/measured.csv``), else from
    published figures; with its held-out error band and ``extrapolated`` when the model's MACs
-   lie more than 10x outside the models it was fitted on.
+   lie more than 10x outside the models it was fitted on, and ``latency_proxy`` when those
+   models ran on another device class (j1900 on the Raspberry Pi 4's ARM row: "ARM proxy").
 
 ``validate.gate_on_extrapolated`` (default true) decides whether an extrapolated estimate may
 fail a device; when false, an extrapolated estimate over budget is a note, not a reason, and
@@ -41,6 +42,8 @@ def choose(v: dict[str, Any], est: dict[str, Any], gate_on_extrapolated: bool) -
         return
     v["latency_ms"] = est.get("latency_ms_estimate")
     v["latency_source"] = est.get("source", "estimate from published figures")
+    if est.get("proxy"):  # another device class's figures: say so wherever the verdict is shown
+        v["latency_proxy"] = est["proxy"]
     v["latency_extrapolated"] = bool(est.get("extrapolated"))
     v["latency_gated"] = v["latency_ms"] is not None and (gate_on_extrapolated or not v["latency_extrapolated"])
 
@@ -48,6 +51,9 @@ def choose(v: dict[str, Any], est: dict[str, Any], gate_on_extrapolated: bool) -
 def check_budget(prof: DeviceProfile, v: dict[str, Any], reasons: list[str], misses: dict, notes: list[str]) -> None:
     """The budget against the chosen figure; an ungated (extrapolated) figure only gets a note."""
     ms, budget = v.get("latency_ms"), prof.latency_budget_ms
+    proxy = v.get("latency_proxy")
+    if proxy and ms is not None:
+        notes.append(proxy_note(prof, v))
     if budget is None or ms is None or ms <= budget:
         return
     if v.get("latency_source") == MEASURED:
@@ -63,8 +69,18 @@ def check_budget(prof: DeviceProfile, v: dict[str, Any], reasons: list[str], mis
     else:
         extra = " (extrapolated outside its calibration range: measure on the device to be sure)" \
             if v.get("latency_extrapolated") else ""
-        reasons.append(f"estimated latency {ms:.1f} ms > budget {budget:g} ms{extra}")
+        reasons.append(f"estimated latency {ms:.1f} ms > budget {budget:g} ms{extra}" + (f" ({proxy})" if proxy else ""))
     misses["latency"] = {"needed": ms, "available": budget}
+
+
+def proxy_note(prof: DeviceProfile, v: dict[str, Any]) -> str:
+    """The verdict's note on a proxy estimate, with this host's x86 figure beside it when there is one."""
+    note = f"latency {v['latency_ms']:.3g} ms is an estimate on a proxy ({v['latency_proxy']})"
+    x86 = v.get("x86_evidence") or {}
+    if x86.get("host_p50_ms") is not None:
+        note += (f"; this host's x86 run, p50 {x86['host_p50_ms']:.3g} ms at {x86['threads']} thread(s) on "
+                 f"{x86['host_cpu']}, is not scaled to {prof.name} (no published ratio for the same workload)")
+    return note
 
 
 def x86_evidence(prof: DeviceProfile, host_p50_ms: Optional[float]) -> Optional[dict[str, Any]]:

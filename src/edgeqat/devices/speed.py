@@ -206,6 +206,20 @@ def _from_measured(profile: DeviceProfile, work: Workload, want: str, rows: list
             "fit": {"const_ms": f.const_ms, "ms_per_mmac": f.ms_per_mmac, "rows": f.rows}}
 
 
+# A device class as a proxy label names it ("ARM proxy: ..., not x86 evidence").
+CLASS_WORDS = {"arm_linux": "ARM", "phone": "phone (ARM)", "x86": "x86", "edge_tpu": "Edge TPU", "mcu": "MCU", "npu": "NPU"}
+
+
+def proxy_label(profile: DeviceProfile, rows: tuple[str, ...] | list[str]) -> str:
+    """What an estimate fitted on another device class's published rows is: a proxy for the
+    device, not evidence of its own class (j1900, an x86 PC, on the Raspberry Pi 4's ARM row)."""
+    first = published_rows()[rows[0]]
+    word = CLASS_WORDS.get(first["device_class"], first["device_class"])
+    device = first["device"].split(" (")[0]
+    return (f"{word} proxy: {device} row{'s' if len(rows) > 1 else ''}, not "
+            f"{CLASS_WORDS.get(profile.device_class, profile.device_class)} evidence")
+
+
 def estimate_latency(profile: DeviceProfile, work: Workload, measured: Optional[list[dict[str, Any]]] = None) -> dict[str, Any]:
     """The profile's estimate for a model, or why there is none (a float model on an int8 fit).
 
@@ -215,7 +229,8 @@ def estimate_latency(profile: DeviceProfile, work: Workload, measured: Optional[
 
     Every estimate says where it comes from (``source``), its held-out error band, and
     whether it is ``extrapolated``: the model's MACs more than 10x outside the range of the
-    calibration models it was fitted on."""
+    calibration models it was fitted on; ``proxy`` (:func:`proxy_label`) when those are another
+    device class's figures."""
     from edgeqat.devices import calibration
 
     kind = calibration.compute_kind(work)
@@ -240,6 +255,8 @@ def estimate_latency(profile: DeviceProfile, work: Workload, measured: Optional[
     _extrapolation(base, work.total_macs, min(cal), max(cal), "calibration model")
     cls = published_rows()[fit.calibration[0]]["device_class"]
     base["error_band"] = error_band(cls, work.total_macs)
+    if cls != profile.device_class:
+        base["proxy"] = proxy_label(profile, fit.calibration)
     return {**base, "latency_ms_estimate": fit.predict(work.macs),
             "fit": {"ms_per_mmac": fit.ms_per_mmac, "calibration_rows": list(fit.calibration)}}
 

@@ -221,7 +221,7 @@ def _validate_choice(path: Path, prof: Any, test_data: Any, cfg: RecommendConfig
                                  gate_on_extrapolated=v.gate_on_extrapolated, calibration=calibration)
     out = {k: verdict[k] for k in ("passed", "reasons", "accuracy", "reference_accuracy", "latency_ms_estimate",
                                    "latency_ms", "latency_source", "arena_bytes", "stored_bytes", "stored_measure",
-                                   "latency_extrapolated")
+                                   "latency_extrapolated", "latency_proxy")
            if k in verdict}
     if "emulation" in verdict:
         out["emulation"] = {k: verdict["emulation"][k] for k in ("ran", "why", "bit_exact") if k in verdict["emulation"]}

@@ -35,8 +35,11 @@ def _slim(v: dict[str, Any]) -> dict[str, Any]:
     """The fields summary.json keeps per device (devices.json keeps everything)."""
     keys = ("passed", "reasons", "title", "runtime", "latency_ms_estimate", "arena_bytes", "model_bytes",
             "stored_bytes", "stored_measure", "interpreter_bytes", "accuracy", "agreement", "notes", "latency_ms",
-            "latency_source", "latency_extrapolated", "latency_gated", "latency_measured_on")
+            "latency_source", "latency_extrapolated", "latency_gated", "latency_measured_on", "latency_proxy")
     out = {k: v[k] for k in keys if k in v}
+    x86 = v.get("x86_evidence") or {}
+    if x86:  # this host's x86 run of an x86 profile, shown beside the figure that gates
+        out["x86_evidence"] = {k: x86[k] for k in ("host_p50_ms", "threads", "host_cpu", "latency_ms", "label") if k in x86}
     band = (v.get("latency_estimate") or {}).get("error_band") or {}
     if band.get("median_rel_error") is not None:
         out["latency_error_band"] = {k: band[k] for k in ("median_rel_error", "max_rel_error", "heldout_points")}

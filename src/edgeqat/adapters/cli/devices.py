@@ -41,10 +41,14 @@ def _latency(v: dict) -> tuple[str, str]:
         return cell + " (vela)", src
     band = le.get("error_band") or {}
     within = f", ±{band['median_rel_error']:.0%} median held-out error" if band.get("median_rel_error") is not None else ""
-    tag = " (extrap.)" if v.get("latency_extrapolated") else ""
-    if v.get("latency_extrapolated") and not v.get("latency_gated", True):
-        tag = " (extrap., not gated)"
-    return cell + tag, f"{src or 'estimate'}, {le.get('kernel_library')}{within}"
+    tags = []
+    if v.get("latency_extrapolated"):
+        tags.append("extrap." if v.get("latency_gated", True) else "extrap., not gated")
+    proxy = v.get("latency_proxy")  # e.g. "ARM proxy: Raspberry Pi 4 row, not x86 evidence"
+    if proxy:
+        tags.append(proxy.split(":")[0])
+    tag = f" ({', '.join(tags)})" if tags else ""
+    return cell + tag, f"{src or 'estimate'}, {le.get('kernel_library')}{within}" + (f"; {proxy}" if proxy else "")
 
 
 def _stored(v: dict) -> str:
