@@ -1,6 +1,6 @@
 """Benchmark: the compiled pipeline as subprocesses and in containers, and the component image.
 
-    python bench/containers.py [--out bench/containers_results.md] [--from-base]
+    python bench/containers.py [--out bench/containers_results.md] [--from-base] [--order docker,subprocess]
 
 In one session on this machine: `make image` (with --from-base, first from an empty build cache
 on the existing base image: `docker builder prune`, then pip downloads and installs everything),
@@ -13,7 +13,8 @@ cache). The parameters are tests/integration/test_kfp_docker.py's: 8x8 digits, o
 fine-tune, five variants, so every component runs. While the containers run, each one's peak
 memory is read from its cgroup (v1 memory.max_usage_in_bytes, page cache included; polled, so
 a task shorter than the poll can be missed). Needs a Docker engine (`make docker`) and this venv
-(dev extra: the test helpers start the server).
+(dev extra: the test helpers start the server). Each session is added at the top of the results
+file, above the earlier ones: on a shared machine the load of each session is part of its figures.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from integration.conftest import BIN, start_mlflow_server, stop_process_group, w
 from integration.test_kfp_docker import VARIANTS, lean_params  # noqa: E402
 
 MB = 1e6
+TITLE = "# The component image and the pipeline in containers (bench/containers.py)\n\n"
+RUNNERS = {"subprocess": "subprocess (`pipeline run --local`)", "docker": "docker (`pipeline run --local --docker`)"}
 CGROUP = Path("/sys/fs/cgroup/memory/docker")  # cgroup v1 with the cgroupfs driver (Debian's docker.io)
 
 
@@ -151,9 +154,8 @@ def top(d: dict[str, int], n: int = 8) -> str:
 
 def report(facts: dict, builds: list[tuple[str, dict]], runs: dict, peaks: dict, meta: dict) -> str:
     c = facts["contents"]
-    sub, dock = runs["subprocess"], runs["docker"]
     lines = [
-        "# The component image and the pipeline in containers (bench/containers.py)",
+        f"## Session of {meta['date']} UTC",
         "",
         f"- commit: {meta['commit']}; date (UTC): {meta['date']}",
         f"- machine: {meta['machine']}; Docker engine {meta['engine']}",
@@ -162,7 +164,7 @@ def report(facts: dict, builds: list[tuple[str, dict]], runs: dict, peaks: dict,
         f"- pipeline: tests/integration/test_kfp_docker.py's parameters (8x8 digits, one epoch per fine-tune, "
         f"variants {', '.join(VARIANTS)}), compiled once, run against a real `mlflow server` on 127.0.0.1",
         "",
-        "## Building the image",
+        "### Building the image",
         "",
         "| build | make image wall | docker build | load at start / end |",
         "|---|---|---|---|",
@@ -172,7 +174,7 @@ def report(facts: dict, builds: list[tuple[str, dict]], runs: dict, peaks: dict,
     layer_rows = [f"| {mb(size)} | `{what}` |" for size, what in facts["layers"]]
     lines += [
         "",
-        f"## The image: {facts['size'] / MB:,.0f} MB (`{facts['id'][7:19]}`, `{builds[-1][1]['tag']}`)",
+        f"### The image: {facts['size'] / MB:,.0f} MB (`{facts['id'][7:19]}`, `{builds[-1][1]['tag']}`)",
         "",
         "| layer | made by |",
         "|---|---|",
@@ -187,14 +189,12 @@ def report(facts: dict, builds: list[tuple[str, dict]], runs: dict, peaks: dict,
         f"- only there for DVC: {mb(sum(c['dvc_only'].values()))}: {top(c['dvc_only'])}",
         f"- only there for kfp (its cluster client): {mb(sum(c['kfp_only'].values()))}: {top(c['kfp_only'])}",
         "",
-        "## One pipeline, two runners",
+        "### One pipeline, two runners (in the order run)",
         "",
         "| runner | wall (CLI) | kfp.local run | load at start / end |",
         "|---|---|---|---|",
-        f"| subprocess (`pipeline run --local`) | {sub['wall_s']:.0f} s | {sub['kfp_s']:.0f} s | "
-        f"{sub['load'][0]:.2f} / {sub['load'][1]:.2f} |",
-        f"| docker (`pipeline run --local --docker`) | {dock['wall_s']:.0f} s | {dock['kfp_s']:.0f} s | "
-        f"{dock['load'][0]:.2f} / {dock['load'][1]:.2f} |",
+        *[f"| {RUNNERS[name]} | {r['wall_s']:.0f} s | {r['kfp_s']:.0f} s | {r['load'][0]:.2f} / {r['load'][1]:.2f} |"
+          for name, r in runs.items()],
         "",
         "Both runs passed the gate and registered a version on the server. Peak memory of each "
         "container (cgroup, page cache included), MiB: "
@@ -208,6 +208,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "containers_results.md")
     ap.add_argument("--from-base", action="store_true", help="first build the image with an empty build cache")
+    ap.add_argument("--order", default="subprocess,docker", help="the runners, in the order to run them")
     args = ap.parse_args()
     import docker
 
@@ -229,14 +230,22 @@ def main() -> int:
             wait_until_up(server, url, tmp / "mlflow" / "server.log")
             package = tmp / "pipeline.yaml"
             sh([str(BIN / "edgeqat"), "pipeline", "compile", "--image", tag, "--out", str(package)], tmp)
-            runs = {"subprocess": pipeline_run(tmp / "subprocess", package, url, docker=False)}
-            with PeakMemory() as mem:
-                runs["docker"] = pipeline_run(tmp / "docker", package, url, docker=True)
+            runs = {}
+            order = args.order.split(",")
+            if sorted(order) != sorted(RUNNERS):
+                raise SystemExit(f"--order {args.order}: name each runner once ({','.join(RUNNERS)})")
+            for name in order:
+                if name == "docker":
+                    with PeakMemory() as mem:
+                        runs[name] = pipeline_run(tmp / name, package, url, docker=True)
+                else:
+                    runs[name] = pipeline_run(tmp / name, package, url, docker=False)
         finally:
             stop_process_group(server)
     meta["load"].append(load())
     text = report(facts, builds, runs, mem.peak, meta)
-    args.out.write_text(text)
+    earlier = args.out.read_text().removeprefix(TITLE) if args.out.is_file() else ""
+    args.out.write_text(TITLE + text + ("\n" + earlier if earlier else ""))
     print(text)
     return 0
 
