@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from integration.conftest import BIN, REPO, run, tiny_params
 from integration.kfp_runs import FAILING, assert_gate_failed, ran, task_logs
@@ -25,6 +28,7 @@ from edgeqat.stages import STAGES
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 IMAGE_PYTHON = "/opt/venv/bin/python3"  # the image's venv (Dockerfile); this machine's is elsewhere
+BROWSERS = ("chromium", "chromium-browser", "chromedriver", "google-chrome", "firefox")  # make browser's, and others
 VARIANTS = ["fp32", "qat_int8", "mixed", "pqat_int8", "cqat_int8"]  # one from each stage that makes models; mixed for the gate
 
 
@@ -58,6 +62,25 @@ def image() -> str:
     run(["make", "image"], REPO)
     print(f"\nmake image: {time.monotonic() - t0:.0f} s")
     return (REPO / ".cache" / "edgeqat-image").read_text().strip()
+
+
+def test_the_image_holds_no_dev_extra_and_no_browser(image):
+    """Only what the components need: none of the dev extra's test tools, no browser or driver.
+    psutil is in the dev extra but also a runtime dependency (of DVC), so it is not looked for.
+    edgeqat itself must be found: the probe can see what is installed."""
+    dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    dev_only = sorted({Requirement(d).name for d in dev} - {"psutil"})
+    probe = ("import importlib.metadata as md, shutil\n"
+             "def has(d):\n"
+             "    try:\n        return bool(md.distribution(d))\n"
+             "    except md.PackageNotFoundError:\n        return False\n"
+             f"print(sorted(d for d in {[*dev_only, 'edgeqat']!r} if has(d)), "
+             f"sorted(b for b in {BROWSERS!r} if shutil.which(b)))")
+    proc = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "python3", "-c", probe],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['edgeqat'] []", f"dev extra or browser in {image}: {proc.stdout}"
+    assert "pytest" in dev_only and "selenium" in dev_only  # what the check above must not find
 
 
 def pipeline_run(cwd: Path, params: str, *args: str, check: bool = True):

@@ -73,6 +73,19 @@ def test_the_tests_workflow_runs_exactly_what_ci_runs():
     assert "make test" in readme and "make test-slow" in readme
 
 
+
+def test_the_docs_list_the_steps_ci_runs_in_order():
+    """docs/team-workflow.md's row for tests.yml and docs/testing.md's CI paragraph name every
+    `make` step of .ci/run, in its order, and no other."""
+    steps = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines() if line.startswith("make ")]
+    assert steps[:2] == ["make arm64", "make browser"] and "make test-slow" in steps
+    row = next(line for line in (REPO / "docs" / "team-workflow.md").read_text().splitlines()
+               if line.startswith("| `.github/workflows/tests.yml`"))
+    assert re.findall(r"`(make [a-z0-9-]+)`", row) == steps, row
+    testing = (REPO / "docs" / "testing.md").read_text()
+    paragraph = testing.split("**CI runs exactly `bash .ci/run`**", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"`(make [a-z0-9-]+)`", paragraph) == steps, paragraph
+
 def test_the_pipeline_workflows_only_set_up_python_and_call_the_ci_entry_point():
     pipeline = yaml.safe_load((REPO / ".github/workflows/pipeline.yml").read_text())
     paths = pipeline[True]["push"]["paths"]

@@ -3,14 +3,20 @@ table, an accelerator on the training stages only when asked, caching off for th
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import yaml
 
 from conftest import REPO
-from edgeqat.adapters.kfp.codegen import PARAMS_TASK
+from edgeqat.adapters.kfp.codegen import PARAMS_RESOURCES, PARAMS_TASK
 from edgeqat.stages import LIGHT, STAGES
 
 TRAINING = {"train", "qat", "prune", "cluster"}
+EDGEQAT = Path(sys.executable).parent / "edgeqat"
 
 
 def _executors(spec: dict) -> dict[str, dict]:
@@ -74,6 +80,35 @@ def test_gpu_puts_one_accelerator_on_each_training_stage_only(compiled):
             assert acc is None, name
 
 
+def _accelerators(path: Path) -> dict[str, tuple[str, str] | None]:
+    """task -> (count, type) of the accelerator it requests in a compiled YAML, or None."""
+    out = {}
+    for name, container in _executors(yaml.safe_load(path.read_text())).items():
+        acc = container["resources"].get("accelerator")
+        out[name] = (acc["resourceCount"], acc["resourceType"]) if acc else None
+    return out
+
+
+def test_the_cli_gpu_flag_puts_an_accelerator_on_the_training_stages_and_nothing_else(tmp_path):
+    """`edgeqat pipeline compile --gpu`, as a user types it; the same command without it asks for none.
+    A compiled package cannot gain one afterwards: submit refuses --gpu with it in one line."""
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(EDGEQAT), "pipeline", *args], cwd=tmp_path, capture_output=True, text=True)
+
+    for name, flags in (("gpu.yaml", ["--gpu"]), ("plain.yaml", [])):
+        proc = cli("compile", "--image", "registry.example/edgeqat:1", "--out", name, *flags)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    gpu, plain = _accelerators(tmp_path / "gpu.yaml"), _accelerators(tmp_path / "plain.yaml")
+    assert {t for t, acc in gpu.items() if acc} == TRAINING
+    assert all(gpu[t] == ("1", "nvidia.com/gpu") for t in TRAINING)
+    assert set(plain) == set(gpu) and not any(plain.values())
+
+    proc = cli("submit", "--host", "http://127.0.0.1:9", "--params", str(REPO / "params.yaml"),
+               "--package", "plain.yaml", "--gpu")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+    assert "--gpu: plain.yaml is already compiled; compile it with --gpu instead" in proc.stderr
+
+
 def test_caching_on_for_compute_stages_off_for_mlflow_ones(compiled):
     plain, _ = compiled
     tasks = _tasks(plain)
@@ -103,3 +138,22 @@ def _quantity(text: str) -> float:
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     return float(text)
+
+
+def test_the_docs_table_gives_every_task_its_resources():
+    """docs/kubeflow.md's table of what each task asks a cluster for, checked against the stage table
+    (and the params task's share): every task once, with its requests, limits and accelerator."""
+    text = (REPO / "docs" / "kubeflow.md").read_text()
+    section = text.split("### Where tasks are scheduled", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| ([^|]+) \| (\S+) / (\S+) \| (\S+) / (\S+) \| ([^|]+) \|$", section, re.M)
+    want = {s.name: s.resources for s in STAGES} | {PARAMS_TASK: PARAMS_RESOURCES}
+    listed: list[str] = []
+    for names, cpu_req, cpu_lim, mem_req, mem_lim, accelerator in rows:
+        for name in re.sub(r"\(.*?\)", "", names).replace("`", "").split(","):
+            name = name.strip()
+            listed.append(name)
+            r = want[name]
+            assert (cpu_req, cpu_lim, mem_req, mem_lim) == (r.cpu_request, r.cpu_limit, r.memory_request,
+                                                            r.memory_limit), name
+            assert accelerator.startswith("one with `--gpu`") is r.accelerator, name
+    assert sorted(listed) == sorted(want)  # each task exactly once
