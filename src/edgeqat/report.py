@@ -9,7 +9,7 @@ from typing import Any
 # it in its timings file (logs/timings/evaluate.json), never in summary.json, and in
 # reports/host_latency.json, committed but rewritten only when the models change (for a clone
 # where DVC skips evaluate). The table shows it when one of them is at hand (`edgeqat report`,
-# report.html), not in the committed summary.md.
+# report.html), not in the committed summary.md, whose note points to the record instead.
 LATENCY_KEYS = ("latency_p50_ms", "latency_p90_ms")
 LATENCY_COLUMNS = {"latency_p50_ms", "latency_p90_ms", "speedup"}
 
@@ -84,14 +84,22 @@ def variant_table(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[
     return columns, rows
 
 
-def summary_intro(summary: dict[str, Any], code: str = "`") -> str:
-    """What the table measured: the test split, the runtime, the host latency's conditions."""
+def summary_intro(summary: dict[str, Any], code: str = "`", latency_record: str | None = None) -> str:
+    """What the table measured: the test split, the runtime, the host latency's conditions.
+
+    ``latency_record``: the host latency record kept beside a table that leaves latency out (a
+    committed summary.md): the note then points there rather than to a stage that already ran."""
     timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
     source = f" (from {summary['latency_source']}, measured when these models were built)" \
         if summary.get("latency_source") else ""
-    latency = (f"latency = {code}invoke(){code} at {summary.get('num_threads', 1)} thread(s) on "
-               f"{summary.get('host', 'this host')}{source}" if timed else
-               f"no host latency recorded ({code}edgeqat stage evaluate{code} measures it)")
+    if timed:
+        latency = (f"latency = {code}invoke(){code} at {summary.get('num_threads', 1)} thread(s) on "
+                   f"{summary.get('host', 'this host')}{source}")
+    elif latency_record:
+        latency = (f"host latency is kept out of this file, as it varies from run to run: it is in "
+                   f"{code}{latency_record}{code}, and {code}edgeqat report{code} shows it")
+    else:
+        latency = f"no host latency recorded ({code}edgeqat stage evaluate{code} measures it)"
     rate = summary.get("majority_rate")
     chance = (f" (its most common class, {summary.get('majority_class', '?')!r}, is {rate:.4f} of it)"
               if rate is not None else "")
@@ -118,12 +126,13 @@ def pareto_text(summary: dict[str, Any]) -> str:
                     for key, what in SIZE_KEYS if vs and all("accuracy" in r and key in r for r in vs.values()))
 
 
-def summary_markdown(summary: dict[str, Any]) -> str:
+def summary_markdown(summary: dict[str, Any], latency_record: str | None = None) -> str:
+    """The table as Markdown; ``latency_record`` as in :func:`summary_intro`."""
     columns, rows = variant_table(summary)
     lines = [
         f"# edgeqat summary",
         "",
-        summary_intro(summary),
+        summary_intro(summary, latency_record=latency_record),
         "",
         "| " + " | ".join(title for _, title in columns) + " |",
         "|" + "|".join("---" for _ in columns) + "|",

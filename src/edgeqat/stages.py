@@ -222,7 +222,8 @@ STAGES: tuple[Stage, ...] = (
           kfp_only_outputs=(("headline_confusion", "ClassificationMetrics"),),
           doc="Accuracy and size of every .tflite through LiteRT (host latency in the stage's timings)."),
     Stage("validate", "edgeqat.steps.validate:validate", ("validate",), keys=(TRUST,),
-          inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json")),
+          # the host latency record: only named in summary.md when it is there (no DVC dep, no KFP edge)
+          inputs=(PREPARED, TFLITE, FP32, arg(EVALUATION, "evaluation_json"), replace(HOST_LATENCY, kfp=False)),
           outputs=(SUMMARY, SUMMARY_MD, DEVICES, metrics("validate"), timings("validate")),
           file_params=(FileParam("validate.profiles_dir"),),
           returns_passed=True,

@@ -136,6 +136,14 @@ def host_latency_record(measured: dict[str, Any], shas: dict[str, str], settings
     return fresh
 
 
+def record_label(path: str | Path | None) -> str | None:
+    """How a committed table names the host latency record at ``path``: its place in the
+    project (the same in every clone), or None when there is no record there."""
+    if path is None or not Path(path).is_file():
+        return None
+    return HOST_LATENCY if Path(path).as_posix().endswith(HOST_LATENCY) else Path(path).name
+
+
 def latest_latency(evaluate_timings: str | Path, host_latency: str | Path) -> dict[str, Any] | None:
     """Host latency for the table: this clone's last evaluate run (its timings record), else
     the record committed with the results (``reports/host_latency.json``), else None."""

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from edgeqat.report import chance_failure, chance_warning, registry_gate, summary_intro, with_latency
-from edgeqat.timings import HOST_LATENCY, host_latency_record
+from edgeqat.report import chance_failure, chance_warning, registry_gate, summary_intro, summary_markdown, with_latency
+from edgeqat.timings import HOST_LATENCY, host_latency_record, record_label
 from edgeqat.timings import latest_latency as _latest_latency
 
 
@@ -106,3 +106,20 @@ def test_the_table_takes_this_clones_timings_else_the_committed_record(tmp_path)
     (tmp_path / "logs" / "timings" / "evaluate.json").write_text(json.dumps(
         {**_remeasured(3.0), "stage": "evaluate", "started_at": "2026-01-01T00:00:00+00:00"}))
     assert latest_latency(tmp_path)["fp32"]["latency_p50_ms"] == pytest.approx(0.36)  # this clone's own run
+
+
+def test_a_committed_table_without_latency_points_to_the_record_not_to_evaluate(tmp_path):
+    """summary.md leaves host latency out (it varies); once evaluate has kept its record, the note
+    names the record (the same path in every clone) instead of asking for a stage that already ran."""
+    table = summary({"fp32": 0.9, "qat_int8": 0.9})
+    assert record_label(tmp_path / HOST_LATENCY) is None and record_label(None) is None
+    assert "`edgeqat stage evaluate` measures it" in summary_markdown(table, latency_record=None)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / HOST_LATENCY).write_text(json.dumps(host_latency_record(MEASURED, SHAS, SETTINGS, None)))
+    assert record_label(tmp_path / HOST_LATENCY) == HOST_LATENCY  # not this machine's absolute path
+    md = summary_markdown(table, latency_record=record_label(tmp_path / HOST_LATENCY))
+    assert f"it is in `{HOST_LATENCY}`, and `edgeqat report` shows it" in md and "edgeqat stage evaluate" not in md
+    assert "p50 ms" not in md  # still no latency column: the committed file stays a function of its inputs
+    # the CLI's table (no backticks) with the figures at hand shows them, whatever the record
+    shown = with_latency(table, {**MEASURED, "source": HOST_LATENCY})
+    assert "latency = invoke() at 1 thread(s)" in summary_intro(shown, code="", latency_record=HOST_LATENCY)

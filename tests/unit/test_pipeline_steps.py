@@ -254,6 +254,9 @@ def test_validate_adds_device_verdicts_to_the_summary(chain):
     assert m["passed"] is True and s["validation_passed"] is True
     md = ws.path("summary_report").read_text()
     assert "## Devices: `qat_int8`" in md and "| cortex_m7 | yes | PASS |" in md
+    # evaluate kept its host latency record before validate ran: the committed table points there
+    assert ws.path("host_latency").is_file()
+    assert "it is in `reports/host_latency.json`" in md and "edgeqat stage evaluate" not in md
 
 
 def test_the_validate_stage_measures_on_host_and_keeps_the_row(chain, tmp_path):

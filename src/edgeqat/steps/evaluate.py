@@ -21,7 +21,7 @@ from edgeqat.io import CARD_NAME, log, read_json, sha256_file, variant_file, wri
 from edgeqat.progress import bar
 from edgeqat.quantization.runtime import TFLiteClassifier
 from edgeqat.report import LATENCY_KEYS, summary_markdown
-from edgeqat.timings import host_latency_record
+from edgeqat.timings import host_latency_record, record_label
 from edgeqat.variants import stand_in
 
 
@@ -139,18 +139,18 @@ def evaluate(
         "data_sha256": meta["data_sha256"],
         "variants": variants,
     }
-    write_json(summary_json, summary)
-    if summary_md is not None:
-        write_text(summary_md, summary_markdown(summary))
-    if pareto_png is not None:
-        from edgeqat.report import pareto_plot
-
-        pareto_plot(summary, pareto_png)
-    metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}
     host = f"{platform.machine()} {platform.processor() or platform.system()}".strip()
     timings = {"host": host, "num_threads": cfg.num_threads, **latency}
     if host_latency_json is not None:  # kept with the results for a clone where DVC skips this stage
         shas = {n: sha256_file(tflite_dir / card["variants"][n]["file"]) for n in names}
         settings = {"num_threads": cfg.num_threads, "latency_runs": cfg.latency_runs, "warmup_runs": cfg.warmup_runs}
         write_json(host_latency_json, host_latency_record(timings, shas, settings, host_latency_json))
+    write_json(summary_json, summary)
+    if summary_md is not None:
+        write_text(summary_md, summary_markdown(summary, latency_record=record_label(host_latency_json)))
+    if pareto_png is not None:
+        from edgeqat.report import pareto_plot
+
+        pareto_plot(summary, pareto_png)
+    metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}
     return {**metrics, "timings": timings}

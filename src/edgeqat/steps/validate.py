@@ -28,6 +28,7 @@ from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, variant_file, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.report import gate_failure, summary_markdown
+from edgeqat.timings import record_label
 from edgeqat.variants import stand_in
 
 
@@ -75,10 +76,13 @@ def validate(
     summary_json: str | Path,
     summary_md: str | Path | None = None,
     devices_json: str | Path | None = None,
+    host_latency_json: str | Path | None = None,
     *,
     trust_model_code: bool = False,
 ) -> dict[str, Any]:
-    """``trust_model_code``: the run's trust decision for the FP32 reference model's file."""
+    """``trust_model_code``: the run's trust decision for the FP32 reference model's file.
+    ``host_latency_json``: evaluate's host latency record, read only to name it in summary.md
+    (whose table leaves latency out), never to change a verdict."""
     tflite_dir = Path(tflite_dir)
     card_file = tflite_dir / CARD_NAME
     if not card_file.is_file():
@@ -127,7 +131,7 @@ def validate(
         log("validate: " + gate_failure(summary))
     write_json(summary_json, summary)
     if summary_md is not None:
-        write_text(summary_md, summary_markdown(summary))
+        write_text(summary_md, summary_markdown(summary, latency_record=record_label(host_latency_json)))
     if devices_json is not None:
         write_json(devices_json, full)
     metrics: dict[str, Any] = {"passed": not failed, "failed_required": failed,
