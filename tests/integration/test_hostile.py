@@ -351,11 +351,15 @@ def test_an_alias_bomb_in_params_is_refused_before_dvc_starts(bombed_repo, tmp_p
     if entry == "ci run":
         cmd = [sys.executable, "-c", WATCHED, str(started), "ci", "run", "--no-commit"]
     else:  # the venv is up to date (-o): only the pipeline's own commands run
-        cmd = ["make", "-f", str(REPO / "Makefile"), f"VENV={BIN.parent}", "-o", str(BIN / "edgeqat"), "pipeline"]
-        dry = subprocess.run([*cmd, "-n"], cwd=repo, capture_output=True, text=True, check=True).stdout.splitlines()
-        assert dry[0] == f"{BIN / 'edgeqat'} check-params", dry  # before `dvc remote`, `dvc pull`, `dvc repro`
+        cmd = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), f"VENV={BIN.parent}", "-o",
+               str(BIN / "edgeqat"), "pipeline"]
+    # as a user's shell runs it: not as a sub-make of `make test` (whose MAKEFLAGS and MAKELEVEL would leak in)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")},
+           "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(site)}
+    if entry == "make pipeline":
+        dry = subprocess.run([*cmd, "-n"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout
+        assert dry.splitlines()[0] == f"{BIN / 'edgeqat'} check-params", dry  # before `dvc remote`, `dvc pull`, `dvc repro`
     before = _files(repo)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_SITE_CACHE_DIR": str(site)}
     proc = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # a DVC that got the file would hang: its group is killed
     t0 = time.monotonic()
