@@ -26,6 +26,7 @@ import re
 import sys
 import tempfile
 import time
+from itertools import takewhile
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,11 @@ def fail_fast(work: Path) -> dict:
     wall = time.monotonic() - t0
     out = proc.stdout + proc.stderr
     own = re.search(r"stopped before training \((\d+) s\)", out)
+    lines = out.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("edgeqat: error: preflight")), len(lines))
+    said = lines[start:start + 1] + list(takewhile(lambda ln: ln.startswith("  "), lines[start + 1:]))
     return {"wall": wall, "exit": proc.returncode, "stages": stages_run(out), "own": own and int(own.group(1)),
-            "message": next((ln for ln in out.splitlines() if "preflight:" in ln), "(no preflight message)")}
+            "message": "\n".join(said) or "(no preflight error)"}
 
 
 def main() -> int:
@@ -108,7 +112,7 @@ def main() -> int:
 MobileNetV2 at alpha 1.0 on 96x96x3 images with `cortex_m4` required (and `rpi4`), in a scratch git + DVC
 repository with this project's pipeline: `dvc repro` exited {stop['exit']} after **{stop['wall']:.1f} s** from its start
 (stages run: {', '.join(stop['stages']) or 'none'}); the preflight stage's own time, from its message:
-**{stop['own'] if stop['own'] is not None else '?'} s**. Its first line:
+**{stop['own'] if stop['own'] is not None else '?'} s**. What it said:
 
 ```
 {stop['message']}
