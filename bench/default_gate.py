@@ -25,7 +25,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from itertools import takewhile
 from pathlib import Path
 
@@ -57,15 +56,10 @@ def int8_model(model_name: str, alpha: float, size: int, channels: int, classes:
 def fail_fast(work: Path) -> dict:
     """`dvc repro` of a model cortex_m4 cannot hold, in a scratch pipeline repository: how long
     until it stops, which stages ran, and the preflight check's first line."""
-    from integration.conftest import BIN, make_pipeline_repo, run, stages_run, tiny_params
+    from integration.conftest import stages_run
+    from integration.test_preflight_dvc import repro_that_cannot_fit
 
-    params = tiny_params(**{"prepare.image_size": 96, "prepare.channels": 3, "train.model": "mobilenetv2",
-                            "train.alpha": 1.0, "validate.devices": ["rpi4", "cortex_m4"],
-                            "validate.required_devices": ["rpi4", "cortex_m4"]})
-    repo = make_pipeline_repo(work / "proj", params)
-    t0 = time.monotonic()
-    proc = run([str(BIN / "dvc"), "repro"], repo, check=False)
-    wall = time.monotonic() - t0
+    _, proc, wall = repro_that_cannot_fit(work)
     out = proc.stdout + proc.stderr
     own = re.search(r"stopped before training \((\d+) s\)", out)
     lines = out.splitlines()
