@@ -3,13 +3,13 @@
     python bench/first_answer.py [--images 1000] [--full] [--out bench/first_answer_results.md] [--keep DIR]
 
 1. `git clone` this repository's HEAD into a scratch folder; write ``--images`` generated
-   64x64x3 PNG images in 4 class folders to data/raw and put the folder under DVC, as the
-   README's own-data section says (then `git commit`);
-2. `dvc exp run -S prepare.source=folder -S prepare.image_size=64 -S prepare.channels=3
-   -S convert.variants=quick`, timed from its start to the report: the first answer (fp32
-   against PTQ int8 against QAT int8, and the required devices' verdicts). When the preflight
-   check stops it because a required device cannot fit, that time is reported too, and the
-   run is repeated without that device, as the message says;
+   64x64x3 PNG images in 4 class folders to data/raw and run the README's own-data line
+   `edgeqat data add data/raw` (it puts the folder under DVC, sets prepare.source,
+   prepare.image_size and prepare.channels from the images, and commits);
+2. the README's `dvc exp run -S convert.variants=quick`, timed from its start to the report:
+   the first answer (fp32 against PTQ int8 against QAT int8, and the required devices'
+   verdicts). When the preflight check stops it because a required device cannot fit, that
+   time is reported too, and the run is repeated without that device, as the message says;
 3. with ``--full``: the same experiment with ``convert.variants=all``, which must not run
    prepare, preflight or train again (DVC's run cache restores them);
 4. the timings, the variant table and the checks, with the machine, its load and the date,
@@ -38,7 +38,7 @@ BIN = Path(sys.executable).parent
 SIZE, CLASSES = 64, ("red", "green", "blue", "grey")
 LIMIT_S = 600  # the first answer within 10 minutes
 sys.path.insert(0, str(REPO / "bench"))
-from run import checks_table, finish, machine, stages  # noqa: E402 - the benchmarks' shared helpers
+from run import checks_table, commit, finish, machine, stages  # noqa: E402 - the benchmarks' shared helpers
 
 
 def sh(cmd: list[str], cwd: Path, check: bool = True) -> tuple[str, float, int]:
@@ -89,20 +89,21 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     clone = work / "edgeqat"
     sh(["git", "clone", "-q", str(REPO), str(clone)], work)
+    # what was measured: this repository's HEAD as cloned (the clone's own HEAD moves when data add commits)
+    measured = commit(REPO)
     t = time.monotonic()
     for f in (clone / "data" / "raw").iterdir():
         f.unlink()
     write_images(clone / "data" / "raw", args.images)
     t_data = time.monotonic() - t
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-    sh(["git", "rm", "-r", "-q", "--cached", "data/raw"], clone)
-    sh([str(BIN / "dvc"), "add", "data/raw"], clone)
-    sh(["git", "add", "data/raw.dvc", "data/.gitignore"], clone)
-    sh([*git, "commit", "-q", "-m", "own images under DVC"], clone)
-    print(f"[bench] {args.images} images in {clone / 'data' / 'raw'} ({t_data:.0f} s)", flush=True)
+    for key in ("user.name", "user.email"):  # the clone's own identity: `edgeqat data add` commits
+        sh(["git", "config", key, "bench" if key == "user.name" else "bench@example.com"], clone)
+    said, t_add, _ = sh([str(BIN / "edgeqat"), "data", "add", "data/raw"], clone)
+    chose = {k: v for k, v in re.findall(r"(prepare\.\w+)=([^,\s]+)", said)}
+    print(f"[bench] {args.images} images in {clone / 'data' / 'raw'} ({t_data:.0f} s); edgeqat data add in "
+          f"{t_add:.0f} s:\n{said.strip()}", flush=True)
 
-    settings = ["-S", "prepare.source=folder", "-S", "prepare.image_size=64", "-S", "prepare.channels=3",
-                "-S", "convert.variants=quick"]
+    settings = ["-S", "convert.variants=quick"]  # the README's line: data add set prepare.*
     load = os.getloadavg()[0]
     out, t_first, rc = sh([str(BIN / "dvc"), "exp", "run", *settings], clone, check=False)
     runs = [("`dvc exp run` " + " ".join(settings[1::2]), stages(out), t_first, rc)]
@@ -153,10 +154,13 @@ def main() -> int:
         "# edgeqat benchmark: the first answer on your own images",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {machine()}; load average when the run started: {load:.1f} (other jobs shared the cores)",
-        f"- commit: {sh(['git', 'rev-parse', 'HEAD'], clone)[0].strip()}",
-        f"- data: {args.images} generated 64x64x3 PNG images in {len(CLASSES)} class folders, under DVC as the README says; "
-        "otherwise the shipped params.yaml",
+        f"- machine: {machine()}",
+        f"- 1-min load average: {load:.1f} when the first `dvc exp run` started, {os.getloadavg()[0]:.1f} at the end "
+        "(other jobs shared the cores)",
+        f"- commit: {measured} (cloned; its HEAD then also holds the data commit `edgeqat data add` made)",
+        f"- data: {args.images} generated 64x64x3 PNG images in {len(CLASSES)} class folders; `edgeqat data add data/raw` "
+        f"({t_add:.0f} s) put them under DVC and set " + (", ".join(f"{k}={v}" for k, v in chose.items()) or "prepare.*")
+        + "; otherwise the shipped params.yaml",
         "",
         "## Timings",
         "",

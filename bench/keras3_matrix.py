@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(Path(__file__).resolve().parent)]
 import keras3_models as k3  # noqa: E402 - the test suite's matrix and its Keras 3 builder
 import user_models as um  # noqa: E402 - its generated brightness images
-from run import checks_table, finish, machine  # noqa: E402
+from run import checks_table, commit, finish, machine  # noqa: E402
 
 TOLERANCE = 1e-4  # the acceptance: max |difference| on 32 samples
 ONE_POINT = 0.01
@@ -110,7 +109,7 @@ def main() -> int:
     from edgeqat.models.keras3 import translate_file
     from edgeqat.variants import SETS
 
-    started, load_start = dt.datetime.now(dt.timezone.utc), os.getloadavg()[0]
+    started, load_start, measured = dt.datetime.now(dt.timezone.utc), os.getloadavg()[0], commit()
     t_all = time.monotonic()
     work = args.keep or Path(tempfile.mkdtemp(prefix="edgeqat-keras3-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -174,15 +173,12 @@ def main() -> int:
                    (f"{label}: variants built", sorted(table) == sorted(SETS[vset]), f"{len(table)} of {len(SETS[vset])}")]
 
     ended, load_end = dt.datetime.now(dt.timezone.utc), os.getloadavg()[0]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True).stdout.strip()
     n_test = json.loads((work / kinds[0][0] / "data" / "prepared" / "meta.json").read_text())["sizes"]["test"] \
         if (work / kinds[0][0] / "data" / "prepared" / "meta.json").is_file() else "?"
     lines = [
         "# edgeqat benchmark: the Keras 3 matrix through every stage",
         "",
-        f"- commit: {commit}{' (with uncommitted changes)' if dirty else ''}",
+        f"- commit: {measured}",
         f"- date: {started:%Y-%m-%d %H:%M} to {ended:%H:%M} UTC ({(time.monotonic() - t_all) / 60:.1f} min)",
         f"- machine: {machine()}",
         f"- 1-min load average: {load_start:.1f} at start, {load_end:.1f} at end (other jobs shared the cores)",

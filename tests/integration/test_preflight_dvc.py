@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,14 +18,21 @@ from integration.conftest import BIN, make_pipeline_repo, run, stages_run, tiny_
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_cortex_m4_with_mobilenetv2_stops_dvc_repro_before_training(tmp_path):
+def repro_that_cannot_fit(root: Path) -> tuple[Path, subprocess.CompletedProcess, float]:
+    """A scratch pipeline repository of MobileNetV2 at alpha 1.0 on 96x96x3 images with cortex_m4
+    (and rpi4) required, and its `dvc repro`: (repo, the process, wall seconds). bench/default_gate.py
+    times the same run."""
     params = tiny_params(**{"prepare.image_size": 96, "prepare.channels": 3, "train.model": "mobilenetv2",
                             "train.alpha": 1.0, "validate.devices": ["rpi4", "cortex_m4"],
                             "validate.required_devices": ["rpi4", "cortex_m4"]})
-    repo = make_pipeline_repo(tmp_path / "proj", params)
+    repo = make_pipeline_repo(root / "proj", params)
     t0 = time.monotonic()
     proc = run([str(BIN / "dvc"), "repro"], repo, check=False)
-    wall = time.monotonic() - t0
+    return repo, proc, time.monotonic() - t0
+
+
+def test_cortex_m4_with_mobilenetv2_stops_dvc_repro_before_training(tmp_path):
+    repo, proc, wall = repro_that_cannot_fit(tmp_path)
     out = proc.stdout + proc.stderr
     check = re.search(r"stopped before training \((\d+) s\)", out)
     print(f"\ndvc repro stopped after {wall:.1f} s (preflight stage itself: {check and check.group(1)} s)")
