@@ -26,9 +26,10 @@ Standard library only: config imports this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Optional
+from typing import Any, Iterable, Literal, Optional, get_args
 
-Number = Literal["float32", "float16", "int8", "int16"]
+Weights = Literal["float32", "float16", "int8"]
+Activations = Literal["float32", "int8", "int16"]
 
 
 @dataclass(frozen=True)
@@ -37,17 +38,26 @@ class Variant:
     #: the variant in words, for the recommendation's one-sentence reason
     description: str
     #: how its weights are stored: float32 (not optimised), float16, int8
-    weights: Number = "float32"
+    weights: Weights = "float32"
     #: what its kernels compute in: float32 (int8 weights: dynamic-range kernels), int8 or int16
     #: (integer kernels and integer I/O, calibrated on the calib split unless the model it
     #: converts learnt its ranges in QAT)
-    activations: Number = "float32"
+    activations: Activations = "float32"
     #: the convert step's keyword for the quantize-aware model it converts (None: the FP32 model)
     model: Optional[str] = None
     #: the training stages whose models it needs, the last one making ``model``'s file
     needs: tuple[str, ...] = ()
     #: why ``convert.per_channel: false`` cannot be honoured for it ("": it can)
     not_per_tensor: str = ""
+
+    def __post_init__(self) -> None:
+        # A typo here would silently pick other converter switches: refuse it where it is written.
+        for field, allowed in (("weights", Weights), ("activations", Activations)):
+            if getattr(self, field) not in get_args(allowed):
+                raise ValueError(f"variant {self.name!r}: {field} {getattr(self, field)!r} is not one of "
+                                 f"{', '.join(get_args(allowed))}")
+        if self.model is not None and not self.needs:
+            raise ValueError(f"variant {self.name!r}: model {self.model!r} needs the training stage that makes it")
 
     @property
     def quantize_aware(self) -> bool:

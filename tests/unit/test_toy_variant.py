@@ -45,6 +45,13 @@ def test_the_toy_is_unknown_until_registered():
         parse_params({"convert": {"variants": ["fp32", "toy_half"]}})
 
 
+def test_an_entry_with_a_format_the_converter_has_no_switch_for_is_refused_where_it_is_written():
+    with pytest.raises(ValueError, match=r"variant 'toy_half': weights 'f16' is not one of float32, float16, int8"):
+        Variant("toy_half", "typo", weights="f16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"variant 'toy_qat': model 'toy_model' needs the training stage"):
+        Variant("toy_qat", "no stage", weights="int8", activations="int8", model="toy_model")
+
+
 def test_a_registered_variant_is_accepted_by_the_params(toy):
     from edgeqat.config import ConvertConfig, parse_params
     from edgeqat.variants import wanted
