@@ -198,9 +198,9 @@ def _check_table(title: str, rows: list[tuple[str, str, bool]]) -> list[str]:
 
 
 def _size_table(rows: dict[str, Any]) -> list[str]:
-    from edgeqat.config import VARIANTS
+    from edgeqat.variants import in_order
 
-    rows = {n: rows[n] for n in sorted(rows, key=lambda n: (VARIANTS.index(n) if n in VARIANTS else len(VARIANTS), n))}
+    rows = {n: rows[n] for n in in_order(rows)}
     q = rows["qat_int8"]
     head = ["variant", "accuracy", "Δ vs fp32", "raw bytes", "gzip bytes", "gzip vs QAT", f"Vela flash ({NPU})",
             "flash vs QAT", "Vela cycles", "Vela ms", "host p50 ms", "sparsity", "weights/channel", "weights/tensor"]

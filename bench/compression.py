@@ -296,11 +296,9 @@ def _settings(res: dict[str, Any]) -> list[str]:
 
 def _pipeline_order(summary: dict[str, Any]) -> dict[str, Any]:
     """summary.json is written with sorted keys: put the variants back in the pipeline's order."""
-    from edgeqat.config import VARIANTS
+    from edgeqat.variants import in_order
 
-    rank = {n: i for i, n in enumerate(VARIANTS)}
-    names = sorted(summary["variants"], key=lambda n: (rank.get(n, len(rank)), n))
-    return {**summary, "variants": {n: summary["variants"][n] for n in names}}
+    return {**summary, "variants": {n: summary["variants"][n] for n in in_order(summary["variants"])}}
 
 
 def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeqat import datasources
+from edgeqat import datasources, variants as variant_table
 from edgeqat.errors import ConfigError
-from edgeqat.variants import SETS, VARIANTS, expand
 
 # Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
 # before hours of training rather than after.
@@ -159,34 +158,26 @@ class ClusterConfig(_Section):
     seed: int = Field(42, ge=0)
 
 
-Variant = Literal["fp32", "ptq_dynamic", "ptq_float16", "ptq_int8", "ptq_int16x8", "qat_int8", "mixed",
-                  "pqat_int8", "cqat_int8", "pcqat_int8", "channel_pruned_qat_int8"]
-
-
-# Variants a per-tensor file cannot be made (or run) right for, measured on TF 2.21 / LiteRT 2.3
-# with the DS-CNN: the 16x8 quantizer fails on a depthwise kernel with one scale, and LiteRT's
-# dynamic-range depthwise kernel computes garbage from one (digits accuracy 0.089).
-NOT_PER_TENSOR = {
-    "ptq_int16x8": "TF 2.21's 16x8 quantizer fails on a depthwise kernel with one scale",
-    "ptq_dynamic": "LiteRT's dynamic-range depthwise kernel computes wrong outputs from one scale",
-}
+# A name in edgeqat.variants.REGISTRY (an unknown one is refused naming the known ones).
+VariantName = Annotated[str, AfterValidator(variant_table.check_name)]
 
 
 def per_tensor_refusal(variants: list[str]) -> str | None:
     """Why ``convert.per_channel: false`` cannot be honoured for these variants (None: it can)."""
-    bad = [v for v in variants if v in NOT_PER_TENSOR]
+    known = variant_table.REGISTRY
+    bad = [v for v in variants if v in known and known[v].not_per_tensor]
     if not bad:
         return None
-    why = "; ".join(f"{v}: {NOT_PER_TENSOR[v]}" for v in bad)
+    why = "; ".join(f"{v}: {known[v].not_per_tensor}" for v in bad)
     return (f"convert.per_channel: false cannot be honoured for {bad} in convert.variants ({why}); remove them "
             "from convert.variants or set convert.per_channel: true")
 
 
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
-    # The variants this run makes, or a named set (edgeqat.variants.SETS): quick | all. Stages
+    # The variants this run makes, or a named set (edgeqat.variants.sets): quick | all. Stages
     # whose models no requested variant needs do no work (qat, prune, cluster).
-    variants: list[Variant] = Field(default_factory=lambda: list(VARIANTS), min_length=1)
+    variants: list[VariantName] = Field(default_factory=lambda: list(variant_table.names()), min_length=1)
     # Per-channel weight scales (false: one scale per tensor, for older accelerators). Read by
     # every stage that makes a QAT model too: QAT learns the scales the file stores.
     per_channel: bool = True
@@ -202,9 +193,10 @@ class ConvertConfig(_Section):
     @field_validator("variants", mode="before")
     @classmethod
     def _named_set(cls, v: Any) -> Any:
-        if isinstance(v, str) and v not in SETS:
-            raise ValueError(f"expected a list of variants or one of the sets {', '.join(SETS)}")
-        return expand(v)
+        named = variant_table.sets()
+        if isinstance(v, str) and v not in named:
+            raise ValueError(f"expected a list of variants or one of the sets {', '.join(named)}")
+        return variant_table.expand(v)
 
 
 class EvaluateConfig(_Section):

@@ -54,10 +54,10 @@ def _fmt(key: str, v: Any) -> str:
 
 def ordered_variants(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The variants in the pipeline's order (summary.json stores them with sorted keys)."""
-    from edgeqat.config import VARIANTS
+    from edgeqat.variants import in_order
 
-    order = {name: i for i, name in enumerate(VARIANTS)}
-    return sorted(summary.get("variants", {}).items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+    rows = summary.get("variants", {})
+    return [(name, rows[name]) for name in in_order(rows)]
 
 
 def with_latency(summary: dict[str, Any], evaluate_timings: dict[str, Any] | None) -> dict[str, Any]:

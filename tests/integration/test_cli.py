@@ -88,7 +88,7 @@ def test_version_and_shell_completion():
 
 def _summary() -> dict:
     """A summary.json as the pipeline writes it: every variant, and devices with the long cells."""
-    from edgeqat.config import VARIANTS
+    from edgeqat.variants import VARIANTS
 
     variants = {name: {"accuracy": 0.98 - i / 100, "accuracy_delta": -i / 100, "agreement": 0.99, "size_bytes": 545_992 - i * 40_000,
                        "size_ratio": 1 - i / 10, "gzip_bytes": 501_449 - i * 40_000, "weight_sparsity": 0.5 if "pqat" in name else 0.01,

@@ -15,21 +15,7 @@ from typing import Any, Callable, Optional
 
 from edgeqat.config import PruneConfig
 from edgeqat.io import CARD_NAME, log, read_json, variant_file
-
-# What the pipeline's variants are, in words (for the one-sentence reason).
-DESCRIBE = {
-    "fp32": "float32 (no quantization)",
-    "ptq_dynamic": "dynamic-range PTQ (int8 weights, float activations)",
-    "ptq_float16": "float16 PTQ",
-    "ptq_int8": "full-integer PTQ int8",
-    "ptq_int16x8": "PTQ with int16 activations and int8 weights",
-    "qat_int8": "QAT int8",
-    "mixed": "mixed-precision QAT (sensitive layers float)",
-    "pqat_int8": "QAT int8 with magnitude pruning (PQAT)",
-    "cqat_int8": "QAT int8 of a weight-clustered model (CQAT)",
-    "pcqat_int8": "QAT int8 of a pruned and weight-clustered model (PCQAT)",
-    "channel_pruned_qat_int8": "QAT int8 of a channel-pruned model",
-}
+from edgeqat.variants import describe
 
 
 @dataclass
@@ -67,7 +53,7 @@ def existing(src: Sources) -> list[Candidate]:
     card = read_json(src.tflite_dir / CARD_NAME)
     out = []
     for name, v in card["variants"].items():
-        out.append(Candidate(name, DESCRIBE.get(name, name), "ready", bool(v["integer_only"]),
+        out.append(Candidate(name, describe(name), "ready", bool(v["integer_only"]),
                              (int(v["size_bytes"]), int(v["size_bytes"])), path=variant_file(src.tflite_dir, card, name)))
     return out
 

@@ -17,6 +17,7 @@ from edgeqat.quantization.converter import convert_variant
 from edgeqat.errors import ModelError
 from edgeqat.quantization.inspect import card_facts, weight_sparsity, weight_values
 from edgeqat.quantization.runtime import is_integer_only
+from edgeqat.variants import REGISTRY, in_order
 
 
 def convert(
@@ -33,25 +34,25 @@ def convert(
     channel_pruned_model: str | Path | None = None,
     trust_model_code: bool = False,
 ) -> dict[str, Any]:
-    """``mixed_model`` / ``pqat_model`` / ``cqat_model`` / ``pcqat_model`` /
+    """``qat_model`` / ``mixed_model`` / ``pqat_model`` / ``cqat_model`` / ``pcqat_model`` /
     ``channel_pruned_model`` (.h5 from the qat, prune and cluster stages) are needed only for
-    the variants of the same names. ``trust_model_code``: the run's trust decision for the
-    model files read."""
+    the variants whose entries name them (edgeqat.variants). ``trust_model_code``: the run's
+    trust decision for the model files read."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
     fp32 = load_model(fp32_model, trust_code=trust_model_code)
+    # The quantize-aware models' files, by the keyword a variant's entry names (edgeqat.variants).
+    files = {"qat_model": qat_model, "mixed_model": mixed_model, "pqat_model": pqat_model, "cqat_model": cqat_model,
+             "pcqat_model": pcqat_model, "channel_pruned_model": channel_pruned_model}
     sources: dict[str, Any] = {}
     not_built: dict[str, str] = {}  # requested, but its model cannot be made from this FP32 model
-    for variant, path, stage in (("qat_int8", qat_model, "qat"), ("mixed", mixed_model, "qat"),
-                                 ("pqat_int8", pqat_model, "prune"), ("cqat_int8", cqat_model, "cluster"),
-                                 ("pcqat_int8", pcqat_model, "cluster"),
-                                 ("channel_pruned_qat_int8", channel_pruned_model, "prune")):
-        if variant not in cfg.variants:
+    for variant in in_order(cfg.variants):
+        entry = REGISTRY[variant]
+        if entry.model is None:
             continue
+        path, stage = files[entry.model], entry.needs[-1]
         if path is None:
-            if variant == "qat_int8":
-                continue  # convert_variant names what is missing
             raise ModelError(f"convert.variants: {variant!r} needs its model file; run the {stage} stage")
         marker = absent(path)
         if marker is not None and marker["kind"] == "cannot_build":

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeqat.config import VARIANTS, EvaluateConfig
+from edgeqat.config import EvaluateConfig
 from edgeqat.data.shards import iter_shards, load_meta
 from edgeqat.data.transform import normalize
 from edgeqat.errors import ModelError
@@ -22,7 +22,7 @@ from edgeqat.progress import bar
 from edgeqat.quantization.runtime import TFLiteClassifier
 from edgeqat.report import LATENCY_KEYS, summary_markdown
 from edgeqat.timings import host_latency_record, record_label
-from edgeqat.variants import stand_in
+from edgeqat.variants import in_order, stand_in
 
 
 def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str, trust_code: bool) -> np.ndarray:
@@ -84,8 +84,7 @@ def evaluate(
         raise ModelError(f"{tflite_dir}: no {CARD_NAME}; run the convert stage first")
     card = read_json(card_file)
     # The card is written with sorted keys: list the variants in the pipeline's order instead.
-    order = {name: i for i, name in enumerate(VARIANTS)}
-    names = sorted(card["variants"], key=lambda n: (order.get(n, len(order)), n))
+    names = in_order(card["variants"])
     headline = stand_in(cfg.headline, card)
     if headline != cfg.headline:
         log(f"evaluate: {cfg.headline} was not built (convert says why); {headline} stands in as the headline")

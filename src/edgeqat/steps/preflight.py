@@ -29,7 +29,7 @@ from edgeqat.devices.preflight import Graph, describe, figures, misses
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DeviceBudgetError
 from edgeqat.io import log, write_json
-from edgeqat.variants import NEEDS, STAND_IN
+from edgeqat.variants import REGISTRY, STAND_IN
 
 CALIBRATION_IMAGES = 8  # enough for the converter to set ranges; the figures do not depend on them
 # How far the census's flatbuffer size may be from the converted file's (measured on the zoo's
@@ -113,7 +113,8 @@ def preflight(
 
     model, keras_model, what = _model(cfg, meta)
     variant = validate.model
-    as_variant = STAND_IN if variant in NEEDS else variant  # the QAT family: int8 of the same graph
+    entry = REGISTRY.get(variant)
+    as_variant = STAND_IN if entry and entry.quantize_aware else variant  # the QAT family: int8 of the same graph
     pruned = variant == "channel_pruned_qat_int8" and keras_model is not None
     if pruned:
         from edgeqat.compression.channels import channel_prune
