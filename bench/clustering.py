@@ -198,7 +198,7 @@ def _check_table(title: str, rows: list[tuple[str, str, bool]]) -> list[str]:
 
 
 def _size_table(rows: dict[str, Any]) -> list[str]:
-    from edgeqat.variants import in_order
+    from edgeqat.catalog.variants import in_order
 
     rows = {n: rows[n] for n in in_order(rows)}
     q = rows["qat_int8"]

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "src"))
 
 from run import machine  # noqa: E402  (bench/run.py)
-from edgeqat.stages import Workspace  # noqa: E402
+from edgeqat.workspace.stages import Workspace  # noqa: E402
 
 WORK = REPO / "bench" / "work"
 IDX_DIR = WORK / "idx"
@@ -296,13 +296,13 @@ def _settings(res: dict[str, Any]) -> list[str]:
 
 def _pipeline_order(summary: dict[str, Any]) -> dict[str, Any]:
     """summary.json is written with sorted keys: put the variants back in the pipeline's order."""
-    from edgeqat.variants import in_order
+    from edgeqat.catalog.variants import in_order
 
     return {**summary, "variants": {n: summary["variants"][n] for n in in_order(summary["variants"])}}
 
 
 def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:
-    from edgeqat.report import summary_markdown
+    from edgeqat.reporting.tables import summary_markdown
 
     m, s = res["metrics"], _pipeline_order(res["summary"])
     lines = [f"## ({key}) {title}", "", "Settings:", "", *_settings(res)]
@@ -337,7 +337,7 @@ def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:
 
 
 def _hand_md(hand: dict[str, Any], chain: dict[str, Any] | None) -> list[str]:
-    from edgeqat.report import COLUMNS, _fmt
+    from edgeqat.reporting.tables import COLUMNS, _fmt
 
     rows = dict(hand["rows"])
     if chain:

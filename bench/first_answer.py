@@ -147,7 +147,7 @@ def main() -> int:
                        not {"prepare", "preflight", "train"} & set(ran_full), ", ".join(ran_full)))
 
     sys.path.insert(0, str(REPO / "src"))
-    from edgeqat.report import summary_markdown, with_latency
+    from edgeqat.reporting.tables import summary_markdown, with_latency
 
     latency = json.loads((clone / "logs" / "timings" / "evaluate.json").read_text())
     lines = [

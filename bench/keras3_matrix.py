@@ -73,7 +73,7 @@ def every_stage(root: Path, params, label: str) -> dict:
     """Each stage of the table in ``root``, in order; a failed gate is an outcome, anything else ends it."""
     from edgeqat.adapters.runner import run_stage
     from edgeqat.errors import GateFailed
-    from edgeqat.stages import STAGES
+    from edgeqat.workspace.stages import STAGES
 
     out: dict = {"seconds": {}, "metrics": {}, "gate": "", "error": ""}
     os.environ["EDGEQAT_EXECUTION"] = os.environ["EDGEQAT_RUN_NAME"] = f"keras3-{label}"  # one MLflow run per file
@@ -107,7 +107,7 @@ def main() -> int:
 
     from edgeqat.adapters.runner import run_stage
     from edgeqat.models.keras3 import translate_file
-    from edgeqat.variants import SETS
+    from edgeqat.catalog.variants import SETS
 
     started, load_start, measured = dt.datetime.now(dt.timezone.utc), os.getloadavg()[0], commit()
     t_all = time.monotonic()
@@ -218,7 +218,7 @@ def main() -> int:
 
 def _stage_names() -> list[str]:
     sys.path.insert(0, str(REPO / "src"))
-    from edgeqat.stages import STAGES
+    from edgeqat.workspace.stages import STAGES
 
     return [s.name for s in STAGES]
 

@@ -75,7 +75,7 @@ def channel_arm(work: Path) -> dict[str, Any]:
 def tensor_arm(work: Path) -> dict[str, Any]:
     """The channel arm's prepared data and FP32 model; QAT retrained per tensor, then convert, evaluate."""
     from edgeqat.config import parse_params
-    from edgeqat.stages import Workspace
+    from edgeqat.workspace.stages import Workspace
 
     params = parse_params({"convert": {"per_channel": False, "variants": TENSOR_VARIANTS}}, "bench per_tensor")
     src, dst = Workspace(WORK / "channel"), Workspace(work)
@@ -146,7 +146,7 @@ def report(ch: dict[str, Any], te: dict[str, Any]) -> list[str]:
               size_note(ch, te), "",
               "## The per-channel arm: the default pipeline, every variant", "",
               "| variant | granularity | test accuracy | size bytes | gzip bytes |", "|---|---|---|---|---|"]
-    from edgeqat.variants import VARIANTS
+    from edgeqat.catalog.variants import VARIANTS
 
     for v in sorted(ch["summary"]["variants"], key=lambda v: VARIANTS.index(v) if v in VARIANTS else len(VARIANTS)):
         r = ch["summary"]["variants"][v]

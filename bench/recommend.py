@@ -67,7 +67,7 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="the table from each case's last run, without searching")
     args = ap.parse_args()
     from edgeqat.io import read_json, write_json
-    from edgeqat.stages import Workspace
+    from edgeqat.workspace.stages import Workspace
     from edgeqat.steps.recommend import recommend
 
     os.environ.setdefault("EDGEQAT_LIVE_RUN", "0")

@@ -92,7 +92,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO / "src"))
     from mlflow.tracking import MlflowClient
 
-    from edgeqat.stages import STAGES
+    from edgeqat.workspace.stages import STAGES
 
     client = MlflowClient(tracking_uri=f"sqlite:///{clone / 'mlflow.db'}")
     exp = client.get_experiment_by_name("edgeqat")
@@ -119,7 +119,7 @@ def main() -> int:
          f"{len(latest.data.metrics)} metrics, stages {sorted(stage_prefixes)}"),
     ]
 
-    from edgeqat.report import summary_markdown, with_latency
+    from edgeqat.reporting.tables import summary_markdown, with_latency
 
     lines = [
         "# edgeqat benchmark: the pipeline on the default data",

@@ -1,4 +1,4 @@
-"""Kubeflow Pipelines v2 lightweight components, one per stage of the table (edgeqat.stages),
+"""Kubeflow Pipelines v2 lightweight components, one per stage of the table (edgeqat.workspace.stages),
 generated into generated.py by `edgeqat generate`. They are declared with ``BASE_IMAGE``:
 ``DEFAULT_IMAGE``, a placeholder that was never pushed anywhere (the committed YAML carries it),
 unless ``EDGEQAT_IMAGE`` is set. Compiling for a cluster or a docker run replaces it with a real

@@ -1,5 +1,5 @@
 """Kubeflow Pipelines components, one per stage and the params task: GENERATED from
-src/edgeqat/stages.py by `edgeqat generate` (a test fails when this file is stale). Do not edit:
+src/edgeqat/workspace/stages.py by `edgeqat generate` (a test fails when this file is stale). Do not edit:
 every stage's body hands its arguments to edgeqat.adapters.kfp.runner.run_component, which runs
 the same step as DVC; the params task's to run_params, which validates them once."""
 

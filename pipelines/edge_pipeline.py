@@ -36,7 +36,7 @@ from edgeqat.adapters.kfp.codegen import (PARAMS_JSON, PARAMS_RESOURCES, PARAMS_
                                           stage_keys, takes_all)
 from edgeqat.adapters.kfp.params import PYTHON_TYPES, dotted_keys, kfp_name, kinds, to_pipeline_values
 from edgeqat.adapters.run_params import default_params
-from edgeqat.stages import STAGES, Stage
+from edgeqat.workspace.stages import STAGES, Stage
 
 PIPELINE_NAME = "edgeqat"
 DESCRIPTION = "Keras image model -> QAT -> int8 TensorFlow Lite variants, validated on device profiles, logged to MLflow."

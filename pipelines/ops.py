@@ -111,8 +111,8 @@ def run_local(params: Params, *, package: str | Path | None = None, pipeline_roo
     """
     from kfp import components, local
 
-    from edgeqat.provenance import git_info
-    from edgeqat.tracking import get_run, tracking_uri
+    from edgeqat.workspace.provenance import git_info
+    from edgeqat.lifecycle.tracking import get_run, tracking_uri
 
     pipeline_root = Path(pipeline_root).resolve()
     uri = mlflow_tracking_uri or tracking_uri(root)

@@ -103,7 +103,7 @@ def run_stages(model_path: Path, prepared: Path, d: Path) -> dict:
     from edgeqat.steps.qat import qat
     from edgeqat.steps.train import train
     from edgeqat.steps.validate import validate
-    from edgeqat.variants import SETS
+    from edgeqat.catalog.variants import SETS
 
     variants = list(SETS["quick"])
     stages = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeqat.data.base import RecordSource, check_labels
-from edgeqat.datasources import DataSource
+from edgeqat.catalog.datasources import DataSource
 from edgeqat.errors import DataError
 
 SIDE = 8

@@ -9,7 +9,7 @@ from typing import Any
 
 from edgeqat.config import Params, PrepareConfig
 from edgeqat.io import read_json, write_json
-from edgeqat.stages import ALL, PREPARED, STAGES, Port, Stage, metrics, stage, timings
+from edgeqat.workspace.stages import ALL, PREPARED, STAGES, Port, Stage, metrics, stage, timings
 
 
 def count_classes(cfg: PrepareConfig, prepared: Path, toy_report: Path, *, variants: list[str]) -> dict[str, Any]:

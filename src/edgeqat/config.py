@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeqat import datasources, variants as variant_table
+from edgeqat.catalog import datasources, variants as variant_table
 from edgeqat.errors import ConfigError
 
 # Far beyond what early stopping lets a small edge model use; a typo (3000 for 30) is caught
@@ -27,7 +27,7 @@ class _Section(BaseModel):
 
 
 class PrepareConfig(_Section):
-    source: str = "digits"  # a name in edgeqat.datasources.SOURCES
+    source: str = "digits"  # a name in edgeqat.catalog.datasources.SOURCES
     # Always present (default data/raw) so `dvc exp run -S prepare.path=...` can set it.
     path: str = "data/raw"
     image_size: int = Field(16, ge=8, le=1024)
@@ -158,7 +158,7 @@ class ClusterConfig(_Section):
     seed: int = Field(42, ge=0)
 
 
-# A name in edgeqat.variants.REGISTRY (an unknown one is refused naming the known ones).
+# A name in edgeqat.catalog.variants.REGISTRY (an unknown one is refused naming the known ones).
 VariantName = Annotated[str, AfterValidator(variant_table.check_name)]
 
 
@@ -175,7 +175,7 @@ def per_tensor_refusal(variants: list[str]) -> str | None:
 
 class ConvertConfig(_Section):
     io_dtype: Literal["int8", "uint8", "float32"] = "int8"
-    # The variants this run makes, or a named set (edgeqat.variants.sets): quick | all. Stages
+    # The variants this run makes, or a named set (edgeqat.catalog.variants.sets): quick | all. Stages
     # whose models no requested variant needs do no work (qat, prune, cluster).
     variants: list[VariantName] = Field(default_factory=lambda: list(variant_table.names()), min_length=1)
     # Per-channel weight scales (false: one scale per tensor, for older accelerators). Read by

@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from edgeqat.stages import ALL, STAGES
+from edgeqat.workspace.stages import ALL, STAGES
 
 # The registered (and so validated) variant on a required device it cannot run on: `mixed` keeps
 # its last layer float (WITH_MIXED), which an int8-only TPU cannot run. preflight passes it (it

@@ -88,7 +88,7 @@ def test_version_and_shell_completion():
 
 def _summary() -> dict:
     """A summary.json as the pipeline writes it: every variant, and devices with the long cells."""
-    from edgeqat.variants import VARIANTS
+    from edgeqat.catalog.variants import VARIANTS
 
     variants = {name: {"accuracy": 0.98 - i / 100, "accuracy_delta": -i / 100, "agreement": 0.99, "size_bytes": 545_992 - i * 40_000,
                        "size_ratio": 1 - i / 10, "gzip_bytes": 501_449 - i * 40_000, "weight_sparsity": 0.5 if "pqat" in name else 0.01,
@@ -264,7 +264,7 @@ def test_help_shows_plain_placeholders_in_panels_everyday_commands_first():
 
 def test_dvc_metrics_show_fits_100_columns(tmp_path):
     """The headline file the report stage writes, as `dvc metrics show` prints it."""
-    from edgeqat.run_layout import dvc_headline
+    from edgeqat.lifecycle.run_layout import dvc_headline
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([str(BIN / "dvc"), "init", "-q"], cwd=tmp_path, check=True)

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import synthetic_images
 from edgeqat.data.idx import write_idx
-from edgeqat.stages import STAGES
-from edgeqat.tracking import metric_history
+from edgeqat.workspace.stages import STAGES
+from edgeqat.lifecycle.tracking import metric_history
 from integration.conftest import BIN, make_pipeline_repo, run, stages_run, tiny_params
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -23,7 +23,7 @@ from packaging.requirements import Requirement
 from integration.conftest import BIN, REPO, run, tiny_params
 from integration.kfp_runs import FAILING, assert_gate_failed, ran, task_logs
 from edgeqat.adapters.kfp.codegen import PARAMS_TASK
-from edgeqat.stages import STAGES
+from edgeqat.workspace.stages import STAGES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

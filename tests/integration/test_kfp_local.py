@@ -63,7 +63,7 @@ def test_local_run_of_the_compiled_pipeline(local_run):
     # every step received the configs the CLI (what dvc.yaml runs) gives it for the same params.yaml
     from edgeqat.adapters.runner import step_configs
     from edgeqat.config import load_params
-    from edgeqat.stages import STAGES
+    from edgeqat.workspace.stages import STAGES
 
     params = load_params(tmp_path / "params.yaml")
     for stage in STAGES:

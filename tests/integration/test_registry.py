@@ -70,7 +70,7 @@ def built(tmp_path_factory, tiny_prepared, server_proc):
     from edgeqat.steps.evaluate import evaluate
     from edgeqat.steps.qat import qat
     from edgeqat.steps.train import train
-    from edgeqat.timings import write_stage_timings
+    from edgeqat.workspace.timings import write_stage_timings
 
     d = tmp_path_factory.mktemp("built")
     train(TrainConfig(model="dscnn", alpha=0.25, epochs=4, batch_size=8, learning_rate=0.01, early_stopping_patience=0),
@@ -190,7 +190,7 @@ def v_bad(built, url, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reg(url):
-    from edgeqat.registry import Registry
+    from edgeqat.lifecycle.registry import Registry
 
     return Registry(url)
 
@@ -255,7 +255,7 @@ def wait_for(cond, timeout: float = 45.0, what: str = "condition"):
 def test_register_leaves_a_traced_version_with_challenger_and_a_loadable_pyfunc(built, url, v_good, reg):
     from edgeqat.quantization.runtime import TFLiteClassifier
     from edgeqat.data.shards import load_split_arrays
-    from edgeqat.registry import load_pyfunc
+    from edgeqat.lifecycle.registry import load_pyfunc
 
     d, ws = built["dir"], v_good["root"]
     assert v_good["new"] and v_good["gates_passed"] and v_good["challenger"]
@@ -375,7 +375,7 @@ def test_export_refuses_a_file_whose_checksum_differs(url, v_good, reg, tmp_path
 
 
 def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_bad, reg):
-    from edgeqat.promotion import PromotionRefused
+    from edgeqat.lifecycle.promotion import PromotionRefused
 
     assert reg.alias_version(NAME, "champion") == v_good["version"]
     res = cli(url, "promote", v_bad["version"], "--alias", "champion")
@@ -415,8 +415,8 @@ def test_promote_refuses_a_failing_version_and_force_records_why(url, v_good, v_
 def test_many_promotions_keep_the_model_tags_bounded_and_the_whole_history(url, v_good, reg, tmp_path, moves):
     """The history is one artifact per event in a run of its own; the registered model keeps only
     where it is and the last move. History written by earlier versions (a tag per event) still reads."""
-    from edgeqat.promotion import promote
-    from edgeqat.registry import HISTORY_PREFIX
+    from edgeqat.lifecycle.promotion import promote
+    from edgeqat.lifecycle.registry import HISTORY_PREFIX
 
     name = f"history-it-{moves}"
     cfg = CFG.model_copy(update={"model_name": name})
@@ -753,7 +753,7 @@ def test_a_lost_delivery_is_caught_by_the_periodic_reconcile(url, reg, receiver,
 
 
 def test_a_delivery_replayed_after_a_restart_changes_nothing(url, reg, receiver, v_good):
-    from edgeqat.adapters.webhook.state import STATE_NAME
+    from edgeqat.lifecycle.receiver_state import STATE_NAME
     from edgeqat.adapters.webhook.server import sign
 
     receiver.stop()
@@ -814,7 +814,7 @@ def per_device(built, url, reg, tmp_path_factory):
 
 
 def test_a_per_device_model_is_promoted_on_its_own_gates_and_deployed_to_its_folder(url, reg, receiver, per_device):
-    from edgeqat.promotion import PromotionRefused
+    from edgeqat.lifecycle.promotion import PromotionRefused
 
     main_before = (receiver.deploy / "export.json").read_bytes()
     res = cli(url, "promote", "--model", DNAME, per_device["good1"], "--reason", "first cortex-m7 model")

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import synthetic_images
-from edgeqat.stages import STAGES
+from edgeqat.workspace.stages import STAGES
 from integration.conftest import BIN, REPO, make_pipeline_repo, run, stages_run, tiny_params
 from integration.kfp_runs import WITH_MIXED
 

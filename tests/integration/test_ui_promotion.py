@@ -289,7 +289,7 @@ def test_the_run_page_opens_on_the_headline_and_the_training_curves(ui, versions
     """The run's Model metrics tab: the headline's charts, then the FP32 baseline's curves, on the
     first screen (1400x1000); the experiment's runs table, opened as edgeqat links it, shows
     accuracy, size and the gate."""
-    from edgeqat.tracking import experiment_page, get_run
+    from edgeqat.lifecycle.tracking import experiment_page, get_run
 
     run_id = versions["good"]["tracked"]["run_id"]
     exp_id = get_run(run_id, url).info.experiment_id

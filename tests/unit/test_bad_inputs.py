@@ -598,7 +598,7 @@ def test_a_live_writers_temp_is_kept(tmp_path):
 
 
 def test_track_never_logs_temp_leftovers(tmp_path):  # row 7
-    from edgeqat.tracking import get_run, log_run
+    from edgeqat.lifecycle.tracking import get_run, log_run
 
     tb = tmp_path / "logs" / "tensorboard"
     (tb / "train").mkdir(parents=True)

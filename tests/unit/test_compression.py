@@ -129,7 +129,7 @@ def test_model_scope_sparsity_reaches_the_target_over_every_kernel():
 
 
 def test_pareto_front_keeps_only_undominated_variants():
-    from edgeqat.report import pareto_front
+    from edgeqat.reporting.tables import pareto_front
 
     s = {"variants": {"a": {"accuracy": 0.9, "size_bytes": 100}, "b": {"accuracy": 0.95, "size_bytes": 400},
                       "c": {"accuracy": 0.85, "size_bytes": 300}, "d": {"accuracy": 0.9, "size_bytes": 50}}}

@@ -17,7 +17,7 @@ from edgeqat.config import (
     parse_params,
 )
 from edgeqat.errors import ConfigError, EdgeqatError
-from edgeqat.variants import VARIANTS, expand
+from edgeqat.catalog.variants import VARIANTS, expand
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "params.yaml"

@@ -510,7 +510,7 @@ def toy_source(monkeypatch):
     """tests/toy_source.py's entry registered for one test (and gone after it)."""
     import toy_source
 
-    from edgeqat.datasources import SOURCES
+    from edgeqat.catalog.datasources import SOURCES
 
     monkeypatch.setitem(SOURCES, toy_source.ENTRY.name, toy_source.ENTRY)
     return toy_source

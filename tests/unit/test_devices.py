@@ -290,7 +290,7 @@ def test_cpu_fallback_op_is_named_and_fails_a_no_fallback_profile(models, tmp_pa
 
 def test_qemu_cell_names_the_command_that_enables_it():
     from edgeqat.devices.qemu import qemu_available
-    from edgeqat.report import device_table
+    from edgeqat.reporting.tables import device_table
 
     why = qemu_available("/nonexistent-arm64-root")
     assert why is not None and "make arm64" in why
@@ -316,7 +316,7 @@ def test_every_latency_says_its_source_and_estimates_flag_extrapolation(models):
     assert v["latency_extrapolated"] is True and v["latency_source"] == "estimate from published figures"
     assert "extrapolated" in " ".join(v["notes"])
     assert v["host_latency_ms"]["source"].startswith("measured")
-    from edgeqat.report import device_table
+    from edgeqat.reporting.tables import device_table
 
     rows = device_table({"devices": {"coral_edgetpu": {**v, "required": False}}})
     assert " (estimate, extrapolated) |" in rows[-1]
@@ -415,7 +415,7 @@ def test_the_j1900_verdict_says_it_rests_on_an_arm_proxy(models):
     import platform
 
     from edgeqat.adapters.cli.devices import verdict_rows
-    from edgeqat.report import device_rows
+    from edgeqat.reporting.tables import device_rows
     from edgeqat.steps.validate import _slim
 
     label = "ARM proxy: Raspberry Pi 4 row, not x86 evidence"

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from edgeqat.report import chance_failure, chance_warning, registry_gate, summary_intro, summary_markdown, with_latency
-from edgeqat.timings import HOST_LATENCY, host_latency_record, record_label
-from edgeqat.timings import latest_latency as _latest_latency
+from edgeqat.reporting.tables import chance_failure, chance_warning, registry_gate, summary_intro, summary_markdown, with_latency
+from edgeqat.workspace.timings import HOST_LATENCY, host_latency_record, record_label
+from edgeqat.workspace.timings import latest_latency as _latest_latency
 
 
 def summary(acc: dict[str, float], rate: float = 0.34, **extra) -> dict:
@@ -89,7 +89,7 @@ def test_the_committed_latency_stands_while_the_same_models_are_measured_the_sam
 
 def test_the_table_takes_this_clones_timings_else_the_committed_record(tmp_path):
     def latest_latency(root):
-        from edgeqat.stages import Workspace
+        from edgeqat.workspace.stages import Workspace
 
         ws = Workspace(root)
         return _latest_latency(ws.path("evaluate_timings"), ws.path("host_latency"))

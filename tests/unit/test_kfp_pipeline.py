@@ -127,7 +127,7 @@ def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
     from edgeqat.adapters.kfp.params import kfp_name
     from edgeqat.components.generated import COMPONENTS
     from edgeqat.pipelines.edge_pipeline import unwired_keys
-    from edgeqat.stages import ALL, STAGES
+    from edgeqat.workspace.stages import ALL, STAGES
 
     assert unwired_keys() == []
     assert list(COMPONENTS) == [PARAMS_TASK] + [s.name for s in STAGES]

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO
 from edgeqat.adapters.kfp.codegen import PARAMS_RESOURCES, PARAMS_TASK
-from edgeqat.stages import LIGHT, STAGES
+from edgeqat.workspace.stages import LIGHT, STAGES
 
 TRAINING = {"train", "qat", "prune", "cluster"}
 EDGEQAT = Path(sys.executable).parent / "edgeqat"

@@ -1,6 +1,7 @@
-"""Import discipline the architecture relies on: adapters -> steps -> services / domain ->
-foundation, never back up; steps never import steps; services (MLflow) and the domain
-(TensorFlow, LiteRT, TFLM) do not import each other."""
+"""Import discipline the architecture relies on, by folder: adapters -> steps -> lifecycle ->
+domain -> foundation, never back up; steps never import steps; the MLflow modules are three
+named files of lifecycle/. A new module takes its folder's layer; a new folder must be placed
+here, and only the foundation modules live at the package root."""
 
 from __future__ import annotations
 
@@ -11,28 +12,31 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "edgeqat"
 ROOT = SRC.parents[1]
 
-FOUNDATION = {"config", "errors", "io", "timings", "tf_compat", "provenance", "stages", "progress", "observe", "run_layout",
-              "variants", "datasources", "__init__", "py"}
-SERVICES = {"tracking", "live_run", "registry"}
-DOMAIN = {"data", "models", "quantization", "compression", "devices", "recommend", "report", "report_html", "promotion",
-          "managed"}
-LEVEL = {"foundation": 0, "services": 1, "domain": 1, "steps": 2, "adapters": 3}
+ROOT_MODULES = {"__init__", "config", "errors", "io", "progress", "tf_compat"}  # the foundation at the root
+FOLDERS = {
+    "foundation": {"catalog", "workspace"},  # what params.yaml can name; the stage table and its records
+    "domain": {"data", "models", "quantization", "compression", "devices", "recommend", "reporting"},
+    "lifecycle": {"lifecycle"},  # MLflow and promotion: may use the domain (gates read device profiles)
+    "steps": {"steps"},
+    "adapters": {"adapters"},
+}
+LEVEL = {"foundation": 0, "domain": 1, "lifecycle": 2, "steps": 3, "adapters": 4}
 MODEL_CODE = "serving"  # the registered model's code: loaded by MLflow by path, imported by nothing
 
 
 def layer(module: str) -> str:
-    head = module.split(".")[1] if module.count(".") else "__init__"
-    if head in FOUNDATION:
-        return "foundation"
-    if head in SERVICES:
-        return "services"
-    if head in DOMAIN:
-        return "domain"
-    if head == "steps":
-        return "steps"
-    if head in ("adapters", "components", "pipelines"):
+    parts = module.split(".")
+    if parts[0] in ("components", "pipelines"):
         return "adapters"
-    raise AssertionError(f"{module}: in no layer; add it to test_layering.py's map")
+    if len(parts) == 1 or (len(parts) == 2 and parts[1] in ROOT_MODULES):
+        assert len(parts) == 1 or (SRC / f"{parts[1]}.py").is_file(), module
+        return "foundation"
+    head = parts[1]
+    for name, folders in FOLDERS.items():
+        if head in folders and (SRC / head).is_dir():
+            return name
+    raise AssertionError(f"{module}: in no layer; a root module must be foundation (ROOT_MODULES) and a new folder "
+                         f"needs a line in test_layering.py's FOLDERS")
 
 
 def modules() -> dict[str, Path]:
@@ -56,14 +60,11 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-def _violations(rule) -> list[str]:
+def _violations(rule, found: dict[str, Path] | None = None) -> list[str]:
     bad = []
-    for mod, path in modules().items():
+    for mod, path in (found or modules()).items():
         for imp in imports(path):
-            if imp.startswith(("edgeqat.components", "edgeqat.pipelines")) or imp == "edgeqat":
-                target = "adapters" if imp != "edgeqat" else "foundation"
-            else:
-                target = layer(imp)
+            target = "adapters" if imp.startswith(("edgeqat.components", "edgeqat.pipelines")) else layer(imp)
             if rule(mod, layer(mod), imp, target):
                 bad.append(f"{mod} ({layer(mod)}) imports {imp} ({target})")
     return sorted(bad)
@@ -77,8 +78,20 @@ def test_steps_never_import_steps():
     assert _violations(lambda m, lm, i, li: lm == li == "steps" and m != i and i != "edgeqat.steps") == []
 
 
-def test_services_and_domain_do_not_import_each_other():
-    assert _violations(lambda m, lm, i, li: {lm, li} == {"services", "domain"}) == []
+def test_only_foundation_modules_live_at_the_root():
+    assert {p.stem for p in SRC.glob("*.py")} == ROOT_MODULES
+
+
+def test_an_upward_import_is_caught(tmp_path):
+    """The rule above fails on a domain module that imports lifecycle, or lifecycle a step."""
+    (tmp_path / "a.py").write_text("from edgeqat.lifecycle.tracking import client_for\n")
+    (tmp_path / "b.py").write_text("import edgeqat.steps.train\n")
+    (tmp_path / "c.py").write_text("from edgeqat.io import log\n")
+    found = {"edgeqat.reporting.a": tmp_path / "a.py", "edgeqat.lifecycle.b": tmp_path / "b.py",
+             "edgeqat.catalog.c": tmp_path / "c.py"}
+    assert _violations(lambda m, lm, i, li: LEVEL[li] > LEVEL[lm], found) == [
+        "edgeqat.lifecycle.b (lifecycle) imports edgeqat.steps.train (steps)",
+        "edgeqat.reporting.a (domain) imports edgeqat.lifecycle.tracking (lifecycle)"]
 
 
 def test_every_module_has_a_layer():
@@ -92,7 +105,7 @@ def test_components_and_pipelines_import_no_step_and_no_domain():
         for p in (ROOT / folder).glob("*.py"):
             for imp in imports(p):
                 head = imp.split(".")[1]
-                assert head not in ("steps", *DOMAIN), (p, imp)
+                assert head not in ("steps", *FOLDERS["domain"]), (p, imp)
 
 
 def _importers(pattern: str) -> set[str]:
@@ -107,8 +120,8 @@ def test_only_tf_compat_imports_tensorflow_and_keras():
 def test_only_the_mlflow_services_and_the_model_code_import_mlflow():
     # tracking.py (runs), live_run.py (the execution's run while stages work), registry.py (registry,
     # aliases, history, webhooks), and the pyfunc model's own code that MLflow loads by path
-    assert _importers(r"^\s*(import|from)\s+mlflow\b") == {"tracking.py", "live_run.py", "registry.py",
-                                                             "serving/tflite_pyfunc.py"}
+    assert _importers(r"^\s*(import|from)\s+mlflow\b") == {"lifecycle/tracking.py", "lifecycle/live_run.py",
+                                                             "lifecycle/registry.py", "serving/tflite_pyfunc.py"}
 
 
 def test_nothing_imports_the_model_code():

@@ -153,7 +153,7 @@ def test_the_served_model_returns_the_models_own_probabilities(converted, tiny_p
 
     from edgeqat.data.shards import load_split_arrays
     from edgeqat.models.io import load_model
-    from edgeqat.registry import save_pyfunc, single_variant_card
+    from edgeqat.lifecycle.registry import save_pyfunc, single_variant_card
 
     card = json.loads((converted / setup / "model_card.json").read_text())
     save_pyfunc(converted / setup / f"{variant}.tflite", single_variant_card(card, variant), tmp_path / "model")

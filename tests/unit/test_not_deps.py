@@ -14,14 +14,18 @@ import yaml
 
 from conftest import REPO
 from edgeqat.adapters import dvc
-from edgeqat.stages import STAGES
+from edgeqat.workspace.stages import STAGES
 
 SRC = REPO / "src" / "edgeqat"
-MODULES = ("progress", "observe", "errors")  # the single-module entries (the rest are packages)
+MODULES = ("progress", "workspace.observe", "errors")  # the single-module entries (the rest are packages)
+
+
+def _file(module: str) -> Path:
+    return SRC.joinpath(*module.split(".")).with_suffix(".py")
 
 
 def test_the_list_is_pinned():
-    assert set(dvc.NOT_DEPS) == {"edgeqat.progress", "edgeqat.observe", "edgeqat.errors", "edgeqat.adapters"}
+    assert set(dvc.NOT_DEPS) == {"edgeqat.progress", "edgeqat.workspace.observe", "edgeqat.errors", "edgeqat.adapters"}
     for name in dvc.NOT_DEPS:  # each entry names something that exists (a renamed module would not match)
         rel = SRC.joinpath(*name.split(".")[1:])
         assert rel.with_suffix(".py").is_file() or (rel / "__init__.py").is_file(), name
@@ -29,7 +33,7 @@ def test_the_list_is_pinned():
 
 def test_no_stage_depends_on_them_and_nothing_else_is_dropped(monkeypatch):
     """Leaving them out drops exactly their own files: what they import stays a dep."""
-    ours = {f"src/edgeqat/{m}.py" for m in MODULES}
+    ours = {_file(m).relative_to(REPO).as_posix() for m in MODULES}
     doc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for stage in STAGES:
         module = stage.step.split(":")[0]
@@ -60,7 +64,7 @@ def _imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
 def test_they_compute_nothing_a_stage_writes(name):
     """Standard library only (progress opens rich lazily to draw bars), and of this package only
     each other and io.log (one line on stderr): no data, model, device or params code."""
-    for module, names in _imports(SRC / f"{name}.py"):
+    for module, names in _imports(_file(name)):
         top = module.split(".")[0]
         if top == "edgeqat":
             assert module in {f"edgeqat.{m}" for m in MODULES} or (module == "edgeqat.io" and names == ("log",)), \
@@ -69,11 +73,11 @@ def test_they_compute_nothing_a_stage_writes(name):
             assert top in sys.stdlib_module_names or (name == "progress" and top == "rich"), (name, module)
 
 
-@pytest.mark.parametrize("name", ["progress", "observe"])
+@pytest.mark.parametrize("name", ["progress", "workspace.observe"])
 def test_they_write_only_to_stderr(name):
     """No file opened, written, moved or removed; every print and os.write goes to stderr."""
     bad = []
-    for node in ast.walk(ast.parse((SRC / f"{name}.py").read_text())):
+    for node in ast.walk(ast.parse(_file(name).read_text())):
         if not isinstance(node, ast.Call):
             continue
         func = ast.unparse(node.func)
@@ -106,7 +110,7 @@ def test_errors_holds_only_classes_whose_tree_is_pinned():
 
 
 def test_progress_and_observe_hand_back_what_they_were_given(capsys):
-    from edgeqat.observe import epoch_end, observing
+    from edgeqat.workspace.observe import epoch_end, observing
     from edgeqat.progress import track
 
     items = [3, 1, 2]

@@ -20,7 +20,7 @@ def chain(tmp_path_factory, tiny_prepared):
     """The stages as the CLI and KFP run them (run_stage), in one workspace laid out by the table."""
     from edgeqat.adapters.runner import run_stage
     from edgeqat.config import Params
-    from edgeqat.stages import Workspace
+    from edgeqat.workspace.stages import Workspace
 
     d = tmp_path_factory.mktemp("chain")
     params = Params(

@@ -12,7 +12,7 @@ import pytest
 
 from edgeqat.config import TrainConfig, ValidateConfig
 from edgeqat.errors import DeviceBudgetError
-from edgeqat.stages import Workspace
+from edgeqat.workspace.stages import Workspace
 
 
 @pytest.mark.parametrize("name,shape", [("dscnn", (16, 16, 1)), ("resnet", (16, 16, 3))])

@@ -8,10 +8,10 @@ import pytest
 
 from edgeqat.config import RegisterConfig
 from edgeqat.io import is_temp_leftover, read_json, sha256_file
-from edgeqat.managed import Model, classify
-from edgeqat.promotion import (REJECTED_MARK, champion_stack, gate_config, last_recorded, mark_unset, rejection_note,
+from edgeqat.lifecycle.managed import Model, classify
+from edgeqat.lifecycle.promotion import (REJECTED_MARK, champion_stack, gate_config, last_recorded, mark_unset, rejection_note,
                                static_gates)
-from edgeqat.adapters.webhook.state import STATE_NAME, ReceiverState, ReceiverStateError
+from edgeqat.lifecycle.receiver_state import STATE_NAME, ReceiverState, ReceiverStateError
 
 # --- the state file ------------------------------------------------------------------------
 
@@ -150,7 +150,7 @@ def test_mark_unset_keeps_the_model_and_says_no_champion(tmp_path):
 
 
 def test_a_rejection_note_fits_mlflows_description_column():
-    from edgeqat.promotion import MAX_DESCRIPTION
+    from edgeqat.lifecycle.promotion import MAX_DESCRIPTION
 
     note = rejection_note("x" * MAX_DESCRIPTION, "champion", "too big")
     assert len(note) == MAX_DESCRIPTION and note.startswith(REJECTED_MARK) and note.endswith("(truncated by edgeqat)")

@@ -9,8 +9,8 @@ import pytest
 
 from edgeqat.devices.latency_gate import choose
 from edgeqat.devices.profiles import resolve_profiles
-from edgeqat.report import device_table
-from edgeqat.report_html import budgets
+from edgeqat.reporting.tables import device_table
+from edgeqat.reporting.html import budgets
 
 PUBLISHED = {"latency_ms_estimate": 0.172, "source": "estimate from published figures"}
 BAND = {"median_rel_error": 0.23, "max_rel_error": 0.6, "heldout_points": 7}

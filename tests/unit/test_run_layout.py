@@ -1,4 +1,4 @@
-"""How an execution reads in MLflow (edgeqat.run_layout): settings stay params, a few
+"""How an execution reads in MLflow (edgeqat.lifecycle.run_layout): settings stay params, a few
 measurements become metrics, named so the UI's sections put the headline and the curves first."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgeqat import observe
-from edgeqat.run_layout import (MAX_METRICS, curve_key, curve_points, dvc_headline, from_outputs, headline,
+from edgeqat.workspace import observe
+from edgeqat.lifecycle.run_layout import (MAX_METRICS, curve_key, curve_points, dvc_headline, from_outputs, headline,
                                 history_curves, metrics_table, summary_metrics, variant_metrics, within_budget)
 
 REPO = Path(__file__).resolve().parents[2]

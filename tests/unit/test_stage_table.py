@@ -18,7 +18,7 @@ from conftest import REPO
 from edgeqat.adapters.dvc import code_deps, dvc_yaml
 from edgeqat.adapters.generate import generated_files
 from edgeqat.config import Params, load_params
-from edgeqat.stages import STAGES, stage_params
+from edgeqat.workspace.stages import STAGES, stage_params
 
 BIN = Path(sys.executable).parent
 TESTS = REPO / "tests"
@@ -113,7 +113,7 @@ def test_editing_a_string_in_a_presentation_module_leaves_dvc_status_clean(tmp_p
     edit("progress.py", 'PREFIX = "[edgeqat]"', 'PREFIX = "[edgeqat:]"')
     edit("progress.py", '"""4s, 2m05s, 1h03m."""', '"""4s, 2m05s or 1h03m."""')
     edit("errors.py", "A parameter is unknown", "A parameter is not known")
-    edit("observe.py", "live logging of", "live logging for")
+    edit("workspace/observe.py", "live logging of", "live logging for")
     assert status() == {}
     # the control: a string in a module that writes results (io.py) marks every stage changed
     edit("io.py", 'print(f"[edgeqat] {redact(msg)}"', 'print(f"[edgeqat:] {redact(msg)}"')
@@ -266,7 +266,7 @@ def test_every_step_that_can_load_a_model_is_handed_the_trust_decision():
 
     from edgeqat.adapters.runner import step_configs, step_function
     from edgeqat.config import parse_params
-    from edgeqat.stages import ALL, TRUST
+    from edgeqat.workspace.stages import ALL, TRUST
 
     raw = Params().model_dump()
     raw["train"]["trust_model_code"] = True

@@ -1,4 +1,4 @@
-"""A variant that is not shipped, added as one entry in edgeqat.variants.REGISTRY and nothing
+"""A variant that is not shipped, added as one entry in edgeqat.catalog.variants.REGISTRY and nothing
 else: the params check accepts it, the converter makes it from its entry's fields alone, the
 convert step writes it into the model card, the recommendation describes it, and the report
 lists it in pipeline order. If any of them still branched on variant names, this fails."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgeqat.variants import REGISTRY, Variant
+from edgeqat.catalog.variants import REGISTRY, Variant
 
 # float16 weights from the FP32 model: the switches ptq_float16 gets, under a name no module knows.
 TOY = Variant("toy_half", "toy float16 weights (a test's variant)", weights="float16")
@@ -54,7 +54,7 @@ def test_an_entry_with_a_format_the_converter_has_no_switch_for_is_refused_where
 
 def test_a_registered_variant_is_accepted_by_the_params(toy):
     from edgeqat.config import ConvertConfig, parse_params
-    from edgeqat.variants import wanted
+    from edgeqat.catalog.variants import wanted
 
     p = parse_params({"convert": {"variants": ["fp32", "toy_half"]}, "evaluate": {"headline": "toy_half"},
                       "validate": {"model": "toy_half"}, "register": {"variant": "toy_half"}})
@@ -82,7 +82,7 @@ def test_the_convert_step_writes_it_and_the_recommendation_and_report_name_it(to
     from edgeqat.config import ConvertConfig, PruneConfig
     from edgeqat.io import CARD_NAME, read_json
     from edgeqat.recommend.candidates import Sources, existing
-    from edgeqat.report import ordered_variants
+    from edgeqat.reporting.tables import ordered_variants
     from edgeqat.steps.convert import convert
 
     out = tmp_path / "tflite"

@@ -10,7 +10,7 @@ import pytest
 
 from edgeqat.config import ConvertConfig, ClusterConfig, PruneConfig, QatConfig, parse_params
 from edgeqat.errors import ConfigError, ModelError
-from edgeqat.variants import SETS, VARIANTS, stand_in, wanted
+from edgeqat.catalog.variants import SETS, VARIANTS, stand_in, wanted
 
 
 def test_named_sets_expand_and_a_wrong_name_is_named():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeqat.config import Params
-from edgeqat.stages import PREPARED, STAGES, Stage, UnknownPort, Workspace, metrics, stage
+from edgeqat.workspace.stages import PREPARED, STAGES, Stage, UnknownPort, Workspace, metrics, stage
 
 SRC = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log, read_json, write_text
-from edgeqat.stages import STAGES, Workspace
+from edgeqat.workspace.stages import STAGES, Workspace
 
 # What a results commit holds: the lock and the folders of the small files DVC does not cache
 # (cache: false): metrics, plots, reports.
@@ -159,7 +159,7 @@ def _tag_row(label: str, v: dict[str, Any] | None, devices: list[str]) -> str:
 
 
 def challenger_vs_champion(reg: Any, name: str) -> str:
-    from edgeqat.promotion import CHALLENGER, CHAMPION
+    from edgeqat.lifecycle.promotion import CHALLENGER, CHAMPION
 
     rows = {alias: (reg.version(name, v) if (v := reg.alias_version(name, alias)) else None)
             for alias in (CHALLENGER, CHAMPION)}
@@ -174,8 +174,8 @@ def challenger_vs_champion(reg: Any, name: str) -> str:
 
 
 def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
-    from edgeqat.report import summary_markdown, with_latency
-    from edgeqat.timings import latest_latency
+    from edgeqat.reporting.tables import summary_markdown, with_latency
+    from edgeqat.workspace.timings import latest_latency
 
     commit = git(root, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "?"
     ran = ", ".join(res.stages_run) if res.stages_run else "none (everything up to date)"
@@ -194,8 +194,8 @@ def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
         summary = with_latency(read_json(summary_file), latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
         parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
     if res.registered:
-        from edgeqat.registry import Registry
-        from edgeqat.tracking import usable_uri
+        from edgeqat.lifecycle.registry import Registry
+        from edgeqat.lifecycle.tracking import usable_uri
 
         reg = Registry(usable_uri(res.registered.get("tracking_uri"), root), root)
         name = res.registered["model_name"]
@@ -261,7 +261,7 @@ def submit_to_kubeflow(root: Path, params: Any, host: str, trigger: str) -> str:
 
     from edgeqat.adapters.kfp.images import resolve_image
     from edgeqat.pipelines.ops import compile_pipeline, run_request, submit
-    from edgeqat.provenance import git_info
+    from edgeqat.workspace.provenance import git_info
 
     git_tags = git_info(root)
     data_uri = os.environ.get("EDGEQAT_DATA_URI") or None
@@ -341,7 +341,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
 
 def _gate_failed(root: Path, params: Any) -> str:
     """Why the pipeline's model may not be registered: a required device, or chance level."""
-    from edgeqat.report import registry_gate
+    from edgeqat.reporting.tables import registry_gate
 
     summary = Workspace(root).path("summary")
     if not summary.is_file():

@@ -25,11 +25,11 @@ import yaml
 
 from edgeqat.config import Params
 from edgeqat.errors import ConfigError
-from edgeqat.stages import STAGES, Stage, stage_params
+from edgeqat.workspace.stages import STAGES, Stage, stage_params
 
 PKG = Path(__file__).resolve().parents[1]  # src/edgeqat
 HEADER = """\
-# Generated from the stage table (src/edgeqat/stages.py) and params.yaml by `edgeqat dvc write`:
+# Generated from the stage table (src/edgeqat/workspace/stages.py) and params.yaml by `edgeqat dvc write`:
 # edit the table or params.yaml, then rerun that command (a test fails when this file is stale).
 # Each stage runs one step (`edgeqat stage <name>`); deps list every package module the step
 # imports except the presentation-only ones (NOT_DEPS in src/edgeqat/adapters/dvc.py), params
@@ -63,7 +63,7 @@ NOT_DEPS: dict[str, str] = {
     "edgeqat.progress": "progress output on stderr",
     # Hands each finished epoch's numbers (a copy) to whoever listens (the runner's live MLflow
     # logging, not a DVC output); a listener that raises is dropped, so it never stops the work.
-    "edgeqat.observe": "epoch notifications for live logging",
+    "edgeqat.workspace.observe": "epoch notifications for live logging",
     # Exception classes and their docstrings only: every message is written where it is raised
     # (a dep), and the class tree is pinned by the test, since an `except` picks by it.
     "edgeqat.errors": "error types",
@@ -106,7 +106,7 @@ def _imported(path: Path) -> set[str]:
 def _named_by_table(module: str) -> list[str]:
     """Modules ``module`` imports by name from a table, or reads as a file, rather than by an
     import statement, so they are deps of every stage that imports ``module``: the readers and
-    detectors of the data sources (:mod:`edgeqat.datasources`, loaded by the opener), the
+    detectors of the data sources (:mod:`edgeqat.catalog.datasources`, loaded by the opener), the
     runtimes (:mod:`edgeqat.devices.runtimes.base`, loaded by
     :mod:`~edgeqat.devices.runtimes.registry`) and the runner a measurement sends to the device
     (:mod:`~edgeqat.devices.runtimes.measured` reads it as a file)."""
@@ -115,7 +115,7 @@ def _named_by_table(module: str) -> list[str]:
 
         return [".".join(RUNNER.relative_to(PKG.parent).with_suffix("").parts)]
     if module == "edgeqat.data.sources":
-        from edgeqat.datasources import SOURCES
+        from edgeqat.catalog.datasources import SOURCES
 
         refs = [ref for s in SOURCES.values() for ref in (s.reader, s.detect) if ref]
     elif module == "edgeqat.devices.runtimes.registry":

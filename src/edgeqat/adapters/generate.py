@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from edgeqat.config import Params
-from edgeqat.stages import STAGES, Stage, Workspace
+from edgeqat.workspace.stages import STAGES, Stage, Workspace
 
 
 def generated_files(params: Params, table: tuple[Stage, ...] = STAGES, root: str | Path = ".") -> dict[Path, str]:
@@ -40,7 +40,7 @@ def readme_with_results(root: Path) -> str | None:
     either is missing: a project without the markers keeps its README as it is)."""
     import json
 
-    from edgeqat.report import results_table
+    from edgeqat.reporting.tables import results_table
 
     readme, summary = root / "README.md", Workspace(root).path("summary")
     if not (readme.is_file() and summary.is_file()):

@@ -6,7 +6,7 @@ An execution is named by who runs it:
 - Kubeflow (kfp.local or a cluster): the KFP run (``kfp-<run id>``); the run is named after the
   KFP run;
 - ``EDGEQAT_EXECUTION`` (set it to group commands yourself), named ``EDGEQAT_RUN_NAME``;
-- DVC: the ``dvc repro`` / ``dvc exp run`` process (:func:`edgeqat.timings.execution_id`);
+- DVC: the ``dvc repro`` / ``dvc exp run`` process (:func:`edgeqat.workspace.timings.execution_id`);
   under ``dvc exp run`` the run is named after the experiment (``DVC_EXP_NAME``), under
   ``edgeqat ci run`` after the trigger and commit (``EDGEQAT_RUN_NAME``);
 - ``edgeqat stage <name>`` typed by hand: the run recorded in ``logs/mlflow_live.json`` (a side
@@ -15,7 +15,7 @@ An execution is named by who runs it:
 The first stage that runs creates the run; ``track`` and ``register`` only join one (track
 completes it; with none, it logs the execution from the files as before). Each stage logs its
 params as it starts, one point per epoch of every fine-tune (step = epoch), its status, the
-system metrics, and on success the run metrics its outputs hold (:mod:`edgeqat.run_layout`).
+system metrics, and on success the run metrics its outputs hold (:mod:`edgeqat.lifecycle.run_layout`).
 A stage that raises marks the run FAILED, and its description names the stage and the whole
 error. ``EDGEQAT_LIVE_RUN=0`` turns all of it off (the test suite does, except where it tests it).
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgeqat.config import Params
-from edgeqat.stages import ALL, STAGES, Stage, stage_params
+from edgeqat.workspace.stages import ALL, STAGES, Stage, stage_params
 
 LIVE_ENV = "EDGEQAT_LIVE_RUN"
 EXECUTION_ENV = "EDGEQAT_EXECUTION"
@@ -71,8 +71,8 @@ class Execution:
 
 
 def execution(params: Params, root: Path, runtime: Runtime) -> Execution:
-    from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-    from edgeqat.timings import execution_id
+    from edgeqat.workspace.provenance import PIPELINE_OUTPUTS, git_info
+    from edgeqat.workspace.timings import execution_id
 
     git = git_info(root, ignore=PIPELINE_OUTPUTS)
     commit = git.get("git_commit", "unknown")[:8]
@@ -100,7 +100,7 @@ def _dotted(params: Params, key: str) -> Any:
 
 
 def _status_note(tags: Mapping[str, str], table: tuple[Stage, ...], title: str = "edgeqat execution in progress") -> str:
-    from edgeqat.live_run import STAGE_TAG
+    from edgeqat.lifecycle.live_run import STAGE_TAG
 
     rows = [f"| {s.name} | {tags[STAGE_TAG + s.name]} |" for s in table if STAGE_TAG + s.name in tags]
     return "\n".join([f"**{title}**", "", "| stage | status |", "|---|---|", *rows])
@@ -134,14 +134,14 @@ class StageWatch:
         return self
 
     def _start(self) -> None:
-        from edgeqat.tracking import tracking_uri
+        from edgeqat.lifecycle.tracking import tracking_uri
 
         if self.runtime.kfp_run_id and not (self.runtime.uri or os.environ.get("MLFLOW_TRACKING_URI")):
             return  # a KFP task's scratch folder is no store to keep a run in
         uri = self.runtime.uri or tracking_uri(self.root)
         experiment = self.runtime.experiment or self.params.track.experiment
         self.execution = ex = execution(self.params, self.root, self.runtime)
-        from edgeqat.live_run import STAGE_TAG, LiveRun
+        from edgeqat.lifecycle.live_run import STAGE_TAG, LiveRun
 
         def resolve(session: Any) -> Any:
             if ex.by_hand:
@@ -175,7 +175,7 @@ class StageWatch:
 
     def _remember(self, info: dict[str, str]) -> None:
         from edgeqat.io import write_json
-        from edgeqat.tracking import stored_uri
+        from edgeqat.lifecycle.tracking import stored_uri
 
         if self.execution is not None:
             write_json(self.root / LIVE_FILE, {**info, "tracking_uri": stored_uri(info["tracking_uri"]),
@@ -186,7 +186,7 @@ class StageWatch:
         table = self.table
 
         def send(client: Any, run_id: str) -> None:
-            from edgeqat.tracking import NOTE_TAG
+            from edgeqat.lifecycle.tracking import NOTE_TAG
 
             run = client.get_run(run_id)
             if run.info.status == "RUNNING":
@@ -196,8 +196,8 @@ class StageWatch:
     # --- while the step works -----------------------------------------------------------------
 
     def epoch(self, fine_tune: str, epoch: int, logs: Mapping[str, float]) -> None:
-        """A listener for :mod:`edgeqat.observe`: the epoch's points, at the moment it ended."""
-        from edgeqat.run_layout import curve_points
+        """A listener for :mod:`edgeqat.workspace.observe`: the epoch's points, at the moment it ended."""
+        from edgeqat.lifecycle.run_layout import curve_points
 
         if self.live is not None:  # epoch 1 again: the same fine-tune once more (a recommend search)
             self.live.log_curve_points(curve_points(self.stage.name, fine_tune, logs), epoch, time.time(), epoch == 1)
@@ -213,8 +213,8 @@ class StageWatch:
     def succeeded(self, paths: Mapping[str, Path]) -> None:
         if self.live is None:
             return
-        from edgeqat.live_run import STAGE_TAG
-        from edgeqat.run_layout import from_outputs
+        from edgeqat.lifecycle.live_run import STAGE_TAG
+        from edgeqat.lifecycle.run_layout import from_outputs
 
         self.live.log_metrics(from_outputs({p.name: paths[p.name] for p in self.stage.outputs if p.name in paths}))
         self.live.set_tags({STAGE_TAG + self.stage.name: f"finished in {time.monotonic() - self.started:.1f} s"})
@@ -225,8 +225,8 @@ class StageWatch:
         if self.live is None:
             return
         from edgeqat.io import redact
-        from edgeqat.live_run import FAILED_STAGE_TAG, STAGE_TAG
-        from edgeqat.tracking import NOTE_TAG
+        from edgeqat.lifecycle.live_run import FAILED_STAGE_TAG, STAGE_TAG
+        from edgeqat.lifecycle.tracking import NOTE_TAG
 
         interrupted = isinstance(err, (KeyboardInterrupt, SystemExit))
         seconds = time.monotonic() - self.started

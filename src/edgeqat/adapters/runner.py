@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.config import Params
-from edgeqat.stages import ALL, STAGES, Stage, Workspace
-from edgeqat.timings import write_stage_timings
+from edgeqat.workspace.stages import ALL, STAGES, Stage, Workspace
+from edgeqat.workspace.timings import write_stage_timings
 
 RECORD_ENV = "EDGEQAT_RECORD_CONFIGS"  # a folder: each stage writes the configs it was given (tests)
 
@@ -97,7 +97,7 @@ def _watched(stage: Stage, params: Params, root: Path, paths: Mapping[str, Path]
     import inspect
 
     from edgeqat.adapters.live import StageWatch
-    from edgeqat.observe import observing
+    from edgeqat.workspace.observe import observing
 
     fn = step_function(stage)
     watch = StageWatch(stage, params, root, runtime, table).start()
@@ -131,7 +131,7 @@ def run_stage(stage: Stage | str, params: Params, root: str | Path = ".", *,
     ``workspace=`` instead of one keyword per port.
     Meanwhile the stage logs to its execution's live MLflow run (:mod:`edgeqat.adapters.live`;
     ``runtime``: what KFP says about it); a step that takes ``live_run`` (track) gets that run."""
-    from edgeqat.stages import stage as find
+    from edgeqat.workspace.stages import stage as find
 
     stage = find(stage, table) if isinstance(stage, str) else stage
     root = Path(root)

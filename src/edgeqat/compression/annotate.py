@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from edgeqat.errors import ModelError
+from edgeqat.models.graph import inbound_layers
 
 
 def unsupported_layers(model: Any) -> list[str]:
@@ -42,11 +43,7 @@ _TRANSFORMED = ("SeparableConv1D", "SeparableConv2D")
 
 
 def _after_weighted(layer: Any) -> bool:
-    nodes = layer._inbound_nodes  # noqa: SLF001
-    if not nodes:
-        return False
-    ins = nodes[0].inbound_layers
-    ins = ins if isinstance(ins, (list, tuple)) else [ins]
+    ins = inbound_layers(layer)
     # a SeparableConv2D becomes DepthwiseConv2D + Conv2D (_TRANSFORMED), whose Conv2D takes the fold
     return len(ins) == 1 and type(ins[0]).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense", "SeparableConv2D")
 

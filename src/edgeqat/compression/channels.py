@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edgeqat.errors import ModelError
+from edgeqat.models.graph import inbound_layers
 
 _CHANNELWISE = (
     "BatchNormalization", "ReLU", "Activation", "LeakyReLU", "DepthwiseConv2D", "Dropout",
@@ -44,14 +45,6 @@ def _kind(layer: Any) -> str:
     if name in _MERGE:
         return "merge"
     return "other"
-
-
-def _inbound(layer: Any) -> list[Any]:
-    nodes = layer._inbound_nodes  # noqa: SLF001 - Keras 2 exposes the graph this way
-    if not nodes:
-        return []
-    ins = nodes[0].inbound_layers
-    return list(ins) if isinstance(ins, (list, tuple)) else [ins]
 
 
 def _check_graph(model: Any) -> None:
@@ -83,7 +76,7 @@ class _Groups:
         self.group_of: dict[str, str] = {}  # layer -> the layer that started its output's group
         fixed: set[str] = set()
         for l in model.layers:  # topological order
-            kind, ins = _kind(l), _inbound(l)
+            kind, ins = _kind(l), inbound_layers(l)
             in_groups = [self.group_of[i.name] for i in ins]
             widths = {_channels(i) for i in ins} | {_channels(l)}
             if kind == "channelwise" and len(ins) == 1:
@@ -155,7 +148,7 @@ def channel_prune(model: Any, fraction: float) -> tuple[Any, dict[str, Any]]:
     prunable = groups.prunable()
     consumers: dict[str, list[Any]] = {}
     for l in model.layers:
-        for i in _inbound(l):
+        for i in inbound_layers(l):
             consumers.setdefault(i.name, []).append(l)
     if not prunable:
         raise ModelError(
@@ -174,7 +167,7 @@ def channel_prune(model: Any, fraction: float) -> tuple[Any, dict[str, Any]]:
         return keep.get(groups.root(layer.name))
 
     def in_keep(layer: Any) -> np.ndarray | None:
-        ins = _inbound(layer)
+        ins = inbound_layers(layer)
         return out_keep(ins[0]) if len(ins) == 1 else None
 
     def clone(layer: Any) -> Any:

@@ -23,24 +23,17 @@ import fnmatch
 from typing import Any
 
 from edgeqat.errors import ConfigError, ModelError
+from edgeqat.models.graph import inbound_layers
 
 WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
 FOLLOWERS = ("BatchNormalization", "ReLU", "Activation", "LeakyReLU")
-
-
-def _inbound(layer: Any) -> list[Any]:
-    nodes = layer._inbound_nodes  # noqa: SLF001
-    if not nodes:
-        return []
-    ins = nodes[0].inbound_layers
-    return list(ins) if isinstance(ins, (list, tuple)) else [ins]
 
 
 def units(model: Any) -> dict[str, list[str]]:
     """{weighted layer name: [it, then its BN/activation followers]} in model order."""
     consumers: dict[str, list[Any]] = {}
     for l in model.layers:
-        for src in _inbound(l):
+        for src in inbound_layers(l):
             consumers.setdefault(src.name, []).append(l)
     out: dict[str, list[str]] = {}
     for l in model.layers:
@@ -49,7 +42,7 @@ def units(model: Any) -> dict[str, list[str]]:
         chain, cur = [l.name], l
         while True:
             nxt = consumers.get(cur.name, [])
-            if len(nxt) != 1 or type(nxt[0]).__name__ not in FOLLOWERS or len(_inbound(nxt[0])) != 1:
+            if len(nxt) != 1 or type(nxt[0]).__name__ not in FOLLOWERS or len(inbound_layers(nxt[0])) != 1:
                 break
             cur = nxt[0]
             chain.append(cur.name)
@@ -89,7 +82,7 @@ def _weighted_reach(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]
     anc: dict[str, set[str]] = {}
     for l in model.layers:  # topological order
         a: set[str] = set()
-        for src in _inbound(l):
+        for src in inbound_layers(l):
             a |= anc.get(src.name, set()) | ({src.name} & weighted)
         anc[l.name] = a
     desc: dict[str, set[str]] = {l.name: set() for l in model.layers}
@@ -134,7 +127,7 @@ def _layer_reach(model: Any) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     anc: dict[str, set[str]] = {}
     for l in model.layers:
         a: set[str] = set()
-        for src in _inbound(l):
+        for src in inbound_layers(l):
             a |= anc.get(src.name, set()) | {src.name}
         anc[l.name] = a
     desc: dict[str, set[str]] = {l.name: set() for l in model.layers}

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeqat.compression.mixed import _inbound, units
+from edgeqat.compression.mixed import units
+from edgeqat.models.graph import inbound_layers
 
 
 def layer_sensitivity(fp32: Any, qat_model: Any, x: np.ndarray) -> list[dict[str, Any]]:
@@ -30,7 +31,7 @@ def layer_sensitivity(fp32: Any, qat_model: Any, x: np.ndarray) -> list[dict[str
     rows: list[dict[str, Any]] = []
     needed: dict[str, Any] = {}
     for name, chain in us.items():
-        ins = _inbound(fp32.get_layer(name))
+        ins = inbound_layers(fp32.get_layer(name))
         if len(ins) != 1 or not all(f"quant_{n}" in wrapped for n in chain):
             continue
         needed[ins[0].name] = ins[0].output
@@ -41,7 +42,7 @@ def layer_sensitivity(fp32: Any, qat_model: Any, x: np.ndarray) -> list[dict[str
     probe = keras.Model(fp32.inputs, [needed[k] for k in keys])
     acts = dict(zip(keys, [np.asarray(a) for a in probe(x, training=False)]))
     for name, chain in us.items():
-        ins = _inbound(fp32.get_layer(name))
+        ins = inbound_layers(fp32.get_layer(name))
         if len(ins) != 1 or chain[-1] not in acts or ins[0].name not in acts:
             continue
         y = acts[ins[0].name]

@@ -25,7 +25,7 @@ MAX_IMAGE_SIZE = 96
 
 @dataclass(frozen=True)
 class DataDescription:
-    source: str  # the name of the source that reads it (edgeqat.datasources)
+    source: str  # the name of the source that reads it (edgeqat.catalog.datasources)
     classes: list[str]
     images: int
     image_size: int

@@ -1,5 +1,5 @@
 """Open the data source ``prepare.source`` names, and find which source a user's path holds,
-both through the table of sources (:mod:`edgeqat.datasources`)."""
+both through the table of sources (:mod:`edgeqat.catalog.datasources`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeqat.data.base import RecordSource
-from edgeqat.datasources import SOURCES, DataSource, unknown
+from edgeqat.catalog.datasources import SOURCES, DataSource, unknown
 from edgeqat.errors import DataError
 
 

@@ -53,10 +53,10 @@ def refuse_absent(path: str | Path) -> None:
 
 
 def not_built(stage: str, variants: Optional[Iterable[str]], fp32_model: str | Path) -> dict[str, tuple[Kind, str]]:
-    """The variants of ``stage`` (their entries' ``needs`` in edgeqat.variants) it will not build this run, each with
+    """The variants of ``stage`` (their entries' ``needs`` in edgeqat.catalog.variants) it will not build this run, each with
     its kind and reason: every one when the FP32 model has no Keras layers, else the unrequested."""
     from edgeqat.models.exported import WHY, is_export, is_packed
-    from edgeqat.variants import wanted
+    from edgeqat.catalog.variants import wanted
 
     mine, asked = wanted(stage, None), wanted(stage, variants)
     if is_packed(fp32_model) or is_export(fp32_model):

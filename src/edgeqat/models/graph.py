@@ -19,6 +19,15 @@ from typing import Any
 from edgeqat.errors import ModelError
 
 
+def inbound_layers(layer: Any) -> list[Any]:
+    """The layers feeding ``layer``'s first call (Keras 2 exposes the graph through its nodes)."""
+    nodes = layer._inbound_nodes  # noqa: SLF001
+    if not nodes:
+        return []
+    ins = nodes[0].inbound_layers
+    return list(ins) if isinstance(ins, (list, tuple)) else [ins]
+
+
 def _is_model(layer: Any) -> bool:
     from edgeqat.tf_compat import keras
 

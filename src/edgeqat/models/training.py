@@ -82,9 +82,9 @@ def progress_callback(keras: Any, tag: str, epochs: int, on_epoch_end: Any = Non
     """A Keras callback showing the epochs, and the batches and validation of the current one
     (edgeqat.progress: bars on a terminal, one line per epoch in a log). ``on_epoch_end(model,
     logs)`` may add to an epoch's logs first (they go into the history). Each finished epoch is
-    also reported to :mod:`edgeqat.observe` (the stage runner logs it live). Call ``close()``
+    also reported to :mod:`edgeqat.workspace.observe` (the stage runner logs it live). Call ``close()``
     after fit, also when it raised."""
-    from edgeqat.observe import epoch_end as observed
+    from edgeqat.workspace.observe import epoch_end as observed
     from edgeqat.progress import bar
 
     class Bars(keras.callbacks.Callback):

@@ -1,4 +1,4 @@
-"""Keras -> .tflite for each variant: its entry in :data:`edgeqat.variants.REGISTRY` sets the
+"""Keras -> .tflite for each variant: its entry in :data:`edgeqat.catalog.variants.REGISTRY` sets the
 converter's switches (docs/compression.md tables what each variant holds).
 
 | entry | converter |
@@ -28,7 +28,7 @@ import numpy as np
 
 from edgeqat.errors import ModelError
 from edgeqat.models.exported import tflite_converter
-from edgeqat.variants import REGISTRY, unknown
+from edgeqat.catalog.variants import REGISTRY, unknown
 
 
 def _io_type(tf: Any, io_dtype: str) -> Any:

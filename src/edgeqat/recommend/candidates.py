@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 
 from edgeqat.config import PruneConfig
 from edgeqat.io import CARD_NAME, log, read_json, variant_file
-from edgeqat.variants import describe
+from edgeqat.catalog.variants import describe
 
 
 @dataclass

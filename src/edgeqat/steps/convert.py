@@ -17,7 +17,7 @@ from edgeqat.quantization.converter import convert_variant
 from edgeqat.errors import ModelError
 from edgeqat.quantization.inspect import card_facts, weight_sparsity, weight_values
 from edgeqat.quantization.runtime import is_integer_only
-from edgeqat.variants import REGISTRY, in_order
+from edgeqat.catalog.variants import REGISTRY, in_order
 
 
 def convert(
@@ -36,13 +36,13 @@ def convert(
 ) -> dict[str, Any]:
     """``qat_model`` / ``mixed_model`` / ``pqat_model`` / ``cqat_model`` / ``pcqat_model`` /
     ``channel_pruned_model`` (.h5 from the qat, prune and cluster stages) are needed only for
-    the variants whose entries name them (edgeqat.variants). ``trust_model_code``: the run's
+    the variants whose entries name them (edgeqat.catalog.variants). ``trust_model_code``: the run's
     trust decision for the model files read."""
     prepared = Path(prepared)
     meta = load_meta(prepared)
     scheme = meta["normalization"]["scheme"]
     fp32 = load_model(fp32_model, trust_code=trust_model_code)
-    # The quantize-aware models' files, by the keyword a variant's entry names (edgeqat.variants).
+    # The quantize-aware models' files, by the keyword a variant's entry names (edgeqat.catalog.variants).
     files = {"qat_model": qat_model, "mixed_model": mixed_model, "pqat_model": pqat_model, "cqat_model": cqat_model,
              "pcqat_model": pcqat_model, "channel_pruned_model": channel_pruned_model}
     sources: dict[str, Any] = {}

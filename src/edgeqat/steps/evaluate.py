@@ -20,9 +20,9 @@ from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, sha256_file, variant_file, write_json, write_text
 from edgeqat.progress import bar
 from edgeqat.quantization.runtime import TFLiteClassifier
-from edgeqat.report import LATENCY_KEYS, summary_markdown
-from edgeqat.timings import host_latency_record, record_label
-from edgeqat.variants import in_order, stand_in
+from edgeqat.reporting.tables import LATENCY_KEYS, summary_markdown
+from edgeqat.workspace.timings import host_latency_record, record_label
+from edgeqat.catalog.variants import in_order, stand_in
 
 
 def _keras_predictions(fp32_model: str | Path, test_dir: Path, scheme: str, trust_code: bool) -> np.ndarray:
@@ -148,7 +148,7 @@ def evaluate(
     if summary_md is not None:
         write_text(summary_md, summary_markdown(summary, latency_record=record_label(host_latency_json)))
     if pareto_png is not None:
-        from edgeqat.report import pareto_plot
+        from edgeqat.reporting.tables import pareto_plot
 
         pareto_plot(summary, pareto_png)
     metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}

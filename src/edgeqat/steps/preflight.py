@@ -29,7 +29,7 @@ from edgeqat.devices.preflight import Graph, describe, figures, misses
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DeviceBudgetError
 from edgeqat.io import log, write_json
-from edgeqat.variants import REGISTRY, STAND_IN
+from edgeqat.catalog.variants import REGISTRY, STAND_IN
 
 CALIBRATION_IMAGES = 8  # enough for the converter to set ranges; the figures do not depend on them
 # How far the census's flatbuffer size may be from the converted file's (measured on the zoo's

@@ -12,7 +12,7 @@ from edgeqat.data.base import RecordSource
 from edgeqat.data.prepared import write_prepared
 from edgeqat.data.sources import open_source
 from edgeqat.data.split import stratified_split
-from edgeqat.datasources import needs_path
+from edgeqat.catalog.datasources import needs_path
 from edgeqat.errors import DataError
 from edgeqat.io import log
 

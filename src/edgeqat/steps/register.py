@@ -35,10 +35,10 @@ from edgeqat import __version__
 from edgeqat.config import Params, RegisterConfig
 from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
 from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
-from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import registry_gate, summary_markdown, with_latency
-from edgeqat.stages import Workspace, workspace as as_workspace
-from edgeqat.variants import stand_in
+from edgeqat.workspace.provenance import PIPELINE_OUTPUTS, git_info
+from edgeqat.reporting.tables import registry_gate, summary_markdown, with_latency
+from edgeqat.workspace.stages import Workspace, workspace as as_workspace
+from edgeqat.catalog.variants import stand_in
 
 MANAGED = {"edgeqat.managed": "true"}  # registered-model tag: the webhook receiver watches these
 
@@ -103,7 +103,7 @@ def description(summary: dict[str, Any], cfg: RegisterConfig, reasons: list[str]
 def _converge_challenger(reg: Any, name: str) -> str | None:
     """Point `challenger` at the newest version that passed its gates (safe under concurrent runs:
     every registering run ends with this check, so the last one to finish leaves it right)."""
-    from edgeqat.promotion import CHALLENGER, record_move
+    from edgeqat.lifecycle.promotion import CHALLENGER, record_move
 
     passing = [v["version"] for v in reg.all_versions(name) if v["tags"].get("gates.passed") == "true"]
     if not passing:
@@ -119,7 +119,7 @@ def _converge_challenger(reg: Any, name: str) -> str | None:
 def _register_one(reg: Any, cfg: RegisterConfig, name: str, model_id: str, run_id: str, tags: dict[str, str],
                   describe: str, model_tags: dict[str, str], model_description: str) -> dict[str, Any]:
     """Create (or find, for an execution registered before) the version; challenger when it passes."""
-    from edgeqat.promotion import CHALLENGER, record_move, static_gates, whoami
+    from edgeqat.lifecycle.promotion import CHALLENGER, record_move, static_gates, whoami
 
     reasons = static_gates(tags, cfg)
     tags = {**tags, "gates.passed": _fmt(not reasons)}
@@ -144,7 +144,7 @@ def _register_one(reg: Any, cfg: RegisterConfig, name: str, model_id: str, run_i
 
 
 def _auto_promote(reg: Any, cfg: RegisterConfig, name: str, result: dict[str, Any], tags: dict[str, str]) -> None:
-    from edgeqat.promotion import CHAMPION, compare, record_move, whoami
+    from edgeqat.lifecycle.promotion import CHAMPION, compare, record_move, whoami
 
     champion = reg.alias_version(name, CHAMPION)
     why = result["gate_reasons"] + compare(tags, reg.version(name, champion) if champion else None, cfg, strict=True)
@@ -159,7 +159,7 @@ def _auto_promote(reg: Any, cfg: RegisterConfig, name: str, result: dict[str, An
 
 
 def _find_run(params: Params, ws: Workspace, uri: str) -> Any:
-    from edgeqat.tracking import FINGERPRINT_TAG, find_run
+    from edgeqat.lifecycle.tracking import FINGERPRINT_TAG, find_run
 
     tracked_file, root = ws.path("tracked"), ws.root
     if not tracked_file.is_file():
@@ -174,9 +174,9 @@ def _find_run(params: Params, ws: Workspace, uri: str) -> Any:
 
 def register(params: Params, *, workspace: Workspace | str | Path = ".", uri: str | None = None) -> dict[str, Any]:
     """``workspace``: the register stage's ports (from the stage runner), or the folder that holds them."""
-    from edgeqat.registry import Registry
-    from edgeqat.timings import latest_latency
-    from edgeqat.tracking import MODEL_TAG, stored_uri, tracking_uri
+    from edgeqat.lifecycle.registry import Registry
+    from edgeqat.workspace.timings import latest_latency
+    from edgeqat.lifecycle.tracking import MODEL_TAG, stored_uri, tracking_uri
 
     ws = as_workspace(workspace, "register")
     cfg, root = params.register, ws.root
@@ -236,7 +236,7 @@ def register(params: Params, *, workspace: Workspace | str | Path = ".", uri: st
 
 def _point_run_at_versions(uri: str, run: Any, registered: list[dict[str, Any]]) -> None:
     """The run's description ends with links to the versions registered from it."""
-    from edgeqat.tracking import append_to_description
+    from edgeqat.lifecycle.tracking import append_to_description
 
     links = [f"[{r['model_name']} version {r['version']}](#/models/{r['model_name']}/versions/{r['version']})"
              for r in registered]
@@ -279,7 +279,7 @@ def register_recommended(reg: Any, params: Params, ws: Workspace, run: Any, summ
     report_file, report = _recommendation(ws)
     if not report.get("enabled"):
         return {}
-    from edgeqat.tracking import MODEL_TAG
+    from edgeqat.lifecycle.tracking import MODEL_TAG
 
     cfg, run_id = params.register, run.info.run_id
     ref_name = summary.get("reference", "fp32")

@@ -13,15 +13,15 @@ from edgeqat.config import EvaluateConfig, RegisterConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_bytes, write_json, write_text
-from edgeqat.report import chance_warning, registry_gate, with_latency
-from edgeqat.report_html import budgets, confusion_figure, curves_figure, devices_figure, render
-from edgeqat.run_layout import dvc_headline
+from edgeqat.reporting.tables import chance_warning, registry_gate, with_latency
+from edgeqat.reporting.html import budgets, confusion_figure, curves_figure, devices_figure, render
+from edgeqat.lifecycle.run_layout import dvc_headline
 
 
 def _png_bytes(fig: Any) -> bytes:
     import base64
 
-    from edgeqat.report_html import _png
+    from edgeqat.reporting.html import _png
 
     return base64.b64decode(_png(fig))
 
@@ -70,7 +70,7 @@ def report(
     warning = chance_warning(summary, registered, register.chance_margin)
     if warning:
         log(f"report: {warning}")
-    # the latency committed with the results: it changes only with the models (edgeqat.timings)
+    # the latency committed with the results: it changes only with the models (edgeqat.workspace.timings)
     latency = read_json(host_latency_json) if host_latency_json and Path(host_latency_json).is_file() else None
     html = render(with_latency(summary, latency), figures=embedded, budget_rows=rows,
                   recommendation=read_json(rec_file) if rec_file.is_file() else None, warning=warning)

@@ -8,9 +8,9 @@ model and the dataset), the input dataset with its lineage (the raw data's DVC h
 source, the prepared split's digest), one table artifact with every number any stage
 measured, the reports and models as artifacts, and the registered variant (and each device's
 recommended model) as LoggedModels that ``register`` then points versions at. The run's
-metrics follow :mod:`edgeqat.run_layout` (at most :data:`~edgeqat.run_layout.MAX_METRICS`),
+metrics follow :mod:`edgeqat.lifecycle.run_layout` (at most :data:`~edgeqat.lifecycle.run_layout.MAX_METRICS`),
 so the MLflow UI opens on the headline and the training curves. A run whose required device
-failed, or whose registered variant is at chance level (:func:`edgeqat.report.registry_gate`),
+failed, or whose registered variant is at chance level (:func:`edgeqat.reporting.tables.registry_gate`),
 is marked FAILED with its verdicts and, for chance level, a warning tag and a warning atop its
 description, so it stays visible; register then refuses the model.
 
@@ -34,12 +34,12 @@ from edgeqat import __version__
 from edgeqat.config import Params
 from edgeqat.errors import DataError
 from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
-from edgeqat.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.report import chance_warning, ordered_variants, registry_gate
-from edgeqat.run_layout import HEADLINE, history_curves, metrics_table, summary_metrics, variant_metrics, within_budget
-from edgeqat.stages import Workspace, workspace as as_workspace
-from edgeqat.timings import execution_id, execution_window, read_timings
-from edgeqat.variants import stand_in
+from edgeqat.workspace.provenance import PIPELINE_OUTPUTS, git_info
+from edgeqat.reporting.tables import chance_warning, ordered_variants, registry_gate
+from edgeqat.lifecycle.run_layout import HEADLINE, history_curves, metrics_table, summary_metrics, variant_metrics, within_budget
+from edgeqat.workspace.stages import Workspace, workspace as as_workspace
+from edgeqat.workspace.timings import execution_id, execution_window, read_timings
+from edgeqat.catalog.variants import stand_in
 
 # Track reads its workspace by port name (its inputs in the stage table); folders are named by
 # a port they hold (the folder of headline.json holds every stage's metrics).
@@ -136,7 +136,7 @@ def _description(summary: dict[str, Any], gate: str, warning: str = "") -> str:
 def _dataset(params: Params, ws: Workspace, commit: str) -> dict[str, Any] | None:
     """The run's input dataset: the prepared split (its digest), traced to the raw data
     (source, path, DVC hash from the .dvc file or dvc.lock, what it was imported from)."""
-    from edgeqat.provenance import raw_data_lineage
+    from edgeqat.workspace.provenance import raw_data_lineage
 
     meta_path = ws.path("prepared") / "meta.json"
     if not meta_path.is_file():
@@ -167,8 +167,8 @@ def track(params: Params, *, workspace: Workspace | str | Path = ".", uri: str |
     """``workspace``: the track stage's ports (from the stage runner), or the folder that holds
     them; ``live_run`` (from the stage runner): the execution's live run to complete
     (``run_id``), else the name and tags a new run gets."""
-    from edgeqat.registry import log_tflite_model
-    from edgeqat.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, set_runs_view,
+    from edgeqat.lifecycle.registry import log_tflite_model
+    from edgeqat.lifecycle.tracking import (FINGERPRINT_TAG, MODEL_TAG, RunWriter, check_reachable, find_run, set_runs_view,
                                   stored_uri, tracking_uri)
 
     ws = as_workspace(workspace, "track")

@@ -85,13 +85,13 @@ def ui_cmd(
     import subprocess
 
     from edgeqat.io import read_json, redact
-    from edgeqat.tracking import experiment_page, relocate_embedded_store, run_page, tracking_uri
+    from edgeqat.lifecycle.tracking import experiment_page, relocate_embedded_store, run_page, tracking_uri
 
     uri = tracking_uri()
     relocate_embedded_store(uri)  # a copied workspace: the UI then finds its own artifacts
     embedded = uri.startswith("sqlite:")
     ui = f"http://127.0.0.1:{port}" if embedded else None
-    from edgeqat.stages import Workspace
+    from edgeqat.workspace.stages import Workspace
 
     last = Workspace(Path(".")).path("mlflow_run")
     pages = []

@@ -58,7 +58,7 @@ def command_and_model(root: Any, argv: Sequence[str]) -> tuple[str, str | None]:
 
 def _stage_model(name: str) -> str | None:
     """The model file a stage reads (its first model input), else the one it writes."""
-    from edgeqat.stages import STAGES
+    from edgeqat.workspace.stages import STAGES
 
     for s in STAGES:
         if s.name == name:

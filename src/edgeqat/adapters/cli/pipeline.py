@@ -31,7 +31,7 @@ OutOpt = typer.Option(None, "--out", help="Write the result (ids) as JSON here."
 
 
 def _tags(items: list[str]) -> dict[str, str]:
-    from edgeqat.provenance import parse_tags
+    from edgeqat.workspace.provenance import parse_tags
 
     return parse_tags(items)
 
@@ -128,7 +128,7 @@ def _request(params: Path, package: Optional[Path], image: Optional[str], experi
              cron: Optional[str], tmp: Path, trigger: str, accelerator: Optional[str] = None):
     from edgeqat.adapters.run_params import load_run_params
     from edgeqat.pipelines.ops import run_request
-    from edgeqat.provenance import git_info
+    from edgeqat.workspace.provenance import git_info
 
     p = load_run_params(params)
     pkg = _package(tmp, package, image, data_uri, model_uri, accelerator)
@@ -158,7 +158,7 @@ def submit_cmd(
     import tempfile
 
     from edgeqat.pipelines.ops import submit
-    from edgeqat.provenance import git_info
+    from edgeqat.workspace.provenance import git_info
 
     name = run_name or f"edgeqat-{git_info('.')['git_commit'][:8]}"
     with tempfile.TemporaryDirectory(prefix="edgeqat-kfp-") as tmp:

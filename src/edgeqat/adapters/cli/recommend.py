@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
-from edgeqat.stages import Workspace
+from edgeqat.workspace.stages import Workspace
 
 WS = Workspace(Path("."))  # the table's paths, relative to where the command runs
 

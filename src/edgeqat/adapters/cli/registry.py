@@ -24,7 +24,7 @@ def _params(path: Path):
 
 
 def _registry():
-    from edgeqat.registry import Registry
+    from edgeqat.lifecycle.registry import Registry
 
     return Registry()
 
@@ -34,7 +34,7 @@ HISTORY_COLS = (Col("at"), Col("alias"), Col("action"), Col("version", "right"),
 
 
 def _history_table(events: list[dict], wide: bool):
-    from edgeqat.promotion import history_rows
+    from edgeqat.lifecycle.promotion import history_rows
 
     if not events:
         return "no alias moves recorded yet"
@@ -61,7 +61,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Move an alias (default `champion`) to VERSION after checking the gates (a per-device model's on its own device)."""
-        from edgeqat.promotion import promote
+        from edgeqat.lifecycle.promotion import promote
 
         cfg = _params(params).register
         name = model or cfg.model_name
@@ -84,7 +84,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Every alias move (and refusal) recorded for edgeqat's registered models."""
-        from edgeqat.managed import discover
+        from edgeqat.lifecycle.managed import discover
 
         reg, base = _registry(), _params(params).register.model_name
         # a missing model: the registry says so
@@ -108,8 +108,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Move `champion` back to the version that held it before the current one."""
-        from edgeqat.managed import resolve
-        from edgeqat.promotion import rollback
+        from edgeqat.lifecycle.managed import resolve
+        from edgeqat.lifecycle.promotion import rollback
 
         reg, base = _registry(), _params(params).register.model_name
         name = resolve(reg, base, model or base).name  # only edgeqat's models: their history is ours
@@ -132,8 +132,8 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
         as_json: bool = JsonOpt,
     ) -> None:
         """Download the promoted .tflite and its model card; verify the registered sha256."""
-        from edgeqat.managed import resolve
-        from edgeqat.promotion import export
+        from edgeqat.lifecycle.managed import resolve
+        from edgeqat.lifecycle.promotion import export
 
         p = _params(params)
         reg = _registry()

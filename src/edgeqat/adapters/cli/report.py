@@ -10,7 +10,7 @@ import typer
 
 from edgeqat.adapters.cli.output import Col, JsonOpt, WideOpt, echo_json, show, table
 from edgeqat.errors import EdgeqatError
-from edgeqat.stages import Workspace
+from edgeqat.workspace.stages import Workspace
 
 WS = Workspace(Path("."))  # the table's paths, relative to where the command runs
 
@@ -37,7 +37,7 @@ DEVICE_COLS = (Col("device"), Col("req"), Col("verdict"), Col("runtime", wide=Tr
 
 
 def render(summary: dict[str, Any], wide: bool) -> list[Any]:
-    from edgeqat.report import DEVICE_COLUMNS, device_rows, pareto_text, storage_rows, summary_intro, variant_table
+    from edgeqat.reporting.tables import DEVICE_COLUMNS, device_rows, pareto_text, storage_rows, summary_intro, variant_table
 
     columns, rows = variant_table(summary)
     out: list[Any] = [summary_intro(summary, code=""), table([replace(VARIANT_COLS[k], wide_header=t) for k, t in columns], rows, wide)]
@@ -74,8 +74,8 @@ def install(app: typer.Typer) -> None:
         registered variant is at chance level."""
         from edgeqat.config import RegisterConfig, load_params
         from edgeqat.io import read_json
-        from edgeqat.report import chance_warning, with_latency
-        from edgeqat.timings import latest_latency
+        from edgeqat.reporting.tables import chance_warning, with_latency
+        from edgeqat.workspace.timings import latest_latency
 
         if not summary.is_file():
             raise EdgeqatError(f"{summary}: not found; run the pipeline first (dvc repro)")

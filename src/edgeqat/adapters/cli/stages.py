@@ -18,7 +18,7 @@ from typing import Any, Optional
 import typer
 
 from edgeqat.errors import GateFailed
-from edgeqat.stages import STAGES, Stage
+from edgeqat.workspace.stages import STAGES, Stage
 
 STAGE_HELP = "Run one pipeline stage (what dvc.yaml calls); paths default to the stage table's."
 
@@ -47,7 +47,7 @@ def _command(stage: Stage, table: tuple[Stage, ...]):
         p = load_run_params(params_file)
         extra = {}
         if "tag" in kwargs:
-            from edgeqat.provenance import parse_tags
+            from edgeqat.workspace.provenance import parse_tags
 
             extra["extra_tags"] = parse_tags(kwargs.pop("tag"))
         if os.environ.get("DVC_STAGE"):  # under `dvc repro`: its dvc.yaml must track the files params name

@@ -17,7 +17,7 @@ change to a key they do not read leaves their cache entries valid, as it leaves 
 from __future__ import annotations
 
 from edgeqat.adapters.kfp.params import PYTHON_TYPES, dotted_keys, kfp_name, kinds
-from edgeqat.stages import ALL, LIGHT, STAGES, Stage, stage_params
+from edgeqat.workspace.stages import ALL, LIGHT, STAGES, Stage, stage_params
 
 # What every stage needs besides params: where MLflow is and which run this is, so each task
 # logs to the KFP run's live MLflow run (edgeqat.adapters.live); the experiment is track.experiment.
@@ -30,7 +30,7 @@ PARAMS_JSON = "params_json"
 PARAMS_RESOURCES = LIGHT
 
 HEADER = '''"""Kubeflow Pipelines components, one per stage and the params task: GENERATED from
-src/edgeqat/stages.py by `edgeqat generate` (a test fails when this file is stale). Do not edit:
+src/edgeqat/workspace/stages.py by `edgeqat generate` (a test fails when this file is stale). Do not edit:
 every stage's body hands its arguments to edgeqat.adapters.kfp.runner.run_component, which runs
 the same step as DVC; the params task's to run_params, which validates them once."""
 

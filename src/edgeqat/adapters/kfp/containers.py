@@ -38,8 +38,8 @@ def server_uri(uri: str) -> str:
 
 def _used_file_params(params: Params) -> dict[str, str]:
     """The file-naming params keys that are set and read (a built-in source reads no prepare.path)."""
-    from edgeqat.datasources import needs_path
-    from edgeqat.stages import STAGES
+    from edgeqat.catalog.datasources import needs_path
+    from edgeqat.workspace.stages import STAGES
 
     used = {}
     for key in dict.fromkeys(fp.key for s in STAGES for fp in s.file_params):

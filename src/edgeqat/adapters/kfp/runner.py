@@ -25,7 +25,7 @@ from edgeqat.adapters.kfp.params import dotted_name, from_pipeline_values, kinds
 from edgeqat.adapters.run_params import checked, parse_run_params
 from edgeqat.config import Params
 from edgeqat.errors import ConfigError
-from edgeqat.stages import STAGES, Stage, Workspace
+from edgeqat.workspace.stages import STAGES, Stage, Workspace
 
 PIPELINE_PARAMETERS = "pipeline parameters"
 
@@ -109,7 +109,7 @@ def run_component(name: str, args: Mapping[str, Any], table: tuple[Stage, ...] |
     import edgeqat
     from edgeqat.adapters.runner import run_stage
     from edgeqat.io import log, read_json, write_json
-    from edgeqat.stages import stage as find
+    from edgeqat.workspace.stages import stage as find
 
     if isinstance(table, str):
         module, _, attr = table.partition(":")

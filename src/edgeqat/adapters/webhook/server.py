@@ -1,4 +1,4 @@
-"""The webhook receiver's HTTP side: MLflow tells us an alias moved; :mod:`edgeqat.adapters.webhook.receiver` acts.
+"""The webhook receiver's HTTP side: MLflow tells us an alias moved; :mod:`edgeqat.lifecycle.receiver` acts.
 
 MLflow 3 (SQL-backed server) POSTs JSON ``{"entity", "action", "timestamp", "data"}`` with
 headers ``X-MLflow-Delivery-Id``, ``X-MLflow-Timestamp`` and, when the webhook has a
@@ -7,8 +7,8 @@ secret, ``X-MLflow-Signature: v1,<base64 HMAC-SHA256 of "<delivery id>.<timestam
 :data:`MAX_AGE_S`, replayed, or malformed is refused before it is looked at.
 
 Events listened for: ``model_version_alias.created`` and ``.deleted``
-(:data:`edgeqat.adapters.webhook.receiver.EVENTS`), for ``register.model_name`` and its per-device models.
-What happens then (gate, export, revert, record a removal) is :class:`edgeqat.adapters.webhook.receiver.Receiver`'s
+(:data:`edgeqat.lifecycle.receiver.EVENTS`), for ``register.model_name`` and its per-device models.
+What happens then (gate, export, revert, record a removal) is :class:`edgeqat.lifecycle.receiver.Receiver`'s
 job, which also catches up on moves whose delivery never arrived. Delivery ids are
 remembered in the deploy folder, so a replay is refused after a restart too.
 
@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log
-from edgeqat.adapters.webhook.receiver import CREATED, EVENTS, Receiver
+from edgeqat.lifecycle.receiver import CREATED, EVENTS, Receiver
 
 __all__ = ["EVENTS", "Receiver", "Refused", "check_secret", "make_server", "sign", "verify"]
 

@@ -155,7 +155,7 @@ MLFLOW_RUN = Port("mlflow_run", "logs/mlflow_run.json", arg="", dvc="side")
 REPORT_HTML = Port("report_html", "reports/report.html", "HTML", arg="html_out", dvc="committed")
 FIGURES = Port("figures", "reports/figures", arg="figures_dir", dvc="committed", is_dir=True)
 # Host latency committed with the results but never a DVC output: evaluate rewrites it only when
-# a model file or the measuring settings change (edgeqat.timings.host_latency_record).
+# a model file or the measuring settings change (edgeqat.workspace.timings.host_latency_record).
 HOST_LATENCY = Port("host_latency", "reports/host_latency.json", arg="host_latency_json", dvc="side")
 # The few numbers DVC's metrics views compare (dvc metrics show/diff, dvc exp show); each stage's
 # detailed metrics file is committed beside it but kept out of those views.

@@ -3,7 +3,7 @@
 Two ways in, one way through. A verified webhook event (``model_version_alias.created`` or
 ``.deleted``) and the reconcile pass (on start, then every ``reconcile_interval`` seconds)
 both end in :meth:`Receiver.sync`, which reads where the alias points *now* and compares
-it with what the receiver last settled (:class:`~edgeqat.adapters.webhook.state.ReceiverState`,
+it with what the receiver last settled (:class:`~edgeqat.lifecycle.receiver_state.ReceiverState`,
 persisted in the deploy folder). So a move made while the receiver was down, or whose
 delivery MLflow dropped (it retries for ~7 s), is caught up on the next pass under the
 same gates, and a replayed or late delivery finds nothing left to do.
@@ -34,9 +34,9 @@ from typing import Any
 
 from edgeqat.config import RegisterConfig
 from edgeqat.io import log
-from edgeqat.managed import Model, ModelNotManaged, discover, resolve
-from edgeqat.promotion import export, gate_reasons, last_recorded, mark_unset, record_move, rejection_note
-from edgeqat.adapters.webhook.state import ReceiverState, lock_deploy_folder
+from edgeqat.lifecycle.managed import Model, ModelNotManaged, discover, resolve
+from edgeqat.lifecycle.promotion import export, gate_reasons, last_recorded, mark_unset, record_move, rejection_note
+from edgeqat.lifecycle.receiver_state import ReceiverState, lock_deploy_folder
 
 CREATED = "model_version_alias.created"
 DELETED = "model_version_alias.deleted"

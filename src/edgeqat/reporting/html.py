@@ -6,7 +6,7 @@ budgets the model uses (flash, RAM or arena, latency), and the per-device recomm
 Everything on it is a function of the run's outputs (no wall time), so the page is the same
 bytes for the same inputs, like every other committed report. Its host latency comes from
 ``reports/host_latency.json``, which evaluate rewrites only when a model file or the measuring
-settings change (:func:`edgeqat.timings.host_latency_record`); a re-run of the same models keeps it.
+settings change (:func:`edgeqat.workspace.timings.host_latency_record`); a re-run of the same models keeps it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from edgeqat.report import STORAGE_NOTE, latency_provenance, ordered_variants, pareto_front, storage_rows
+from edgeqat.reporting.tables import STORAGE_NOTE, latency_provenance, ordered_variants, pareto_front, storage_rows
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1100px;color:#1d2330;padding:0 16px}

@@ -114,7 +114,7 @@ def execution_window(records: dict[str, dict[str, Any]], execution: str | None) 
 # evaluate therefore also keeps reports/host_latency.json: committed with the results, never a
 # DVC output, and rewritten only when a measured model or the measuring settings change, so a
 # forced re-run of the same models leaves it (and git) untouched. It is in the shape of the
-# evaluate timings record (what edgeqat.report.with_latency reads), plus what it measured.
+# evaluate timings record (what edgeqat.reporting.tables.with_latency reads), plus what it measured.
 HOST_LATENCY = "reports/host_latency.json"  # the host_latency port's path (a label here: evaluate needs no table)
 
 

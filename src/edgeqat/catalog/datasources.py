@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from edgeqat.catalog import entries
+
 
 @dataclass(frozen=True)
 class DataSource:
@@ -54,14 +56,12 @@ def register(source: DataSource) -> DataSource:
 
 
 def unknown(name: str) -> str:
-    return f"unknown data source {name!r} (known: {', '.join(SOURCES)})"
+    return entries.unknown("data source", name, SOURCES)
 
 
 def check_name(name: str) -> str:
     """``name`` if it is a known source (a ValueError naming the known ones if not)."""
-    if name not in SOURCES:
-        raise ValueError(unknown(name))
-    return name
+    return entries.check_name("data source", name, SOURCES)
 
 
 def needs_path(name: str) -> bool:

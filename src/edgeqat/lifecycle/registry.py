@@ -1,7 +1,7 @@
 """MLflow model registry service: the TFLite pyfunc model, versions, aliases, history, webhooks.
 
-With :mod:`edgeqat.tracking`, the only module that imports mlflow. Gate logic lives in
-:mod:`edgeqat.promotion` (no MLflow), which drives this service.
+With :mod:`edgeqat.lifecycle.tracking`, the only module that imports mlflow. Gate logic lives in
+:mod:`edgeqat.lifecycle.promotion` (no MLflow), which drives this service.
 
 MLflow has no TFLite flavour, so a ``.tflite`` is logged as a pyfunc model: a
 :class:`TFLiteModel` (``PythonModel``) wraps the LiteRT interpreter, the ``.tflite`` and
@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from edgeqat.tracking import mlflow_prints, open_store, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
+from edgeqat.lifecycle.tracking import mlflow_prints, open_store, tracking_uri  # noqa: I001 - first: it quiets MLflow before it loads
 
 import mlflow.pyfunc
 import numpy as np
@@ -44,10 +44,7 @@ HISTORY_RUN_TAG = "edgeqat.history_run"  # on the registered model: the run hold
 LAST_MOVE_TAG = "edgeqat.last_move"  # on the registered model: the latest event, at a glance
 HISTORY_OF = "edgeqat.history_of"  # on the history run: the registered model's name
 HISTORY_DIR = "history"
-PKG_DIR = Path(__file__).resolve().parent
-# What the pyfunc model needs of edgeqat to load and predict (no TensorFlow), shipped as code_paths.
-MODEL_CODE = ("__init__.py", "errors.py", "io.py", "tracking.py", "registry.py", "quantization/__init__.py",
-              "quantization/runtime.py")
+PKG_DIR = Path(__file__).resolve().parents[1]  # src/edgeqat: the model code below is relative to it
 
 
 class RegistryError(EdgeqatError):
@@ -305,7 +302,7 @@ class Registry:
     def _history_run(self, name: str, create: bool) -> str | None:
         """The run holding ``name``'s history: named by a registered-model tag, else found by
         its own tag, else (``create``) made; two first writers racing keep the earliest run."""
-        from edgeqat.tracking import _experiment_id
+        from edgeqat.lifecycle.tracking import _experiment_id
 
         with self._lock:
             if name in self._history_runs:

@@ -118,7 +118,7 @@ class ReceiverState:
 
     def settle(self, name: str, device: str | None, champion: str | None,
                exported: dict[str, Any] | None = None) -> None:
-        """Where the alias stands now for ``name``; ``exported``: what :func:`~edgeqat.promotion.export`
+        """Where the alias stands now for ``name``; ``exported``: what :func:`~edgeqat.lifecycle.promotion.export`
         just wrote to the deploy folder."""
         with self.lock:
             entry = {**self.models.get(name, {}), "device": device, "champion": champion, "updated_at": utc_now()}

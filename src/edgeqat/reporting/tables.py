@@ -54,7 +54,7 @@ def _fmt(key: str, v: Any) -> str:
 
 def ordered_variants(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The variants in the pipeline's order (summary.json stores them with sorted keys)."""
-    from edgeqat.variants import in_order
+    from edgeqat.catalog.variants import in_order
 
     rows = summary.get("variants", {})
     return [(name, rows[name]) for name in in_order(rows)]

@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Optional, get_args
 
+from edgeqat.catalog import entries
+
 Weights = Literal["float32", "float16", "int8"]
 Activations = Literal["float32", "int8", "int16"]
 
@@ -122,14 +124,12 @@ def sets() -> dict[str, tuple[str, ...]]:
 
 
 def unknown(name: str) -> str:
-    return f"unknown variant {name!r} (known: {', '.join(REGISTRY)})"
+    return entries.unknown("variant", name, REGISTRY)
 
 
 def check_name(name: str) -> str:
     """``name`` if it is a known variant (a ValueError naming the known ones if not)."""
-    if name not in REGISTRY:
-        raise ValueError(unknown(name))
-    return name
+    return entries.check_name("variant", name, REGISTRY)
 
 
 def describe(name: str) -> str:

@@ -1,6 +1,6 @@
 """Promotion: the gates a model version must pass, alias moves with their history, export.
 
-No MLflow here: everything goes through :class:`edgeqat.registry.Registry`. The gates
+No MLflow here: everything goes through :class:`edgeqat.lifecycle.registry.Registry`. The gates
 read the tags the register step put on a version (accuracy, drop vs FP32, size, each
 device's verdict), so a version is judged on what was measured when it was built, with
 the thresholds of ``register`` in params.yaml at the time of the promotion.
@@ -13,7 +13,7 @@ actions are records only: ``refused``, ``rejected``, ``deployed``, and ``abandon
 recorded move whose alias change MLflow then refused; it cancels that record).
 
 Every function takes the registered model's name: ``register.model_name`` or a
-per-device ``<model_name>-<device>`` (:mod:`edgeqat.managed`); ``cfg`` supplies the
+per-device ``<model_name>-<device>`` (:mod:`edgeqat.lifecycle.managed`); ``cfg`` supplies the
 thresholds, and a per-device model is gated on its own device (:func:`gate_config`).
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME, contained, read_json, redact, sha256_file, write_bytes, write_json
-from edgeqat.managed import Model, resolve
+from edgeqat.lifecycle.managed import Model, resolve
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

@@ -54,7 +54,7 @@ def raw_data_lineage(source: str, path: str | None, root: str | Path = ".") -> d
     have no DVC hash (they ship with scikit-learn)."""
     import yaml
 
-    from edgeqat.datasources import builtin_origin
+    from edgeqat.catalog.datasources import builtin_origin
 
     out = {"source": source}
     builtin = builtin_origin(source)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.io import log, redact
-from edgeqat.tracking import NOTE_TAG, _experiment_id, client_for, open_store  # noqa: I001 - quiets MLflow
+from edgeqat.lifecycle.tracking import NOTE_TAG, _experiment_id, client_for, open_store  # noqa: I001 - quiets MLflow
 
 EXECUTION_TAG = "edgeqat.execution"
 STAGE_TAG = "edgeqat.stage."  # + stage name: running | finished in N s | failed
