@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from edgeqat.devices.profiles import DeviceProfile
+from edgeqat.devices.runtimes.registry import runtime_for
 from edgeqat.devices.speed import estimate_latency
 from edgeqat.devices.workload import Workload, analyze
 
@@ -76,22 +77,10 @@ def _counted(census: dict[str, int]) -> Workload:
 def figures(prof: DeviceProfile, size: int, work: Workload, vela: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Every budgeted figure of ``prof`` for a model: {figure: {"value", "budget"}} (budget None:
     the profile sets none), plus ``notes``."""
-    out: dict[str, Any] = {}
+    runtime = runtime_for(prof)  # each runtime says what it is checked on (Runtime.budgets)
+    out: dict[str, Any] = runtime.budgets(prof, size, work, vela or {})
     notes: list[str] = []
-    if prof.runtime == "vela":
-        vela = vela or {}
-        if not vela.get("ran", True):  # validation would fail it the same way
-            out["compile"] = {"value": 1, "budget": 0, "error": vela.get("error")}
-        for key, budget in (("flash", prof.flash_bytes), ("sram", prof.sram_bytes), ("dram", prof.ram_bytes),
-                            ("latency", prof.latency_budget_ms), ("cpu_ops", prof.vela.max_cpu_ops)):
-            if vela.get(key) is not None:
-                out[key] = {"value": vela[key], "budget": budget}
-    else:
-        out["flash"] = {"value": size, "budget": prof.flash_bytes}
-        if prof.runtime == "tflm":
-            out["arena"] = {"value": work.peak_op_activation_bytes, "budget": prof.sram_bytes}
-        else:
-            out["ram"] = {"value": size + work.activation_bytes, "budget": prof.ram_bytes}
+    if not runtime.own_latency:
         est = estimate_latency(prof, work)
         if est.get("latency_ms_estimate") is not None:
             out["latency"] = {"value": est["latency_ms_estimate"], "budget": prof.latency_budget_ms}

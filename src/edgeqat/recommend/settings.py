@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from edgeqat.devices.preflight import PIXEL_BOUND, figures, misses, scaled
+from edgeqat.devices.runtimes.registry import runtime_for
 from edgeqat.devices.profiles import DeviceProfile
 from edgeqat.devices.workload import Workload
 
@@ -136,7 +137,7 @@ class Search:
         if b.census is None:
             tried.append("no layer graph to narrow or prune (a SavedModel export)")
             return {"settings": found, "tried": tried}
-        flash = miss.get("flash", {}).get("budget") if prof.runtime != "vela" else None
+        flash = miss.get("flash", {}).get("budget") if runtime_for(prof).stores_flatbuffer else None
         if b.zoo is not None:
             if set(miss) <= PIXEL_BOUND:
                 hit = self._largest_size(prof, b.zoo, b.alpha, b.shape[0], miss)

@@ -26,6 +26,7 @@ from edgeqat.config import TrainConfig, ValidateConfig
 from edgeqat.data.shards import load_meta, load_split_arrays
 from edgeqat.data.transform import normalize
 from edgeqat.devices.preflight import Graph, describe, figures, misses
+from edgeqat.devices.runtimes.registry import runtime_for
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DeviceBudgetError
 from edgeqat.io import log, write_json
@@ -131,7 +132,7 @@ def preflight(
 
     failed, search = [], None
     for prof in profiles:
-        vela = graph.vela(prof) if prof.runtime == "vela" else None
+        vela = graph.vela(prof) if runtime_for(prof).compiles else None
         figs = figures(prof, graph.size, graph.work, vela)
         miss = misses(figs)
         entry: dict[str, Any] = {"title": prof.title, "passed": not miss, **figs}
@@ -155,7 +156,7 @@ def _graph(model: Any, variant: str, *, counted: bool, profiles: list, prepared:
     """The zoo's models in int8 are counted from their layers (the counts are the converted
     file's; a conversion takes 10-100 times longer); the rest, and a count whose size comes
     within SIZE_TOLERANCE of a flash budget, are converted."""
-    if counted and variant == STAND_IN and all(p.runtime != "vela" for p in profiles):
+    if counted and variant == STAND_IN and not any(runtime_for(p).compiles for p in profiles):
         from edgeqat.models.census import census
 
         graph = Graph(census=census(model))
@@ -175,7 +176,7 @@ def _search(cfg: TrainConfig, meta: dict, graph: Graph, keras_model: Any, profil
     base = Base(size=graph.size, work=graph.work, census=census(keras_model) if keras_model is not None else None,
                 shape=tuple(meta["image_shape"]), classes=classes, zoo=None if cfg.from_model else cfg.model,
                 alpha=cfg.alpha, keras_model=keras_model, zoo_as_is=not pruned,
-                vela={p.name: graph.vela(p) for p in profiles if p.runtime == "vela"})
+                vela={p.name: graph.vela(p) for p in profiles if runtime_for(p).compiles})
     return Search(base, build=lambda m, a, s: build_model(m, (s, s, channels), classes, alpha=a, dropout=cfg.dropout),
                   census=census, channel_prune=lambda m, f: channel_prune(m, f)[0])
 

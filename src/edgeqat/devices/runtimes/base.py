@@ -46,6 +46,9 @@ class Runtime(ABC):
     stores_flatbuffer: bool = True
     #: latency is the runtime's own figure, set in run(); False: the profile's estimate or a measurement
     own_latency: bool = False
+    #: the runtime compiles the model into its own form, whose figures its budgets read: preflight
+    #: compiles the untrained model first and hands them to :meth:`budgets` as ``compiled``
+    compiles: bool = False
 
     @abstractmethod
     def run(self, ctx: RunContext) -> Optional[np.ndarray]:
@@ -55,6 +58,15 @@ class Runtime(ABC):
         """(file name, bytes, deployment record) a device of ``prof`` is shipped, or None: the
         registered .tflite as it is."""
         return None
+
+    def budgets(self, prof: Any, size: int, work: Any, compiled: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The figures a device of ``prof`` is checked on before training (preflight), from the
+        converted model's ``size`` and ``work`` (a Workload): {figure: {"value", "budget"}}, budget
+        None where the profile sets none. Here: the flatbuffer against flash, and the model plus
+        every activation against RAM. The latency estimate is added by preflight unless
+        :attr:`own_latency`."""
+        return {"flash": {"value": size, "budget": prof.flash_bytes},
+                "ram": {"value": size + work.activation_bytes, "budget": prof.ram_bytes}}
 
 
 # Profile ``runtime:`` name -> its Runtime, as ``module:attribute`` until a model first runs on

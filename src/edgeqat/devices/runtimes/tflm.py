@@ -4,7 +4,7 @@ sample whose int8 outputs must equal LiteRT's; accuracy on the whole split comes
 from __future__ import annotations
 
 from importlib import resources
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,6 +20,11 @@ def tflm_op_names() -> set[str]:
 
 class TFLM(Runtime):
     name = "tflm"
+
+    def budgets(self, prof: Any, size: int, work: Any, compiled: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Flash, and the arena's lower bound (the largest op's activations) against SRAM."""
+        return {"flash": {"value": size, "budget": prof.flash_bytes},
+                "arena": {"value": work.peak_op_activation_bytes, "budget": prof.sram_bytes}}
 
     def run(self, ctx: RunContext) -> Optional[np.ndarray]:
         """Arena checks and the TFLM run; returns the full-split outputs to score (LiteRT's, once

@@ -18,6 +18,19 @@ class Vela(Runtime):
     name = "vela"
     stores_flatbuffer = False  # the device keeps Vela's encoding (edgeqat.devices.storage)
     own_latency = True  # Vela's performance model
+    compiles = True
+
+    def budgets(self, prof: Any, size: int, work: Any, compiled: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """What Vela's compile of the untrained model says: that it compiled, its flash, SRAM and
+        DRAM, its latency and how many ops fall back to the CPU."""
+        out: dict[str, dict[str, Any]] = {}
+        if not compiled.get("ran", True):  # validation would fail it the same way
+            out["compile"] = {"value": 1, "budget": 0, "error": compiled.get("error")}
+        for key, budget in (("flash", prof.flash_bytes), ("sram", prof.sram_bytes), ("dram", prof.ram_bytes),
+                            ("latency", prof.latency_budget_ms), ("cpu_ops", prof.vela.max_cpu_ops)):
+            if compiled.get(key) is not None:
+                out[key] = {"value": compiled[key], "budget": budget}
+        return out
 
     def run(self, ctx: RunContext) -> Optional[np.ndarray]:
         """Vela's compile and performance model against the profile's budgets; accuracy from
