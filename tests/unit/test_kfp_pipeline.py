@@ -110,16 +110,16 @@ def test_every_pipeline_parameter_is_a_params_key_and_back():
     mirrored = {n for n in declared if "__" in n}
     assert {dotted_name(n) for n in mirrored} == set(dotted_keys())
     assert set(declared) - mirrored == set(RUNTIME_PARAMETERS)
-    from edgeqat.adapters.run_params import default_params
+    from edgeqat.adapters.run_params import default_params, load_run_params
 
     # the defaults as a run sees them (validate.devices: shipped resolved to the list)
     defaults, k = to_pipeline_values(default_params()), kinds()
     for name in mirrored:
         assert declared[name]["parameterType"] == KFP_TYPES[k[name]], name
         assert declared[name]["defaultValue"] == defaults[name], name
-    # and params.yaml itself (= the code defaults) maps onto them
-    assert from_pipeline_values({n: declared[n]["defaultValue"] for n in mirrored}) == parse_params(
-        yaml.safe_load((REPO / "params.yaml").read_text()))
+    # and params.yaml itself (= the code defaults), as a run loads it, maps onto them
+    assert from_pipeline_values({n: declared[n]["defaultValue"] for n in mirrored}) == load_run_params(
+        REPO / "params.yaml")
 
 
 def test_each_component_takes_its_stage_keys_and_ports_and_nothing_else():
