@@ -337,7 +337,7 @@ def _case_md(key: str, title: str, res: dict[str, Any]) -> list[str]:
 
 
 def _hand_md(hand: dict[str, Any], chain: dict[str, Any] | None) -> list[str]:
-    from edgeqat.reporting.tables import COLUMNS, _fmt
+    from edgeqat.reporting.tables import COLUMNS, format_cell
 
     rows = dict(hand["rows"])
     if chain:
@@ -352,7 +352,7 @@ def _hand_md(hand: dict[str, Any], chain: dict[str, Any] | None) -> list[str]:
              f"QAT {hand['keras_test_accuracy']['qat']:.4f}.", "",
              "| " + " | ".join(t for _, t in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for name, r in rows.items():
-        lines.append("| " + " | ".join(name if k == "variant" else _fmt(k, r.get(k)) for k, _ in cols) + " |")
+        lines.append("| " + " | ".join(name if k == "variant" else format_cell(k, r.get(k)) for k, _ in cols) + " |")
     lines += ["", "(edgeqat rows repeated from the table above, their Δ / ratios vs edgeqat's FP32.)", "",
               "Wall time (s): " + ", ".join(f"{k} {hand['times'][k]:.0f}" for k in ("train", "qat", "convert_fp32", "convert_qat_int8", "evaluate") if k in hand["times"])
               + f"; total {sum(hand['times'].values()):.0f}", ""]

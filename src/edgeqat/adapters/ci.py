@@ -19,12 +19,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log, read_json, write_text
+from edgeqat.reporting.ci import CiRun, ci_markdown, kubeflow_markdown, metrics_diff_text, versions_table
 from edgeqat.workspace.stages import STAGES, Workspace
 
 # What a results commit holds: the lock and the folders of the small files DVC does not cache
@@ -39,16 +40,11 @@ NOTHING_TO_REFRESH = ("no imported data in this repository (`dvc import` from a 
 
 
 @dataclass
-class CiResult:
-    stages_run: list[str] = field(default_factory=list)
-    pulled: bool = False
-    pushed: bool = False
-    refreshed: list[str] = field(default_factory=list)
-    refresh_note: str = ""  # why --refresh-data had nothing to refresh
+class CiResult(CiRun):
+    """The run as its report tells it (:class:`~edgeqat.reporting.ci.CiRun`), and what it left."""
+
     registered: dict[str, Any] | None = None
-    gate_failure: str = ""
     committed: str | None = None
-    seconds: float = 0.0
     report: Path | None = None
 
     @property
@@ -134,28 +130,7 @@ def stages_in(output: str) -> list[str]:
 
 def metrics_diff(root: Path, base: str) -> str:
     proc = dvc(root, "metrics", "diff", base, "--md", check=False, quiet=True)
-    table = proc.stdout.strip()
-    rows = [line for line in table.splitlines()[2:] if line.strip()]
-    if proc.returncode != 0:
-        return f"`dvc metrics diff {base}` failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    return table if rows else f"No metric changed against `{base}`."
-
-
-def _tag_row(label: str, v: dict[str, Any] | None, devices: list[str]) -> str:
-    if v is None:
-        return f"| {label} | – | – | – | – | – | {' | '.join('–' for _ in devices)} |"
-    t = v["tags"]
-
-    def num(k: str, fmt: str) -> str:
-        try:
-            return format(float(t[k]), fmt)
-        except (KeyError, ValueError):
-            return "–"
-
-    cells = [f"{label} (v{v['version']})", num("accuracy", ".4f"), num("accuracy_drop", "+.4f"),
-             num("size_bytes", ",.0f"), num("gzip_bytes", ",.0f"), "yes" if t.get("gates.passed") == "true" else "no"]
-    cells += [{"true": "PASS", "false": "FAIL"}.get(t.get(f"device.{d}.passed", ""), "–") for d in devices]
-    return "| " + " | ".join(cells) + " |"
+    return metrics_diff_text(base, proc.stdout.strip(), proc.returncode, proc.stderr or proc.stdout)
 
 
 def challenger_vs_champion(reg: Any, name: str) -> str:
@@ -163,47 +138,31 @@ def challenger_vs_champion(reg: Any, name: str) -> str:
 
     rows = {alias: (reg.version(name, v) if (v := reg.alias_version(name, alias)) else None)
             for alias in (CHALLENGER, CHAMPION)}
-    devices = sorted({d for v in rows.values() if v for d in v["tags"].get("devices", "").split(",") if d})
-    head = "| | accuracy | drop vs fp32 | size (bytes) | gzip (bytes) | gates | " + " | ".join(devices) + " |"
-    sep = "|" + "---|" * (6 + len(devices))
-    lines = [head.replace("|  |", "|"), sep, _tag_row(CHALLENGER, rows[CHALLENGER], devices),
-             _tag_row(CHAMPION, rows[CHAMPION], devices)]
-    if rows[CHAMPION] is None:
-        lines.append("\nNo champion yet: promote one with `edgeqat promote VERSION` or in the MLflow UI.")
-    return "\n".join(lines)
+    return versions_table((CHALLENGER, rows[CHALLENGER]), (CHAMPION, rows[CHAMPION]))
 
 
 def build_report(root: Path, res: CiResult, base: str, trigger: str) -> str:
-    from edgeqat.reporting.tables import summary_markdown, with_latency
+    from edgeqat.reporting.tables import with_latency
     from edgeqat.workspace.timings import latest_latency
 
     commit = git(root, "rev-parse", "--short", "HEAD", check=False).stdout.strip() or "?"
-    ran = ", ".join(res.stages_run) if res.stages_run else "none (everything up to date)"
-    parts = [f"# edgeqat CI: {trigger} at `{commit}`", "",
-             f"Stages run: {ran}. Data refreshed: {', '.join(res.refreshed) or 'no'}"
-             f"{f' ({res.refresh_note})' if res.refresh_note else ''}. "
-             f"DVC remote: {'pulled' if res.pulled else 'none'}{', pushed' if res.pushed else ''}. "
-             f"Took {res.seconds:.0f} s.", ""]
-    if res.gate_failure:
-        kind = "Device gate" if "required device" in res.gate_failure else "Gate"
-        parts += [f"**{kind} FAILED**: {res.gate_failure}", ""]
-    parts += [f"## Metrics against `{base}`", "", metrics_diff(root, base), ""]
+    metrics = metrics_diff(root, base)
     ws = Workspace(root)
     summary_file = ws.path("summary")
-    if summary_file.is_file():
-        summary = with_latency(read_json(summary_file), latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
-        parts += ["## Results", "", summary_markdown(summary).replace("# edgeqat summary\n", "").strip(), ""]
+    summary = (with_latency(read_json(summary_file), latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
+               if summary_file.is_file() else None)
+    registered, recommended = None, ()
     if res.registered:
         from edgeqat.lifecycle.registry import Registry
         from edgeqat.lifecycle.tracking import usable_uri
 
         reg = Registry(usable_uri(res.registered.get("tracking_uri"), root), root)
         name = res.registered["model_name"]
-        parts += [f"## Challenger vs champion: `{name}`", "", challenger_vs_champion(reg, name), ""]
-        for device, r in sorted((res.registered.get("recommended") or {}).items()):
-            if r:
-                parts += [f"### `{r['model_name']}`", "", challenger_vs_champion(reg, r["model_name"]), ""]
-    return "\n".join(parts).rstrip() + "\n"
+        registered = (name, challenger_vs_champion(reg, name))
+        recommended = tuple((r["model_name"], challenger_vs_champion(reg, r["model_name"]))
+                            for _, r in sorted((res.registered.get("recommended") or {}).items()) if r)
+    return ci_markdown(res, trigger=trigger, commit=commit, base=base, metrics=metrics, summary=summary,
+                       registered=registered, recommended=recommended)
 
 
 # --- publishing ---------------------------------------------------------------------------
@@ -272,9 +231,7 @@ def submit_to_kubeflow(root: Path, params: Any, host: str, trigger: str) -> str:
                           mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
                           run_tags={**git_tags, "trigger": trigger}, data_uri=data_uri)
         result = submit(host, req)
-    return (f"# edgeqat CI: {trigger} at `{git_tags['git_commit'][:8]}`\n\nSubmitted to Kubeflow at {host}: "
-            f"run `{result.get('run_id', '?')}` in experiment `edgeqat`. Its MLflow run, registration and report "
-            "happen in the cluster.\n")
+    return kubeflow_markdown(trigger, git_tags["git_commit"][:8], host, result.get("run_id", "?"))
 
 
 def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_data: bool = False, push: bool = True,

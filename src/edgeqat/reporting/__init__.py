@@ -1,2 +1,3 @@
-"""What people read: the Markdown tables and summaries (``tables``) and the HTML report
-(``html``). Pure functions over the summary dicts the steps write; no MLflow, no TensorFlow."""
+"""What people read: the Markdown tables and summaries (``tables``), the HTML report (``html``),
+every matplotlib figure (``plots``), the recommendation write-up (``recommendation``) and the CI
+run's report (``ci``). Pure functions over the dicts the steps write; no MLflow, no TensorFlow."""

@@ -2,6 +2,7 @@
 embedded as data URIs, no script, no CDN): the comparison table, the Pareto plot, the training
 curves, the headline variant's confusion matrix, each device's verdict with how much of its
 budgets the model uses (flash, RAM or arena, latency), and the per-device recommendation.
+The figures are drawn by :mod:`edgeqat.reporting.plots` and arrive here as base64 PNGs.
 
 Everything on it is a function of the run's outputs (no wall time), so the page is the same
 bytes for the same inputs, like every other committed report. Its host latency comes from
@@ -11,11 +12,7 @@ settings change (:func:`edgeqat.workspace.timings.host_latency_record`); a re-ru
 
 from __future__ import annotations
 
-import base64
-import csv
 import html
-import io
-from pathlib import Path
 from typing import Any
 
 from edgeqat.reporting.tables import STORAGE_NOTE, latency_provenance, ordered_variants, pareto_front, storage_rows
@@ -30,99 +27,6 @@ th{background:#f4f6f9}td:first-child,th:first-child,td.l,th.l{text-align:left}tr
 .bar span{position:absolute;left:0;top:0;bottom:0;border-radius:3px}.ok{background:#4caf50}.warn{background:#f2a93b}.over{background:#d9534f}
 .figs{display:flex;flex-wrap:wrap;gap:16px}.figs figure{margin:0}figcaption{font-size:12px;color:#667085}img{max-width:100%}
 """
-
-
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})  # no version stamp: the same bytes every run
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def curves_figure(histories: dict[str, Path]) -> Any | None:
-    """Validation accuracy per epoch of each training run that wrote a history."""
-    plt = _plt()
-    rows = {}
-    for name, path in histories.items():
-        if path.is_file():
-            with open(path, newline="") as fh:
-                pts = [(int(r["epoch"]), float(r["val_accuracy"])) for r in csv.DictReader(fh) if r.get("val_accuracy")]
-            if pts:
-                rows[name] = pts
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    for name, pts in rows.items():
-        ax.plot([e for e, _ in pts], [a for _, a in pts], marker="o", markersize=3, label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("Training curves")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def confusion_figure(csv_path: Path, class_names: list[str], variant: str) -> Any | None:
-    if not csv_path.is_file():
-        return None
-    plt = _plt()
-    import numpy as np
-
-    index = {c: i for i, c in enumerate(class_names)}
-    m = np.zeros((len(class_names), len(class_names)), dtype=int)
-    with open(csv_path, newline="") as fh:
-        for r in csv.DictReader(fh):
-            m[index[r["actual"]], index[r["predicted"]]] += 1
-    size = min(7.0, 2.5 + 0.35 * len(class_names))
-    fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=100)
-    ax.imshow(m, cmap="Blues")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=90 if len(class_names) > 10 else 0, fontsize=8)
-    ax.set_yticks(ticks, class_names, fontsize=8)
-    if len(class_names) <= 20:
-        for i in ticks:
-            for j in ticks:
-                if m[i, j]:
-                    ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if m[i, j] > m.max() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(f"Confusion matrix: {variant}")
-    fig.tight_layout()
-    return fig
-
-
-def devices_figure(devices: dict[str, dict[str, Any]], budget_rows: dict[str, list[dict]]) -> Any | None:
-    """Per device, the share of each budget the model uses (a bar past 100 % is a miss)."""
-    rows = [(f"{dev}: {b['budget']}", b["used"] / b["available"], bool(devices[dev].get("passed")))
-            for dev in devices for b in budget_rows.get(dev, []) if b["available"]]
-    if not rows:
-        return None
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.32 * len(rows)), dpi=100)
-    y = range(len(rows))
-    fracs = [min(f, 2.0) * 100 for _, f, _ in rows]
-    colors = ["tab:green" if f < 0.8 else "tab:orange" if f <= 1.0 else "tab:red" for _, f, _ in rows]
-    ax.barh(list(y), fracs, color=colors)
-    ax.set_yticks(list(y), [label for label, _, _ in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.axvline(100, color="black", linewidth=1)
-    ax.set_xlabel("% of the device's budget (100 % = the limit)")
-    ax.set_title("Device budgets used by the validated model")
-    fig.tight_layout()
-    return fig
 
 
 def budgets(devices: dict[str, dict[str, Any]], details: dict[str, dict[str, Any]], profiles: dict[str, Any]) -> dict[str, list[dict]]:

@@ -1,4 +1,5 @@
-"""The comparison table: reports/summary.json -> Markdown, for `make demo` and `edgeqat report`."""
+"""The comparison table: reports/summary.json -> Markdown, for `make demo` and `edgeqat report`
+(its Pareto plot is drawn by :mod:`edgeqat.reporting.plots`)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ COLUMNS = (
 SIZE_KEYS = (("size_bytes", "flatbuffer"), ("gzip_bytes", "gzip"))
 
 
-def _fmt(key: str, v: Any) -> str:
+def format_cell(key: str, v: Any) -> str:
+    """One cell of the comparison table: the value of column ``key`` as the tables print it."""
     if v is None:
         return "–"
     if isinstance(v, bool):
@@ -79,7 +81,7 @@ def variant_table(summary: dict[str, Any]) -> tuple[list[tuple[str, str]], list[
     """The comparison table's (key, title) columns (latency ones only when measured) and rows."""
     timed = any(r.get("latency_p50_ms") is not None for r in summary.get("variants", {}).values())
     columns = [c for c in COLUMNS if timed or c[0] not in LATENCY_COLUMNS]
-    rows = [[name if key == "variant" else _fmt(key, row.get(key)) for key, _ in columns]
+    rows = [[name if key == "variant" else format_cell(key, row.get(key)) for key, _ in columns]
             for name, row in ordered_variants(summary)]
     return columns, rows
 
@@ -115,7 +117,7 @@ def results_table(summary: dict[str, Any]) -> str:
     titles = dict(COLUMNS)
     lines = ["| " + " | ".join(titles[k] for k in README_COLUMNS) + " |", "|" + "---|" * len(README_COLUMNS)]
     for name, row in ordered_variants(summary):
-        lines.append("| " + " | ".join(name if k == "variant" else _fmt(k, row.get(k)) for k in README_COLUMNS) + " |")
+        lines.append("| " + " | ".join(name if k == "variant" else format_cell(k, row.get(k)) for k in README_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -258,7 +260,7 @@ def device_rows(summary: dict[str, Any]) -> list[list[str]]:
         emu_txt = _emulation_cell(emu) if emu.get("ran") else ("–" if not emu else _qemu_skipped(emu.get("why") or ""))
         rows.append([
             name, "yes" if d.get("required") else "no", "PASS" if d.get("passed") else "FAIL", str(d.get("runtime", "")),
-            _fmt("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),
+            format_cell("accuracy", d.get("accuracy")), _latency_cell(d.get("latency_ms_estimate"), d), _size(d.get("arena_bytes")),
             _size(d.get("stored_bytes", d.get("model_bytes"))), emu_txt, "; ".join(d.get("reasons") or []) or "–",
         ])
     return rows
@@ -284,41 +286,6 @@ def pareto_front(summary: dict[str, Any], key: str = "size_bytes") -> list[str]:
         if not dominated:
             front.append(name)
     return sorted(front, key=lambda n: vs[n][key])
-
-
-def pareto_plot(summary: dict[str, Any], dest: Any) -> None:
-    """Accuracy vs size PNG of every variant, one panel per size measure (the flatbuffer, which
-    pruning and clustering do not shrink, and gzip, which they do), each front joined by a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgeqat.io import atomic_path
-
-    vs = summary.get("variants", {})
-    keys = [(k, what) for k, what in SIZE_KEYS if vs and all(k in r for r in vs.values())]
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.5 * len(keys), 4.5), dpi=100, squeeze=False)
-    for ax, (key, what) in zip(axes[0], keys):
-        front = pareto_front(summary, key)
-        # Labels alternate above and below their point (by size), so neighbours do not print over each other.
-        for i, (name, r) in enumerate(sorted(vs.items(), key=lambda kv: (kv[1][key], kv[0]))):
-            ax.scatter(r[key] / 1024, r["accuracy"], color="tab:red" if name in front else "tab:blue", zorder=3)
-            ax.annotate(name, (r[key] / 1024, r["accuracy"]), textcoords="offset points",
-                        xytext=(5, 5 if i % 2 == 0 else -11), fontsize=7)
-        ax.margins(x=0.22, y=0.12)
-        if len(front) > 1:
-            ax.plot([vs[n][key] / 1024 for n in front], [vs[n]["accuracy"] for n in front],
-                    color="tab:red", linewidth=1, zorder=2, label="Pareto front")
-            ax.legend(loc="best")
-        ax.set_xlabel(f"{what} size (KiB)")
-        ax.set_ylabel("accuracy (LiteRT, test split)")
-        ax.set_title(f"Accuracy vs {what} size")
-        ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(dest, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", metadata={"Software": None})  # no version stamp
-    plt.close(fig)
 
 
 def gate_failure(summary: dict[str, Any]) -> str:

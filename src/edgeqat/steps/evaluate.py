@@ -148,7 +148,7 @@ def evaluate(
     if summary_md is not None:
         write_text(summary_md, summary_markdown(summary, latency_record=record_label(host_latency_json)))
     if pareto_png is not None:
-        from edgeqat.reporting.tables import pareto_plot
+        from edgeqat.reporting.plots import pareto_plot
 
         pareto_plot(summary, pareto_png)
     metrics = {name: {k: v for k, v in r.items() if not isinstance(v, bool)} for name, r in variants.items()}

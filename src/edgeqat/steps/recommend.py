@@ -5,8 +5,9 @@ makes more candidates only where they could help (``edgeqat.recommend``). Writes
 device, the chosen ``.tflite`` (``<models_out>/<device>.tflite``) and its entry in
 ``<models_out>/recommended.json``; and in ``report_dir`` (``reports/recommendation/``) the
 full candidate tables, reasons and skips (``recommendation.{json,md}``) and an
-accuracy-vs-size plot per device (``<device>.png``). A device where nothing fits gets no
-model, and the report names the nearest miss.
+accuracy-vs-size plot per device (``<device>.png``), written by
+:mod:`edgeqat.reporting.recommendation`. A device where nothing fits gets no model, and the
+report names the nearest miss.
 
 Choose on validation, report on test: the search measures, budgets and ranks every candidate
 on the **validation** split, so the test split plays no part in the choice. The chosen file is
@@ -27,86 +28,14 @@ from typing import Any, Optional
 from edgeqat.config import PruneConfig, RecommendConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import ModelError
-from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json, write_text
+from edgeqat.io import CARD_NAME, atomic_path, log, sha256_file, write_json
 from edgeqat.progress import bar
 from edgeqat.models.absent import absent
 from edgeqat.models.exported import WHY as EXPORT_WHY, is_packed
 from edgeqat.recommend.candidates import Sources, existing, generated
-from edgeqat.recommend.search import Clock, recommend_for_device, stored
+from edgeqat.recommend.search import Clock, recommend_for_device
 from edgeqat.devices.validate import verdict_line
-
-
-def recommendation_markdown(report: dict[str, Any]) -> str:
-    if not report.get("enabled", True):
-        return "# Recommendation\n\nDisabled (`recommend.enabled: false`); run `edgeqat recommend --device ...`.\n"
-    splits = report.get("splits", {"search": "val", "reported": "test"})
-    lines = ["# Recommendation per device", "",
-             f"Accuracy budget: at most {report['budget_accuracy_drop']:.3f} below the FP32 Keras model; "
-             f"search bounded by {report['max_minutes']:g} min. Stored bytes: the flatbuffer on LiteRT/TFLM devices, "
-             "Vela's encoded flash on Ethos-U.", "",
-             f"Candidates are measured, budgeted and ranked on the **{SPLIT_NAMES[splits['search']]}** split; the "
-             f"chosen model's accuracy and verdict below come from validating it on its device on the "
-             f"**{SPLIT_NAMES[splits['reported']]}** split, which the choice never saw.", ""]
-    for dev, r in report["devices"].items():
-        lines += [f"## {dev} — {r['title']}", "", f"**{r['chosen'] or 'no model fits'}** — {r['reason']}", ""]
-        t = r.get("test")
-        if t:
-            lines += [f"On the test split: accuracy {t['accuracy']:.4f} ({t['accuracy_drop']:+.4f} vs the FP32 "
-                      f"model's {t['reference_accuracy']:.4f}); device verdict: {verdict_line(t)}.", ""]
-        lines += [f"Candidates ({SPLIT_NAMES[splits['search']]} split):", "",
-                  "| candidate | verdict | accuracy | drop | stored bytes | arena bytes | latency ms | reasons |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for c in r["candidates"]:
-            fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-            lines.append(f"| {c['candidate']} | {c['verdict']} | {fmt(c['accuracy'], '.4f')} | {fmt(c['accuracy_drop'], '+.4f')} | "
-                         f"{stored(c):,} | {fmt(c['arena_bytes'], ',')} | {latency_cell(c)} | "
-                         f"{'; '.join(c['reasons']) or '–'} |")
-        if r["skipped"]:
-            lines += ["", "Skipped without making or running them:"]
-            lines += [f"- {s['candidate']}: {s['why']}" for s in r["skipped"]]
-        lines.append("")
-    return "\n".join(lines)
-
-
-SPLIT_NAMES = {"val": "validation", "test": "test"}
-def latency_cell(row: dict[str, Any]) -> str:
-    """The latency a candidate was judged on, and where it came from (measured or estimated)."""
-    ms = row.get("latency_ms", row.get("latency_ms_estimate"))
-    if ms is None:
-        return "–"
-    return f"{ms:.3g} ({'measured' if row.get('latency_source') == 'measured' else 'est.'})"
-
-
-def _plot(dev: str, r: dict[str, Any], dest: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for c in r["candidates"]:
-        if c["accuracy"] is None:
-            continue
-        ok = c["verdict"] == "pass"
-        ax.scatter(stored(c) / 1024, c["accuracy"], marker="o" if ok else "x",
-                   color="tab:red" if c["candidate"] == r["chosen"] else ("tab:green" if ok else "tab:gray"), zorder=3)
-        ax.annotate(c["candidate"], (stored(c) / 1024, c["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xlabel("stored size (KiB): Vela flash on Ethos-U, else the flatbuffer")
-    ax.set_ylabel("accuracy on the device's runtime (validation split)")
-    ax.set_title(f"{dev}: candidates (o passes, x fails; red = chosen)")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(dest, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def _write_reports(report_dir: str | Path, report: dict[str, Any]) -> None:
-    with atomic_path(report_dir, is_dir=True) as tmp:
-        write_json(tmp / "recommendation.json", report)
-        write_text(tmp / "recommendation.md", recommendation_markdown(report))
-        for dev, r in report["devices"].items():
-            _plot(dev, r, tmp / f"{dev}.png")
+from edgeqat.reporting.recommendation import write_reports
 
 
 def recommend(
@@ -137,7 +66,7 @@ def recommend(
     if profiles_dir is None and validate is not None:
         profiles_dir = validate.profiles_dir
     if not (cfg.enabled or force):
-        _write_reports(report_dir, {"enabled": False, "devices": {}})
+        write_reports(report_dir, {"enabled": False, "devices": {}})
         if models_out is not None:
             with atomic_path(models_out, is_dir=True) as tmp:
                 write_json(tmp / "recommended.json", {})
@@ -195,7 +124,7 @@ def recommend(
             write_json(out_dir / "recommended.json", chosen_cards)
     report = {"enabled": True, "budget_accuracy_drop": cfg.budget_accuracy_drop, "max_minutes": cfg.max_minutes,
               "splits": {"search": "val", "reported": "test"}, "devices": results}
-    _write_reports(report_dir, report)
+    write_reports(report_dir, report)
     metrics = {"enabled": True, "devices_with_a_model": sum(bool(r["chosen"]) for r in results.values()),
                **{dev: {"found": bool(r["chosen"]),
                         **({"test_accuracy": r["test"]["accuracy"], "val_accuracy": _chosen_row(r)["accuracy"],

@@ -14,16 +14,9 @@ from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_bytes, write_json, write_text
 from edgeqat.reporting.tables import chance_warning, registry_gate, with_latency
-from edgeqat.reporting.html import budgets, confusion_figure, curves_figure, devices_figure, render
+from edgeqat.reporting.html import budgets, render
+from edgeqat.reporting.plots import confusion_figure, curves_figure, devices_figure, png_bytes
 from edgeqat.lifecycle.run_layout import dvc_headline
-
-
-def _png_bytes(fig: Any) -> bytes:
-    import base64
-
-    from edgeqat.reporting.html import _png
-
-    return base64.b64decode(_png(fig))
 
 
 def report(
@@ -53,7 +46,7 @@ def report(
     figs = {"curves": curves_figure({"train": Path(train_history), "qat": Path(qat_history)}),
             "confusion": confusion_figure(Path(confusion_csv), summary.get("class_names", []), cfg.headline),
             "devices": devices_figure(summary.get("devices") or {}, rows)}
-    pngs = {k: _png_bytes(f) for k, f in figs.items() if f is not None}
+    pngs = {k: png_bytes(f) for k, f in figs.items() if f is not None}
     figures_dir = Path(figures_dir)
     for k, blob in pngs.items():
         write_bytes(figures_dir / f"{k}.png", blob)

@@ -23,7 +23,7 @@ CHOICE_COLS = (Col("device"), Col("chosen"), Col("strategy", wide=True, text=Tru
 
 def choice_rows(devices: dict) -> list[list]:
     """One row of CHOICE_COLS per device of recommendation.json (narrow, the reason prints below)."""
-    from edgeqat.steps.recommend import latency_cell
+    from edgeqat.reporting.recommendation import latency_cell
 
     def fmt(v, f):
         return "–" if v is None else format(v, f)
