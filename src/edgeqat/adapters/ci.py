@@ -341,7 +341,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
 
 def _gate_failed(root: Path, params: Any) -> str:
     """Why the pipeline's model may not be registered: a required device, or chance level."""
-    from edgeqat.reporting.tables import registry_gate
+    from edgeqat.lifecycle.run_gate import registry_gate
 
     summary = Workspace(root).path("summary")
     if not summary.is_file():

@@ -302,7 +302,7 @@ class Registry:
     def _history_run(self, name: str, create: bool) -> str | None:
         """The run holding ``name``'s history: named by a registered-model tag, else found by
         its own tag, else (``create``) made; two first writers racing keep the earliest run."""
-        from edgeqat.lifecycle.tracking import _experiment_id
+        from edgeqat.lifecycle.tracking import ensure_experiment
 
         with self._lock:
             if name in self._history_runs:
@@ -316,7 +316,7 @@ class Registry:
         exp = self.client.get_experiment_by_name(HISTORY_EXPERIMENT)
         if exp is None and not create:
             return None
-        exp_id = exp.experiment_id if exp is not None else _experiment_id(self.client, HISTORY_EXPERIMENT, self.uri, self.root)
+        exp_id = exp.experiment_id if exp is not None else ensure_experiment(self.client, HISTORY_EXPERIMENT, self.uri, self.root)
 
         def find() -> Any:
             runs = self._call("searching the history runs", self.client.search_runs, [exp_id],
