@@ -37,6 +37,7 @@ import numpy as np
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME
+from edgeqat.lifecycle.version_tags import VersionTags
 
 HISTORY_PREFIX = "edgeqat.history."  # an event's key; earlier versions: a registered-model tag each
 HISTORY_EXPERIMENT = "edgeqat-promotion-history"
@@ -228,7 +229,8 @@ class Registry:
     def find_version(self, name: str, run_id: str, sha256: str) -> str | None:
         """The version of ``name`` already registered from run ``run_id`` for this file, if any."""
         for v in self.all_versions(name):
-            if v["tags"].get("mlflow_run_id") == run_id and v["tags"].get("sha256") == sha256:
+            t = VersionTags.from_tags(v["tags"])
+            if t.mlflow_run_id == run_id and t.sha256 == sha256:
                 return v["version"]
         return None
 
