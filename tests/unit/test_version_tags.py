@@ -19,12 +19,13 @@ SUMMARY = {
     "required_devices": ["cortex_m4"],
 }
 
-# Captured from register before the schema existed (edgeqat at 1311ea7): the strings must not change.
+# Captured from register before the schema existed (edgeqat at 1311ea7; MAIN: version_tags plus the
+# edgeqat.model_name tag register() added beside it): the strings must not change.
 MAIN = {"variant": "qat_int8", "integer_only": "true", "accuracy": "0.9667", "size_bytes": "23456",
         "gzip_bytes": "17890", "latency_p50_ms": "0.041", "reference": "fp32", "reference_accuracy": "0.9722",
         "accuracy_drop": "0.0055", "devices": "cortex_m4,rpi4", "required_devices": "cortex_m4",
         "device.cortex_m4.passed": "false", "device.cortex_m4.reasons": "arena 600 KB > 512 KB; latency 90 ms > 50 ms",
-        "device.rpi4.passed": "true"}
+        "device.rpi4.passed": "true", "edgeqat.model_name": "edgeqat-classifier"}
 PER_DEVICE = {"variant": "prune_qat_int8", "strategy": "prune_qat_int8", "device": "cortex_m7",
               "reason": "smallest that fits", "integer_only": "true", "edgeqat.model_name": "clf-cortex_m7",
               "accuracy_split": "test", "accuracy": "0.9611", "size_bytes": "20000", "gzip_bytes": "15000",
@@ -48,7 +49,7 @@ def test_register_writes_the_per_device_version_tags_unchanged():
     MAIN, PER_DEVICE, {},
     {**MAIN, "gates.passed": "false", "gates.reasons": "accuracy 0.9 < 0.95", "sha256": "ab" * 32,
      "mlflow_run_id": "r1", "git_commit": "deadbeef", "params_sha256": "cd" * 32},
-    {"device.x.reasons": "reasons with no verdict", "accuracy": "1", "size_bytes": "1e-05"},
+    {"device.x.reasons": "reasons with no verdict", "device.passed": "true", "accuracy": "1", "size_bytes": "1e-05"},
 ])
 def test_reading_then_writing_round_trips(tags):
     assert VersionTags.from_tags(tags).to_tags() == tags

@@ -24,7 +24,6 @@ class PromotionRefused(EdgeqatError):
     """A gate failed; the message lists every reason."""
 
 
-
 def static_gates(tags: dict[str, str], cfg: RegisterConfig) -> list[str]:
     """Reasons the version fails on its own (empty = passes): accuracy, drop vs FP32, size, devices."""
     reasons = []

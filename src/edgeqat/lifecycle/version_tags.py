@@ -107,7 +107,7 @@ class VersionTags:
         rest = dict(tags)
         verdicts: dict[str, DeviceVerdict] = {}
         for key in list(rest):
-            if key.startswith(_DEVICE) and key.endswith(_PASSED):
+            if key.startswith(_DEVICE) and key.endswith(_PASSED) and len(key) > len(_DEVICE) + len(_PASSED):
                 dev = key[len(_DEVICE):-len(_PASSED)]
                 verdicts[dev] = DeviceVerdict(rest.pop(key) == "true", rest.pop(f"{_DEVICE}{dev}{_REASONS}", None))
         # reasons with no verdict beside them stay verbatim (not a schema this reader knows)

@@ -63,7 +63,7 @@ def version_tags(cfg: RegisterConfig, summary: dict[str, Any], entry: dict[str, 
         required = summary["required_devices"] if "required_devices" in summary else sorted(summary["devices"])
         fields.update(device_fields(summary["devices"], list(required)))
     return VersionTags(variant=cfg.variant, integer_only=entry.get("integer_only", row.get("integer_only")),
-                       **fields).to_tags()
+                       model_name=cfg.model_name, **fields).to_tags()
 
 
 def recommended_tags(device: str, chosen: dict[str, Any], entry: dict[str, Any], measured: dict[str, Any],
@@ -205,8 +205,7 @@ def register(params: Params, *, workspace: Workspace | str | Path = ".", uri: st
     summary = with_latency(summary, latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
     data_sha = str(summary.get("data_sha256", "unknown"))
 
-    tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
-            "edgeqat.model_name": cfg.model_name}
+    tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry)}
     model_id = run_tags.get(MODEL_TAG + cfg.variant)
     if model_id is None:  # register.variant changed since track ran
         logged = sorted(k[len(MODEL_TAG):] for k in run_tags if k.startswith(MODEL_TAG))
@@ -269,6 +268,7 @@ def register_recommended(reg: Any, params: Params, ws: Workspace, run: Any, summ
     report_file, report = _recommendation(ws)
     if not report.get("enabled"):
         return {}
+    from edgeqat.lifecycle.gates import gate_config
     from edgeqat.lifecycle.tracking import MODEL_TAG
 
     cfg, run_id = params.register, run.info.run_id
@@ -291,9 +291,8 @@ def register_recommended(reg: Any, params: Params, ws: Workspace, run: Any, summ
         name = f"{cfg.model_name}-{device}"
         tags = {**lineage_tags(params, ws.root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
                 **recommended_tags(device, r, entry, measured, summary, name)}
-        device_cfg = cfg.model_copy(update={"required_devices": [device]})
         out[device] = _register_one(
-            reg, device_cfg, name, model_id, run_id, tags, f"Recommended for `{device}` ({r['chosen']}): {r['reason']}",
+            reg, gate_config(cfg, device), name, model_id, run_id, tags, f"Recommended for `{device}` ({r['chosen']}): {r['reason']}",
             {"edgeqat.device": device, "edgeqat.base_model": cfg.model_name},
             f"edgeqat: the model recommended for device profile {device!r}")
     return out
