@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from edgeqat.lifecycle.version_tags import VersionTags
 from edgeqat.reporting.ci import CiRun, ci_markdown, metrics_diff_text, versions_table
 
 
@@ -10,7 +11,7 @@ def _version(n: str, gates: bool, **devices: bool) -> dict:
     tags = {"accuracy": "0.9412", "accuracy_drop": "0.0031", "size_bytes": "110592", "gzip_bytes": "not a number",
             "gates.passed": str(gates).lower(), "devices": ",".join(devices),
             **{f"device.{d}.passed": str(ok).lower() for d, ok in devices.items()}}
-    return {"version": n, "tags": tags}
+    return {"version": n, "tags": VersionTags.from_tags(tags)}
 
 
 def test_versions_table_lines_up_both_versions_and_every_device():

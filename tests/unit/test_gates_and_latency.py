@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from edgeqat.reporting.tables import chance_failure, chance_warning, registry_gate, summary_intro, summary_markdown, with_latency
+from edgeqat.lifecycle.run_gate import chance_failure, chance_warning, registry_gate
+from edgeqat.reporting.tables import summary_intro, summary_markdown, with_latency
 from edgeqat.workspace.timings import HOST_LATENCY, host_latency_record, record_label
 from edgeqat.workspace.timings import latest_latency as _latest_latency
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import log, read_json, write_text
@@ -135,9 +135,16 @@ def metrics_diff(root: Path, base: str) -> str:
 
 def challenger_vs_champion(reg: Any, name: str) -> str:
     from edgeqat.lifecycle.promotion import CHALLENGER, CHAMPION
+    from edgeqat.lifecycle.version_tags import VersionTags
 
-    rows = {alias: (reg.version(name, v) if (v := reg.alias_version(name, alias)) else None)
-            for alias in (CHALLENGER, CHAMPION)}
+    def row(alias: str) -> Optional[dict[str, Any]]:
+        found = reg.alias_version(name, alias)
+        if not found:
+            return None
+        v = reg.version(name, found)
+        return {"version": v["version"], "tags": VersionTags.from_tags(v["tags"])}
+
+    rows = {alias: row(alias) for alias in (CHALLENGER, CHAMPION)}
     return versions_table((CHALLENGER, rows[CHALLENGER]), (CHAMPION, rows[CHAMPION]))
 
 
@@ -298,7 +305,7 @@ def run_ci(root: str | Path = ".", *, params_file: str = "params.yaml", refresh_
 
 def _gate_failed(root: Path, params: Any) -> str:
     """Why the pipeline's model may not be registered: a required device, or chance level."""
-    from edgeqat.reporting.tables import registry_gate
+    from edgeqat.lifecycle.run_gate import registry_gate
 
     summary = Workspace(root).path("summary")
     if not summary.is_file():

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgeqat.io import log, redact
-from edgeqat.lifecycle.tracking import NOTE_TAG, _experiment_id, client_for, open_store  # noqa: I001 - quiets MLflow
+from edgeqat.lifecycle.tracking import NOTE_TAG, client_for, ensure_experiment, open_store  # noqa: I001 - quiets MLflow
 
 EXECUTION_TAG = "edgeqat.execution"
 STAGE_TAG = "edgeqat.stage."  # + stage name: running | finished in N s | failed
@@ -55,7 +55,7 @@ class Session:
     def __init__(self, uri: str, experiment: str, root: Path, client: Any) -> None:
         open_store(uri, root)
         self.uri, self.client = uri, client
-        self.experiment_id = _experiment_id(self.client, experiment, uri, root)
+        self.experiment_id = ensure_experiment(self.client, experiment, uri, root)
 
     def find(self, execution: str) -> Any | None:
         """The execution's run (the earliest, if a race made two)."""

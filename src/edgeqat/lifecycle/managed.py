@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import contained
+from edgeqat.lifecycle.version_tags import VersionTags
 
 MANAGED_TAG = "edgeqat.managed"
 DEVICE_TAG = "edgeqat.device"
@@ -68,7 +69,7 @@ def classify(base: str, name: str, tags: dict[str, str],
 
 
 def _version_devices(reg: Any, name: str) -> Callable[[], list[str]]:
-    return lambda: [v["tags"].get("device", "") for v in reg.all_versions(name)]
+    return lambda: [VersionTags.from_tags(v["tags"]).device or "" for v in reg.all_versions(name)]
 
 
 def discover(reg: Any, base: str, alias: str = "champion") -> list[tuple[Model, str | None]]:

@@ -1,9 +1,8 @@
-"""Promotion: the gates a model version must pass, alias moves with their history, export.
+"""Promotion: alias moves with their history.
 
-No MLflow here: everything goes through :class:`edgeqat.lifecycle.registry.Registry`. The gates
-read the tags the register step put on a version (accuracy, drop vs FP32, size, each
-device's verdict), so a version is judged on what was measured when it was built, with
-the thresholds of ``register`` in params.yaml at the time of the promotion.
+No MLflow here: everything goes through :class:`edgeqat.lifecycle.registry.Registry`. A move
+is made only when the version passes the gates (:mod:`edgeqat.lifecycle.gates`), or is forced
+with a reason; export is :mod:`edgeqat.lifecycle.export`.
 
 History actions that *move* an alias: ``register`` (challenger), ``auto``, ``promote``,
 ``force``, ``ui`` (a move made outside edgeqat, seen by the webhook receiver),
@@ -14,32 +13,27 @@ recorded move whose alias change MLflow then refused; it cancels that record).
 
 Every function takes the registered model's name: ``register.model_name`` or a
 per-device ``<model_name>-<device>`` (:mod:`edgeqat.lifecycle.managed`); ``cfg`` supplies the
-thresholds, and a per-device model is gated on its own device (:func:`gate_config`).
+thresholds, and a per-device model is gated on its own device (:func:`~edgeqat.lifecycle.gates.gate_config`).
 """
 
 from __future__ import annotations
 
 import getpass
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
-from edgeqat.io import CARD_NAME, contained, read_json, redact, sha256_file, write_bytes, write_json
-from edgeqat.lifecycle.managed import Model, resolve
+from edgeqat.io import read_json, write_json
+from edgeqat.lifecycle.gates import CHAMPION, PromotionRefused, gate_reasons
+from edgeqat.lifecycle.gates import compare, gate_config, static_gates  # noqa: F401 - part of promotion's API
+from edgeqat.lifecycle.managed import resolve
 
-CHAMPION = "champion"
 CHALLENGER = "challenger"
 MOVES = {"register", "auto", "promote", "force", "ui", "rollback", "revert", "removed"}
 REJECTED_MARK = "**edgeqat rejected this version as"
 MAX_DESCRIPTION = 5000  # MLflow's column width (enforced by PostgreSQL and MySQL, not SQLite)
-HIGHER_IS_BETTER = {"accuracy": True, "size_bytes": False, "gzip_bytes": False, "latency_p50_ms": False}
-
-
-class PromotionRefused(EdgeqatError):
-    """A gate failed; the message lists every reason."""
 
 
 def whoami() -> str:
@@ -47,79 +41,6 @@ def whoami() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-# --- gates ----------------------------------------------------------------------------
-
-
-def _num(tags: dict[str, str], key: str) -> float | None:
-    try:
-        return float(tags[key])
-    except (KeyError, ValueError):
-        return None
-
-
-def static_gates(tags: dict[str, str], cfg: RegisterConfig) -> list[str]:
-    """Reasons the version fails on its own (empty = passes): accuracy, drop vs FP32, size, devices."""
-    reasons = []
-    acc, drop, size = _num(tags, "accuracy"), _num(tags, "accuracy_drop"), _num(tags, "size_bytes")
-    if acc is None:
-        reasons.append("no accuracy tag: not registered by edgeqat (a version made with the MLflow UI's Register model "
-                       "carries none of the measurements the gates read; register it with `edgeqat stage register`)")
-    elif acc < cfg.min_accuracy:
-        reasons.append(f"accuracy {acc:.4f} < register.min_accuracy {cfg.min_accuracy}")
-    if drop is not None and drop > cfg.max_accuracy_drop:
-        reasons.append(f"accuracy drop vs fp32 {drop:.4f} > register.max_accuracy_drop {cfg.max_accuracy_drop}")
-    if cfg.max_size_bytes is not None and size is not None and size > cfg.max_size_bytes:
-        reasons.append(f"size {int(size):,} bytes > register.max_size_bytes {cfg.max_size_bytes:,}")
-    validated = [d for d in tags.get("devices", "").split(",") if d]
-    if cfg.required_devices is not None:
-        required = cfg.required_devices
-    elif "required_devices" in tags:  # the validate stage's own list (validate.required_devices)
-        required = [d for d in tags["required_devices"].split(",") if d]
-    else:
-        required = validated
-    for dev in required:
-        passed = tags.get(f"device.{dev}.passed")
-        if passed is None:
-            reasons.append(f"required device {dev!r} was not validated")
-        elif passed != "true":
-            why = tags.get(f"device.{dev}.reasons", "")
-            reasons.append(f"device {dev!r} failed" + (f": {why}" if why else ""))
-    return reasons
-
-
-def compare(tags: dict[str, str], champion: dict[str, Any] | None, cfg: RegisterConfig, strict: bool) -> list[str]:
-    """Reasons the version does not beat (strict) or match the champion on ``promote_metric``."""
-    if champion is None:
-        return []
-    m = cfg.promote_metric
-    new, old = _num(tags, m), _num(champion["tags"], m)
-    if new is None or old is None:
-        return [] if old is None else [f"no {m} tag to compare with champion version {champion['version']}"]
-    higher = HIGHER_IS_BETTER[m]
-    worse = (new < old if higher else new > old) if not strict else (new <= old if higher else new >= old)
-    if worse:
-        word = ("does not beat" if strict else "is worse than")
-        return [f"{m} {new:g} {word} champion version {champion['version']}'s {old:g}"]
-    return []
-
-
-def gate_config(cfg: RegisterConfig, device: str | None) -> RegisterConfig:
-    """The thresholds for one model: a per-device model's only required device is its own
-    (not ``register.required_devices`` or ``validate.required_devices`` of the main model)."""
-    return cfg if device is None else cfg.model_copy(update={"required_devices": [device]})
-
-
-def gate_reasons(reg: Any, cfg: RegisterConfig, model: Model, version: str, alias: str, against: str | None,
-                 strict: bool = False) -> list[str]:
-    """Why ``model`` version ``version`` may not hold ``alias`` (empty = it may)."""
-    cfg = gate_config(cfg, model.device)
-    v = reg.version(model.name, version)
-    reasons = static_gates(v["tags"], cfg)
-    if alias == CHAMPION and against and against != str(version):
-        reasons += compare(v["tags"], reg.version(model.name, against), cfg, strict)
-    return reasons
 
 
 def rejection_note(description: str, alias: str, why: str, at: datetime | None = None) -> str:
@@ -231,66 +152,6 @@ def rollback(reg: Any, name: str, alias: str = CHAMPION, *, reason: str | None =
     record_move(reg, name, alias, target, {"action": "rollback", "previous": current, "by": by or whoami(),
                                       "reason": reason or "rollback"})
     return {"version": target, "previous": current, "alias": alias}
-
-
-# --- export ---------------------------------------------------------------------------
-
-
-def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION,
-           version: str | None = None, device: str | None = None,
-           profiles_dir: str | Path | None = None) -> dict[str, Any]:
-    """Download model ``name``'s .tflite and its single-variant model card; verify the sha256 registered.
-
-    With ``device`` naming an Ethos-U profile, what ships is Vela's compiled file for that
-    NPU (``<stem>_vela.tflite``), and the card names it, the Vela version and configuration.
-    ``export.json`` says which version it is and, with ``alias``, ``<alias>_set: true``."""
-    prof = None
-    if device is not None:
-        from edgeqat.devices.profiles import resolve_profiles
-
-        prof = resolve_profiles([device], extra_dir=profiles_dir)[0]
-    out = Path(out)
-    if version is None:
-        version = reg.alias_version(name, alias)
-        if version is None:
-            raise EdgeqatError(f"{name!r} has no alias {alias!r}: promote a version first (edgeqat promote VERSION)")
-    v = reg.version(name, version)
-    expected = v["tags"].get("sha256")
-    if not expected:
-        raise EdgeqatError(f"{name} version {version}: no sha256 tag (not registered by edgeqat)")
-    with tempfile.TemporaryDirectory() as tmp:
-        art_dir = reg.download(name, version, Path(tmp), "artifacts")
-        cards = list(art_dir.glob(f"**/{CARD_NAME}"))
-        if not cards:
-            raise EdgeqatError(f"{name} version {version}: no {CARD_NAME} in its artifacts")
-        card = read_json(cards[0])
-        (variant, entry), = card["variants"].items()
-        source = f"{name} version {version}: {CARD_NAME} variants.{variant}.file"  # the registry's word, not ours
-        if not str(entry.get("file", "")).endswith(".tflite"):  # nor overwrite the card, export.json, receiver state
-            raise EdgeqatError(f"{source}: {entry.get('file')!r} is not a .tflite file name; refused, nothing written")
-        tflite = contained(cards[0].parent, entry["file"], source)
-        contained(out, entry["file"], source)  # where it would be shipped: checked before anything is read
-        got = sha256_file(tflite)
-        if got != expected or entry.get("sha256") != expected:
-            raise EdgeqatError(f"{name} version {version}: {entry['file']} sha256 {got} does not match the registered "
-                               f"{expected} (card says {entry.get('sha256')}); nothing exported")
-        shipped, blob, extra = entry["file"], tflite.read_bytes(), {}
-        artifact = None
-        if prof is not None:
-            from edgeqat.devices.runtimes.registry import runtime_for
-
-            artifact = runtime_for(prof).export(tflite, prof)
-        if artifact is not None:  # the runtime ships its own file (Vela's compile for an NPU)
-            shipped, blob, extra = artifact
-            card["variants"][variant]["deployment"] = {**extra, "source_file": entry["file"], "source_sha256": got}
-        # File by file (each atomic), never replacing the folder: it may hold other things.
-        write_bytes(contained(out, shipped, source), blob)
-        write_json(out / CARD_NAME, card)
-        write_json(out / "export.json", {"model_name": name, "version": str(version), "alias": alias,
-                                         "variant": variant, "file": shipped, "sha256": extra.get("sha256", got),
-                                         "registered_sha256": got, "device": device, "tracking_uri": redact(reg.uri),
-                                         **({f"{alias}_set": True} if alias else {})})
-    return {"version": str(version), "file": str(out / shipped), "sha256": extra.get("sha256", got), "variant": variant}
 
 
 def mark_unset(out: str | Path, name: str, alias: str, by: str) -> Path:

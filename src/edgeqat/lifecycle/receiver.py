@@ -35,7 +35,9 @@ from typing import Any
 from edgeqat.config import RegisterConfig
 from edgeqat.io import log
 from edgeqat.lifecycle.managed import Model, ModelNotManaged, discover, resolve
-from edgeqat.lifecycle.promotion import export, gate_reasons, last_recorded, mark_unset, record_move, rejection_note
+from edgeqat.lifecycle.export import export
+from edgeqat.lifecycle.gates import gate_reasons
+from edgeqat.lifecycle.promotion import last_recorded, mark_unset, record_move, rejection_note
 from edgeqat.lifecycle.receiver_state import ReceiverState, lock_deploy_folder
 
 CREATED = "model_version_alias.created"

@@ -37,6 +37,7 @@ import numpy as np
 
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import CARD_NAME
+from edgeqat.lifecycle.version_tags import VersionTags
 
 HISTORY_PREFIX = "edgeqat.history."  # an event's key; earlier versions: a registered-model tag each
 HISTORY_EXPERIMENT = "edgeqat-promotion-history"
@@ -228,7 +229,8 @@ class Registry:
     def find_version(self, name: str, run_id: str, sha256: str) -> str | None:
         """The version of ``name`` already registered from run ``run_id`` for this file, if any."""
         for v in self.all_versions(name):
-            if v["tags"].get("mlflow_run_id") == run_id and v["tags"].get("sha256") == sha256:
+            t = VersionTags.from_tags(v["tags"])
+            if t.mlflow_run_id == run_id and t.sha256 == sha256:
                 return v["version"]
         return None
 
@@ -302,7 +304,7 @@ class Registry:
     def _history_run(self, name: str, create: bool) -> str | None:
         """The run holding ``name``'s history: named by a registered-model tag, else found by
         its own tag, else (``create``) made; two first writers racing keep the earliest run."""
-        from edgeqat.lifecycle.tracking import _experiment_id
+        from edgeqat.lifecycle.tracking import ensure_experiment
 
         with self._lock:
             if name in self._history_runs:
@@ -316,7 +318,7 @@ class Registry:
         exp = self.client.get_experiment_by_name(HISTORY_EXPERIMENT)
         if exp is None and not create:
             return None
-        exp_id = exp.experiment_id if exp is not None else _experiment_id(self.client, HISTORY_EXPERIMENT, self.uri, self.root)
+        exp_id = exp.experiment_id if exp is not None else ensure_experiment(self.client, HISTORY_EXPERIMENT, self.uri, self.root)
 
         def find() -> Any:
             runs = self._call("searching the history runs", self.client.search_runs, [exp_id],

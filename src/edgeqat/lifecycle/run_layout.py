@@ -78,7 +78,7 @@ def history_curves(plots_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 def headline(summary: Mapping[str, Any], gate_passed: bool | None = None) -> dict[str, float]:
     """The validated model's few numbers: what the runs table and `dvc metrics show` compare.
-    ``gate_passed``: the registry's verdict (:func:`edgeqat.reporting.tables.registry_gate`, which adds
+    ``gate_passed``: the registry's verdict (:func:`edgeqat.lifecycle.run_gate.registry_gate`, which adds
     the chance-level check); by default, the device gate's."""
     variants = summary.get("variants") or {}
     model = summary.get("validated_model") or summary.get("headline")

@@ -171,7 +171,7 @@ def client_for(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def _experiment_id(client: Any, name: str, uri: str, root: Path) -> str:
+def ensure_experiment(client: Any, name: str, uri: str, root: Path) -> str:
     """The experiment's id, created if missing. Two first runs may race to create it: the
     loser's create fails (MLflow reports the unique constraint in several ways), so look again."""
     from mlflow.exceptions import MlflowException
@@ -240,7 +240,7 @@ class RunWriter:
         open_store(uri, root)
         self.uri, self.root = uri, Path(root)
         self.client = client_for(uri)
-        self.experiment_id = _experiment_id(self.client, experiment, uri, self.root)
+        self.experiment_id = ensure_experiment(self.client, experiment, uri, self.root)
         run = self.client.create_run(self.experiment_id, start_time=_ms(start), tags=tags, run_name=run_name)
         self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
         self.finished = False

@@ -38,23 +38,26 @@ def _tag_row(label: str, v: Optional[dict[str, Any]], devices: list[str]) -> str
     t = v["tags"]
 
     def num(k: str, fmt: str) -> str:
-        try:
-            return format(float(t[k]), fmt)
-        except (KeyError, ValueError):
-            return "–"
+        x = t.number(k)
+        return "–" if x is None else format(x, fmt)
+
+    def verdict(d: str) -> str:
+        found = t.verdict(d)
+        return "–" if found is None else "PASS" if found.passed else "FAIL"
 
     cells = [f"{label} (v{v['version']})", num("accuracy", ".4f"), num("accuracy_drop", "+.4f"),
-             num("size_bytes", ",.0f"), num("gzip_bytes", ",.0f"), "yes" if t.get("gates.passed") == "true" else "no"]
-    cells += [{"true": "PASS", "false": "FAIL"}.get(t.get(f"device.{d}.passed", ""), "–") for d in devices]
-    return "| " + " | ".join(cells) + " |"
+             num("size_bytes", ",.0f"), num("gzip_bytes", ",.0f"), "yes" if t.gates_passed else "no"]
+    return "| " + " | ".join(cells + [verdict(d) for d in devices]) + " |"
 
 
 def versions_table(challenger: tuple[str, Optional[dict[str, Any]]],
                    champion: tuple[str, Optional[dict[str, Any]]]) -> str:
     """Two registered versions side by side, each given as (alias, its version record with
-    ``version`` and ``tags``, or None): accuracy, size, gates and every device's verdict."""
+    ``version`` and ``tags`` read through the version-tag schema, a
+    :class:`~edgeqat.lifecycle.version_tags.VersionTags`; or None): accuracy, size, gates and
+    every device's verdict."""
     versions = [v for _, v in (challenger, champion) if v]
-    devices = sorted({d for v in versions for d in v["tags"].get("devices", "").split(",") if d})
+    devices = sorted({d for v in versions for d in v["tags"].devices or ()})
     head = "| | accuracy | drop vs fp32 | size (bytes) | gzip (bytes) | gates | " + " | ".join(devices) + " |"
     sep = "|" + "---|" * (6 + len(devices))
     lines = [head.replace("|  |", "|"), sep, _tag_row(*challenger, devices), _tag_row(*champion, devices)]

@@ -36,7 +36,9 @@ from edgeqat.config import Params, RegisterConfig
 from edgeqat.errors import DataError, EdgeqatError, GateFailed, ModelError
 from edgeqat.io import CARD_NAME, contained, log, read_json, sha256_file, write_json
 from edgeqat.workspace.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.reporting.tables import registry_gate, summary_markdown, with_latency
+from edgeqat.lifecycle.run_gate import registry_gate
+from edgeqat.lifecycle.version_tags import MAX_TAG, VersionTags, device_fields, gate_outcome, measurements
+from edgeqat.reporting.tables import summary_markdown, with_latency
 from edgeqat.workspace.stages import Workspace, workspace as as_workspace
 from edgeqat.catalog.variants import stand_in
 
@@ -47,46 +49,34 @@ def params_sha256(params: Params) -> str:
     return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
 def lineage_tags(params: Params, root: Path, run_id: str, data_sha256: str, sha: str) -> dict[str, str]:
     return {**git_info(root, ignore=PIPELINE_OUTPUTS), "edgeqat_version": __version__, "params_sha256": params_sha256(params),
             "data_sha256": data_sha256, "sha256": sha, "mlflow_run_id": run_id}
-
-
-def measured_tags(row: dict[str, Any], reference: dict[str, Any], reference_name: str) -> dict[str, str]:
-    tags = {k: _fmt(row[k]) for k in ("accuracy", "size_bytes", "gzip_bytes", "latency_p50_ms")
-            if row.get(k) is not None}
-    if "accuracy" in reference and "accuracy" in row:
-        tags["reference"] = reference_name
-        tags["reference_accuracy"] = _fmt(reference["accuracy"])
-        tags["accuracy_drop"] = _fmt(round(float(reference["accuracy"]) - float(row["accuracy"]), 6))
-    return tags
-
-
-def device_tags(verdicts: dict[str, dict[str, Any]], required: list[str]) -> dict[str, str]:
-    tags = {"devices": ",".join(sorted(verdicts)), "required_devices": ",".join(required)}
-    for dev, v in sorted(verdicts.items()):
-        tags[f"device.{dev}.passed"] = _fmt(bool(v.get("passed")))
-        if v.get("reasons"):
-            tags[f"device.{dev}.reasons"] = "; ".join(map(str, v["reasons"]))[:4000]
-    return tags
 
 
 def version_tags(cfg: RegisterConfig, summary: dict[str, Any], entry: dict[str, Any]) -> dict[str, str]:
     """What the main model's version measured: its row of the table and its device verdicts."""
     row = summary["variants"][cfg.variant]
     ref_name = summary.get("reference", "fp32")
-    tags = {"variant": cfg.variant, "integer_only": _fmt(entry.get("integer_only", row.get("integer_only"))),
-            **measured_tags(row, summary["variants"].get(ref_name, {}), ref_name)}
+    fields: dict[str, Any] = measurements(row, summary["variants"].get(ref_name, {}), ref_name)
     if summary.get("devices"):  # the devices validate required; without that record, every one it validated
         required = summary["required_devices"] if "required_devices" in summary else sorted(summary["devices"])
-        tags.update(device_tags(summary["devices"], list(required)))
-    return tags
+        fields.update(device_fields(summary["devices"], list(required)))
+    return VersionTags(variant=cfg.variant, integer_only=entry.get("integer_only", row.get("integer_only")),
+                       model_name=cfg.model_name, **fields).to_tags()
+
+
+def recommended_tags(device: str, chosen: dict[str, Any], entry: dict[str, Any], measured: dict[str, Any],
+                     summary: dict[str, Any], model_name: str) -> dict[str, str]:
+    """What a device's recommended model measured: the recommend stage's choice (``chosen``: its
+    report entry) and that file's validation on the device (``entry["validation"]``)."""
+    verdict = entry["validation"]
+    ref_name = summary.get("reference", "fp32")
+    reference = summary.get("variants", {}).get(ref_name, {})
+    return VersionTags(variant=chosen["chosen"], strategy=chosen["chosen"], device=device,
+                       reason=chosen["reason"][:MAX_TAG], integer_only=bool(entry.get("integer_only")),
+                       model_name=model_name, accuracy_split=verdict.get("split", "test"),
+                       **measurements(measured, reference, ref_name), **device_fields({device: verdict}, [device])).to_tags()
 
 
 def description(summary: dict[str, Any], cfg: RegisterConfig, reasons: list[str]) -> str:
@@ -105,7 +95,7 @@ def _converge_challenger(reg: Any, name: str) -> str | None:
     every registering run ends with this check, so the last one to finish leaves it right)."""
     from edgeqat.lifecycle.promotion import CHALLENGER, record_move
 
-    passing = [v["version"] for v in reg.all_versions(name) if v["tags"].get("gates.passed") == "true"]
+    passing = [v["version"] for v in reg.all_versions(name) if VersionTags.from_tags(v["tags"]).gates_passed]
     if not passing:
         return None
     best = max(passing, key=int)
@@ -119,12 +109,11 @@ def _converge_challenger(reg: Any, name: str) -> str | None:
 def _register_one(reg: Any, cfg: RegisterConfig, name: str, model_id: str, run_id: str, tags: dict[str, str],
                   describe: str, model_tags: dict[str, str], model_description: str) -> dict[str, Any]:
     """Create (or find, for an execution registered before) the version; challenger when it passes."""
-    from edgeqat.lifecycle.promotion import CHALLENGER, record_move, static_gates, whoami
+    from edgeqat.lifecycle.gates import static_gates
+    from edgeqat.lifecycle.promotion import CHALLENGER, record_move, whoami
 
     reasons = static_gates(tags, cfg)
-    tags = {**tags, "gates.passed": _fmt(not reasons)}
-    if reasons:
-        tags["gates.reasons"] = "; ".join(reasons)[:4000]
+    tags = {**tags, **VersionTags(**gate_outcome(reasons)).to_tags()}
     reg.ensure_model(name, model_description, {**MANAGED, **model_tags})
     version = reg.find_version(name, run_id, tags["sha256"])
     new = version is None
@@ -144,7 +133,8 @@ def _register_one(reg: Any, cfg: RegisterConfig, name: str, model_id: str, run_i
 
 
 def _auto_promote(reg: Any, cfg: RegisterConfig, name: str, result: dict[str, Any], tags: dict[str, str]) -> None:
-    from edgeqat.lifecycle.promotion import CHAMPION, compare, record_move, whoami
+    from edgeqat.lifecycle.gates import CHAMPION, compare
+    from edgeqat.lifecycle.promotion import record_move, whoami
 
     champion = reg.alias_version(name, CHAMPION)
     why = result["gate_reasons"] + compare(tags, reg.version(name, champion) if champion else None, cfg, strict=True)
@@ -215,8 +205,7 @@ def register(params: Params, *, workspace: Workspace | str | Path = ".", uri: st
     summary = with_latency(summary, latest_latency(ws.path("evaluate_timings"), ws.path("host_latency")))
     data_sha = str(summary.get("data_sha256", "unknown"))
 
-    tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry),
-            "edgeqat.model_name": cfg.model_name}
+    tags = {**lineage_tags(params, root, run_id, data_sha, sha), **version_tags(cfg, summary, entry)}
     model_id = run_tags.get(MODEL_TAG + cfg.variant)
     if model_id is None:  # register.variant changed since track ran
         logged = sorted(k[len(MODEL_TAG):] for k in run_tags if k.startswith(MODEL_TAG))
@@ -279,11 +268,10 @@ def register_recommended(reg: Any, params: Params, ws: Workspace, run: Any, summ
     report_file, report = _recommendation(ws)
     if not report.get("enabled"):
         return {}
+    from edgeqat.lifecycle.gates import gate_config
     from edgeqat.lifecycle.tracking import MODEL_TAG
 
     cfg, run_id = params.register, run.info.run_id
-    ref_name = summary.get("reference", "fp32")
-    reference = summary.get("variants", {}).get(ref_name, {})
     out: dict[str, Any] = {}
     for device, r in sorted(report["devices"].items()):
         if not r.get("chosen"):
@@ -302,13 +290,9 @@ def register_recommended(reg: Any, params: Params, ws: Workspace, run: Any, summ
                     "gzip_bytes": len(gzip.compress(blob, compresslevel=9, mtime=0))}
         name = f"{cfg.model_name}-{device}"
         tags = {**lineage_tags(params, ws.root, run_id, str(summary.get("data_sha256", "unknown")), verdict["sha256"]),
-                "variant": r["chosen"], "strategy": r["chosen"], "device": device, "reason": r["reason"][:4000],
-                "integer_only": _fmt(bool(entry.get("integer_only"))), "edgeqat.model_name": name,
-                "accuracy_split": verdict.get("split", "test"),
-                **measured_tags(measured, reference, ref_name), **device_tags({device: verdict}, [device])}
-        device_cfg = cfg.model_copy(update={"required_devices": [device]})
+                **recommended_tags(device, r, entry, measured, summary, name)}
         out[device] = _register_one(
-            reg, device_cfg, name, model_id, run_id, tags, f"Recommended for `{device}` ({r['chosen']}): {r['reason']}",
+            reg, gate_config(cfg, device), name, model_id, run_id, tags, f"Recommended for `{device}` ({r['chosen']}): {r['reason']}",
             {"edgeqat.device": device, "edgeqat.base_model": cfg.model_name},
             f"edgeqat: the model recommended for device profile {device!r}")
     return out

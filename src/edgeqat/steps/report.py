@@ -13,7 +13,8 @@ from edgeqat.config import EvaluateConfig, RegisterConfig, ValidateConfig
 from edgeqat.devices.profiles import resolve_profiles
 from edgeqat.errors import DataError
 from edgeqat.io import log, read_json, write_bytes, write_json, write_text
-from edgeqat.reporting.tables import chance_warning, registry_gate, with_latency
+from edgeqat.lifecycle.run_gate import chance_warning, registry_gate
+from edgeqat.reporting.tables import with_latency
 from edgeqat.reporting.html import budgets, render
 from edgeqat.reporting.plots import confusion_figure, curves_figure, devices_figure, png_bytes
 from edgeqat.lifecycle.run_layout import dvc_headline

@@ -10,7 +10,7 @@ measured, the reports and models as artifacts, and the registered variant (and e
 recommended model) as LoggedModels that ``register`` then points versions at. The run's
 metrics follow :mod:`edgeqat.lifecycle.run_layout` (at most :data:`~edgeqat.lifecycle.run_layout.MAX_METRICS`),
 so the MLflow UI opens on the headline and the training curves. A run whose required device
-failed, or whose registered variant is at chance level (:func:`edgeqat.reporting.tables.registry_gate`),
+failed, or whose registered variant is at chance level (:func:`edgeqat.lifecycle.run_gate.registry_gate`),
 is marked FAILED with its verdicts and, for chance level, a warning tag and a warning atop its
 description, so it stays visible; register then refuses the model.
 
@@ -35,7 +35,8 @@ from edgeqat.config import Params
 from edgeqat.errors import DataError
 from edgeqat.io import CARD_NAME, contained, flatten, log, read_json, variant_file, write_json
 from edgeqat.workspace.provenance import PIPELINE_OUTPUTS, git_info
-from edgeqat.reporting.tables import chance_warning, ordered_variants, registry_gate
+from edgeqat.lifecycle.run_gate import chance_warning, registry_gate
+from edgeqat.reporting.tables import ordered_variants
 from edgeqat.lifecycle.run_layout import HEADLINE, history_curves, metrics_table, summary_metrics, variant_metrics, within_budget
 from edgeqat.workspace.stages import Workspace, workspace as as_workspace
 from edgeqat.workspace.timings import execution_id, execution_window, read_timings

@@ -27,7 +27,8 @@ from edgeqat.devices.validate import validate_on_device, verdict_line
 from edgeqat.errors import ModelError
 from edgeqat.io import CARD_NAME, log, read_json, variant_file, write_json, write_text
 from edgeqat.progress import bar
-from edgeqat.reporting.tables import gate_failure, summary_markdown
+from edgeqat.lifecycle.run_gate import gate_failure
+from edgeqat.reporting.tables import summary_markdown
 from edgeqat.workspace.timings import record_label
 from edgeqat.catalog.variants import stand_in
 
@@ -127,7 +128,7 @@ def validate(
     summary["storage"] = storage_table({n: variant_file(tflite_dir, card, n) for n in card["variants"]}, profiles,
                                        vela_cache)
     summary["validation_passed"] = not failed
-    if failed:  # the run is still tracked; register refuses it (edgeqat.reporting.tables.gate_failure)
+    if failed:  # the run is still tracked; register refuses it (edgeqat.lifecycle.run_gate.gate_failure)
         log("validate: " + gate_failure(summary))
     write_json(summary_json, summary)
     if summary_md is not None:

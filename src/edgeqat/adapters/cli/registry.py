@@ -133,7 +133,7 @@ def install(app: typer.Typer, stage: typer.Typer) -> None:
     ) -> None:
         """Download the promoted .tflite and its model card; verify the registered sha256."""
         from edgeqat.lifecycle.managed import resolve
-        from edgeqat.lifecycle.promotion import export
+        from edgeqat.lifecycle.export import export
 
         p = _params(params)
         reg = _registry()

@@ -74,7 +74,8 @@ def install(app: typer.Typer) -> None:
         registered variant is at chance level."""
         from edgeqat.config import RegisterConfig, load_params
         from edgeqat.io import read_json
-        from edgeqat.reporting.tables import chance_warning, with_latency
+        from edgeqat.lifecycle.run_gate import chance_warning
+        from edgeqat.reporting.tables import with_latency
         from edgeqat.workspace.timings import latest_latency
 
         if not summary.is_file():
