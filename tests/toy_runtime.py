@@ -32,6 +32,10 @@ class ToyAccelerator(Runtime):
             ctx.misses["latency"] = {"needed": LATENCY_MS, "available": ctx.prof.latency_budget_ms}
         return np.stack([clf(x) for x in images])
 
+    def budgets(self, prof: Any, size: int, work: Any, compiled: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        # checked before training on what it keeps on chip: the largest op's activations vs SRAM
+        return {"toy_sram": {"value": work.peak_op_activation_bytes, "budget": prof.sram_bytes}}
+
     def export(self, tflite: Path, prof: Any) -> tuple[str, bytes, dict[str, Any]]:
         file = f"{tflite.stem}_{prof.name}.tflite"
         return file, tflite.read_bytes(), {"device": prof.name, "file": file, "compiler": self.name}

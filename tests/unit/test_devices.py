@@ -574,6 +574,25 @@ def test_a_registered_runtime_validates_and_exports_through_its_entry(models, tm
     assert not v["passed"] and v["misses"]["latency"]["needed"] == toy_runtime.LATENCY_MS
 
 
+def test_preflight_checks_a_registered_runtime_on_its_own_budgets(models, tmp_path, monkeypatch):
+    import toy_runtime
+
+    from edgeqat.devices.preflight import figures, misses
+    from edgeqat.devices.runtimes.base import RUNTIMES
+    from edgeqat.devices.workload import analyze
+
+    monkeypatch.setitem(RUNTIMES, toy_runtime.TOY.name, toy_runtime.TOY)
+    blob = models["int8"].read_bytes()
+    work = analyze(blob)
+    prof = load_profile_file(_toy_profile(tmp_path, flash_bytes=64, sram_bytes=work.peak_op_activation_bytes - 1))
+    figs = figures(prof, len(blob), work)
+    # its own figure, no flash (it keeps its own copy) and no latency estimate (its latency is its own)
+    assert figs["figures"] == {"toy_sram": {"value": work.peak_op_activation_bytes, "budget": work.peak_op_activation_bytes - 1}}
+    assert set(misses(figs)) == {"toy_sram"}
+    # the same model on the shipped LiteRT board: flash, RAM and the latency estimate
+    assert set(figures(load_profile_file(_shipped("rpi4")), len(blob), work)["figures"]) == {"flash", "ram", "latency"}
+
+
 def test_a_profile_naming_an_unregistered_runtime_is_refused_with_the_known_ones(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_profile_file(_toy_profile(tmp_path))

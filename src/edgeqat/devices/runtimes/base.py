@@ -62,11 +62,11 @@ class Runtime(ABC):
     def budgets(self, prof: Any, size: int, work: Any, compiled: dict[str, Any]) -> dict[str, dict[str, Any]]:
         """The figures a device of ``prof`` is checked on before training (preflight), from the
         converted model's ``size`` and ``work`` (a Workload): {figure: {"value", "budget"}}, budget
-        None where the profile sets none. Here: the flatbuffer against flash, and the model plus
-        every activation against RAM. The latency estimate is added by preflight unless
-        :attr:`own_latency`."""
-        return {"flash": {"value": size, "budget": prof.flash_bytes},
-                "ram": {"value": size + work.activation_bytes, "budget": prof.ram_bytes}}
+        None where the profile sets none. Here: the flatbuffer against flash (when the device keeps
+        it as it is), and the model plus every activation against RAM. The latency estimate is
+        added by preflight unless :attr:`own_latency`."""
+        flash = {"flash": {"value": size, "budget": prof.flash_bytes}} if self.stores_flatbuffer else {}
+        return {**flash, "ram": {"value": size + work.activation_bytes, "budget": prof.ram_bytes}}
 
 
 # Profile ``runtime:`` name -> its Runtime, as ``module:attribute`` until a model first runs on
