@@ -9,7 +9,8 @@ import pytest
 from conftest import REPO
 
 from edgeqat.config import RegisterConfig
-from edgeqat.lifecycle.promotion import champion_stack, compare, history_rows, static_gates
+from edgeqat.lifecycle.gates import compare, static_gates
+from edgeqat.lifecycle.promotion import champion_stack, history_rows
 from edgeqat.adapters.webhook.server import Refused, sign, verify
 
 GOOD = {"accuracy": "0.95", "accuracy_drop": "0.01", "size_bytes": "1000", "devices": "m4,pi",

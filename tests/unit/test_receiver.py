@@ -9,8 +9,8 @@ import pytest
 from edgeqat.config import RegisterConfig
 from edgeqat.io import is_temp_leftover, read_json, sha256_file
 from edgeqat.lifecycle.managed import Model, classify
-from edgeqat.lifecycle.promotion import (REJECTED_MARK, champion_stack, gate_config, last_recorded, mark_unset, rejection_note,
-                               static_gates)
+from edgeqat.lifecycle.gates import gate_config, static_gates
+from edgeqat.lifecycle.promotion import REJECTED_MARK, champion_stack, last_recorded, mark_unset, rejection_note
 from edgeqat.lifecycle.receiver_state import STATE_NAME, ReceiverState, ReceiverStateError
 
 # --- the state file ------------------------------------------------------------------------

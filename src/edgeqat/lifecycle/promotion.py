@@ -27,7 +27,6 @@ from edgeqat.config import RegisterConfig
 from edgeqat.errors import EdgeqatError
 from edgeqat.io import read_json, write_json
 from edgeqat.lifecycle.gates import CHAMPION, PromotionRefused, gate_reasons
-from edgeqat.lifecycle.gates import compare, gate_config, static_gates  # noqa: F401 - part of promotion's API
 from edgeqat.lifecycle.managed import resolve
 
 CHALLENGER = "challenger"
