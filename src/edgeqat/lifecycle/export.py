@@ -16,14 +16,14 @@ from edgeqat.lifecycle.gates import CHAMPION
 from edgeqat.lifecycle.version_tags import VersionTags
 
 
-
 def export(reg: Any, name: str, out: str | Path, *, alias: str | None = CHAMPION,
            version: str | None = None, device: str | None = None,
            profiles_dir: str | Path | None = None) -> dict[str, Any]:
     """Download model ``name``'s .tflite and its single-variant model card; verify the sha256 registered.
 
-    With ``device`` naming an Ethos-U profile, what ships is Vela's compiled file for that
-    NPU (``<stem>_vela.tflite``), and the card names it, the Vela version and configuration.
+    With ``device``, what ships is the file that device's runtime makes of the .tflite, if it
+    makes one (:meth:`~edgeqat.devices.runtimes.base.Runtime.export`: Vela's compile for an
+    Ethos-U profile, ``<stem>_vela.tflite``), and the card names it and how it was built.
     ``export.json`` says which version it is and, with ``alias``, ``<alias>_set: true``."""
     prof = None
     if device is not None:
