@@ -461,6 +461,7 @@ def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_
     """Both first `track`s race to create the experiment; both registrations race for challenger."""
     from mlflow.tracking import MlflowClient
 
+    from edgeqat.lifecycle.tracking import VIEW_KEY, VIEW_TAG
     from edgeqat.steps.register import register
     from edgeqat.steps.track import track
 
@@ -480,6 +481,23 @@ def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_
         return created[-1]
 
     monkeypatch.setattr(MlflowClient, "create_experiment", racing_create)
+    # ...and both set the new experiment's runs-table view at once: MLflow's SQL store refuses
+    # the second insert of the same tag, which track must take as done (the other wrote it)
+    set_tag, both_set, tag_sets = MlflowClient.set_experiment_tag, threading.Barrier(2), []
+
+    def racing_set_tag(self, experiment_id, key, value):
+        if key.startswith(VIEW_TAG):
+            try:
+                both_set.wait(timeout=20)
+            except threading.BrokenBarrierError:  # the other already saw it set: no race this time
+                pass
+        try:
+            tag_sets.append(set_tag(self, experiment_id, key, value))
+        except Exception as err:
+            tag_sets.append(err)
+            raise
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", racing_set_tag)
     params = _params(experiment=experiment)
     spaces = [_workspace(built, tmp_path / f"ws{i}") for i in range(2)]
     before = set(reg.versions(NAME))
@@ -504,6 +522,7 @@ def test_two_concurrent_first_executions_in_a_fresh_experiment_leave_consistent_
         t.join(timeout=300)
     assert not errors, errors
     assert len(created) == 2 and sum(isinstance(c, Exception) for c in created) == 1, created  # one lost, and coped
+    assert reg.client.get_experiment_by_name(experiment).tags.get(VIEW_TAG + VIEW_KEY), tag_sets  # the view is saved
     exp = reg.client.get_experiment_by_name(experiment)
     assert {t["experiment_id"] for t in tracked} == {exp.experiment_id}
     runs = {r.info.run_id: r for r in reg.client.search_runs([exp.experiment_id])}

@@ -180,7 +180,7 @@ def ensure_experiment(client: Any, name: str, uri: str, root: Path) -> str:
     if exp is not None:
         for k, v in EXPERIMENT_KIND.items():
             if exp.tags.get(k) is None:
-                client.set_experiment_tag(exp.experiment_id, k, v)
+                set_experiment_tag(client, exp.experiment_id, k, v)
         return exp.experiment_id
     location = None
     if uri.startswith("sqlite:"):
@@ -203,11 +203,27 @@ VIEW_TAG = "mlflow.sharedViewState."
 VIEW_KEY = "edgeqat"
 
 
+def set_experiment_tag(client: Any, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment tag unless it already holds ``value``. Two first executions may set the
+    same new tag at once, and MLflow's SQL store then refuses the second insert (a unique
+    constraint), so a refusal is followed by a look: the other writer's value is as good."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(3):
+        if client.get_experiment(experiment_id).tags.get(key) == value:
+            return
+        try:
+            client.set_experiment_tag(experiment_id, key, value)
+            return
+        except MlflowException:
+            if attempt == 2:
+                raise
+            time.sleep(0.1)
+
+
 def set_runs_view(client: Any, experiment_id: str, view: dict[str, Any]) -> None:
     """Save the runs table's columns as the experiment's ``edgeqat`` view (once per change)."""
-    value = json.dumps(view, sort_keys=True)
-    if client.get_experiment(experiment_id).tags.get(VIEW_TAG + VIEW_KEY) != value:
-        client.set_experiment_tag(experiment_id, VIEW_TAG + VIEW_KEY, value)
+    set_experiment_tag(client, experiment_id, VIEW_TAG + VIEW_KEY, json.dumps(view, sort_keys=True))
 
 
 def experiment_page(uri: str, experiment_id: str, ui: str | None = None) -> str:
